@@ -1,0 +1,216 @@
+"""Fixed-point primitives: the arithmetic of docs/quant-spec.md, section 1.
+
+Every function here is tiny, pure and exact. Names carry the semantics:
+rounding is always round-half-to-even (RNE, "convergent"), saturation always
+clamps (never wraps). The jitted scalar functions are what the integer kernels
+call; each has a plain-Python twin via ``.py_func`` (tests check they agree).
+
+Host-side helpers (``quantize_q``, ``dequantize``, ``quantize_multiplier``)
+use float and are never called on the bittrue path.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "MAX_SHIFT", "rne_shift", "shift_round", "saturate", "sat_limits",
+    "rne_shift_array", "saturate_array", "rne_div", "isqrt_rne",
+    "quantize_q", "dequantize", "quantize_multiplier", "requantize",
+    "requantize_array", "NonFiniteError",
+]
+
+# Right shifts of int64 values are defined for 0 <= n <= MAX_SHIFT (spec 1.2).
+MAX_SHIFT = 62
+
+
+class NonFiniteError(ValueError):
+    """A float tensor handed to the quantizer holds NaN or +-Inf."""
+
+
+@njit(cache=True)
+def rne_shift(x, n):
+    """Round-half-to-even arithmetic right shift: RNE(x / 2**n), int64.
+
+    x: int64 in [-2**63, 2**63); n: int in [0, 62]. Exact for every such input:
+    ties (remainder exactly 2**(n-1)) go to the even quotient; n = 0 returns x.
+    Equals the hardware "convergent rounding" (AP_RND_CONV) of a right shift.
+    """
+    if n < 0 or n > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
+    if n == 0:
+        return np.int64(x)
+    x = np.int64(x)
+    q = x >> n                       # floor(x / 2**n)
+    rem = x - (q << n)               # in [0, 2**n), exact (wraps cancel)
+    half = np.int64(1) << (n - 1)
+    if rem > half or (rem == half and (q & 1) == 1):
+        q += 1
+    return q
+
+
+@njit(cache=True)
+def shift_round(x, n):
+    """x * 2**(-n) for a signed shift count: RNE right shift when n > 0, exact
+    left shift when n <= 0 (spec 1.3, format alignment). |n| <= 62."""
+    if n >= 0:
+        return rne_shift(x, n)
+    return np.int64(x) << (-n)
+
+
+@njit(cache=True)
+def sat_limits(bits):
+    """(lo, hi) of a signed two's-complement integer of ``bits`` bits, 2..63."""
+    hi = (np.int64(1) << (bits - 1)) - 1
+    return -hi - 1, hi
+
+
+@njit(cache=True)
+def saturate(x, bits):
+    """Clamp int64 x to signed ``bits`` (2..63). Returns (value, saturated: bool);
+    callers add the flag to their layer's saturation counter (spec 1.4)."""
+    lo, hi = sat_limits(bits)
+    if x > hi:
+        return hi, True
+    if x < lo:
+        return lo, True
+    return np.int64(x), False
+
+
+@njit(cache=True)
+def rne_div(num, den):
+    """RNE(num / den) for int64 num and den > 0 (ties to even). Spec 1.5."""
+    q = num // den                   # floor
+    rem = num - q * den              # in [0, den)
+    twice = 2 * rem
+    if twice > den or (twice == den and (q & 1) == 1):
+        q += 1
+    return q
+
+
+@njit(cache=True)
+def isqrt_floor(v):
+    """floor(sqrt(v)) for 0 <= v < 2**62 by the bit-by-bit (digit recurrence)
+    method: shifts, compares and subtractions only."""
+    if v < 0:
+        raise ValueError("isqrt_floor: negative input")
+    res = np.int64(0)
+    bit = np.int64(1) << 60
+    while bit > v:
+        bit >>= 2
+    while bit != 0:
+        if v >= res + bit:
+            v -= res + bit
+            res = (res >> 1) + bit
+        else:
+            res >>= 1
+        bit >>= 2
+    return res
+
+
+@njit(cache=True)
+def isqrt_rne(v):
+    """Nearest integer to sqrt(v), 0 <= v < 2**62. sqrt of an integer is never
+    exactly r + 1/2, so there are no ties: round up iff v - r*r > r. Spec 1.6."""
+    r = isqrt_floor(v)
+    if v - r * r > r:
+        r += 1
+    return r
+
+
+@njit(cache=True)
+def rne_shift_array(x, n):
+    """Element-wise rne_shift over an int64 array (any shape)."""
+    flat = x.ravel()
+    out = np.empty(flat.size, dtype=np.int64)
+    for i in range(flat.size):
+        out[i] = rne_shift(flat[i], n)
+    return out.reshape(x.shape)
+
+
+@njit(cache=True)
+def saturate_array(x, bits):
+    """Element-wise saturate over an int64 array. Returns (values, count)."""
+    flat = x.ravel()
+    out = np.empty(flat.size, dtype=np.int64)
+    count = 0
+    for i in range(flat.size):
+        v, s = saturate(flat[i], bits)
+        out[i] = v
+        count += s
+    return out.reshape(x.shape), count
+
+
+@njit(cache=True)
+def requantize(acc, m0, shift, zero_point, bits):
+    """INT8 requantization (spec 3.3): sat_bits(RNE(acc * m0 / 2**shift) + zp).
+
+    acc: int64 (an int32 accumulator, or the int64 RMSNorm product); m0: int64 in
+    [2**30, 2**31); shift in [0, 62]. One rounding, half to even (TFLite rounds
+    half away from zero, twice; we do not). Returns (value, saturated)."""
+    prod = np.int64(acc) * np.int64(m0)
+    return saturate(rne_shift(prod, shift) + zero_point, bits)
+
+
+@njit(cache=True)
+def requantize_array(acc, m0, shift, zero_point, bits):
+    """Element-wise requantize over an int64 array. Returns (values, count)."""
+    flat = acc.ravel()
+    out = np.empty(flat.size, dtype=np.int64)
+    count = 0
+    for i in range(flat.size):
+        v, s = requantize(flat[i], m0, shift, zero_point, bits)
+        out[i] = v
+        count += s
+    return out.reshape(acc.shape), count
+
+
+# ----------------------------------------------------------------------------------
+# Host side (float allowed): quantizing weights and inputs, reading results back.
+# ----------------------------------------------------------------------------------
+
+def quantize_q(x, frac_bits: int, bits: int = 16, name: str = "tensor"):
+    """Float -> signed fixed point with ``frac_bits`` fractional bits (spec 1.1).
+
+    RNE of x * 2**frac_bits (exact: scaling by a power of two loses nothing in
+    float64), then saturation to ``bits``. Returns (int64 array, n_saturated).
+    NaN/Inf raise NonFiniteError naming ``name``.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise NonFiniteError(f"{name}: {bad} non-finite value(s) (NaN/Inf) cannot be quantized")
+    scaled = np.rint(np.ldexp(arr, frac_bits))  # np.rint rounds half to even
+    hi = float((1 << (bits - 1)) - 1)
+    lo = -hi - 1.0
+    n_sat = int(np.count_nonzero((scaled > hi) | (scaled < lo)))
+    return np.clip(scaled, lo, hi).astype(np.int64), n_sat
+
+
+def dequantize(q, frac_bits: int):
+    """Signed fixed point -> float64: q * 2**-frac_bits (exact)."""
+    return np.ldexp(np.asarray(q, dtype=np.float64), -frac_bits)
+
+
+def quantize_multiplier(real_multiplier: float):
+    """Real M > 0 -> (m0, shift) with M ~= m0 * 2**-shift (spec 3.2).
+
+    m0 in [2**30, 2**31) (31 significant bits), shift in [0, 62]. m0 is
+    RNE(frac * 2**31) where M = frac * 2**e, frac in [0.5, 1); so the relative
+    error is at most 2**-31. Raises ValueError when M is not finite, <= 0, or
+    outside [2**-31, 2**31) (the shift would leave [0, 62]).
+    """
+    m = float(real_multiplier)
+    if not math.isfinite(m) or m <= 0.0:
+        raise ValueError(f"quantize_multiplier: multiplier must be finite and > 0, got {m!r}")
+    frac, exp = math.frexp(m)                 # m = frac * 2**exp, 0.5 <= frac < 1
+    m0 = int(np.rint(math.ldexp(frac, 31)))   # exact scaling, RNE
+    if m0 == (1 << 31):                       # frac rounded up to 1.0
+        m0 //= 2
+        exp += 1
+    shift = 31 - exp
+    if not 0 <= shift <= MAX_SHIFT:
+        raise ValueError(f"quantize_multiplier: multiplier {m!r} is outside [2**-31, 2**31)")
+    return m0, shift

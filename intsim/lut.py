@@ -1,0 +1,118 @@
+"""Look-up tables for sigmoid and SiLU (docs/quant-spec.md, sections 2.6 and 3.5).
+
+Tables are built once in Python and emitted as constants into the C++ headers;
+the C++ never recomputes them. Entries are computed with ``decimal`` (exp is
+correctly rounded there) at 50 significant digits and rounded half to even, so
+the bytes are the same on every machine and with every libm.
+
+INT16: the table address is the input re-expressed with LUT_FRAC_BITS = 8
+fractional bits, clamped to [-LUT_RANGE, LUT_RANGE) = [-8, 8): 4096 entries.
+INT8: one entry per int8 input code (256 entries), so the only error is the
+output rounding.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = [
+    "LUT_FRAC_BITS", "LUT_RANGE", "LUT_SIZE", "LUT_OFFSET", "FUNCTIONS",
+    "int16_table", "int8_table", "max_abs_error_int16", "max_abs_error_int8",
+    "exact_value",
+]
+
+LUT_FRAC_BITS = 8                            # address resolution 2**-8
+LUT_RANGE = 8                                # table covers [-8, 8)
+LUT_SIZE = 2 * LUT_RANGE << LUT_FRAC_BITS    # 4096 entries
+LUT_OFFSET = LUT_RANGE << LUT_FRAC_BITS      # address of x = 0 is 2048
+
+_DIGITS = 50
+FUNCTIONS = ("sigmoid", "silu")
+
+
+def exact_value(func: str, x) -> Decimal:
+    """sigmoid(x) or silu(x) to 50 significant digits; x is converted exactly."""
+    with localcontext() as ctx:
+        ctx.prec = _DIGITS
+        xd = Decimal(x) if not isinstance(x, Fraction) else Decimal(x.numerator) / Decimal(x.denominator)
+        sig = Decimal(1) / (Decimal(1) + (-xd).exp())
+        if func == "sigmoid":
+            return +sig
+        if func == "silu":
+            return xd * sig
+    raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
+
+
+def _round_scaled(value: Decimal, scale: Decimal, bits: int, offset: int = 0) -> int:
+    """sat_bits(RNE(value * scale) + offset) (spec 1.1 and 1.4)."""
+    with localcontext() as ctx:
+        ctx.prec = _DIGITS
+        q = int((value * scale).to_integral_value(rounding=ROUND_HALF_EVEN)) + offset
+    hi = (1 << (bits - 1)) - 1
+    return max(-hi - 1, min(hi, q))
+
+
+@lru_cache(maxsize=None)
+def _int16_table_cached(func: str, out_frac_bits: int) -> bytes:
+    scale = Decimal(2) ** out_frac_bits
+    entries = [
+        _round_scaled(exact_value(func, Fraction(a - LUT_OFFSET, 1 << LUT_FRAC_BITS)), scale, 16)
+        for a in range(LUT_SIZE)
+    ]
+    return np.asarray(entries, dtype="<i2").tobytes()
+
+
+def int16_table(func: str, out_frac_bits: int) -> np.ndarray:
+    """int16[4096]: entry a = sat16(RNE(f((a - 2048) / 256) * 2**out_frac_bits)).
+
+    func: "sigmoid" | "silu"; out_frac_bits: 0..15. Read-only array."""
+    if func not in FUNCTIONS:
+        raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
+    if not 0 <= out_frac_bits <= 15:
+        raise ValueError(f"LUT output frac_bits must be in [0, 15], got {out_frac_bits}")
+    table = np.frombuffer(_int16_table_cached(func, int(out_frac_bits)), dtype="<i2")
+    return table.astype(np.int16)
+
+
+def int8_table(func: str, in_scale: float, in_zero_point: int,
+               out_scale: float, out_zero_point: int) -> np.ndarray:
+    """int8[256]: entry k (input code q = k - 128) =
+    sat8(RNE(f(in_scale * (q - in_zp)) / out_scale) + out_zp). Spec 3.5."""
+    if func not in FUNCTIONS:
+        raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
+    s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))
+    with localcontext() as ctx:
+        ctx.prec = _DIGITS
+        inv_out = Decimal(1) / s_out
+        entries = [
+            _round_scaled(exact_value(func, s_in * (q - int(in_zero_point))), inv_out, 8,
+                          int(out_zero_point))
+            for q in range(-128, 128)
+        ]
+    return np.asarray(entries, dtype=np.int8)
+
+
+def max_abs_error_int16(func: str, out_frac_bits: int) -> float:
+    """max over table entries of |T[a] / 2**out_frac_bits - f(x_a)| (a float)."""
+    table = int16_table(func, out_frac_bits)
+    scale = Decimal(2) ** -out_frac_bits
+    worst = Decimal(0)
+    for a in range(LUT_SIZE):
+        exact = exact_value(func, Fraction(a - LUT_OFFSET, 1 << LUT_FRAC_BITS))
+        worst = max(worst, abs(Decimal(int(table[a])) * scale - exact))
+    return float(worst)
+
+
+def max_abs_error_int8(func: str, in_scale: float, in_zero_point: int,
+                       out_scale: float, out_zero_point: int) -> float:
+    """max over the 256 entries of |out_scale*(T[k]-out_zp) - f(in_scale*(q-in_zp))|."""
+    table = int8_table(func, in_scale, in_zero_point, out_scale, out_zero_point)
+    s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))
+    worst = Decimal(0)
+    for k, q in enumerate(range(-128, 128)):
+        exact = exact_value(func, s_in * (q - int(in_zero_point)))
+        worst = max(worst, abs(s_out * (int(table[k]) - int(out_zero_point)) - exact))
+    return float(worst)
