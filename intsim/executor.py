@@ -1,0 +1,177 @@
+"""Graph executor: `load_model(path).run(x, mode)`.
+
+Modes (docs/quant-spec.md):
+- "fp32":    float reference (numpy float64).
+- "quant16": fake quantization: weights, biases and every activation snapped to
+             their INT16 formats, arithmetic and nonlinearities in float.
+- "bittrue": the INT16 golden model: pure integer Numba kernels (spec section 2).
+
+`run` works in the network's own (normalised) domain: x is what the network
+sees, `.output` what it produces. `predict` takes and returns original units.
+A leading batch axis is processed inside the kernels (no Python loop per
+sample). The model holds no global state: map it over shards freely.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intsim import float_ref
+from intsim.errors import DataError, UnsupportedError
+from intsim.fixedpoint import dequantize, quantize_q
+from intsim.graph import INPUT_NAME, Graph, load_graph
+from intsim.int16 import Int16Program, int16_formats, lower_int16, run_step
+
+MODES = ("fp32", "quant16", "bittrue")
+
+
+@dataclass
+class RunResult:
+    mode: str
+    output: np.ndarray                          # float64 [B, C_out, H] (network units)
+    output_q: np.ndarray | None = None          # int16 [B, C_out, H] (bittrue)
+    stats: dict = field(default_factory=dict)   # layer -> {"saturations", "min", "max"}
+    tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue)
+    output_frac: int | None = None
+
+
+def _wants(capture, name: str) -> bool:
+    return capture is True or (capture not in (None, False) and name in capture)
+
+
+class Model:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._program: Int16Program | None = None
+
+    # ----------------------------------------------------------------- inputs
+    def _as_batch(self, x, what="x") -> tuple[np.ndarray, bool]:
+        arr = np.asarray(x)
+        single = arr.ndim == 2
+        if single:
+            arr = arr[None]
+        c_in, length = self.graph.input_shape
+        if arr.ndim != 3 or arr.shape[1:] != (c_in, length):
+            raise DataError(f"{what}: expected shape [B, {c_in}, {length}] or [{c_in}, {length}], got {np.shape(x)}")
+        return arr, single
+
+    def _check_float(self, x) -> tuple[np.ndarray, bool]:
+        arr, single = self._as_batch(x)
+        arr = arr.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"x: {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf value(s) in the input")
+        return arr, single
+
+    def normalize_input(self, x_raw):
+        g = self.graph
+        return (np.asarray(x_raw, dtype=np.float64) - g.norm_in_mean[:, None]) / g.norm_in_std[:, None]
+
+    def denormalize_output(self, y):
+        g = self.graph
+        return y * g.norm_out_std[:, None] + g.norm_out_mean[:, None]
+
+    def _shape_output(self, y_flat):
+        # head tensor [B, C_out*H, 1] -> [B, C_out, H]
+        return y_flat.reshape(y_flat.shape[0], self.graph.output_channels, self.graph.horizon)
+
+    # ------------------------------------------------------------------- run
+    @property
+    def program(self) -> Int16Program:
+        if self._program is None:
+            self._program = lower_int16(self.graph)
+        return self._program
+
+    def run(self, x, mode: str = "fp32", capture=None) -> RunResult:
+        """x: float [B, C_in, L] or [C_in, L], normalised. capture: None, True or names."""
+        if mode not in MODES:
+            raise UnsupportedError(f"mode '{mode}' is not available (known: {', '.join(MODES)})")
+        xb, single = self._check_float(x)
+        if mode == "bittrue":
+            prog = self.program
+            x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
+            res = self.run_int16(x_q.astype(np.int16), capture)
+            res.stats = {INPUT_NAME: {"saturations": n_sat, **res.stats[INPUT_NAME]}} | \
+                {k: v for k, v in res.stats.items() if k != INPUT_NAME}
+        else:
+            res = self._run_float(xb, mode, capture)
+        if single:
+            res.output = res.output[0]
+            if res.output_q is not None:
+                res.output_q = res.output_q[0]
+        return res
+
+    def predict(self, x_raw, mode: str = "fp32") -> np.ndarray:
+        """Original units in and out: normalise, run, de-normalise."""
+        return self.denormalize_output(self.run(self.normalize_input(x_raw), mode).output)
+
+    def run_int16(self, x_q, capture=None) -> RunResult:
+        """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format."""
+        xb, _ = self._as_batch(x_q, "x_q")
+        if xb.dtype != np.int16:
+            raise DataError(f"x_q: expected int16, got {xb.dtype}")
+        prog = self.program
+        env = {INPUT_NAME: np.ascontiguousarray(xb)}
+        stats = {INPUT_NAME: _int_stats(env[INPUT_NAME], prog.input_frac, 0)}
+        for st in prog.steps:
+            y, n_sat = run_step(st, [env[s] for s in st.inputs])
+            env[st.name] = y
+            stats[st.name] = _int_stats(y, st.out_frac, int(n_sat))
+        out_q = self._shape_output(env[prog.output_tensor])
+        tensors = {k: v for k, v in env.items() if _wants(capture, k)}
+        return RunResult("bittrue", dequantize(out_q, prog.output_frac), out_q, stats, tensors,
+                         prog.output_frac)
+
+    def _run_float(self, xb, mode, capture) -> RunResult:
+        snap = mode == "quant16"
+        stats: dict = {}
+        if snap:
+            q = int16_formats(self.graph)
+            fr = {name: q["tensors"][name]["frac_bits"] for name in self.graph.tensor_names}
+            xb, n_sat = _snap(xb, fr[INPUT_NAME], 16)
+        else:
+            n_sat = 0
+        env = {INPUT_NAME: xb}
+        stats[INPUT_NAME] = _float_stats(xb, n_sat)
+        for layer in self.graph.layers:
+            weights = layer.weights
+            if snap:
+                weights = self._snapped_weights(layer, fr, q)
+            y = float_ref.run_layer(layer, [env[s] for s in layer.inputs], weights)
+            n_sat = 0
+            if snap:
+                y, n_sat = _snap(y, fr[layer.name], 16)
+            env[layer.name] = y
+            stats[layer.name] = _float_stats(y, n_sat)
+        out = self._shape_output(env[self.graph.output_tensor])
+        tensors = {k: v for k, v in env.items() if _wants(capture, k)}
+        return RunResult(mode, out, None, stats, tensors)
+
+    def _snapped_weights(self, layer, fr, q):
+        out = {}
+        for key, w in layer.weights.items():
+            if key == "bias":   # int32 at the accumulator format f_x + f_w (spec 2)
+                f_b = fr[layer.inputs[0]] + q["weights"][f"{layer.name}.weight"]["frac_bits"]
+                out[key] = _snap(w, f_b, 32)[0]
+            else:
+                out[key] = _snap(w, q["weights"][f"{layer.name}.{key}"]["frac_bits"], 16)[0]
+        return out
+
+
+def _snap(x, frac_bits, bits):
+    q, n_sat = quantize_q(x, frac_bits, bits)
+    return dequantize(q, frac_bits), n_sat
+
+
+def _int_stats(y, frac_bits, n_sat):
+    return {"saturations": n_sat, "min": float(np.ldexp(float(y.min()), -frac_bits)),
+            "max": float(np.ldexp(float(y.max()), -frac_bits)), "size": int(y.size)}
+
+
+def _float_stats(y, n_sat):
+    return {"saturations": n_sat, "min": float(y.min()), "max": float(y.max()), "size": int(y.size)}
+
+
+def load_model(path) -> Model:
+    """Load and validate a model directory (docs/model-format.md)."""
+    return Model(load_graph(path))

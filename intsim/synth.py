@@ -1,0 +1,88 @@
+"""Random CMamba-slim model directories (numpy only) for tests, benchmarks and
+property tests: same layer names and order as model/export.py writes."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
+
+
+def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float):
+    """Layer list (without weight files) of CMamba-slim, docs/model.md."""
+    layers = [{"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
+               "attrs": {"kernel": patch, "stride": stride}}]
+    prev = "patch_embed"
+    for n in range(n_blocks):
+        p = f"blk{n}."
+        layers += [
+            {"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
+            {"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
+            {"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
+            {"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"], "attrs": {"kernel": d_conv}},
+            {"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]},
+            {"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
+            {"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]},
+            {"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]},
+            {"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]},
+            {"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]},
+            {"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
+            {"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]},
+        ]
+        prev = p + "residual"
+    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
+               {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+    return layers
+
+
+def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, d_inner=16,
+                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0) -> Path:
+    """Write a random (untrained) CMamba-slim model directory and return its path."""
+    rng = np.random.default_rng(seed)
+    out_dir = Path(out_dir)
+    (out_dir / "weights").mkdir(parents=True, exist_ok=True)
+    tokens = (length - patch) // stride + 1
+    c_out = c_in
+    shapes = {"patch_embed": {"weight": (d_model, c_in, patch), "bias": (d_model,)},
+              "norm_f": {"weight": (d_model,)},
+              "head": {"weight": (c_out * horizon, d_model, tokens), "bias": (c_out * horizon,)}}
+    for n in range(n_blocks):
+        p = f"blk{n}."
+        shapes[p + "norm"] = {"weight": (d_model,)}
+        shapes[p + "in_proj_u"] = {"weight": (d_inner, d_model), "bias": (d_inner,)}
+        shapes[p + "in_proj_z"] = {"weight": (d_inner, d_model), "bias": (d_inner,)}
+        shapes[p + "dwconv"] = {"weight": (d_inner, d_conv), "bias": (d_inner,)}
+        shapes[p + "dt_proj"] = {"weight": (d_inner, d_inner), "bias": (d_inner,)}
+        shapes[p + "out_proj"] = {"weight": (d_model, d_inner), "bias": (d_model,)}
+    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps)
+    for layer in layers:
+        if layer["name"] not in shapes:
+            continue
+        layer["weights"] = {}
+        for key, shape in shapes[layer["name"]].items():
+            if layer["op"] == "rmsnorm":
+                arr = 1.0 + 0.2 * rng.standard_normal(shape)
+            else:
+                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+                arr = weight_scale * rng.standard_normal(shape) / np.sqrt(fan_in)
+                if key == "bias":
+                    arr = 0.1 * weight_scale * rng.standard_normal(shape)
+            rel = f"weights/{layer['name']}.{key}.npy"
+            np.save(out_dir / rel, arr.astype(np.float32))
+            layer["weights"][key] = rel
+    cols = [f"ch{i}" for i in range(c_in)]
+    raw = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": f"random-seed{seed}",
+        "input": {"name": "input", "channels": c_in, "length": length, "columns": cols},
+        "output": {"tensor": "head", "channels": c_out, "horizon": horizon, "columns": cols},
+        "normalization": {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
+                          "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}},
+        "hyper": {"d_model": d_model, "d_inner": d_inner, "n_blocks": n_blocks, "patch": patch,
+                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps},
+        "layers": layers,
+    }
+    write_json_atomic(out_dir / "model.json", raw)
+    return out_dir
