@@ -1,0 +1,94 @@
+"""Calibration: run the float model on data, record per-tensor statistics, choose
+formats (docs/quant-spec.md section 4.2) and store them in model.json.
+
+Statistics are recorded for every tensor in graph order (input first, then each
+layer), so INT16 (frac bits) and INT8 (scale/zero point) are chosen from one run.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from intsim.errors import CmambaError
+from intsim.executor import Model
+from intsim.graph import INPUT_NAME, save_quant
+from intsim.ops import CONV_OPS
+
+METHODS = ("maxabs", "p99")
+FORMAT_CHOICES = ("q88", "auto")
+DEFAULT_FRAC = 8
+# Percentiles recorded per tensor: signed (for INT8 ranges) and of |x| (for INT16).
+SIGNED_PCTS = (0.1, 1.0, 99.0, 99.9)
+
+
+def collect_stats(model: Model, x_norm: np.ndarray, batch: int = 256) -> dict:
+    """x_norm: float [N, C_in, L] normalised. Returns tensor -> statistics (floats)."""
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(x_norm), batch):
+        res = model.run(x_norm[start:start + batch], "fp32", capture=True)
+        for name, arr in res.tensors.items():
+            chunks.setdefault(name, []).append(arr.ravel())
+    stats = {}
+    for name in model.graph.tensor_names:
+        v = np.concatenate(chunks[name])
+        a = np.abs(v)
+        entry = {"min": float(v.min()), "max": float(v.max()), "absmax": float(a.max()),
+                 "abs_p99": float(np.percentile(a, 99.0)), "abs_p999": float(np.percentile(a, 99.9))}
+        for p, val in zip(SIGNED_PCTS, np.percentile(v, SIGNED_PCTS)):
+            entry[f"p{p:g}"] = float(val)
+        stats[name] = entry
+    return stats
+
+
+def frac_bits_for_range(r: float) -> int:
+    """Largest f in [0, 15] such that r fits int16 Q(15-f).f (spec 4.2)."""
+    if not math.isfinite(r):
+        raise CmambaError(f"calibration range {r!r} is not finite")
+    if r <= 0.0:
+        return 15
+    return int(min(15, max(0, 15 - math.ceil(math.log2(r * 1.0001)))))
+
+
+def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", formats: str = "q88") -> dict:
+    if method not in METHODS:
+        raise CmambaError(f"unknown calibration method '{method}' (known: {', '.join(METHODS)})")
+    if formats not in FORMAT_CHOICES:
+        raise CmambaError(f"unknown --formats '{formats}' (known: {', '.join(FORMAT_CHOICES)})")
+    graph = model.graph
+    key = "absmax" if method == "maxabs" else "abs_p99"
+    tensors: dict[str, dict] = {}
+    weights: dict[str, dict] = {}
+
+    def pick(r):
+        return DEFAULT_FRAC if formats == "q88" else frac_bits_for_range(r)
+
+    tensors[INPUT_NAME] = {"frac_bits": pick(stats[INPUT_NAME][key])}
+    for layer in graph.layers:
+        for wkey, w in layer.weights.items():
+            if wkey != "bias":
+                weights[f"{layer.name}.{wkey}"] = {"frac_bits": pick(float(np.max(np.abs(w))))}
+        f_y = pick(stats[layer.name][key])
+        if layer.op in CONV_OPS:   # spec 2: no left shift at the output, f_y <= f_x + f_w
+            f_acc = tensors[layer.inputs[0]]["frac_bits"] + weights[f"{layer.name}.weight"]["frac_bits"]
+            f_y = min(f_y, f_acc)
+        tensors[layer.name] = {"frac_bits": f_y}
+    return {"method": method, "formats": formats, "tensors": tensors, "weights": weights}
+
+
+def calibrate(model: Model, x_norm: np.ndarray, method: str = "maxabs", formats: str = "q88",
+              save: bool = True) -> dict:
+    """Collect statistics, choose INT16 formats, store both in the model (and model.json)."""
+    if len(x_norm) == 0:
+        raise CmambaError("calibration needs at least one window of data")
+    stats = collect_stats(model, x_norm)
+    q16 = choose_int16_formats(model, stats, method, formats)
+    q16["n_samples"] = int(len(x_norm))
+    quant = dict(model.graph.quant)
+    quant["stats"] = {"n_samples": int(len(x_norm)), "tensors": stats}
+    quant["int16"] = q16
+    model.graph.quant = quant
+    model._program = None            # formats changed: lower again on next bittrue run
+    if save:
+        save_quant(model.graph)
+    return quant
