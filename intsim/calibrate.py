@@ -68,7 +68,8 @@ def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", form
         for wkey, w in layer.weights.items():
             if wkey != "bias":
                 weights[f"{layer.name}.{wkey}"] = {"frac_bits": pick(float(np.max(np.abs(w))))}
-        f_y = pick(stats[layer.name][key])
+        # A sigmoid's range is known: [0, 1]. Using 1 keeps lam = 1.0 representable (spec 2.7).
+        f_y = pick(1.0 if layer.op == "sigmoid" else stats[layer.name][key])
         if layer.op in CONV_OPS:   # spec 2: no left shift at the output, f_y <= f_x + f_w
             f_acc = tensors[layer.inputs[0]]["frac_bits"] + weights[f"{layer.name}.weight"]["frac_bits"]
             f_y = min(f_y, f_acc)
