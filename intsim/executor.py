@@ -91,8 +91,7 @@ class Model:
             prog = self.program
             x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
             res = self.run_int16(x_q.astype(np.int16), capture)
-            res.stats = {INPUT_NAME: {"saturations": n_sat, **res.stats[INPUT_NAME]}} | \
-                {k: v for k, v in res.stats.items() if k != INPUT_NAME}
+            res.stats[INPUT_NAME]["saturations"] = n_sat   # host-side input quantization
         else:
             res = self._run_float(xb, mode, capture)
         if single:

@@ -1,0 +1,41 @@
+"""Shared fixtures: small random CMamba-slim models (numpy only), calibrated."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from intsim import load_model
+from intsim.calibrate import calibrate
+from intsim.synth import make_random_model
+
+# Dimensions of the shipped default model (docs/model.md), for default-size tests.
+DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
+                    n_blocks=2, d_conv=4, horizon=16)
+
+
+def make_calibrated(path, formats="q88", n_cal=256, seed=0, **dims):
+    """Random model at `path`, calibrated on standard-normal windows. Returns the Model."""
+    make_random_model(path, seed=seed, **dims)
+    model = load_model(path)
+    c_in, length = model.graph.input_shape
+    x = np.random.default_rng(seed + 1).standard_normal((n_cal, c_in, length))
+    calibrate(model, x, method="maxabs", formats=formats)
+    return load_model(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """1 block, C_in=3, L=16, D=8, E=16: Q8.8 everywhere."""
+    return make_calibrated(tmp_path_factory.mktemp("tiny"), n_blocks=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_auto(tmp_path_factory):
+    """2 blocks, per-tensor formats chosen by calibration (--formats auto)."""
+    return make_calibrated(tmp_path_factory.mktemp("tiny_auto"), formats="auto", n_blocks=2)
+
+
+@pytest.fixture(scope="session")
+def default_size_model(tmp_path_factory):
+    """Random model with the default model's dimensions, Q8.8."""
+    return make_calibrated(tmp_path_factory.mktemp("default_size"), **DEFAULT_DIMS)

@@ -1,0 +1,161 @@
+"""Whole-network golden model: modes, determinism, integer-only path, errors."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intsim import load_model
+from intsim.errors import DataError, QuantizationError, UnsupportedError
+from intsim.int16 import lower_int16
+from intsim.synth import make_random_model
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "examples" / "default"
+
+
+def inputs(model, n=64, seed=5, scale=1.0):
+    c_in, length = model.graph.input_shape
+    return scale * np.random.default_rng(seed).standard_normal((n, c_in, length))
+
+
+def test_modes_agree_within_documented_tolerance(tiny_model):
+    x = inputs(tiny_model)
+    fp = tiny_model.run(x, "fp32").output
+    q16 = tiny_model.run(x, "quant16").output
+    bt = tiny_model.run(x, "bittrue").output
+    lsb = 2.0 ** -tiny_model.program.output_frac
+    # bittrue vs quant16: integer rounding and LUTs only (a few LSB through the network)
+    assert np.max(np.abs(bt - q16)) <= 8 * lsb
+    # bittrue vs fp32: formats + rounding; Q8.8 everywhere on a random net
+    assert np.max(np.abs(bt - fp)) <= 0.05
+    assert np.mean((bt - fp) ** 2) < 1e-4
+
+
+def test_bittrue_is_deterministic_bytes(tiny_model_auto):
+    x = inputs(tiny_model_auto, n=32)
+    a = tiny_model_auto.run(x, "bittrue", capture=True)
+    b = tiny_model_auto.run(x, "bittrue", capture=True)
+    assert a.output_q.dtype == np.int16
+    for name in a.tensors:
+        assert a.tensors[name].tobytes() == b.tensors[name].tobytes()
+    digest = hashlib.sha256(a.output_q.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(b.output_q.tobytes()).hexdigest()
+
+
+def test_integer_path_has_no_float(tiny_model_auto):
+    """Every lowered constant is an integer; every kernel input/output is an int16 array."""
+    prog = lower_int16(tiny_model_auto.graph)
+    for st in prog.steps:
+        for key, val in st.params.items():
+            if isinstance(val, np.ndarray):
+                assert val.dtype.kind == "i", (st.name, key, val.dtype)
+            else:
+                assert isinstance(val, (int, bool, np.integer)), (st.name, key, type(val))
+    res = tiny_model_auto.run_int16(np.zeros((2,) + tiny_model_auto.graph.input_shape, np.int16),
+                                    capture=True)
+    assert all(t.dtype == np.int16 for t in res.tensors.values())
+
+
+def test_batch_equals_per_sample(tiny_model):
+    x = inputs(tiny_model, n=7)
+    whole = tiny_model.run(x, "bittrue").output_q
+    for i in range(7):
+        np.testing.assert_array_equal(tiny_model.run(x[i], "bittrue").output_q, whole[i])
+
+
+def test_capture_by_name_and_stats(tiny_model):
+    x = inputs(tiny_model, n=4)
+    res = tiny_model.run(x, "bittrue", capture=["blk0.scan", "head"])
+    assert set(res.tensors) == {"blk0.scan", "head"}
+    assert res.tensors["blk0.scan"].shape == (4,) + tiny_model.graph.layer("blk0.scan").shape
+    assert set(res.stats) == set(tiny_model.graph.tensor_names)
+    assert all(v["saturations"] == 0 for v in res.stats.values())
+
+
+def test_saturation_counted_on_large_inputs(tiny_model):
+    x = inputs(tiny_model, n=8, scale=500.0)      # far outside Q8.8's +-128
+    res = tiny_model.run(x, "bittrue")
+    assert res.stats["input"]["saturations"] > 0
+    q16 = tiny_model.run(x, "quant16")
+    assert q16.stats["input"]["saturations"] == res.stats["input"]["saturations"]
+
+
+def test_bittrue_without_calibration_is_a_clear_error(tmp_path):
+    model = load_model(make_random_model(tmp_path / "m"))
+    with pytest.raises(QuantizationError, match="calibrate"):
+        model.run(inputs(model, n=1), "bittrue")
+    with pytest.raises(QuantizationError, match="calibrate"):
+        model.run(inputs(model, n=1), "quant16")
+
+
+def test_bad_inputs_are_clear_errors(tiny_model):
+    with pytest.raises(DataError, match="expected shape"):
+        tiny_model.run(np.zeros((2, 5, 16)), "fp32")
+    x = inputs(tiny_model, n=2)
+    x[1, 0, 3] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        tiny_model.run(x, "bittrue")
+    with pytest.raises(UnsupportedError, match="mode"):
+        tiny_model.run(inputs(tiny_model, n=1), "int4")
+    with pytest.raises(DataError, match="int16"):
+        tiny_model.run_int16(np.zeros((1,) + tiny_model.graph.input_shape, np.int32))
+
+
+def test_inconsistent_formats_rejected_naming_the_layer(tmp_path, tiny_model):
+    shutil.copytree(tiny_model.graph.path, tmp_path / "m")
+    original = (tmp_path / "m" / "model.json").read_text()
+
+    def run_with(edit):
+        raw = json.loads(original)
+        edit(raw["quant"]["int16"])
+        (tmp_path / "m" / "model.json").write_text(json.dumps(raw))
+        load_model(tmp_path / "m").run(inputs(tiny_model, n=1), "bittrue")
+
+    def conv_needs_left_shift(q):      # f_y = 15 > f_x + f_w = 2 + 0
+        q["tensors"]["blk0.in_proj_u"]["frac_bits"] = 15
+        q["weights"]["blk0.in_proj_u.weight"]["frac_bits"] = 0
+        q["tensors"]["blk0.norm"]["frac_bits"] = 2
+
+    with pytest.raises(QuantizationError, match="blk0.in_proj_u"):
+        run_with(conv_needs_left_shift)
+    with pytest.raises(QuantizationError, match="head"):
+        run_with(lambda q: q["tensors"]["head"].update(frac_bits=16))
+    with pytest.raises(QuantizationError, match="norm_f.weight"):
+        run_with(lambda q: q["weights"].pop("norm_f.weight"))
+
+
+def test_predict_round_trips_normalisation(tiny_model):
+    g = tiny_model.graph
+    x = inputs(tiny_model, n=3)
+    raw = x * g.norm_in_std[:, None] + g.norm_in_mean[:, None]
+    np.testing.assert_allclose(tiny_model.predict(raw, "fp32"),
+                               tiny_model.denormalize_output(tiny_model.run(x, "fp32").output))
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").is_file(), reason="default model not shipped yet")
+def test_default_model_bittrue_close_to_fp32(tmp_path):
+    """The shipped model on its own test data: bittrue within tolerance, saturations reported."""
+    from intsim.calibrate import calibrate
+    from intsim.data import load_splits
+
+    shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    g = model.graph
+    splits = load_splits(REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns,
+                         lookback=g.input_shape[1], horizon=g.horizon)[0] \
+        if isinstance(load_splits(REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns,
+                                  lookback=g.input_shape[1], horizon=g.horizon), tuple) \
+        else load_splits(REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns,
+                         lookback=g.input_shape[1], horizon=g.horizon)
+    if "int16" not in g.quant:
+        calibrate(model, model.normalize_input(splits["train"][0][::8]), formats="q88")
+    x = model.normalize_input(splits["test"][0][::4])
+    fp = model.run(x, "fp32").output
+    res = model.run(x, "bittrue")
+    assert np.sqrt(np.mean((res.output - fp) ** 2)) < 0.05          # normalised units
+    assert sum(v["saturations"] for v in res.stats.values()) == 0
