@@ -44,3 +44,5 @@ bench: install-test
 
 clean:
 	rm -rf reports build .pytest_cache
+	# Numba caches key on the defining file only: clear them after editing intsim/fixedpoint.py
+	find intsim -name "*.nbi" -delete -o -name "*.nbc" -delete

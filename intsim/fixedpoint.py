@@ -30,28 +30,26 @@ class NonFiniteError(ValueError):
     """A float tensor handed to the quantizer holds NaN or +-Inf."""
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rne_shift(x, n):
     """Round-half-to-even arithmetic right shift: RNE(x / 2**n), int64.
 
     x: int64 in [-2**63, 2**63); n: int in [0, 62]. Exact for every such input:
     ties (remainder exactly 2**(n-1)) go to the even quotient; n = 0 returns x.
     Equals the hardware "convergent rounding" (AP_RND_CONV) of a right shift.
+    Branch-free: q = floor(x / 2**n), r = x - q*2**n in [0, 2**n); round up
+    when 2r > 2**n, or 2r == 2**n and q is odd (for n = 0, r = 0: never).
     """
     if n < 0 or n > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
-    if n == 0:
-        return np.int64(x)
     x = np.int64(x)
     q = x >> n                       # floor(x / 2**n)
-    rem = x - (q << n)               # in [0, 2**n), exact (wraps cancel)
-    half = np.int64(1) << (n - 1)
-    if rem > half or (rem == half and (q & 1) == 1):
-        q += 1
-    return q
+    twice_rem = (x - (q << n)) << 1  # 2r < 2**63: exact (wraps in q << n cancel)
+    one = np.int64(1) << n
+    return q + ((twice_rem > one) | ((twice_rem == one) & ((q & 1) == 1)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def shift_round(x, n):
     """x * 2**(-n) for a signed shift count: RNE right shift when n > 0, exact
     left shift when n <= 0 (spec 1.3, format alignment). |n| <= 62."""
@@ -60,23 +58,19 @@ def shift_round(x, n):
     return np.int64(x) << (-n)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sat_limits(bits):
     """(lo, hi) of a signed two's-complement integer of ``bits`` bits, 2..63."""
     hi = (np.int64(1) << (bits - 1)) - 1
     return -hi - 1, hi
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def saturate(x, bits):
     """Clamp int64 x to signed ``bits`` (2..63). Returns (value, saturated: bool);
     callers add the flag to their layer's saturation counter (spec 1.4)."""
     lo, hi = sat_limits(bits)
-    if x > hi:
-        return hi, True
-    if x < lo:
-        return lo, True
-    return np.int64(x), False
+    return min(max(np.int64(x), lo), hi), (x > hi) | (x < lo)
 
 
 @njit(cache=True)

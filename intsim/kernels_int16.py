@@ -22,20 +22,28 @@ RMS_INV_BITS = 40        # Q, spec 2.4
 @njit(cache=True)
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
-    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
+    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift).
+
+    Layout only (not arithmetic): the input is read channels-last, so the window
+    of output t, x[:, t*S : t*S+K], is one contiguous run of K*C_in values and
+    the exact int64 sum vectorises."""
     n_b, c_in, length = x.shape
     c_out, _, k_size = w.shape
     t_out = (length - k_size) // stride + 1
+    # [B, L*C_in] and [C_out, K*C_in]: channels-last rows, flattened
+    xf = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in)
+    wf = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, k_size * c_in)
+    n_win = k_size * c_in
     y = np.empty((n_b, c_out, t_out), dtype=np.int16)
     nsat = 0
     for bi in range(n_b):
-        for o in range(c_out):
-            for t in range(t_out):
+        for t in range(t_out):
+            window = xf[bi, t * stride * c_in:t * stride * c_in + n_win]
+            for o in range(c_out):
+                w_row = wf[o]
                 acc = np.int64(b[o])
-                base = t * stride
-                for i in range(c_in):
-                    for k in range(k_size):
-                        acc += np.int64(w[o, i, k]) * np.int64(x[bi, i, base + k])
+                for j in range(n_win):   # range indices: no negative-index checks, vectorises
+                    acc += np.int64(w_row[j]) * np.int64(window[j])
                 v, s = saturate(rne_shift(acc, shift), 16)
                 y[bi, o, t] = v
                 nsat += s
@@ -45,22 +53,22 @@ def conv_kx1_int16(x, w, b, stride, shift):
 @njit(cache=True)
 def conv1x1_int16(x, w, b, shift):
     """Spec 2.1. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in] Q(f_w),
-    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, L] Q(f_x+f_w-shift)."""
+    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, L] Q(f_x+f_w-shift).
+    Channels-last read (layout only) so the dot product over C_in vectorises."""
     n_b, c_in, length = x.shape
     c_out = w.shape[0]
+    xt = np.ascontiguousarray(x.transpose(0, 2, 1))          # [B, L, C_in]
     y = np.empty((n_b, c_out, length), dtype=np.int16)
-    acc = np.empty(length, dtype=np.int64)
     nsat = 0
     for bi in range(n_b):
-        for o in range(c_out):
-            for t in range(length):
-                acc[t] = b[o]
-            for i in range(c_in):
-                wv = np.int64(w[o, i])
-                for t in range(length):
-                    acc[t] += wv * x[bi, i, t]
-            for t in range(length):
-                v, s = saturate(rne_shift(acc[t], shift), 16)
+        for t in range(length):
+            x_row = xt[bi, t]
+            for o in range(c_out):
+                w_row = w[o]
+                acc = np.int64(b[o])
+                for i in range(c_in):
+                    acc += np.int64(w_row[i]) * np.int64(x_row[i])
+                v, s = saturate(rne_shift(acc, shift), 16)
                 y[bi, o, t] = v
                 nsat += s
     return y, nsat
