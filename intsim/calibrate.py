@@ -16,6 +16,9 @@ from intsim.graph import INPUT_NAME, save_quant
 from intsim.ops import CONV_OPS
 
 METHODS = ("maxabs", "p99")
+INT8_METHODS = ("maxabs", "p99", "p99.9")
+# INT8 activation range [lo, hi] per method (signed percentiles recorded below).
+INT8_RANGE_KEYS = {"maxabs": ("min", "max"), "p99": ("p1", "p99"), "p99.9": ("p0.1", "p99.9")}
 FORMAT_CHOICES = ("q88", "auto")
 DEFAULT_FRAC = 8
 # Percentiles recorded per tensor: signed (for INT8 ranges) and of |x| (for INT16).
@@ -77,9 +80,30 @@ def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", form
     return {"method": method, "formats": formats, "tensors": tensors, "weights": weights}
 
 
+def choose_int8_params(model: Model, stats: dict, method: str = "maxabs", rmsnorm: str = "v2") -> dict:
+    """Spec 3.1: per-tensor asymmetric (scale, zero point) from the calibrated range.
+    Sigmoid outputs get the fixed lam format (spec 3.5). Weights are quantized per
+    output channel at lowering time (their scales follow from the weights alone)."""
+    from intsim.int8 import LAM_SCALE, LAM_ZERO_POINT, RMSNORM_MODES, asymmetric_params
+    if method not in INT8_METHODS:
+        raise CmambaError(f"unknown INT8 calibration method '{method}' (known: {', '.join(INT8_METHODS)})")
+    if rmsnorm not in RMSNORM_MODES:
+        raise CmambaError(f"unknown INT8 RMSNorm mode '{rmsnorm}' (known: {', '.join(RMSNORM_MODES)})")
+    lo_key, hi_key = INT8_RANGE_KEYS[method]
+    tensors = {}
+    for name in model.graph.tensor_names:
+        if name != INPUT_NAME and model.graph.layer(name).op == "sigmoid":
+            scale, zp = LAM_SCALE, LAM_ZERO_POINT
+        else:
+            scale, zp = asymmetric_params(stats[name][lo_key], stats[name][hi_key])
+        tensors[name] = {"scale": scale, "zero_point": zp}
+    return {"method": method, "rmsnorm": rmsnorm, "tensors": tensors}
+
+
 def calibrate(model: Model, x_norm: np.ndarray, method: str = "maxabs", formats: str = "q88",
-              save: bool = True) -> dict:
-    """Collect statistics, choose INT16 formats, store both in the model (and model.json)."""
+              save: bool = True, int8_method: str | None = None, int8_rmsnorm: str = "v2") -> dict:
+    """Collect statistics once; choose INT16 formats and INT8 scales/zero points from them;
+    store all of it in the model (and model.json). int8_method defaults to `method`."""
     if len(x_norm) == 0:
         raise CmambaError("calibration needs at least one window of data")
     stats = collect_stats(model, x_norm)
@@ -88,8 +112,9 @@ def calibrate(model: Model, x_norm: np.ndarray, method: str = "maxabs", formats:
     quant = dict(model.graph.quant)
     quant["stats"] = {"n_samples": int(len(x_norm)), "tensors": stats}
     quant["int16"] = q16
+    quant["int8"] = choose_int8_params(model, stats, int8_method or method, int8_rmsnorm)
     model.graph.quant = quant
-    model._program = None            # formats changed: lower again on next bittrue run
+    model.invalidate()               # formats changed: lower again on the next integer run
     if save:
         save_quant(model.graph)
     return quant

@@ -5,6 +5,9 @@ Modes (docs/quant-spec.md):
 - "quant16": fake quantization: weights, biases and every activation snapped to
              their INT16 formats, arithmetic and nonlinearities in float.
 - "bittrue": the INT16 golden model: pure integer Numba kernels (spec section 2).
+- "quant8":  the INT8 integer path: int8 activations (per-tensor asymmetric), int8
+             per-channel weights, int32 accumulators, multiplier+shift requantization
+             (spec section 3); integer Numba kernels, float only in RMSNorm V1 if chosen.
 
 `run` works in the network's own (normalised) domain: x is what the network
 sees, `.output` what it produces. `predict` takes and returns original units.
@@ -22,18 +25,20 @@ from intsim.errors import DataError, UnsupportedError
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.graph import INPUT_NAME, Graph, load_graph
 from intsim.int16 import Int16Program, int16_formats, lower_int16, run_step
+from intsim.int8 import Int8Program, dequantize_act, lower_int8, quantize_act, run_step8
 
-MODES = ("fp32", "quant16", "bittrue")
+MODES = ("fp32", "quant8", "quant16", "bittrue")
 
 
 @dataclass
 class RunResult:
     mode: str
     output: np.ndarray                          # float64 [B, C_out, H] (network units)
-    output_q: np.ndarray | None = None          # int16 [B, C_out, H] (bittrue)
+    output_q: np.ndarray | None = None          # int16 (bittrue) / int8 (quant8) [B, C_out, H]
     stats: dict = field(default_factory=dict)   # layer -> {"saturations", "min", "max"}
     tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue)
-    output_frac: int | None = None
+    output_frac: int | None = None              # bittrue: LSB = 2**-output_frac
+    output_lsb: float | None = None             # integer modes: one output LSB in network units
 
 
 def _wants(capture, name: str) -> bool:
@@ -44,6 +49,12 @@ class Model:
     def __init__(self, graph: Graph):
         self.graph = graph
         self._program: Int16Program | None = None
+        self._program8: Int8Program | None = None
+
+    def invalidate(self) -> None:
+        """Forget lowered programs (after the quantization parameters change)."""
+        self._program = None
+        self._program8 = None
 
     # ----------------------------------------------------------------- inputs
     def _as_batch(self, x, what="x") -> tuple[np.ndarray, bool]:
@@ -82,6 +93,12 @@ class Model:
             self._program = lower_int16(self.graph)
         return self._program
 
+    @property
+    def program8(self) -> Int8Program:
+        if self._program8 is None:
+            self._program8 = lower_int8(self.graph)
+        return self._program8
+
     def run(self, x, mode: str = "fp32", capture=None) -> RunResult:
         """x: float [B, C_in, L] or [C_in, L], normalised. capture: None, True or names."""
         if mode not in MODES:
@@ -92,6 +109,11 @@ class Model:
             x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
             res = self.run_int16(x_q.astype(np.int16), capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat   # host-side input quantization
+        elif mode == "quant8":
+            s_in, z_in = self.program8.input_qp
+            x_q, n_sat = quantize_act(xb, s_in, z_in, "input")
+            res = self.run_int8(x_q, capture)
+            res.stats[INPUT_NAME]["saturations"] = n_sat
         else:
             res = self._run_float(xb, mode, capture)
         if single:
@@ -119,7 +141,24 @@ class Model:
         out_q = self._shape_output(env[prog.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
         return RunResult("bittrue", dequantize(out_q, prog.output_frac), out_q, stats, tensors,
-                         prog.output_frac)
+                         prog.output_frac, 2.0 ** -prog.output_frac)
+
+    def run_int8(self, x_q, capture=None) -> RunResult:
+        """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""
+        xb, _ = self._as_batch(x_q, "x_q")
+        if xb.dtype != np.int8:
+            raise DataError(f"x_q: expected int8, got {xb.dtype}")
+        prog = self.program8
+        env = {INPUT_NAME: np.ascontiguousarray(xb)}
+        stats = {INPUT_NAME: _int8_stats(env[INPUT_NAME], prog.input_qp, 0)}
+        for st in prog.steps:
+            y, n_sat = run_step8(st, [env[s] for s in st.inputs])
+            env[st.name] = y
+            stats[st.name] = _int8_stats(y, st.out_qp, int(n_sat))
+        out_q = self._shape_output(env[prog.output_tensor])
+        tensors = {k: v for k, v in env.items() if _wants(capture, k)}
+        return RunResult("quant8", dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
+                         output_lsb=prog.output_qp[0])
 
     def _run_float(self, xb, mode, capture) -> RunResult:
         snap = mode == "quant16"
@@ -165,6 +204,11 @@ def _snap(x, frac_bits, bits):
 def _int_stats(y, frac_bits, n_sat):
     return {"saturations": n_sat, "min": float(np.ldexp(float(y.min()), -frac_bits)),
             "max": float(np.ldexp(float(y.max()), -frac_bits)), "size": int(y.size)}
+
+
+def _int8_stats(y, qp, n_sat):
+    lo, hi = dequantize_act(np.array([y.min(), y.max()]), *qp)
+    return {"saturations": n_sat, "min": float(lo), "max": float(hi), "size": int(y.size)}
 
 
 def _float_stats(y, n_sat):

@@ -1,0 +1,181 @@
+"""INT8 integer kernels (docs/quant-spec.md section 3). Numba, integer only.
+
+Activations are int8 with a per-tensor zero point; weights int8 symmetric per
+output channel; accumulators int32 (held in int64 here, bounded < 2^31 by the
+lowering's checks); requantization by integer multiplier + RNE shift (spec 3.3).
+Every kernel: batched channel-major ``[B, C, L]`` in, ``(int8 y, n_saturated)`` out.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
+
+RMS_EXTRA_BITS = 8       # G, spec 3.9
+RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
+
+
+@njit(cache=True)
+def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
+    """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
+    b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
+    -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
+    n_b, c_in, length = x.shape
+    c_out, _, k_size = w.shape
+    t_out = (length - k_size) // stride + 1
+    n_win = k_size * c_in
+    # channels-last rows (layout only), zero point removed once: int16 values in [-255, 255]
+    xc = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in).astype(np.int16) - np.int16(x_zp)
+    wf = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, n_win)
+    y = np.empty((n_b, c_out, t_out), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for t in range(t_out):
+            window = xc[bi, t * stride * c_in:t * stride * c_in + n_win]
+            for o in range(c_out):
+                w_row = wf[o]
+                acc = np.int64(b[o])
+                for j in range(n_win):
+                    acc += np.int64(w_row[j]) * np.int64(window[j])
+                v, s = requantize(acc, m0[o], shift[o], y_zp, 8)
+                y[bi, o, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def conv1x1_int8(x, x_zp, w, b, m0, shift, y_zp):
+    """Spec 3.4. x: int8[B, C_in, L], w: int8[C_out, C_in], b/m0/shift: int64[C_out]
+    -> y: int8[B, C_out, L]."""
+    n_b, c_in, length = x.shape
+    c_out = w.shape[0]
+    xc = np.ascontiguousarray(x.transpose(0, 2, 1)).astype(np.int16) - np.int16(x_zp)
+    y = np.empty((n_b, c_out, length), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for t in range(length):
+            x_row = xc[bi, t]
+            for o in range(c_out):
+                w_row = w[o]
+                acc = np.int64(b[o])
+                for i in range(c_in):
+                    acc += np.int64(w_row[i]) * np.int64(x_row[i])
+                v, s = requantize(acc, m0[o], shift[o], y_zp, 8)
+                y[bi, o, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def dwconv_int8(x, x_zp, w, b, m0, shift, y_zp):
+    """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
+    -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
+    n_b, c, length = x.shape
+    k_size = w.shape[1]
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            for t in range(length):
+                acc = np.int64(b[ch])
+                for k in range(k_size):
+                    src = t - (k_size - 1) + k
+                    if src >= 0:
+                        acc += np.int64(w[ch, k]) * (np.int64(x[bi, ch, src]) - x_zp)
+                v, s = requantize(acc, m0[ch], shift[ch], y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
+    """Spec 3.9 (V2). x: int8[B, D, L] (s_x, z_x), g: int8[D] (s_g), eps_q =
+    RNE(eps / s_x^2 * 2^(2G)); (m0, shift) from s_g / s_y with shift += Q8 - G
+    -> y: int8[B, D, L] (s_y, z_y)."""
+    n_b, d, length = x.shape
+    y = np.empty((n_b, d, length), dtype=np.int8)
+    one_q = np.int64(1) << RMS_INV_BITS_INT8
+    nsat = 0
+    for bi in range(n_b):
+        for t in range(length):
+            ss = np.int64(0)
+            for ch in range(d):
+                xc = np.int64(x[bi, ch, t]) - x_zp
+                ss += xc * xc
+            v = rne_div(ss << (2 * RMS_EXTRA_BITS), d) + eps_q
+            if v < 1:
+                v = np.int64(1)
+            inv = rne_div(one_q, isqrt_rne(v))
+            for ch in range(d):
+                prod = (np.int64(x[bi, ch, t]) - x_zp) * np.int64(g[ch]) * inv
+                val, s = requantize(prod, m0, shift, y_zp, 8)
+                y[bi, ch, t] = val
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def lut_int8(x, table):
+    """Spec 3.5. x: int8[B, C, L] -> y: int8[B, C, L] = table[x + 128] (exact 256-entry table)."""
+    n_b, c, length = x.shape
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    for bi in range(n_b):
+        for ch in range(c):
+            for t in range(length):
+                y[bi, ch, t] = table[np.int64(x[bi, ch, t]) + 128]
+    return y, 0
+
+
+@njit(cache=True)
+def scan_int8(lam, u, u_zp, m0, shift, y_zp):
+    """Spec 3.6. lam: int8[B, E, T] with the fixed format s = 1/256, z = -128;
+    u: int8[B, E, T] (s_u, z_u) -> y: int8[B, E, T] (s_y, z_y). State: int32 in
+    units of s_u / 256, |S| <= 255 * 256 (17 bits)."""
+    n_b, e, t_len = u.shape
+    y = np.empty((n_b, e, t_len), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(e):
+            state = np.int64(0)
+            for t in range(t_len):
+                lam_i = np.int64(lam[bi, ch, t]) + 128
+                u_c = (np.int64(u[bi, ch, t]) - u_zp) << 8
+                state = rne_shift(lam_i * state + (256 - lam_i) * u_c, 8)
+                v, s = requantize(state, m0, shift, y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def mul_int8(a, a_zp, b, b_zp, m0, shift, y_zp):
+    """Spec 3.7. y = requantize((a - z_a)(b - z_b)), all int8[B, C, L]."""
+    n_b, c, length = a.shape
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            for t in range(length):
+                acc = (np.int64(a[bi, ch, t]) - a_zp) * (np.int64(b[bi, ch, t]) - b_zp)
+                v, s = requantize(acc, m0, shift, y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
+    """Spec 3.8. y = sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y)."""
+    n_b, c, length = a.shape
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            for t in range(length):
+                acc = (np.int64(a[bi, ch, t]) - a_zp) * m_a + (np.int64(b[bi, ch, t]) - b_zp) * m_b
+                v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
