@@ -20,6 +20,7 @@ from intsim.lut import int8_table
 # The sigmoid output that feeds a scan has this fixed format (spec 3.5).
 LAM_SCALE, LAM_ZERO_POINT = 1.0 / 256.0, -128
 ACC_LIMIT = (1 << 31) - 1
+MIN_RANGE = 1e-3     # a (near-)constant tensor still gets a usable scale (spec 3.1)
 RMSNORM_MODES = ("v2", "v1")
 
 
@@ -55,10 +56,11 @@ class Int8Program:
 
 
 def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
-    """Spec 3.1: widen [lo, hi] to contain 0; s = (hi - lo)/255, z = RNE(-128 - lo/s)."""
+    """Spec 3.1: widen [lo, hi] to contain 0 (and to span >= MIN_RANGE);
+    s = (hi - lo)/255, z = RNE(-128 - lo/s)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-12:
-        hi = lo + 1e-12
+    if hi - lo < MIN_RANGE:
+        hi = lo + MIN_RANGE
     scale = (hi - lo) / 255.0
     zero_point = int(np.clip(np.rint(-128.0 - lo / scale), -128, 127))
     return scale, zero_point

@@ -1,0 +1,140 @@
+"""Golden-model speed, measured side by side in one run (issue 4's benchmark).
+
+Prints samples/s of the bittrue INT16 golden model, the quant8 INT8 path, the
+fp32 numpy reference and (if torch and the `model` package are installed) the
+PyTorch eager float model, at batch 1 and batch 64, single-threaded, with the
+ratios. JIT compile time is reported separately (first call in a fresh cache
+dir vs cached load).
+
+Usage: python bench/golden_speed.py [MODEL_DIR] [--seconds S]
+Default model: examples/default (calibrated into a temp copy if needed); if it is
+not there, a random model with the default dimensions.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from intsim import load_model  # noqa: E402
+from intsim.calibrate import calibrate  # noqa: E402
+from intsim.synth import make_random_model  # noqa: E402
+
+DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
+                    n_blocks=2, d_conv=4, horizon=16)
+
+
+def prepare_model(model_dir: str | None, work: Path):
+    src = Path(model_dir) if model_dir else REPO / "examples" / "default"
+    dst = work / "model"
+    if (src / "model.json").is_file():
+        shutil.copytree(src, dst)
+        label = str(src.relative_to(REPO)) if src.is_relative_to(REPO) else str(src)
+    else:
+        make_random_model(dst, **DEFAULT_DIMS)
+        label = "random model, default dimensions"
+    model = load_model(dst)
+    if "int16" not in model.graph.quant or "int8" not in model.graph.quant:
+        rng = np.random.default_rng(0)
+        calibrate(model, rng.standard_normal((512,) + model.graph.input_shape))
+    return load_model(dst), label
+
+
+def rate(fn, batch: int, seconds: float) -> float:
+    """Samples per second of fn() processing `batch` samples, over >= `seconds`."""
+    fn()                                   # warm
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def torch_runner(model_dir: Path):
+    """A callable running the PyTorch eager model, or (None, reason)."""
+    try:
+        import torch
+        from model.export import load_torch_model
+    except ImportError as exc:
+        return None, f"not measured ({exc.name or exc} not installed)"
+    torch.set_num_threads(1)
+    module = load_torch_model(model_dir).eval()
+
+    def run(x):
+        with torch.no_grad():
+            return module(torch.from_numpy(x.astype(np.float32)))
+    return run, ""
+
+
+def jit_times() -> tuple[float, float]:
+    """Compile time with an empty Numba cache vs load time with a warm cache (subprocesses)."""
+    code = ("import time,sys,numpy as np; sys.path.insert(0, %r); t=time.perf_counter();"
+            "from intsim.synth import make_random_model; from intsim import load_model;"
+            "from intsim.calibrate import calibrate; import tempfile;"
+            "d=make_random_model(tempfile.mkdtemp()); m=load_model(d);"
+            "calibrate(m, np.zeros((4,)+m.graph.input_shape), save=False);"
+            "t=time.perf_counter(); m.run(np.zeros(m.graph.input_shape),'bittrue');"
+            "m.run(np.zeros(m.graph.input_shape),'quant8'); print(time.perf_counter()-t)") % str(REPO)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True).stdout.split()[-1])
+        warm = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True).stdout.split()[-1])
+    return cold, warm
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", nargs="?", help="model directory (default: examples/default)")
+    ap.add_argument("--seconds", type=float, default=1.5, help="measuring time per cell")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, label = prepare_model(args.model, Path(tmp))
+        c_in, length = model.graph.input_shape
+        x = np.random.default_rng(1).standard_normal((64, c_in, length))
+        torch_run, torch_note = torch_runner(model.graph.path)
+        rows = {}
+        for batch in (1, 64):
+            xb = x[:batch]
+            rows[("bittrue", batch)] = rate(lambda: model.run(xb, "bittrue"), batch, args.seconds)
+            rows[("quant8", batch)] = rate(lambda: model.run(xb, "quant8"), batch, args.seconds)
+            rows[("fp32 numpy", batch)] = rate(lambda: model.run(xb, "fp32"), batch, args.seconds)
+            if torch_run is not None:
+                rows[("torch eager", batch)] = rate(lambda: torch_run(xb), batch, args.seconds)
+    cold, warm = jit_times()
+    print(f"golden-model speed on {label}: {model.graph.n_weights()} weights, input [{c_in}, {length}], "
+          f"single-threaded (samples/s)")
+    ref = "torch eager" if torch_run is not None else "fp32 numpy"
+    print(f"{'path':<14}{'batch 1':>12}{'batch 64':>12}{'x ' + ref + ' @1':>22}{'x ' + ref + ' @64':>22}")
+    for path in ("bittrue", "quant8", "fp32 numpy", "torch eager"):
+        if (path, 1) not in rows:
+            print(f"{path:<14}{torch_note:>12}")
+            continue
+        r1, r64 = rows[(path, 1)], rows[(path, 64)]
+        print(f"{path:<14}{r1:>12.0f}{r64:>12.0f}{r1 / rows[(ref, 1)]:>22.2f}{r64 / rows[(ref, 64)]:>22.2f}")
+    print(f"JIT: first run with an empty Numba cache {cold:.1f} s; with the cache (cache=True) {warm:.2f} s")
+    target_ok = rows[("bittrue", 64)] >= 10_000
+    print(f"target bittrue >= 10,000 samples/s at batch 64: {'met' if target_ok else 'NOT met'}")
+    if torch_run is not None:
+        ratio = rows[("bittrue", 1)] / rows[("torch eager", 1)]
+        print(f"target bittrue >= 2x torch eager at batch 1: {'met' if ratio >= 2 else 'NOT met'} ({ratio:.1f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
