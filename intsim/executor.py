@@ -128,16 +128,10 @@ class Model:
 
     def run_int16(self, x_q, capture=None) -> RunResult:
         """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format."""
-        xb, _ = self._as_batch(x_q, "x_q")
-        if xb.dtype != np.int16:
-            raise DataError(f"x_q: expected int16, got {xb.dtype}")
         prog = self.program
-        env = {INPUT_NAME: np.ascontiguousarray(xb)}
-        stats = {INPUT_NAME: _int_stats(env[INPUT_NAME], prog.input_frac, 0)}
-        for st in prog.steps:
-            y, n_sat = run_step(st, [env[s] for s in st.inputs])
-            env[st.name] = y
-            stats[st.name] = _int_stats(y, st.out_frac, int(n_sat))
+        env, stats = self._run_steps(x_q, np.int16, prog.steps, run_step,
+                                     lambda y, st: _int_stats(y, st.out_frac),
+                                     _int_stats(np.asarray(x_q), prog.input_frac))
         out_q = self._shape_output(env[prog.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
         return RunResult("bittrue", dequantize(out_q, prog.output_frac), out_q, stats, tensors,
@@ -145,20 +139,27 @@ class Model:
 
     def run_int8(self, x_q, capture=None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""
-        xb, _ = self._as_batch(x_q, "x_q")
-        if xb.dtype != np.int8:
-            raise DataError(f"x_q: expected int8, got {xb.dtype}")
         prog = self.program8
-        env = {INPUT_NAME: np.ascontiguousarray(xb)}
-        stats = {INPUT_NAME: _int8_stats(env[INPUT_NAME], prog.input_qp, 0)}
-        for st in prog.steps:
-            y, n_sat = run_step8(st, [env[s] for s in st.inputs])
-            env[st.name] = y
-            stats[st.name] = _int8_stats(y, st.out_qp, int(n_sat))
+        env, stats = self._run_steps(x_q, np.int8, prog.steps, run_step8,
+                                     lambda y, st: _int8_stats(y, st.out_qp),
+                                     _int8_stats(np.asarray(x_q), prog.input_qp))
         out_q = self._shape_output(env[prog.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
         return RunResult("quant8", dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
                          output_lsb=prog.output_qp[0])
+
+    def _run_steps(self, x_q, dtype, steps, run_fn, stats_fn, input_stats):
+        """Run lowered integer steps in order; returns (tensors by name, per-layer stats)."""
+        xb, _ = self._as_batch(x_q, "x_q")
+        if xb.dtype != dtype:
+            raise DataError(f"x_q: expected {np.dtype(dtype).name}, got {xb.dtype}")
+        env = {INPUT_NAME: np.ascontiguousarray(xb)}
+        stats = {INPUT_NAME: input_stats}
+        for st in steps:
+            y, n_sat = run_fn(st, [env[s] for s in st.inputs])
+            env[st.name] = y
+            stats[st.name] = stats_fn(y, st) | {"saturations": int(n_sat)}
+        return env, stats
 
     def _run_float(self, xb, mode, capture) -> RunResult:
         snap = mode == "quant16"
@@ -201,12 +202,12 @@ def _snap(x, frac_bits, bits):
     return dequantize(q, frac_bits), n_sat
 
 
-def _int_stats(y, frac_bits, n_sat):
+def _int_stats(y, frac_bits, n_sat=0):
     return {"saturations": n_sat, "min": float(np.ldexp(float(y.min()), -frac_bits)),
             "max": float(np.ldexp(float(y.max()), -frac_bits)), "size": int(y.size)}
 
 
-def _int8_stats(y, qp, n_sat):
+def _int8_stats(y, qp, n_sat=0):
     lo, hi = dequantize_act(np.array([y.min(), y.max()]), *qp)
     return {"saturations": n_sat, "min": float(lo), "max": float(hi), "size": int(y.size)}
 

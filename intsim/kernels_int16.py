@@ -54,24 +54,8 @@ def conv_kx1_int16(x, w, b, stride, shift):
 def conv1x1_int16(x, w, b, shift):
     """Spec 2.1. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, L] Q(f_x+f_w-shift).
-    Channels-last read (layout only) so the dot product over C_in vectorises."""
-    n_b, c_in, length = x.shape
-    c_out = w.shape[0]
-    xt = np.ascontiguousarray(x.transpose(0, 2, 1))          # [B, L, C_in]
-    y = np.empty((n_b, c_out, length), dtype=np.int16)
-    nsat = 0
-    for bi in range(n_b):
-        for t in range(length):
-            x_row = xt[bi, t]
-            for o in range(c_out):
-                w_row = w[o]
-                acc = np.int64(b[o])
-                for i in range(c_in):
-                    acc += np.int64(w_row[i]) * np.int64(x_row[i])
-                v, s = saturate(rne_shift(acc, shift), 16)
-                y[bi, o, t] = v
-                nsat += s
-    return y, nsat
+    The same sum as spec 2.2 with K = 1, S = 1 (identical arithmetic, one loop nest)."""
+    return conv_kx1_int16(x, w.reshape(w.shape[0], w.shape[1], 1), b, 1, shift)
 
 
 @njit(cache=True)

@@ -47,24 +47,8 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
 @njit(cache=True)
 def conv1x1_int8(x, x_zp, w, b, m0, shift, y_zp):
     """Spec 3.4. x: int8[B, C_in, L], w: int8[C_out, C_in], b/m0/shift: int64[C_out]
-    -> y: int8[B, C_out, L]."""
-    n_b, c_in, length = x.shape
-    c_out = w.shape[0]
-    xc = np.ascontiguousarray(x.transpose(0, 2, 1)).astype(np.int16) - np.int16(x_zp)
-    y = np.empty((n_b, c_out, length), dtype=np.int8)
-    nsat = 0
-    for bi in range(n_b):
-        for t in range(length):
-            x_row = xc[bi, t]
-            for o in range(c_out):
-                w_row = w[o]
-                acc = np.int64(b[o])
-                for i in range(c_in):
-                    acc += np.int64(w_row[i]) * np.int64(x_row[i])
-                v, s = requantize(acc, m0[o], shift[o], y_zp, 8)
-                y[bi, o, t] = v
-                nsat += s
-    return y, nsat
+    -> y: int8[B, C_out, L]. The conv_kx1 sum with K = 1, S = 1 (identical arithmetic)."""
+    return conv_kx1_int8(x, x_zp, w.reshape(w.shape[0], w.shape[1], 1), b, m0, shift, y_zp, 1)
 
 
 @njit(cache=True)
