@@ -1,0 +1,281 @@
+"""Time-series data: CSV loading, chronological split, windows, normalisation, baselines.
+
+numpy only (no torch): the eval, calibration and demo code use this without the
+'train' extra. The single data entry point is :func:`load_splits`.
+
+Conventions
+- A series is ``float64[N, C]`` (rows = time, columns = channels).
+- Windows are channel-major: ``X[b, c, t]`` is channel ``c`` at step ``t`` of the
+  look-back window ``b``; ``Y[b, c, h]`` the ``h``-th step after it.
+- The series is split chronologically FIRST (contiguous train / val / test row
+  blocks) and each part is windowed on its own, so no window straddles two splits.
+- Normalisation statistics and baselines are fitted on the train part only.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from intsim.errors import DataError
+
+# Columns never used as channels when `columns=None` (case-insensitive).
+EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
+SPLITS = ("train", "val", "test")
+STD_FLOOR = 1e-8
+
+
+# ------------------------------------------------------------------ loading
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, "r", encoding="utf-8", newline="")
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def load_csv(path, columns=None, min_rows: int = 1):
+    """Read a .csv or .csv.gz with a header row.
+
+    columns: list of column names (or a comma-separated string); None means every
+    numeric column except ``timestamp`` / ``is_anomaly``. A column counts as numeric
+    when its first data row parses as a number; any later value that does not is an
+    error (never silently dropped).
+
+    Returns ``(values float64[N, C], names list[str])``. Raises DataError naming the
+    file, column and row (1-based line number in the file, header = line 1) for a
+    missing/unreadable file, unknown column, non-numeric or NaN/Inf values, or fewer
+    than `min_rows` rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: file is empty (expected a header row)")
+            header = [h.strip() for h in header]
+            rows = [r for r in reader if r and any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read CSV: {exc}") from exc
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise DataError(f"{path}: duplicate column name(s) in header: {', '.join(dup)}")
+    if not rows:
+        raise DataError(f"{path}: no data rows after the header")
+
+    if columns is None:
+        first = rows[0]
+        idx = [i for i, h in enumerate(header)
+               if h.lower() not in EXCLUDED_COLUMNS and i < len(first)
+               and _parse_float(first[i].strip()) is not None]
+        if not idx:
+            raise DataError(f"{path}: no numeric columns found (header: {', '.join(header)})")
+    else:
+        columns = list(columns)
+        if not columns:
+            raise DataError(f"{path}: empty column list")
+        unknown = [c for c in columns if c not in header]
+        if unknown:
+            raise DataError(f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown)} "
+                            f"(available: {', '.join(header)})")
+        if len(set(columns)) != len(columns):
+            raise DataError(f"{path}: column(s) listed twice in {columns}")
+        idx = [header.index(c) for c in columns]
+    names = [header[i] for i in idx]
+
+    values = np.empty((len(rows), len(idx)), dtype=np.float64)
+    for r, row in enumerate(rows):
+        line = r + 2
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {line}: {len(row)} fields, header has {len(header)}")
+        for j, i in enumerate(idx):
+            cell = row[i].strip()
+            v = _parse_float(cell)
+            if v is None:
+                raise DataError(f"{path}: column '{header[i]}', line {line}: "
+                                f"non-numeric value {cell!r}")
+            if not math.isfinite(v):
+                raise DataError(f"{path}: column '{header[i]}', line {line}: "
+                                f"value {cell!r} is not finite (NaN/Inf)")
+            values[r, j] = v
+    if len(values) < min_rows:
+        raise DataError(f"{path}: {len(values)} data rows, need at least {min_rows}")
+    return values, names
+
+
+# ----------------------------------------------------------- split, windows
+def chronological_split(values, fractions=(0.7, 0.1, 0.2)) -> dict:
+    """Contiguous row blocks {"train", "val", "test"} in time order.
+
+    Train gets floor(N * f_train) rows, val floor(N * f_val), test the rest.
+    """
+    values = np.asarray(values)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
+        raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    n = len(values)
+    n_train = int(math.floor(n * fractions[0]))
+    n_val = int(math.floor(n * fractions[1]))
+    return {"train": values[:n_train], "val": values[n_train:n_train + n_val],
+            "test": values[n_train + n_val:]}
+
+
+def n_windows(n_rows: int, lookback: int, horizon: int, stride: int = 1) -> int:
+    if n_rows < lookback + horizon:
+        return 0
+    return (n_rows - lookback - horizon) // stride + 1
+
+
+def make_windows(values, lookback: int, horizon: int, stride: int = 1):
+    """Sliding windows of a series [N, C].
+
+    Returns ``X float64[B, C, lookback]``, ``Y float64[B, C, horizon]`` with window b
+    starting at row ``b * stride``: ``X[b, c, t] = values[b*stride + t, c]`` and
+    ``Y[b, c, h] = values[b*stride + lookback + h, c]``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise DataError(f"series must be 2-D [rows, channels], got shape {values.shape}")
+    for name, v in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
+        if int(v) != v or v <= 0:
+            raise DataError(f"{name} must be a positive integer, got {v}")
+    b = n_windows(len(values), lookback, horizon, stride)
+    if b == 0:
+        raise DataError(f"series has {len(values)} rows, fewer than one window "
+                        f"(lookback {lookback} + horizon {horizon} = {lookback + horizon})")
+    total = lookback + horizon
+    win = np.lib.stride_tricks.sliding_window_view(values, total, axis=0)[::stride][:b]  # [B, C, total]
+    win = np.ascontiguousarray(win)
+    return np.ascontiguousarray(win[:, :, :lookback]), np.ascontiguousarray(win[:, :, lookback:])
+
+
+def load_splits(path, columns=None, lookback: int = 64, horizon: int = 16, stride: int = 1,
+                fractions=(0.7, 0.1, 0.2), train_stride: int | None = None) -> dict:
+    """The data entry point: CSV -> chronological split -> windows, ORIGINAL units.
+
+    Returns ``{"train": (X, Y), "val": (X, Y), "test": (X, Y), "columns": names,
+    "series": {"train": rows, "val": rows, "test": rows}}``. `stride` applies to every
+    split unless `train_stride` is given for the train part.
+    """
+    values, names = load_csv(path, columns, min_rows=lookback + horizon)
+    parts = chronological_split(values, fractions)
+    out: dict = {"columns": names, "series": parts}
+    for split in SPLITS:
+        rows = parts[split]
+        if len(rows) < lookback + horizon:
+            raise DataError(f"{path}: {split} split has {len(rows)} rows, fewer than one window "
+                            f"(lookback {lookback} + horizon {horizon}); the file has {len(values)} rows")
+        s = train_stride if (split == "train" and train_stride) else stride
+        out[split] = make_windows(rows, lookback, horizon, s)
+    return out
+
+
+# ------------------------------------------------------------ normalisation
+def fit_normalization(train_values) -> dict:
+    """Per-channel mean/std (population std, floored at 1e-8) of a [N, C] series."""
+    v = np.asarray(train_values, dtype=np.float64)
+    if v.ndim != 2 or len(v) == 0:
+        raise DataError(f"normalisation needs a non-empty [rows, channels] series, got shape {v.shape}")
+    mean = v.mean(axis=0)
+    std = np.maximum(v.std(axis=0), STD_FLOOR)
+    return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
+
+
+def _channel_view(values, stats, channel_axis):
+    v = np.asarray(values, dtype=np.float64)
+    if channel_axis is None:
+        channel_axis = -1 if v.ndim <= 2 else 1
+    mean = np.asarray(stats["mean"], dtype=np.float64)
+    std = np.asarray(stats["std"], dtype=np.float64)
+    if v.shape[channel_axis] != len(mean):
+        raise DataError(f"normalisation has {len(mean)} channels, data has {v.shape[channel_axis]} "
+                        f"(shape {v.shape}, channel axis {channel_axis})")
+    shape = [1] * v.ndim
+    shape[channel_axis] = len(mean)
+    return v, mean.reshape(shape), std.reshape(shape)
+
+
+def normalize(values, stats, channel_axis=None):
+    """(x - mean) / std per channel. Channel axis: last for [N, C], 1 for [B, C, L]."""
+    v, mean, std = _channel_view(values, stats, channel_axis)
+    return (v - mean) / std
+
+
+def denormalize(values, stats, channel_axis=None):
+    """Inverse of :func:`normalize`: x * std + mean per channel."""
+    v, mean, std = _channel_view(values, stats, channel_axis)
+    return v * std + mean
+
+
+# ---------------------------------------------------------------- baselines
+def repeat_last(X, horizon: int):
+    """Forecast every future step as the last observed value: [B, C, L] -> [B, C, H]."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.repeat(X[:, :, -1:], horizon, axis=2)
+
+
+class LinearForecaster:
+    """Per-channel linear least squares: the H next values of channel c from that
+    channel's L past values plus an intercept (one lstsq per channel).
+
+    Fit on train windows only. `ridge` > 0 adds an L2 penalty on the lag weights
+    (not the intercept); the default 0 is plain least squares.
+    """
+
+    def __init__(self, ridge: float = 0.0):
+        self.ridge = float(ridge)
+        self.coef: np.ndarray | None = None      # [C, L, H]
+        self.intercept: np.ndarray | None = None  # [C, H]
+
+    def fit(self, X, Y) -> "LinearForecaster":
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        if X.ndim != 3 or Y.ndim != 3 or X.shape[:2] != Y.shape[:2]:
+            raise DataError(f"LinearForecaster.fit: X [B, C, L] and Y [B, C, H] expected, "
+                            f"got {X.shape} and {Y.shape}")
+        b, c, l = X.shape
+        h = Y.shape[2]
+        self.coef = np.empty((c, l, h))
+        self.intercept = np.empty((c, h))
+        for ch in range(c):
+            A = np.concatenate([X[:, ch, :], np.ones((b, 1))], axis=1)   # [B, L+1]
+            rhs = Y[:, ch, :]
+            if self.ridge > 0:
+                pen = np.sqrt(self.ridge) * np.eye(l + 1)[:l]             # no penalty on intercept
+                A = np.concatenate([A, pen], axis=0)
+                rhs = np.concatenate([rhs, np.zeros((l, h))], axis=0)
+            w, *_ = np.linalg.lstsq(A, rhs, rcond=None)                  # [L+1, H]
+            self.coef[ch] = w[:l]
+            self.intercept[ch] = w[l]
+        return self
+
+    def predict(self, X):
+        if self.coef is None:
+            raise DataError("LinearForecaster.predict called before fit")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 3 or X.shape[1:] != self.coef.shape[:2]:
+            raise DataError(f"LinearForecaster.predict: expected [B, {self.coef.shape[0]}, "
+                            f"{self.coef.shape[1]}], got {X.shape}")
+        return np.einsum("bcl,clh->bch", X, self.coef) + self.intercept[None]
+
+
+# ------------------------------------------------------------------ metrics
+def mse(pred, target) -> float:
+    return float(np.mean((np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) ** 2))
+
+
+def mae(pred, target) -> float:
+    return float(np.mean(np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64))))

@@ -1,0 +1,94 @@
+"""CMamba-slim in PyTorch (needs the 'train' extra). Architecture: docs/model.md.
+
+Every op here has an exact counterpart in the exported graph (docs/model-format.md)
+and in `intsim.float_ref`; `model/export.py` writes the layers in that order.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULTS = dict(c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
+                n_blocks=2, d_conv=4, horizon=16, eps=1e-5)
+
+
+class RMSNorm(nn.Module):
+    """Over the channel axis of [B, D, T]: y = x / sqrt(mean_D(x^2) + eps) * g."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        ms = x.pow(2).mean(dim=1, keepdim=True)
+        return x * torch.rsqrt(ms + self.eps) * self.weight[None, :, None]
+
+
+def scan(lam, u):
+    """s_t = lam_t * s_{t-1} + (1 - lam_t) * u_t, s_{-1} = 0; lam, u [B, E, T].
+
+    Vectorised over batch and channels; a Python loop over the T tokens only.
+    """
+    state = torch.zeros_like(u[:, :, 0])
+    out = []
+    for t in range(u.shape[2]):
+        lt = lam[:, :, t]
+        state = lt * state + (1.0 - lt) * u[:, :, t]
+        out.append(state)
+    return torch.stack(out, dim=2)
+
+
+class CMambaBlock(nn.Module):
+    def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5):
+        super().__init__()
+        self.d_inner = d_inner
+        self.d_conv = d_conv
+        self.norm = RMSNorm(d_model, eps)
+        self.in_proj = nn.Conv1d(d_model, 2 * d_inner, 1, bias=True)
+        # Depthwise; causal padding applied by hand in forward (left K-1, right 0).
+        self.dwconv = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, bias=True)
+        self.dt_proj = nn.Conv1d(d_inner, d_inner, 1, bias=True)
+        self.out_proj = nn.Conv1d(d_inner, d_model, 1, bias=True)
+
+    def forward(self, x):
+        h = self.in_proj(self.norm(x))
+        u, z = h[:, :self.d_inner], h[:, self.d_inner:]
+        u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
+        lam = torch.sigmoid(self.dt_proj(u))
+        y = scan(lam, u) * F.silu(z)
+        return x + self.out_proj(y)
+
+
+class CMambaSlim(nn.Module):
+    """x: float [B, C_in, L] (normalised) -> [B, C_out, H].
+
+    patch_embed (Conv1d C_in->D, kernel P, stride S) -> N x CMambaBlock -> norm_f ->
+    head (Conv1d D -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
+    [B, C_out, H] (row c*H + h).
+    """
+
+    def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
+                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5):
+        super().__init__()
+        if length < patch:
+            raise ValueError(f"lookback {length} is shorter than the patch {patch}")
+        self.hyper = dict(c_in=c_in, c_out=c_out, length=length, patch=patch, stride=stride,
+                          d_model=d_model, d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv,
+                          horizon=horizon, eps=float(eps))
+        self.tokens = (length - patch) // stride + 1
+        self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
+        self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps) for _ in range(n_blocks))
+        self.norm_f = RMSNorm(d_model, eps)
+        self.head = nn.Conv1d(d_model, c_out * horizon, self.tokens, stride=1, bias=True)
+
+    def forward(self, x):
+        h = self.patch_embed(x)
+        for blk in self.blocks:
+            h = blk(h)
+        y = self.head(self.norm_f(h))                    # [B, C_out*H, 1]
+        return y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+
+    def n_weights(self) -> int:
+        return sum(p.numel() for p in self.parameters())

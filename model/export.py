@@ -1,0 +1,178 @@
+"""Export a trained CMambaSlim to a model directory (docs/model-format.md).
+
+Writes ``model.json`` + ``weights/*.npy`` (float32, little-endian, C order) into a
+temporary sibling directory and renames it into place, so a failure leaves nothing
+half-written (into an existing model directory, `weights/` and `model.json` are
+swapped in by rename; other files there, e.g. a README, are kept). Layer names/order match `intsim.synth.cmamba_layers` (docs/model.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from intsim.errors import CmambaError
+
+FORMAT_NAME = "cmamba-hls-model"
+FORMAT_VERSION = 1
+
+
+def _np(t) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().double().numpy().astype("<f4"))
+
+
+def _stats(normalization: dict, c: int, where: str) -> dict:
+    mean = [float(v) for v in normalization["mean"]]
+    std = [float(v) for v in normalization["std"]]
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"normalization {where}: expected {c} channels, got {len(mean)}/{len(std)}")
+    return {"mean": mean, "std": std}
+
+
+def _swap_into(tmp: Path, out_dir: Path) -> None:
+    """Replace out_dir/weights and out_dir/model.json by the complete ones in `tmp`.
+
+    Other files in out_dir (a README, plots) are kept. Any quantization parameters in
+    the old model.json are dropped: they belong to the old weights.
+    """
+    weights = out_dir / "weights"
+    old = None
+    if weights.exists():
+        old = Path(tempfile.mkdtemp(prefix=".weights.old-", dir=out_dir))
+        os.rmdir(old)
+        os.rename(weights, old)
+    try:
+        os.rename(tmp / "weights", weights)
+    except BaseException:
+        if old is not None:
+            os.rename(old, weights)
+        raise
+    try:
+        os.replace(tmp / "model.json", out_dir / "model.json")
+    except BaseException:
+        shutil.rmtree(weights, ignore_errors=True)
+        if old is not None:
+            os.rename(old, weights)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def model_layers(module) -> list[tuple[dict, dict]]:
+    """[(layer entry without 'weights', {key: float32 array})] in execution order."""
+    h = module.hyper
+    e, eps = h["d_inner"], float(h["eps"])
+    out = [({"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
+             "attrs": {"kernel": h["patch"], "stride": h["stride"]}},
+            {"weight": _np(module.patch_embed.weight), "bias": _np(module.patch_embed.bias)})]
+    prev = "patch_embed"
+    for n, blk in enumerate(module.blocks):
+        p = f"blk{n}."
+        w_in = blk.in_proj.weight[:, :, 0]
+        b_in = blk.in_proj.bias
+        out += [
+            ({"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
+             {"weight": _np(blk.norm.weight)}),
+            ({"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
+             {"weight": _np(w_in[:e]), "bias": _np(b_in[:e])}),
+            ({"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
+             {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}),
+            ({"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"],
+              "attrs": {"kernel": h["d_conv"]}},
+             {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}),
+            ({"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]}, {}),
+            ({"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
+             {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}),
+            ({"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]}, {}),
+            ({"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]}, {}),
+            ({"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]}, {}),
+            ({"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]}, {}),
+            ({"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
+             {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}),
+            ({"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]}, {}),
+        ]
+        prev = p + "residual"
+    out += [
+        ({"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
+         {"weight": _np(module.norm_f.weight)}),
+        ({"name": "head", "op": "conv_kx1", "inputs": ["norm_f"],
+          "attrs": {"kernel": module.tokens, "stride": 1}},
+         {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}),
+    ]
+    return out
+
+
+def export_model(module, out_dir, normalization: dict, columns, training_info: dict | None = None,
+                 name: str = "cmamba-slim", output_columns=None) -> Path:
+    """Write `module` (a CMambaSlim) as a model directory at `out_dir`; returns the path.
+
+    normalization: either {"mean", "std"} (same stats for input and output channels,
+    the forecasting case C_in == C_out) or {"input": {...}, "output": {...}}.
+    columns: input column names (output columns default to the same).
+    training_info: stored as model.json "training" (command, seed, metrics, ...).
+    An existing model in `out_dir` is replaced only after the new one is complete.
+    """
+    h = module.hyper
+    c_in, c_out = h["c_in"], h["c_out"]
+    columns = list(columns)
+    output_columns = list(output_columns) if output_columns is not None else list(columns)
+    if len(columns) != c_in or len(output_columns) != c_out:
+        raise ValueError(f"columns: expected {c_in} input / {c_out} output names, "
+                         f"got {len(columns)} / {len(output_columns)}")
+    if "input" in normalization:
+        norm = {"input": _stats(normalization["input"], c_in, "input"),
+                "output": _stats(normalization["output"], c_out, "output")}
+    else:
+        norm = {"input": _stats(normalization, c_in, "input"),
+                "output": _stats(normalization, c_out, "output")}
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CmambaError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+            raise CmambaError(f"{out_dir}: refusing to write a model into a non-empty directory "
+                              f"that holds no model.json")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)                  # mkdtemp makes 0700; a model dir is shared
+        (tmp / "weights").mkdir()
+        layers = []
+        for entry, weights in model_layers(module):
+            if weights:
+                entry["weights"] = {}
+                for key, arr in weights.items():
+                    if not np.all(np.isfinite(arr)):
+                        raise CmambaError(f"layer '{entry['name']}': {key} has non-finite values "
+                                          f"(training diverged?)")
+                    rel = f"weights/{entry['name']}.{key}.npy"
+                    np.save(tmp / rel, arr, allow_pickle=False)
+                    entry["weights"][key] = rel
+            layers.append(entry)
+        raw = {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name,
+            "input": {"name": "input", "channels": c_in, "length": h["length"], "columns": columns},
+            "output": {"tensor": "head", "channels": c_out, "horizon": h["horizon"],
+                       "columns": output_columns},
+            "normalization": norm,
+            "hyper": {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"],
+                      "patch": h["patch"], "stride": h["stride"], "d_conv": h["d_conv"],
+                      "horizon": h["horizon"], "eps": float(h["eps"])},
+            "layers": layers,
+            "training": training_info or {},
+        }
+        with open(tmp / "model.json", "w") as fh:
+            json.dump(raw, fh, indent=1)
+            fh.write("\n")
+        if not out_dir.exists():
+            os.rename(tmp, out_dir)          # fresh directory: one atomic rename
+            return out_dir
+        _swap_into(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,96 @@
+"""`cmamba-hls train`: train CMamba-slim on a CSV and export a model directory.
+
+Imports torch only inside `run()`, so `cmamba-hls --help` works without the
+'train' extra.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+
+from intsim.errors import CmambaError
+
+DEFAULT_EPOCHS = 60
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", required=True, help="CSV or CSV.gz with a header row")
+    p.add_argument("--out", required=True, help="model directory to write (model.json + weights/)")
+    p.add_argument("--columns", default=None,
+                   help="comma-separated channel columns (default: every numeric column "
+                        "except timestamp / is_anomaly)")
+    p.add_argument("--lookback", type=int, default=64, help="input window L (default 64)")
+    p.add_argument("--horizon", type=int, default=16, help="forecast steps H (default 16)")
+    p.add_argument("--train-stride", type=int, default=1,
+                   help="step between training windows (val/test always use 1; default 1)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"max epochs (default {DEFAULT_EPOCHS})")
+    p.add_argument("--patience", type=int, default=15,
+                   help="stop after this many epochs without a better val MSE (default 15)")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="cosine decay over --epochs, or constant (default cosine)")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    g = p.add_argument_group("network (docs/model.md)")
+    g.add_argument("--patch", type=int, default=8, help="patch kernel P (default 8)")
+    g.add_argument("--stride", type=int, default=4, help="patch stride S (default 4)")
+    g.add_argument("--d-model", type=int, default=32, help="D (default 32)")
+    g.add_argument("--d-inner", type=int, default=64, help="E (default 64)")
+    g.add_argument("--n-blocks", type=int, default=2, help="N (default 2)")
+    g.add_argument("--d-conv", type=int, default=4, help="depthwise conv kernel K (default 4)")
+    g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
+    p.add_argument("--verbose", action="store_true", help="one line per epoch")
+
+
+def _check(args) -> None:
+    positive = ("lookback", "horizon", "train_stride", "epochs", "patience", "batch_size", "threads",
+                "patch", "stride", "d_model", "d_inner", "n_blocks", "d_conv")
+    for key in positive:
+        if getattr(args, key) <= 0:
+            raise CmambaError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if not args.lr > 0:
+        raise CmambaError(f"--lr must be positive, got {args.lr}")
+    if args.weight_decay < 0:
+        raise CmambaError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.patch > args.lookback:
+        raise CmambaError(f"--patch {args.patch} is longer than --lookback {args.lookback}")
+
+
+def run(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise CmambaError("training needs the 'train' extra: pip install -e '.[train]'") from exc
+    from model.train import TrainConfig, train
+
+    _check(args)
+    columns = None
+    if args.columns:
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    command = "cmamba-hls " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv and sys.argv[0].endswith("cmamba-hls") else None
+    cfg = TrainConfig(
+        data=args.data, out=args.out, columns=columns, lookback=args.lookback, horizon=args.horizon,
+        train_stride=args.train_stride, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, patience=args.patience, lr_schedule=args.lr_schedule,
+        seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
+        d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
+        name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        extra={"command_full": _reconstruct(args)},
+    )
+    train(cfg)
+    return 0
+
+
+def _reconstruct(args) -> str:
+    """The equivalent `cmamba-hls train` command line (when not run from the console script)."""
+    parts = ["cmamba-hls", "train", "--data", args.data, "--out", args.out]
+    if args.columns:
+        parts += ["--columns", args.columns]
+    for key in ("lookback", "horizon", "train_stride", "epochs", "patience", "batch_size", "lr",
+                "weight_decay", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
+                "d_inner", "n_blocks", "d_conv", "name"):
+        parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    return " ".join(shlex.quote(p) for p in parts)
