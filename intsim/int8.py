@@ -21,6 +21,8 @@ from intsim.lut import int8_table
 LAM_SCALE, LAM_ZERO_POINT = 1.0 / 256.0, -128
 ACC_LIMIT = (1 << 31) - 1
 MIN_RANGE = 1e-3     # a (near-)constant tensor still gets a usable scale (spec 3.1)
+MIN_MULTIPLIER = 2.0 ** -30   # floor of s_x * s_w[c] / s_y for (near-)zero weight channels
+BIAS_LIMIT = float(1 << 30)   # |b_q| <= 2^30: the int32 accumulator keeps 2^30 for the sum
 RMSNORM_MODES = ("v2", "v1")
 
 
@@ -80,11 +82,12 @@ def dequantize_act(q, scale: float, zero_point: int):
     return scale * (np.asarray(q, dtype=np.float64) - zero_point)
 
 
-def quantize_weight_per_channel(w: np.ndarray):
-    """Spec 3.1: per output channel (axis 0) symmetric, codes in [-127, 127]."""
+def quantize_weight_per_channel(w: np.ndarray, min_scale=0.0):
+    """Spec 3.1: per output channel (axis 0) symmetric, codes in [-127, 127];
+    scales are at least `min_scale` (scalar or per channel; 1.0 for an all-zero channel)."""
     flat = w.reshape(w.shape[0], -1)
     maxabs = np.max(np.abs(flat), axis=1)
-    scales = np.where(maxabs > 0, maxabs / 127.0, 1.0)
+    scales = np.where(maxabs > 0, np.maximum(maxabs / 127.0, min_scale), 1.0)
     q = np.clip(np.rint(flat / scales[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scales
 
@@ -130,8 +133,11 @@ def lower_int8(graph: Graph) -> Int8Program:
         p = st.params
         (s_x, z_x), (s_y, z_y) = in_qp[0], out_qp
         if layer.op in ("conv_kx1", "conv1x1", "dwconv"):
-            w_q, s_w = quantize_weight_per_channel(layer.weights["weight"])
-            b_real = np.rint(layer.weights["bias"] / (s_x * s_w))
+            bias = layer.weights["bias"]
+            # spec 3.1 floors: multiplier >= 2^-30, and |b_q| <= 2^30 so the int32 sum cannot overflow
+            floor = np.maximum(MIN_MULTIPLIER * s_y / s_x, np.abs(bias) / (s_x * BIAS_LIMIT))
+            w_q, s_w = quantize_weight_per_channel(layer.weights["weight"], floor)
+            b_real = np.rint(bias / (s_x * s_w))
             b_q = np.clip(b_real, -(1 << 31), ACC_LIMIT).astype(np.int64)
             st.weight_saturations = int(np.count_nonzero(b_q != b_real))
             terms = np.abs(w_q.reshape(w_q.shape[0], -1).astype(np.int64)).sum(axis=1) * 255
