@@ -149,13 +149,17 @@ def test_default_model_integer_paths_close_to_fp32(tmp_path):
     g = model.graph
     splits = load_splits(REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns,
                          lookback=g.input_shape[1], horizon=g.horizon)
-    if "int16" not in g.quant or "int8" not in g.quant:
-        calibrate(model, model.normalize_input(splits["train"][0][::4]))
+    x_cal = model.normalize_input(splits["train"][0][::4])
+    calibrate(model, x_cal)                       # Q8.8 everywhere (the default), maxabs
     x = model.normalize_input(splits["test"][0][::2])
     fp = model.run(x, "fp32").output
     bt = model.run(x, "bittrue")
     q8 = model.run(x, "quant8")
-    # normalised units: the outputs' spread is ~1
-    assert np.sqrt(np.mean((bt.output - fp) ** 2)) < 0.02
-    assert np.sqrt(np.mean((q8.output - fp) ** 2)) < 0.1
+    rmse = lambda y: float(np.sqrt(np.mean((y - fp) ** 2)))   # noqa: E731  normalised units
+    # Q8.8 costs ~8 output LSB RMS (measured 0.032); INT8 about the same (measured 0.030)
+    assert rmse(bt.output) < 0.05
+    assert rmse(q8.output) < 0.06
     assert sum(v["saturations"] for k, v in bt.stats.items() if k != "input") == 0
+    # per-tensor formats (--formats auto) remove almost all of it (measured 0.0003)
+    calibrate(model, x_cal, formats="auto")
+    assert rmse(model.run(x, "bittrue").output) < 0.002
