@@ -52,9 +52,13 @@ def rne_shift(x, n):
 @njit(cache=True, inline="always")
 def shift_round(x, n):
     """x * 2**(-n) for a signed shift count: RNE right shift when n > 0, exact
-    left shift when n <= 0 (spec 1.3, format alignment). |n| <= 62."""
+    left shift when n <= 0 (spec 1.3, format alignment). |n| <= 62, else
+    ValueError (a shift count >= 64 is undefined in LLVM/C++; the caller
+    guarantees the left-shifted value fits int64)."""
     if n >= 0:
         return rne_shift(x, n)
+    if n < -62:
+        raise ValueError("shift_round: shift must be in [-62, 62]")
     return np.int64(x) << (-n)
 
 
@@ -75,11 +79,17 @@ def saturate(x, bits):
 
 @njit(cache=True)
 def rne_div(num, den):
-    """RNE(num / den) for int64 num and den > 0 (ties to even). Spec 1.5."""
+    """RNE(num / den) for int64 num and den > 0 (ties to even). Spec 1.5.
+
+    Compares rem with den - rem rather than 2*rem with den: 2*rem overflows
+    int64 when den > 2**62 (the rounding was then silently wrong). den <= 0
+    raises ValueError."""
+    if den <= 0:
+        raise ValueError("rne_div: denominator must be > 0")
     q = num // den                   # floor
-    rem = num - q * den              # in [0, den)
-    twice = 2 * rem
-    if twice > den or (twice == den and (q & 1) == 1):
+    rem = num % den                  # = num - q*den, in [0, den); never overflows
+    other = den - rem                # in (0, den]; rem > other <=> 2*rem > den
+    if rem > other or (rem == other and (q & 1) == 1):
         q += 1
     return q
 
@@ -87,9 +97,11 @@ def rne_div(num, den):
 @njit(cache=True)
 def isqrt_floor(v):
     """floor(sqrt(v)) for 0 <= v < 2**62 by the bit-by-bit (digit recurrence)
-    method: shifts, compares and subtractions only."""
-    if v < 0:
-        raise ValueError("isqrt_floor: negative input")
+    method: shifts, compares and subtractions only. v outside [0, 2**62)
+    raises ValueError (the recurrence starts at bit 2**60 and would silently
+    return 2**31 - 1 for larger v)."""
+    if v < 0 or v >= (np.int64(1) << 62):
+        raise ValueError("isqrt_floor: input must be in [0, 2**62)")
     res = np.int64(0)
     bit = np.int64(1) << 60
     while bit > v:
@@ -170,17 +182,22 @@ def quantize_q(x, frac_bits: int, bits: int = 16, name: str = "tensor"):
 
     RNE of x * 2**frac_bits (exact: scaling by a power of two loses nothing in
     float64), then saturation to ``bits``. Returns (int64 array, n_saturated).
-    NaN/Inf raise NonFiniteError naming ``name``.
+    NaN/Inf raise NonFiniteError naming ``name``. bits must be in [2, 63].
     """
+    if not 2 <= bits <= 63:
+        raise ValueError(f"quantize_q: bits must be in [2, 63], got {bits}")
     arr = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise NonFiniteError(f"{name}: {bad} non-finite value(s) (NaN/Inf) cannot be quantized")
-    scaled = np.rint(np.ldexp(arr, frac_bits))  # np.rint rounds half to even
-    hi = float((1 << (bits - 1)) - 1)
-    lo = -hi - 1.0
-    n_sat = int(np.count_nonzero((scaled > hi) | (scaled < lo)))
-    return np.clip(scaled, lo, hi).astype(np.int64), n_sat
+    with np.errstate(over="ignore"):            # overflow to +-inf saturates below
+        scaled = np.rint(np.ldexp(arr, frac_bits))  # np.rint rounds half to even
+    # 2**(bits-1) is exact in float64 for every bits; 2**(bits-1) - 1 is not
+    # once bits > 54, so clamp the top end in the integer domain.
+    lim = float(1 << (bits - 1))
+    n_sat = int(np.count_nonzero((scaled >= lim) | (scaled < -lim)))
+    q = np.clip(scaled, -lim, lim).astype(np.int64)
+    return np.minimum(q, (1 << (bits - 1)) - 1), n_sat
 
 
 def dequantize(q, frac_bits: int):
@@ -194,7 +211,9 @@ def quantize_multiplier(real_multiplier: float):
     m0 in [2**30, 2**31) (31 significant bits), shift in [0, 62]. m0 is
     RNE(frac * 2**31) where M = frac * 2**e, frac in [0.5, 1); so the relative
     error is at most 2**-31. Raises ValueError when M is not finite, <= 0, or
-    outside [2**-31, 2**31) (the shift would leave [0, 62]).
+    when the shift would leave [0, 62]. Every M in [2**-31, 2**31 - 1/2) is
+    accepted; precisely, the accepted set is [2**-32 - 2**-64, 2**31 - 1/2)
+    (just below 2**31 frac rounds up to 1 and the shift would be -1).
     """
     m = float(real_multiplier)
     if not math.isfinite(m) or m <= 0.0:
@@ -206,5 +225,6 @@ def quantize_multiplier(real_multiplier: float):
         exp += 1
     shift = 31 - exp
     if not 0 <= shift <= MAX_SHIFT:
-        raise ValueError(f"quantize_multiplier: multiplier {m!r} is outside [2**-31, 2**31)")
+        raise ValueError(f"quantize_multiplier: multiplier {m!r} needs shift {shift}, outside "
+                         f"[0, {MAX_SHIFT}] (accepted: [2**-32 - 2**-64, 2**31 - 1/2))")
     return m0, shift

@@ -12,6 +12,8 @@ output rounding.
 """
 from __future__ import annotations
 
+import math
+import operator
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from functools import lru_cache
@@ -68,13 +70,45 @@ def _int16_table_cached(func: str, out_frac_bits: int) -> bytes:
 def int16_table(func: str, out_frac_bits: int) -> np.ndarray:
     """int16[4096]: entry a = sat16(RNE(f((a - 2048) / 256) * 2**out_frac_bits)).
 
-    func: "sigmoid" | "silu"; out_frac_bits: 0..15. Read-only array."""
+    func: "sigmoid" | "silu"; out_frac_bits: an integer 0..15. Returns a fresh
+    (writable) copy; the cached bytes cannot be altered through it."""
     if func not in FUNCTIONS:
         raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
-    if not 0 <= out_frac_bits <= 15:
-        raise ValueError(f"LUT output frac_bits must be in [0, 15], got {out_frac_bits}")
-    table = np.frombuffer(_int16_table_cached(func, int(out_frac_bits)), dtype="<i2")
+    f = _frac_bits(out_frac_bits)
+    table = np.frombuffer(_int16_table_cached(func, f), dtype="<i2")
     return table.astype(np.int16)
+
+
+def _frac_bits(value) -> int:
+    """An integer in [0, 15] (8.5 or "8" are errors, not silently truncated)."""
+    try:
+        f = operator.index(value)
+    except TypeError:
+        raise ValueError(f"LUT output frac_bits must be an integer in [0, 15], got {value!r}") from None
+    if isinstance(value, bool) or not 0 <= f <= 15:
+        raise ValueError(f"LUT output frac_bits must be an integer in [0, 15], got {value!r}")
+    return f
+
+
+def _int8_params(in_scale, in_zero_point, out_scale, out_zero_point):
+    """Validate INT8 quantization parameters (spec 3.1): scales finite and > 0,
+    zero points integers in [-128, 127]. Returns them as (float, int, float, int)."""
+    scales = []
+    for label, s in (("in_scale", in_scale), ("out_scale", out_scale)):
+        s = float(s)
+        if not math.isfinite(s) or s <= 0.0:
+            raise ValueError(f"int8 LUT: {label} must be finite and > 0, got {s!r}")
+        scales.append(s)
+    zps = []
+    for label, z in (("in_zero_point", in_zero_point), ("out_zero_point", out_zero_point)):
+        try:
+            zi = operator.index(z)
+        except TypeError:
+            raise ValueError(f"int8 LUT: {label} must be an integer, got {z!r}") from None
+        if not -128 <= zi <= 127:
+            raise ValueError(f"int8 LUT: {label} must be in [-128, 127], got {zi}")
+        zps.append(zi)
+    return scales[0], zps[0], scales[1], zps[1]
 
 
 def int8_table(func: str, in_scale: float, in_zero_point: int,
@@ -83,6 +117,8 @@ def int8_table(func: str, in_scale: float, in_zero_point: int,
     sat8(RNE(f(in_scale * (q - in_zp)) / out_scale) + out_zp). Spec 3.5."""
     if func not in FUNCTIONS:
         raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
+    in_scale, in_zero_point, out_scale, out_zero_point = _int8_params(
+        in_scale, in_zero_point, out_scale, out_zero_point)
     s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))
     with localcontext() as ctx:
         ctx.prec = _DIGITS
