@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# Single-threaded everywhere, set before numpy/torch load their thread pools.
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
 
@@ -68,7 +70,7 @@ def torch_runner(model_dir: Path):
     """A callable running the PyTorch eager model, or (None, reason)."""
     try:
         import torch
-        from model.export import load_torch_model
+        from model.load import load_torch_model
     except ImportError as exc:
         return None, f"not measured ({exc.name or exc} not installed)"
     torch.set_num_threads(1)

@@ -1,0 +1,50 @@
+"""Import an exported model directory back into PyTorch (needs the 'train' extra).
+
+The inverse of model/export.py: `load_torch_model(MODEL_DIR)` builds a
+`CMambaSlim` from model.json's hyper-parameters and copies every weight from
+the validated graph, so `module.eval()(x)` equals the fp32 reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from intsim.errors import ModelFormatError
+from intsim.graph import load_graph
+from model.cmamba import CMambaSlim
+
+
+def load_torch_model(model_dir) -> CMambaSlim:
+    graph = load_graph(model_dir)
+    hyper = graph.raw.get("hyper") or {}
+    try:
+        module = CMambaSlim(c_in=graph.input_shape[0], c_out=graph.output_channels,
+                            length=graph.input_shape[1], patch=hyper["patch"], stride=hyper["stride"],
+                            d_model=hyper["d_model"], d_inner=hyper["d_inner"],
+                            n_blocks=hyper["n_blocks"], d_conv=hyper["d_conv"],
+                            horizon=graph.horizon, eps=hyper.get("eps", 1e-5))
+    except KeyError as exc:
+        raise ModelFormatError(f"{model_dir}: model.json 'hyper' lacks {exc} (needed to rebuild the torch model)") from exc
+
+    def put(param, array):
+        value = torch.from_numpy(np.asarray(array, dtype=np.float32)).reshape(param.shape)
+        with torch.no_grad():
+            param.copy_(value)
+
+    w = {layer.name: layer.weights for layer in graph.layers}
+    put(module.patch_embed.weight, w["patch_embed"]["weight"])
+    put(module.patch_embed.bias, w["patch_embed"]["bias"])
+    for n, blk in enumerate(module.blocks):
+        p = f"blk{n}."
+        put(blk.norm.weight, w[p + "norm"]["weight"])
+        put(blk.in_proj.weight, np.concatenate([w[p + "in_proj_u"]["weight"], w[p + "in_proj_z"]["weight"]]))
+        put(blk.in_proj.bias, np.concatenate([w[p + "in_proj_u"]["bias"], w[p + "in_proj_z"]["bias"]]))
+        put(blk.dwconv.weight, w[p + "dwconv"]["weight"])
+        put(blk.dwconv.bias, w[p + "dwconv"]["bias"])
+        for key in ("dt_proj", "out_proj"):
+            put(getattr(blk, key).weight, w[p + key]["weight"])
+            put(getattr(blk, key).bias, w[p + key]["bias"])
+    put(module.norm_f.weight, w["norm_f"]["weight"])
+    put(module.head.weight, w["head"]["weight"])
+    put(module.head.bias, w["head"]["bias"])
+    return module.eval()
