@@ -41,9 +41,10 @@ def scan(lam, u):
 
 
 class CMambaBlock(nn.Module):
-    def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5):
+    def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5, dropout: float = 0.0):
         super().__init__()
         self.d_inner = d_inner
+        self.drop = nn.Dropout(dropout)      # training only: identity in eval / export
         self.d_conv = d_conv
         self.norm = RMSNorm(d_model, eps)
         self.in_proj = nn.Conv1d(d_model, 2 * d_inner, 1, bias=True)
@@ -58,7 +59,7 @@ class CMambaBlock(nn.Module):
         u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
         lam = torch.sigmoid(self.dt_proj(u))
         y = scan(lam, u) * F.silu(z)
-        return x + self.out_proj(y)
+        return x + self.drop(self.out_proj(y))
 
 
 class CMambaSlim(nn.Module):
@@ -67,10 +68,14 @@ class CMambaSlim(nn.Module):
     patch_embed (Conv1d C_in->D, kernel P, stride S) -> N x CMambaBlock -> norm_f ->
     head (Conv1d D -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
     [B, C_out, H] (row c*H + h).
+
+    `dropout` (training regulariser) drops block outputs before the residual add and
+    the head's input; it is the identity in eval mode, so the exported graph has no
+    dropout layer and computes exactly `module.eval()(x)`.
     """
 
     def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5):
+                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
@@ -79,16 +84,34 @@ class CMambaSlim(nn.Module):
                           horizon=horizon, eps=float(eps))
         self.tokens = (length - patch) // stride + 1
         self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
-        self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps, dropout)
+                                    for _ in range(n_blocks))
         self.norm_f = RMSNorm(d_model, eps)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Conv1d(d_model, c_out * horizon, self.tokens, stride=1, bias=True)
 
     def forward(self, x):
         h = self.patch_embed(x)
         for blk in self.blocks:
             h = blk(h)
-        y = self.head(self.norm_f(h))                    # [B, C_out*H, 1]
+        y = self.head(self.drop(self.norm_f(h)))         # [B, C_out*H, 1]
         return y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+
+    @torch.no_grad()
+    def block_gains(self, x) -> list[float]:
+        """Per block: RMS(block output - block input) / RMS(block input) on batch x (eval).
+
+        A value near 0 means the block has died (its weights decayed to nothing)."""
+        was = self.training
+        self.eval()
+        h = self.patch_embed(x)
+        gains = []
+        for blk in self.blocks:
+            out = blk(h)
+            gains.append(float((out - h).pow(2).mean().sqrt() / h.pow(2).mean().sqrt().clamp_min(1e-30)))
+            h = out
+        self.train(was)
+        return gains
 
     def n_weights(self) -> int:
         return sum(p.numel() for p in self.parameters())

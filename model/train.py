@@ -38,7 +38,9 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 64
     lr: float = 2e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-2
+    optimizer: str = "adamw"             # adamw (decoupled decay) | adam (L2 in the gradient)
+    dropout: float = 0.0
     patience: int = 15
     lr_schedule: str = "cosine"          # cosine | constant
     grad_clip: float = 1.0
@@ -63,6 +65,20 @@ def set_determinism(seed: int, threads: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True)
+
+
+def make_optimizer(module, cfg: TrainConfig):
+    """Weight decay on conv weights only; biases and RMSNorm gains are not decayed
+    (decaying the gains lets whole blocks collapse to zero)."""
+    decay = [p for p in module.parameters() if p.ndim >= 2]
+    no_decay = [p for p in module.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    raise CmambaError(f"unknown optimizer '{cfg.optimizer}' (adamw | adam)")
 
 
 def _sha256(path) -> str:
@@ -102,7 +118,7 @@ def train(cfg: TrainConfig) -> dict:
     try:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
-                            d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps)
+                            d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
@@ -123,7 +139,7 @@ def train(cfg: TrainConfig) -> dict:
 
     x_tr = torch.from_numpy(nx["train"][0].astype(np.float32))
     y_tr = torch.from_numpy(nx["train"][1].astype(np.float32))
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(module, cfg)
     steps_per_epoch = math.ceil(len(x_tr) / cfg.batch_size)
     if cfg.lr_schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch))
@@ -174,6 +190,7 @@ def train(cfg: TrainConfig) -> dict:
     bar.close()
     module.load_state_dict(best["state"])
 
+    gains = module.block_gains(torch.from_numpy(nx["val"][0].astype(np.float32)))
     model_metrics = {k: _metrics(predict(module, nx[k][0]), nx[k][1], norm, raw[k][1]) for k in ("val", "test")}
     wall = time.perf_counter() - t0
     cfg_record = {k: v for k, v in asdict(cfg).items() if k not in ("command", "extra", "verbose", "out")}
@@ -188,6 +205,8 @@ def train(cfg: TrainConfig) -> dict:
         "n_weights": n_weights,
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
+        # RMS(block update) / RMS(block input) on val: ~0 would mean a dead block.
+        "block_gains": [round(g, 6) for g in gains],
         "wall_time_s": round(wall, 1),
         "environment": {"torch": torch.__version__, "numpy": np.__version__,
                         "python": platform.python_version(), "threads": torch.get_num_threads()},
@@ -202,6 +221,11 @@ def train(cfg: TrainConfig) -> dict:
     }
     export_model(module, cfg.out, norm, columns, record, name=cfg.name)
     print_report(record)
+    print("block update RMS / input RMS (val): " + ", ".join(f"blk{i} {g:.3f}" for i, g in enumerate(gains)))
+    dead = [i for i, g in enumerate(gains) if g < 1e-3]
+    if dead:
+        print(f"warning: block(s) {dead} contribute almost nothing (weights decayed away?); "
+              f"try a smaller --weight-decay", file=sys.stderr)
     print(f"wrote {cfg.out} ({n_weights} weights, best epoch {best['epoch']}/{len(history)}, "
           f"{wall:.1f} s)")
     return record

@@ -28,7 +28,12 @@ def add_arguments(p) -> None:
                    help="stop after this many epochs without a better val MSE (default 15)")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
+    p.add_argument("--weight-decay", type=float, default=1e-2,
+                   help="weight decay on conv weights (not biases/gains; default 1e-2)")
+    p.add_argument("--optimizer", choices=("adamw", "adam"), default="adamw",
+                   help="adamw: decoupled decay; adam: L2 added to the gradient (default adamw)")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="training-only dropout on block outputs and the head input (default 0)")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="cosine decay over --epochs, or constant (default cosine)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
@@ -52,6 +57,8 @@ def _check(args) -> None:
             raise CmambaError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if not args.lr > 0:
         raise CmambaError(f"--lr must be positive, got {args.lr}")
+    if not 0 <= args.dropout < 1:
+        raise CmambaError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.weight_decay < 0:
         raise CmambaError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.patch > args.lookback:
@@ -74,7 +81,7 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, columns=columns, lookback=args.lookback, horizon=args.horizon,
         train_stride=args.train_stride, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, patience=args.patience, lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
         name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
@@ -90,7 +97,7 @@ def _reconstruct(args) -> str:
     if args.columns:
         parts += ["--columns", args.columns]
     for key in ("lookback", "horizon", "train_stride", "epochs", "patience", "batch_size", "lr",
-                "weight_decay", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
+                "weight_decay", "optimizer", "dropout", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
                 "d_inner", "n_blocks", "d_conv", "name"):
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     return " ".join(shlex.quote(p) for p in parts)

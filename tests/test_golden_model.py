@@ -137,7 +137,6 @@ def test_predict_round_trips_normalisation(tiny_model):
                                tiny_model.denormalize_output(tiny_model.run(x, "fp32").output))
 
 
-@pytest.mark.skipif(not (DEFAULT_MODEL / "model.json").is_file(), reason="default model not shipped yet")
 def test_default_model_integer_paths_close_to_fp32(tmp_path):
     """The shipped model on its real test split: bittrue and quant8 within the documented
     tolerance of fp32 (README accuracy table), saturations reported and zero for bittrue."""
