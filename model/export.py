@@ -62,6 +62,19 @@ def _swap_into(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_dir(out_dir) -> Path:
+    """Raise unless `out_dir` is absent, empty, or an existing model directory (which
+    export_model would replace). Cheap: call it before training to fail early."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CmambaError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+            raise CmambaError(f"{out_dir}: refusing to write a model into a non-empty directory "
+                              f"that holds no model.json")
+    return out_dir
+
+
 def model_layers(module) -> list[tuple[dict, dict]]:
     """[(layer entry without 'weights', {key: float32 array})] in execution order."""
     h = module.hyper
@@ -130,13 +143,7 @@ def export_model(module, out_dir, normalization: dict, columns, training_info: d
         norm = {"input": _stats(normalization, c_in, "input"),
                 "output": _stats(normalization, c_out, "output")}
 
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise CmambaError(f"{out_dir}: exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
-            raise CmambaError(f"{out_dir}: refusing to write a model into a non-empty directory "
-                              f"that holds no model.json")
+    out_dir = check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from intsim import data as D
 from intsim.errors import CmambaError
 from model.cmamba import CMambaSlim
-from model.export import export_model
+from model.export import check_output_dir, export_model
 
 
 @dataclass
@@ -106,6 +106,7 @@ def predict(module, x, batch_size: int = 1024) -> np.ndarray:
 def train(cfg: TrainConfig) -> dict:
     """Train, evaluate and export. Returns the `training` record written to model.json."""
     t0 = time.perf_counter()
+    check_output_dir(cfg.out)                 # fail before training, not after
     set_determinism(cfg.seed, cfg.threads)
     splits = D.load_splits(cfg.data, cfg.columns, cfg.lookback, cfg.horizon, stride=1,
                            train_stride=cfg.train_stride)
