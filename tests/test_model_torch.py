@@ -139,6 +139,15 @@ TINY = ["--lookback", "16", "--horizon", "4", "--patch", "4", "--stride", "2", "
         "--threads", "1"]
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """train() sets torch's thread count and deterministic mode process-wide; put them back."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
 @pytest.fixture(scope="module")
 def tiny_csv(tmp_path_factory) -> Path:
     """3 channels of noisy sines (300 rows) + a timestamp and a label column."""
