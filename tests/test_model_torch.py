@@ -155,7 +155,8 @@ def tiny_csv(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     cols = np.stack([np.sin(t / 5), 10 * np.cos(t / 9) + 3, 0.1 * np.sin(t / 3 + 1)], axis=1)
     cols += 0.05 * rng.standard_normal(cols.shape) * cols.std(axis=0)
-    lines = ["timestamp,x,y,z,is_anomaly"] + [f"{i},{a!r},{b!r},{c!r},0" for i, (a, b, c) in enumerate(cols.tolist())]
+    lines = ["timestamp,x,y,z,is_anomaly"]
+    lines += [f"{i},{a!r},{b!r},{c!r},0" for i, (a, b, c) in enumerate(cols.tolist())]
     path = tmp_path_factory.mktemp("data") / "tiny.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -205,7 +206,8 @@ BAD = [
     ("unknown column", lambda tp: ["--data", _csv(tp, _rows(200)), "--columns", "a,q"], "unknown column(s) 'q'"),
     ("lookback < patch", lambda tp: ["--data", _csv(tp, _rows(200)), "--patch", "32"],
      "--patch 32 is longer than --lookback 16"),
-    ("NaN-only column", lambda tp: ["--data", _csv(tp, _rows(200, "nan"))], "column 'b', line 2: value 'nan' is not finite"),
+    ("NaN-only column", lambda tp: ["--data", _csv(tp, _rows(200, "nan"))],
+     "column 'b', line 2: value 'nan' is not finite"),
     ("non-numeric cell", lambda tp: ["--data", _csv(tp, _rows(200).replace("\n3,3\n", "\n3,oops\n"))],
      "non-numeric value 'oops'"),
     ("too few rows", lambda tp: ["--data", _csv(tp, _rows(60))], "val split has 6 rows, fewer than one window"),
