@@ -54,6 +54,9 @@ CHANNEL_METRICS = ("mse", "mae", "mse_norm", "mae_norm", "mse_vs_fp32", "mae_vs_
 # Whole-run metrics (channel "all" only).
 RUN_METRICS = ("saturations", "saturation_rate", "samples", "samples_per_second")
 ALL_CHANNELS = "all"
+# Keys of every EvalReport.summary row, first and in this order (cmamba-hls demo reads them).
+SUMMARY_KEYS = ("mode", "mse", "mae", "mse_norm", "mae_norm", "maxae_vs_fp32", "maxae_vs_fp32_lsb",
+                "rmse_vs_fp32", "saturations", "samples_per_second")
 
 
 @dataclass
@@ -77,10 +80,6 @@ class EvalReport:
     n_samples: int
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
-
-
-SUMMARY_KEYS = ("mode", "mse", "mae", "mse_norm", "mae_norm", "maxae_vs_fp32", "maxae_vs_fp32_lsb",
-                "rmse_vs_fp32", "saturations", "samples_per_second")
 
 
 # ---------------------------------------------------------------------- data
@@ -404,8 +403,8 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
                             for ch, v in zip(channels, m[name])]
         metric_rows += [{"mode": mode, "metric": name, "channel": ALL_CHANNELS, "value": m[name]}
                         for name in RUN_METRICS]
-        summary.append({"mode": mode} | {k: m[k][-1] for k in CHANNEL_METRICS}
-                       | {k: m[k] for k in RUN_METRICS})
+        row = {"mode": mode} | {k: m[k][-1] for k in CHANNEL_METRICS} | {k: m[k] for k in RUN_METRICS}
+        summary.append({k: row[k] for k in SUMMARY_KEYS} | row)      # demo keys first
         layers += layer_rows(model, runs[mode])
     report = EvalReport(summary, metric_rows, layers, format_rows(model),
                         {m: runs[m].output for m in runs}, len(x))
