@@ -1,0 +1,257 @@
+"""INT8 operator templates alone (templates/int8/) vs their golden Numba kernels.
+
+Every op template is rendered, instantiated on random cases (random dimensions, codes,
+zero points, weights, multipliers; extreme inputs; multipliers large enough to saturate),
+compiled with g++ and run; each output must equal intsim.kernels_int8 bit for bit
+(docs/quant-spec.md section 3). All cases of one type flavour go into one translation
+unit: one compile per flavour (stdint, and ap when CMAMBA_HLS_AP_INCLUDE is set).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pytest
+
+from intsim import kernels_int8 as K8
+from intsim.fixedpoint import quantize_multiplier
+
+I8 = np.int8
+N_CASES = 8        # random cases per op (plus the fixed extreme ones)
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+OP_TEMPLATES = ["conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut", "scan", "mul", "add"]
+CXXFLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror"]
+
+
+@dataclass
+class Case:
+    """One kernel call: its Cfg struct body, constant input arrays, the call's argument
+    pattern ({array} names and `y`), and the golden output with its saturation count."""
+    name: str
+    func: str
+    cfg: str
+    arrays: list            # (name, ctype, int array)
+    out_shape: tuple
+    args: str
+    expected: np.ndarray
+    n_sat: int
+
+
+def cpp_array(values: np.ndarray) -> str:
+    """Nested C initialiser of an integer array: [[1, -2], [3, 4]] -> {{1, -2}, {3, 4}}."""
+    if values.ndim == 1:
+        return "{" + ", ".join(str(int(v)) for v in values) + "}"
+    return "{" + ", ".join(cpp_array(v) for v in values) + "}"
+
+
+def case_source(case: Case) -> str:
+    ns = f"case_{case.name}"
+    lines = [f"namespace {ns} {{", f"struct cfg {{{case.cfg} }};"]
+    for name, ctype, values in case.arrays:
+        dims = "".join(f"[{d}]" for d in values.shape)
+        lines.append(f"static const {ctype} {name}{dims} = {cpp_array(values)};")
+    rows, cols = case.out_shape
+    args = case.args.format(**{name: name for name, _, _ in case.arrays})
+    lines += [f"static void run() {{",
+              f"    static i8_t y[{rows}][{cols}];",
+              f"    {case.func}<cfg>({args});",
+              f'    print_codes("{case.name}", &y[0][0], {rows * cols});',
+              "}", f"}}  // namespace {ns}"]
+    return "\n".join(lines)
+
+
+def render_headers(out_dir: Path, types: str) -> None:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    (out_dir / "primitives.h").write_text(env.get_template("common/primitives.h.j2").render(types=types))
+    for stem in ["primitives_int8"] + OP_TEMPLATES:
+        (out_dir / f"{stem}.h").write_text(
+            env.get_template(f"int8/{stem}.h.j2").render(types=types, precision="int8"))
+
+
+def run_cases(cases: list[Case], types: str, ap_include: str | None, work: Path) -> dict:
+    """Render, compile (one TU), run; returns case name -> int64 output array."""
+    render_headers(work, types)
+    src = ["#include <cstdio>"] + [f'#include "{stem}.h"' for stem in OP_TEMPLATES] + [
+        "static void print_codes(const char* name, const i8_t* y, int n) {",
+        '    std::printf("%s", name);',
+        '    for (int i = 0; i < n; ++i) std::printf(" %d", int(y[i]));',
+        '    std::printf("\\n");', "}"]
+    src += [case_source(c) for c in cases]
+    src += ["int main() {"] + [f"    case_{c.name}::run();" for c in cases] + ["    return 0;", "}"]
+    (work / "main.cpp").write_text("\n".join(src) + "\n")
+    cmd = ["g++", *CXXFLAGS, "-I", str(work)]
+    if ap_include:   # GCC 12 -O2 false positives inside ap_private.h's constructors
+        cmd += ["-isystem", ap_include, "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
+    cmd += [str(work / "main.cpp"), "-o", str(work / "main")]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-4000:]
+    run = subprocess.run([str(work / "main")], capture_output=True, text=True, check=True)
+    got = {}
+    for line in run.stdout.splitlines():
+        name, *vals = line.split()
+        got[name] = np.array([int(v) for v in vals], np.int64)
+    return {c.name: got[c.name].reshape(c.out_shape) for c in cases}
+
+
+def _mults(rng, n, lo, hi):
+    """Per-channel (m0, shift) from log-uniform real multipliers in [lo, hi]."""
+    pairs = [quantize_multiplier(float(m)) for m in np.exp(rng.uniform(np.log(lo), np.log(hi), n))]
+    return np.array([m for m, _ in pairs], np.int64), np.array([s for _, s in pairs], np.int64)
+
+
+def _codes(rng, shape, extreme):
+    """int8 codes: uniform, or all-max / all-min / alternating extremes."""
+    if extreme == "max":
+        return np.full(shape, 127, I8)
+    if extreme == "min":
+        return np.full(shape, -128, I8)
+    if extreme == "alt":
+        return np.where(np.indices(shape).sum(axis=0) % 2 == 0, 127, -128).astype(I8)
+    return rng.integers(-128, 128, shape).astype(I8)
+
+
+def _zp(rng):
+    return int(rng.integers(-128, 128))
+
+
+def _cfg(**ints):
+    return "".join(f" static const int {k} = {int(v)};" for k, v in ints.items())
+
+
+EXTREMES = (None, None, "max", "min", "alt")
+
+
+def conv_cases(rng, idx, extreme):
+    cases = []
+    c_in, c_out = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    k, s = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    length = k + int(rng.integers(0, 9))
+    x = _codes(rng, (c_in, length), extreme)
+    x_zp, y_zp = _zp(rng), _zp(rng)
+    # typical |acc| is ~5300 sqrt(terms); multipliers aim its output at 2..400 codes
+    # (odd cases up to 3000: those saturate)
+    hi = 3000.0 if idx % 2 else 400.0
+    w = rng.integers(-127, 128, (c_out, c_in, k)).astype(I8)
+    b = rng.integers(-(1 << 14), 1 << 14, c_out).astype(np.int64)
+    m0, sh = _mults(rng, c_out, 2.0 / (5300 * np.sqrt(c_in * k)), hi / (5300 * np.sqrt(c_in * k)))
+    t_out = (length - k) // s + 1
+    y, n = K8.conv_kx1_int8(x[None], x_zp, w, b, m0, sh, y_zp, s)
+    cfg = _cfg(c_in=c_in, c_out=c_out, length=length, kernel=k, stride=s, t_out=t_out, x_zp=x_zp, y_zp=y_zp)
+    cases.append(Case(f"conv_kx1_{idx}", "conv_kx1_int8", cfg,
+                      [("x", "i8_t", x), ("w", "i8_t", w), ("b", "acc32_t", b), ("m0", "i32_t", m0),
+                       ("sh", "i8_t", sh)], (c_out, t_out), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+    w1 = w[:, :, 0].copy()
+    y, n = K8.conv1x1_int8(x[None], x_zp, w1, b, m0, sh, y_zp)
+    cfg = _cfg(c_in=c_in, c_out=c_out, length=length, x_zp=x_zp, y_zp=y_zp)
+    cases.append(Case(f"conv1x1_{idx}", "conv1x1_int8", cfg,
+                      [("x", "i8_t", x), ("w", "i8_t", w1), ("b", "acc32_t", b), ("m0", "i32_t", m0),
+                       ("sh", "i8_t", sh)], (c_out, length), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+    wd = rng.integers(-127, 128, (c_in, k)).astype(I8)
+    bd = rng.integers(-(1 << 14), 1 << 14, c_in).astype(np.int64)
+    md, shd = _mults(rng, c_in, 2.0 / (5300 * np.sqrt(k)), hi / (5300 * np.sqrt(k)))
+    y, n = K8.dwconv_int8(x[None], x_zp, wd, bd, md, shd, y_zp)
+    cfg = _cfg(channels=c_in, length=length, kernel=k, x_zp=x_zp, y_zp=y_zp)
+    cases.append(Case(f"dwconv_{idx}", "dwconv_int8", cfg,
+                      [("x", "i8_t", x), ("w", "i8_t", wd), ("b", "acc32_t", bd), ("m0", "i32_t", md),
+                       ("sh", "i8_t", shd)], (c_in, length), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+    return cases
+
+
+def rmsnorm_case(rng, idx, extreme):
+    d, length = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+    x = _codes(rng, (d, length), extreme)
+    g = rng.integers(-127, 128, d).astype(I8)
+    x_zp, y_zp = _zp(rng), _zp(rng)
+    # s_g / s_y spans [0.01, 2]: the larger ones saturate (output ~ g * sqrt(D) codes)
+    m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))))
+    shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
+    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1]))
+    y, n = K8.rmsnorm_int8(x[None], x_zp, g, np.int64(eps_q), m0, shift, y_zp)
+    cfg = _cfg(dim=d, length=length, x_zp=x_zp, y_zp=y_zp, m0=m0, shift=shift, eps_q=eps_q,
+               extra_bits=K8.RMS_EXTRA_BITS, inv_bits=K8.RMS_INV_BITS_INT8)
+    return [Case(f"rmsnorm_{idx}", "rmsnorm_int8", cfg, [("x", "i8_t", x), ("g", "i8_t", g)],
+                 (d, length), "{x}, y, {g}", y[0], n)]
+
+
+def elementwise_cases(rng, idx, extreme):
+    c, length = int(rng.integers(1, 6)), int(rng.integers(1, 12))
+    a = _codes(rng, (c, length), extreme)
+    b = rng.integers(-128, 128, (c, length)).astype(I8)
+    za, zb, zy = _zp(rng), _zp(rng), _zp(rng)
+    cases = []
+    table = rng.integers(-128, 128, 256).astype(I8)
+    y, n = K8.lut_int8(a[None], table)
+    cases.append(Case(f"lut_{idx}", "lut_int8", _cfg(channels=c, length=length),
+                      [("x", "i8_t", a), ("table", "i8_t", table)], (c, length), "{x}, y, {table}", y[0], n))
+    m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))))
+    y, n = K8.mul_int8(a[None], za, b[None], zb, m0, sh, zy)
+    cases.append(Case(f"mul_{idx}", "mul_int8",
+                      _cfg(channels=c, length=length, a_zp=za, b_zp=zb, y_zp=zy, m0=m0, shift=sh),
+                      [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
+    # add: as lowered (spec 3.8): one shift from the larger multiplier, both rounded to it
+    m_a, m_b = (float(np.exp(rng.uniform(np.log(0.05), np.log(2.0)))) for _ in range(2))
+    _, sh = quantize_multiplier(max(m_a, m_b))
+    ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
+    y, n = K8.add_int8(a[None], za, ia, b[None], zb, ib, sh, zy)
+    cases.append(Case(f"add_{idx}", "add_int8",
+                      _cfg(channels=c, length=length, a_zp=za, b_zp=zb, y_zp=zy, shift=sh, m_a=ia, m_b=ib),
+                      [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
+    # scan: lam in the fixed format (s = 1/256, z = -128). Odd cases: u within 3 codes of
+    # its zero point and a multiplier up to 4 (one state unit up to 1/64 output code), so
+    # a single wrong rounding of the state shows in the output.
+    lam = _codes(rng, (c, length), None if extreme is None else "max")
+    u, m_lo, m_hi = a, 1.0 / 512, 0.05
+    if idx % 2:
+        u = np.clip(za + rng.integers(-3, 4, (c, length)), -128, 127).astype(I8)
+        m_lo, m_hi = 0.1, 4.0
+    m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(m_lo), np.log(m_hi)))))
+    y, n = K8.scan_int8(lam[None], u[None], za, m0, sh, zy)
+    cases.append(Case(f"scan_{idx}", "scan_int8",
+                      _cfg(channels=c, length=length, u_zp=za, y_zp=zy, m0=m0, shift=sh),
+                      [("lam", "i8_t", lam), ("u", "i8_t", u)], (c, length), "{lam}, {u}, y", y[0], n))
+    return cases
+
+
+def all_cases(seed=0):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for idx in range(N_CASES + 3):
+        extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
+        cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
+            + elementwise_cases(rng, idx, extreme)
+    return cases
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return all_cases()
+
+
+def test_cases_cover_saturation_and_extremes(cases):
+    """The case set is meaningful: every saturating op saturates somewhere, and over 40% of the
+    outputs of every op lie strictly inside the int8 range (not just on the rails)."""
+    for op in ("conv_kx1", "conv1x1", "dwconv", "rmsnorm", "mul", "add", "scan", "lut"):
+        mine = [c for c in cases if c.name.startswith(op + "_")]
+        values = np.concatenate([c.expected.ravel() for c in mine])
+        assert np.mean((values > -128) & (values < 127)) > 0.4, op
+        if op != "lut":
+            assert sum(c.n_sat for c in mine) > 0, op
+
+
+@pytest.mark.parametrize("types", ["stdint", "ap"])
+def test_int8_templates_match_golden_kernels(cases, types, tmp_path):
+    include = os.environ.get("CMAMBA_HLS_AP_INCLUDE")
+    if types == "ap" and not (include and Path(include, "ap_int.h").is_file()):
+        pytest.skip("ap types: set CMAMBA_HLS_AP_INCLUDE to a folder with ap_int.h (make test does)")
+    got = run_cases(cases, types, include if types == "ap" else None, tmp_path)
+    for case in cases:
+        assert np.array_equal(got[case.name], case.expected.astype(np.int64)), case.name
+
+
+def test_cpp_array_initialiser():
+    assert cpp_array(np.array([[1, -2], [3, 4]], I8)) == "{{1, -2}, {3, 4}}"
