@@ -82,7 +82,10 @@ def run(args) -> int:
     quant = calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
                       save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
     _ = model.program, model.program8        # both back ends lower the new parameters, or nothing is saved
-    save_quant(model.graph)
+    try:
+        save_quant(model.graph)
+    except OSError as exc:
+        raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
     q16, q8 = quant["int16"], quant["int8"]
     print(f"calibrated '{model.graph.name}' on {len(x_raw)} {args.split} windows of {data.name}")
     print(format_table(model, quant))

@@ -409,7 +409,10 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
     report = EvalReport(summary, metric_rows, layers, format_rows(model),
                         {m: runs[m].output for m in runs}, len(x))
     if out_dir is not None:
-        write_report(model, report, runs, modes, x, y, Path(out_dir))
+        try:
+            write_report(model, report, runs, modes, x, y, Path(out_dir))
+        except OSError as exc:
+            raise CmambaError(f"cannot write the report to '{out_dir}': {exc}") from exc
     return report
 
 

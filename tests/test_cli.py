@@ -265,6 +265,7 @@ def test_eval_default_out_dir_is_named_after_the_model(capsys, tmp_path, calibra
     ("nan_in_data", ["line 52", "not finite"]),
     ("uncalibrated", ["cmamba-hls calibrate"]),
     ("bad_split", ["--split", "holdout"]),
+    ("out_is_a_file", ["cannot write the report", "report"]),
 ])
 def test_eval_bad_arguments_one_error_line_no_report(capsys, tmp_path, tiny, calibrated, case, words):
     model_dir, data = calibrated
@@ -282,7 +283,12 @@ def test_eval_bad_arguments_one_error_line_no_report(capsys, tmp_path, tiny, cal
         mode = "bittrue"
     extra = ("--split", "holdout") if case == "bad_split" else ()
     out_dir = tmp_path / "report"
+    if case == "out_is_a_file":
+        out_dir.write_text("not a directory")
     rc, out, err = cli(capsys, "eval", model_dir, "--data", data, "--mode", mode, "--out", out_dir, *extra)
     assert_one_error_line(rc, err, *words)
-    assert not out_dir.exists()
+    if case == "out_is_a_file":
+        assert out_dir.read_text() == "not a directory"
+    else:
+        assert not out_dir.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
