@@ -69,11 +69,13 @@ def _prepare_model(src: Path, dst: Path) -> Path:
 
 def _calibrate(model, data: Path):
     from intsim.calibrate import calibrate
+    from intsim.calibrate_cli import DEFAULT_MAX_WINDOWS
     from intsim.evaluate import load_eval_data
 
-    x_cal, _ = load_eval_data(model, data=data, split="train")
-    calibrate(model, model.normalize_input(x_cal[::4]))     # Q8.8 maxabs; INT8 maxabs, RMSNorm V2
-    return len(x_cal[::4])
+    # exactly what `cmamba-hls calibrate MODEL` does by default: Q8.8 maxabs; INT8 maxabs, RMSNorm V2
+    x_cal, _ = load_eval_data(model, data=data, split="train", max_windows=DEFAULT_MAX_WINDOWS)
+    calibrate(model, model.normalize_input(x_cal))
+    return len(x_cal)
 
 
 def _hls(model, out: Path, precision: str, types: str, vectors: int, data: Path):
