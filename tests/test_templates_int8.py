@@ -68,15 +68,16 @@ def render_headers(out_dir: Path, types: str) -> None:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     (out_dir / "primitives.h").write_text(env.get_template("common/primitives.h.j2").render(types=types))
+    (out_dir / "ops").mkdir(exist_ok=True)
     for stem in ["primitives_int8"] + OP_TEMPLATES:
-        (out_dir / f"{stem}.h").write_text(
+        (out_dir / "ops" / f"{stem}.h").write_text(
             env.get_template(f"int8/{stem}.h.j2").render(types=types, precision="int8"))
 
 
 def run_cases(cases: list[Case], types: str, ap_include: str | None, work: Path) -> dict:
     """Render, compile (one TU), run; returns case name -> int64 output array."""
     render_headers(work, types)
-    src = ["#include <cstdio>"] + [f'#include "{stem}.h"' for stem in OP_TEMPLATES] + [
+    src = ["#include <cstdio>"] + [f'#include "ops/{stem}.h"' for stem in OP_TEMPLATES] + [
         "static void print_codes(const char* name, const i8_t* y, int n) {",
         '    std::printf("%s", name);',
         '    for (int i = 0; i < n; ++i) std::printf(" %d", int(y[i]));',
@@ -124,6 +125,7 @@ def _cfg(**ints):
 
 
 EXTREMES = (None, None, "max", "min", "alt")
+CONV_ARGS = "{x}, {w}, {b}, {m0}, {sh}, y"
 
 
 def conv_cases(rng, idx, extreme):
@@ -141,24 +143,24 @@ def conv_cases(rng, idx, extreme):
     m0, sh = _mults(rng, c_out, 2.0 / (5300 * np.sqrt(c_in * k)), hi / (5300 * np.sqrt(c_in * k)))
     t_out = (length - k) // s + 1
     y, n = K8.conv_kx1_int8(x[None], x_zp, w, b, m0, sh, y_zp, s)
-    cfg = _cfg(c_in=c_in, c_out=c_out, length=length, kernel=k, stride=s, t_out=t_out, x_zp=x_zp, y_zp=y_zp)
+    cfg = _cfg(C_IN=c_in, L_IN=length, C_OUT=c_out, L_OUT=t_out, K=k, S=s, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"conv_kx1_{idx}", "conv_kx1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", w), ("b", "acc32_t", b), ("m0", "i32_t", m0),
-                       ("sh", "i8_t", sh)], (c_out, t_out), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+                      [("x", "i8_t", x), ("w", "i8_t", w.reshape(c_out, c_in * k)), ("b", "i32_t", b),
+                       ("m0", "i32_t", m0), ("sh", "i8_t", sh)], (c_out, t_out), CONV_ARGS, y[0], n))
     w1 = w[:, :, 0].copy()
     y, n = K8.conv1x1_int8(x[None], x_zp, w1, b, m0, sh, y_zp)
-    cfg = _cfg(c_in=c_in, c_out=c_out, length=length, x_zp=x_zp, y_zp=y_zp)
+    cfg = _cfg(C_IN=c_in, C_OUT=c_out, L=length, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"conv1x1_{idx}", "conv1x1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", w1), ("b", "acc32_t", b), ("m0", "i32_t", m0),
-                       ("sh", "i8_t", sh)], (c_out, length), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+                      [("x", "i8_t", x), ("w", "i8_t", w1), ("b", "i32_t", b), ("m0", "i32_t", m0),
+                       ("sh", "i8_t", sh)], (c_out, length), CONV_ARGS, y[0], n))
     wd = rng.integers(-127, 128, (c_in, k)).astype(I8)
     bd = rng.integers(-(1 << 14), 1 << 14, c_in).astype(np.int64)
     md, shd = _mults(rng, c_in, 2.0 / (5300 * np.sqrt(k)), hi / (5300 * np.sqrt(k)))
     y, n = K8.dwconv_int8(x[None], x_zp, wd, bd, md, shd, y_zp)
-    cfg = _cfg(channels=c_in, length=length, kernel=k, x_zp=x_zp, y_zp=y_zp)
+    cfg = _cfg(C=c_in, L=length, K=k, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"dwconv_{idx}", "dwconv_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", wd), ("b", "acc32_t", bd), ("m0", "i32_t", md),
-                       ("sh", "i8_t", shd)], (c_in, length), "{x}, y, {w}, {b}, {m0}, {sh}", y[0], n))
+                      [("x", "i8_t", x), ("w", "i8_t", wd), ("b", "i32_t", bd), ("m0", "i32_t", md),
+                       ("sh", "i8_t", shd)], (c_in, length), CONV_ARGS, y[0], n))
     return cases
 
 
@@ -172,10 +174,10 @@ def rmsnorm_case(rng, idx, extreme):
     shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
     eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1]))
     y, n = K8.rmsnorm_int8(x[None], x_zp, g, np.int64(eps_q), m0, shift, y_zp)
-    cfg = _cfg(dim=d, length=length, x_zp=x_zp, y_zp=y_zp, m0=m0, shift=shift, eps_q=eps_q,
-               extra_bits=K8.RMS_EXTRA_BITS, inv_bits=K8.RMS_INV_BITS_INT8)
+    cfg = _cfg(D=d, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
+               RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=m0, SHIFT=shift)
     return [Case(f"rmsnorm_{idx}", "rmsnorm_int8", cfg, [("x", "i8_t", x), ("g", "i8_t", g)],
-                 (d, length), "{x}, y, {g}", y[0], n)]
+                 (d, length), "{x}, {g}, y", y[0], n)]
 
 
 def elementwise_cases(rng, idx, extreme):
@@ -186,12 +188,12 @@ def elementwise_cases(rng, idx, extreme):
     cases = []
     table = rng.integers(-128, 128, 256).astype(I8)
     y, n = K8.lut_int8(a[None], table)
-    cases.append(Case(f"lut_{idx}", "lut_int8", _cfg(channels=c, length=length),
-                      [("x", "i8_t", a), ("table", "i8_t", table)], (c, length), "{x}, y, {table}", y[0], n))
+    cases.append(Case(f"lut_{idx}", "lut_int8", _cfg(C=c, L=length),
+                      [("x", "i8_t", a), ("table", "i8_t", table)], (c, length), "{x}, {table}, y", y[0], n))
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))))
     y, n = K8.mul_int8(a[None], za, b[None], zb, m0, sh, zy)
     cases.append(Case(f"mul_{idx}", "mul_int8",
-                      _cfg(channels=c, length=length, a_zp=za, b_zp=zb, y_zp=zy, m0=m0, shift=sh),
+                      _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M0=m0, SHIFT=sh),
                       [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
     # add: as lowered (spec 3.8): one shift from the larger multiplier, both rounded to it
     m_a, m_b = (float(np.exp(rng.uniform(np.log(0.05), np.log(2.0)))) for _ in range(2))
@@ -199,7 +201,7 @@ def elementwise_cases(rng, idx, extreme):
     ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
     y, n = K8.add_int8(a[None], za, ia, b[None], zb, ib, sh, zy)
     cases.append(Case(f"add_{idx}", "add_int8",
-                      _cfg(channels=c, length=length, a_zp=za, b_zp=zb, y_zp=zy, shift=sh, m_a=ia, m_b=ib),
+                      _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M_A=ia, M_B=ib, SHIFT=sh),
                       [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
     # scan: lam in the fixed format (s = 1/256, z = -128). Odd cases: u within 3 codes of
     # its zero point and a multiplier up to 4 (one state unit up to 1/64 output code), so
@@ -212,7 +214,7 @@ def elementwise_cases(rng, idx, extreme):
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(m_lo), np.log(m_hi)))))
     y, n = K8.scan_int8(lam[None], u[None], za, m0, sh, zy)
     cases.append(Case(f"scan_{idx}", "scan_int8",
-                      _cfg(channels=c, length=length, u_zp=za, y_zp=zy, m0=m0, shift=sh),
+                      _cfg(E=c, T=length, U_ZP=za, Y_ZP=zy, M0=m0, SHIFT=sh),
                       [("lam", "i8_t", lam), ("u", "i8_t", u)], (c, length), "{lam}, {u}, y", y[0], n))
     return cases
 
