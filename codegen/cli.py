@@ -1,0 +1,34 @@
+"""`cmamba-hls codegen MODEL --out DIR`: generate the HLS C++ project (codegen/project.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from codegen.project import PRECISIONS, TYPES, generate_project
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model directory (calibrated: model.json with quant.int16 / quant.int8)")
+    p.add_argument("--out", required=True, help="project directory to write (replaced if it is a generated project)")
+    p.add_argument("--precision", choices=PRECISIONS, default="int16", help="integer back end (default int16)")
+    p.add_argument("--types", choices=TYPES, default="stdint",
+                   help="C++ integer types: stdint (int16_t/int64_t + explicit RNE/saturation helpers) or ap "
+                        "(Vitis ap_int/ap_fixed; building needs CMAMBA_HLS_AP_INCLUDE or make AP_INCLUDE=...)")
+    p.add_argument("--vectors", type=int, default=1000, help="golden test vectors (default 1000)")
+    p.add_argument("--data", default=None,
+                   help="CSV for real-data vectors (default: the file named by the model's training record, "
+                        "if present in data/)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+    p.add_argument("--layers", action="store_true",
+                   help="also write every intermediate tensor (tb_data/layers/): the testbench checks each layer")
+
+
+def run(args) -> int:
+    res = generate_project(args.model, Path(args.out), precision=args.precision, types=args.types,
+                           n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers)
+    mix = ", ".join(f"{v} {k}" for k, v in res.vector_counts.items())
+    print(f"codegen: {args.precision} ({args.types}) project for '{args.model}' -> {res.out_dir}")
+    print(f"  {len(res.files)} files, {res.n_vectors} golden vectors ({mix})"
+          + (f", real data from {res.data_file.name}" if res.data_file else "")
+          + (", per-layer golden tensors" if res.layers else ""))
+    print(f"  generated in {res.seconds:.2f} s; build and check: make -C {res.out_dir} test")
+    return 0

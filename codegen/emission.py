@@ -1,0 +1,107 @@
+"""The plug-in interface between the project framework and one precision back end.
+
+A back end is a module `codegen/emit_<precision>.py` with one function
+
+    emit(model: intsim.executor.Model, names: dict[str, str], types: str) -> Emission
+
+`names` maps every layer name to its C identifier (codegen/names.py; use it for buffer,
+config and constant names so every back end sanitises the same way); `types` is
+"stdint" or "ap" (only needed when a back end emits type-specific text; the shared
+primitives header already hides the difference). The back end raises UnsupportedError
+naming the layer for any op/format it cannot emit; it never falls back silently.
+
+The framework (codegen/project.py) renders, from an Emission:
+- firmware/primitives.h   shared, templates/common/primitives.h.j2 (stdint | ap flavour):
+                          i8_t i16_t i32_t i64_t, acc_int<W>::type, rne_shift(x, n),
+                          shift_round<N>(x), sat8/sat16/sat32(x), round_sat8<N>/round_sat16<N>(x),
+                          rne_div(num, den), isqrt_rne(v), requantize8(acc, m0, shift, zp)
+- firmware/params.h       `typedefs` lines, then one `struct <Config.cname>` per layer
+                          (`static const int` fields and typedefs)
+- firmware/ops/*.h        each template in `op_templates` (path under templates/), rendered
+                          with {types, precision}; the output name is the template's file name
+                          without `.j2`
+- firmware/weights/<group>.h   `static const <ctype> <name>[...] = {...};` per ConstArray
+- firmware/top.h/.cpp     struct Activations (one member per Buffer), cmamba_forward() (the
+                          `call` statement of every Step, in order) and the HLS top
+                          cmamba_top(input, output) that copies `output_tensor` out
+- tb/, tb_data/, Makefile, build_prj.tcl   shared; golden vectors from `quantize_input` and
+                          `run_golden`
+
+C++ names available to a Step's `call`: `input` (the top's input array), `act.<buffer cname>`
+(every layer output), the ConstArray names, the Config cnames, and every op template's
+functions. Buffers are `data_t <cname>[C][L]`; `data_t` comes from `typedefs`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# ctype names defined by firmware/primitives.h, with the numpy dtype their values must fit.
+CTYPES = {"i8_t": np.int8, "i16_t": np.int16, "i32_t": np.int32, "i64_t": np.int64}
+
+
+@dataclass
+class ConstArray:
+    """A constant table emitted as `static const <ctype> <name>[d0][d1]... = {...};`."""
+    name: str              # C identifier (e.g. "w_l_blk0_in_proj_u")
+    ctype: str             # a key of CTYPES
+    values: np.ndarray     # integer array, 1 to 3 dimensions, emitted in C (row-major) order
+    group: str             # header stem: firmware/weights/<group>.h
+    comment: str = ""      # one line: what it holds, shape, format
+
+
+@dataclass
+class Config:
+    """One layer's compile-time parameters: `struct <cname> { ... };` in params.h."""
+    cname: str                                  # e.g. "cfg_l_blk0_in_proj_u"
+    comment: str                                # one line: op, shapes, formats
+    ints: list[tuple[str, int]] = field(default_factory=list)    # static const int NAME = v;
+    types: list[tuple[str, str]] = field(default_factory=list)   # typedef <ctype> NAME;
+
+
+@dataclass
+class Buffer:
+    """One tensor the network computes: data_t <cname>[channels][length] in Activations."""
+    tensor: str            # the original layer name (golden-model tensor name)
+    cname: str
+    shape: tuple[int, int]
+
+
+@dataclass
+class Step:
+    """One layer: a comment line and the C++ statement that computes its buffer."""
+    tensor: str
+    op: str
+    comment: str
+    call: str
+
+
+@dataclass
+class Emission:
+    precision: str                   # "int16" | "int8"
+    elem_bits: int                   # 16 | 8: width of data_t (and of the NPY vectors)
+    typedefs: list[str]              # lines for params.h, at least `typedef i16_t data_t;`
+    op_templates: list[str]          # e.g. ["int16/conv1x1.h.j2", ...], in include order
+    configs: list[Config]
+    consts: list[ConstArray]
+    buffers: list[Buffer]
+    steps: list[Step]
+    input_shape: tuple[int, int]     # (C_in, L)
+    output_buffer: str               # cname of the output tensor ([C_out * H, 1])
+    output_shape: tuple[int, int]    # (C_out, H)
+    # float [N, C_in, L] (normalised) -> int [N, C_in, L] in the input's quantized format
+    quantize_input: Callable[[np.ndarray], np.ndarray]
+    # int [N, C_in, L] -> (output int [N, C_out, H], {tensor name: int [N, C, L]})
+    run_golden: Callable[[np.ndarray], tuple[np.ndarray, dict]]
+    input_limits: tuple[int, int] = (-32768, 32767)   # extremes for adversarial vectors
+    notes: list[str] = field(default_factory=list)    # lines for the project README
+
+    @property
+    def npy_descr(self) -> str:
+        return {16: "<i2", 8: "|i1"}[self.elem_bits]
+
+    @property
+    def np_dtype(self):
+        return {16: np.int16, 8: np.int8}[self.elem_bits]

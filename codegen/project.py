@@ -1,0 +1,251 @@
+"""Render a self-contained HLS C++ project for one model, precision and type flavour.
+
+`generate_project(model, out_dir, precision="int16", types="stdint", n_vectors=1000, data=None,
+seed=0, layers=False) -> GenerateResult` writes
+
+  out_dir/firmware/  primitives.h types.h params.h ops/*.h weights/*.h top.h top.cpp
+  out_dir/tb/        tb_main.cpp npy.h
+  out_dir/tb_data/   input.npy output.npy [layers/<layer>.npy]   (golden vectors)
+  out_dir/Makefile   out_dir/build_prj.tcl   out_dir/project.json
+
+everything from Jinja templates in templates/ (templates/common/ for the shared files,
+templates/<precision>/ for the operator headers). The precision-specific part comes from a
+back end module `codegen/emit_<precision>.py` (the interface: codegen/emission.py). The whole
+project is written to a temporary sibling folder first and moved into place at the end:
+nothing half-written is ever left at `out_dir`. Output is deterministic (no timestamps,
+seeded vectors): the same model and options give byte-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from codegen.emission import CTYPES, Emission
+from codegen.names import sanitize_names
+from codegen.vectors import make_vectors
+from intsim.errors import CmambaError, UnsupportedError
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates"
+NPY_HEADER = REPO / "hls_tb" / "npy.h"
+PRECISIONS = ("int16", "int8")
+TYPES = ("stdint", "ap")
+MARKER = "project.json"
+PROJECT_FORMAT = 1
+
+
+@dataclass
+class GenerateResult:
+    out_dir: Path
+    n_vectors: int
+    files: list[Path]
+    seconds: float
+    precision: str = "int16"
+    types: str = "stdint"
+    vector_counts: dict = field(default_factory=dict)
+    data_file: Path | None = None
+    layers: bool = False
+
+
+# ----------------------------------------------------------------------------- back ends
+def load_backend(precision: str):
+    """The module codegen.emit_<precision>; UnsupportedError when it does not exist (yet)."""
+    if precision not in PRECISIONS:
+        raise UnsupportedError(f"--precision {precision!r} is not supported (known: {', '.join(PRECISIONS)})")
+    module = f"codegen.emit_{precision}"
+    try:
+        backend = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise UnsupportedError(
+            f"--precision {precision}: the {precision.upper()} C++ back end ({module.replace('.', '/')}.py) "
+            f"is not available in this version") from None
+    if not hasattr(backend, "emit"):
+        raise UnsupportedError(f"--precision {precision}: {module} has no emit() (work in progress)")
+    return backend
+
+
+def _as_model(model):
+    from intsim.executor import Model, load_model
+    if isinstance(model, Model):
+        return model
+    return load_model(model)
+
+
+def model_digest(graph) -> str:
+    """SHA-256 of the model: its JSON (incl. quantization) and every weight array."""
+    h = hashlib.sha256(json.dumps(graph.raw, sort_keys=True).encode())
+    for layer in graph.layers:
+        for key in sorted(layer.weights):
+            h.update(f"{layer.name}.{key}".encode())
+            h.update(np.ascontiguousarray(layer.weights[key], dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- rendering
+def _c_dims(values: np.ndarray) -> str:
+    return "".join(f"[{d}]" for d in values.shape)
+
+
+def _c_initializer(values: np.ndarray, per_line: int = 16) -> str:
+    """Nested brace initializer, C order, `per_line` numbers per line."""
+    def rows(arr, indent):
+        pad = " " * indent
+        if arr.ndim == 1:
+            items = [str(int(v)) for v in arr.tolist()]
+            lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)] or [""]
+            if len(lines) == 1 and indent > 4:
+                return "{" + lines[0] + "}"
+            return "{\n" + ",\n".join(pad + "    " + ln for ln in lines) + "\n" + pad + "}"
+        inner = [pad + "    " + rows(sub, indent + 4) for sub in arr]
+        return "{\n" + ",\n".join(inner) + "\n" + pad + "}"
+    return rows(np.asarray(values), 0)
+
+
+def _c_string(text: str) -> str:
+    """Body of a C string literal: printable ASCII kept, `"` `\\` and the rest as octal escapes."""
+    out = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        out.append(ch if 32 <= byte < 127 and ch not in '"\\?' else f"\\{byte:03o}")
+    return "".join(out)
+
+
+def _c_comment(text: str) -> str:
+    """Text safe inside a // comment: one line, no backslash at the end, ASCII only."""
+    return "".join(ch if 32 <= ord(ch) < 127 and ch != "\\" else "?" for ch in str(text))
+
+
+def make_env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                      autoescape=False)
+    env.filters.update(c_dims=_c_dims, c_initializer=_c_initializer, c_string=_c_string, c_comment=_c_comment)
+    return env
+
+
+def _check_emission(em: Emission, names: dict[str, str]) -> None:
+    for c in em.consts:
+        if c.ctype not in CTYPES:
+            raise CmambaError(f"back end '{em.precision}': constant {c.name} has unknown ctype {c.ctype!r}")
+        info = np.iinfo(CTYPES[c.ctype])
+        v = np.asarray(c.values)
+        if v.dtype.kind not in "iu" or (v.size and (v.min() < info.min or v.max() > info.max)):
+            raise CmambaError(f"back end '{em.precision}': constant {c.name} does not fit {c.ctype}")
+    for b in em.buffers:
+        if names.get(b.tensor) != b.cname:
+            raise CmambaError(f"back end '{em.precision}': buffer {b.cname} is not the sanitised name of {b.tensor!r}")
+
+
+def render_files(model, em: Emission, types: str) -> dict[str, str]:
+    """Relative path -> text of every generated source file (no vectors)."""
+    env = make_env()
+    groups: dict[str, list] = {}
+    for c in em.consts:
+        groups.setdefault(c.group, []).append(c)
+    op_headers = [Path(t).name[:-len(".j2")] for t in em.op_templates]
+    ctx = dict(
+        model_name=model.graph.name, precision=em.precision, types=types, typedefs=em.typedefs,
+        configs=em.configs, buffers=em.buffers, steps=em.steps, input_shape=em.input_shape,
+        output_shape=em.output_shape, output_buffer=em.output_buffer,
+        output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
+        npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
+    )
+    files = {
+        "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
+        "firmware/types.h": env.get_template("common/types.h.j2").render(ctx),
+        "firmware/params.h": env.get_template("common/params.h.j2").render(ctx),
+        "firmware/top.h": env.get_template("common/top.h.j2").render(ctx),
+        "firmware/top.cpp": env.get_template("common/top.cpp.j2").render(ctx),
+        "tb/tb_main.cpp": env.get_template("common/tb_main.cpp.j2").render(ctx),
+        "tb/npy.h": NPY_HEADER.read_text(),
+        "Makefile": env.get_template("common/Makefile.j2").render(ctx),
+        "build_prj.tcl": env.get_template("common/build_prj.tcl.j2").render(ctx),
+    }
+    for tpl, header in zip(em.op_templates, op_headers):
+        files[f"firmware/ops/{header}"] = env.get_template(tpl).render(ctx)
+    weight_tpl = env.get_template("common/weights.h.j2")
+    for group, consts in groups.items():
+        files[f"firmware/weights/{group}.h"] = weight_tpl.render(ctx, group=group, consts=consts)
+    return files
+
+
+# ----------------------------------------------------------------------------- writing
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CmambaError(f"--out {out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+            raise CmambaError(f"--out {out_dir}: directory is not empty and was not generated by "
+                              f"cmamba-hls codegen (no {MARKER}); refusing to overwrite it")
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool) -> dict:
+    return {"format": PROJECT_FORMAT, "generator": "cmamba-hls codegen", "model": model.graph.name,
+            "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
+            "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
+            "seed": int(seed), "layers": bool(layers)}
+
+
+def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
+                     data=None, seed: int = 0, layers: bool = False) -> GenerateResult:
+    """Generate the project (see the module docstring). model: a Model or a model directory."""
+    t0 = time.perf_counter()
+    if types not in TYPES:
+        raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
+    if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
+        raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
+    backend = load_backend(precision)
+    model = _as_model(model)
+    out_dir = Path(out_dir)
+    names = sanitize_names(layer.name for layer in model.graph.layers)
+    em: Emission = backend.emit(model, names, types)
+    _check_emission(em, names)
+    files = render_files(model, em, types)
+
+    vecs = make_vectors(model, em, int(n_vectors), data=data, seed=seed)
+    out_q, tensors = em.run_golden(vecs.x_q)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for rel, text in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        dtype = em.np_dtype
+        _save_npy(tmp / "tb_data" / "input.npy", vecs.x_q.astype(dtype))
+        _save_npy(tmp / "tb_data" / "output.npy", np.asarray(out_q).astype(dtype))
+        if layers:
+            for b in em.buffers:
+                _save_npy(tmp / "tb_data" / "layers" / f"{b.cname}.npy", np.asarray(tensors[b.tensor]).astype(dtype))
+        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers)
+        manifest["vectors"] = vecs.counts
+        manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
+        (tmp / MARKER).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    written = sorted(p for p in out_dir.rglob("*") if p.is_file())
+    return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
+                          dict(vecs.counts), vecs.data_file, layers)
