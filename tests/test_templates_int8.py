@@ -13,16 +13,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 import pytest
 
+from codegen.project import make_env
 from intsim import kernels_int8 as K8
 from intsim.fixedpoint import quantize_multiplier
 
 I8 = np.int8
 N_CASES = 8        # random cases per op (plus the fixed extreme ones)
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 OP_TEMPLATES = ["conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut", "scan", "mul", "add"]
 CXXFLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror"]
 
@@ -65,8 +64,7 @@ def case_source(case: Case) -> str:
 
 
 def render_headers(out_dir: Path, types: str) -> None:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    env = make_env()
     (out_dir / "primitives.h").write_text(env.get_template("common/primitives.h.j2").render(types=types))
     (out_dir / "ops").mkdir(exist_ok=True)
     for stem in ["primitives_int8"] + OP_TEMPLATES:
@@ -145,22 +143,22 @@ def conv_cases(rng, idx, extreme):
     y, n = K8.conv_kx1_int8(x[None], x_zp, w, b, m0, sh, y_zp, s)
     cfg = _cfg(C_IN=c_in, L_IN=length, C_OUT=c_out, L_OUT=t_out, K=k, S=s, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"conv_kx1_{idx}", "conv_kx1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", w.reshape(c_out, c_in * k)), ("b", "i32_t", b),
-                       ("m0", "i32_t", m0), ("sh", "i8_t", sh)], (c_out, t_out), CONV_ARGS, y[0], n))
+                      [("x", "i8_t", x), ("w", "int8_t", w.reshape(c_out, c_in * k)), ("b", "int32_t", b),
+                       ("m0", "int32_t", m0), ("sh", "int8_t", sh)], (c_out, t_out), CONV_ARGS, y[0], n))
     w1 = w[:, :, 0].copy()
     y, n = K8.conv1x1_int8(x[None], x_zp, w1, b, m0, sh, y_zp)
     cfg = _cfg(C_IN=c_in, C_OUT=c_out, L=length, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"conv1x1_{idx}", "conv1x1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", w1), ("b", "i32_t", b), ("m0", "i32_t", m0),
-                       ("sh", "i8_t", sh)], (c_out, length), CONV_ARGS, y[0], n))
+                      [("x", "i8_t", x), ("w", "int8_t", w1), ("b", "int32_t", b), ("m0", "int32_t", m0),
+                       ("sh", "int8_t", sh)], (c_out, length), CONV_ARGS, y[0], n))
     wd = rng.integers(-127, 128, (c_in, k)).astype(I8)
     bd = rng.integers(-(1 << 14), 1 << 14, c_in).astype(np.int64)
     md, shd = _mults(rng, c_in, 2.0 / (5300 * np.sqrt(k)), hi / (5300 * np.sqrt(k)))
     y, n = K8.dwconv_int8(x[None], x_zp, wd, bd, md, shd, y_zp)
     cfg = _cfg(C=c_in, L=length, K=k, X_ZP=x_zp, Y_ZP=y_zp)
     cases.append(Case(f"dwconv_{idx}", "dwconv_int8", cfg,
-                      [("x", "i8_t", x), ("w", "i8_t", wd), ("b", "i32_t", bd), ("m0", "i32_t", md),
-                       ("sh", "i8_t", shd)], (c_in, length), CONV_ARGS, y[0], n))
+                      [("x", "i8_t", x), ("w", "int8_t", wd), ("b", "int32_t", bd), ("m0", "int32_t", md),
+                       ("sh", "int8_t", shd)], (c_in, length), CONV_ARGS, y[0], n))
     return cases
 
 
@@ -176,7 +174,7 @@ def rmsnorm_case(rng, idx, extreme):
     y, n = K8.rmsnorm_int8(x[None], x_zp, g, np.int64(eps_q), m0, shift, y_zp)
     cfg = _cfg(D=d, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
                RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=m0, SHIFT=shift)
-    return [Case(f"rmsnorm_{idx}", "rmsnorm_int8", cfg, [("x", "i8_t", x), ("g", "i8_t", g)],
+    return [Case(f"rmsnorm_{idx}", "rmsnorm_int8", cfg, [("x", "i8_t", x), ("g", "int8_t", g)],
                  (d, length), "{x}, {g}, y", y[0], n)]
 
 
@@ -189,7 +187,7 @@ def elementwise_cases(rng, idx, extreme):
     table = rng.integers(-128, 128, 256).astype(I8)
     y, n = K8.lut_int8(a[None], table)
     cases.append(Case(f"lut_{idx}", "lut_int8", _cfg(C=c, L=length),
-                      [("x", "i8_t", a), ("table", "i8_t", table)], (c, length), "{x}, {table}, y", y[0], n))
+                      [("x", "i8_t", a), ("table", "int8_t", table)], (c, length), "{x}, {table}, y", y[0], n))
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))))
     y, n = K8.mul_int8(a[None], za, b[None], zb, m0, sh, zy)
     cases.append(Case(f"mul_{idx}", "mul_int8",
