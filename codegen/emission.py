@@ -16,7 +16,7 @@ The framework (codegen/project.py) renders, from an Emission:
                           shift_round<N>(x), sat8/sat16/sat32(x), round_sat8<N>/round_sat16<N>(x),
                           rne_div(num, den), isqrt_rne(v), requantize8(acc, m0, shift, zp)
 - firmware/params.h       `typedefs` lines, then one `struct <Config.cname>` per layer
-                          (`static const int` fields and typedefs)
+                          (`static const int` fields, `long long` when a value needs it; typedefs)
 - firmware/ops/*.h        each template in `op_templates` (path under templates/), rendered
                           with {types, precision}; the output name is the template's file name
                           without `.j2`
@@ -61,7 +61,7 @@ class Config:
     """One layer's compile-time parameters: `struct <cname> { ... };` in params.h."""
     cname: str                                  # e.g. "cfg_l_blk0_in_proj_u"
     comment: str                                # one line: op, shapes, formats
-    ints: list[tuple[str, int]] = field(default_factory=list)    # static const int NAME = v;
+    ints: list[tuple[str, int]] = field(default_factory=list)    # static const int (or long long) NAME = v;
     types: list[tuple[str, str]] = field(default_factory=list)   # typedef <ctype> NAME;
 
 
