@@ -63,9 +63,9 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
                    f"int8 {qp_in} -> {_qp(st.out_qp)}")
         buffers.append(Buffer(st.name, cname, (channels, length)))
         ints, call = _layer(st, cname, f"cfg_{cname}", graph, consts, tables, ref)
-        for key, value in ints:
-            if not INT32_MIN <= int(value) <= INT32_MAX:
-                raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit the int of params.h")
+        for key, value in ints:     # params.h: int, or long long for EPS_Q (spec 3.9: int64)
+            if key != "EPS_Q" and not INT32_MIN <= int(value) <= INT32_MAX:
+                raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit int32")
         configs.append(Config(f"cfg_{cname}", comment, [(k, int(v)) for k, v in ints]))
         steps.append(Step(st.name, st.op, comment, call))
 

@@ -119,7 +119,9 @@ def _zp(rng):
 
 
 def _cfg(**ints):
-    return "".join(f" static const int {k} = {int(v)};" for k, v in ints.items())
+    """Body of a CFG struct, typed as params.h types it (long long outside int32)."""
+    return "".join(f" static const {'int' if -2 ** 31 <= v < 2 ** 31 else 'long long'} {k} = {int(v)}"
+                   f"{'' if -2 ** 31 <= v < 2 ** 31 else 'LL'};" for k, v in ints.items())
 
 
 EXTREMES = (None, None, "max", "min", "alt")
@@ -170,7 +172,7 @@ def rmsnorm_case(rng, idx, extreme):
     # s_g / s_y spans [0.01, 2]: the larger ones saturate (output ~ g * sqrt(D) codes)
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))))
     shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
-    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1]))
+    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1, 1 << 40]))   # int64 (spec 3.9)
     y, n = K8.rmsnorm_int8(x[None], x_zp, g, np.int64(eps_q), m0, shift, y_zp)
     cfg = _cfg(D=d, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
                RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=m0, SHIFT=shift)
