@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def test_rmsnorm_v1_is_rejected(tiny_model, tmp_path):
     with pytest.raises(UnsupportedError, match=r"layer 'blk0.norm': RMSNorm V1 .*--int8-rmsnorm v2"):
         generate_project(model, tmp_path / "out", precision="int8")
     assert not (tmp_path / "out").exists()
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "cmamba-hls"), "codegen", str(tmp_path / "m"),
+    proc = subprocess.run([sys.executable, "-m", "intsim.cli", "codegen", str(tmp_path / "m"),
                            "--out", str(tmp_path / "out"), "--precision", "int8"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "blk0.norm" in proc.stderr and "mixed precision" in proc.stderr
