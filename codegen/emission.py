@@ -30,6 +30,10 @@ The framework (codegen/project.py) renders, from an Emission:
 C++ names available to a Step's `call`: `input` (the top's input array), `act.<buffer cname>`
 (every layer output), the ConstArray names, the Config cnames, and every op template's
 functions. Buffers are `data_t <cname>[C][L]`; `data_t` comes from `typedefs`.
+Constant tables should use the plain ctypes int8_t/int16_t/int32_t/int64_t (C integers in
+BOTH flavours: an ap_int table of 93k entries takes g++ minutes to compile, a plain one a
+second; Vitis maps both to ROM). Operator templates take their constant arrays as
+`const int16_t w[...]` etc. and widen on use.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def acc_bits(weight: np.ndarray, bias: np.ndarray) -> int:
 
 
 def _fmt(f: int) -> str:
-    return f"Q{15 - f}.{f}"
+    return f"Q{16 - f}.{f}"
 
 
 def emit(model, names: dict[str, str], types: str) -> Emission:
@@ -94,10 +94,10 @@ def _layer(st: Int16Step, cname: str, cfg: str, graph, consts, luts, ref):
         c_in, l_in = graph.tensor_shape(st.inputs[0])
         w = p["weight"]
         f_w = p["w_frac"]
-        consts.append(ConstArray(f"w_{cname}", "i16_t", w.reshape(w.shape[0], -1), cname,
+        consts.append(ConstArray(f"w_{cname}", "int16_t", w.reshape(w.shape[0], -1), cname,
                                  f"{st.name}.weight {list(w.shape)} {_fmt(f_w)}"
                                  + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else "")))
-        consts.append(ConstArray(f"b_{cname}", "i32_t", p["bias"].astype(np.int32), cname,
+        consts.append(ConstArray(f"b_{cname}", "int32_t", p["bias"].astype(np.int32), cname,
                                  f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{st.in_frac[0] + f_w}"))
         call = f"{st.op}<{cfg}>({x}, w_{cname}, b_{cname}, {out});"
         if st.op == "conv_kx1":
@@ -109,7 +109,7 @@ def _layer(st: Int16Step, cname: str, cfg: str, graph, consts, luts, ref):
             ints = [("C", channels), ("L", length), ("K", w.shape[1]), ("SHIFT", p["shift"])]
         return ints, call
     if st.op == "rmsnorm":
-        consts.append(ConstArray(f"g_{cname}", "i16_t", p["gain"], cname,
+        consts.append(ConstArray(f"g_{cname}", "int16_t", p["gain"], cname,
                                  f"{st.name}.weight (gain) [{channels}] {_fmt(p['g_frac'])}"))
         ints = [("D", channels), ("L", length), ("EPS_Q", int(p["eps_q"])), ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
                 ("RMS_INV_BITS", RMS_INV_BITS), ("SHIFT", p["shift"])]
@@ -118,7 +118,7 @@ def _layer(st: Int16Step, cname: str, cfg: str, graph, consts, luts, ref):
         key = (st.op, st.out_frac)
         if key not in luts:
             luts[key] = f"lut_{st.op}_q{st.out_frac}"
-            consts.append(ConstArray(luts[key], "i16_t", p["table"], "luts",
+            consts.append(ConstArray(luts[key], "int16_t", p["table"], "luts",
                                      f"{st.op} table [{LUT_SIZE}], entry a = {st.op}((a - {LUT_OFFSET}) / 256) "
                                      f"at {_fmt(st.out_frac)}"))
         else:
