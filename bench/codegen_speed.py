@@ -1,0 +1,124 @@
+"""Generated-C++ speed, measured side by side with the golden model in one run (issue 5).
+
+On the default model (examples/default, calibrated into a temp copy on its real train split):
+  - generation time of the INT16 project (1000 golden vectors),
+  - g++ compile time of its testbench (make -j2, -O2), stdint (and ap when
+    CMAMBA_HLS_AP_INCLUDE is set),
+  - C++ samples/s (cmamba_top calls, one window each, timed inside the testbench over the
+    1000 vectors repeated --repeat times) vs the golden model's bittrue samples/s at batch 1
+    and batch 64 on the same inputs, single-threaded, with the ratios.
+Targets: generate + compile < 20 s on 2 cores; C++ (stdint, -O2) >= 20,000 samples/s.
+
+Usage: python bench/codegen_speed.py [MODEL_DIR] [--repeat R] [--seconds S] [--no-ap]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from codegen.build import ap_include, build, run_testbench  # noqa: E402
+from codegen.project import generate_project  # noqa: E402
+from intsim import load_model  # noqa: E402
+from intsim.calibrate import calibrate  # noqa: E402
+
+DATA = REPO / "data" / "daphnet_S06R02E0.csv.gz"
+N_VECTORS = 1000
+
+
+def prepare_model(model_dir: str | None, work: Path):
+    src = Path(model_dir) if model_dir else REPO / "examples" / "default"
+    dst = work / "model"
+    shutil.copytree(src, dst)
+    model = load_model(dst)
+    if "int16" not in model.graph.quant:
+        from intsim.data import load_splits
+        g = model.graph
+        splits = load_splits(DATA, columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon)
+        calibrate(model, model.normalize_input(splits["train"][0][::4]))
+    return load_model(dst)
+
+
+def golden_rate(model, x_q: np.ndarray, batch: int, seconds: float) -> float:
+    model.run_int16(x_q[:batch])                      # warm (JIT cache load)
+    n, i, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        chunk = x_q[i:i + batch]
+        if len(chunk) < batch:
+            i, chunk = 0, x_q[:batch]
+        model.run_int16(chunk)
+        n += len(chunk)
+        i += batch
+    return n / (time.perf_counter() - start)
+
+
+def cpp_rate(project: Path, repeat: int) -> tuple[float, int, int]:
+    """Testbench over the golden vectors repeated `repeat` times: (samples/s, passed, failed)."""
+    bench = project / "tb_bench"
+    bench.mkdir(exist_ok=True)
+    for name in ("input", "output"):
+        arr = np.load(project / "tb_data" / f"{name}.npy")
+        np.save(bench / f"{name}.npy", np.concatenate([arr] * repeat))
+    res = run_testbench(project, data_dir="tb_bench")
+    return res.samples_per_second, res.passed, res.failed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", nargs="?", default=None)
+    ap.add_argument("--repeat", type=int, default=20, help="testbench passes over the vectors (default 20)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="golden timing per batch size (default 2 s)")
+    ap.add_argument("--no-ap", action="store_true", help="skip the ap variant")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="codegen-speed-") as tmp:
+        work = Path(tmp)
+        model = prepare_model(args.model, work)
+        rows = []
+        variants = ["stdint"] + ([] if args.no_ap or ap_include(required=False) is None else ["ap"])
+        results = {}
+        for types in variants:
+            t0 = time.perf_counter()
+            gen = generate_project(model, work / f"hls_{types}", types=types, n_vectors=N_VECTORS)
+            t_gen = time.perf_counter() - t0
+            t_cc = build(gen.out_dir, jobs=2)
+            sps, passed, failed = cpp_rate(gen.out_dir, args.repeat if types == "stdint" else 1)
+            results[types] = (t_gen, t_cc, sps, passed, failed)
+        x_q = np.load(work / "hls_stdint" / "tb_data" / "input.npy")
+        g1 = golden_rate(model, x_q, 1, args.seconds)
+        g64 = golden_rate(model, x_q, 64, args.seconds)
+
+    c_in, length = model.graph.input_shape
+    print(f"codegen speed on '{model.graph.name}': {model.graph.n_weights()} weights, input [{c_in}, {length}], "
+          f"{N_VECTORS} golden vectors; single-threaded; g++ -O2 with make -j2")
+    head = f"{'variant':<22}{'generate s':>11}{'compile s':>11}{'gen+compile s':>15}{'samples/s':>12}" \
+           f"{'x golden@1':>12}{'x golden@64':>13}{'bit-exact':>16}"
+    print(head)
+    print("-" * len(head))
+    for types, (t_gen, t_cc, sps, passed, failed) in results.items():
+        rows.append((f"C++ {types}", t_gen, t_cc, sps))
+        print(f"{'C++ ' + types:<22}{t_gen:>11.2f}{t_cc:>11.2f}{t_gen + t_cc:>15.2f}{sps:>12.0f}"
+              f"{sps / g1:>12.2f}{sps / g64:>13.2f}{f'{passed}/{passed + failed}':>16}")
+    for label, r in (("golden bittrue @1", g1), ("golden bittrue @64", g64)):
+        print(f"{label:<22}{'':>11}{'':>11}{'':>15}{r:>12.0f}{r / g1:>12.2f}{r / g64:>13.2f}{'(reference)':>16}")
+    t_gen, t_cc, sps, _, failed = results["stdint"]
+    print(f"target generate + compile < 20 s (stdint): {'met' if t_gen + t_cc < 20 else 'NOT met'} "
+          f"({t_gen + t_cc:.1f} s)")
+    print(f"target C++ stdint >= 20,000 samples/s: {'met' if sps >= 20000 else 'NOT met'} ({sps:.0f})")
+    return 0 if all(r[4] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
