@@ -79,7 +79,7 @@ def _reusable(project: Path, wanted: dict) -> bool:
     return all(have.get(k) == v for k, v in wanted.items())
 
 
-def diff_layers(model, names: dict[str, str], golden: dict, dump_dir: Path, emission) -> list[LayerDiff]:
+def diff_layers(golden: dict, dump_dir: Path, emission) -> list[LayerDiff]:
     """Per layer (graph order): C++ dump vs golden tensor, differences in LSB."""
     out = []
     for b in emission.buffers:
@@ -115,7 +115,8 @@ def compare(model, out_dir, precision: str = "int16", types: str = "stdint", n_v
             generate_project(model, project, precision=precision, types=types, n_vectors=n_vectors,
                              data=data, seed=seed)
     project = Path(project)
-    precision = json.loads((project / MARKER).read_text())["precision"]
+    manifest = json.loads((project / MARKER).read_text())
+    precision, types = manifest["precision"], manifest["types"]
     build(project, jobs)
     dump_dir = out_dir / "cpp_layers"
     dump_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def compare(model, out_dir, precision: str = "int16", types: str = "stdint", n_v
     em = backend.emit(model, names, types)
     x_q = np.load(project / "tb_data" / "input.npy", allow_pickle=False)
     _, golden = em.run_golden(x_q)
-    layers = diff_layers(model, names, golden, dump_dir, em)
+    layers = diff_layers(golden, dump_dir, em)
     res = CompareResult(project, layers, tb.passed, tb.failed, reused, tb.first_mismatch)
     res.files = [write_csv(res, out_dir / "compare.csv"), write_png(res, out_dir / "compare_hist.png")]
     return res

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from codegen.emit_int16 import OP_TEMPLATES, acc_bits
-from codegen.project import NPY_HEADER, _c_dims, _c_initializer, make_env
+from codegen.project import NPY_HEADER, make_env
 from intsim import kernels_int16 as K
 from intsim.lut import int16_table
 from tests.cpp_harness import compile_program
