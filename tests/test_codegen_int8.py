@@ -24,13 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen.build import ap_include, build, build_and_run, run_testbench
+from codegen.build import build, run_testbench
 from codegen.project import generate_project
 from intsim import load_model
 from intsim.calibrate import calibrate
 from intsim.cli import main as cli_main
 from intsim.errors import UnsupportedError
 from intsim.synth import make_random_model
+from tests.cpp_harness import ap_include_or_skip, build_project_cached
 
 REPO = Path(__file__).resolve().parent.parent
 N_VECTORS = 1000
@@ -64,19 +65,20 @@ def _check_vectors(gen):
 def test_default_model_stdint_bit_exact(default_stdint_project):
     gen = default_stdint_project
     _check_vectors(gen)
-    res = build_and_run(gen.out_dir)
+    build_project_cached(gen.out_dir)
+    res = run_testbench(gen.out_dir)
     assert (res.passed, res.failed) == (N_VECTORS, 0), res.first_mismatch
     assert "per-layer checks: on" in res.stdout
     assert f"{N_VECTORS} passed, 0 failed" in res.stdout
 
 
 def test_default_model_ap_bit_exact(default_int8, tmp_path):
-    if ap_include(required=False) is None:
-        pytest.skip("--types ap: set CMAMBA_HLS_AP_INCLUDE to a folder with ap_int.h (make test does)")
+    ap_include_or_skip()
     gen = generate_project(default_int8, tmp_path / "ap", precision="int8", types="ap", n_vectors=N_VECTORS)
     _check_vectors(gen)
     assert "ap_int<9> centered9_t" in (gen.out_dir / "firmware" / "ops" / "primitives_int8.h").read_text()
-    res = build_and_run(gen.out_dir)
+    build_project_cached(gen.out_dir)
+    res = run_testbench(gen.out_dir)
     assert (res.passed, res.failed) == (N_VECTORS, 0), res.first_mismatch
 
 
@@ -142,5 +144,6 @@ def test_random_small_graphs_bit_exact(case):
         x = np.random.default_rng(dims["seed"]).standard_normal((64,) + model.graph.input_shape)
         calibrate(model, x, int8_method=method)
         gen = generate_project(model, Path(tmp) / "p", precision="int8", n_vectors=48, layers=True)
-        res = build_and_run(gen.out_dir)
+        build_project_cached(gen.out_dir)
+        res = run_testbench(gen.out_dir)
         assert (res.passed, res.failed) == (48, 0), (dims, method, res.first_mismatch)

@@ -4,26 +4,26 @@ Every op template is rendered, instantiated on random cases (random dimensions, 
 zero points, weights, multipliers; extreme inputs; multipliers large enough to saturate),
 compiled with g++ and run; each output must equal intsim.kernels_int8 bit for bit
 (docs/quant-spec.md section 3). All cases of one type flavour go into one translation
-unit: one compile per flavour (stdint, and ap when CMAMBA_HLS_AP_INCLUDE is set).
+unit: one compile per flavour (stdint, and ap when CMAMBA_HLS_AP_INCLUDE is set), through
+the shared C++ test harness (tests/cpp_harness.py: the projects' flags, builds cached).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from codegen.project import make_env
+from codegen.emit_int8 import OP_TEMPLATES
 from intsim import kernels_int8 as K8
 from intsim.fixedpoint import quantize_multiplier
+from tests.cpp_harness import compile_program, render_primitives, render_template
 
 I8 = np.int8
 N_CASES = 8        # random cases per op (plus the fixed extreme ones)
-OP_TEMPLATES = ["conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut", "scan", "mul", "add"]
-CXXFLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror"]
+# header stems in include order: primitives_int8, then the eight op kernels (as codegen emits them)
+HEADERS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
 
 
 @dataclass
@@ -63,33 +63,26 @@ def case_source(case: Case) -> str:
     return "\n".join(lines)
 
 
-def render_headers(out_dir: Path, types: str) -> None:
-    env = make_env()
-    (out_dir / "primitives.h").write_text(env.get_template("common/primitives.h.j2").render(types=types))
-    (out_dir / "ops").mkdir(exist_ok=True)
-    for stem in ["primitives_int8"] + OP_TEMPLATES:
-        (out_dir / "ops" / f"{stem}.h").write_text(
-            env.get_template(f"int8/{stem}.h.j2").render(types=types, precision="int8"))
-
-
-def run_cases(cases: list[Case], types: str, ap_include: str | None, work: Path) -> dict:
-    """Render, compile (one TU), run; returns case name -> int64 output array."""
-    render_headers(work, types)
-    src = ["#include <cstdio>"] + [f'#include "ops/{stem}.h"' for stem in OP_TEMPLATES] + [
+def render_sources(cases: list[Case], types: str) -> dict[str, str]:
+    """The shared primitives, the INT8 headers and one main.cpp calling every case."""
+    sources = {"primitives.h": render_primitives(types)}
+    for stem in HEADERS:
+        sources[f"ops/{stem}.h"] = render_template(f"int8/{stem}.h.j2", types=types, precision="int8")
+    src = ["#include <cstdio>"] + [f'#include "ops/{stem}.h"' for stem in HEADERS] + [
         "static void print_codes(const char* name, const i8_t* y, int n) {",
         '    std::printf("%s", name);',
         '    for (int i = 0; i < n; ++i) std::printf(" %d", int(y[i]));',
         '    std::printf("\\n");', "}"]
     src += [case_source(c) for c in cases]
     src += ["int main() {"] + [f"    case_{c.name}::run();" for c in cases] + ["    return 0;", "}"]
-    (work / "main.cpp").write_text("\n".join(src) + "\n")
-    cmd = ["g++", *CXXFLAGS, "-I", str(work)]
-    if ap_include:   # GCC 12 -O2 false positives inside ap_private.h's constructors
-        cmd += ["-isystem", ap_include, "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
-    cmd += [str(work / "main.cpp"), "-o", str(work / "main")]
-    build = subprocess.run(cmd, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-4000:]
-    run = subprocess.run([str(work / "main")], capture_output=True, text=True, check=True)
+    sources["main.cpp"] = "\n".join(src) + "\n"
+    return sources
+
+
+def run_cases(cases: list[Case], types: str) -> dict:
+    """Render, compile (one translation unit, the projects' flags), run: case name -> int64 output."""
+    exe = compile_program(render_sources(cases, types), types, name=f"int8_templates_{types}")
+    run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
     got = {}
     for line in run.stdout.splitlines():
         name, *vals = line.split()
@@ -246,11 +239,8 @@ def test_cases_cover_saturation_and_extremes(cases):
 
 
 @pytest.mark.parametrize("types", ["stdint", "ap"])
-def test_int8_templates_match_golden_kernels(cases, types, tmp_path):
-    include = os.environ.get("CMAMBA_HLS_AP_INCLUDE")
-    if types == "ap" and not (include and Path(include, "ap_int.h").is_file()):
-        pytest.skip("ap types: set CMAMBA_HLS_AP_INCLUDE to a folder with ap_int.h (make test does)")
-    got = run_cases(cases, types, include if types == "ap" else None, tmp_path)
+def test_int8_templates_match_golden_kernels(cases, types):
+    got = run_cases(cases, types)      # the ap flavour skips, with the reason, without ap headers
     for case in cases:
         assert np.array_equal(got[case.name], case.expected.astype(np.int64)), case.name
 
