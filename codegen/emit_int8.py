@@ -32,20 +32,20 @@ def _qp(qp: tuple[float, int]) -> str:
     return f"s={qp[0]:.6g} z={qp[1]}"
 
 
-def reject_mixed_precision(prog) -> None:
+def reject_mixed_precision(prog, model_dir=None) -> None:
     """RMSNorm V1 is float inside: no integer C++ kernel exists for it (spec 3.9)."""
     mixed = [st.name for st in prog.steps if st.mixed_precision]
     if mixed:
         raise UnsupportedError(
             f"layer '{mixed[0]}': RMSNorm V1 (quant.int8.rmsnorm = v1) is mixed precision (float inside, "
             f"docs/quant-spec.md 3.9) and has no integer C++ kernel (also: {', '.join(mixed[1:]) or 'none'}); "
-            f"re-run `cmamba-hls calibrate MODEL --int8-rmsnorm v2` to generate --precision int8")
+            f"re-run `cmamba-hls calibrate {model_dir or 'MODEL'} --int8-rmsnorm v2` to generate --precision int8")
 
 
 def emit(model, names: dict[str, str], types: str) -> Emission:
     graph = model.graph
     prog = model.program8
-    reject_mixed_precision(prog)
+    reject_mixed_precision(prog, graph.path)
     configs: list[Config] = []
     consts: list[ConstArray] = []
     buffers: list[Buffer] = []
