@@ -22,6 +22,7 @@ from codegen.build import build, run_testbench
 from codegen.names import sanitize_names
 from codegen.project import MARKER, PRECISIONS, TYPES, _as_model, generate_project, load_backend, project_options
 from intsim.errors import CmambaError
+from intsim.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "compare"
 
@@ -183,14 +184,7 @@ def format_report(res: CompareResult) -> str:
         shown = ", ".join(f"{k:+d}: {v}" if k else f"0: {v}" for k, v in sorted(d.hist.items())[:7])
         rows.append((d.tensor, str(d.elements), str(d.mismatches), f"{lo:+d}" if lo else "0",
                      f"{hi:+d}" if hi else "0", shown + (" ..." if len(d.hist) > 7 else "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(head, rows[1:], left_columns=(0, 5))
 
 
 def run(args) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
+from intsim.texttable import text_table
 
 DEFAULT_MAX_WINDOWS = 1024
 
@@ -52,13 +53,7 @@ def format_table(model, quant: dict) -> str:
         f = q16[name]["frac_bits"]
         lines.append((name, op, f"{stats[name]['min']:.4g}", f"{stats[name]['max']:.4g}",
                       f"Q{16 - f}.{f}", f"{q8[name]['scale']:.5g}", str(q8[name]["zero_point"])))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return text_table(head, lines[1:], left_columns=(0, 1))
 
 
 def run(args) -> int:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from intsim.errors import CmambaError
+from intsim.texttable import text_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
@@ -102,13 +103,7 @@ def _format_table(rows: list[dict], hls: dict) -> str:
         lsb = "-" if r["mode"] == "fp32" else f"{r['maxae_vs_fp32_lsb']:.0f}"
         lines.append((r["mode"], f"{r['mse']:.1f}", f"{r['mae']:.2f}", f"{r['maxae_vs_fp32']:.4f}", lsb,
                       str(r["saturations"]), cpp, f"{r['eval_seconds']:.1f}", cpp_s))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        out.append("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(line, widths))))
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return text_table(head, lines[1:])
 
 
 def run(args) -> int:

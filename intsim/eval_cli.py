@@ -7,6 +7,7 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
+from intsim.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "eval"
 MODE_CHOICES = ("fp32", "quant16", "bittrue", "quant8", "all")
@@ -37,13 +38,7 @@ def format_table(summary: list[dict]) -> str:
         lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}",
                       f"{r['maxae_vs_fp32']:.4g}", lsb, str(r["saturations"]),
                       f"{r['samples_per_second']:.0f}"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return text_table(head, lines[1:])
 
 
 def run(args) -> int:

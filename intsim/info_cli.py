@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from intsim.graph import INPUT_NAME
+from intsim.texttable import text_table
 
 MAX_METRIC_DEPTH = 4
 
@@ -15,15 +16,7 @@ def add_arguments(p) -> None:
 
 
 def _table(head, rows, right_from: int) -> list[str]:
-    lines = [tuple(head)] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = []
-    for k, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i < right_from else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(line, widths))).rstrip())
-        if k == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out
+    return text_table(head, rows, left_columns=range(right_from)).split("\n")
 
 
 def _formats(graph, name: str) -> tuple[str, str]:
