@@ -8,6 +8,7 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
+from intsim.cli_args import add_data_arguments, check_choice
 from intsim.texttable import text_table
 
 DEFAULT_MAX_WINDOWS = 1024
@@ -18,11 +19,7 @@ def add_arguments(p) -> None:
     from intsim.int8 import RMSNORM_MODES
 
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/); updated in place")
-    p.add_argument("--data", metavar="CSV",
-                   help="CSV (.csv or .csv.gz) with the model's columns (default: the file named by the "
-                        "model's training record, looked up in the repository's data/ and beside the model)")
-    p.add_argument("--split", default="train", metavar="|".join(SPLITS),
-                   help="chronological split to calibrate on (default train)")
+    add_data_arguments(p, "train", "calibrate on")
     p.add_argument("--method", default="maxabs", metavar="|".join(METHODS),
                    help="INT16 range per tensor: max |x| or 99th percentile of |x| (default maxabs)")
     p.add_argument("--formats", default="q88", metavar="|".join(FORMAT_CHOICES),
@@ -33,11 +30,6 @@ def add_arguments(p) -> None:
                    help="INT8 RMSNorm: v2 integer (bit-true in C++) or v1 float inside (default v2)")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS, metavar="N",
                    help=f"calibrate on N windows evenly spaced over the split (default {DEFAULT_MAX_WINDOWS})")
-
-
-def _check_choice(flag: str, value, choices) -> None:
-    if value is not None and value not in choices:
-        raise CmambaError(f"unknown {flag} '{value}' (known: {', '.join(choices)})")
 
 
 def format_table(model, quant: dict) -> str:
@@ -63,11 +55,11 @@ def run(args) -> int:
     from intsim.graph import save_quant
     from intsim.int8 import RMSNORM_MODES
 
-    _check_choice("--split", args.split, SPLITS)
-    _check_choice("--method", args.method, METHODS)
-    _check_choice("--formats", args.formats, FORMAT_CHOICES)
-    _check_choice("--int8-method", args.int8_method, INT8_METHODS)
-    _check_choice("--int8-rmsnorm", args.int8_rmsnorm, RMSNORM_MODES)
+    check_choice("--split", args.split, SPLITS)
+    check_choice("--method", args.method, METHODS)
+    check_choice("--formats", args.formats, FORMAT_CHOICES)
+    check_choice("--int8-method", args.int8_method, INT8_METHODS)
+    check_choice("--int8-rmsnorm", args.int8_rmsnorm, RMSNORM_MODES)
     if args.max_windows < 1:
         raise CmambaError(f"--max-windows must be >= 1, got {args.max_windows}")
     model_dir = Path(args.model)

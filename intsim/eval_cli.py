@@ -7,6 +7,7 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
+from intsim.cli_args import add_data_arguments, check_choice
 from intsim.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "eval"
@@ -15,11 +16,7 @@ MODE_CHOICES = ("fp32", "quant16", "bittrue", "quant8", "all")
 
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/)")
-    p.add_argument("--data", metavar="CSV",
-                   help="CSV (.csv or .csv.gz) with the model's columns (default: the file named by the "
-                        "model's training record, looked up in the repository's data/ and beside the model)")
-    p.add_argument("--split", default="test", metavar="|".join(SPLITS),
-                   help="chronological split to evaluate on, as in training (default test)")
+    add_data_arguments(p, "test", "evaluate on, as in training")
     p.add_argument("--mode", default="all", metavar="|".join(MODE_CHOICES),
                    help="mode(s) to report, comma-separated or 'all' (default all); fp32 always "
                         "runs as the reference")
@@ -50,8 +47,7 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CmambaError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.split not in SPLITS:
-        raise CmambaError(f"unknown --split '{args.split}' (known: {', '.join(SPLITS)})")
+    check_choice("--split", args.split, SPLITS)
     model_dir = Path(args.model)
     model = load_model(model_dir)
     out = Path(args.out) if args.out else DEFAULT_OUT / model_dir.resolve().name
