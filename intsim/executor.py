@@ -24,7 +24,8 @@ from intsim import float_ref
 from intsim.errors import DataError, UnsupportedError
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.graph import INPUT_NAME, Graph, load_graph
-from intsim.int16 import Int16Program, int16_formats, lower_int16, run_step
+from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
+from intsim.kernels_int16 import run_program_int16
 from intsim.int8 import Int8Program, dequantize_act, lower_int8, quantize_act, run_step8
 
 MODES = ("fp32", "quant8", "quant16", "bittrue")
@@ -49,11 +50,13 @@ class Model:
     def __init__(self, graph: Graph):
         self.graph = graph
         self._program: Int16Program | None = None
+        self._packed: PackedInt16 | None = None
         self._program8: Int8Program | None = None
 
     def invalidate(self) -> None:
         """Forget lowered programs (after the quantization parameters change)."""
         self._program = None
+        self._packed = None
         self._program8 = None
 
     # ----------------------------------------------------------------- inputs
@@ -127,15 +130,32 @@ class Model:
         return self.denormalize_output(self.run(self.normalize_input(x_raw), mode).output)
 
     def run_int16(self, x_q, capture=None) -> RunResult:
-        """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format."""
+        """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format.
+        The whole program runs in one jitted call (kernels_int16.run_program_int16)."""
         prog = self.program
-        env, stats = self._run_steps(x_q, np.int16, prog.steps, run_step,
-                                     lambda y, st: _int_stats(y, st.out_frac),
-                                     _int_stats(np.asarray(x_q), prog.input_frac))
-        out_q = self._shape_output(env[prog.output_tensor])
-        tensors = {k: v for k, v in env.items() if _wants(capture, k)}
-        return RunResult("bittrue", dequantize(out_q, prog.output_frac), out_q, stats, tensors,
-                         prog.output_frac, 2.0 ** -prog.output_frac)
+        if self._packed is None:
+            self._packed = pack_program(prog, self.graph.input_shape)
+        pk = self._packed
+        xb = self._int_batch(x_q, np.int16)
+        buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases,
+                                                        pk.channels, pk.lengths)
+        n_b = xb.shape[0]
+
+        def tensor(k):
+            return buf[offsets[k]:offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
+
+        # per-tensor stats in one vectorised pass (value = integer * 2**-frac)
+        fracs = -pk.fracs
+        rows = zip(n_sat.tolist(), np.ldexp(lo.astype(np.float64), fracs).tolist(),
+                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist())
+        stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
+                 for name, (n, a, b, size) in zip(pk.names, rows)}
+        tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
+                   if capture else {})
+        k_out = pk.names.index(prog.output_tensor)
+        out_q, out_frac = self._shape_output(tensor(k_out)), int(pk.fracs[k_out])
+        return RunResult("bittrue", dequantize(out_q, out_frac), out_q, stats, tensors,
+                         out_frac, 2.0 ** -out_frac)
 
     def run_int8(self, x_q, capture=None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""
@@ -148,12 +168,15 @@ class Model:
         return RunResult("quant8", dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
                          output_lsb=prog.output_qp[0])
 
-    def _run_steps(self, x_q, dtype, steps, run_fn, stats_fn, input_stats):
-        """Run lowered integer steps in order; returns (tensors by name, per-layer stats)."""
+    def _int_batch(self, x_q, dtype) -> np.ndarray:
         xb, _ = self._as_batch(x_q, "x_q")
         if xb.dtype != dtype:
             raise DataError(f"x_q: expected {np.dtype(dtype).name}, got {xb.dtype}")
-        env = {INPUT_NAME: np.ascontiguousarray(xb)}
+        return np.ascontiguousarray(xb)
+
+    def _run_steps(self, x_q, dtype, steps, run_fn, stats_fn, input_stats):
+        """Run lowered integer steps in order; returns (tensors by name, per-layer stats)."""
+        env = {INPUT_NAME: self._int_batch(x_q, dtype)}
         stats = {INPUT_NAME: input_stats}
         for st in steps:
             y, n_sat = run_fn(st, [env[s] for s in st.inputs])
@@ -200,11 +223,6 @@ class Model:
 def _snap(x, frac_bits, bits):
     q, n_sat = quantize_q(x, frac_bits, bits)
     return dequantize(q, frac_bits), n_sat
-
-
-def _int_stats(y, frac_bits, n_sat=0):
-    return {"saturations": n_sat, "min": float(np.ldexp(float(y.min()), -frac_bits)),
-            "max": float(np.ldexp(float(y.max()), -frac_bits)), "size": int(y.size)}
 
 
 def _int8_stats(y, qp, n_sat=0):

@@ -2,7 +2,8 @@
 
 `lower_int16(graph)` turns every layer into an `Int16Step`: quantized weights,
 int32 biases, shifts, eps constants and LUT tables, computed once on the host.
-The bittrue executor runs these steps with the Numba kernels; codegen emits the
+The bittrue executor packs these steps into one table (`pack_program`) and runs
+the whole program in one jitted call; codegen emits the
 very same integers into C++ headers. Nothing here is recomputed elsewhere.
 """
 from __future__ import annotations
@@ -125,23 +126,76 @@ def lower_int16(graph: Graph) -> Int16Program:
     return Int16Program(frac[INPUT_NAME], steps, graph.output_tensor)
 
 
-def run_step(st: Int16Step, inputs: list[np.ndarray]):
-    """Run one lowered step on int16 [B, C, L] inputs -> (int16 output, saturations)."""
-    p = st.params
-    if st.op == "conv_kx1":
-        return K.conv_kx1_int16(inputs[0], p["weight"], p["bias"], p["stride"], p["shift"])
-    if st.op == "conv1x1":
-        return K.conv1x1_int16(inputs[0], p["weight"], p["bias"], p["shift"])
-    if st.op == "dwconv":
-        return K.dwconv_int16(inputs[0], p["weight"], p["bias"], p["shift"])
-    if st.op == "rmsnorm":
-        return K.rmsnorm_int16(inputs[0], p["gain"], np.int64(p["eps_q"]), p["shift"])
-    if st.op in ("sigmoid", "silu"):
-        return K.lut_int16(inputs[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"])
-    if st.op == "scan":
-        return K.scan_int16(inputs[0], inputs[1], p["lam_frac"], p["u_shift"])
-    if st.op == "mul":
-        return K.mul_int16(inputs[0], inputs[1], p["shift"])
-    if st.op == "add":
-        return K.add_int16(inputs[0], inputs[1], p["a_up"], p["b_up"], p["shift"])
-    raise UnsupportedError(f"layer '{st.name}': op '{st.op}' has no INT16 kernel")
+@dataclass(frozen=True)
+class PackedInt16:
+    """A lowered program as flat arrays for `kernels_int16.run_program_int16`:
+    one int64 row per step (op code, input tensor indices, weight/bias offsets and
+    dims, shifts), all weights/gains/tables in one int16 array, all biases in one
+    int64 array, and the per-sample [C, L] and format of every tensor (0 = the input)."""
+    steps: np.ndarray
+    weights: np.ndarray
+    biases: np.ndarray
+    channels: np.ndarray
+    lengths: np.ndarray
+    fracs: np.ndarray            # int64[n + 1]: fractional bits of every tensor
+    names: tuple[str, ...]
+
+
+def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt16:
+    """Pack `prog` (shapes per sample; input_shape = (C_in, L)) into one table."""
+    names = (INPUT_NAME,) + tuple(st.name for st in prog.steps)
+    index = {name: k for k, name in enumerate(names)}
+    shapes = [tuple(input_shape)] + [tuple(st.shape) for st in prog.steps]
+    rows = np.zeros((len(prog.steps), K.N_COLS), dtype=np.int64)
+    w_parts, b_parts = [], []
+    w_off = b_off = 0
+    for i, st in enumerate(prog.steps):
+        p, r = st.params, rows[i]
+        r[K.COL_IN0] = index[st.inputs[0]]
+        r[K.COL_IN1] = index[st.inputs[1]] if len(st.inputs) > 1 else -1
+        w = bias = dims = None
+        if st.op in ("conv_kx1", "conv1x1"):
+            w, bias = p["weight"], p["bias"]
+            if w.ndim == 2:          # 1x1: the K = 1, S = 1 case of spec 2.2
+                w = w[:, :, None]
+            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_CONV, p["shift"], p.get("stride", 1)
+            dims = w.shape                                          # [C_out, C_in, K]
+            w = K.weight_rows(np.ascontiguousarray(w, np.int16))   # stored as [C_out, K*C_in]
+        elif st.op == "dwconv":
+            w, bias = p["weight"], p["bias"]
+            dims = (w.shape[0], 1, w.shape[1])                      # [C, 1, K]
+            r[K.COL_OP], r[K.COL_P0] = K.OP_DWCONV, p["shift"]
+        elif st.op == "rmsnorm":
+            w = p["gain"]
+            dims = (w.size, 1, 1)
+            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_RMSNORM, p["shift"], p["eps_q"]
+        elif st.op in ("sigmoid", "silu"):
+            w = p["table"]
+            dims = (w.size, 1, 1)
+            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1], r[K.COL_P2] = (
+                K.OP_LUT, p["addr_shift"], p["identity_shift"], int(p["is_silu"]))
+        elif st.op == "scan":
+            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_SCAN, p["lam_frac"], p["u_shift"]
+        elif st.op == "mul":
+            r[K.COL_OP], r[K.COL_P0] = K.OP_MUL, p["shift"]
+        elif st.op == "add":
+            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1], r[K.COL_P2] = (
+                K.OP_ADD, p["a_up"], p["b_up"], p["shift"])
+        else:
+            raise UnsupportedError(f"layer '{st.name}': op '{st.op}' has no INT16 kernel")
+        if w is not None:
+            r[K.COL_W_OFF], r[K.COL_W0], r[K.COL_W1], r[K.COL_W2] = (w_off,) + tuple(dims)
+            w_parts.append(w.astype(np.int16).ravel())
+            w_off += w.size
+        if bias is not None:
+            r[K.COL_B_OFF] = b_off
+            b_parts.append(bias.astype(np.int64))
+            b_off += bias.size
+    return PackedInt16(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
+                       np.array([c for c, _ in shapes], np.int64),
+                       np.array([n for _, n in shapes], np.int64),
+                       np.array([prog.input_frac] + [st.out_frac for st in prog.steps], np.int64), names)
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dtype)

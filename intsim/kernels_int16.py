@@ -22,17 +22,30 @@ RMS_INV_BITS = 40        # Q, spec 2.4
 @njit(cache=True)
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
-    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift).
+    b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
+    c_out, c_in, k_size = w.shape
+    return conv_kx1_rows_int16(x, weight_rows(w), b, k_size, stride, shift)
+
+
+@njit(cache=True)
+def weight_rows(w):
+    """int16[C_out, C_in, K] -> int16[C_out, K*C_in]: row o lists w[o, :, k] for k = 0.. in turn
+    (the order of a channels-last input window)."""
+    c_out, c_in, k_size = w.shape
+    return np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, k_size * c_in)
+
+
+@njit(cache=True)
+def conv_kx1_rows_int16(x, w_rows, b, k_size, stride, shift):
+    """Spec 2.2 with the weights as `weight_rows(w)` (int16[C_out, K*C_in]).
 
     Layout only (not arithmetic): the input is read channels-last, so the window
     of output t, x[:, t*S : t*S+K], is one contiguous run of K*C_in values and
     the exact int64 sum vectorises."""
     n_b, c_in, length = x.shape
-    c_out, _, k_size = w.shape
+    c_out = w_rows.shape[0]
     t_out = (length - k_size) // stride + 1
-    # [B, L*C_in] and [C_out, K*C_in]: channels-last rows, flattened
-    xf = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in)
-    wf = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, k_size * c_in)
+    xf = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in)   # [B, L*C_in]
     n_win = k_size * c_in
     y = np.empty((n_b, c_out, t_out), dtype=np.int16)
     nsat = 0
@@ -40,7 +53,7 @@ def conv_kx1_int16(x, w, b, stride, shift):
         for t in range(t_out):
             window = xf[bi, t * stride * c_in:t * stride * c_in + n_win]
             for o in range(c_out):
-                w_row = wf[o]
+                w_row = w_rows[o]
                 acc = np.int64(b[o])
                 for j in range(n_win):   # range indices: no negative-index checks, vectorises
                     acc += np.int64(w_row[j]) * np.int64(window[j])
@@ -184,3 +197,68 @@ def add_int16(a, b, a_up, b_up, shift):
                 y[bi, ch, t] = v
                 nsat += s
     return y, nsat
+
+
+# ---------------------------------------------------------------- whole program
+# A lowered program (intsim/int16.py `pack_program`) as one table row per step, so
+# the whole network runs in a single jitted call (no Python dispatch per layer).
+OP_CONV, OP_DWCONV, OP_RMSNORM, OP_LUT, OP_SCAN, OP_MUL, OP_ADD = 0, 1, 2, 3, 4, 5, 6
+# columns of a step row
+(COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF,
+ COL_P0, COL_P1, COL_P2, N_COLS) = range(12)
+
+
+@njit(cache=True)
+def _tensor(buf, offsets, channels, lengths, k, n_b):
+    return buf[offsets[k]:offsets[k + 1]].reshape((n_b, channels[k], lengths[k]))
+
+
+@njit(cache=True)
+def run_program_int16(x, steps, weights, biases, channels, lengths):
+    """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
+    steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
+    biases: int64[...]; channels/lengths: int64[n + 1] per-sample shape of tensor k
+    (k = 0 the input, k = i + 1 the output of step i).
+    -> (buf int16[all tensors, flat], offsets int64[n + 2], saturations int64[n + 1],
+        minimum int64[n + 1], maximum int64[n + 1]); tensor k is
+    buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
+    n_b = x.shape[0]
+    n_t = steps.shape[0] + 1
+    offsets = np.zeros(n_t + 1, dtype=np.int64)
+    for k in range(n_t):
+        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
+    buf = np.empty(offsets[n_t], dtype=np.int16)
+    buf[:offsets[1]] = x.ravel()
+    nsat = np.zeros(n_t, dtype=np.int64)
+    for i in range(n_t - 1):
+        r = steps[i]
+        op = r[COL_OP]
+        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
+        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
+        if op == OP_CONV:   # weights packed as weight_rows: [C_out, K*C_in]
+            y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
+                                       r[COL_W2], r[COL_P1], r[COL_P0])
+        elif op == OP_DWCONV:
+            y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[COL_P0])
+        elif op == OP_RMSNORM:
+            y, s = rmsnorm_int16(a, w, r[COL_P1], r[COL_P0])
+        elif op == OP_LUT:
+            y, s = lut_int16(a, w, r[COL_P0], r[COL_P2] != 0, r[COL_P1])
+        else:
+            c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
+            if op == OP_SCAN:
+                y, s = scan_int16(a, c, r[COL_P0], r[COL_P1])
+            elif op == OP_MUL:
+                y, s = mul_int16(a, c, r[COL_P0])
+            else:
+                y, s = add_int16(a, c, r[COL_P0], r[COL_P1], r[COL_P2])
+        buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
+        nsat[i + 1] = s
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k]:offsets[k + 1]]
+        minimum[k] = part.min()
+        maximum[k] = part.max()
+    return buf, offsets, nsat, minimum, maximum

@@ -11,7 +11,8 @@ import pytest
 
 from intsim import load_model
 from intsim.errors import DataError, QuantizationError, UnsupportedError
-from intsim.int16 import lower_int16
+from intsim import kernels_int16 as K
+from intsim.int16 import lower_int16, pack_program
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +60,49 @@ def test_integer_path_has_no_float(tiny_model_auto):
     res = tiny_model_auto.run_int16(np.zeros((2,) + tiny_model_auto.graph.input_shape, np.int16),
                                     capture=True)
     assert all(t.dtype == np.int16 for t in res.tensors.values())
+    packed = pack_program(prog, tiny_model_auto.graph.input_shape)
+    for name in ("steps", "weights", "biases", "channels", "lengths", "fracs"):
+        assert getattr(packed, name).dtype.kind == "i", name
+
+
+def _run_layer_by_layer(model, x_q):
+    """The program again, one public kernel call per step: the packed whole-program
+    interpreter (kernels_int16.run_program_int16) must give the same bytes."""
+    env = {"input": x_q}
+    for st in lower_int16(model.graph).steps:
+        a, p = [env[s] for s in st.inputs], st.params
+        if st.op == "conv_kx1":
+            y, _ = K.conv_kx1_int16(a[0], p["weight"], p["bias"], p["stride"], p["shift"])
+        elif st.op == "conv1x1":
+            y, _ = K.conv1x1_int16(a[0], p["weight"], p["bias"], p["shift"])
+        elif st.op == "dwconv":
+            y, _ = K.dwconv_int16(a[0], p["weight"], p["bias"], p["shift"])
+        elif st.op == "rmsnorm":
+            y, _ = K.rmsnorm_int16(a[0], p["gain"], np.int64(p["eps_q"]), p["shift"])
+        elif st.op in ("sigmoid", "silu"):
+            y, _ = K.lut_int16(a[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"])
+        elif st.op == "scan":
+            y, _ = K.scan_int16(a[0], a[1], p["lam_frac"], p["u_shift"])
+        elif st.op == "mul":
+            y, _ = K.mul_int16(a[0], a[1], p["shift"])
+        else:
+            y, _ = K.add_int16(a[0], a[1], p["a_up"], p["b_up"], p["shift"])
+        env[st.name] = y
+    return env
+
+
+@pytest.mark.parametrize("full_range", [False, True])
+def test_whole_program_call_equals_layer_by_layer_kernels(tiny_model, full_range):
+    """full_range: uniform int16 inputs, which saturate inside the network."""
+    if full_range:
+        x_q = np.random.default_rng(3).integers(-32768, 32768, (5,) + tiny_model.graph.input_shape)
+    else:
+        x_q = np.rint(inputs(tiny_model, n=5) * 256)
+    x_q = x_q.astype(np.int16)
+    res = tiny_model.run_int16(x_q, capture=True)
+    for name, y in _run_layer_by_layer(tiny_model, x_q).items():
+        assert res.tensors[name].tobytes() == y.tobytes(), name
+    assert (sum(v["saturations"] for v in res.stats.values()) > 0) == full_range
 
 
 def test_batch_equals_per_sample(tiny_model):
