@@ -44,5 +44,5 @@ bench: install-test
 
 clean:
 	rm -rf reports build .pytest_cache
-	# Numba caches key on the defining file only: clear them after editing intsim/fixedpoint.py
+	# Numba caches key on the defining file only: clear them after editing intsim/fixedpoint.py or intsim/kernels_mac.py
 	find intsim -name "*.nbi" -delete -o -name "*.nbc" -delete

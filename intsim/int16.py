@@ -16,6 +16,7 @@ from intsim import kernels_int16 as K
 from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.graph import INPUT_NAME, Graph
+from intsim.kernels_mac import weight_rows
 from intsim.lut import LUT_FRAC_BITS, int16_table
 
 FRAC_MIN, FRAC_MAX = 0, 15
@@ -160,7 +161,7 @@ def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt1
                 w = w[:, :, None]
             r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_CONV, p["shift"], p.get("stride", 1)
             dims = w.shape                                          # [C_out, C_in, K]
-            w = K.weight_rows(np.ascontiguousarray(w, np.int16))   # stored as [C_out, K*C_in]
+            w = weight_rows(np.ascontiguousarray(w, np.int16))     # stored as [C_out, K*C_in]
         elif st.op == "dwconv":
             w, bias = p["weight"], p["bias"]
             dims = (w.shape[0], 1, w.shape[1])                      # [C, 1, K]

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
+from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
 
 LUT_FRAC_BITS = 8
 LUT_OFFSET = 2048
@@ -23,44 +24,14 @@ RMS_INV_BITS = 40        # Q, spec 2.4
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
-    c_out, c_in, k_size = w.shape
-    return conv_kx1_rows_int16(x, weight_rows(w), b, k_size, stride, shift)
-
-
-@njit(cache=True)
-def weight_rows(w):
-    """int16[C_out, C_in, K] -> int16[C_out, K*C_in]: row o lists w[o, :, k] for k = 0.. in turn
-    (the order of a channels-last input window)."""
-    c_out, c_in, k_size = w.shape
-    return np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, k_size * c_in)
+    return conv_kx1_rows_int16(x, weight_rows(w), b, w.shape[2], stride, shift)
 
 
 @njit(cache=True)
 def conv_kx1_rows_int16(x, w_rows, b, k_size, stride, shift):
-    """Spec 2.2 with the weights as `weight_rows(w)` (int16[C_out, K*C_in]).
-
-    Layout only (not arithmetic): the input is read channels-last, so the window
-    of output t, x[:, t*S : t*S+K], is one contiguous run of K*C_in values and
-    the exact int64 sum vectorises."""
-    n_b, c_in, length = x.shape
-    c_out = w_rows.shape[0]
-    t_out = (length - k_size) // stride + 1
-    xf = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in)   # [B, L*C_in]
-    n_win = k_size * c_in
-    y = np.empty((n_b, c_out, t_out), dtype=np.int16)
-    nsat = 0
-    for bi in range(n_b):
-        for t in range(t_out):
-            window = xf[bi, t * stride * c_in:t * stride * c_in + n_win]
-            for o in range(c_out):
-                w_row = w_rows[o]
-                acc = np.int64(b[o])
-                for j in range(n_win):   # range indices: no negative-index checks, vectorises
-                    acc += np.int64(w_row[j]) * np.int64(window[j])
-                v, s = saturate(rne_shift(acc, shift), 16)
-                y[bi, o, t] = v
-                nsat += s
-    return y, nsat
+    """Spec 2.2 with the weights as `kernels_mac.weight_rows(w)` (int16[C_out, K*C_in])."""
+    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_rows, b, k_size, stride)
+    return _narrow_int16(acc, shift)
 
 
 @njit(cache=True)
@@ -75,19 +46,19 @@ def conv1x1_int16(x, w, b, shift):
 def dwconv_int16(x, w, b, shift):
     """Spec 2.3 (causal). x: int16[B, C, L] Q(f_x), w: int16[C, K] Q(f_w),
     b: int64[C] Q(f_x+f_w) -> y: int16[B, C, L] Q(f_x+f_w-shift)."""
-    n_b, c, length = x.shape
-    k_size = w.shape[1]
+    return _narrow_int16(dwconv_acc(x, 0, w, b), shift)
+
+
+@njit(cache=True)
+def _narrow_int16(acc, shift):
+    """int64 sums [B, C, L] -> (sat16(rne_shift(acc, shift)) int16[B, C, L], saturations)."""
+    n_b, c, length = acc.shape
     y = np.empty((n_b, c, length), dtype=np.int16)
     nsat = 0
     for bi in range(n_b):
         for ch in range(c):
             for t in range(length):
-                acc = np.int64(b[ch])
-                for k in range(k_size):
-                    src = t - (k_size - 1) + k
-                    if src >= 0:
-                        acc += np.int64(w[ch, k]) * np.int64(x[bi, ch, src])
-                v, s = saturate(rne_shift(acc, shift), 16)
+                v, s = saturate(rne_shift(acc[bi, ch, t], shift), 16)
                 y[bi, ch, t] = v
                 nsat += s
     return y, nsat
@@ -236,7 +207,7 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
         w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
-        if op == OP_CONV:   # weights packed as weight_rows: [C_out, K*C_in]
+        if op == OP_CONV:   # weights packed as kernels_mac.weight_rows: [C_out, K*C_in]
             y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
                                        r[COL_W2], r[COL_P1], r[COL_P0])
         elif op == OP_DWCONV:

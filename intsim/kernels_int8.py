@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
+from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
@@ -21,27 +22,10 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
     """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
     b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
     -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
-    n_b, c_in, length = x.shape
-    c_out, _, k_size = w.shape
-    t_out = (length - k_size) // stride + 1
-    n_win = k_size * c_in
-    # channels-last rows (layout only), zero point removed once: int16 values in [-255, 255]
-    xc = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c_in).astype(np.int16) - np.int16(x_zp)
-    wf = np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, n_win)
-    y = np.empty((n_b, c_out, t_out), dtype=np.int8)
-    nsat = 0
-    for bi in range(n_b):
-        for t in range(t_out):
-            window = xc[bi, t * stride * c_in:t * stride * c_in + n_win]
-            for o in range(c_out):
-                w_row = wf[o]
-                acc = np.int64(b[o])
-                for j in range(n_win):
-                    acc += np.int64(w_row[j]) * np.int64(window[j])
-                v, s = requantize(acc, m0[o], shift[o], y_zp, 8)
-                y[bi, o, t] = v
-                nsat += s
-    return y, nsat
+    # zero point removed once: int16 values in [-255, 255]
+    x_rows = channels_last_rows(x).astype(np.int16) - np.int16(x_zp)
+    acc = conv_rows_acc(x_rows, x.shape[1], weight_rows(w), b, w.shape[2], stride)
+    return _requantize_per_channel(acc, m0, shift, y_zp)
 
 
 @njit(cache=True)
@@ -55,19 +39,19 @@ def conv1x1_int8(x, x_zp, w, b, m0, shift, y_zp):
 def dwconv_int8(x, x_zp, w, b, m0, shift, y_zp):
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
-    n_b, c, length = x.shape
-    k_size = w.shape[1]
+    return _requantize_per_channel(dwconv_acc(x, x_zp, w, b), m0, shift, y_zp)
+
+
+@njit(cache=True)
+def _requantize_per_channel(acc, m0, shift, y_zp):
+    """int64 sums [B, C, L] -> (requantize(acc, m0[c], shift[c], z_y) int8[B, C, L], saturations)."""
+    n_b, c, length = acc.shape
     y = np.empty((n_b, c, length), dtype=np.int8)
     nsat = 0
     for bi in range(n_b):
         for ch in range(c):
             for t in range(length):
-                acc = np.int64(b[ch])
-                for k in range(k_size):
-                    src = t - (k_size - 1) + k
-                    if src >= 0:
-                        acc += np.int64(w[ch, k]) * (np.int64(x[bi, ch, src]) - x_zp)
-                v, s = requantize(acc, m0[ch], shift[ch], y_zp, 8)
+                v, s = requantize(acc[bi, ch, t], m0[ch], shift[ch], y_zp, 8)
                 y[bi, ch, t] = v
                 nsat += s
     return y, nsat
