@@ -386,7 +386,7 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
     x, y = _check_data(model, x_raw, y_raw)
     check_ready(model, modes)
     if out_dir is not None:
-        from intsim import report_plots
+        from cmamba_hls import report_plots
         report_plots.require_matplotlib()
     x_norm = model.normalize_input(x)
     runs: dict[str, ModeRun] = {}
@@ -417,7 +417,7 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
 
 
 def write_report(model: Model, report: EvalReport, runs: dict, modes, x_raw, y_raw, out_dir: Path) -> None:
-    from intsim import report_plots
+    from cmamba_hls import report_plots
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))

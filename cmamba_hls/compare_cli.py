@@ -22,7 +22,7 @@ from codegen.build import build, run_testbench
 from codegen.names import sanitize_names
 from codegen.project import MARKER, PRECISIONS, TYPES, _as_model, generate_project, load_backend, project_options
 from intsim.errors import CmambaError
-from intsim.texttable import text_table
+from cmamba_hls.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "compare"
 
