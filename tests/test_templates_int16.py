@@ -22,7 +22,8 @@ from intsim.lut import int16_table
 from tests.cpp_harness import compile_program
 
 I16 = np.int16
-OPS = ["conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut_activation", "scan", "mul", "add"]
+# The op templates under test: one per INT16 registry row (codegen/emit_int16.py EMIT16).
+OPS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
 N_RANDOM = 6                      # random cases per op, on top of the fixed ones
 EXTREMES = ("max", "min", "zeros", "alternating")
 
@@ -138,22 +139,17 @@ def binary_case(rng, op, i):
     return Case(op, op, ints, None, [], [a, b], y, n)
 
 
+# template -> case builder (rng, template, i); a template without one fails make_cases
+CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
+                 "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i), "lut_activation": lambda rng, op, i: lut_case(rng, i),
+                 "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case}
+
+
 def make_cases(seed=1234) -> list[Case]:
     rng = np.random.default_rng(seed)
-    cases = []
-    for op in OPS:
-        for i in range(N_RANDOM):
-            if op in ("conv_kx1", "conv1x1", "dwconv"):
-                cases.append(conv_case(rng, op, i))
-            elif op == "rmsnorm":
-                cases.append(rmsnorm_case(rng, i))
-            elif op == "lut_activation":
-                cases.append(lut_case(rng, i))
-            elif op == "scan":
-                cases.append(scan_case(rng, i))
-            else:
-                cases.append(binary_case(rng, op, i))
-    return cases
+    missing = [op for op in OPS if op not in CASE_BUILDERS]
+    assert not missing, f"INT16 templates without test cases: {missing}"
+    return [CASE_BUILDERS[op](rng, op, i) for op in OPS for i in range(N_RANDOM)]
 
 
 PROGRAM = r"""
