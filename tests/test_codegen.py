@@ -313,6 +313,42 @@ def test_testbench_rejects_bad_vector_files(tiny_model, tmp_path):
         run_testbench(gen.out_dir)
 
 
+HOSTILE_NAME = '50% %s%n "quoted" back\\slash\nnext line ??/ end'
+
+
+@pytest.fixture(scope="module")
+def hostile_name_project(tiny_model, tmp_path_factory):
+    """tiny_model renamed HOSTILE_NAME (printf conversions, quotes, backslash, newline, trigraph),
+    generated and built with the project's own -Wall -Werror."""
+    root = tmp_path_factory.mktemp("hostile_name")
+    model_dir = shutil.copytree(tiny_model.graph.path, root / "m")
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["name"] = HOSTILE_NAME
+    write_json_atomic(model_dir / "model.json", raw)
+    gen, tb = run_project(load_model(model_dir), root / "p", n=20, layers=False)
+    return gen, tb
+
+
+def test_model_name_is_printed_verbatim_never_used_as_a_format(hostile_name_project):
+    gen, tb = hostile_name_project
+    assert (tb.passed, tb.failed, tb.returncode) == (20, 0, 0), tb.stdout
+    assert f"(model '{HOSTILE_NAME}', int16, stdint types)" in tb.stdout
+
+
+def test_testbench_with_zero_vectors_fails(hostile_name_project, tmp_path):
+    gen, _ = hostile_name_project
+    data = tmp_path / "empty"
+    data.mkdir()
+    for name in ("input", "output"):
+        arr = np.load(gen.out_dir / "tb_data" / f"{name}.npy")
+        np.save(data / f"{name}.npy", arr[:0])
+    proc = subprocess.run([str(gen.out_dir / "build" / "tb"), str(data)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "0 passed" not in proc.stdout
+    assert proc.stderr.strip() == f"tb: {data}/input.npy holds no vectors: at least one is needed"
+    with pytest.raises(CmambaError, match="holds no vectors"):
+        run_testbench(gen.out_dir, data_dir=str(data))
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_codegen_then_make_test(tiny_model, tmp_path, capsys):
     out = tmp_path / "prj"
