@@ -11,6 +11,9 @@ Steps (each timed, each printed as it starts):
      bit-exact C++ result, timings.
 
 Everything lands in one directory (default `reports/demo/`), the same layout on every run.
+It is an owned directory (intsim/manifest.py, manifest `demo.json`; `eval/` and `hls_*/` carry
+their own): a non-empty `--out` without it is refused, and a re-run replaces only the files the
+demo wrote.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from cmamba_hls.texttable import text_table
 from intsim.errors import CmambaError
+from intsim.manifest import DirKind, claim, publish, staged
 from intsim.modes import MODE_NAMES, MODES as ALL_MODES, REFERENCE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +33,7 @@ DEFAULT_OUT = Path("reports") / "demo"
 # C++ back end per integer mode (quant16 is float fake-quant: no hardware of its own).
 HLS_PRECISION = {m.name: m.hls_precision for m in ALL_MODES if m.hls_precision}
 MODES = MODE_NAMES
+DEMO_DIR = DirKind("demo.json", "cmamba-hls demo", 1, "the demo", "demo")
 
 
 def add_arguments(p) -> None:
@@ -60,13 +65,14 @@ class _Steps:
         return result
 
 
-def _prepare_model(src: Path, dst: Path) -> Path:
+def _prepare_model(src: Path, out: Path) -> Path:
+    """Copy the model directory to out/model (files the demo wrote before are replaced)."""
     if not (src / "model.json").is_file():
         raise CmambaError(f"model directory '{src}' has no model.json")
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
+    with staged(out, DEMO_DIR) as tmp:
+        shutil.copytree(src, tmp / "model")
+        publish(tmp, out, DEMO_DIR)
+    return out / "model"
 
 
 def _calibrate(model, data: Path):
@@ -117,10 +123,10 @@ def run(args) -> int:
     data = Path(args.data)
     if not data.is_file():
         raise CmambaError(f"data file '{data}' not found")
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, DEMO_DIR)
     steps = _Steps()
 
-    model_dir = steps.run("copy model", _prepare_model, Path(args.model), out / "model")
+    model_dir = steps.run("copy model", _prepare_model, Path(args.model), out)
     model = load_model(model_dir)
     n_cal = steps.run("calibrate (train split, Q8.8 + INT8, maxabs)", _calibrate, model, data)
 
