@@ -115,6 +115,10 @@ class LayerContext:
         """C++ expression of a tensor: the top's `input` or a member of `act`."""
         return "input" if tensor == INPUT_NAME else f"act.{self.names[tensor]}"
 
+    def binary_call(self, func: str, step) -> str:
+        """`func<cfg>(in0, in1, out);` for an op with two activation inputs."""
+        return f"{func}<{self.cfg}>({self.ref(step.inputs[0])}, {self.ref(step.inputs[1])}, {self.out});"
+
 
 @dataclass
 class LayerCode:

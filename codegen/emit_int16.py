@@ -146,26 +146,22 @@ def _emit_lut(st: Int16Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, f"lut_activation<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {luts[key]}, {ctx.out});")
 
 
-def _binary_call(name: str, st: Int16Step, ctx: LayerContext) -> str:
-    return f"{name}<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {ctx.ref(st.inputs[1])}, {ctx.out});"
-
-
 def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     ints = [("E", channels), ("T", length), ("LAM_FRAC", st.params.lam_frac), ("U_SHIFT", st.params.u_shift)]
-    return LayerCode(ints, _binary_call("scan", st, ctx))
+    return LayerCode(ints, ctx.binary_call("scan", st))
 
 
 def _emit_mul(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
-    return LayerCode([("C", channels), ("L", length), ("SHIFT", st.params.shift)], _binary_call("mul", st, ctx))
+    return LayerCode([("C", channels), ("L", length), ("SHIFT", st.params.shift)], ctx.binary_call("mul", st))
 
 
 def _emit_add(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
     ints = [("C", channels), ("L", length), ("A_UP", p.a_up), ("B_UP", p.b_up), ("SHIFT", p.shift)]
-    return LayerCode(ints, _binary_call("add", st, ctx))
+    return LayerCode(ints, ctx.binary_call("add", st))
 
 
 EMIT16.register("conv_kx1", TemplateRow("int16/conv_kx1.h.j2", _emit_conv_kx1))

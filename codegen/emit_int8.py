@@ -158,15 +158,11 @@ def _emit_lut(st: Int8Step, ctx: LayerContext) -> LayerCode:
                      f"lut_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {tables[key]}, {ctx.out});")
 
 
-def _binary_call(name: str, st: Int8Step, ctx: LayerContext) -> str:
-    return f"{name}<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {ctx.ref(st.inputs[1])}, {ctx.out});"
-
-
 def _emit_scan(st: Int8Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
     ints = [("E", channels), ("T", length), ("U_ZP", p.u_zp), ("Y_ZP", p.y_zp), ("M0", p.m0), ("SHIFT", p.shift)]
-    return LayerCode(ints, _binary_call("scan_int8", st, ctx))
+    return LayerCode(ints, ctx.binary_call("scan_int8", st))
 
 
 def _emit_mul(st: Int8Step, ctx: LayerContext) -> LayerCode:
@@ -174,7 +170,7 @@ def _emit_mul(st: Int8Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     ints = [("C", channels), ("L", length), ("A_ZP", p.a_zp), ("B_ZP", p.b_zp), ("Y_ZP", p.y_zp),
             ("M0", p.m0), ("SHIFT", p.shift)]
-    return LayerCode(ints, _binary_call("mul_int8", st, ctx))
+    return LayerCode(ints, ctx.binary_call("mul_int8", st))
 
 
 def _emit_add(st: Int8Step, ctx: LayerContext) -> LayerCode:
@@ -182,7 +178,7 @@ def _emit_add(st: Int8Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     ints = [("C", channels), ("L", length), ("A_ZP", p.a_zp), ("B_ZP", p.b_zp), ("Y_ZP", p.y_zp),
             ("M_A", p.m_a), ("M_B", p.m_b), ("SHIFT", p.shift)]
-    return LayerCode(ints, _binary_call("add_int8", st, ctx))
+    return LayerCode(ints, ctx.binary_call("add_int8", st))
 
 
 EMIT8.register("conv_kx1", TemplateRow("int8/conv_kx1.h.j2", _emit_conv_kx1))
