@@ -83,7 +83,7 @@ def _conv_consts(st: Int16Step, ctx: LayerContext) -> ConvParams:
                                  f"{st.name}.weight {list(w.shape)} {q_name(p.w_frac)}"
                                  + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else "")))
     ctx.consts.append(ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
-                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{st.in_frac[0] + p.w_frac}"))
+                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}"))
     return p
 
 

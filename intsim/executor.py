@@ -173,7 +173,7 @@ class Model:
         k_out = pk.names.index(prog.output_tensor)
         out_q, out_frac = self._shape_output(tensor(k_out)), int(pk.fracs[k_out])
         return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors,
-                         out_frac, 2.0 ** -out_frac)
+                         out_frac, lsb(out_frac))
 
     def run_int8(self, x_q, capture=None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""

@@ -32,8 +32,9 @@ from intsim.ops import BackendTable
 class ConvParams:
     """conv_kx1 (spec 2.2), conv1x1 (2.1: K = 1, S = 1), dwconv (2.3)."""
     weight: np.ndarray      # int16 [C_out, C_in, K] | [C_out, C_in] | [C, K] at Q(w_frac)
-    bias: np.ndarray        # int64 [C_out] at the accumulator format Q(f_x + w_frac)
+    bias: np.ndarray        # int64 [C_out] at the accumulator format Q(b_frac)
     w_frac: int
+    b_frac: int             # f_x + f_w (Int16Formats.bias_frac)
     shift: int              # f_x + f_w - f_y >= 0
     stride: int = 1
 
@@ -148,12 +149,11 @@ INT16: BackendTable[Int16Row] = BackendTable("INT16 golden model")
 
 
 def _lower_conv(layer: Layer, f_in, f_y, fmt: Int16Formats):
-    f_w = fmt.weight_frac(layer.name)
-    f_acc = f_in[0] + f_w
+    f_w, f_acc = fmt.weight_frac(layer.name), fmt.bias_frac(layer)
     w_q, n1 = quantize_q(layer.weights["weight"], f_w, 16, f"{layer.name}.weight")
     b_q, n2 = quantize_q(layer.weights["bias"], f_acc, 32, f"{layer.name}.bias")
     shift = _check_shift(layer.name, "output shift f_x + f_w - f_y", f_acc - f_y)
-    return ConvParams(w_q.astype(np.int16), b_q.astype(np.int64), f_w, shift,
+    return ConvParams(w_q.astype(np.int16), b_q.astype(np.int64), f_w, f_acc, shift,
                       layer.attrs.get("stride", 1)), n1 + n2
 
 
