@@ -1,4 +1,4 @@
-"""`cmamba-hls info | calibrate | eval` through intsim.cli.main on tiny models in tmp dirs:
+"""`cmamba-hls info | calibrate | eval` through cmamba_hls.cli.main on tiny models in tmp dirs:
 files, CSV columns and values; bad arguments give one error line, exit 2, no partial files."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from intsim import load_model
 from intsim.calibrate import calibrate
-from intsim.cli import main
-from intsim.evaluate import (FORMATS_COLUMNS, LAYERS_COLUMNS, METRICS_COLUMNS, REPORT_DIR, REPORT_FILES,
+from cmamba_hls.cli import main
+from cmamba_hls.evaluate import (FORMATS_COLUMNS, LAYERS_COLUMNS, METRICS_COLUMNS, REPORT_DIR, REPORT_FILES,
                              load_eval_data)
 from intsim.synth import make_random_model
 

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from codegen import project as project_mod
 from codegen.build import build, build_and_run, find_tools, run_testbench
-from codegen.compare_cli import compare
+from cmamba_hls.compare_cli import compare
 from codegen.names import NameError_, base_identifier, sanitize_names
 from codegen.project import generate_project, load_backend
 from intsim import load_model
 from intsim.calibrate import calibrate
-from intsim.cli import main as cli_main
+from cmamba_hls.cli import main as cli_main
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.graph import save_quant, write_json_atomic
 from intsim.synth import make_random_model

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from codegen.project import MARKER, PROJECT_DIR, generate_project
-from intsim.cli import main
-from intsim.evaluate import REPORT_DIR, REPORT_FILES, evaluate, load_eval_data
+from cmamba_hls.cli import main
+from cmamba_hls.evaluate import REPORT_DIR, REPORT_FILES, evaluate, load_eval_data
 from intsim.manifest import DirKind, OutputDirError, claim, owned_files, publish, read_manifest, staged
 from tests.test_cli import assert_one_error_line, cli, write_series_csv
 

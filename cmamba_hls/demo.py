@@ -23,7 +23,7 @@ from pathlib import Path
 
 from intsim.errors import CmambaError
 from intsim.manifest import DirKind, claim, publish, staged
-from intsim.texttable import text_table
+from cmamba_hls.texttable import text_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
@@ -76,8 +76,8 @@ def _prepare_model(src: Path, out: Path) -> Path:
 
 def _calibrate(model, data: Path):
     from intsim.calibrate import calibrate
-    from intsim.calibrate_cli import DEFAULT_MAX_WINDOWS
-    from intsim.evaluate import load_eval_data
+    from cmamba_hls.calibrate_cli import DEFAULT_MAX_WINDOWS
+    from cmamba_hls.evaluate import load_eval_data
 
     # exactly what `cmamba-hls calibrate MODEL` does by default: Q8.8 maxabs; INT8 maxabs, RMSNorm V2
     x_cal, _ = load_eval_data(model, data=data, split="train", max_windows=DEFAULT_MAX_WINDOWS)
@@ -113,7 +113,7 @@ def _format_table(rows: list[dict], hls: dict) -> str:
 
 
 def run(args) -> int:
-    from intsim.evaluate import evaluate, load_eval_data
+    from cmamba_hls.evaluate import evaluate, load_eval_data
     from intsim.executor import load_model
 
     if args.vectors < 1:

@@ -386,7 +386,7 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
     x, y = _check_data(model, x_raw, y_raw)
     check_ready(model, modes)
     if out_dir is not None:
-        from intsim import report_plots
+        from cmamba_hls import report_plots
         report_plots.require_matplotlib()
         owned_files(Path(out_dir), REPORT_DIR)          # someone else's directory: refused before running
     x_norm = model.normalize_input(x)
@@ -415,7 +415,7 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
 
 
 def write_report(model: Model, report: EvalReport, runs: dict, modes, x_raw, y_raw, out_dir: Path) -> None:
-    from intsim import report_plots
+    from cmamba_hls import report_plots
 
     with staged(out_dir, REPORT_DIR) as tmp:
         _write_csv(tmp / METRICS_FILE, METRICS_COLUMNS, report.metrics)

@@ -24,7 +24,7 @@ from codegen.project import (PRECISIONS, PROJECT_DIR, TYPES, _as_model, generate
                              project_options)
 from intsim.errors import CmambaError
 from intsim.manifest import DirKind, claim, publish, read_manifest, staged
-from intsim.texttable import text_table
+from cmamba_hls.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "compare"
 COMPARE_DIR = DirKind("compare.json", "cmamba-hls compare report", 1, "the compare report", "compare")
