@@ -113,6 +113,16 @@ def test_batch_equals_per_sample(tiny_model):
         np.testing.assert_array_equal(tiny_model.run(x[i], "bittrue").output_q, whole[i])
 
 
+@pytest.mark.parametrize("mode", ["fp32", "quant16"])
+def test_float_modes_are_batch_invariant(default_size_model, mode):
+    # the float reference gives the same bits whatever the batch (BLAS blocking must not see B)
+    x = inputs(default_size_model, n=70)
+    whole = default_size_model.run(x, mode).output
+    for size in (1, 3, 7, 64):
+        parts = [default_size_model.run(x[s:s + size], mode).output for s in range(0, len(x), size)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole, err_msg=f"batch {size}")
+
+
 def test_capture_by_name_and_stats(tiny_model):
     x = inputs(tiny_model, n=4)
     res = tiny_model.run(x, "bittrue", capture=["blk0.scan", "head"])

@@ -11,6 +11,9 @@ Steps (each timed, each printed as it starts):
      bit-exact C++ result, timings.
 
 Everything lands in one directory (default `reports/demo/`), the same layout on every run.
+It is an owned directory (intsim/manifest.py, manifest `demo.json`; `eval/` and `hls_*/` carry
+their own): a non-empty `--out` without it is refused, and a re-run replaces only the files the
+demo wrote.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import time
 from pathlib import Path
 
 from intsim.errors import CmambaError
-from intsim.texttable import text_table
+from intsim.manifest import DirKind, claim, publish, staged
+from cmamba_hls.texttable import text_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
@@ -28,6 +32,7 @@ DEFAULT_OUT = Path("reports") / "demo"
 # C++ back end per integer mode (quant16 is float fake-quant: no hardware of its own).
 HLS_PRECISION = {"bittrue": "int16", "quant8": "int8"}
 MODES = ("fp32", "quant16", "bittrue", "quant8")
+DEMO_DIR = DirKind("demo.json", "cmamba-hls demo", 1, "the demo", "demo")
 
 
 def add_arguments(p) -> None:
@@ -59,19 +64,20 @@ class _Steps:
         return result
 
 
-def _prepare_model(src: Path, dst: Path) -> Path:
+def _prepare_model(src: Path, out: Path) -> Path:
+    """Copy the model directory to out/model (files the demo wrote before are replaced)."""
     if not (src / "model.json").is_file():
         raise CmambaError(f"model directory '{src}' has no model.json")
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
+    with staged(out, DEMO_DIR) as tmp:
+        shutil.copytree(src, tmp / "model")
+        publish(tmp, out, DEMO_DIR)
+    return out / "model"
 
 
 def _calibrate(model, data: Path):
     from intsim.calibrate import calibrate
-    from intsim.calibrate_cli import DEFAULT_MAX_WINDOWS
-    from intsim.evaluate import load_eval_data
+    from cmamba_hls.calibrate_cli import DEFAULT_MAX_WINDOWS
+    from cmamba_hls.evaluate import load_eval_data
 
     # exactly what `cmamba-hls calibrate MODEL` does by default: Q8.8 maxabs; INT8 maxabs, RMSNorm V2
     x_cal, _ = load_eval_data(model, data=data, split="train", max_windows=DEFAULT_MAX_WINDOWS)
@@ -107,7 +113,7 @@ def _format_table(rows: list[dict], hls: dict) -> str:
 
 
 def run(args) -> int:
-    from intsim.evaluate import evaluate, load_eval_data
+    from cmamba_hls.evaluate import evaluate, load_eval_data
     from intsim.executor import load_model
 
     if args.vectors < 1:
@@ -116,10 +122,10 @@ def run(args) -> int:
     data = Path(args.data)
     if not data.is_file():
         raise CmambaError(f"data file '{data}' not found")
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, DEMO_DIR)
     steps = _Steps()
 
-    model_dir = steps.run("copy model", _prepare_model, Path(args.model), out / "model")
+    model_dir = steps.run("copy model", _prepare_model, Path(args.model), out)
     model = load_model(model_dir)
     n_cal = steps.run("calibrate (train split, Q8.8 + INT8, maxabs)", _calibrate, model, data)
 

@@ -1,5 +1,5 @@
 """The evaluation report's figures (docs/reports.md). Plots only: every number is computed
-by intsim.evaluate and passed in.
+by cmamba_hls.evaluate and passed in.
 
 matplotlib draws through its Agg canvas (`matplotlib.figure.Figure`, never pyplot), so no
 display and no global backend state are involved. Each function writes one PNG of fixed

@@ -14,13 +14,13 @@ from intsim.errors import CmambaError
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS = {
-    "train": ("model.train_cli", "train CMamba-slim on a CSV and export a model directory (needs the 'train' extra)"),
-    "info": ("intsim.info_cli", "show a model directory: layers, shapes, formats"),
-    "calibrate": ("intsim.calibrate_cli", "collect activation statistics and choose INT16/INT8 formats"),
-    "eval": ("intsim.eval_cli", "evaluate fp32 | quant8 | quant16 | bittrue: metrics, CSV and plots"),
-    "codegen": ("codegen.cli", "generate the Vitis-HLS C++ project (firmware, testbench, golden vectors)"),
-    "compare": ("codegen.compare_cli", "run golden model and compiled C++ on the same inputs; difference histogram"),
-    "demo": ("intsim.demo", "end to end on the shipped model and data: calibrate, eval, codegen, g++ testbench"),
+    "train": ("cmamba_hls.train_cli", "train CMamba-slim on a CSV and export a model directory (needs the 'train' extra)"),
+    "info": ("cmamba_hls.info_cli", "show a model directory: layers, shapes, formats"),
+    "calibrate": ("cmamba_hls.calibrate_cli", "collect activation statistics and choose INT16/INT8 formats"),
+    "eval": ("cmamba_hls.eval_cli", "evaluate fp32 | quant8 | quant16 | bittrue: metrics, CSV and plots"),
+    "codegen": ("cmamba_hls.codegen_cli", "generate the Vitis-HLS C++ project (firmware, testbench, golden vectors)"),
+    "compare": ("cmamba_hls.compare_cli", "run golden model and compiled C++ on the same inputs; difference histogram"),
+    "demo": ("cmamba_hls.demo", "end to end on the shipped model and data: calibrate, eval, codegen, g++ testbench"),
 }
 
 

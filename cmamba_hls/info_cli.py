@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from intsim.graph import INPUT_NAME
-from intsim.texttable import text_table
+from cmamba_hls.texttable import text_table
 
 MAX_METRIC_DEPTH = 4
 

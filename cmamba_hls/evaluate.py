@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ from intsim.data import SPLITS, _open_text, load_splits
 from intsim.errors import CmambaError, DataError, UnsupportedError
 from intsim.executor import MODES, Model
 from intsim.graph import INPUT_NAME
+from intsim.manifest import DirKind, owned_files, publish, staged
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODES = ("fp32", "quant16", "bittrue", "quant8")   # report order of `--mode all`
@@ -41,6 +39,8 @@ DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 METRICS_FILE, LAYERS_FILE, FORMATS_FILE = "metrics.csv", "layers.csv", "formats.csv"
 PLOT_FILES = ("error_hist.png", "saturation.png", "formats.png", "forecast.png")
 REPORT_FILES = (METRICS_FILE, LAYERS_FILE, FORMATS_FILE) + PLOT_FILES
+# The report directory's manifest (report.json, intsim/manifest.py): a non-empty --out without it is refused.
+REPORT_DIR = DirKind("report.json", "cmamba-hls eval report", 1, "the report", "eval")
 
 METRICS_COLUMNS = ("mode", "metric", "channel", "value")
 LAYERS_COLUMNS = ("mode", "layer", "op", "saturations", "elements", "rate", "min", "max",
@@ -378,16 +378,17 @@ def _write_csv(path: Path, columns, rows) -> None:
 def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, progress: bool = True,
              batch: int = 256) -> EvalReport:
     """Evaluate `modes` (fp32 always runs: it is the reference) on windows in original
-    units. With `out_dir`, writes the report (REPORT_FILES, docs/reports.md) all at once:
-    every file is built in a temporary folder and moved in only when all succeeded."""
+    units. With `out_dir`, writes the report (REPORT_FILES + report.json, docs/reports.md) all
+    at once: every file is built in a temporary folder and moved in only when all succeeded."""
     modes = parse_modes(modes)
     if int(batch) != batch or batch < 1:
         raise CmambaError(f"batch must be a positive integer, got {batch}")
     x, y = _check_data(model, x_raw, y_raw)
     check_ready(model, modes)
     if out_dir is not None:
-        from intsim import report_plots
+        from cmamba_hls import report_plots
         report_plots.require_matplotlib()
+        owned_files(Path(out_dir), REPORT_DIR)          # someone else's directory: refused before running
     x_norm = model.normalize_input(x)
     runs: dict[str, ModeRun] = {}
     for mode in (REFERENCE_MODE,) + tuple(m for m in modes if m != REFERENCE_MODE):
@@ -409,19 +410,14 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
     report = EvalReport(summary, metric_rows, layers, format_rows(model),
                         {m: runs[m].output for m in runs}, len(x))
     if out_dir is not None:
-        try:
-            write_report(model, report, runs, modes, x, y, Path(out_dir))
-        except OSError as exc:
-            raise CmambaError(f"cannot write the report to '{out_dir}': {exc}") from exc
+        write_report(model, report, runs, modes, x, y, Path(out_dir))
     return report
 
 
 def write_report(model: Model, report: EvalReport, runs: dict, modes, x_raw, y_raw, out_dir: Path) -> None:
-    from intsim import report_plots
+    from cmamba_hls import report_plots
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged(out_dir, REPORT_DIR) as tmp:
         _write_csv(tmp / METRICS_FILE, METRICS_COLUMNS, report.metrics)
         _write_csv(tmp / LAYERS_FILE, LAYERS_COLUMNS, report.layers)
         _write_csv(tmp / FORMATS_FILE, FORMATS_COLUMNS, report.formats)
@@ -437,10 +433,6 @@ def write_report(model: Model, report: EvalReport, runs: dict, modes, x_raw, y_r
         report_plots.forecast(tmp / "forecast.png", x_raw, y_raw,
                               {m: model.denormalize_output(runs[m].output) for m in shown},
                               list(model.graph.input_columns), list(model.graph.output_columns))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in REPORT_FILES:
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish(tmp, out_dir, REPORT_DIR, {"model": model.graph.name, "modes": list(modes)})
     report.out_dir = out_dir
     report.files = [out_dir / name for name in REPORT_FILES]

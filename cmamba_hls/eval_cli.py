@@ -7,8 +7,8 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
-from intsim.cli_args import add_data_arguments, check_choice
-from intsim.texttable import text_table
+from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.texttable import text_table
 
 DEFAULT_OUT = Path("reports") / "eval"
 MODE_CHOICES = ("fp32", "quant16", "bittrue", "quant8", "all")
@@ -39,7 +39,7 @@ def format_table(summary: list[dict]) -> str:
 
 
 def run(args) -> int:
-    from intsim.evaluate import REPORT_FILES, evaluate, load_eval_data, parse_modes, resolve_data_path
+    from cmamba_hls.evaluate import REPORT_FILES, evaluate, load_eval_data, parse_modes, resolve_data_path
     from intsim.executor import load_model
 
     modes = parse_modes(args.mode)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from intsim.data import SPLITS
 from intsim.errors import CmambaError
-from intsim.cli_args import add_data_arguments, check_choice
-from intsim.texttable import text_table
+from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.texttable import text_table
 
 DEFAULT_MAX_WINDOWS = 1024
 
@@ -50,7 +50,7 @@ def format_table(model, quant: dict) -> str:
 
 def run(args) -> int:
     from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS, calibrate
-    from intsim.evaluate import load_eval_data, resolve_data_path
+    from cmamba_hls.evaluate import load_eval_data, resolve_data_path
     from intsim.executor import load_model
     from intsim.graph import save_quant
     from intsim.int8 import RMSNORM_MODES
