@@ -23,7 +23,7 @@ from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.kernels_mac import weight_rows
-from intsim.lut import LUT_FRAC_BITS, int16_table
+from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
 from intsim.ops import BackendTable
 
 
@@ -52,6 +52,7 @@ class RmsNormParams:
 class LutParams:
     """Spec 2.5/2.6 (sigmoid, silu)."""
     table: np.ndarray       # int16 [4096] at Q(f_y)
+    clamped: np.ndarray     # bool [4096]: the entry saturated when built; each read counts (spec 5)
     addr_shift: int         # f_x - LUT_FRAC_BITS
     identity_shift: int     # f_x - f_y (SiLU above the table range)
     is_silu: bool
@@ -190,13 +191,16 @@ INT16.register("rmsnorm", Int16Row(
 
 def _lut_row(func: str) -> Int16Row:
     def lower(layer: Layer, f_in, f_y, fmt: Int16Formats):
-        return LutParams(int16_table(func, f_y), f_in[0] - LUT_FRAC_BITS, f_in[0] - f_y, func == "silu"), 0
+        return LutParams(int16_table(func, f_y), int16_table_clamped(func, f_y), f_in[0] - LUT_FRAC_BITS,
+                         f_in[0] - f_y, func == "silu"), 0
 
     return Int16Row(
         lower,
         lambda p: PackedStep(K.LUT, {"addr_shift": p.addr_shift, "identity_shift": p.identity_shift,
-                                     "is_silu": int(p.is_silu)}, p.table, (p.table.size, 1, 1)),
-        lambda p, x: K.lut_int16(x[0], p.table, p.addr_shift, p.is_silu, p.identity_shift))
+                                     "is_silu": int(p.is_silu)},
+                             np.concatenate([p.table, p.clamped.astype(np.int16)]),   # flags after the table
+                             (p.table.size, 2, 1)),
+        lambda p, x: K.lut_int16(x[0], p.table, p.addr_shift, p.is_silu, p.identity_shift, p.clamped))
 
 
 INT16.register("sigmoid", _lut_row("sigmoid"))

@@ -21,12 +21,14 @@ from intsim.errors import QuantizationError
 from intsim.fixedpoint import MAX_SHIFT, quantize_multiplier
 from intsim.formats import RMSNORM_MODES, Int8Params, QParams  # noqa: F401  (RMSNORM_MODES: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
-from intsim.lut import int8_table
+from intsim.lut import int8_table, int8_table_clamped
 from intsim.ops import BackendTable
 
 # The sigmoid output that feeds a scan has this fixed format (spec 3.5).
 LAM_SCALE, LAM_ZERO_POINT = 1.0 / 256.0, -128
-ACC_LIMIT = (1 << 31) - 1
+ACC_LIMIT = (1 << 31) - 1    # spec 3.1: 255 * sum|w_q[c]| + |b_q[c]| <= ACC_LIMIT per output channel
+RMS_MAX_D = 1 << 16          # spec 3.9: RMSNorm over D <= 65536 channels keeps |prod| < 2^31
+EPS_Q_LIMIT = 1 << 61        # spec 3.9: eps_q <= 2^61 keeps the isqrt argument below 2^62
 MIN_RANGE = 1e-3     # a (near-)constant tensor still gets a usable scale (spec 3.1)
 MIN_MULTIPLIER = 2.0 ** -30   # floor of s_x * s_w[c] / s_y for (near-)zero weight channels
 BIAS_LIMIT = float(1 << 30)   # |b_q| <= 2^30: the int32 accumulator keeps 2^30 for the sum
@@ -63,6 +65,7 @@ class RmsNormParams8:
 class LutParams8:
     """Spec 3.5: the exact 256-entry table."""
     table: np.ndarray       # int8 [256]
+    clamped: np.ndarray     # bool [256]: the entry saturated when built; each read counts (spec 5)
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,12 @@ def _lower_conv(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
     b_real = np.rint(bias / (s_x * s_w))
     b_q = np.clip(b_real, -(1 << 31), ACC_LIMIT).astype(np.int64)
     n_sat = int(np.count_nonzero(b_q != b_real))
-    terms = np.abs(w_q.reshape(w_q.shape[0], -1).astype(np.int64)).sum(axis=1) * 255
-    if np.any(terms + np.abs(b_q) > ACC_LIMIT):
-        raise QuantizationError(f"layer '{layer.name}': the int32 accumulator could overflow (spec 3.1)")
+    bound = np.abs(w_q.reshape(w_q.shape[0], -1).astype(np.int64)).sum(axis=1) * 255 + np.abs(b_q)
+    if np.any(bound > ACC_LIMIT):
+        c = int(np.argmax(bound))
+        raise QuantizationError(
+            f"layer '{layer.name}': output channel {c}: 255 * sum|w_q| + |b_q| = {int(bound[c])} exceeds "
+            f"2^31 - 1, the int32 accumulator could overflow (spec 3.1)")
     mults = [_multiplier(layer.name, "output", s_x * sw / s_y) for sw in s_w]
     return ConvParams8(w_q, b_q, z_x, z_y, np.array([m for m, _ in mults], np.int64),
                        np.array([sh for _, sh in mults], np.int64), layer.attrs.get("stride", 1)), n_sat, False
@@ -215,14 +221,23 @@ INT8.register("dwconv", Int8Row(_lower_conv, lambda st, x: K8.dwconv_int8(
 def _lower_rmsnorm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
     (s_x, z_x), (s_y, z_y) = in_qp[0], out_qp
     g = layer.weights["weight"]
+    if g.size > RMS_MAX_D:
+        raise QuantizationError(f"layer '{layer.name}': INT8 RMSNorm over D = {g.size} channels; "
+                                f"at most {RMS_MAX_D} keep the product below 2^31 (spec 3.9)")
     s_g = float(np.max(np.abs(g))) / 127.0 or 1.0
     g_q = np.clip(np.rint(g / s_g), -127, 127).astype(np.int8)
     eps = layer.attrs["eps"]
     m0, sh = _multiplier(layer.name, "RMSNorm", s_g / s_y)
     shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
     if shift > MAX_SHIFT:
-        raise QuantizationError(f"layer '{layer.name}': RMSNorm shift {shift} exceeds {MAX_SHIFT}")
-    eps_q = int(np.rint(eps / (s_x * s_x) * 2.0 ** (2 * K8.RMS_EXTRA_BITS)))
+        raise QuantizationError(f"layer '{layer.name}': RMSNorm shift {shift} exceeds {MAX_SHIFT} "
+                                f"(gain step / output step = {s_g / s_y!r} is below ~2^-16, spec 3.9)")
+    sq = s_x * s_x
+    eps_f = eps / sq * 2.0 ** (2 * K8.RMS_EXTRA_BITS) if sq > 0.0 else np.inf
+    if not eps_f <= EPS_Q_LIMIT:
+        raise QuantizationError(f"layer '{layer.name}': RMSNorm eps_q = eps / s_x^2 * 2^16 exceeds 2^61 "
+                                f"(input scale {s_x!r} too small for eps = {eps!r}, spec 3.9)")
+    eps_q = int(np.rint(eps_f))
     v1 = rms_mode == "v1"            # V1: float inside (not bit-true-able in C++)
     return RmsNormParams8(g_q, z_x, z_y, m0, shift, eps_q, g if v1 else None, eps if v1 else None), 0, v1
 
@@ -239,9 +254,9 @@ INT8.register("rmsnorm", Int8Row(_lower_rmsnorm, _run_rmsnorm))
 
 def _lut_row(func: str, fixed_output: QParams | None = None) -> Int8Row:
     def lower(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
-        return LutParams8(int8_table(func, *in_qp[0], *out_qp)), 0, False
+        return LutParams8(int8_table(func, *in_qp[0], *out_qp), int8_table_clamped(func, *in_qp[0], *out_qp)), 0, False
 
-    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table), fixed_output)
+    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table, st.params.clamped), fixed_output)
 
 
 # The sigmoid output (lam, feeding a scan) has the fixed format s = 1/256, z = -128 (spec 3.5).

@@ -93,9 +93,10 @@ def rmsnorm_int16(x, g, eps_q, out_shift):
 
 
 @njit(cache=True)
-def lut_int16(x, table, addr_shift, is_silu, identity_shift):
+def lut_int16(x, table, addr_shift, is_silu, identity_shift, clamped):
     """Spec 2.5/2.6. x: int16[B, C, L] Q(f_x) -> y: int16[B, C, L] Q(f_y) by table[4096].
-    addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range)."""
+    addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range); clamped[4096]
+    (nonzero: the entry saturated when the table was built): each read of one counts (spec 5)."""
     n_b, c, length = x.shape
     y = np.empty((n_b, c, length), dtype=np.int16)
     nsat = 0
@@ -114,6 +115,7 @@ def lut_int16(x, table, addr_shift, is_silu, identity_shift):
                 elif a < 0:
                     a = 0
                 y[bi, ch, t] = table[a]
+                nsat += clamped[a] != 0
     return y, nsat
 
 
@@ -194,7 +196,7 @@ class PackedKernel:
 CONV = PackedKernel(0, ("shift", "stride"))           # weights as kernels_mac.weight_rows: [C_out, K*C_in]
 DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
 RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
-LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096]
+LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
 SCAN = PackedKernel(4, ("lam_frac", "u_shift"))       # second input: u
 MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
@@ -246,7 +248,9 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         elif kernel == K_RMSNORM:
             y, s = rmsnorm_int16(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT])
         elif kernel == K_LUT:
-            y, s = lut_int16(a, w, r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT])
+            # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
+            y, s = lut_int16(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
+                             w[r[COL_W0]:])
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K_SCAN:

@@ -161,6 +161,17 @@ def test_calibrate_bad_arguments_leave_the_model_untouched(capsys, tiny, extra, 
     assert (model_dir / "model.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["calibrate", "eval", "info", "codegen"])
+def test_malformed_training_record_is_one_error_line(capsys, tmp_path, tiny, command):
+    model_dir, _ = tiny
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["training"] = "abc"
+    (model_dir / "model.json").write_text(json.dumps(raw))
+    extra = ("--out", tmp_path / "o") if command == "codegen" else ()
+    rc, _, err = cli(capsys, command, model_dir, *extra)
+    assert_one_error_line(rc, err, "model.json", "training: 'abc' is not of type 'object'")
+
+
 # ---------------------------------------------------------------------- eval
 @pytest.mark.parametrize("mode", ["fp32", "quant16", "bittrue", "quant8", "all"])
 def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
