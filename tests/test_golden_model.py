@@ -54,7 +54,7 @@ def test_integer_path_has_no_float(tiny_model_auto):
     for st in prog.steps:
         for key, val in st.params.items():
             if isinstance(val, np.ndarray):
-                assert val.dtype.kind == "i", (st.name, key, val.dtype)
+                assert val.dtype.kind in "ib", (st.name, key, val.dtype)   # ints, or flags (LUT clamped)
             else:
                 assert isinstance(val, (int, bool, np.integer)), (st.name, key, type(val))
     res = tiny_model_auto.run_int16(np.zeros((2,) + tiny_model_auto.graph.input_shape, np.int16),
@@ -80,7 +80,8 @@ def _run_layer_by_layer(model, x_q):
         elif st.op == "rmsnorm":
             y, _ = K.rmsnorm_int16(a[0], p["gain"], np.int64(p["eps_q"]), p["shift"])
         elif st.op in ("sigmoid", "silu"):
-            y, _ = K.lut_int16(a[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"])
+            y, _ = K.lut_int16(a[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"],
+                                   p["clamped"])
         elif st.op == "scan":
             y, _ = K.scan_int16(a[0], a[1], p["lam_frac"], p["u_shift"])
         elif st.op == "mul":
