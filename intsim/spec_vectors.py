@@ -141,8 +141,8 @@ def host_cases() -> list[Case]:
              "the fixed lam format s = 1/256, z = -128: sigmoid >= 255.5/256 clamps to 127"),
             ("exact-scale", "sigmoid", 0.05, 0, 1.0 / 9.0, 0, ["table-construction", "ties"],
              "s_y = float64(1/9): sigmoid(0) / s_y = 4.50000000000000028 -> 5 (float64 would give 4)"),
-            ("clamped", "silu", 0.1, 0, 0.01, 0, ["table-construction", "saturation-count"],
-             "entries clamped at both ends (flag 1)"),
+            ("clamped", "silu", 0.1, 0, 0.002, 0, ["table-construction", "saturation-count"],
+             "clamped entries (flag 1) from x = 0.5 up and around silu's minimum (-0.2785 / 0.002 < -128)"),
             ("tie-zp", "sigmoid", 0.2, -128, 1.0, 3, ["table-construction", "ties"],
              "sigmoid(0) = 0.5 rounds to 0 before the zero point 3 is added")):
         cases.append(_case(f"host-int8_table-{name}", "host", "int8_table", "3.5", rules,
