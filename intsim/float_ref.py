@@ -5,6 +5,13 @@ Every kernel takes batched channel-major arrays ``[B, C, L]`` and returns
 and `quant16` (weights and activations snapped to their formats by the
 executor; arithmetic here stays float). "fp32" names the float model; it is
 computed in float64 so that differences to it are the integer path's alone.
+
+Batch-invariant: a sample's result does not depend on the batch it is run in
+(bit for bit, any batch size). Every contraction is one `np.matmul` per sample
+(a stacked matmul calls BLAS once per [C_out, C_in*K] @ [C_in*K, L] slice, so
+BLAS blocking never sees the batch size) and the depthwise convolution is a
+fixed-order sum over its K taps. A single batched GEMM (einsum over the batch)
+would let BLAS choose its blocking from B and change the last bits.
 """
 from __future__ import annotations
 
@@ -29,19 +36,24 @@ def silu(x):
 def conv_kx1(x, weight, bias, kernel, stride):
     """x: [B, C_in, L] -> [B, C_out, (L-K)//S+1]; weight [C_out, C_in, K]."""
     win = sliding_window_view(x, kernel, axis=2)[:, :, ::stride, :]   # [B, C_in, T, K]
-    return np.einsum("bitk,oik->bot", win, weight, optimize=True) + bias[None, :, None]
+    n_b, c_in, n_t, _ = win.shape
+    cols = win.transpose(0, 1, 3, 2).reshape(n_b, c_in * kernel, n_t)  # [B, C_in*K, T]
+    return np.matmul(weight.reshape(weight.shape[0], c_in * kernel), cols) + bias[None, :, None]
 
 
 def conv1x1(x, weight, bias):
     """x: [B, C_in, L] -> [B, C_out, L]; weight [C_out, C_in]."""
-    return np.einsum("bil,oi->bol", x, weight, optimize=True) + bias[None, :, None]
+    return np.matmul(weight, x) + bias[None, :, None]
 
 
 def dwconv(x, weight, bias, kernel):
     """Causal depthwise: x [B, C, L] -> [B, C, L]; weight [C, K]; K-1 zeros on the left."""
+    length = x.shape[2]
     padded = np.concatenate([np.zeros(x.shape[:2] + (kernel - 1,)), x], axis=2)
-    win = sliding_window_view(padded, kernel, axis=2)                  # [B, C, L, K]
-    return np.einsum("bclk,ck->bcl", win, weight, optimize=True) + bias[None, :, None]
+    out = padded[:, :, :length] * weight[None, :, 0, None]
+    for k in range(1, kernel):                                         # taps in order k = 0..K-1
+        out += padded[:, :, k:k + length] * weight[None, :, k, None]
+    return out + bias[None, :, None]
 
 
 def rmsnorm(x, gain, eps):

@@ -69,10 +69,20 @@ def check_output_dir(out_dir) -> Path:
     if out_dir.exists():
         if not out_dir.is_dir():
             raise CmambaError(f"{out_dir}: exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / "model.json").is_file():
+        if any(out_dir.iterdir()) and not _is_model_dir(out_dir):
             raise CmambaError(f"{out_dir}: refusing to write a model into a non-empty directory "
-                              f"that holds no model.json")
+                              f"that holds no model.json of format '{FORMAT_NAME}'")
     return out_dir
+
+
+def _is_model_dir(out_dir: Path) -> bool:
+    """A model directory of this tool: its model.json parses and names our format (a file that
+    is merely called model.json does not make a folder ours)."""
+    try:
+        raw = json.loads((out_dir / "model.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
 
 
 def model_layers(module) -> list[tuple[dict, dict]]:

@@ -1,4 +1,4 @@
-"""`cmamba-hls info | calibrate | eval` through intsim.cli.main on tiny models in tmp dirs:
+"""`cmamba-hls info | calibrate | eval` through cmamba_hls.cli.main on tiny models in tmp dirs:
 files, CSV columns and values; bad arguments give one error line, exit 2, no partial files."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from intsim import load_model
 from intsim.calibrate import calibrate
-from intsim.cli import main
-from intsim.evaluate import (FORMATS_COLUMNS, LAYERS_COLUMNS, METRICS_COLUMNS, REPORT_FILES,
+from cmamba_hls.cli import main
+from cmamba_hls.evaluate import (FORMATS_COLUMNS, LAYERS_COLUMNS, METRICS_COLUMNS, REPORT_DIR, REPORT_FILES,
                              load_eval_data)
 from intsim.synth import make_random_model
 
@@ -161,6 +161,17 @@ def test_calibrate_bad_arguments_leave_the_model_untouched(capsys, tiny, extra, 
     assert (model_dir / "model.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["calibrate", "eval", "info", "codegen"])
+def test_malformed_training_record_is_one_error_line(capsys, tmp_path, tiny, command):
+    model_dir, _ = tiny
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["training"] = "abc"
+    (model_dir / "model.json").write_text(json.dumps(raw))
+    extra = ("--out", tmp_path / "o") if command == "codegen" else ()
+    rc, _, err = cli(capsys, command, model_dir, *extra)
+    assert_one_error_line(rc, err, "model.json", "training: 'abc' is not of type 'object'")
+
+
 # ---------------------------------------------------------------------- eval
 @pytest.mark.parametrize("mode", ["fp32", "quant16", "bittrue", "quant8", "all"])
 def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
@@ -170,7 +181,7 @@ def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
                        "--max-windows", 24, "--batch", 10)
     assert rc == 0, err
     reported = ["fp32", "quant16", "bittrue", "quant8"] if mode == "all" else [mode]
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(REPORT_FILES)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(REPORT_FILES + (REPORT_DIR.manifest,))
     for name in REPORT_FILES:
         if name.endswith(".png"):
             assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -242,7 +253,7 @@ def test_eval_report_has_the_same_files_every_run(capsys, tmp_path, calibrated):
     first = {p.name: p.read_bytes() for p in out_dir.iterdir()}
     assert cli(capsys, *args)[0] == 0
     second = {p.name: p.read_bytes() for p in out_dir.iterdir()}
-    assert sorted(first) == sorted(second) == sorted(REPORT_FILES)
+    assert sorted(first) == sorted(second) == sorted(REPORT_FILES + (REPORT_DIR.manifest,))
 
     def stable(csv_bytes):       # everything but the measured speed
         return [line for line in csv_bytes.decode().splitlines() if "samples_per_second" not in line]

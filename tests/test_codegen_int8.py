@@ -28,7 +28,7 @@ from codegen.build import build, run_testbench
 from codegen.project import generate_project
 from intsim import load_model
 from intsim.calibrate import calibrate
-from intsim.cli import main as cli_main
+from cmamba_hls.cli import main as cli_main
 from intsim.errors import UnsupportedError
 from intsim.synth import make_random_model
 from tests.cpp_harness import ap_include_or_skip, build_project_cached
@@ -104,7 +104,7 @@ def test_rmsnorm_v1_is_rejected(tiny_model, tmp_path):
     with pytest.raises(UnsupportedError, match=r"layer 'blk0.norm': RMSNorm V1 .*--int8-rmsnorm v2"):
         generate_project(model, tmp_path / "out", precision="int8")
     assert not (tmp_path / "out").exists()
-    proc = subprocess.run([sys.executable, "-m", "intsim.cli", "codegen", str(tmp_path / "m"),
+    proc = subprocess.run([sys.executable, "-m", "cmamba_hls.cli", "codegen", str(tmp_path / "m"),
                            "--out", str(tmp_path / "out"), "--precision", "int8"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "blk0.norm" in proc.stderr and "mixed precision" in proc.stderr

@@ -1,4 +1,4 @@
-"""intsim.evaluate as a library (the API `cmamba-hls demo` uses): summary keys, metric
+"""cmamba_hls.evaluate as a library (the API `cmamba-hls demo` uses): summary keys, metric
 definitions, data selection, modes, and the all-or-nothing report write."""
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from intsim import load_model, report_plots
+from cmamba_hls import report_plots
+from intsim import load_model
 from intsim.data import load_splits
 from intsim.errors import DataError, UnsupportedError
-from intsim.evaluate import (REPORT_FILES, SUMMARY_KEYS, evaluate, load_eval_data, parse_modes,
+from cmamba_hls.evaluate import (REPORT_FILES, SUMMARY_KEYS, evaluate, load_eval_data, parse_modes,
                              resolve_data_path)
 from tests.test_cli import write_series_csv
 

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
 from intsim import load_model  # noqa: E402
-from intsim.cli import main  # noqa: E402
+from cmamba_hls.cli import main  # noqa: E402
 from model.cmamba import CMambaSlim  # noqa: E402
 from model.export import export_model  # noqa: E402
 from model.load import load_torch_model  # noqa: E402
@@ -241,6 +241,12 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
     assert "refusing to write a model into a non-empty directory" in captured.err
     assert captured.out == ""                         # refused before training, not after
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    (foreign / "model.json").write_text('{"my": "settings"}')         # merely named model.json
+    (foreign / "weights").mkdir()
+    (foreign / "weights" / "mine.npy").write_bytes(b"mine")
+    assert main(["train", "--data", str(tiny_csv), "--out", str(foreign), *TINY, "--epochs", "1"]) == 2
+    assert "no model.json of format 'cmamba-hls-model'" in capsys.readouterr().err
+    assert (foreign / "weights" / "mine.npy").read_bytes() == b"mine"
 
     # A bad run aimed at an existing model leaves it byte for byte as it was.
     model_dir = tmp_path / "m"

@@ -1,0 +1,82 @@
+"""`cmamba-hls calibrate MODEL`: run the float model on calibration windows, choose the
+INT16 formats and the INT8 scales/zero points (docs/quant-spec.md section 4.2) and save
+them into MODEL/model.json (`quant`). The new parameters are lowered for both integer
+back ends before anything is written; the write itself is atomic."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from intsim.data import SPLITS
+from intsim.errors import CmambaError
+from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.texttable import text_table
+
+DEFAULT_MAX_WINDOWS = 1024
+
+
+def add_arguments(p) -> None:
+    from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS
+    from intsim.int8 import RMSNORM_MODES
+
+    p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/); updated in place")
+    add_data_arguments(p, "train", "calibrate on")
+    p.add_argument("--method", default="maxabs", metavar="|".join(METHODS),
+                   help="INT16 range per tensor: max |x| or 99th percentile of |x| (default maxabs)")
+    p.add_argument("--formats", default="q88", metavar="|".join(FORMAT_CHOICES),
+                   help="q88: Q8.8 everywhere; auto: per-tensor fractional bits from the range (default q88)")
+    p.add_argument("--int8-method", metavar="|".join(INT8_METHODS),
+                   help="INT8 activation range: min/max or signed percentiles (default: --method)")
+    p.add_argument("--int8-rmsnorm", default="v2", metavar="|".join(RMSNORM_MODES),
+                   help="INT8 RMSNorm: v2 integer (bit-true in C++) or v1 float inside (default v2)")
+    p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS, metavar="N",
+                   help=f"calibrate on N windows evenly spaced over the split (default {DEFAULT_MAX_WINDOWS})")
+
+
+def format_table(model, quant: dict) -> str:
+    """tensor, op, calibrated min/max, INT16 format, INT8 scale and zero point."""
+    from intsim.graph import INPUT_NAME
+
+    stats = quant["stats"]["tensors"]
+    q16, q8 = quant["int16"]["tensors"], quant["int8"]["tensors"]
+    head = ("tensor", "op", "min", "max", "int16", "int8 scale", "zp")
+    lines = [head]
+    for name in model.graph.tensor_names:
+        op = "input" if name == INPUT_NAME else model.graph.layer(name).op
+        f = q16[name]["frac_bits"]
+        lines.append((name, op, f"{stats[name]['min']:.4g}", f"{stats[name]['max']:.4g}",
+                      f"Q{16 - f}.{f}", f"{q8[name]['scale']:.5g}", str(q8[name]["zero_point"])))
+    return text_table(head, lines[1:], left_columns=(0, 1))
+
+
+def run(args) -> int:
+    from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS, calibrate
+    from cmamba_hls.evaluate import load_eval_data, resolve_data_path
+    from intsim.executor import load_model
+    from intsim.graph import save_quant
+    from intsim.int8 import RMSNORM_MODES
+
+    check_choice("--split", args.split, SPLITS)
+    check_choice("--method", args.method, METHODS)
+    check_choice("--formats", args.formats, FORMAT_CHOICES)
+    check_choice("--int8-method", args.int8_method, INT8_METHODS)
+    check_choice("--int8-rmsnorm", args.int8_rmsnorm, RMSNORM_MODES)
+    if args.max_windows < 1:
+        raise CmambaError(f"--max-windows must be >= 1, got {args.max_windows}")
+    model_dir = Path(args.model)
+    model = load_model(model_dir)
+    data = resolve_data_path(model, args.data)
+    x_raw, _ = load_eval_data(model, data, args.split, args.max_windows)
+    quant = calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
+                      save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
+    _ = model.program, model.program8        # both back ends lower the new parameters, or nothing is saved
+    try:
+        save_quant(model.graph)
+    except OSError as exc:
+        raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
+    q16, q8 = quant["int16"], quant["int8"]
+    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {args.split} windows of {data.name}")
+    print(format_table(model, quant))
+    print(f"INT16: method {q16['method']}, formats {q16['formats']}; "
+          f"INT8: method {q8['method']}, RMSNorm {q8['rmsnorm']}")
+    print(f"wrote {model_dir / 'model.json'} (quant.int16, quant.int8, quant.stats)")
+    return 0
