@@ -33,7 +33,7 @@ from codegen.names import sanitize_names
 from codegen.synth_check import (AP_SIM_UNDEFINED, AP_SYSTEM_HEADERS, ALLOWED_UNDEFINED, SynthReport,
                                  check_firmware, render_firmware)
 from intsim import load_model
-from intsim.cli import main as cli_main
+from cmamba_hls.cli import main as cli_main
 from tests.conftest import make_calibrated
 from tests.cpp_harness import _mkcache, ap_include_or_skip, require_gxx
 
