@@ -6,7 +6,8 @@
   and ap types: every check passes, and the loop trip counts g++ finds are the layers' sizes;
 - deliberately broken templates (a double in a kernel, `new`, a recursive helper, a data-
   dependent loop bound, an early loop exit, a C++ library call, a VLA, printf) and an aliasing
-  call each fail the check that is meant to catch them, naming the function.
+  call each fail the check that is meant to catch them, naming the function;
+- check_project() on a generated project; clear errors on a folder that is not one.
 
 Reports are cached in the C++ test cache (tests/cpp_harness.py) by the firmware's bytes, the
 checker's source, the compiler and the ap headers: a re-run with nothing changed compiles nothing.
@@ -30,14 +31,13 @@ from codegen import project as project_mod
 from codegen import synth_check
 from codegen.build import ap_include
 from codegen.names import sanitize_names
+from codegen.project import generate_project
 from codegen.synth_check import (AP_SIM_UNDEFINED, AP_SYSTEM_HEADERS, ALLOWED_UNDEFINED, SynthReport,
-                                 check_firmware, render_firmware)
-from intsim import load_model
-from cmamba_hls.cli import main as cli_main
+                                 check_firmware, check_project, render_firmware)
+from intsim.errors import CmambaError
 from tests.conftest import make_calibrated
 from tests.cpp_harness import _mkcache, ap_include_or_skip, require_gxx
 
-REPO = Path(__file__).resolve().parent.parent
 COMBOS = [("int16", "stdint"), ("int16", "ap"), ("int8", "stdint"), ("int8", "ap")]
 KERNEL = {"int16": "conv1x1", "int8": "conv1x1_int8"}
 EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "1"))
@@ -109,23 +109,15 @@ def assert_synthesizable(model, rep: SynthReport, precision: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def default_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("synth_default") / "model"
-    shutil.copytree(REPO / "examples" / "default", path)
-    assert cli_main(["calibrate", str(path)]) == 0
-    return load_model(path)
-
-
-@pytest.fixture(scope="module")
-def default_reports(default_model, tmp_path_factory):
-    return check_all(default_model, tmp_path_factory.mktemp("synth_default_fw"))
+def default_reports(default_calibrated, tmp_path_factory):
+    return check_all(default_calibrated, tmp_path_factory.mktemp("synth_default_fw"))
 
 
 @pytest.mark.parametrize("precision, types", COMBOS)
-def test_default_model_firmware_is_synthesizable(default_model, default_reports, precision, types):
+def test_default_model_firmware_is_synthesizable(default_calibrated, default_reports, precision, types):
     if types == "ap":
         ap_include_or_skip()
-    assert_synthesizable(default_model, default_reports[(precision, types)], precision)
+    assert_synthesizable(default_calibrated, default_reports[(precision, types)], precision)
 
 
 @settings(max_examples=EXAMPLES, deadline=None,
@@ -226,3 +218,14 @@ def test_aliased_buffers_in_a_call_are_caught(tiny_model, tmp_path):
     assert rep.rules_failed() == {"alias"}, rep.summary()
     assert f"passes {args[1].replace('act.', 'act->')} to add<" in rep.findings[0].message
     assert "as both 'b' and 'y' (writable: y)" in rep.findings[0].message
+
+
+def test_check_project_reads_a_generated_project(tiny_model, tmp_path):
+    gen = generate_project(tiny_model, tmp_path / "p", precision="int8", n_vectors=1)
+    rep = check_project(gen.out_dir)
+    assert rep.ok and rep.types == "stdint" and rep.firmware == str((gen.out_dir / "firmware").resolve())
+    assert rep.summary().endswith("OK")
+    with pytest.raises(CmambaError, match="not a generated project"):
+        check_project(tmp_path)
+    with pytest.raises(CmambaError, match="no top.cpp"):
+        check_firmware(tmp_path, "stdint")
