@@ -15,6 +15,8 @@ from intsim.errors import CmambaError
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS = {
     "train": ("cmamba_hls.train_cli", "train CMamba-slim on a CSV and export a model directory (needs the 'train' extra)"),
+    "import-module": ("cmamba_hls.import_module_cli", "trace a PyTorch module (torch.fx) into a model directory (needs the 'train' extra)"),
+    "import": ("cmamba_hls.import_cli", "import a foreign checkpoint (.pt/.pth/.safetensors) into a model directory (needs the 'train' extra)"),
     "info": ("cmamba_hls.info_cli", "show a model directory: layers, shapes, formats"),
     "calibrate": ("cmamba_hls.calibrate_cli", "collect activation statistics and choose INT16/INT8 formats"),
     "eval": ("cmamba_hls.eval_cli", "evaluate fp32 | quant8 | quant16 | bittrue: metrics, CSV and plots"),
