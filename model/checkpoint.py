@@ -70,11 +70,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _refusal(exc: BaseException) -> str:
-    """The useful line of torch's weights_only refusal (e.g. 'Unsupported global: GLOBAL x.Y')."""
-    for ln in str(exc).splitlines():
-        if "Unsupported" in ln or "GLOBAL" in ln:
-            return ln.strip().rstrip(".")
-    return _first_line(exc)
+    """The useful part of torch's weights_only refusal: 'Unsupported global x.Y' or its reason."""
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if m:
+        return f"Unsupported global {m.group(1)}"
+    m = re.search(r"WeightsUnpickler error: ([^\n]*?)(\.\s|\n|$)", str(exc))
+    return m.group(1) if m else _first_line(exc)
 
 
 def load_checkpoint(path) -> Checkpoint:
