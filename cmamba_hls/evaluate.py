@@ -16,7 +16,6 @@ Library API (used by ``cmamba-hls eval`` and ``cmamba-hls demo``):
 from __future__ import annotations
 
 import csv
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from intsim.data import SPLITS, _open_text, load_splits
 from intsim.errors import CmambaError, DataError, UnsupportedError
+from intsim.chunks import merge_stats
 from intsim.executor import MODES, Model
 from intsim.graph import INPUT_NAME
 from intsim.manifest import DirKind, owned_files, publish, staged
@@ -64,7 +64,7 @@ class ModeRun:
     """One mode over all windows: outputs in network units, stats summed over batches."""
     mode: str
     output: np.ndarray                  # float64 [N, C_out, H], normalised
-    stats: dict                         # tensor -> {"saturations", "elements", "min", "max"}
+    stats: dict                         # tensor -> {"saturations", "size" (elements), "min", "max"}
     seconds: float
     output_lsb: float | None            # one output LSB in network units (None: fp32)
     weight_saturations: dict = field(default_factory=dict)   # layer -> count at lowering
@@ -227,13 +227,7 @@ def run_mode(model: Model, x_norm: np.ndarray, mode: str, batch: int = 256, prog
             res = model.run(xb, mode)
             seconds += time.perf_counter() - t0
             outputs.append(res.output)
-            for name, st in res.stats.items():
-                acc = stats.setdefault(name, {"saturations": 0, "elements": 0,
-                                              "min": math.inf, "max": -math.inf})
-                acc["saturations"] += int(st["saturations"])
-                acc["elements"] += int(st["size"])
-                acc["min"] = min(acc["min"], float(st["min"]))
-                acc["max"] = max(acc["max"], float(st["max"]))
+            merge_stats(stats, res.stats)
             bar.update(len(xb))
     return ModeRun(mode, np.concatenate(outputs), stats, seconds, _output_lsb(model, mode),
                    _weight_saturations(model, mode))
@@ -267,7 +261,7 @@ def mode_metrics(model: Model, run: ModeRun, reference: ModeRun, y_raw: np.ndarr
     lsb = run.output_lsb
     out["maxae_vs_fp32_lsb"] = [v / lsb if lsb else 0.0 for v in out["maxae_vs_fp32"]]
     sats = sum(s["saturations"] for s in run.stats.values())
-    elements = sum(s["elements"] for s in run.stats.values())
+    elements = sum(s["size"] for s in run.stats.values())
     n = len(run.output)
     out["saturations"] = int(sats)
     out["saturation_rate"] = sats / elements if elements else 0.0
@@ -296,8 +290,8 @@ def layer_rows(model: Model, run: ModeRun) -> list[dict]:
     for name in model.graph.tensor_names:
         st = run.stats[name]
         rows.append({"mode": run.mode, "layer": name, "op": _op(model, name),
-                     "saturations": st["saturations"], "elements": st["elements"],
-                     "rate": st["saturations"] / st["elements"] if st["elements"] else 0.0,
+                     "saturations": st["saturations"], "elements": st["size"],
+                     "rate": st["saturations"] / st["size"] if st["size"] else 0.0,
                      "min": st["min"], "max": st["max"], "format": _format_name(model, run.mode, name),
                      "weight_saturations": run.weight_saturations.get(name, 0)})
     return rows

@@ -27,6 +27,7 @@ from intsim.errors import DataError
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-8
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and exported in float32)
 
 
 # ------------------------------------------------------------------ loading
@@ -53,8 +54,8 @@ def load_csv(path, columns=None, min_rows: int = 1):
 
     Returns ``(values float64[N, C], names list[str])``. Raises DataError naming the
     file, column and row (1-based line number in the file, header = line 1) for a
-    missing/unreadable file, unknown column, non-numeric or NaN/Inf values, or fewer
-    than `min_rows` rows.
+    missing/unreadable file, unknown column, non-numeric or NaN/Inf values, values beyond
+    float32's range (the float model's), or fewer than `min_rows` rows.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,6 +112,9 @@ def load_csv(path, columns=None, min_rows: int = 1):
             if not math.isfinite(v):
                 raise DataError(f"{path}: column '{header[i]}', line {line}: "
                                 f"value {cell!r} is not finite (NaN/Inf)")
+            if abs(v) > FLOAT32_MAX:
+                raise DataError(f"{path}: column '{header[i]}', line {line}: value {cell!r} is beyond "
+                                f"what the float model can hold (|x| <= {FLOAT32_MAX:.4g}, float32)")
             values[r, j] = v
     if len(values) < min_rows:
         raise DataError(f"{path}: {len(values)} data rows, need at least {min_rows}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from intsim import float_ref
+from intsim.chunks import run_in_chunks
 from intsim.errors import DataError, UnsupportedError
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.graph import INPUT_NAME, Graph, load_graph
@@ -71,8 +72,14 @@ class Model:
         return arr, single
 
     def _check_float(self, x) -> tuple[np.ndarray, bool]:
+        """x as a real, finite, non-empty [B, C_in, L] batch (dtype kept: chunks convert)."""
         arr, single = self._as_batch(x)
-        arr = arr.astype(np.float64, copy=False)
+        if arr.dtype.kind not in "iuf":
+            raise DataError(f"x: expected real numbers (float or int), got dtype {arr.dtype}"
+                            + (" (complex values are never truncated to their real part)"
+                               if arr.dtype.kind == "c" else ""))
+        if len(arr) == 0:
+            raise DataError("x: empty batch (0 windows)")
         if not np.all(np.isfinite(arr)):
             raise DataError(f"x: {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf value(s) in the input")
         return arr, single
@@ -103,10 +110,20 @@ class Model:
         return self._program8
 
     def run(self, x, mode: str = "fp32", capture=None) -> RunResult:
-        """x: float [B, C_in, L] or [C_in, L], normalised. capture: None, True or names."""
+        """x: float [B, C_in, L] or [C_in, L], normalised. capture: None, True or names.
+        Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
+        stays bounded (intsim/chunks.py); the results are the same bits as one call."""
         if mode not in MODES:
             raise UnsupportedError(f"mode '{mode}' is not available (known: {', '.join(MODES)})")
         xb, single = self._check_float(x)
+        res = run_in_chunks(lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture), xb)
+        if single:
+            res.output = res.output[0]
+            if res.output_q is not None:
+                res.output_q = res.output_q[0]
+        return res
+
+    def _run_mode(self, xb, mode, capture) -> RunResult:
         if mode == "bittrue":
             prog = self.program
             x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
@@ -119,10 +136,6 @@ class Model:
             res.stats[INPUT_NAME]["saturations"] = n_sat
         else:
             res = self._run_float(xb, mode, capture)
-        if single:
-            res.output = res.output[0]
-            if res.output_q is not None:
-                res.output_q = res.output_q[0]
         return res
 
     def predict(self, x_raw, mode: str = "fp32") -> np.ndarray:
@@ -199,7 +212,13 @@ class Model:
             weights = layer.weights
             if snap:
                 weights = self._snapped_weights(layer, fr, q)
-            y = float_ref.run_layer(layer, [env[s] for s in layer.inputs], weights)
+            try:       # an overflow anywhere inside a layer (even one a later step hides) is an error
+                with np.errstate(over="raise", invalid="raise"):
+                    y = float_ref.run_layer(layer, [env[s] for s in layer.inputs], weights)
+            except FloatingPointError:
+                raise DataError(f"{mode}: layer '{layer.name}' overflows float64 (largest |input| "
+                                f"{np.max(np.abs(xb)):.3g}): the input is beyond what the float model can "
+                                f"compute") from None
             n_sat = 0
             if snap:
                 y, n_sat = _snap(y, fr[layer.name], 16)

@@ -16,6 +16,7 @@ import numpy as np
 
 from intsim.errors import ModelFormatError
 from intsim.ops import OPS
+from intsim.schema import validate_model_json
 
 FORMAT_NAME = "cmamba-hls-model"
 FORMAT_VERSION = 1
@@ -90,12 +91,34 @@ def _float_vector(obj, n: int, where: str) -> np.ndarray:
     return arr
 
 
+def _check_npy_size(path: Path, where: str) -> None:
+    """The header's shape x itemsize must be exactly the bytes after it: a header declaring
+    terabytes is rejected before anything is allocated."""
+    try:
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)     # 3.0 differs from 2.0 only in the header's text encoding
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise ModelFormatError(f"{where}: {path} is not a plain NPY array ({exc})") from exc
+    if dtype.hasobject:
+        raise ModelFormatError(f"{where}: {path} is not a plain NPY array (object dtype {dtype})")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    actual = path.stat().st_size - offset
+    if declared != actual:
+        raise ModelFormatError(f"{where}: {path} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+                               f"but holds {actual:,} bytes of data")
+
+
 def _load_npy(model_dir: Path, rel: str, where: str, ndim: int) -> np.ndarray:
     if not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts:
         raise ModelFormatError(f"{where}: weight path {rel!r} must be relative, inside the model directory")
     path = model_dir / rel
     if not path.is_file():
         raise ModelFormatError(f"{where}: weight file {path} not found")
+    _check_npy_size(path, where)
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -121,6 +144,8 @@ def load_graph(path) -> Graph:
         raw = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{json_path}: malformed JSON ({exc})") from exc
+    except RecursionError:
+        raise ModelFormatError(f"{json_path}: malformed JSON (nested too deeply to parse)") from None
     graph = graph_from_dict(raw, model_dir, where=str(json_path))
     graph.path = model_dir
     return graph
@@ -135,6 +160,7 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json") -> Gr
     if version != FORMAT_VERSION:
         raise ModelFormatError(
             f"{where}: format_version {version} is not supported (this loader reads {FORMAT_VERSION})")
+    validate_model_json(raw, where)          # every field's structure and type (intsim/model.schema.json)
 
     inp = _req(raw, "input", where, dict)
     c_in = _req(inp, "channels", f"{where}: input", int)

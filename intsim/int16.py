@@ -17,7 +17,7 @@ from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.graph import INPUT_NAME, Graph
 from intsim.kernels_mac import weight_rows
-from intsim.lut import LUT_FRAC_BITS, int16_table
+from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
 
 FRAC_MIN, FRAC_MAX = 0, 15
 
@@ -111,7 +111,8 @@ def lower_int16(graph: Graph) -> Int16Program:
                      shift=_check_shift(layer.name, "RMSNorm output shift", shift))
             st.weight_saturations = n1
         elif layer.op in ("sigmoid", "silu"):
-            p.update(table=int16_table(layer.op, f_y), addr_shift=f_in[0] - LUT_FRAC_BITS,
+            p.update(table=int16_table(layer.op, f_y), clamped=int16_table_clamped(layer.op, f_y),
+                     addr_shift=f_in[0] - LUT_FRAC_BITS,
                      identity_shift=f_in[0] - f_y, is_silu=layer.op == "silu")
         elif layer.op == "scan":
             p.update(lam_frac=f_in[0], u_shift=f_in[1] - f_y)
@@ -171,8 +172,8 @@ def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt1
             dims = (w.size, 1, 1)
             r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_RMSNORM, p["shift"], p["eps_q"]
         elif st.op in ("sigmoid", "silu"):
-            w = p["table"]
-            dims = (w.size, 1, 1)
+            w = np.concatenate([p["table"], p["clamped"].astype(np.int16)])   # flags after the table
+            dims = (p["table"].size, 2, 1)
             r[K.COL_OP], r[K.COL_P0], r[K.COL_P1], r[K.COL_P2] = (
                 K.OP_LUT, p["addr_shift"], p["identity_shift"], int(p["is_silu"]))
         elif st.op == "scan":

@@ -15,11 +15,13 @@ from intsim import kernels_int8 as K8
 from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_multiplier
 from intsim.graph import INPUT_NAME, Graph
-from intsim.lut import int8_table
+from intsim.lut import int8_table, int8_table_clamped
 
 # The sigmoid output that feeds a scan has this fixed format (spec 3.5).
 LAM_SCALE, LAM_ZERO_POINT = 1.0 / 256.0, -128
-ACC_LIMIT = (1 << 31) - 1
+ACC_LIMIT = (1 << 31) - 1    # spec 3.1: 255 * sum|w_q[c]| + |b_q[c]| <= ACC_LIMIT per output channel
+RMS_MAX_D = 1 << 16          # spec 3.9: RMSNorm over D <= 65536 channels keeps |prod| < 2^31
+EPS_Q_LIMIT = 1 << 61        # spec 3.9: eps_q <= 2^61 keeps the isqrt argument below 2^62
 MIN_RANGE = 1e-3     # a (near-)constant tensor still gets a usable scale (spec 3.1)
 MIN_MULTIPLIER = 2.0 ** -30   # floor of s_x * s_w[c] / s_y for (near-)zero weight channels
 BIAS_LIMIT = float(1 << 30)   # |b_q| <= 2^30: the int32 accumulator keeps 2^30 for the sum
@@ -140,9 +142,12 @@ def lower_int8(graph: Graph) -> Int8Program:
             b_real = np.rint(bias / (s_x * s_w))
             b_q = np.clip(b_real, -(1 << 31), ACC_LIMIT).astype(np.int64)
             st.weight_saturations = int(np.count_nonzero(b_q != b_real))
-            terms = np.abs(w_q.reshape(w_q.shape[0], -1).astype(np.int64)).sum(axis=1) * 255
-            if np.any(terms + np.abs(b_q) > ACC_LIMIT):
-                raise QuantizationError(f"layer '{layer.name}': the int32 accumulator could overflow (spec 3.1)")
+            bound = np.abs(w_q.reshape(w_q.shape[0], -1).astype(np.int64)).sum(axis=1) * 255 + np.abs(b_q)
+            if np.any(bound > ACC_LIMIT):
+                c = int(np.argmax(bound))
+                raise QuantizationError(
+                    f"layer '{layer.name}': output channel {c}: 255 * sum|w_q| + |b_q| = {int(bound[c])} exceeds "
+                    f"2^31 - 1, the int32 accumulator could overflow (spec 3.1)")
             mults = [_multiplier(layer.name, "output", s_x * sw / s_y) for sw in s_w]
             p.update(weight=w_q, bias=b_q, x_zp=z_x, y_zp=z_y,
                      m0=np.array([m for m, _ in mults], np.int64),
@@ -151,20 +156,30 @@ def lower_int8(graph: Graph) -> Int8Program:
                 p["stride"] = layer.attrs["stride"]
         elif layer.op == "rmsnorm":
             g = layer.weights["weight"]
+            if g.size > RMS_MAX_D:
+                raise QuantizationError(f"layer '{layer.name}': INT8 RMSNorm over D = {g.size} channels; "
+                                        f"at most {RMS_MAX_D} keep the product below 2^31 (spec 3.9)")
             s_g = float(np.max(np.abs(g))) / 127.0 or 1.0
             g_q = np.clip(np.rint(g / s_g), -127, 127).astype(np.int8)
             eps = layer.attrs["eps"]
             m0, sh = _multiplier(layer.name, "RMSNorm", s_g / s_y)
             shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
             if shift > MAX_SHIFT:
-                raise QuantizationError(f"layer '{layer.name}': RMSNorm shift {shift} exceeds {MAX_SHIFT}")
-            p.update(gain=g_q, x_zp=z_x, y_zp=z_y, m0=m0, shift=shift,
-                     eps_q=int(np.rint(eps / (s_x * s_x) * 2.0 ** (2 * K8.RMS_EXTRA_BITS))))
+                raise QuantizationError(f"layer '{layer.name}': RMSNorm shift {shift} exceeds {MAX_SHIFT} "
+                                        f"(gain step / output step = {s_g / s_y!r} is below ~2^-16, spec 3.9)")
+            sq = s_x * s_x
+            eps_f = eps / sq * 2.0 ** (2 * K8.RMS_EXTRA_BITS) if sq > 0.0 else np.inf
+            if not eps_f <= EPS_Q_LIMIT:
+                raise QuantizationError(f"layer '{layer.name}': RMSNorm eps_q = eps / s_x^2 * 2^16 exceeds 2^61 "
+                                        f"(input scale {s_x!r} too small for eps = {eps!r}, spec 3.9)")
+            eps_q = int(np.rint(eps_f))
+            p.update(gain=g_q, x_zp=z_x, y_zp=z_y, m0=m0, shift=shift, eps_q=eps_q)
             if rms_mode == "v1":
                 st.mixed_precision = True
                 p.update(gain_float=g, eps=eps)      # V1: float inside (not bit-true-able in C++)
         elif layer.op in ("sigmoid", "silu"):
             p["table"] = int8_table(layer.op, s_x, z_x, s_y, z_y)
+            p["clamped"] = int8_table_clamped(layer.op, s_x, z_x, s_y, z_y)
         elif layer.op == "scan":
             if in_qp[0] != (LAM_SCALE, LAM_ZERO_POINT):
                 raise QuantizationError(
@@ -214,7 +229,7 @@ def run_step8(st: Int8Step, inputs: list[np.ndarray]):
             return _rmsnorm_v1(inputs[0], st)
         return K8.rmsnorm_int8(inputs[0], p["x_zp"], p["gain"], np.int64(p["eps_q"]), p["m0"], p["shift"], p["y_zp"])
     if st.op in ("sigmoid", "silu"):
-        return K8.lut_int8(inputs[0], p["table"])
+        return K8.lut_int8(inputs[0], p["table"], p["clamped"])
     if st.op == "scan":
         return K8.scan_int8(inputs[0], inputs[1], p["u_zp"], p["m0"], p["shift"], p["y_zp"])
     if st.op == "mul":

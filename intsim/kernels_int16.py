@@ -92,9 +92,10 @@ def rmsnorm_int16(x, g, eps_q, out_shift):
 
 
 @njit(cache=True)
-def lut_int16(x, table, addr_shift, is_silu, identity_shift):
+def lut_int16(x, table, addr_shift, is_silu, identity_shift, clamped):
     """Spec 2.5/2.6. x: int16[B, C, L] Q(f_x) -> y: int16[B, C, L] Q(f_y) by table[4096].
-    addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range)."""
+    addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range); clamped[4096]
+    (nonzero: the entry saturated when the table was built): each read of one counts (spec 5)."""
     n_b, c, length = x.shape
     y = np.empty((n_b, c, length), dtype=np.int16)
     nsat = 0
@@ -113,6 +114,7 @@ def lut_int16(x, table, addr_shift, is_silu, identity_shift):
                 elif a < 0:
                     a = 0
                 y[bi, ch, t] = table[a]
+                nsat += clamped[a] != 0
     return y, nsat
 
 
@@ -215,7 +217,8 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         elif op == OP_RMSNORM:
             y, s = rmsnorm_int16(a, w, r[COL_P1], r[COL_P0])
         elif op == OP_LUT:
-            y, s = lut_int16(a, w, r[COL_P0], r[COL_P2] != 0, r[COL_P1])
+            # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
+            y, s = lut_int16(a, w[:r[COL_W0]], r[COL_P0], r[COL_P2] != 0, r[COL_P1], w[r[COL_W0]:])
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if op == OP_SCAN:

@@ -85,15 +85,19 @@ def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def lut_int8(x, table):
-    """Spec 3.5. x: int8[B, C, L] -> y: int8[B, C, L] = table[x + 128] (exact 256-entry table)."""
+def lut_int8(x, table, clamped):
+    """Spec 3.5. x: int8[B, C, L] -> y: int8[B, C, L] = table[x + 128] (exact 256-entry table);
+    clamped[256] (nonzero: the entry saturated when the table was built): each read counts (spec 5)."""
     n_b, c, length = x.shape
     y = np.empty((n_b, c, length), dtype=np.int8)
+    nsat = 0
     for bi in range(n_b):
         for ch in range(c):
             for t in range(length):
-                y[bi, ch, t] = table[np.int64(x[bi, ch, t]) + 128]
-    return y, 0
+                k = np.int64(x[bi, ch, t]) + 128
+                y[bi, ch, t] = table[k]
+                nsat += clamped[k] != 0
+    return y, nsat
 
 
 @njit(cache=True)

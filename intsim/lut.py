@@ -22,8 +22,8 @@ import numpy as np
 
 __all__ = [
     "LUT_FRAC_BITS", "LUT_RANGE", "LUT_SIZE", "LUT_OFFSET", "FUNCTIONS",
-    "int16_table", "int8_table", "max_abs_error_int16", "max_abs_error_int8",
-    "exact_value",
+    "int16_table", "int8_table", "int16_table_clamped", "int8_table_clamped",
+    "max_abs_error_int16", "max_abs_error_int8", "exact_value",
 ]
 
 LUT_FRAC_BITS = 8                            # address resolution 2**-8
@@ -36,9 +36,12 @@ FUNCTIONS = ("sigmoid", "silu")
 
 
 def exact_value(func: str, x) -> Decimal:
-    """sigmoid(x) or silu(x) to 50 significant digits; x is converted exactly."""
+    """sigmoid(x) or silu(x) to 50 significant digits (spec 2.6): every decimal operation
+    rounds to 50 digits, half to even: sig = 1 / (1 + exp(-x)), silu = x * sig. x is a
+    Decimal or float (taken exactly) or a Fraction (numerator / denominator, to 50 digits)."""
     with localcontext() as ctx:
         ctx.prec = _DIGITS
+        ctx.rounding = ROUND_HALF_EVEN
         xd = Decimal(x) if not isinstance(x, Fraction) else Decimal(x.numerator) / Decimal(x.denominator)
         sig = Decimal(1) / (Decimal(1) + (-xd).exp())
         if func == "sigmoid":
@@ -48,23 +51,33 @@ def exact_value(func: str, x) -> Decimal:
     raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
 
 
-def _round_scaled(value: Decimal, scale: Decimal, bits: int, offset: int = 0) -> int:
-    """sat_bits(RNE(value * scale) + offset) (spec 1.1 and 1.4)."""
+def _round_scaled(value: Decimal, scale: Decimal, bits: int, offset: int = 0) -> tuple[int, bool]:
+    """(sat_bits(RNE(value * scale) + offset), clamped) (spec 1.1 and 1.4); the product is
+    rounded to 50 digits first. `clamped` says the entry was saturated (spec 5 counts its reads)."""
     with localcontext() as ctx:
         ctx.prec = _DIGITS
+        ctx.rounding = ROUND_HALF_EVEN
         q = int((value * scale).to_integral_value(rounding=ROUND_HALF_EVEN)) + offset
     hi = (1 << (bits - 1)) - 1
-    return max(-hi - 1, min(hi, q))
+    return max(-hi - 1, min(hi, q)), not -hi - 1 <= q <= hi
 
 
 @lru_cache(maxsize=None)
-def _int16_table_cached(func: str, out_frac_bits: int) -> bytes:
+def _int16_table_cached(func: str, out_frac_bits: int) -> tuple[bytes, bytes]:
+    """(int16 entries, bool clamped flags) as bytes."""
     scale = Decimal(2) ** out_frac_bits
-    entries = [
+    pairs = [
         _round_scaled(exact_value(func, Fraction(a - LUT_OFFSET, 1 << LUT_FRAC_BITS)), scale, 16)
         for a in range(LUT_SIZE)
     ]
-    return np.asarray(entries, dtype="<i2").tobytes()
+    return (np.asarray([v for v, _ in pairs], dtype="<i2").tobytes(),
+            np.asarray([c for _, c in pairs], dtype=np.bool_).tobytes())
+
+
+def _int16_cached_checked(func: str, out_frac_bits) -> tuple[bytes, bytes]:
+    if func not in FUNCTIONS:
+        raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
+    return _int16_table_cached(func, _frac_bits(out_frac_bits))
 
 
 def int16_table(func: str, out_frac_bits: int) -> np.ndarray:
@@ -72,11 +85,13 @@ def int16_table(func: str, out_frac_bits: int) -> np.ndarray:
 
     func: "sigmoid" | "silu"; out_frac_bits: an integer 0..15. Returns a fresh
     (writable) copy; the cached bytes cannot be altered through it."""
-    if func not in FUNCTIONS:
-        raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
-    f = _frac_bits(out_frac_bits)
-    table = np.frombuffer(_int16_table_cached(func, f), dtype="<i2")
-    return table.astype(np.int16)
+    return np.frombuffer(_int16_cached_checked(func, out_frac_bits)[0], dtype="<i2").astype(np.int16)
+
+
+def int16_table_clamped(func: str, out_frac_bits: int) -> np.ndarray:
+    """bool[4096]: True where `int16_table(func, out_frac_bits)` saturated the entry (the
+    rounded value lay outside int16). Reading such an entry counts as a saturation (spec 5)."""
+    return np.frombuffer(_int16_cached_checked(func, out_frac_bits)[1], dtype=np.bool_).copy()
 
 
 def _frac_bits(value) -> int:
@@ -111,10 +126,12 @@ def _int8_params(in_scale, in_zero_point, out_scale, out_zero_point):
     return scales[0], zps[0], scales[1], zps[1]
 
 
-def int8_table(func: str, in_scale: float, in_zero_point: int,
-               out_scale: float, out_zero_point: int) -> np.ndarray:
-    """int8[256]: entry k (input code q = k - 128) =
-    sat8(RNE(f(in_scale * (q - in_zp)) / out_scale) + out_zp). Spec 3.5."""
+@lru_cache(maxsize=256)
+def _int8_entries(func: str, in_scale: float, in_zero_point: int,
+                  out_scale: float, out_zero_point: int) -> tuple[tuple[int, bool], ...]:
+    """(entry, clamped) for the 256 input codes, spec 3.5: the scales enter with their exact
+    binary values; x = s_x * (q - z_x), 1 / s_y and f(x) * (1 / s_y) are each rounded to 50
+    digits (half to even) before the final RNE to an integer."""
     if func not in FUNCTIONS:
         raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
     in_scale, in_zero_point, out_scale, out_zero_point = _int8_params(
@@ -122,13 +139,28 @@ def int8_table(func: str, in_scale: float, in_zero_point: int,
     s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))
     with localcontext() as ctx:
         ctx.prec = _DIGITS
+        ctx.rounding = ROUND_HALF_EVEN
         inv_out = Decimal(1) / s_out
-        entries = [
+        return tuple(
             _round_scaled(exact_value(func, s_in * (q - int(in_zero_point))), inv_out, 8,
                           int(out_zero_point))
-            for q in range(-128, 128)
-        ]
-    return np.asarray(entries, dtype=np.int8)
+            for q in range(-128, 128))
+
+
+def int8_table(func: str, in_scale: float, in_zero_point: int,
+               out_scale: float, out_zero_point: int) -> np.ndarray:
+    """int8[256]: entry k (input code q = k - 128) =
+    sat8(RNE(f(in_scale * (q - in_zp)) / out_scale) + out_zp). Spec 3.5."""
+    entries = _int8_entries(func, in_scale, in_zero_point, out_scale, out_zero_point)
+    return np.asarray([v for v, _ in entries], dtype=np.int8)
+
+
+def int8_table_clamped(func: str, in_scale: float, in_zero_point: int,
+                       out_scale: float, out_zero_point: int) -> np.ndarray:
+    """bool[256]: True where `int8_table` with the same arguments saturated the entry
+    (reading it counts as a saturation, spec 5)."""
+    entries = _int8_entries(func, in_scale, in_zero_point, out_scale, out_zero_point)
+    return np.asarray([c for _, c in entries], dtype=np.bool_)
 
 
 def max_abs_error_int16(func: str, out_frac_bits: int) -> float:

@@ -68,8 +68,16 @@ def read_manifest(out_dir: Path, kind: DirKind) -> dict | None:
     return raw
 
 
-def _fail(out_dir: Path, kind: DirKind, why: str):
-    raise OutputDirError(f"cannot write {kind.what} to '{out_dir}': {why}")
+def _fail(out_dir: Path, kind: DirKind, why):
+    """OutputDirError naming the directory; `why` is a reason or the OSError behind it."""
+    if isinstance(why, OSError):
+        where = Path(why.filename) if why.filename else None
+        blocking = next((p for p in out_dir.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            why = f"'{blocking}' is a file, not a directory"
+        else:
+            why = (why.strerror or str(why)) + (f" ('{where}')" if where is not None and where != out_dir else "")
+    raise OutputDirError(f"cannot write {kind.what} to '{out_dir}': {why}") from None
 
 
 def owned_files(out_dir, kind: DirKind) -> list[str] | None:
@@ -84,7 +92,7 @@ def owned_files(out_dir, kind: DirKind) -> list[str] | None:
         if not any(out_dir.iterdir()):
             return []
     except OSError as exc:
-        _fail(out_dir, kind, exc.strerror or str(exc))
+        _fail(out_dir, kind, exc)
     manifest = read_manifest(out_dir, kind)
     if manifest is None:
         what = (f"its {kind.manifest} is not a {kind.format} manifest" if (out_dir / kind.manifest).exists()
@@ -115,7 +123,7 @@ def claim(out_dir, kind: DirKind, meta: dict | None = None) -> Path:
             out_dir.mkdir(parents=True, exist_ok=True)
             _write_json(out_dir / kind.manifest, _manifest(kind, [], meta))
         except OSError as exc:
-            _fail(out_dir, kind, exc.strerror or str(exc))
+            _fail(out_dir, kind, exc)
     return out_dir
 
 
@@ -127,13 +135,16 @@ def staged(out_dir, kind: DirKind) -> Iterator[Path]:
     owned_files(out_dir, kind)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(out_dir, kind, exc)
+    try:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
     except OSError as exc:
-        _fail(out_dir, kind, exc.strerror or str(exc))
+        _fail(out_dir, kind, f"cannot create files in '{out_dir.parent}' ({exc.strerror})")
     try:
         yield tmp
     except OSError as exc:
-        _fail(out_dir, kind, exc.strerror or str(exc))
+        _fail(out_dir, kind, exc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -168,7 +179,7 @@ def publish(tmp: Path, out_dir, kind: DirKind, meta: dict | None = None) -> list
                 _remove_with_empty_parents(out_dir, rel)
             _write_json(out_dir / kind.manifest, _manifest(kind, new, meta))
     except OSError as exc:
-        _fail(out_dir, kind, exc.strerror or str(exc))
+        _fail(out_dir, kind, exc)
     return [out_dir / rel for rel in new] + [out_dir / kind.manifest]
 
 

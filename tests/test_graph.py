@@ -73,6 +73,57 @@ def test_rejections_name_the_problem(model_dir, edit, match):
         load_graph(model_dir)
 
 
+@pytest.mark.parametrize("edit,match", [
+    (lambda r: r["layers"][3].update(inputs=[[1]]), r"layer 'blk0.in_proj_z': layers\[3\].inputs\[0\]: \[1\] is not of type 'string'"),
+    (lambda r: r.update(training="abc"), r"training: 'abc' is not of type 'object'"),
+    (lambda r: r.update(training={"data": {"file": 7}}), r"training.data.file: 7 is not of type 'string'"),
+    (lambda r: r.update(training={"data": {"split": {"fractions": [0.7, 0.3]}}}), r"training.data.split.fractions"),
+    (lambda r: r["layers"][0]["attrs"].update(kernel="8"), r"layers\[0\].attrs.kernel: '8' is not of type 'number'"),
+    (lambda r: r["layers"][0].update(weights=["weights/a.npy"]), r"layers\[0\].weights: \['weights/a.npy'\] is not of type"),
+    (lambda r: r["input"].update(channels=2 ** 40), r"input.channels: 1099511627776 is greater than the maximum"),
+    (lambda r: r["normalization"]["input"].update(mean="abc"), r"normalization.input.mean: 'abc' is not of type 'array'"),
+    (lambda r: r.update(layers={"patch_embed": {}}), r"layers: .* is not of type 'array'"),
+    (lambda r: r.update(quant={"int8": {"tensors": {"input": {"scale": 0.1, "zero_point": 300}}}}),
+     r"quant.int8.tensors.input.zero_point: 300 is greater than the maximum of 127"),
+    (lambda r: r.update(quant={"int16": {"tensors": {"input": {"frac_bits": 8.5}}}}), r"frac_bits: 8.5 is not of type 'integer'"),
+    (lambda r: r.update(hyper={"d_model": -3}), r"hyper.d_model: -3 is less than the minimum of 1"),
+    (lambda r: r.update(training={"deep": json.loads("[" * 40 + "]" * 40)}), "nested deeper than 32 levels"),
+])
+def test_schema_rejections_name_file_and_field(model_dir, edit, match):
+    edit_json(model_dir, edit)
+    with pytest.raises(ModelFormatError, match=f"model.json: .*{match}"):
+        load_graph(model_dir)
+
+
+def test_json_nested_too_deeply_to_parse(model_dir):
+    text = (model_dir / "model.json").read_text()
+    (model_dir / "model.json").write_text(text[:-2] + ', "training": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(ModelFormatError, match="nested too deeply"):
+        load_graph(model_dir)
+
+
+def test_npy_declaring_terabytes_rejected_before_allocating(model_dir):
+    path = model_dir / "weights" / "patch_embed.weight.npy"
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2 ** 20, 2 ** 20, 2 ** 4)}   # 64 TiB
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 64)
+    with pytest.raises(ModelFormatError, match=r"declares shape \(1048576, 1048576, 16\) of float32 "
+                                               r"\(70,368,744,177,664 bytes\) but holds 64 bytes"):
+        load_graph(model_dir)
+    np.save(path, np.zeros((8, 3, 4), np.float32))
+    path.write_bytes(path.read_bytes()[:-4])                                  # truncated by 4 bytes
+    with pytest.raises(ModelFormatError, match="holds 380 bytes"):
+        load_graph(model_dir)
+
+
+def test_the_schema_accepts_every_model_the_tool_writes(tiny_model_auto):
+    from intsim.schema import validate_model_json
+    from pathlib import Path
+    for path in (tiny_model_auto.graph.path, Path(__file__).resolve().parent.parent / "examples" / "default"):
+        validate_model_json(json.loads((Path(path) / "model.json").read_text()), str(path))
+
+
 def test_malformed_json(model_dir):
     (model_dir / "model.json").write_text('{"format": "cmamba-hls-model", ')
     with pytest.raises(ModelFormatError, match="malformed JSON"):

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
-from intsim.lut import int16_table
+from intsim.lut import int16_table, int16_table_clamped
 
 I16 = np.int16
 MAXV, MINV = 32767, -32768
+NONE_CLAMPED = np.zeros(4096, dtype=np.bool_)   # Q8.8 tables: no entry saturates
 
 
 def rne_exact(fr: Fraction) -> int:
@@ -69,12 +70,12 @@ def test_spec_2_4_rmsnorm_example():
 
 def test_spec_2_6_lut_example():
     sig, sil = int16_table("sigmoid", 8), int16_table("silu", 8)
-    y, _ = K.lut_int16(arr([179], (1, 1, 1)), sig, 0, False, 0)
+    y, _ = K.lut_int16(arr([179], (1, 1, 1)), sig, 0, False, 0, NONE_CLAMPED)
     assert y.item() == 171
-    y, _ = K.lut_int16(arr([179], (1, 1, 1)), sil, 0, True, 0)
+    y, _ = K.lut_int16(arr([179], (1, 1, 1)), sil, 0, True, 0, NONE_CLAMPED)
     assert y.item() == 120
     # f_x = 10: x_q = 717 -> address rne_shift(717, 2) = 179: same entries.
-    y, _ = K.lut_int16(arr([717], (1, 1, 1)), sig, 2, False, 2)
+    y, _ = K.lut_int16(arr([717], (1, 1, 1)), sig, 2, False, 2, NONE_CLAMPED)
     assert y.item() == 171
     assert sil[0] == -1  # silu(-8) * 256 = -0.69 -> -1, used below the range
 
@@ -202,7 +203,7 @@ def test_rmsnorm_within_spec_bound_of_float64(fx, fg, fy):
 def test_lut_within_half_lsb_inside_range(func, fx, fy):
     table = int16_table(func, fy)
     x = np.arange(-32768, 32768, dtype=np.int64).astype(I16).reshape(1, 1, -1)
-    y, n = K.lut_int16(x, table, fx - 8, func == "silu", fx - fy)
+    y, n = K.lut_int16(x, table, fx - 8, func == "silu", fx - fy, int16_table_clamped(func, fy))
     xf = np.ldexp(x.astype(np.float64), -fx)
     f = sigmoid if func == "sigmoid" else silu
     # the address rounds the input to 2^-8 when fx > 8; f is evaluated there

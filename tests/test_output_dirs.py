@@ -153,3 +153,19 @@ def test_demo_and_compare_refuse_a_foreign_out_directory(capsys, tiny_model, tmp
     rc, _, err = cli(capsys, *argv, "--out", mine)
     assert_one_error_line(rc, err, f"not written by cmamba-hls {command}")
     assert tree(mine) == {"model/model.json": "my file"}
+
+
+@pytest.mark.parametrize("command", ["codegen", "eval", "compare"])
+@pytest.mark.parametrize("where", ["/proc/x", "FILE/sub", "FILE"])
+def test_unwritable_out_is_one_error_line(capsys, tiny_model, tmp_path, command, where):
+    data = write_series_csv(tmp_path / "series.csv", ["ch0", "ch1", "ch2"])
+    (tmp_path / "FILE").write_text("a file")
+    out = where if where.startswith("/") else tmp_path / where
+    extra = {"codegen": ["--vectors", 3], "eval": ["--data", data, "--mode", "fp32", "--max-windows", 4],
+             "compare": ["--vectors", 3]}[command]
+    rc, _, err = cli(capsys, command, tiny_model.graph.path, "--out", out, *extra)
+    reason = {"/proc/x": "to '/proc/x': ", "FILE/sub": "is a file, not a directory",
+              "FILE": "exists and is not a directory"}[where]
+    what = {"codegen": "the project", "eval": "the report", "compare": "the compare report"}[command]
+    assert_one_error_line(rc, err, f"cannot write {what}", reason)
+    assert (tmp_path / "FILE").read_text() == "a file"

@@ -18,7 +18,7 @@ import pytest
 from codegen.emit_int16 import OP_TEMPLATES, acc_bits
 from codegen.project import NPY_HEADER, make_env
 from intsim import kernels_int16 as K
-from intsim.lut import int16_table
+from intsim.lut import int16_table, int16_table_clamped
 from tests.cpp_harness import compile_program
 
 I16 = np.int16
@@ -105,7 +105,7 @@ def lut_case(rng, i):
     c, length = int(rng.integers(1, 5)), int(rng.integers(1, 9))
     x = batch(rng, c, length)
     table = int16_table(func, f_y)
-    y, n = K.lut_int16(x, table, f_x - 8, func == "silu", f_x - f_y)
+    y, n = K.lut_int16(x, table, f_x - 8, func == "silu", f_x - f_y, int16_table_clamped(func, f_y))
     ints = [("C", c), ("L", length), ("ADDR_SHIFT", f_x - 8), ("IDENTITY_SHIFT", f_x - f_y),
             ("IS_SILU", int(func == "silu")), ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
     return Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", table)], [x], y, n)
