@@ -41,6 +41,7 @@ test: install-test
 bench: install-test
 	$(PY) bench/golden_speed.py
 	$(PY) bench/codegen_speed.py
+	$(PY) bench/run_memory.py
 
 clean:
 	rm -rf reports build .pytest_cache

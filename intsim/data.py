@@ -27,10 +27,12 @@ from intsim.errors import DataError
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-8
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and exported in float32)
 
 
 # ------------------------------------------------------------------ loading
-def _open_text(path: Path):
+def open_text(path: Path):
+    """A text handle on a .csv or .csv.gz file (utf-8, csv-module newlines)."""
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, "r", encoding="utf-8", newline="")
@@ -53,8 +55,8 @@ def load_csv(path, columns=None, min_rows: int = 1):
 
     Returns ``(values float64[N, C], names list[str])``. Raises DataError naming the
     file, column and row (1-based line number in the file, header = line 1) for a
-    missing/unreadable file, unknown column, non-numeric or NaN/Inf values, or fewer
-    than `min_rows` rows.
+    missing/unreadable file, unknown column, non-numeric or NaN/Inf values, values beyond
+    float32's range (the float model's), or fewer than `min_rows` rows.
     """
     path = Path(path)
     if not path.is_file():
@@ -62,7 +64,7 @@ def load_csv(path, columns=None, min_rows: int = 1):
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
@@ -111,6 +113,9 @@ def load_csv(path, columns=None, min_rows: int = 1):
             if not math.isfinite(v):
                 raise DataError(f"{path}: column '{header[i]}', line {line}: "
                                 f"value {cell!r} is not finite (NaN/Inf)")
+            if abs(v) > FLOAT32_MAX:
+                raise DataError(f"{path}: column '{header[i]}', line {line}: value {cell!r} is beyond "
+                                f"what the float model can hold (|x| <= {FLOAT32_MAX:.4g}, float32)")
             values[r, j] = v
     if len(values) < min_rows:
         raise DataError(f"{path}: {len(values)} data rows, need at least {min_rows}")

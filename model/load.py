@@ -14,17 +14,31 @@ from intsim.graph import load_graph
 from model.cmamba import CMambaSlim
 
 
+def sizes_from_weights(graph) -> dict:
+    """The CMamba-slim hyper-parameters the layers' weights imply (no allocation)."""
+    try:
+        embed, inner = graph.layer("patch_embed"), graph.layer("blk0.in_proj_u")
+        n_blocks = sum(1 for layer in graph.layers if layer.name.endswith(".norm") and layer.name.startswith("blk"))
+        return {"d_model": embed.weights["weight"].shape[0], "d_inner": inner.weights["weight"].shape[0],
+                "n_blocks": n_blocks, "patch": embed.attrs["kernel"], "stride": embed.attrs["stride"],
+                "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon}
+    except KeyError as exc:
+        raise ModelFormatError(f"{graph.path}: not a CMamba-slim graph (no layer {exc}): cannot rebuild it in torch") from None
+
+
 def load_torch_model(model_dir) -> CMambaSlim:
     graph = load_graph(model_dir)
     hyper = graph.raw.get("hyper") or {}
-    try:
-        module = CMambaSlim(c_in=graph.input_shape[0], c_out=graph.output_channels,
-                            length=graph.input_shape[1], patch=hyper["patch"], stride=hyper["stride"],
-                            d_model=hyper["d_model"], d_inner=hyper["d_inner"],
-                            n_blocks=hyper["n_blocks"], d_conv=hyper["d_conv"],
-                            horizon=graph.horizon, eps=hyper.get("eps", 1e-5))
-    except KeyError as exc:
-        raise ModelFormatError(f"{model_dir}: model.json 'hyper' lacks {exc} (needed to rebuild the torch model)") from exc
+    sizes = sizes_from_weights(graph)
+    for key, value in sizes.items():       # before any allocation: absurd sizes never reach torch
+        if key not in hyper:
+            raise ModelFormatError(f"{model_dir}: model.json 'hyper' lacks '{key}' (needed to rebuild the torch model)")
+        if hyper[key] != value:
+            raise ModelFormatError(f"{model_dir}: model.json hyper.{key} = {hyper[key]} does not match the "
+                                   f"layer weights ({value})")
+    module = CMambaSlim(c_in=graph.input_shape[0], c_out=graph.output_channels, length=graph.input_shape[1],
+                        horizon=graph.horizon, eps=hyper.get("eps", 1e-5),
+                        **{k: v for k, v in sizes.items() if k != "horizon"})
 
     def put(param, array):
         value = torch.from_numpy(np.asarray(array, dtype=np.float32)).reshape(param.shape)

@@ -22,14 +22,16 @@ SHIPPED = REPO / "examples" / "default"
 N_ROWS = 300          # train 210 / val 30 / test 60 rows: >= 1 window (16 + 4) in every split
 
 
-def write_series_csv(path: Path, columns, n_rows: int = N_ROWS, seed: int = 0, nan_at=None) -> Path:
-    """A smooth multichannel series with a timestamp column (which loaders must skip)."""
+def write_series_csv(path: Path, columns, n_rows: int = N_ROWS, seed: int = 0, nan_at=None,
+                     bad_value: float = np.nan) -> Path:
+    """A smooth multichannel series with a timestamp column (which loaders must skip);
+    `bad_value` (default NaN) at row/column `nan_at`."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_rows)
     values = np.stack([np.sin(t / (5.0 + c)) * (1 + c) + 0.1 * rng.standard_normal(n_rows)
                        for c in range(len(columns))], axis=1)
     if nan_at is not None:
-        values[nan_at] = np.nan
+        values[nan_at] = bad_value
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["timestamp", *columns])
@@ -274,6 +276,7 @@ def test_eval_default_out_dir_is_named_after_the_model(capsys, tmp_path, calibra
     ("missing_model", ["no_such_model", "no model.json"]),
     ("wrong_channels", ["ch2", "3 channel(s)"]),
     ("nan_in_data", ["line 52", "not finite"]),
+    ("huge_in_data", ["column 'ch1', line 41", "'1e+300' is beyond what the float model can hold"]),
     ("uncalibrated", ["cmamba-hls calibrate"]),
     ("bad_split", ["--split", "holdout"]),
     ("out_is_a_file", ["cannot write the report", "report"]),
@@ -289,6 +292,8 @@ def test_eval_bad_arguments_one_error_line_no_report(capsys, tmp_path, tiny, cal
         data = write_series_csv(tmp_path / "two.csv", ["ch0", "ch1"])
     elif case == "nan_in_data":
         data = write_series_csv(tmp_path / "nan.csv", ["ch0", "ch1", "ch2"], nan_at=(50, 2))
+    elif case == "huge_in_data":
+        data = write_series_csv(tmp_path / "huge.csv", ["ch0", "ch1", "ch2"], nan_at=(39, 1), bad_value=1e300)
     elif case == "uncalibrated":
         model_dir, data = tiny
         mode = "bittrue"

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from intsim import load_model
-from intsim.errors import DataError, QuantizationError, UnsupportedError
-from intsim import kernels_int16 as K
-from intsim.int16 import lower_int16, pack_program
+from intsim.errors import DataError, ModelFormatError, QuantizationError, UnsupportedError
+from intsim.int16 import lower_int16, pack_program, run_step16
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +51,7 @@ def test_integer_path_has_no_float(tiny_model_auto):
     """Every lowered constant is an integer; every kernel input/output is an int16 array."""
     prog = lower_int16(tiny_model_auto.graph)
     for st in prog.steps:
-        for key, val in st.params.items():
+        for key, val in vars(st.params).items():
             if isinstance(val, np.ndarray):
                 assert val.dtype.kind in "ib", (st.name, key, val.dtype)   # ints, or flags (LUT clamped)
             else:
@@ -66,29 +65,12 @@ def test_integer_path_has_no_float(tiny_model_auto):
 
 
 def _run_layer_by_layer(model, x_q):
-    """The program again, one public kernel call per step: the packed whole-program
-    interpreter (kernels_int16.run_program_int16) must give the same bytes."""
+    """The program again, one public kernel call per step (each op's INT16 registry row,
+    intsim.int16.INT16): the packed whole-program interpreter
+    (kernels_int16.run_program_int16) must give the same bytes."""
     env = {"input": x_q}
     for st in lower_int16(model.graph).steps:
-        a, p = [env[s] for s in st.inputs], st.params
-        if st.op == "conv_kx1":
-            y, _ = K.conv_kx1_int16(a[0], p["weight"], p["bias"], p["stride"], p["shift"])
-        elif st.op == "conv1x1":
-            y, _ = K.conv1x1_int16(a[0], p["weight"], p["bias"], p["shift"])
-        elif st.op == "dwconv":
-            y, _ = K.dwconv_int16(a[0], p["weight"], p["bias"], p["shift"])
-        elif st.op == "rmsnorm":
-            y, _ = K.rmsnorm_int16(a[0], p["gain"], np.int64(p["eps_q"]), p["shift"])
-        elif st.op in ("sigmoid", "silu"):
-            y, _ = K.lut_int16(a[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"],
-                                   p["clamped"])
-        elif st.op == "scan":
-            y, _ = K.scan_int16(a[0], a[1], p["lam_frac"], p["u_shift"])
-        elif st.op == "mul":
-            y, _ = K.mul_int16(a[0], a[1], p["shift"])
-        else:
-            y, _ = K.add_int16(a[0], a[1], p["a_up"], p["b_up"], p["shift"])
-        env[st.name] = y
+        env[st.name], _ = run_step16(st, [env[s] for s in st.inputs])
     return env
 
 
@@ -121,6 +103,52 @@ def test_float_modes_are_batch_invariant(default_size_model, mode):
     for size in (1, 3, 7, 64):
         parts = [default_size_model.run(x[s:s + size], mode).output for s in range(0, len(x), size)]
         np.testing.assert_array_equal(np.concatenate(parts), whole, err_msg=f"batch {size}")
+
+
+def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, monkeypatch):
+    from intsim import chunks
+    x = inputs(tiny_model_auto, n=23, scale=4.0)                 # large enough to saturate somewhere
+    whole = {mode: tiny_model_auto.run(x, mode, capture=True) for mode in ("fp32", "quant16", "bittrue", "quant8")}
+    monkeypatch.setattr(chunks, "CHUNK_WINDOWS", 5)
+    calls = []
+    real = tiny_model_auto._run_mode
+    monkeypatch.setattr(tiny_model_auto, "_run_mode", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
+    for mode, ref in whole.items():
+        calls.clear()
+        res = tiny_model_auto.run(x, mode, capture=True)
+        assert calls == [5, 5, 5, 5, 3], mode
+        assert res.output.tobytes() == ref.output.tobytes(), mode
+        if ref.output_q is not None:
+            assert res.output_q.tobytes() == ref.output_q.tobytes(), mode
+        assert res.stats == ref.stats, mode
+        assert sum(s["saturations"] for s in res.stats.values()) == sum(s["saturations"] for s in ref.stats.values())
+        assert res.tensors.keys() == ref.tensors.keys()
+        for name, value in ref.tensors.items():
+            assert res.tensors[name].tobytes() == value.tobytes(), (mode, name)
+        assert (res.output_lsb, res.output_frac) == (ref.output_lsb, ref.output_frac)
+    assert sum(s["saturations"] for s in whole["quant8"].stats.values()) > 0
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.zeros((0, 3, 16)), "empty batch"),
+    (np.full((2, 3, 16), "1.0"), "expected real numbers.*dtype <U3"),
+    (np.zeros((2, 3, 16), complex) + 1j, "complex values are never truncated"),
+    (np.zeros((2, 3, 16), bool), "expected real numbers.*dtype bool"),
+    (np.full((2, 3, 16), None), "expected real numbers.*dtype object"),
+])
+def test_inputs_that_are_not_real_numbers_are_data_errors(tiny_model, x, match):
+    for mode in ("fp32", "bittrue", "quant8"):
+        with pytest.raises(DataError, match=match):
+            tiny_model.run(x, mode)
+
+
+def test_float_overflow_is_a_data_error_not_a_nan(tiny_model, recwarn):
+    x = inputs(tiny_model, n=3)
+    x[1, 0, 5] = 1e200                                       # finite, but its square is not
+    with pytest.raises(DataError, match="fp32: layer '.*' overflows float64.*1e\\+200"):
+        tiny_model.run(x, "fp32")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.all(np.isfinite(tiny_model.run(x, "bittrue").output))   # the integer path saturates
 
 
 def test_capture_by_name_and_stats(tiny_model):
@@ -178,8 +206,8 @@ def test_inconsistent_formats_rejected_naming_the_layer(tmp_path, tiny_model):
 
     with pytest.raises(QuantizationError, match="blk0.in_proj_u"):
         run_with(conv_needs_left_shift)
-    with pytest.raises(QuantizationError, match="head"):
-        run_with(lambda q: q["tensors"]["head"].update(frac_bits=16))
+    with pytest.raises(ModelFormatError, match="quant.int16.tensors.head.frac_bits: 16 is greater than the maximum"):
+        run_with(lambda q: q["tensors"]["head"].update(frac_bits=16))     # out of range: the schema, at load
     with pytest.raises(QuantizationError, match="norm_f.weight"):
         run_with(lambda q: q["weights"].pop("norm_f.weight"))
 

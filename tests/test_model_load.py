@@ -21,3 +21,23 @@ def test_load_torch_model_matches_fp32_reference():
     y_ref = load_model(DEFAULT_MODEL).run(x, "fp32").output
     assert y_torch.shape == y_ref.shape == (16, 9, 16)
     assert np.max(np.abs(y_torch - y_ref)) < 1e-5
+
+
+@pytest.mark.parametrize("key, value", [("d_model", 10 ** 6), ("d_inner", 7), ("n_blocks", 4096), ("patch", 3)])
+def test_hyper_sizes_are_checked_against_the_weights_before_allocating(tmp_path, key, value):
+    import json
+    import shutil
+
+    from intsim.errors import ModelFormatError
+
+    model_dir = shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
+    raw = json.loads((model_dir / "model.json").read_text())
+    expected = raw["hyper"][key]
+    raw["hyper"][key] = value
+    (model_dir / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelFormatError, match=f"hyper.{key} = {value} does not match the layer weights \\({expected}\\)"):
+        load_torch_model(model_dir)
+    raw["hyper"].pop(key)
+    (model_dir / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelFormatError, match=f"'hyper' lacks '{key}'"):
+        load_torch_model(model_dir)
