@@ -31,7 +31,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and e
 
 
 # ------------------------------------------------------------------ loading
-def _open_text(path: Path):
+def open_text(path: Path):
+    """A text handle on a .csv or .csv.gz file (utf-8, csv-module newlines)."""
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, "r", encoding="utf-8", newline="")
@@ -63,7 +64,7 @@ def load_csv(path, columns=None, min_rows: int = 1):
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:

@@ -3,7 +3,8 @@
 Writes ``model.json`` + ``weights/*.npy`` (float32, little-endian, C order) into a
 temporary sibling directory and renames it into place, so a failure leaves nothing
 half-written (into an existing model directory, `weights/` and `model.json` are
-swapped in by rename; other files there, e.g. a README, are kept). Layer names/order match `intsim.synth.cmamba_layers` (docs/model.md).
+swapped in by rename; other files there, e.g. a README, are kept). The layer list is
+`intsim.synth.cmamba_layers`, shared with the random-model builder (docs/model.md).
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from intsim.errors import CmambaError
-
-FORMAT_NAME = "cmamba-hls-model"
-FORMAT_VERSION = 1
+from intsim.graph import FORMAT_NAME, FORMAT_VERSION
+from intsim.synth import cmamba_layers
 
 
 def _np(t) -> np.ndarray:
@@ -85,48 +85,32 @@ def _is_model_dir(out_dir: Path) -> bool:
     return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
 
 
-def model_layers(module) -> list[tuple[dict, dict]]:
-    """[(layer entry without 'weights', {key: float32 array})] in execution order."""
-    h = module.hyper
-    e, eps = h["d_inner"], float(h["eps"])
-    out = [({"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
-             "attrs": {"kernel": h["patch"], "stride": h["stride"]}},
-            {"weight": _np(module.patch_embed.weight), "bias": _np(module.patch_embed.bias)})]
-    prev = "patch_embed"
+def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
+    """Layer name -> {weight key: float32 array} of a CMambaSlim, by the names of
+    `intsim.synth.cmamba_layers` (the one CMamba-slim layer list)."""
+    e = module.hyper["d_inner"]
+    out = {"patch_embed": {"weight": _np(module.patch_embed.weight), "bias": _np(module.patch_embed.bias)}}
     for n, blk in enumerate(module.blocks):
         p = f"blk{n}."
         w_in = blk.in_proj.weight[:, :, 0]
         b_in = blk.in_proj.bias
-        out += [
-            ({"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-             {"weight": _np(blk.norm.weight)}),
-            ({"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
-             {"weight": _np(w_in[:e]), "bias": _np(b_in[:e])}),
-            ({"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
-             {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}),
-            ({"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"],
-              "attrs": {"kernel": h["d_conv"]}},
-             {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}),
-            ({"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]}, {}),
-            ({"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
-             {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}),
-            ({"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]}, {}),
-            ({"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]}, {}),
-            ({"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]}, {}),
-            ({"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]}, {}),
-            ({"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
-             {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}),
-            ({"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]}, {}),
-        ]
-        prev = p + "residual"
-    out += [
-        ({"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-         {"weight": _np(module.norm_f.weight)}),
-        ({"name": "head", "op": "conv_kx1", "inputs": ["norm_f"],
-          "attrs": {"kernel": module.tokens, "stride": 1}},
-         {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}),
-    ]
+        out[p + "norm"] = {"weight": _np(blk.norm.weight)}
+        out[p + "in_proj_u"] = {"weight": _np(w_in[:e]), "bias": _np(b_in[:e])}
+        out[p + "in_proj_z"] = {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}
+        out[p + "dwconv"] = {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}
+        out[p + "dt_proj"] = {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}
+        out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
+    out["norm_f"] = {"weight": _np(module.norm_f.weight)}
+    out["head"] = {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}
     return out
+
+
+def model_layers(module) -> list[tuple[dict, dict]]:
+    """[(layer entry without 'weights', {key: float32 array})] in execution order."""
+    h = module.hyper
+    weights = layer_weights(module)
+    entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]))
+    return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
 def export_model(module, out_dir, normalization: dict | None, columns, training_info: dict | None = None,
