@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intsim.data import SPLITS
 from intsim.errors import CmambaError
-from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.cli_args import add_data_arguments, check_choice, split_arguments
 from cmamba_hls.texttable import text_table
 
 DEFAULT_MAX_WINDOWS = 1024
@@ -55,7 +54,7 @@ def run(args) -> int:
     from intsim.graph import save_quant
     from intsim.int8 import RMSNORM_MODES
 
-    check_choice("--split", args.split, SPLITS)
+    part, sizes = split_arguments(args.split, "train")
     check_choice("--method", args.method, METHODS)
     check_choice("--formats", args.formats, FORMAT_CHOICES)
     check_choice("--int8-method", args.int8_method, INT8_METHODS)
@@ -65,7 +64,7 @@ def run(args) -> int:
     model_dir = Path(args.model)
     model = load_model(model_dir)
     data = resolve_data_path(model, args.data)
-    x_raw, _ = load_eval_data(model, data, args.split, args.max_windows)
+    x_raw, _ = load_eval_data(model, data, part, args.max_windows, sizes)
     quant = calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
                       save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
     _ = model.program, model.program8        # both back ends lower the new parameters, or nothing is saved
@@ -74,7 +73,7 @@ def run(args) -> int:
     except OSError as exc:
         raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
     q16, q8 = quant["int16"], quant["int8"]
-    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {args.split} windows of {data.name}")
+    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {part} windows of {data.name}")
     print(format_table(model, quant))
     print(f"INT16: method {q16['method']}, formats {q16['formats']}; "
           f"INT8: method {q8['method']}, RMSNorm {q8['rmsnorm']}")

@@ -263,6 +263,19 @@ def test_eval_report_has_the_same_files_every_run(capsys, tmp_path, calibrated):
     assert first["layers.csv"] == second["layers.csv"] and first["formats.csv"] == second["formats.csv"]
 
 
+def test_eval_split_sizes_and_part_together(capsys, tmp_path, calibrated):
+    model_dir, data = calibrated
+    argv = ("eval", model_dir, "--data", data, "--mode", "fp32", "--out", tmp_path / "r")
+    rc, out, err = cli(capsys, *argv, "--split", "val", "--split", "0.5,0.25,0.25")
+    assert rc == 0, err
+    assert "56 val windows" in out                       # 75 rows - (16 + 4) + 1
+    rc, out, err = cli(capsys, *argv, "--split", "150,60,90")
+    assert rc == 0, err
+    assert "71 test windows" in out
+    rc, _, err = cli(capsys, *argv, "--split", "val", "--split", "test")
+    assert_one_error_line(rc, err, "--split given two parts (val, test)")
+
+
 def test_eval_default_out_dir_is_named_after_the_model(capsys, tmp_path, calibrated, monkeypatch):
     model_dir, data = calibrated
     monkeypatch.chdir(tmp_path)
