@@ -73,7 +73,7 @@ def run(args) -> int:
     except OSError as exc:
         raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
     q16, q8 = quant["int16"], quant["int8"]
-    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {part} windows of {data.name}")
+    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {part} windows of {data}")
     print(format_table(model, quant))
     print(f"INT16: method {q16['method']}, formats {q16['formats']}; "
           f"INT8: method {q8['method']}, RMSNorm {q8['rmsnorm']}")

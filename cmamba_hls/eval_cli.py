@@ -53,7 +53,7 @@ def run(args) -> int:
     data = resolve_data_path(model, args.data)
     x, y = load_eval_data(model, data, part, args.max_windows, sizes)
     report = evaluate(model, x, y, modes=modes, out_dir=out, batch=args.batch)
-    print(f"model '{model.graph.name}' ({model_dir}), {report.n_samples} {part} windows of {data.name}; "
+    print(f"model '{model.graph.name}' ({model_dir}), {report.n_samples} {part} windows of {data}; "
           f"MSE/MAE vs truth in original units, MaxAE vs fp32 in network units")
     print(format_table(report.summary))
     print(f"report: {out}  ({', '.join(REPORT_FILES)})")

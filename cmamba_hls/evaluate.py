@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from intsim.data import SPLITS, Split, _open_text, load_splits, split_from_record
+from intsim.data import SPLITS, Split, _open_text, find_training_data, load_splits, split_from_record
 from intsim.errors import CmambaError, DataError, UnsupportedError
 from intsim.chunks import merge_stats
 from intsim.executor import MODES, Model
 from intsim.graph import INPUT_NAME
 from intsim.manifest import DirKind, owned_files, publish, staged
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODES = ("fp32", "quant16", "bittrue", "quant8")   # report order of `--mode all`
 REFERENCE_MODE = "fp32"
 
@@ -91,21 +90,10 @@ def resolve_data_path(model: Model, data=None) -> Path:
         if not path.is_file():
             raise DataError(f"{path}: data file not found")
         return path
-    graph = model.graph
-    record = (graph.raw.get("training") or {}).get("data") or {}
-    name = record.get("file") if isinstance(record, dict) else None
-    where = graph.path or graph.name
-    if not isinstance(name, str) or not name:
-        raise DataError(f"model '{where}' records no training data file: pass --data CSV")
-    base = Path(name).name
-    places = [REPO / "data"]
-    if graph.path is not None:
-        places += [Path(graph.path), Path(graph.path).parent]
-    for place in places:
-        if (place / base).is_file():
-            return place / base
-    raise DataError(f"model '{where}' was trained on '{base}', which is not in "
-                    f"{', '.join(str(p) for p in places)}: pass --data CSV")
+    path, why = find_training_data(model.graph)
+    if path is None:
+        raise DataError(why)
+    return path
 
 
 def _header(path: Path) -> list[str]:

@@ -28,10 +28,33 @@ from intsim.errors import DataError
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-8
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"     # the repository's shipped data sets
 FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and exported in float32)
 
 
 # ------------------------------------------------------------------ loading
+def find_training_data(graph) -> tuple[Path | None, str]:
+    """The CSV a model was trained on, for every command that reads a model's data without
+    --data (calibrate, eval, codegen, compare): the file named by its training record
+    (`training.data.file`), looked up in the repository's data/, in the model directory and
+    beside it. Returns (path, "") or (None, why not, ending in ': pass --data CSV')."""
+    record = (graph.raw.get("training") or {}).get("data") or {}
+    name = record.get("file") if isinstance(record, dict) else None
+    where = graph.path or graph.name
+    if not isinstance(name, str) or not name:
+        return None, f"model '{where}' records no training data file: pass --data CSV"
+    base = Path(name).name
+    places = [REPO_DATA]
+    if graph.path is not None:
+        places += [Path(graph.path), Path(graph.path).parent]
+    for place in places:
+        if (place / base).is_file():
+            return place / base, ""
+    return None, (f"model '{where}' was trained on '{base}', which is not in "
+                  f"{', '.join(str(p) for p in places)}: pass --data CSV")
+
+
+
 def _open_text(path: Path):
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")

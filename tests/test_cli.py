@@ -142,7 +142,7 @@ def test_calibrate_finds_the_training_data_of_the_shipped_model(capsys, tmp_path
     model_dir = Path(shutil.copytree(SHIPPED, tmp_path / "default"))
     rc, out, _ = cli(capsys, "calibrate", model_dir, "--max-windows", 16)
     assert rc == 0
-    assert "on 16 train windows of daphnet_S06R02E0.csv.gz" in out
+    assert f"on 16 train windows of {REPO / 'data' / 'daphnet_S06R02E0.csv.gz'}" in out
     model = load_model(model_dir)
     assert model.graph.quant["int16"]["formats"] == "q88"
     _ = model.program, model.program8
