@@ -4,6 +4,7 @@ them into MODEL/model.json (`quant`). The new parameters are lowered for both in
 back ends before anything is written; the write itself is atomic."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from intsim.errors import CmambaError
@@ -20,7 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/); updated in place")
     add_data_arguments(p, "train", "calibrate on")
     p.add_argument("--method", default="maxabs", metavar="|".join(METHODS),
-                   help="INT16 range per tensor: max |x| or 99th percentile of |x| (default maxabs)")
+                   help="range per tensor: max |x| or 99th percentile of |x| (default maxabs); it chooses the "
+                        "INT16 formats with --formats auto (Q8.8 ignores ranges) and the INT8 ranges unless "
+                        "--int8-method is given")
     p.add_argument("--formats", default="q88", metavar="|".join(FORMAT_CHOICES),
                    help="q88: Q8.8 everywhere; auto: per-tensor fractional bits from the range (default q88)")
     p.add_argument("--int8-method", metavar="|".join(INT8_METHODS),
@@ -59,6 +62,11 @@ def run(args) -> int:
     check_choice("--formats", args.formats, FORMAT_CHOICES)
     check_choice("--int8-method", args.int8_method, INT8_METHODS)
     check_choice("--int8-rmsnorm", args.int8_rmsnorm, RMSNORM_MODES)
+    if args.formats == "q88" and args.method != "maxabs":
+        print(f"cmamba-hls calibrate: note: --method {args.method} does not change the INT16 formats with "
+              f"--formats q88 (Q8.8 everywhere, whatever the range); it sets the INT8 ranges"
+              f"{' only' if args.int8_method is None else ' only, and --int8-method overrides even that'}. "
+              f"For {args.method} INT16 formats use --formats auto.", file=sys.stderr)
     if args.max_windows < 1:
         raise CmambaError(f"--max-windows must be >= 1, got {args.max_windows}")
     model_dir = Path(args.model)

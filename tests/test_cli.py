@@ -163,6 +163,16 @@ def test_calibrate_bad_arguments_leave_the_model_untouched(capsys, tiny, extra, 
     assert (model_dir / "model.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("formats, noted", [("q88", True), ("auto", False)])
+def test_calibrate_says_when_method_cannot_change_the_int16_formats(capsys, tiny, formats, noted):
+    model_dir, data = tiny
+    rc, _, err = cli(capsys, "calibrate", model_dir, "--data", data, "--method", "p99", "--formats", formats)
+    assert rc == 0
+    assert ("note: --method p99 does not change the INT16 formats with --formats q88" in err) == noted
+    quant = load_model(model_dir).graph.quant
+    assert quant["int8"]["method"] == "p99" and quant["int16"]["formats"] == formats
+
+
 @pytest.mark.parametrize("command", ["calibrate", "eval", "info", "codegen"])
 def test_malformed_training_record_is_one_error_line(capsys, tmp_path, tiny, command):
     model_dir, _ = tiny
