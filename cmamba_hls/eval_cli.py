@@ -27,11 +27,11 @@ def add_arguments(p) -> None:
 
 
 def format_table(summary: list[dict]) -> str:
-    head = ("mode", "MSE", "MAE", "MSE(norm)", "MaxAE vs fp32", "(LSB)", "saturations", "samples/s")
+    head = ("mode", "MSE", "MAE", "MSE(norm)", "MAE(norm)", "MaxAE vs fp32", "(LSB)", "saturations", "samples/s")
     lines = [head]
     for r in summary:
         lsb = "-" if r["mode"] == "fp32" else f"{r['maxae_vs_fp32_lsb']:.1f}"
-        lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}",
+        lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}", f"{r['mae_norm']:.4f}",
                       f"{r['maxae_vs_fp32']:.4g}", lsb, str(r["saturations"]),
                       f"{r['samples_per_second']:.0f}"))
     return text_table(head, lines[1:])

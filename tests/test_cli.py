@@ -197,9 +197,15 @@ def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
     for name in REPORT_FILES:
         if name.endswith(".png"):
             assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # stdout: one table row per reported mode, the report dir
+    # stdout: one table row per reported mode (MSE and MAE, original and normalised units), the report dir
+    head = next(line for line in out.splitlines() if line.startswith("mode "))
+    assert head.split()[:5] == ["mode", "MSE", "MAE", "MSE(norm)", "MAE(norm)"]
     for m in reported:
-        assert any(line.startswith(m + " ") for line in out.splitlines())
+        row = next(line for line in out.splitlines() if line.startswith(m + " ")).split()
+        _, summary_rows = read_csv(out_dir / "metrics.csv")
+        mae_norm = next(float(r["value"]) for r in summary_rows
+                        if (r["mode"], r["metric"], r["channel"]) == (m, "mae_norm", "all"))
+        assert row[4] == f"{mae_norm:.4f}"
     assert f"report: {out_dir}" in out
 
     graph = load_model(model_dir).graph
