@@ -16,7 +16,7 @@ DEFAULT_MAX_WINDOWS = 1024
 
 def add_arguments(p) -> None:
     from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS
-    from intsim.int8 import RMSNORM_MODES
+    from intsim.formats import RMSNORM_MODES
 
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/); updated in place")
     add_data_arguments(p, "train", "calibrate on")
@@ -34,19 +34,21 @@ def add_arguments(p) -> None:
                    help=f"calibrate on N windows evenly spaced over the split (default {DEFAULT_MAX_WINDOWS})")
 
 
-def format_table(model, quant: dict) -> str:
-    """tensor, op, calibrated min/max, INT16 format, INT8 scale and zero point."""
+def format_table(model) -> str:
+    """tensor, op, calibrated min/max, INT16 format, INT8 scale and zero point (the model's
+    validated formats: graph.formats)."""
+    from intsim.formats import q_name
     from intsim.graph import INPUT_NAME
 
-    stats = quant["stats"]["tensors"]
-    q16, q8 = quant["int16"]["tensors"], quant["int8"]["tensors"]
+    fmt = model.graph.formats
+    stats, q16, q8 = fmt.stats, fmt.int16, fmt.int8
     head = ("tensor", "op", "min", "max", "int16", "int8 scale", "zp")
     lines = [head]
     for name in model.graph.tensor_names:
         op = "input" if name == INPUT_NAME else model.graph.layer(name).op
-        f = q16[name]["frac_bits"]
+        qp = q8.qp(name)
         lines.append((name, op, f"{stats[name]['min']:.4g}", f"{stats[name]['max']:.4g}",
-                      f"Q{16 - f}.{f}", f"{q8[name]['scale']:.5g}", str(q8[name]["zero_point"])))
+                      q_name(q16.frac(name)), f"{qp.scale:.5g}", str(qp.zero_point)))
     return text_table(head, lines[1:], left_columns=(0, 1))
 
 
@@ -54,8 +56,8 @@ def run(args) -> int:
     from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS, calibrate
     from cmamba_hls.evaluate import load_eval_data, resolve_data_path
     from intsim.executor import load_model
+    from intsim.formats import RMSNORM_MODES
     from intsim.graph import save_quant
-    from intsim.int8 import RMSNORM_MODES
 
     part, sizes = split_arguments(args.split, "train")
     check_choice("--method", args.method, METHODS)
@@ -73,17 +75,16 @@ def run(args) -> int:
     model = load_model(model_dir)
     data = resolve_data_path(model, args.data)
     x_raw, _ = load_eval_data(model, data, part, args.max_windows, sizes)
-    quant = calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
-                      save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
+    calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
+              save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
     _ = model.program, model.program8        # both back ends lower the new parameters, or nothing is saved
     try:
         save_quant(model.graph)
     except OSError as exc:
         raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
-    q16, q8 = quant["int16"], quant["int8"]
+    q16, q8 = model.graph.formats.int16, model.graph.formats.int8
     print(f"calibrated '{model.graph.name}' on {len(x_raw)} {part} windows of {data}")
-    print(format_table(model, quant))
-    print(f"INT16: method {q16['method']}, formats {q16['formats']}; "
-          f"INT8: method {q8['method']}, RMSNorm {q8['rmsnorm']}")
+    print(format_table(model))
+    print(f"INT16: method {q16.method}, formats {q16.formats}; INT8: method {q8.method}, RMSNorm {q8.rmsnorm}")
     print(f"wrote {model_dir / 'model.json'} (quant.int16, quant.int8, quant.stats)")
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from codegen.build import build, run_testbench
 from codegen.names import sanitize_names
-from codegen.project import (PRECISIONS, PROJECT_DIR, TYPES, _as_model, data_line, generate_project,
+from codegen.project import (PRECISIONS, PROJECT_DIR, TYPES, as_model, data_line, generate_project,
                              load_backend, project_options)
 from intsim.data import find_training_data
 from intsim.errors import CmambaError
@@ -107,7 +107,7 @@ def compare(model, out_dir, precision: str = "int16", types: str = "stdint", n_v
             data=None, seed: int = 0, jobs: int = 2, project=None) -> CompareResult:
     """Generate or reuse the project, build, dump every C++ layer, diff against the golden model.
     `project`: use this existing generated project instead (tests break one on purpose)."""
-    model = _as_model(model)
+    model = as_model(model)
     out_dir = Path(out_dir)
     claim(out_dir, COMPARE_DIR)               # ours (or new) before the project goes in OUT/project
     reused = project is not None

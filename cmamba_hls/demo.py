@@ -21,17 +21,18 @@ import shutil
 import time
 from pathlib import Path
 
+from cmamba_hls.texttable import text_table
 from intsim.errors import CmambaError
 from intsim.manifest import DirKind, claim, publish, staged
-from cmamba_hls.texttable import text_table
+from intsim.modes import MODE_NAMES, MODES as ALL_MODES, REFERENCE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
 DEFAULT_DATA = REPO / "data" / "daphnet_S06R02E0.csv.gz"
 DEFAULT_OUT = Path("reports") / "demo"
 # C++ back end per integer mode (quant16 is float fake-quant: no hardware of its own).
-HLS_PRECISION = {"bittrue": "int16", "quant8": "int8"}
-MODES = ("fp32", "quant16", "bittrue", "quant8")
+HLS_PRECISION = {m.name: m.hls_precision for m in ALL_MODES if m.hls_precision}
+MODES = MODE_NAMES
 DEMO_DIR = DirKind("demo.json", "cmamba-hls demo", 1, "the demo", "demo")
 
 
@@ -106,7 +107,7 @@ def _format_table(rows: list[dict], hls: dict) -> str:
         else:
             cpp = f"{tb['passed']}/{tb['passed'] + tb['failed']} bit-exact"
             cpp_s = f"{tb['seconds']:.1f}"
-        lsb = "-" if r["mode"] == "fp32" else f"{r['maxae_vs_fp32_lsb']:.0f}"
+        lsb = "-" if r["mode"] == REFERENCE.name else f"{r['maxae_vs_fp32_lsb']:.0f}"
         lines.append((r["mode"], f"{r['mse']:.1f}", f"{r['mae']:.2f}", f"{r['maxae_vs_fp32']:.4f}", lsb,
                       str(r["saturations"]), cpp, f"{r['eval_seconds']:.1f}", cpp_s))
     return text_table(head, lines[1:])

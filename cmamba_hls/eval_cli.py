@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intsim.errors import CmambaError
 from cmamba_hls.cli_args import add_data_arguments, split_arguments
 from cmamba_hls.texttable import text_table
+from intsim.errors import CmambaError
+from intsim.modes import MODE_NAMES, REFERENCE
 
 DEFAULT_OUT = Path("reports") / "eval"
-MODE_CHOICES = ("fp32", "quant16", "bittrue", "quant8", "all")
+MODE_CHOICES = MODE_NAMES + ("all",)
 
 
 def add_arguments(p) -> None:
@@ -30,7 +31,7 @@ def format_table(summary: list[dict]) -> str:
     head = ("mode", "MSE", "MAE", "MSE(norm)", "MAE(norm)", "MaxAE vs fp32", "(LSB)", "saturations", "samples/s")
     lines = [head]
     for r in summary:
-        lsb = "-" if r["mode"] == "fp32" else f"{r['maxae_vs_fp32_lsb']:.1f}"
+        lsb = "-" if r["mode"] == REFERENCE.name else f"{r['maxae_vs_fp32_lsb']:.1f}"
         lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}", f"{r['mae_norm']:.4f}",
                       f"{r['maxae_vs_fp32']:.4g}", lsb, str(r["saturations"]),
                       f"{r['samples_per_second']:.0f}"))

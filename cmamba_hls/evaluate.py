@@ -24,15 +24,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from intsim.data import SPLITS, Split, _open_text, find_training_data, load_splits, split_from_record
+from intsim.data import SPLITS, Split, find_training_data, load_splits, open_text, split_from_record
 from intsim.errors import CmambaError, DataError, UnsupportedError
 from intsim.chunks import merge_stats
-from intsim.executor import MODES, Model
+from intsim.executor import Model
+from intsim.formats import lsb, q_name
 from intsim.graph import INPUT_NAME
 from intsim.manifest import DirKind, owned_files, publish, staged
+from intsim.modes import MODE_NAMES, REFERENCE, get_mode
 
-DEFAULT_MODES = ("fp32", "quant16", "bittrue", "quant8")   # report order of `--mode all`
-REFERENCE_MODE = "fp32"
+DEFAULT_MODES = MODE_NAMES                 # report order of `--mode all`: intsim.modes.MODES
+REFERENCE_MODE = REFERENCE.name
 
 METRICS_FILE, LAYERS_FILE, FORMATS_FILE = "metrics.csv", "layers.csv", "formats.csv"
 PLOT_FILES = ("error_hist.png", "saturation.png", "formats.png", "forecast.png")
@@ -98,7 +100,7 @@ def resolve_data_path(model: Model, data=None) -> Path:
 
 def _header(path: Path) -> list[str]:
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             row = next(csv.reader(fh), None)
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read CSV: {exc}") from exc
@@ -159,7 +161,7 @@ def parse_modes(modes) -> tuple[str, ...]:
     for m in modes:
         expanded = DEFAULT_MODES if m == "all" else (m,)
         for e in expanded:
-            if e not in MODES:
+            if e not in MODE_NAMES:
                 raise UnsupportedError(f"unknown mode '{e}' (known: {', '.join(DEFAULT_MODES)}, all)")
             if e not in out:
                 out.append(e)
@@ -171,26 +173,13 @@ def parse_modes(modes) -> tuple[str, ...]:
 def check_ready(model: Model, modes) -> None:
     """Fail before any work when a mode lacks its quantization parameters (the error
     names `cmamba-hls calibrate`) or cannot be lowered."""
-    if any(m in ("quant16", "bittrue") for m in modes):
-        _ = model.program
-    if "quant8" in modes:
-        _ = model.program8
-
-
-def _output_lsb(model: Model, mode: str) -> float | None:
-    if mode in ("quant16", "bittrue"):
-        return 2.0 ** -model.program.output_frac
-    if mode == "quant8":
-        return float(model.program8.output_qp[0])
-    return None
+    for m in modes:
+        model.program_of(m)
 
 
 def _weight_saturations(model: Model, mode: str) -> dict:
-    if mode in ("quant16", "bittrue"):
-        return {st.name: int(st.weight_saturations) for st in model.program.steps}
-    if mode == "quant8":
-        return {st.name: int(st.weight_saturations) for st in model.program8.steps}
-    return {}
+    prog = model.program_of(mode)
+    return {st.name: int(st.weight_saturations) for st in prog.steps} if prog is not None else {}
 
 
 def run_mode(model: Model, x_norm: np.ndarray, mode: str, batch: int = 256, progress: bool = True) -> ModeRun:
@@ -210,7 +199,7 @@ def run_mode(model: Model, x_norm: np.ndarray, mode: str, batch: int = 256, prog
             outputs.append(res.output)
             merge_stats(stats, res.stats)
             bar.update(len(xb))
-    return ModeRun(mode, np.concatenate(outputs), stats, seconds, _output_lsb(model, mode),
+    return ModeRun(mode, np.concatenate(outputs), stats, seconds, model.output_lsb(mode),
                    _weight_saturations(model, mode))
 
 
@@ -252,12 +241,11 @@ def mode_metrics(model: Model, run: ModeRun, reference: ModeRun, y_raw: np.ndarr
 
 
 def _format_name(model: Model, mode: str, tensor: str) -> str:
-    if mode in ("quant16", "bittrue"):
-        f = model.program.frac_of(tensor)
-        return f"Q{16 - f}.{f}"
-    if mode == "quant8":
-        prog = model.program8
-        s, z = prog.input_qp if tensor == INPUT_NAME else prog.step(tensor).out_qp
+    precision = get_mode(mode).precision
+    if precision == "int16":
+        return q_name(model.graph.formats.int16.frac(tensor))
+    if precision == "int8":
+        s, z = model.graph.formats.int8.qp(tensor)
         return f"int8 s={s:.6g} z={z}"
     return "float64"
 
@@ -282,20 +270,18 @@ def format_rows(model: Model) -> list[dict]:
     """The model's formats: one row per activation tensor, then one per weight/gain.
     Empty cells where the model has no such parameters (not calibrated)."""
     g = model.graph
-    q16 = g.quant.get("int16") or {}
-    q8 = g.quant.get("int8") or {}
-    stats = (g.quant.get("stats") or {}).get("tensors") or {}
+    q16, q8 = g.formats.int16_or_none, g.formats.int8_or_none
+    stats = g.formats.stats
     rows = []
     for name in g.tensor_names:
         row = dict.fromkeys(FORMATS_COLUMNS, "")
         row.update(kind="activation", tensor=name, op=_op(model, name))
-        f = ((q16.get("tensors") or {}).get(name) or {}).get("frac_bits")
-        if isinstance(f, int):
-            row.update(int16_frac_bits=f, int16_format=f"Q{16 - f}.{f}", int16_lsb=2.0 ** -f)
-        p8 = (q8.get("tensors") or {}).get(name) or {}
-        if "scale" in p8 and "zero_point" in p8:
-            s, z = float(p8["scale"]), int(p8["zero_point"])
-            row.update(int8_scale=s, int8_zero_point=z, int8_min=s * (-128 - z), int8_max=s * (127 - z))
+        if q16 is not None and name in q16.tensors:
+            row.update(_int16_cells(q16.tensors[name]))
+        if q8 is not None and name in q8.tensors:
+            qp = q8.tensors[name]
+            lo, hi = qp.range
+            row.update(int8_scale=qp.scale, int8_zero_point=qp.zero_point, int8_min=lo, int8_max=hi)
         st = stats.get(name) or {}
         if st:
             row.update(calib_min=st.get("min", ""), calib_max=st.get("max", ""),
@@ -309,11 +295,14 @@ def format_rows(model: Model) -> list[dict]:
             row = dict.fromkeys(FORMATS_COLUMNS, "")
             row.update(kind="weight", tensor=name, op=layer.op, calib_min=float(w.min()),
                        calib_max=float(w.max()), calib_absmax=float(np.abs(w).max()))
-            f = ((q16.get("weights") or {}).get(name) or {}).get("frac_bits")
-            if isinstance(f, int):
-                row.update(int16_frac_bits=f, int16_format=f"Q{16 - f}.{f}", int16_lsb=2.0 ** -f)
+            if q16 is not None and name in q16.weights:
+                row.update(_int16_cells(q16.weights[name]))
             rows.append(row)
     return rows
+
+
+def _int16_cells(f: int) -> dict:
+    return {"int16_frac_bits": f, "int16_format": q_name(f), "int16_lsb": lsb(f)}
 
 
 # ------------------------------------------------------------------- report

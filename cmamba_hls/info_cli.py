@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intsim.data import split_from_record
-
-from intsim.graph import INPUT_NAME
 from cmamba_hls.texttable import text_table
+from intsim.data import split_from_record
+from intsim.formats import q_name
+from intsim.graph import INPUT_NAME
 
 MAX_METRIC_DEPTH = 4
 
@@ -22,11 +22,10 @@ def _table(head, rows, right_from: int) -> list[str]:
 
 
 def _formats(graph, name: str) -> tuple[str, str]:
-    q16 = ((graph.quant.get("int16") or {}).get("tensors") or {}).get(name) or {}
-    q8 = ((graph.quant.get("int8") or {}).get("tensors") or {}).get(name) or {}
-    f = q16.get("frac_bits")
-    int16 = f"Q{16 - f}.{f}" if isinstance(f, int) else "-"
-    int8 = f"s={float(q8['scale']):.4g} z={q8['zero_point']}" if "scale" in q8 and "zero_point" in q8 else "-"
+    q16, q8 = graph.formats.int16_or_none, graph.formats.int8_or_none
+    int16 = q_name(q16.tensors[name]) if q16 is not None and name in q16.tensors else "-"
+    int8 = f"s={q8.tensors[name].scale:.4g} z={q8.tensors[name].zero_point}" \
+        if q8 is not None and name in q8.tensors else "-"
     return int16, int8
 
 
@@ -66,20 +65,19 @@ def training_lines(graph) -> list[str]:
 
 
 def calibration_lines(graph) -> list[str]:
-    q = graph.quant
     where = graph.path or "MODEL"
     lines = []
-    q16, q8 = q.get("int16"), q.get("int8")
-    n = (q.get("stats") or {}).get("n_samples")
-    if q16:
-        fr = [v.get("frac_bits") for v in (q16.get("tensors") or {}).values()]
+    q16, q8 = graph.formats.int16_or_none, graph.formats.int8_or_none
+    n = graph.formats.n_samples
+    if q16 is not None:
+        fr = list(q16.tensors.values())
         spread = f"frac bits {min(fr)}..{max(fr)}" if fr else "no tensors"
-        lines.append(f"calibration INT16: method {q16.get('method')}, formats {q16.get('formats')}, "
-                     f"{spread}, {q16.get('n_samples', n)} windows")
+        windows = q16.n_samples if q16.n_samples is not None else n
+        lines.append(f"calibration INT16: method {q16.method}, formats {q16.formats}, {spread}, {windows} windows")
     else:
         lines.append(f"calibration INT16: none (bittrue/quant16 need `cmamba-hls calibrate {where}`)")
-    if q8:
-        lines.append(f"calibration INT8:  method {q8.get('method')}, RMSNorm {q8.get('rmsnorm')}, {n} windows")
+    if q8 is not None:
+        lines.append(f"calibration INT8:  method {q8.method}, RMSNorm {q8.rmsnorm}, {n} windows")
     else:
         lines.append(f"calibration INT8:  none (quant8 needs `cmamba-hls calibrate {where}`)")
     return lines

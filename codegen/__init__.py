@@ -9,6 +9,8 @@ Modules (one job each):
   names.py        layer names -> safe, unique C identifiers
   vectors.py      golden input vectors: adversarial extremes, real data windows, random
   build.py        build_and_run(out_dir, jobs) -> TestbenchResult (g++ through the Makefile)
+  synth_check.py  check_project(out_dir) -> SynthReport: synthesizability checks on g++'s view of
+                  the firmware (no C++ library, no float, constant trip counts, ...; docs/hls.md)
   cli.py          `cmamba-hls codegen`;  compare_cli.py: `cmamba-hls compare`
 
 Plug-in interface, in short (details: codegen/emission.py and docs/hls.md): a module

@@ -4,6 +4,12 @@ A back end is a module `codegen/emit_<precision>.py` with one function
 
     emit(model: intsim.executor.Model, names: dict[str, str], types: str) -> Emission
 
+and one registry table (intsim/ops.BackendTable) of `TemplateRow`s, one per op: the op's
+template under templates/ and a function `emit(step, ctx: LayerContext) -> LayerCode` that
+turns the lowered step (typed params from intsim) into its config fields and C++ call,
+appending its constant tables to `ctx.consts`. `emit()` walks the program and asks the table
+for each step's row; `op_templates(table)` lists the templates to render, in registry order.
+
 `names` maps every layer name to its C identifier (codegen/names.py; use it for buffer,
 config and constant names so every back end sanitises the same way); `types` is
 "stdint" or "ap" (only needed when a back end emits type-specific text; the shared
@@ -41,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from intsim.graph import INPUT_NAME
 
 # ctype names defined by firmware/primitives.h, with the numpy dtype their values must fit.
 # The plain <stdint.h> names are storage types for constant ROMs in both flavours: the same
@@ -84,6 +92,56 @@ class Step:
     op: str
     comment: str
     call: str
+
+
+@dataclass
+class LayerContext:
+    """What a row's `emit` may use for one layer (besides the lowered step)."""
+    graph: object                       # intsim.graph.Graph
+    names: dict[str, str]               # layer name -> C identifier
+    cname: str                          # this layer's C identifier
+    consts: list[ConstArray]            # append this layer's tables here
+    shared: dict                        # tables shared between layers (e.g. one LUT per format)
+
+    @property
+    def cfg(self) -> str:
+        return f"cfg_{self.cname}"
+
+    @property
+    def out(self) -> str:
+        return f"act.{self.cname}"
+
+    def ref(self, tensor: str) -> str:
+        """C++ expression of a tensor: the top's `input` or a member of `act`."""
+        return "input" if tensor == INPUT_NAME else f"act.{self.names[tensor]}"
+
+    def binary_call(self, func: str, step) -> str:
+        """`func<cfg>(in0, in1, out);` for an op with two activation inputs."""
+        return f"{func}<{self.cfg}>({self.ref(step.inputs[0])}, {self.ref(step.inputs[1])}, {self.out});"
+
+
+@dataclass
+class LayerCode:
+    """A row's output for one layer: config fields, config typedefs and the C++ call."""
+    ints: list[tuple[str, int]]
+    call: str
+    types: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    """One op in one C++ back end: its template (path under templates/) and its emitter."""
+    template: str
+    emit: Callable[[object, LayerContext], LayerCode]
+
+
+def op_templates(table, first: tuple[str, ...] = ()) -> list[str]:
+    """`first`, then every row's template once, in registry order (the include order)."""
+    out = list(first)
+    for _, row in table.rows():
+        if row.template not in out:
+            out.append(row.template)
+    return out
 
 
 @dataclass

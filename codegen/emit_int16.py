@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.emission import Buffer, Config, ConstArray, Emission, Step
+from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
+                              op_templates)
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
+from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
-from intsim.int16 import Int16Step
+from intsim.int16 import ConvParams, Int16Step
 from intsim.kernels_int16 import LUT_OFFSET, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_SIZE
+from intsim.ops import BackendTable
 
-OP_TEMPLATES = [f"int16/{op}.h.j2" for op in (
-    "conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut_activation", "scan", "mul", "add")]
 INT16_MAX_ABS = 1 << 15
+# One row per op: its template and its emitter (config fields + C++ call).
+EMIT16: BackendTable[TemplateRow] = BackendTable("INT16 C++ back end")
 
 
 def acc_bits(weight: np.ndarray, bias: np.ndarray) -> int:
@@ -32,10 +35,6 @@ def acc_bits(weight: np.ndarray, bias: np.ndarray) -> int:
     return bound.bit_length() + 1
 
 
-def _fmt(f: int) -> str:
-    return f"Q{16 - f}.{f}"
-
-
 def emit(model, names: dict[str, str], types: str) -> Emission:
     graph = model.graph
     prog = model.program
@@ -43,27 +42,19 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
     consts: list[ConstArray] = []
     buffers: list[Buffer] = []
     steps: list[Step] = []
-    luts: dict[tuple[str, int], str] = {}
-
-    def ref(tensor: str) -> str:
-        return "input" if tensor == INPUT_NAME else f"act.{names[tensor]}"
+    shared: dict = {}
 
     for st in prog.steps:
         cname = names[st.name]
-        cfg = f"cfg_{cname}"
         channels, length = st.shape
-        fmt_in = " x ".join(_fmt(f) for f in st.in_frac)
+        fmt_in = " x ".join(q_name(f) for f in st.in_frac)
         comment = f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], " \
-                  f"{fmt_in} -> {_fmt(st.out_frac)}"
+                  f"{fmt_in} -> {q_name(st.out_frac)}"
         buffers.append(Buffer(st.name, cname, (channels, length)))
-        ints, call = _layer(st, cname, cfg, graph, consts, luts, ref)
-        config = Config(cfg, comment, ints)
-        if st.op in ("conv_kx1", "conv1x1", "dwconv"):
-            bits = acc_bits(st.params["weight"], st.params["bias"])
-            config.ints.append(("ACC_BITS", bits))
-            config.types.append(("acc_t", "acc_int<ACC_BITS>::type"))
-        configs.append(config)
-        steps.append(Step(st.name, st.op, comment, call))
+        ctx = LayerContext(graph, names, cname, consts, shared)
+        code = EMIT16.row(st.op, st.name).emit(st, ctx)
+        configs.append(Config(ctx.cfg, comment, code.ints, code.types))
+        steps.append(Step(st.name, st.op, comment, code.call))
 
     c_out, horizon = graph.output_channels, graph.horizon
 
@@ -80,62 +71,106 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         op_templates=list(OP_TEMPLATES), configs=configs, consts=consts, buffers=buffers, steps=steps,
         input_shape=tuple(graph.input_shape), output_buffer=names[graph.output_tensor],
         output_shape=(c_out, horizon), quantize_input=quantize_input, run_golden=run_golden,
-        notes=[f"input format {_fmt(prog.input_frac)}, output format {_fmt(prog.output_frac)}"],
+        notes=[f"input format {q_name(prog.input_frac)}, output format {q_name(prog.output_frac)}"],
     )
 
 
-def _layer(st: Int16Step, cname: str, cfg: str, graph, consts, luts, ref):
-    """(config ints, C++ call) of one step; appends its constants to `consts`."""
+# ------------------------------------------------------------------ registry rows
+def _conv_consts(st: Int16Step, ctx: LayerContext) -> ConvParams:
+    p: ConvParams = st.params
+    w, cname = p.weight, ctx.cname
+    ctx.consts.append(ConstArray(f"w_{cname}", "int16_t", w.reshape(w.shape[0], -1), cname,
+                                 f"{st.name}.weight {list(w.shape)} {q_name(p.w_frac)}"
+                                 + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else "")))
+    ctx.consts.append(ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
+                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}"))
+    return p
+
+
+def _conv_code(st: Int16Step, ctx: LayerContext, ints: list) -> LayerCode:
+    """Config of a convolution: its ints, then the exact accumulator width and type."""
+    p: ConvParams = st.params
+    call = f"{st.op}<{ctx.cfg}>({ctx.ref(st.inputs[0])}, w_{ctx.cname}, b_{ctx.cname}, {ctx.out});"
+    return LayerCode(ints + [("ACC_BITS", acc_bits(p.weight, p.bias))], call, [("acc_t", "acc_int<ACC_BITS>::type")])
+
+
+def _emit_conv_kx1(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p = _conv_consts(st, ctx)
+    c_in, l_in = ctx.graph.tensor_shape(st.inputs[0])
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", channels), ("L_OUT", length),
+                                ("K", p.weight.shape[2]), ("S", p.stride), ("SHIFT", p.shift)])
+
+
+def _emit_conv1x1(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p = _conv_consts(st, ctx)
+    c_in, _ = ctx.graph.tensor_shape(st.inputs[0])
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C_IN", c_in), ("C_OUT", channels), ("L", length), ("SHIFT", p.shift)])
+
+
+def _emit_dwconv(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p = _conv_consts(st, ctx)
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C", channels), ("L", length), ("K", p.weight.shape[1]), ("SHIFT", p.shift)])
+
+
+def _emit_rmsnorm(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
-    x = ref(st.inputs[0])
-    out = f"act.{cname}"
-    if st.op in ("conv_kx1", "conv1x1", "dwconv"):
-        c_in, l_in = graph.tensor_shape(st.inputs[0])
-        w = p["weight"]
-        f_w = p["w_frac"]
-        consts.append(ConstArray(f"w_{cname}", "int16_t", w.reshape(w.shape[0], -1), cname,
-                                 f"{st.name}.weight {list(w.shape)} {_fmt(f_w)}"
-                                 + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else "")))
-        consts.append(ConstArray(f"b_{cname}", "int32_t", p["bias"].astype(np.int32), cname,
-                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{st.in_frac[0] + f_w}"))
-        call = f"{st.op}<{cfg}>({x}, w_{cname}, b_{cname}, {out});"
-        if st.op == "conv_kx1":
-            ints = [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", channels), ("L_OUT", length),
-                    ("K", w.shape[2]), ("S", p["stride"]), ("SHIFT", p["shift"])]
-        elif st.op == "conv1x1":
-            ints = [("C_IN", c_in), ("C_OUT", channels), ("L", length), ("SHIFT", p["shift"])]
-        else:
-            ints = [("C", channels), ("L", length), ("K", w.shape[1]), ("SHIFT", p["shift"])]
-        return ints, call
-    if st.op == "rmsnorm":
-        consts.append(ConstArray(f"g_{cname}", "int16_t", p["gain"], cname,
-                                 f"{st.name}.weight (gain) [{channels}] {_fmt(p['g_frac'])}"))
-        ints = [("D", channels), ("L", length), ("EPS_Q", int(p["eps_q"])), ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
-                ("RMS_INV_BITS", RMS_INV_BITS), ("SHIFT", p["shift"])]
-        return ints, f"rmsnorm<{cfg}>({x}, g_{cname}, {out});"
-    if st.op in ("sigmoid", "silu"):
-        key = (st.op, st.out_frac)
-        if key not in luts:
-            luts[key] = f"lut_{st.op}_q{st.out_frac}"
-            consts.append(ConstArray(luts[key], "int16_t", p["table"], "luts",
+    ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int16_t", p.gain, ctx.cname,
+                                 f"{st.name}.weight (gain) [{channels}] {q_name(p.g_frac)}"))
+    ints = [("D", channels), ("L", length), ("EPS_Q", int(p.eps_q)), ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
+            ("RMS_INV_BITS", RMS_INV_BITS), ("SHIFT", p.shift)]
+    return LayerCode(ints, f"rmsnorm<{ctx.cfg}>({ctx.ref(st.inputs[0])}, g_{ctx.cname}, {ctx.out});")
+
+
+def _emit_lut(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    """sigmoid and silu: one table per (function, output format), shared by every layer using it."""
+    p = st.params
+    channels, length = st.shape
+    luts = ctx.shared.setdefault("luts", {})
+    key = (st.op, st.out_frac)
+    if key not in luts:
+        luts[key] = f"lut_{st.op}_q{st.out_frac}"
+        ctx.consts.append(ConstArray(luts[key], "int16_t", p.table, "luts",
                                      f"{st.op} table [{LUT_SIZE}], entry a = {st.op}((a - {LUT_OFFSET}) / 256) "
-                                     f"at {_fmt(st.out_frac)}"))
-        else:
-            prev = next(c for c in consts if c.name == luts[key])
-            if not np.array_equal(prev.values, p["table"]):
-                raise UnsupportedError(f"layer '{st.name}': {st.op} table differs from an earlier one of the same format")
-        ints = [("C", channels), ("L", length), ("ADDR_SHIFT", p["addr_shift"]),
-                ("IDENTITY_SHIFT", p["identity_shift"]), ("IS_SILU", int(bool(p["is_silu"]))),
-                ("LUT_OFFSET", LUT_OFFSET), ("LUT_SIZE", LUT_SIZE)]
-        return ints, f"lut_activation<{cfg}>({x}, {luts[key]}, {out});"
-    if st.op == "scan":
-        ints = [("E", channels), ("T", length), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
-        return ints, f"scan<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    if st.op == "mul":
-        return [("C", channels), ("L", length), ("SHIFT", p["shift"])], \
-            f"mul<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    if st.op == "add":
-        ints = [("C", channels), ("L", length), ("A_UP", p["a_up"]), ("B_UP", p["b_up"]), ("SHIFT", p["shift"])]
-        return ints, f"add<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    raise UnsupportedError(f"layer '{st.name}': op '{st.op}' has no INT16 C++ template")
+                                     f"at {q_name(st.out_frac)}"))
+    else:
+        prev = next(c for c in ctx.consts if c.name == luts[key])
+        if not np.array_equal(prev.values, p.table):
+            raise UnsupportedError(f"layer '{st.name}': {st.op} table differs from an earlier one of the same format")
+    ints = [("C", channels), ("L", length), ("ADDR_SHIFT", p.addr_shift),
+            ("IDENTITY_SHIFT", p.identity_shift), ("IS_SILU", int(bool(p.is_silu))),
+            ("LUT_OFFSET", LUT_OFFSET), ("LUT_SIZE", LUT_SIZE)]
+    return LayerCode(ints, f"lut_activation<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {luts[key]}, {ctx.out});")
+
+
+def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    channels, length = st.shape
+    ints = [("E", channels), ("T", length), ("LAM_FRAC", st.params.lam_frac), ("U_SHIFT", st.params.u_shift)]
+    return LayerCode(ints, ctx.binary_call("scan", st))
+
+
+def _emit_mul(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    channels, length = st.shape
+    return LayerCode([("C", channels), ("L", length), ("SHIFT", st.params.shift)], ctx.binary_call("mul", st))
+
+
+def _emit_add(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    channels, length = st.shape
+    ints = [("C", channels), ("L", length), ("A_UP", p.a_up), ("B_UP", p.b_up), ("SHIFT", p.shift)]
+    return LayerCode(ints, ctx.binary_call("add", st))
+
+
+EMIT16.register("conv_kx1", TemplateRow("int16/conv_kx1.h.j2", _emit_conv_kx1))
+EMIT16.register("conv1x1", TemplateRow("int16/conv1x1.h.j2", _emit_conv1x1))
+EMIT16.register("dwconv", TemplateRow("int16/dwconv.h.j2", _emit_dwconv))
+EMIT16.register("rmsnorm", TemplateRow("int16/rmsnorm.h.j2", _emit_rmsnorm))
+EMIT16.register("sigmoid", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
+EMIT16.register("silu", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
+EMIT16.register("scan", TemplateRow("int16/scan.h.j2", _emit_scan))
+EMIT16.register("mul", TemplateRow("int16/mul.h.j2", _emit_mul))
+EMIT16.register("add", TemplateRow("int16/add.h.j2", _emit_add))
+OP_TEMPLATES = op_templates(EMIT16)

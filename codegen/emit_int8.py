@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from codegen.emission import Buffer, Config, ConstArray, Emission, Step
+from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
+                              op_templates)
 from intsim.errors import UnsupportedError
+from intsim.formats import QParams
 from intsim.graph import INPUT_NAME
 from intsim.int8 import Int8Step, quantize_act
 from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.ops import BackendTable
 
-OP_TEMPLATES = ["int8/primitives_int8.h.j2"] + [f"int8/{op}.h.j2" for op in (
-    "conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut", "scan", "mul", "add")]
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-CONV_OPS = ("conv_kx1", "conv1x1", "dwconv")
+# One row per op: its template and its emitter (config fields + C++ call).
+EMIT8: BackendTable[TemplateRow] = BackendTable("INT8 C++ back end")
 
 
-def _qp(qp: tuple[float, int]) -> str:
-    return f"s={qp[0]:.6g} z={qp[1]}"
+def _qp(qp: QParams) -> str:
+    return f"s={qp.scale:.6g} z={qp.zero_point}"
 
 
 def reject_mixed_precision(prog, model_dir=None) -> None:
@@ -50,10 +52,7 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
     consts: list[ConstArray] = []
     buffers: list[Buffer] = []
     steps: list[Step] = []
-    tables: dict[bytes, str] = {}
-
-    def ref(tensor: str) -> str:
-        return "input" if tensor == INPUT_NAME else f"act.{names[tensor]}"
+    shared: dict = {}
 
     for st in prog.steps:
         cname = names[st.name]
@@ -62,12 +61,13 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         comment = (f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], "
                    f"int8 {qp_in} -> {_qp(st.out_qp)}")
         buffers.append(Buffer(st.name, cname, (channels, length)))
-        ints, call = _layer(st, cname, f"cfg_{cname}", graph, consts, tables, ref)
-        for key, value in ints:     # params.h: int, or long long for EPS_Q (spec 3.9: int64)
+        ctx = LayerContext(graph, names, cname, consts, shared)
+        code = EMIT8.row(st.op, st.name).emit(st, ctx)
+        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (spec 3.9: int64)
             if key != "EPS_Q" and not INT32_MIN <= int(value) <= INT32_MAX:
                 raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit int32")
-        configs.append(Config(f"cfg_{cname}", comment, [(k, int(v)) for k, v in ints]))
-        steps.append(Step(st.name, st.op, comment, call))
+        configs.append(Config(ctx.cfg, comment, [(k, int(v)) for k, v in code.ints]))
+        steps.append(Step(st.name, st.op, comment, code.call))
 
     c_out, horizon = graph.output_channels, graph.horizon
     s_in, z_in = prog.input_qp
@@ -93,68 +93,101 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
     )
 
 
-def _conv_consts(st: Int8Step, cname: str, consts: list) -> str:
-    """Weights, bias, m0 and shift of a convolution; returns their argument list."""
-    p = st.params
-    w = p["weight"]
+# ------------------------------------------------------------------ registry rows
+def _conv_code(st: Int8Step, ctx: LayerContext, ints: list) -> LayerCode:
+    """Weights, bias, m0 and shift of a convolution as tables; zero points after `ints`."""
+    p, cname = st.params, ctx.cname
+    w = p.weight
     flat = " (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""
-    consts += [
+    ctx.consts.extend([
         ConstArray(f"w_{cname}", "int8_t", w.reshape(w.shape[0], -1), cname,
                    f"{st.name}.weight {list(w.shape)} int8, per-output-channel symmetric{flat}"),
-        ConstArray(f"b_{cname}", "int32_t", p["bias"].astype(np.int32), cname,
+        ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
                    f"{st.name}.bias [{w.shape[0]}] int32 at scale s_x * s_w[o]"),
-        ConstArray(f"m0_{cname}", "int32_t", p["m0"].astype(np.int32), cname,
+        ConstArray(f"m0_{cname}", "int32_t", p.m0.astype(np.int32), cname,
                    f"{st.name} multipliers m0[o] in [2^30, 2^31): s_x s_w[o] / s_y = m0 2^-shift"),
-        ConstArray(f"sh_{cname}", "int8_t", p["shift"].astype(np.int8), cname,
+        ConstArray(f"sh_{cname}", "int8_t", p.shift.astype(np.int8), cname,
                    f"{st.name} right shifts [{w.shape[0]}] in [0, 62]"),
-    ]
-    return f"w_{cname}, b_{cname}, m0_{cname}, sh_{cname}"
+    ])
+    args = f"w_{cname}, b_{cname}, m0_{cname}, sh_{cname}"
+    return LayerCode(ints + [("X_ZP", p.x_zp), ("Y_ZP", p.y_zp)],
+                     f"{st.op}_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {args}, {ctx.out});")
 
 
-def _layer(st: Int8Step, cname: str, cfg: str, graph, consts: list, tables: dict, ref):
-    """(config ints, C++ call) of one step; appends its constants to `consts`."""
+def _emit_conv_kx1(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    c_in, l_in = ctx.graph.tensor_shape(st.inputs[0])
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", channels), ("L_OUT", length),
+                                ("K", st.params.weight.shape[2]), ("S", st.params.stride)])
+
+
+def _emit_conv1x1(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    c_in, _ = ctx.graph.tensor_shape(st.inputs[0])
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C_IN", c_in), ("C_OUT", channels), ("L", length)])
+
+
+def _emit_dwconv(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    channels, length = st.shape
+    return _conv_code(st, ctx, [("C", channels), ("L", length), ("K", st.params.weight.shape[1])])
+
+
+def _emit_rmsnorm(st: Int8Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
-    x = ref(st.inputs[0])
-    out = f"act.{cname}"
-    if st.op in CONV_OPS:
-        c_in, l_in = graph.tensor_shape(st.inputs[0])
-        args = _conv_consts(st, cname, consts)
-        zps = [("X_ZP", p["x_zp"]), ("Y_ZP", p["y_zp"])]
-        if st.op == "conv_kx1":
-            ints = [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", channels), ("L_OUT", length),
-                    ("K", p["weight"].shape[2]), ("S", p["stride"])]
-        elif st.op == "conv1x1":
-            ints = [("C_IN", c_in), ("C_OUT", channels), ("L", length)]
-        else:
-            ints = [("C", channels), ("L", length), ("K", p["weight"].shape[1])]
-        return ints + zps, f"{st.op}_int8<{cfg}>({x}, {args}, {out});"
-    if st.op == "rmsnorm":
-        consts.append(ConstArray(f"g_{cname}", "int8_t", p["gain"], cname,
+    ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int8_t", p.gain, ctx.cname,
                                  f"{st.name}.weight (gain) [{channels}] int8, per-tensor symmetric"))
-        ints = [("D", channels), ("L", length), ("X_ZP", p["x_zp"]), ("Y_ZP", p["y_zp"]), ("EPS_Q", p["eps_q"]),
-                ("RMS_EXTRA_BITS", RMS_EXTRA_BITS), ("RMS_INV_BITS", RMS_INV_BITS_INT8),
-                ("M0", p["m0"]), ("SHIFT", p["shift"])]
-        return ints, f"rmsnorm_int8<{cfg}>({x}, g_{cname}, {out});"
-    if st.op in ("sigmoid", "silu"):
-        table = np.asarray(p["table"], dtype=np.int8)
-        key = table.tobytes()
-        if key not in tables:     # identical tables (same op and formats) are emitted once
-            tables[key] = f"lut_{cname}"
-            consts.append(ConstArray(tables[key], "int8_t", table, "luts",
+    ints = [("D", channels), ("L", length), ("X_ZP", p.x_zp), ("Y_ZP", p.y_zp), ("EPS_Q", p.eps_q),
+            ("RMS_EXTRA_BITS", RMS_EXTRA_BITS), ("RMS_INV_BITS", RMS_INV_BITS_INT8),
+            ("M0", p.m0), ("SHIFT", p.shift)]
+    return LayerCode(ints, f"rmsnorm_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, g_{ctx.cname}, {ctx.out});")
+
+
+def _emit_lut(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    """sigmoid and silu: identical tables (same op and formats) are emitted once."""
+    channels, length = st.shape
+    table = np.asarray(st.params.table, dtype=np.int8)
+    tables = ctx.shared.setdefault("tables", {})
+    key = table.tobytes()
+    if key not in tables:
+        tables[key] = f"lut_{ctx.cname}"
+        ctx.consts.append(ConstArray(tables[key], "int8_t", table, "luts",
                                      f"{st.op} table [256] of {st.name}: entry k = code of {st.op}(s_x (k - 128 - z_x)), "
                                      f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}"))
-        return [("C", channels), ("L", length)], f"lut_int8<{cfg}>({x}, {tables[key]}, {out});"
-    if st.op == "scan":
-        ints = [("E", channels), ("T", length), ("U_ZP", p["u_zp"]), ("Y_ZP", p["y_zp"]),
-                ("M0", p["m0"]), ("SHIFT", p["shift"])]
-        return ints, f"scan_int8<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    if st.op == "mul":
-        ints = [("C", channels), ("L", length), ("A_ZP", p["a_zp"]), ("B_ZP", p["b_zp"]), ("Y_ZP", p["y_zp"]),
-                ("M0", p["m0"]), ("SHIFT", p["shift"])]
-        return ints, f"mul_int8<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    if st.op == "add":
-        ints = [("C", channels), ("L", length), ("A_ZP", p["a_zp"]), ("B_ZP", p["b_zp"]), ("Y_ZP", p["y_zp"]),
-                ("M_A", p["m_a"]), ("M_B", p["m_b"]), ("SHIFT", p["shift"])]
-        return ints, f"add_int8<{cfg}>({x}, {ref(st.inputs[1])}, {out});"
-    raise UnsupportedError(f"layer '{st.name}': op '{st.op}' has no INT8 C++ template")
+    return LayerCode([("C", channels), ("L", length)],
+                     f"lut_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {tables[key]}, {ctx.out});")
+
+
+def _emit_scan(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    channels, length = st.shape
+    ints = [("E", channels), ("T", length), ("U_ZP", p.u_zp), ("Y_ZP", p.y_zp), ("M0", p.m0), ("SHIFT", p.shift)]
+    return LayerCode(ints, ctx.binary_call("scan_int8", st))
+
+
+def _emit_mul(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    channels, length = st.shape
+    ints = [("C", channels), ("L", length), ("A_ZP", p.a_zp), ("B_ZP", p.b_zp), ("Y_ZP", p.y_zp),
+            ("M0", p.m0), ("SHIFT", p.shift)]
+    return LayerCode(ints, ctx.binary_call("mul_int8", st))
+
+
+def _emit_add(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    channels, length = st.shape
+    ints = [("C", channels), ("L", length), ("A_ZP", p.a_zp), ("B_ZP", p.b_zp), ("Y_ZP", p.y_zp),
+            ("M_A", p.m_a), ("M_B", p.m_b), ("SHIFT", p.shift)]
+    return LayerCode(ints, ctx.binary_call("add_int8", st))
+
+
+EMIT8.register("conv_kx1", TemplateRow("int8/conv_kx1.h.j2", _emit_conv_kx1))
+EMIT8.register("conv1x1", TemplateRow("int8/conv1x1.h.j2", _emit_conv1x1))
+EMIT8.register("dwconv", TemplateRow("int8/dwconv.h.j2", _emit_dwconv))
+EMIT8.register("rmsnorm", TemplateRow("int8/rmsnorm.h.j2", _emit_rmsnorm))
+EMIT8.register("sigmoid", TemplateRow("int8/lut.h.j2", _emit_lut))
+EMIT8.register("silu", TemplateRow("int8/lut.h.j2", _emit_lut))
+EMIT8.register("scan", TemplateRow("int8/scan.h.j2", _emit_scan))
+EMIT8.register("mul", TemplateRow("int8/mul.h.j2", _emit_mul))
+EMIT8.register("add", TemplateRow("int8/add.h.j2", _emit_add))
+OP_TEMPLATES = op_templates(EMIT8, first=("int8/primitives_int8.h.j2",))

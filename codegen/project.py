@@ -21,7 +21,6 @@ directory that is not empty and holds no such manifest is refused. Output is det
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from codegen import emit_int8, emit_int16
 from codegen.emission import CTYPES, Emission
 from codegen.names import sanitize_names
 from codegen.vectors import make_vectors
@@ -39,7 +39,8 @@ from intsim.manifest import DirKind, owned_files, publish, staged
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 NPY_HEADER = REPO / "hls_tb" / "npy.h"
-PRECISIONS = ("int16", "int8")
+BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end module (codegen/emission.py)
+PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
@@ -61,24 +62,17 @@ class GenerateResult:
 
 # ----------------------------------------------------------------------------- back ends
 def load_backend(precision: str):
-    """The module codegen.emit_<precision>; UnsupportedError when it does not exist (yet)."""
+    """The back end module of `precision` (codegen.emit_<precision>); UnsupportedError for others."""
     if precision not in PRECISIONS:
         raise UnsupportedError(f"--precision {precision!r} is not supported (known: {', '.join(PRECISIONS)})")
-    module = f"codegen.emit_{precision}"
-    try:
-        backend = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise UnsupportedError(
-            f"--precision {precision}: the {precision.upper()} C++ back end ({module.replace('.', '/')}.py) "
-            f"is not available in this version") from None
-    if not hasattr(backend, "emit"):
-        raise UnsupportedError(f"--precision {precision}: {module} has no emit() (work in progress)")
-    return backend
+    if precision not in BACKENDS:
+        raise UnsupportedError(f"--precision {precision}: the {precision.upper()} C++ back end "
+                               f"(codegen/emit_{precision}.py) is not available in this version")
+    return BACKENDS[precision]
 
 
-def _as_model(model):
+def as_model(model):
+    """A Model, or a model directory loaded as one."""
     from intsim.executor import Model, load_model
     if isinstance(model, Model):
         return model
@@ -212,7 +206,7 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
-    model = _as_model(model)
+    model = as_model(model)
     out_dir = Path(out_dir)
     owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)

@@ -12,8 +12,10 @@ import numpy as np
 
 from intsim.errors import CmambaError
 from intsim.executor import Model
+from intsim.formats import RMSNORM_MODES
 from intsim.graph import INPUT_NAME, save_quant
-from intsim.ops import CONV_OPS
+from intsim.int8 import INT8, asymmetric_params
+from intsim.ops import OPS
 
 METHODS = ("maxabs", "p99")
 INT8_METHODS = ("maxabs", "p99", "p99.9")
@@ -71,9 +73,10 @@ def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", form
         for wkey, w in layer.weights.items():
             if wkey != "bias":
                 weights[f"{layer.name}.{wkey}"] = {"frac_bits": pick(float(np.max(np.abs(w))))}
-        # A sigmoid's range is known: [0, 1]. Using 1 keeps lam = 1.0 representable (spec 2.7).
-        f_y = pick(1.0 if layer.op == "sigmoid" else stats[layer.name][key])
-        if layer.op in CONV_OPS:   # spec 2: no left shift at the output, f_y <= f_x + f_w
+        spec = OPS[layer.op]
+        # An op with a known output bound (sigmoid: 1, which keeps lam = 1.0 representable, spec 2.7)
+        f_y = pick(spec.output_bound if spec.output_bound is not None else stats[layer.name][key])
+        if spec.accumulates:   # spec 2: no left shift at the output, f_y <= f_x + f_w
             f_acc = tensors[layer.inputs[0]]["frac_bits"] + weights[f"{layer.name}.weight"]["frac_bits"]
             f_y = min(f_y, f_acc)
         tensors[layer.name] = {"frac_bits": f_y}
@@ -84,16 +87,16 @@ def choose_int8_params(model: Model, stats: dict, method: str = "maxabs", rmsnor
     """Spec 3.1: per-tensor asymmetric (scale, zero point) from the calibrated range.
     Sigmoid outputs get the fixed lam format (spec 3.5). Weights are quantized per
     output channel at lowering time (their scales follow from the weights alone)."""
-    from intsim.int8 import LAM_SCALE, LAM_ZERO_POINT, RMSNORM_MODES, asymmetric_params
     if method not in INT8_METHODS:
         raise CmambaError(f"unknown INT8 calibration method '{method}' (known: {', '.join(INT8_METHODS)})")
     if rmsnorm not in RMSNORM_MODES:
         raise CmambaError(f"unknown INT8 RMSNorm mode '{rmsnorm}' (known: {', '.join(RMSNORM_MODES)})")
     lo_key, hi_key = INT8_RANGE_KEYS[method]
     tensors = {}
+    fixed = {layer.name: INT8.row(layer.op, layer.name).fixed_output for layer in model.graph.layers}
     for name in model.graph.tensor_names:
-        if name != INPUT_NAME and model.graph.layer(name).op == "sigmoid":
-            scale, zp = LAM_SCALE, LAM_ZERO_POINT
+        if fixed.get(name) is not None:          # a format the spec fixes (sigmoid -> lam, spec 3.5)
+            scale, zp = fixed[name]
         else:
             scale, zp = asymmetric_params(stats[name][lo_key], stats[name][hi_key])
         tensors[name] = {"scale": scale, "zero_point": zp}

@@ -55,7 +55,8 @@ def find_training_data(graph) -> tuple[Path | None, str]:
 
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """A text handle on a .csv or .csv.gz file (utf-8, csv-module newlines)."""
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, "r", encoding="utf-8", newline="")
@@ -87,7 +88,7 @@ def load_csv(path, columns=None, min_rows: int = 1):
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
@@ -159,7 +160,7 @@ def column_choice(path, columns=None) -> tuple[list[str], dict[str, str]]:
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",") if c.strip()]
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
             first = next((r for r in reader if r and any(cell.strip() for cell in r)), [])

@@ -1,13 +1,9 @@
 """Graph executor: `load_model(path).run(x, mode)`.
 
-Modes (docs/quant-spec.md):
-- "fp32":    float reference (numpy float64).
-- "quant16": fake quantization: weights, biases and every activation snapped to
-             their INT16 formats, arithmetic and nonlinearities in float.
-- "bittrue": the INT16 golden model: pure integer Numba kernels (spec section 2).
-- "quant8":  the INT8 integer path: int8 activations (per-tensor asymmetric), int8
-             per-channel weights, int32 accumulators, multiplier+shift requantization
-             (spec section 3); integer Numba kernels, float only in RMSNorm V1 if chosen.
+Modes: intsim/modes.py (one ordered list): "fp32" float reference; "quant16" fake
+quantization (weights, biases and activations snapped to their INT16 formats, float
+arithmetic); "bittrue" the INT16 golden model (integer Numba kernels, spec section 2);
+"quant8" the INT8 integer path (spec section 3; float only in RMSNorm V1 if chosen).
 
 `run` works in the network's own (normalised) domain: x is what the network
 sees, `.output` what it produces. `predict` takes and returns original units.
@@ -22,14 +18,16 @@ import numpy as np
 
 from intsim import float_ref
 from intsim.chunks import run_in_chunks
-from intsim.errors import DataError, UnsupportedError
+from intsim.errors import DataError
 from intsim.fixedpoint import dequantize, quantize_q
+from intsim.formats import lsb
 from intsim.graph import INPUT_NAME, Graph, load_graph
 from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
 from intsim.kernels_int16 import run_program_int16
 from intsim.int8 import Int8Program, dequantize_act, lower_int8, quantize_act, run_step8
+from intsim.modes import BITTRUE, MODE_NAMES, QUANT8, QUANT16, Mode, get_mode
 
-MODES = ("fp32", "quant8", "quant16", "bittrue")
+MODES = MODE_NAMES
 
 
 @dataclass
@@ -55,7 +53,9 @@ class Model:
         self._program8: Int8Program | None = None
 
     def invalidate(self) -> None:
-        """Forget lowered programs (after the quantization parameters change)."""
+        """Forget lowered programs and re-validate the formats (after the quantization
+        parameters change, also when they were edited in place)."""
+        self.graph.quant = self.graph.quant
         self._program = None
         self._packed = None
         self._program8 = None
@@ -109,12 +109,12 @@ class Model:
             self._program8 = lower_int8(self.graph)
         return self._program8
 
-    def run(self, x, mode: str = "fp32", capture=None) -> RunResult:
-        """x: float [B, C_in, L] or [C_in, L], normalised. capture: None, True or names.
+    def run(self, x, mode: str | Mode = "fp32", capture=None) -> RunResult:
+        """x: float [B, C_in, L] or [C_in, L], normalised. mode: a name of intsim.modes.MODES
+        (or a Mode). capture: None, True or names.
         Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
         stays bounded (intsim/chunks.py); the results are the same bits as one call."""
-        if mode not in MODES:
-            raise UnsupportedError(f"mode '{mode}' is not available (known: {', '.join(MODES)})")
+        mode = get_mode(mode)
         xb, single = self._check_float(x)
         res = run_in_chunks(lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture), xb)
         if single:
@@ -123,13 +123,13 @@ class Model:
                 res.output_q = res.output_q[0]
         return res
 
-    def _run_mode(self, xb, mode, capture) -> RunResult:
-        if mode == "bittrue":
+    def _run_mode(self, xb, mode: Mode, capture) -> RunResult:
+        if mode is BITTRUE:
             prog = self.program
             x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
             res = self.run_int16(x_q.astype(np.int16), capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat   # host-side input quantization
-        elif mode == "quant8":
+        elif mode is QUANT8:
             s_in, z_in = self.program8.input_qp
             x_q, n_sat = quantize_act(xb, s_in, z_in, "input")
             res = self.run_int8(x_q, capture)
@@ -137,6 +137,24 @@ class Model:
         else:
             res = self._run_float(xb, mode, capture)
         return res
+
+    def output_lsb(self, mode: str | Mode) -> float | None:
+        """One output LSB of `mode` in network units (None for float modes without formats)."""
+        mode = get_mode(mode)
+        if mode.precision == "int16":
+            return lsb(self.program.output_frac)
+        if mode.precision == "int8":
+            return float(self.program8.output_qp.scale)
+        return None
+
+    def program_of(self, mode: str | Mode):
+        """The lowered program a mode runs (Int16Program, Int8Program) or None (fp32)."""
+        mode = get_mode(mode)
+        if mode.precision == "int16":
+            return self.program
+        if mode.precision == "int8":
+            return self.program8
+        return None
 
     def predict(self, x_raw, mode: str = "fp32") -> np.ndarray:
         """Original units in and out: normalise, run, de-normalise."""
@@ -167,8 +185,8 @@ class Model:
                    if capture else {})
         k_out = pk.names.index(prog.output_tensor)
         out_q, out_frac = self._shape_output(tensor(k_out)), int(pk.fracs[k_out])
-        return RunResult("bittrue", dequantize(out_q, out_frac), out_q, stats, tensors,
-                         out_frac, 2.0 ** -out_frac)
+        return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors,
+                         out_frac, lsb(out_frac))
 
     def run_int8(self, x_q, capture=None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""
@@ -178,8 +196,8 @@ class Model:
                                      _int8_stats(np.asarray(x_q), prog.input_qp))
         out_q = self._shape_output(env[prog.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
-        return RunResult("quant8", dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
-                         output_lsb=prog.output_qp[0])
+        return RunResult(QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
+                         output_lsb=prog.output_qp.scale)
 
     def _int_batch(self, x_q, dtype) -> np.ndarray:
         xb, _ = self._as_batch(x_q, "x_q")
@@ -197,13 +215,12 @@ class Model:
             stats[st.name] = stats_fn(y, st) | {"saturations": int(n_sat)}
         return env, stats
 
-    def _run_float(self, xb, mode, capture) -> RunResult:
-        snap = mode == "quant16"
+    def _run_float(self, xb, mode: Mode, capture) -> RunResult:
+        snap = mode is QUANT16
         stats: dict = {}
         if snap:
-            q = int16_formats(self.graph)
-            fr = {name: q["tensors"][name]["frac_bits"] for name in self.graph.tensor_names}
-            xb, n_sat = _snap(xb, fr[INPUT_NAME], 16)
+            fmt = int16_formats(self.graph)
+            xb, n_sat = _snap(xb, fmt.frac(INPUT_NAME), 16)
         else:
             n_sat = 0
         env = {INPUT_NAME: xb}
@@ -211,31 +228,31 @@ class Model:
         for layer in self.graph.layers:
             weights = layer.weights
             if snap:
-                weights = self._snapped_weights(layer, fr, q)
+                weights = self._snapped_weights(layer, fmt)
             try:       # an overflow anywhere inside a layer (even one a later step hides) is an error
                 with np.errstate(over="raise", invalid="raise"):
                     y = float_ref.run_layer(layer, [env[s] for s in layer.inputs], weights)
             except FloatingPointError:
-                raise DataError(f"{mode}: layer '{layer.name}' overflows float64 (largest |input| "
+                raise DataError(f"{mode.name}: layer '{layer.name}' overflows float64 (largest |input| "
                                 f"{np.max(np.abs(xb)):.3g}): the input is beyond what the float model can "
                                 f"compute") from None
             n_sat = 0
             if snap:
-                y, n_sat = _snap(y, fr[layer.name], 16)
+                y, n_sat = _snap(y, fmt.frac(layer.name), 16)
             env[layer.name] = y
             stats[layer.name] = _float_stats(y, n_sat)
         out = self._shape_output(env[self.graph.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
-        return RunResult(mode, out, None, stats, tensors)
+        return RunResult(mode.name, out, None, stats, tensors)
 
-    def _snapped_weights(self, layer, fr, q):
+    @staticmethod
+    def _snapped_weights(layer, fmt):
         out = {}
         for key, w in layer.weights.items():
             if key == "bias":   # int32 at the accumulator format f_x + f_w (spec 2)
-                f_b = fr[layer.inputs[0]] + q["weights"][f"{layer.name}.weight"]["frac_bits"]
-                out[key] = _snap(w, f_b, 32)[0]
+                out[key] = _snap(w, fmt.bias_frac(layer), 32)[0]
             else:
-                out[key] = _snap(w, q["weights"][f"{layer.name}.{key}"]["frac_bits"], 16)[0]
+                out[key] = _snap(w, fmt.weight_frac(layer.name, key), 16)[0]
         return out
 
 

@@ -15,8 +15,12 @@ would let BLAS choose its blocking from B and change the last bits.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from intsim.ops import BackendTable
 
 
 def sigmoid(x):
@@ -72,28 +76,20 @@ def scan(lam, u):
     return out
 
 
+# ------------------------------------------------------------------ registry rows
+# One row per op: (inputs [B, C, L] list, weights name -> array, attrs) -> [B, C_out, L_out].
+FLOAT: BackendTable[Callable[[list, dict, dict], np.ndarray]] = BackendTable("float reference")
+FLOAT.register("conv_kx1", lambda x, w, a: conv_kx1(x[0], w["weight"], w["bias"], a["kernel"], a["stride"]))
+FLOAT.register("conv1x1", lambda x, w, a: conv1x1(x[0], w["weight"], w["bias"]))
+FLOAT.register("dwconv", lambda x, w, a: dwconv(x[0], w["weight"], w["bias"], a["kernel"]))
+FLOAT.register("rmsnorm", lambda x, w, a: rmsnorm(x[0], w["weight"], a["eps"]))
+FLOAT.register("sigmoid", lambda x, w, a: sigmoid(x[0]))
+FLOAT.register("silu", lambda x, w, a: silu(x[0]))
+FLOAT.register("scan", lambda x, w, a: scan(x[0], x[1]))
+FLOAT.register("mul", lambda x, w, a: x[0] * x[1])
+FLOAT.register("add", lambda x, w, a: x[0] + x[1])
+
+
 def run_layer(layer, inputs, weights):
     """Apply one layer in float. inputs: list of [B, C, L]; weights: dict name -> array."""
-    op, a = layer.op, layer.attrs
-    if op == "conv_kx1":
-        return conv_kx1(inputs[0], weights["weight"], weights["bias"], a["kernel"], a["stride"])
-    if op == "conv1x1":
-        return conv1x1(inputs[0], weights["weight"], weights["bias"])
-    if op == "dwconv":
-        return dwconv(inputs[0], weights["weight"], weights["bias"], a["kernel"])
-    if op == "rmsnorm":
-        return rmsnorm(inputs[0], weights["weight"], a["eps"])
-    if op == "sigmoid":
-        return sigmoid(inputs[0])
-    if op == "silu":
-        return silu(inputs[0])
-    if op == "scan":
-        return scan(inputs[0], inputs[1])
-    if op == "mul":
-        return inputs[0] * inputs[1]
-    if op == "add":
-        return inputs[0] + inputs[1]
-    raise KeyError(op)
-
-
-FLOAT_OPS = frozenset(("conv_kx1", "conv1x1", "dwconv", "rmsnorm", "sigmoid", "silu", "scan", "mul", "add"))
+    return FLOAT.row(layer.op, layer.name)(inputs, weights, layer.attrs)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from intsim.errors import ModelFormatError
+from intsim.formats import QuantFormats, parse_quant
 from intsim.ops import OPS
 from intsim.schema import validate_model_json
 
@@ -51,7 +52,17 @@ class Graph:
     layers: list[Layer]
     raw: dict                            # the parsed model.json (kept for saving)
     path: Path | None = None
-    quant: dict = field(default_factory=dict)
+    formats: QuantFormats = field(init=False, repr=False)   # typed, validated `quant`
+
+    @property
+    def quant(self) -> dict:
+        """model.json's `quant` object as stored (for saving); read `formats` for the values."""
+        return self._quant
+
+    @quant.setter
+    def quant(self, value: dict) -> None:
+        self._quant = value
+        self.formats = parse_quant(value, self.name, self.path)
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -146,12 +157,10 @@ def load_graph(path) -> Graph:
         raise ModelFormatError(f"{json_path}: malformed JSON ({exc})") from exc
     except RecursionError:
         raise ModelFormatError(f"{json_path}: malformed JSON (nested too deeply to parse)") from None
-    graph = graph_from_dict(raw, model_dir, where=str(json_path))
-    graph.path = model_dir
-    return graph
+    return graph_from_dict(raw, model_dir, where=str(json_path), path=model_dir)
 
 
-def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json") -> Graph:
+def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path: Path | None = None) -> Graph:
     if not isinstance(raw, dict):
         raise ModelFormatError(f"{where}: top level must be an object")
     if raw.get("format") != FORMAT_NAME:
@@ -245,13 +254,15 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json") -> Gr
     quant = raw.get("quant", {}) or {}
     if not isinstance(quant, dict):
         raise ModelFormatError(f"{where}: 'quant' must be an object")
-    return Graph(
+    graph = Graph(
         name=str(raw.get("name", model_dir.name)), input_shape=(c_in, length),
         output_tensor=out_tensor, output_channels=c_out, horizon=horizon,
         input_columns=in_cols, output_columns=out_cols,
         norm_in_mean=mean_in, norm_in_std=std_in, norm_out_mean=mean_out, norm_out_std=std_out,
-        layers=layers, raw=raw, quant=quant,
+        layers=layers, raw=raw, path=path,
     )
+    graph.quant = quant                  # validated once into graph.formats
+    return graph
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

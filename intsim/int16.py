@@ -1,37 +1,94 @@
 """INT16 lowering: calibrated graph -> integer program (docs/quant-spec.md section 2).
 
-`lower_int16(graph)` turns every layer into an `Int16Step`: quantized weights,
-int32 biases, shifts, eps constants and LUT tables, computed once on the host.
-The bittrue executor packs these steps into one table (`pack_program`) and runs
-the whole program in one jitted call; codegen emits the
-very same integers into C++ headers. Nothing here is recomputed elsewhere.
+`lower_int16(graph)` turns every layer into an `Int16Step` whose `params` is the op's typed,
+frozen parameter record (ConvParams, RmsNormParams, ...): quantized weights, int32 biases,
+shifts, eps constants and LUT tables, computed once on the host. The bittrue executor packs
+these steps into one table (`pack_program`) and runs the whole program in one jitted call;
+codegen emits the very same integers into C++ headers. Nothing here is recomputed elsewhere.
+
+Each op has one `Int16Row` in `INT16` (the registry table of this back end, intsim/ops.py):
+`lower` (layer + formats -> params), `pack` (params -> the kernel's named columns of the
+packed table) and `run` (params + inputs -> the public per-layer kernel call).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from intsim import kernels_int16 as K
 from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
-from intsim.graph import INPUT_NAME, Graph
+from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
+from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.kernels_mac import weight_rows
 from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
+from intsim.ops import BackendTable
 
-FRAC_MIN, FRAC_MAX = 0, 15
+
+# ------------------------------------------------------------------ typed parameters
+@dataclass(frozen=True, eq=False)
+class ConvParams:
+    """conv_kx1 (spec 2.2), conv1x1 (2.1: K = 1, S = 1), dwconv (2.3)."""
+    weight: np.ndarray      # int16 [C_out, C_in, K] | [C_out, C_in] | [C, K] at Q(w_frac)
+    bias: np.ndarray        # int64 [C_out] at the accumulator format Q(b_frac)
+    w_frac: int
+    b_frac: int             # f_x + f_w (Int16Formats.bias_frac)
+    shift: int              # f_x + f_w - f_y >= 0
+    stride: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class RmsNormParams:
+    """Spec 2.4 (V2, fixed point)."""
+    gain: np.ndarray        # int16 [D] at Q(g_frac)
+    g_frac: int
+    eps_q: int              # RNE(eps * 2^(2 f_x))
+    shift: int              # RMS_INV_BITS + f_g - RMS_EXTRA_BITS - f_y
+
+
+@dataclass(frozen=True, eq=False)
+class LutParams:
+    """Spec 2.5/2.6 (sigmoid, silu)."""
+    table: np.ndarray       # int16 [4096] at Q(f_y)
+    clamped: np.ndarray     # bool [4096]: the entry saturated when built; each read counts (spec 5)
+    addr_shift: int         # f_x - LUT_FRAC_BITS
+    identity_shift: int     # f_x - f_y (SiLU above the table range)
+    is_silu: bool
+
+
+@dataclass(frozen=True)
+class ScanParams:
+    """Spec 2.7."""
+    lam_frac: int           # f_lam
+    u_shift: int            # f_u - f_s
+
+
+@dataclass(frozen=True)
+class MulParams:
+    """Spec 2.8."""
+    shift: int              # f_a + f_b - f_y
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """Spec 2.9."""
+    a_up: int               # F - f_a
+    b_up: int               # F - f_b
+    shift: int              # F - f_y
 
 
 @dataclass
 class Int16Step:
-    """One layer lowered to integers. `params` holds ints and int arrays only."""
+    """One layer lowered to integers. `params`: the op's typed record (ints and int arrays only)."""
     name: str
     op: str
     inputs: tuple[str, ...]
     in_frac: tuple[int, ...]
     out_frac: int
     shape: tuple[int, int]
-    params: dict = field(default_factory=dict)
+    params: object = None
     weight_saturations: int = 0
 
 
@@ -55,23 +112,9 @@ class Int16Program:
         return self.input_frac if tensor == INPUT_NAME else self.step(tensor).out_frac
 
 
-def int16_formats(graph: Graph) -> dict:
-    q = graph.quant.get("int16")
-    if not q or "tensors" not in q or "weights" not in q:
-        raise QuantizationError(
-            f"model '{graph.name}' has no INT16 formats (quant.int16): run "
-            f"`cmamba-hls calibrate {graph.path or 'MODEL_DIR'}` first")
-    return q
-
-
-def _frac(table: dict, key: str, what: str) -> int:
-    entry = table.get(key)
-    if not isinstance(entry, dict) or "frac_bits" not in entry:
-        raise QuantizationError(f"quant.int16: no frac_bits for {what} '{key}' (re-run calibrate)")
-    f = entry["frac_bits"]
-    if not isinstance(f, int) or isinstance(f, bool) or not FRAC_MIN <= f <= FRAC_MAX:
-        raise QuantizationError(f"quant.int16: frac_bits of {what} '{key}' must be an int in [0, 15], got {f!r}")
-    return f
+def int16_formats(graph: Graph) -> Int16Formats:
+    """The graph's validated INT16 formats (QuantizationError naming `calibrate` when absent)."""
+    return graph.formats.int16
 
 
 def _check_shift(layer: str, what: str, value: int, lo: int = 0, hi: int = MAX_SHIFT) -> int:
@@ -82,58 +125,134 @@ def _check_shift(layer: str, what: str, value: int, lo: int = 0, hi: int = MAX_S
     return value
 
 
+# ------------------------------------------------------------------ registry rows
+@dataclass(frozen=True, eq=False)
+class PackedStep:
+    """What one step puts into the packed table: its kernel, the values of that kernel's named
+    parameter columns, and its int16 weights (already in the kernel's layout) and int64 biases."""
+    kernel: K.PackedKernel
+    values: dict
+    weights: np.ndarray | None = None
+    dims: tuple[int, int, int] | None = None      # (W0, W1, W2) of the weights
+    bias: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Int16Row:
+    # (layer, input fracs, output frac, formats) -> (typed params, weight saturations)
+    lower: Callable[[Layer, tuple[int, ...], int, Int16Formats], tuple[object, int]]
+    pack: Callable[[object], PackedStep]
+    # (params, int16 inputs [B, C, L]) -> (int16 output, saturations): the public per-layer kernel
+    run: Callable[[object, list], tuple[np.ndarray, int]]
+
+
+INT16: BackendTable[Int16Row] = BackendTable("INT16 golden model")
+
+
+def _lower_conv(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    f_w, f_acc = fmt.weight_frac(layer.name), fmt.bias_frac(layer)
+    w_q, n1 = quantize_q(layer.weights["weight"], f_w, 16, f"{layer.name}.weight")
+    b_q, n2 = quantize_q(layer.weights["bias"], f_acc, 32, f"{layer.name}.bias")
+    shift = _check_shift(layer.name, "output shift f_x + f_w - f_y", f_acc - f_y)
+    return ConvParams(w_q.astype(np.int16), b_q.astype(np.int64), f_w, f_acc, shift,
+                      layer.attrs.get("stride", 1)), n1 + n2
+
+
+def _pack_conv(p: ConvParams) -> PackedStep:
+    w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case of 2.2
+    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride},
+                      weight_rows(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
+
+
+INT16.register("conv_kx1", Int16Row(
+    _lower_conv, _pack_conv, lambda p, x: K.conv_kx1_int16(x[0], p.weight, p.bias, p.stride, p.shift)))
+INT16.register("conv1x1", Int16Row(
+    _lower_conv, _pack_conv, lambda p, x: K.conv1x1_int16(x[0], p.weight, p.bias, p.shift)))
+INT16.register("dwconv", Int16Row(
+    _lower_conv,
+    lambda p: PackedStep(K.DWCONV, {"shift": p.shift}, p.weight, (p.weight.shape[0], 1, p.weight.shape[1]), p.bias),
+    lambda p, x: K.dwconv_int16(x[0], p.weight, p.bias, p.shift)))
+
+
+def _lower_rmsnorm(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    f_g = fmt.weight_frac(layer.name)
+    g_q, n1 = quantize_q(layer.weights["weight"], f_g, 16, f"{layer.name}.weight")
+    eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_in[0])))
+    shift = K.RMS_INV_BITS + f_g - K.RMS_EXTRA_BITS - f_y
+    return RmsNormParams(g_q.astype(np.int16), f_g, eps_q,
+                         _check_shift(layer.name, "RMSNorm output shift", shift)), n1
+
+
+INT16.register("rmsnorm", Int16Row(
+    _lower_rmsnorm,
+    lambda p: PackedStep(K.RMSNORM, {"shift": p.shift, "eps_q": p.eps_q}, p.gain, (p.gain.size, 1, 1)),
+    lambda p, x: K.rmsnorm_int16(x[0], p.gain, np.int64(p.eps_q), p.shift)))
+
+
+def _lut_row(func: str) -> Int16Row:
+    def lower(layer: Layer, f_in, f_y, fmt: Int16Formats):
+        return LutParams(int16_table(func, f_y), int16_table_clamped(func, f_y), f_in[0] - LUT_FRAC_BITS,
+                         f_in[0] - f_y, func == "silu"), 0
+
+    return Int16Row(
+        lower,
+        lambda p: PackedStep(K.LUT, {"addr_shift": p.addr_shift, "identity_shift": p.identity_shift,
+                                     "is_silu": int(p.is_silu)},
+                             np.concatenate([p.table, p.clamped.astype(np.int16)]),   # flags after the table
+                             (p.table.size, 2, 1)),
+        lambda p, x: K.lut_int16(x[0], p.table, p.addr_shift, p.is_silu, p.identity_shift, p.clamped))
+
+
+INT16.register("sigmoid", _lut_row("sigmoid"))
+INT16.register("silu", _lut_row("silu"))
+INT16.register("scan", Int16Row(
+    lambda layer, f_in, f_y, fmt: (ScanParams(f_in[0], f_in[1] - f_y), 0),
+    lambda p: PackedStep(K.SCAN, {"lam_frac": p.lam_frac, "u_shift": p.u_shift}),
+    lambda p, x: K.scan_int16(x[0], x[1], p.lam_frac, p.u_shift)))
+INT16.register("mul", Int16Row(
+    lambda layer, f_in, f_y, fmt: (MulParams(f_in[0] + f_in[1] - f_y), 0),
+    lambda p: PackedStep(K.MUL, {"shift": p.shift}),
+    lambda p, x: K.mul_int16(x[0], x[1], p.shift)))
+
+
+def _lower_add(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    top = max(f_in)
+    return AddParams(top - f_in[0], top - f_in[1], top - f_y), 0
+
+
+INT16.register("add", Int16Row(
+    _lower_add,
+    lambda p: PackedStep(K.ADD, {"a_up": p.a_up, "b_up": p.b_up, "shift": p.shift}),
+    lambda p, x: K.add_int16(x[0], x[1], p.a_up, p.b_up, p.shift)))
+
+
+# ------------------------------------------------------------------ lowering, packing
 def lower_int16(graph: Graph) -> Int16Program:
-    q = int16_formats(graph)
-    tensors, weights = q["tensors"], q["weights"]
-    frac = {INPUT_NAME: _frac(tensors, INPUT_NAME, "tensor")}
+    fmt = int16_formats(graph)
+    frac = {INPUT_NAME: fmt.frac(INPUT_NAME)}
     steps: list[Int16Step] = []
     for layer in graph.layers:
-        f_y = _frac(tensors, layer.name, "tensor")
+        row = INT16.row(layer.op, layer.name)
+        f_y = fmt.frac(layer.name)
         f_in = tuple(frac[s] for s in layer.inputs)
-        st = Int16Step(layer.name, layer.op, layer.inputs, f_in, f_y, layer.shape)
-        p = st.params
-        if layer.op in ("conv_kx1", "conv1x1", "dwconv"):
-            f_w = _frac(weights, f"{layer.name}.weight", "weight")
-            f_acc = f_in[0] + f_w
-            w_q, n1 = quantize_q(layer.weights["weight"], f_w, 16, f"{layer.name}.weight")
-            b_q, n2 = quantize_q(layer.weights["bias"], f_acc, 32, f"{layer.name}.bias")
-            p.update(weight=w_q.astype(np.int16), bias=b_q.astype(np.int64), w_frac=f_w,
-                     shift=_check_shift(layer.name, "output shift f_x + f_w - f_y", f_acc - f_y))
-            if layer.op == "conv_kx1":
-                p["stride"] = layer.attrs["stride"]
-            st.weight_saturations = n1 + n2
-        elif layer.op == "rmsnorm":
-            f_g = _frac(weights, f"{layer.name}.weight", "gain")
-            g_q, n1 = quantize_q(layer.weights["weight"], f_g, 16, f"{layer.name}.weight")
-            eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_in[0])))
-            shift = K.RMS_INV_BITS + f_g - K.RMS_EXTRA_BITS - f_y
-            p.update(gain=g_q.astype(np.int16), g_frac=f_g, eps_q=eps_q,
-                     shift=_check_shift(layer.name, "RMSNorm output shift", shift))
-            st.weight_saturations = n1
-        elif layer.op in ("sigmoid", "silu"):
-            p.update(table=int16_table(layer.op, f_y), clamped=int16_table_clamped(layer.op, f_y),
-                     addr_shift=f_in[0] - LUT_FRAC_BITS,
-                     identity_shift=f_in[0] - f_y, is_silu=layer.op == "silu")
-        elif layer.op == "scan":
-            p.update(lam_frac=f_in[0], u_shift=f_in[1] - f_y)
-        elif layer.op == "mul":
-            p.update(shift=f_in[0] + f_in[1] - f_y)
-        elif layer.op == "add":
-            top = max(f_in)
-            p.update(a_up=top - f_in[0], b_up=top - f_in[1], shift=top - f_y)
-        else:
-            raise UnsupportedError(f"layer '{layer.name}': op '{layer.op}' has no INT16 lowering")
+        params, n_sat = row.lower(layer, f_in, f_y, fmt)
+        steps.append(Int16Step(layer.name, layer.op, layer.inputs, f_in, f_y, layer.shape, params, n_sat))
         frac[layer.name] = f_y
-        steps.append(st)
     return Int16Program(frac[INPUT_NAME], steps, graph.output_tensor)
+
+
+def run_step16(st: Int16Step, inputs: list[np.ndarray]):
+    """One lowered step through its public kernel: int16 [B, C, L] inputs -> (int16 output, saturations)."""
+    return INT16.row(st.op, st.name).run(st.params, inputs)
 
 
 @dataclass(frozen=True)
 class PackedInt16:
     """A lowered program as flat arrays for `kernels_int16.run_program_int16`:
-    one int64 row per step (op code, input tensor indices, weight/bias offsets and
-    dims, shifts), all weights/gains/tables in one int16 array, all biases in one
-    int64 array, and the per-sample [C, L] and format of every tensor (0 = the input)."""
+    one int64 row per step (kernel code, input tensor indices, weight/bias offsets and
+    dims, the kernel's named parameter columns), all weights/gains/tables in one int16
+    array, all biases in one int64 array, and the per-sample [C, L] and format of every
+    tensor (0 = the input)."""
     steps: np.ndarray
     weights: np.ndarray
     biases: np.ndarray
@@ -152,47 +271,25 @@ def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt1
     w_parts, b_parts = [], []
     w_off = b_off = 0
     for i, st in enumerate(prog.steps):
-        p, r = st.params, rows[i]
+        r = rows[i]
+        packed = INT16.row(st.op, st.name).pack(st.params)
+        if set(packed.values) != set(packed.kernel.params):
+            raise UnsupportedError(f"layer '{st.name}': INT16 row packs {sorted(packed.values)}, its kernel "
+                                   f"reads {sorted(packed.kernel.params)}")
+        r[K.COL_OP] = packed.kernel.code
         r[K.COL_IN0] = index[st.inputs[0]]
         r[K.COL_IN1] = index[st.inputs[1]] if len(st.inputs) > 1 else -1
-        w = bias = dims = None
-        if st.op in ("conv_kx1", "conv1x1"):
-            w, bias = p["weight"], p["bias"]
-            if w.ndim == 2:          # 1x1: the K = 1, S = 1 case of spec 2.2
-                w = w[:, :, None]
-            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_CONV, p["shift"], p.get("stride", 1)
-            dims = w.shape                                          # [C_out, C_in, K]
-            w = weight_rows(np.ascontiguousarray(w, np.int16))     # stored as [C_out, K*C_in]
-        elif st.op == "dwconv":
-            w, bias = p["weight"], p["bias"]
-            dims = (w.shape[0], 1, w.shape[1])                      # [C, 1, K]
-            r[K.COL_OP], r[K.COL_P0] = K.OP_DWCONV, p["shift"]
-        elif st.op == "rmsnorm":
-            w = p["gain"]
-            dims = (w.size, 1, 1)
-            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_RMSNORM, p["shift"], p["eps_q"]
-        elif st.op in ("sigmoid", "silu"):
-            w = np.concatenate([p["table"], p["clamped"].astype(np.int16)])   # flags after the table
-            dims = (p["table"].size, 2, 1)
-            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1], r[K.COL_P2] = (
-                K.OP_LUT, p["addr_shift"], p["identity_shift"], int(p["is_silu"]))
-        elif st.op == "scan":
-            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1] = K.OP_SCAN, p["lam_frac"], p["u_shift"]
-        elif st.op == "mul":
-            r[K.COL_OP], r[K.COL_P0] = K.OP_MUL, p["shift"]
-        elif st.op == "add":
-            r[K.COL_OP], r[K.COL_P0], r[K.COL_P1], r[K.COL_P2] = (
-                K.OP_ADD, p["a_up"], p["b_up"], p["shift"])
-        else:
-            raise UnsupportedError(f"layer '{st.name}': op '{st.op}' has no INT16 kernel")
-        if w is not None:
-            r[K.COL_W_OFF], r[K.COL_W0], r[K.COL_W1], r[K.COL_W2] = (w_off,) + tuple(dims)
+        for name, value in packed.values.items():
+            r[packed.kernel.column(name)] = value
+        if packed.weights is not None:
+            w = packed.weights
+            r[K.COL_W_OFF], r[K.COL_W0], r[K.COL_W1], r[K.COL_W2] = (w_off,) + tuple(packed.dims)
             w_parts.append(w.astype(np.int16).ravel())
             w_off += w.size
-        if bias is not None:
+        if packed.bias is not None:
             r[K.COL_B_OFF] = b_off
-            b_parts.append(bias.astype(np.int64))
-            b_off += bias.size
+            b_parts.append(packed.bias.astype(np.int64))
+            b_off += packed.bias.size
     return PackedInt16(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
                        np.array([c for c, _ in shapes], np.int64),
                        np.array([n for _, n in shapes], np.int64),

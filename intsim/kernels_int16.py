@@ -7,15 +7,16 @@ float is touched here. Loops are plain so they read beside the spec.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
 from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
+from intsim.lut import LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
-LUT_FRAC_BITS = 8
-LUT_OFFSET = 2048
-LUT_LAST = 4095
+LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
 
@@ -173,12 +174,42 @@ def add_int16(a, b, a_up, b_up, shift):
 
 
 # ---------------------------------------------------------------- whole program
-# A lowered program (intsim/int16.py `pack_program`) as one table row per step, so
-# the whole network runs in a single jitted call (no Python dispatch per layer).
-OP_CONV, OP_DWCONV, OP_RMSNORM, OP_LUT, OP_SCAN, OP_MUL, OP_ADD = 0, 1, 2, 3, 4, 5, 6
-# columns of a step row
-(COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF,
- COL_P0, COL_P1, COL_P2, N_COLS) = range(12)
+# A lowered program (intsim/int16.py `pack_program`) as one table row per step, so the whole
+# network runs in a single jitted call (no Python dispatch per layer). Fixed columns: kernel
+# code, input tensors, weight/bias offsets and dims; then each kernel's own parameters in the
+# columns its PackedKernel names (the INT16 registry row of an op packs them by name).
+(COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF, COL_PARAMS) = range(9)
+N_PARAM_COLS = 3
+N_COLS = COL_PARAMS + N_PARAM_COLS
+
+
+@dataclass(frozen=True)
+class PackedKernel:
+    """One kernel of the whole-program interpreter: its code and its named parameter columns."""
+    code: int
+    params: tuple[str, ...]
+
+    def column(self, name: str) -> int:
+        return COL_PARAMS + self.params.index(name)
+
+
+CONV = PackedKernel(0, ("shift", "stride"))           # weights as kernels_mac.weight_rows: [C_out, K*C_in]
+DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
+RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
+LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
+SCAN = PackedKernel(4, ("lam_frac", "u_shift"))       # second input: u
+MUL = PackedKernel(5, ("shift",))
+ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
+KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD)
+# the same as compile-time integers for the jitted interpreter
+CONV_SHIFT, CONV_STRIDE = CONV.column("shift"), CONV.column("stride")
+DWCONV_SHIFT = DWCONV.column("shift")
+RMSNORM_SHIFT, RMSNORM_EPS_Q = RMSNORM.column("shift"), RMSNORM.column("eps_q")
+LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.params)
+SCAN_LAM_FRAC, SCAN_U_SHIFT = SCAN.column("lam_frac"), SCAN.column("u_shift")
+MUL_SHIFT = MUL.column("shift")
+ADD_A_UP, ADD_B_UP, ADD_SHIFT = (ADD.column(n) for n in ADD.params)
+K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL = (k.code for k in KERNELS[:6])
 
 
 @njit(cache=True)
@@ -205,28 +236,29 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
     nsat = np.zeros(n_t, dtype=np.int64)
     for i in range(n_t - 1):
         r = steps[i]
-        op = r[COL_OP]
+        kernel = r[COL_OP]
         a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
         w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
-        if op == OP_CONV:   # weights packed as kernels_mac.weight_rows: [C_out, K*C_in]
+        if kernel == K_CONV:
             y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
-                                       r[COL_W2], r[COL_P1], r[COL_P0])
-        elif op == OP_DWCONV:
-            y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[COL_P0])
-        elif op == OP_RMSNORM:
-            y, s = rmsnorm_int16(a, w, r[COL_P1], r[COL_P0])
-        elif op == OP_LUT:
+                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT])
+        elif kernel == K_DWCONV:
+            y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[DWCONV_SHIFT])
+        elif kernel == K_RMSNORM:
+            y, s = rmsnorm_int16(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT])
+        elif kernel == K_LUT:
             # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
-            y, s = lut_int16(a, w[:r[COL_W0]], r[COL_P0], r[COL_P2] != 0, r[COL_P1], w[r[COL_W0]:])
+            y, s = lut_int16(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
+                             w[r[COL_W0]:])
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
-            if op == OP_SCAN:
-                y, s = scan_int16(a, c, r[COL_P0], r[COL_P1])
-            elif op == OP_MUL:
-                y, s = mul_int16(a, c, r[COL_P0])
+            if kernel == K_SCAN:
+                y, s = scan_int16(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT])
+            elif kernel == K_MUL:
+                y, s = mul_int16(a, c, r[MUL_SHIFT])
             else:
-                y, s = add_int16(a, c, r[COL_P0], r[COL_P1], r[COL_P2])
+                y, s = add_int16(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
     minimum = np.empty(n_t, dtype=np.int64)

@@ -1,20 +1,30 @@
 """The op registry: every op the graph may contain, registered once.
 
-Each entry states the op's inputs, its weights (name -> ndim), its attributes
-and its shape rule. Kernels register themselves by op name in their own
-modules (float_ref.FLOAT_KERNELS, int16.INT16_STEPS, codegen templates); an op
-missing from a back end's table is an UnsupportedError naming the layer.
+`OPS` holds one `OpSpec` row per op: its spec sections, inputs, weights (name -> ndim),
+attributes, shape rule and the facts calibration needs. Every back end keeps a
+`BackendTable` of per-op rows beside its kernels and registers one row per op (or an
+explicit `unsupported` row):
+
+  float reference   intsim/float_ref.py    FLOAT     (fp32 and quant16)
+  INT16             intsim/int16.py        INT16     (lower -> typed params, pack, kernel)
+  INT8              intsim/int8.py         INT8      (lower -> typed params, kernel)
+  C++ INT16 / INT8  codegen/emit_int16.py  EMIT16, codegen/emit_int8.py EMIT8 (template + config)
+
+No back end switches on the op name: it asks its table for the layer's row, and an op
+without a row is an UnsupportedError naming the layer. tests/test_registry.py fails when a
+registered op lacks a row in any back end. docs/adding-an-op.md is the recipe.
 
 Shapes are per sample, channel-major: (channels, length).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
-from intsim.errors import ModelFormatError
+from intsim.errors import ModelFormatError, UnsupportedError
 
 Shape = tuple[int, int]
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,65 @@ class OpSpec:
     int_attrs: tuple[str, ...] = ()                          # required positive ints
     float_attrs: tuple[str, ...] = ()                        # required floats
     shape_rule: Callable[..., Shape] | None = None
+    spec: str = ""                                           # docs/quant-spec.md sections (INT16, INT8)
+    # A multiply-accumulate with weight + bias: the bias is stored at the accumulator format
+    # f_x + f_w, and the output may not need a left shift (f_y <= f_x + f_w, spec 2).
+    accumulates: bool = False
+    # Known bound of |output| used by calibration instead of the measured range (None: measure).
+    output_bound: float | None = None
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An explicit "this back end cannot do this op" row; looking it up raises."""
+    reason: str
+
+
+class BackendTable(Generic[Row]):
+    """One back end's rows, by op name. `register(op)` decorates (or takes) the row;
+    `unsupported(op, reason)` records an explicit refusal; `row(op, layer)` looks a row
+    up and raises UnsupportedError naming the layer when there is none."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._rows: dict[str, Row | Unsupported] = {}
+
+    def register(self, op: str, row: Row | None = None):
+        if op not in OPS:
+            raise KeyError(f"{self.name}: op '{op}' is not in the registry (intsim/ops.py OPS)")
+        if op in self._rows:
+            raise KeyError(f"{self.name}: op '{op}' is registered twice")
+        if row is not None:
+            self._rows[op] = row
+            return row
+
+        def decorate(value):
+            self._rows[op] = value
+            return value
+        return decorate
+
+    def unsupported(self, op: str, reason: str) -> None:
+        self.register(op, Unsupported(reason))
+
+    def row(self, op: str, layer: str) -> Row:
+        row = self._rows.get(op)
+        if row is None:
+            raise UnsupportedError(f"layer '{layer}': op '{op}' has no {self.name} row")
+        if isinstance(row, Unsupported):
+            raise UnsupportedError(f"layer '{layer}': op '{op}' is not supported by {self.name}: {row.reason}")
+        return row
+
+    def missing(self) -> list[str]:
+        """Registered ops with neither a row nor an explicit unsupported row here."""
+        return [op for op in OPS if op not in self._rows]
+
+    def supported(self) -> list[str]:
+        """Ops with a real row, in registry order."""
+        return [op for op in OPS if op in self._rows and not isinstance(self._rows[op], Unsupported)]
+
+    def rows(self) -> list[tuple[str, Row]]:
+        """(op, row) of every supported op, in registry order."""
+        return [(op, self._rows[op]) for op in self.supported()]
 
 
 def _fail(layer: str, msg: str):
@@ -84,17 +153,17 @@ def _same_shape(layer, in_shapes, weights, attrs) -> Shape:
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("conv_kx1", 1, {"weight": 3, "bias": 1}, ("kernel", "stride"), (), _conv_kx1_shape),
-        OpSpec("conv1x1", 1, {"weight": 2, "bias": 1}, (), (), _conv1x1_shape),
-        OpSpec("dwconv", 1, {"weight": 2, "bias": 1}, ("kernel",), (), _dwconv_shape),
-        OpSpec("rmsnorm", 1, {"weight": 1}, (), ("eps",), _rmsnorm_shape),
-        OpSpec("sigmoid", 1, {}, (), (), _same_shape),
-        OpSpec("silu", 1, {}, (), (), _same_shape),
-        OpSpec("scan", 2, {}, (), (), _same_shape),
-        OpSpec("mul", 2, {}, (), (), _same_shape),
-        OpSpec("add", 2, {}, (), (), _same_shape),
+        OpSpec("conv_kx1", 1, {"weight": 3, "bias": 1}, ("kernel", "stride"), (), _conv_kx1_shape,
+               spec="2.2, 3.4", accumulates=True),
+        OpSpec("conv1x1", 1, {"weight": 2, "bias": 1}, (), (), _conv1x1_shape, spec="2.1, 3.4", accumulates=True),
+        OpSpec("dwconv", 1, {"weight": 2, "bias": 1}, ("kernel",), (), _dwconv_shape, spec="2.3, 3.4",
+               accumulates=True),
+        OpSpec("rmsnorm", 1, {"weight": 1}, (), ("eps",), _rmsnorm_shape, spec="2.4, 3.9"),
+        # A sigmoid's range is known: [0, 1]. Using 1 keeps lam = 1.0 representable (spec 2.7).
+        OpSpec("sigmoid", 1, {}, (), (), _same_shape, spec="2.5-2.6, 3.5", output_bound=1.0),
+        OpSpec("silu", 1, {}, (), (), _same_shape, spec="2.5-2.6, 3.5"),
+        OpSpec("scan", 2, {}, (), (), _same_shape, spec="2.7, 3.6"),
+        OpSpec("mul", 2, {}, (), (), _same_shape, spec="2.8, 3.7"),
+        OpSpec("add", 2, {}, (), (), _same_shape, spec="2.9, 3.8"),
     )
 }
-
-# Ops whose output is produced by a multiply-accumulate with weight + bias.
-CONV_OPS = ("conv_kx1", "conv1x1", "dwconv")

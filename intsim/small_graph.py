@@ -45,10 +45,12 @@ def small_graph(input_shape: tuple[int, int], layers: list[dict], int16: dict | 
     out = built[-1]
     c_in = input_shape[0]
     zeros_in, ones_in = np.zeros(c_in), np.ones(c_in)
-    return Graph(name="small", input_shape=tuple(input_shape), output_tensor=out.name,
-                 output_channels=out.shape[0], horizon=out.shape[1],
-                 input_columns=[f"ch{i}" for i in range(c_in)],
-                 output_columns=[f"ch{i}" for i in range(out.shape[0])],
-                 norm_in_mean=zeros_in, norm_in_std=ones_in,
-                 norm_out_mean=np.zeros(out.shape[0]), norm_out_std=np.ones(out.shape[0]),
-                 layers=built, raw={}, quant=quant)
+    graph = Graph(name="small", input_shape=tuple(input_shape), output_tensor=out.name,
+                  output_channels=out.shape[0], horizon=out.shape[1],
+                  input_columns=[f"ch{i}" for i in range(c_in)],
+                  output_columns=[f"ch{i}" for i in range(out.shape[0])],
+                  norm_in_mean=zeros_in, norm_in_std=ones_in,
+                  norm_out_mean=np.zeros(out.shape[0]), norm_out_std=np.ones(out.shape[0]),
+                  layers=built, raw={})
+    graph.quant = quant                 # validated into graph.formats
+    return graph

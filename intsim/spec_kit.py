@@ -192,17 +192,17 @@ def _host(case: Case) -> tuple[dict, dict]:
                                                    "weights": {"weight": a["gain"]}, "attrs": {"eps": f["eps"]}}],
                             int16={"tensors": {"input": p["f_x"], "y": p["f_y"]}, "weights": {"y.weight": p["f_g"]}})
         q = lower_int16(graph).step("y").params
-        return {"gain_q": q["gain"]}, {"eps_q": q["eps_q"], "shift": q["shift"]}
+        return {"gain_q": q.gain}, {"eps_q": q.eps_q, "shift": q.shift}
     st = _int8_lowered(op.removeprefix("int8_"), case)
     q = st.params
     if op in ("int8_conv1x1", "int8_conv_kx1", "int8_dwconv"):
-        return {"weight_q": q["weight"], "bias_q": q["bias"].astype(np.int32), "m0": q["m0"].astype(np.int32),
-                "shift": q["shift"].astype(np.int8)}, {}
+        return {"weight_q": q.weight, "bias_q": q.bias.astype(np.int32), "m0": q.m0.astype(np.int32),
+                "shift": q.shift.astype(np.int8)}, {}
     if op == "int8_add":
-        return {}, {"m_a": q["m_a"], "m_b": q["m_b"], "shift": q["shift"]}
+        return {}, {"m_a": q.m_a, "m_b": q.m_b, "shift": q.shift}
     if op == "int8_rmsnorm":
-        return {"gain_q": q["gain"]}, {"eps_q": q["eps_q"], "m0": q["m0"], "shift": q["shift"]}
-    return {}, {"m0": q["m0"], "shift": q["shift"]}            # int8_mul, int8_scan
+        return {"gain_q": q.gain}, {"eps_q": q.eps_q, "m0": q.m0, "shift": q.shift}
+    return {}, {"m0": q.m0, "shift": q.shift}            # int8_mul, int8_scan
 
 
 def run_case(case: Case) -> Case:

@@ -1,5 +1,6 @@
-"""Random CMamba-slim model directories (numpy only) for tests, benchmarks and
-property tests: same layer names and order as model/export.py writes."""
+"""The CMamba-slim layer list (written once: model/export.py exports a trained network
+with it) and random CMamba-slim model directories (numpy only) for tests, benchmarks and
+property tests."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,8 @@ from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
 
 
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float):
-    """Layer list (without weight files) of CMamba-slim, docs/model.md."""
+    """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
+    its layer names, ops, inputs and attributes (model/export.py and make_random_model use it)."""
     layers = [{"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
                "attrs": {"kernel": patch, "stride": stride}}]
     prev = "patch_embed"

@@ -3,7 +3,8 @@
 Writes ``model.json`` + ``weights/*.npy`` (float32, little-endian, C order) into a
 temporary sibling directory and renames it into place, so a failure leaves nothing
 half-written (into an existing model directory, `weights/` and `model.json` are
-swapped in by rename; other files there, e.g. a README, are kept). Layer names/order match `intsim.synth.cmamba_layers` (docs/model.md).
+swapped in by rename; other files there, e.g. a README, are kept). The layer list is
+`intsim.synth.cmamba_layers`, shared with the random-model builder (docs/model.md).
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from intsim.errors import CmambaError
-
-FORMAT_NAME = "cmamba-hls-model"
-FORMAT_VERSION = 1
+from intsim.graph import FORMAT_NAME, FORMAT_VERSION
+from intsim.synth import cmamba_layers
 
 
 def _np(t) -> np.ndarray:
@@ -29,7 +29,7 @@ def _stats(normalization: dict, c: int, where: str) -> dict:
     mean = [float(v) for v in normalization["mean"]]
     std = [float(v) for v in normalization["std"]]
     if len(mean) != c or len(std) != c:
-        raise ValueError(f"normalization {where}: expected {c} channels, got {len(mean)}/{len(std)}")
+        raise ValueError(f"{where}: expected {c} channels, got {len(mean)} means / {len(std)} stds")
     return {"mean": mean, "std": std}
 
 
@@ -85,107 +85,130 @@ def _is_model_dir(out_dir: Path) -> bool:
     return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
 
 
-def model_layers(module) -> list[tuple[dict, dict]]:
-    """[(layer entry without 'weights', {key: float32 array})] in execution order."""
-    h = module.hyper
-    e, eps = h["d_inner"], float(h["eps"])
-    out = [({"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
-             "attrs": {"kernel": h["patch"], "stride": h["stride"]}},
-            {"weight": _np(module.patch_embed.weight), "bias": _np(module.patch_embed.bias)})]
-    prev = "patch_embed"
+def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
+    """Layer name -> {weight key: float32 array} of a CMambaSlim, by the names of
+    `intsim.synth.cmamba_layers` (the one CMamba-slim layer list)."""
+    e = module.hyper["d_inner"]
+    out = {"patch_embed": {"weight": _np(module.patch_embed.weight), "bias": _np(module.patch_embed.bias)}}
     for n, blk in enumerate(module.blocks):
         p = f"blk{n}."
         w_in = blk.in_proj.weight[:, :, 0]
         b_in = blk.in_proj.bias
-        out += [
-            ({"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-             {"weight": _np(blk.norm.weight)}),
-            ({"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
-             {"weight": _np(w_in[:e]), "bias": _np(b_in[:e])}),
-            ({"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
-             {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}),
-            ({"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"],
-              "attrs": {"kernel": h["d_conv"]}},
-             {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}),
-            ({"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]}, {}),
-            ({"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
-             {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}),
-            ({"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]}, {}),
-            ({"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]}, {}),
-            ({"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]}, {}),
-            ({"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]}, {}),
-            ({"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
-             {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}),
-            ({"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]}, {}),
-        ]
-        prev = p + "residual"
-    out += [
-        ({"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-         {"weight": _np(module.norm_f.weight)}),
-        ({"name": "head", "op": "conv_kx1", "inputs": ["norm_f"],
-          "attrs": {"kernel": module.tokens, "stride": 1}},
-         {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}),
-    ]
+        out[p + "norm"] = {"weight": _np(blk.norm.weight)}
+        out[p + "in_proj_u"] = {"weight": _np(w_in[:e]), "bias": _np(b_in[:e])}
+        out[p + "in_proj_z"] = {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}
+        out[p + "dwconv"] = {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}
+        out[p + "dt_proj"] = {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}
+        out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
+    out["norm_f"] = {"weight": _np(module.norm_f.weight)}
+    out["head"] = {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}
     return out
 
 
-def export_model(module, out_dir, normalization: dict, columns, training_info: dict | None = None,
-                 name: str = "cmamba-slim", output_columns=None) -> Path:
+def model_layers(module) -> list[tuple[dict, dict]]:
+    """[(layer entry without 'weights', {key: float32 array})] in execution order."""
+    h = module.hyper
+    weights = layer_weights(module)
+    entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]))
+    return [(entry, weights.get(entry["name"], {})) for entry in entries]
+
+
+def export_model(module, out_dir, normalization: dict | None, columns, training_info: dict | None = None,
+                 name: str = "cmamba-slim", output_columns=None, check=None, quant: dict | None = None) -> Path:
     """Write `module` (a CMambaSlim) as a model directory at `out_dir`; returns the path.
 
     normalization: either {"mean", "std"} (same stats for input and output channels,
-    the forecasting case C_in == C_out) or {"input": {...}, "output": {...}}.
-    columns: input column names (output columns default to the same).
+    the forecasting case C_in == C_out) or {"input": {...}, "output": {...}}; None: identity.
+    columns: input column names (output columns default to the same); None: unnamed.
     training_info: stored as model.json "training" (command, seed, metrics, ...).
-    An existing model in `out_dir` is replaced only after the new one is complete.
+    quant: model.json "quant" (quantization parameters that belong to these weights).
+    An existing model in `out_dir` is replaced only after the new one is complete (and has
+    passed `check`, see write_model_dir).
     """
     h = module.hyper
-    c_in, c_out = h["c_in"], h["c_out"]
-    columns = list(columns)
-    output_columns = list(output_columns) if output_columns is not None else list(columns)
-    if len(columns) != c_in or len(output_columns) != c_out:
-        raise ValueError(f"columns: expected {c_in} input / {c_out} output names, "
-                         f"got {len(columns)} / {len(output_columns)}")
-    if "input" in normalization:
-        norm = {"input": _stats(normalization["input"], c_in, "input"),
-                "output": _stats(normalization["output"], c_out, "output")}
-    else:
-        norm = {"input": _stats(normalization, c_in, "input"),
-                "output": _stats(normalization, c_out, "output")}
+    hyper = {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"], "patch": h["patch"],
+             "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
+    header = model_header(name, (h["c_in"], h["length"]), "head", (h["c_out"], h["horizon"]), normalization,
+                          columns, output_columns, hyper, training_info, quant)
+    return write_model_dir(out_dir, model_layers(module), header, check)
 
+
+def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, output_shape: tuple[int, int],
+                 normalization: dict | None = None, columns=None, output_columns=None, hyper: dict | None = None,
+                 training_info: dict | None = None, quant: dict | None = None) -> dict:
+    """model.json's keys other than the layers. input_shape (C_in, L); output_shape (C_out, H).
+    normalization: {"mean", "std"} (both sides), {"input", "output"}, or None (identity).
+    columns: input names or None (unnamed); output_columns default to `columns` when C_in == C_out."""
+    (c_in, length), (c_out, horizon) = input_shape, output_shape
+    if output_columns is None and columns is not None and c_in == c_out:
+        output_columns = columns
+    inp = {"name": "input", "channels": c_in, "length": length}
+    out = {"tensor": output_tensor, "channels": c_out, "horizon": horizon}
+    for block, cols, n, what in ((inp, columns, c_in, "input"), (out, output_columns, c_out, "output")):
+        if cols is not None:
+            cols = [str(c) for c in cols]
+            if len(cols) != n:
+                raise CmambaError(f"columns: the model has {n} {what} channel(s), got {len(cols)} {what} column names")
+            block["columns"] = cols
+    header = {"name": name, "input": inp, "output": out,
+              "normalization": normalization_block(normalization, c_in, c_out)}
+    if hyper is not None:
+        header["hyper"] = hyper
+    header["training"] = training_info or {}
+    if quant:
+        header["quant"] = quant
+    return header
+
+
+def normalization_block(normalization: dict | None, c_in: int, c_out: int) -> dict:
+    """model.json's "normalization" from {"mean", "std"} (the same statistics for input and
+    output channels), {"input": {...}, "output": {...}}, or None (identity: mean 0, std 1)."""
+    if normalization is None:
+        return {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
+                "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}}
+    try:
+        if "input" in normalization:
+            return {"input": _stats(normalization["input"], c_in, "input"),
+                    "output": _stats(normalization["output"], c_out, "output")}
+        return {"input": _stats(normalization, c_in, "input"), "output": _stats(normalization, c_out, "output")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CmambaError(f"normalization: {exc if isinstance(exc, ValueError) else f'missing or malformed {exc}'}") \
+            from exc
+
+
+def write_model_dir(out_dir, layers, header: dict, check=None) -> Path:
+    """Write a model directory: `layers` [(entry without 'weights', {key: array})] in execution
+    order, each array saved as float32 weights/<layer>.<key>.npy; `header` the other model.json
+    keys (name, input, output, normalization, ...). `check(tmp_dir)`, when given, runs on the
+    complete new directory before it replaces `out_dir` (raise to abandon it)."""
     out_dir = check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         os.chmod(tmp, 0o755)                  # mkdtemp makes 0700; a model dir is shared
         (tmp / "weights").mkdir()
-        layers = []
-        for entry, weights in model_layers(module):
+        entries = []
+        for entry, weights in layers:
+            entry = dict(entry)
             if weights:
                 entry["weights"] = {}
                 for key, arr in weights.items():
+                    arr = np.ascontiguousarray(np.asarray(arr).astype("<f4"))
                     if not np.all(np.isfinite(arr)):
                         raise CmambaError(f"layer '{entry['name']}': {key} has non-finite values "
                                           f"(training diverged?)")
                     rel = f"weights/{entry['name']}.{key}.npy"
                     np.save(tmp / rel, arr, allow_pickle=False)
                     entry["weights"][key] = rel
-            layers.append(entry)
-        raw = {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": name,
-            "input": {"name": "input", "channels": c_in, "length": h["length"], "columns": columns},
-            "output": {"tensor": "head", "channels": c_out, "horizon": h["horizon"],
-                       "columns": output_columns},
-            "normalization": norm,
-            "hyper": {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"],
-                      "patch": h["patch"], "stride": h["stride"], "d_conv": h["d_conv"],
-                      "horizon": h["horizon"], "eps": float(h["eps"])},
-            "layers": layers,
-            "training": training_info or {},
-        }
+            entries.append(entry)
+        head = {k: v for k, v in header.items() if k not in ("training", "quant")}
+        tail = {k: header[k] for k in ("training", "quant") if k in header}
+        raw = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **head, "layers": entries, **tail}
         with open(tmp / "model.json", "w") as fh:
             json.dump(raw, fh, indent=1)
             fh.write("\n")
+        if check is not None:
+            check(tmp)
         if not out_dir.exists():
             os.rename(tmp, out_dir)          # fresh directory: one atomic rename
             return out_dir

@@ -1,6 +1,9 @@
 """Shared fixtures: small random CMamba-slim models (numpy only), calibrated."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,6 +11,7 @@ from intsim import load_model
 from intsim.calibrate import calibrate
 from intsim.synth import make_random_model
 
+REPO = Path(__file__).resolve().parent.parent
 # Dimensions of the shipped default model (docs/model.md), for default-size tests.
 DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
                     n_blocks=2, d_conv=4, horizon=16)
@@ -33,6 +37,17 @@ def tiny_model(tmp_path_factory):
 def tiny_model_auto(tmp_path_factory):
     """2 blocks, per-tensor formats chosen by calibration (--formats auto)."""
     return make_calibrated(tmp_path_factory.mktemp("tiny_auto"), formats="auto", n_blocks=2)
+
+
+@pytest.fixture(scope="session")
+def default_calibrated(tmp_path_factory):
+    """A copy of examples/default, calibrated with the calibrate CLI's defaults (INT16 Q8.8 maxabs,
+    INT8 maxabs, RMSNorm V2) on its training data. Read-only: copy it to change it."""
+    from cmamba_hls.cli import main as cli_main
+    path = tmp_path_factory.mktemp("default_calibrated") / "model"
+    shutil.copytree(REPO / "examples" / "default", path)
+    assert cli_main(["calibrate", str(path)]) == 0
+    return load_model(path)
 
 
 @pytest.fixture(scope="session")

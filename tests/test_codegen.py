@@ -248,8 +248,8 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     step = tiny_model.program.step("blk0.in_proj_u")
     header = (d / "firmware/weights/l_blk0_in_proj_u.h").read_text()
     body = header.split("w_l_blk0_in_proj_u[16][8] = ")[1].split(";")[0]
-    assert [int(v) for v in re.findall(r"-?\d+", body)] == step.params["weight"].ravel().tolist()
-    assert f"static const int SHIFT = {step.params['shift']};" in (d / "firmware/params.h").read_text()
+    assert [int(v) for v in re.findall(r"-?\d+", body)] == step.params.weight.ravel().tolist()
+    assert f"static const int SHIFT = {step.params.shift};" in (d / "firmware/params.h").read_text()
     vin, vout = np.load(d / "tb_data/input.npy"), np.load(d / "tb_data/output.npy")
     assert vin.dtype == np.dtype("<i2") and vin.shape == (10, 3, 16) and vout.shape == (10, 3, 4)
     np.testing.assert_array_equal(vout, tiny_model.run_int16(vin).output_q)

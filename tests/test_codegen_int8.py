@@ -28,28 +28,17 @@ from codegen.build import build, run_testbench
 from codegen.project import generate_project
 from intsim import load_model
 from intsim.calibrate import calibrate
-from cmamba_hls.cli import main as cli_main
 from intsim.errors import UnsupportedError
 from intsim.synth import make_random_model
 from tests.cpp_harness import ap_include_or_skip, build_project_cached
 
-REPO = Path(__file__).resolve().parent.parent
 N_VECTORS = 1000
 HYPOTHESIS_EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "3"))
 
 
 @pytest.fixture(scope="module")
-def default_int8(tmp_path_factory):
-    """A copy of examples/default, calibrated with the calibrate CLI's defaults (INT8 maxabs, V2)."""
-    path = tmp_path_factory.mktemp("default_int8") / "model"
-    shutil.copytree(REPO / "examples" / "default", path)
-    assert cli_main(["calibrate", str(path)]) == 0
-    return load_model(path)
-
-
-@pytest.fixture(scope="module")
-def default_stdint_project(default_int8, tmp_path_factory):
-    return generate_project(default_int8, tmp_path_factory.mktemp("p8") / "stdint", precision="int8",
+def default_stdint_project(default_calibrated, tmp_path_factory):
+    return generate_project(default_calibrated, tmp_path_factory.mktemp("p8") / "stdint", precision="int8",
                             types="stdint", n_vectors=N_VECTORS, layers=True)
 
 
@@ -72,9 +61,9 @@ def test_default_model_stdint_bit_exact(default_stdint_project):
     assert f"{N_VECTORS} passed, 0 failed" in res.stdout
 
 
-def test_default_model_ap_bit_exact(default_int8, tmp_path):
+def test_default_model_ap_bit_exact(default_calibrated, tmp_path):
     ap_include_or_skip()
-    gen = generate_project(default_int8, tmp_path / "ap", precision="int8", types="ap", n_vectors=N_VECTORS)
+    gen = generate_project(default_calibrated, tmp_path / "ap", precision="int8", types="ap", n_vectors=N_VECTORS)
     _check_vectors(gen)
     assert "ap_int<9> centered9_t" in (gen.out_dir / "firmware" / "ops" / "primitives_int8.h").read_text()
     build_project_cached(gen.out_dir)

@@ -11,8 +11,7 @@ import pytest
 
 from intsim import load_model
 from intsim.errors import DataError, ModelFormatError, QuantizationError, UnsupportedError
-from intsim import kernels_int16 as K
-from intsim.int16 import lower_int16, pack_program
+from intsim.int16 import lower_int16, pack_program, run_step16
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +51,7 @@ def test_integer_path_has_no_float(tiny_model_auto):
     """Every lowered constant is an integer; every kernel input/output is an int16 array."""
     prog = lower_int16(tiny_model_auto.graph)
     for st in prog.steps:
-        for key, val in st.params.items():
+        for key, val in vars(st.params).items():
             if isinstance(val, np.ndarray):
                 assert val.dtype.kind in "ib", (st.name, key, val.dtype)   # ints, or flags (LUT clamped)
             else:
@@ -66,29 +65,12 @@ def test_integer_path_has_no_float(tiny_model_auto):
 
 
 def _run_layer_by_layer(model, x_q):
-    """The program again, one public kernel call per step: the packed whole-program
-    interpreter (kernels_int16.run_program_int16) must give the same bytes."""
+    """The program again, one public kernel call per step (each op's INT16 registry row,
+    intsim.int16.INT16): the packed whole-program interpreter
+    (kernels_int16.run_program_int16) must give the same bytes."""
     env = {"input": x_q}
     for st in lower_int16(model.graph).steps:
-        a, p = [env[s] for s in st.inputs], st.params
-        if st.op == "conv_kx1":
-            y, _ = K.conv_kx1_int16(a[0], p["weight"], p["bias"], p["stride"], p["shift"])
-        elif st.op == "conv1x1":
-            y, _ = K.conv1x1_int16(a[0], p["weight"], p["bias"], p["shift"])
-        elif st.op == "dwconv":
-            y, _ = K.dwconv_int16(a[0], p["weight"], p["bias"], p["shift"])
-        elif st.op == "rmsnorm":
-            y, _ = K.rmsnorm_int16(a[0], p["gain"], np.int64(p["eps_q"]), p["shift"])
-        elif st.op in ("sigmoid", "silu"):
-            y, _ = K.lut_int16(a[0], p["table"], p["addr_shift"], p["is_silu"], p["identity_shift"],
-                                   p["clamped"])
-        elif st.op == "scan":
-            y, _ = K.scan_int16(a[0], a[1], p["lam_frac"], p["u_shift"])
-        elif st.op == "mul":
-            y, _ = K.mul_int16(a[0], a[1], p["shift"])
-        else:
-            y, _ = K.add_int16(a[0], a[1], p["a_up"], p["b_up"], p["shift"])
-        env[st.name] = y
+        env[st.name], _ = run_step16(st, [env[s] for s in st.inputs])
     return env
 
 

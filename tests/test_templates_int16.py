@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +20,12 @@ from codegen.emit_int16 import OP_TEMPLATES, acc_bits
 from codegen.project import NPY_HEADER, make_env
 from intsim import kernels_int16 as K
 from intsim.lut import int16_table, int16_table_clamped
+from intsim.spec_kit import read_kit
 from tests.cpp_harness import compile_program
 
 I16 = np.int16
-OPS = ["conv_kx1", "conv1x1", "dwconv", "rmsnorm", "lut_activation", "scan", "mul", "add"]
+# The op templates under test: one per INT16 registry row (codegen/emit_int16.py EMIT16).
+OPS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
 N_RANDOM = 6                      # random cases per op, on top of the fixed ones
 EXTREMES = ("max", "min", "zeros", "alternating")
 
@@ -138,22 +141,56 @@ def binary_case(rng, op, i):
     return Case(op, op, ints, None, [], [a, b], y, n)
 
 
+# template -> case builder (rng, template, i); a template without one fails make_cases
+CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
+                 "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i), "lut_activation": lambda rng, op, i: lut_case(rng, i),
+                 "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case}
+
+
+def kit_cases() -> list[Case]:
+    """The INT16 operator vectors of the conformance kit (tests/spec_vectors, spec section 7),
+    expected = the committed outputs: the templates must reproduce the kit."""
+    cases = []
+    for kc in read_kit(Path(__file__).resolve().parent / "spec_vectors"):
+        if kc.precision != "int16":
+            continue
+        a, p, op, y = kc.inputs, kc.params, kc.op, kc.outputs["y"]
+        c_out, l_out = y.shape[1:]
+        if op in ("conv_kx1", "conv1x1", "dwconv"):
+            w, b = a["weight"], a["bias"]
+            c_in, l_in = a["x"].shape[1:]
+            ints = {"conv_kx1": [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", c_out), ("L_OUT", l_out),
+                                 ("K", w.shape[-1]), ("S", p.get("stride", 1))],
+                    "conv1x1": [("C_IN", c_in), ("C_OUT", c_out), ("L", l_out)],
+                    "dwconv": [("C", c_out), ("L", l_out), ("K", w.shape[-1])]}[op]
+            w_c = w.reshape(w.shape[0], -1)
+            cases.append(Case(op, op, ints + [("SHIFT", p["shift"])], acc_bits(w_c, b),
+                              [("w", "int16_t", w_c), ("b", "int32_t", b)], [a["x"]], y, kc.saturations))
+        elif op == "rmsnorm":
+            ints = [("D", c_out), ("L", l_out), ("EPS_Q", p["eps_q"]), ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
+                    ("RMS_INV_BITS", K.RMS_INV_BITS), ("SHIFT", p["shift"])]
+            cases.append(Case(op, op, ints, None, [("g", "int16_t", a["gain"])], [a["x"]], y, kc.saturations))
+        elif op in ("sigmoid", "silu"):
+            ints = [("C", c_out), ("L", l_out), ("ADDR_SHIFT", p["addr_shift"]),
+                    ("IDENTITY_SHIFT", p["identity_shift"]), ("IS_SILU", int(op == "silu")),
+                    ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
+            cases.append(Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", a["table"])],
+                              [a["x"]], y, kc.saturations))
+        elif op == "scan":
+            ints = [("E", c_out), ("T", l_out), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
+            cases.append(Case(op, op, ints, None, [], [a["lam"], a["u"]], y, kc.saturations))
+        else:
+            extra = [("A_UP", p["a_up"]), ("B_UP", p["b_up"])] if op == "add" else []
+            cases.append(Case(op, op, [("C", c_out), ("L", l_out)] + extra + [("SHIFT", p["shift"])], None, [],
+                              [a["a"], a["b"]], y, kc.saturations))
+    return cases
+
+
 def make_cases(seed=1234) -> list[Case]:
     rng = np.random.default_rng(seed)
-    cases = []
-    for op in OPS:
-        for i in range(N_RANDOM):
-            if op in ("conv_kx1", "conv1x1", "dwconv"):
-                cases.append(conv_case(rng, op, i))
-            elif op == "rmsnorm":
-                cases.append(rmsnorm_case(rng, i))
-            elif op == "lut_activation":
-                cases.append(lut_case(rng, i))
-            elif op == "scan":
-                cases.append(scan_case(rng, i))
-            else:
-                cases.append(binary_case(rng, op, i))
-    return cases
+    missing = [op for op in OPS if op not in CASE_BUILDERS]
+    assert not missing, f"INT16 templates without test cases: {missing}"
+    return [CASE_BUILDERS[op](rng, op, i) for op in OPS for i in range(N_RANDOM)] + kit_cases()
 
 
 PROGRAM = r"""

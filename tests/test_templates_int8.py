@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from codegen.emit_int8 import OP_TEMPLATES
 from intsim import kernels_int8 as K8
 from intsim.fixedpoint import quantize_multiplier
+from intsim.spec_kit import read_kit
 from tests.cpp_harness import compile_program, render_primitives, render_template
 
 I8 = np.int8
@@ -119,6 +121,8 @@ def _cfg(**ints):
 
 EXTREMES = (None, None, "max", "min", "alt")
 CONV_ARGS = "{x}, {w}, {b}, {m0}, {sh}, y"
+CONV_OPS = ("conv_kx1", "conv1x1", "dwconv")
+KIT_DIR = Path(__file__).resolve().parent / "spec_vectors"
 
 
 def conv_cases(rng, idx, extreme):
@@ -212,6 +216,51 @@ def elementwise_cases(rng, idx, extreme):
     return cases
 
 
+def kit_cases() -> list[Case]:
+    """The INT8 operator vectors of the conformance kit (tests/spec_vectors, spec section 7), one
+    Case per sample, expected = the committed outputs: the templates must reproduce the kit."""
+    cases = []
+    for kc in read_kit(KIT_DIR):
+        if kc.precision != "int8":
+            continue
+        a, p, op = kc.inputs, kc.params, kc.op
+        for bi in range(kc.outputs["y"].shape[0]):
+            name = f"kit_{kc.id.replace('-', '_').replace('.', '_')}_{bi}"
+            y = kc.outputs["y"][bi]
+            first = a["x"][bi] if "x" in a else None
+            if op in CONV_OPS:
+                w = a["weight"]
+                dims = {"conv1x1": dict(C_IN=w.shape[1], C_OUT=w.shape[0], L=y.shape[1]),
+                        "dwconv": dict(C=w.shape[0], L=y.shape[1], K=w.shape[1])}.get(op) or dict(
+                    C_IN=w.shape[1], L_IN=first.shape[1], C_OUT=w.shape[0], L_OUT=y.shape[1], K=w.shape[2],
+                    S=p["stride"])
+                arrays = [("x", "i8_t", first), ("w", "int8_t", w.reshape(w.shape[0], -1)), ("b", "int32_t", a["bias"]),
+                          ("m0", "int32_t", a["m0"]), ("sh", "int8_t", a["shift"])]
+                cases.append(Case(name, f"{op}_int8", _cfg(**dims, X_ZP=p["x_zp"], Y_ZP=p["y_zp"]), arrays,
+                                  y.shape, CONV_ARGS, y, 0))
+            elif op == "rmsnorm":
+                cfg = _cfg(D=y.shape[0], L=y.shape[1], X_ZP=p["x_zp"], Y_ZP=p["y_zp"], EPS_Q=p["eps_q"],
+                           RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS, RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=p["m0"],
+                           SHIFT=p["shift"])
+                cases.append(Case(name, "rmsnorm_int8", cfg, [("x", "i8_t", first), ("g", "int8_t", a["gain"])],
+                                  y.shape, "{x}, {g}, y", y, 0))
+            elif op in ("sigmoid", "silu"):
+                cases.append(Case(name, "lut_int8", _cfg(C=y.shape[0], L=y.shape[1]),
+                                  [("x", "i8_t", first), ("table", "int8_t", a["table"])], y.shape, "{x}, {table}, y",
+                                  y, 0))
+            elif op == "scan":
+                cfg = _cfg(E=y.shape[0], T=y.shape[1], U_ZP=p["u_zp"], Y_ZP=p["y_zp"], M0=p["m0"], SHIFT=p["shift"])
+                cases.append(Case(name, "scan_int8", cfg, [("lam", "i8_t", a["lam"][bi]), ("u", "i8_t", a["u"][bi])],
+                                  y.shape, "{lam}, {u}, y", y, 0))
+            else:
+                ints = dict(C=y.shape[0], L=y.shape[1], A_ZP=p["a_zp"], B_ZP=p["b_zp"], Y_ZP=p["y_zp"])
+                ints.update(dict(M0=p["m0"], SHIFT=p["shift"]) if op == "mul" else
+                            dict(M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"]))
+                cases.append(Case(name, f"{op}_int8", _cfg(**ints), [("a", "i8_t", a["a"][bi]), ("b", "i8_t", a["b"][bi])],
+                                  y.shape, "{a}, {b}, y", y, 0))
+    return cases
+
+
 def all_cases(seed=0):
     rng = np.random.default_rng(seed)
     cases = []
@@ -219,7 +268,7 @@ def all_cases(seed=0):
         extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
         cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
             + elementwise_cases(rng, idx, extreme)
-    return cases
+    return cases + kit_cases()
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +279,10 @@ def cases():
 def test_cases_cover_saturation_and_extremes(cases):
     """The case set is meaningful: every saturating op saturates somewhere, and over 40% of the
     outputs of every op lie strictly inside the int8 range (not just on the rails)."""
-    for op in ("conv_kx1", "conv1x1", "dwconv", "rmsnorm", "mul", "add", "scan", "lut"):
+    ops = [h for h in HEADERS if h != "primitives_int8"]      # one per INT8 registry row template
+    for op in ops:
         mine = [c for c in cases if c.name.startswith(op + "_")]
+        assert mine, f"INT8 template {op} has no test case"
         values = np.concatenate([c.expected.ravel() for c in mine])
         assert np.mean((values > -128) & (values < 127)) > 0.4, op
         if op != "lut":
