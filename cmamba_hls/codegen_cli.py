@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.project import PRECISIONS, TYPES, generate_project
+from codegen.project import PRECISIONS, TYPES, data_line, generate_project
 
 
 def add_arguments(p) -> None:
@@ -16,7 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--vectors", type=int, default=1000, help="golden test vectors (default 1000)")
     p.add_argument("--data", default=None,
                    help="CSV for real-data vectors (default: the file named by the model's training record, "
-                        "if present in data/)")
+                        "looked up in the repository's data/, the model directory and beside it, as calibrate "
+                        "and eval do)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
     p.add_argument("--layers", action="store_true",
                    help="also write every intermediate tensor (tb_data/layers/): the testbench checks each layer")
@@ -28,7 +29,7 @@ def run(args) -> int:
     mix = ", ".join(f"{v} {k}" for k, v in res.vector_counts.items())
     print(f"codegen: {args.precision} ({args.types}) project for '{args.model}' -> {res.out_dir}")
     print(f"  {len(res.files)} files, {res.n_vectors} golden vectors ({mix})"
-          + (f", real data from {res.data_file.name}" if res.data_file else "")
           + (", per-layer golden tensors" if res.layers else ""))
+    print(f"  {data_line(res.data_file, res.data_note, res.vector_counts.get('real', 0))}")
     print(f"  generated in {res.seconds:.2f} s; build and check: make -C {res.out_dir} test")
     return 0

@@ -57,6 +57,7 @@ class GenerateResult:
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
+    data_note: str = ""                 # why no real data was used (no --data, nothing found)
 
 
 # ----------------------------------------------------------------------------- back ends
@@ -182,6 +183,13 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
 
 
+def data_line(data_file: Path | None, note: str, n_real: int) -> str:
+    """What codegen and compare print about the data their vectors came from."""
+    if data_file is not None:
+        return f"real windows: {n_real} from the test split of {data_file}"
+    return f"real windows: none ({note})"
+
+
 def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool) -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
@@ -225,4 +233,4 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
     return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          dict(vecs.counts), vecs.data_file, layers)
+                          dict(vecs.counts), vecs.data_file, layers, vecs.data_note)

@@ -69,10 +69,11 @@ FIRMWARE_SYSTEM_HEADERS = frozenset({"stdint.h"})     # C header, typedefs only
 AP_TOP_HEADERS = frozenset({"ap_int.h", "ap_fixed.h"})
 ALLOCATORS = re.compile(r"^(?:malloc|calloc|realloc|free|aligned_alloc|posix_memalign|valloc|memalign|strdup|alloca"
                         r"|__builtin_alloca\w*|_Zn[wa]\w*|_Zd[la]\w*)$")
-CXXFLAGS = ["-std=c++14", "-O2", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
+CXXFLAGS = ["-std=c++14", "-O1", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
             "-Werror=double-promotion", "-Werror=float-conversion", "-Werror=vla"]
-# No inlining, no cloning, no interprocedural constants, no tail-call or complete-unroll rewriting:
-# every function keeps its own loops and calls, and a loop bound must be a constant in its own body.
+# -O1 (above): the fewest rewrites that still run GCC's loop iteration analysis; and no inlining, no
+# cloning, no interprocedural constants, no tail-call or complete-unroll rewriting: every function
+# keeps its own loops and calls, and a loop bound must be a constant in its own body.
 ANALYSIS_FLAGS = ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra", "-fno-ipa-icf", "-fno-partial-inlining",
                   "-fno-optimize-sibling-calls", "--param", "max-completely-peel-times=0"]
 DUMP_FLAGS = ["-H", "-fdump-tree-cfg-lineno-asmname", "-fdump-tree-ssa-lineno-asmname", "-fdump-tree-ivcanon-details"]
@@ -591,8 +592,8 @@ def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdi
     golden vectors, testbench or Makefile: nothing runs the golden model), for check_firmware().
     Returns out_dir/firmware."""
     from codegen.names import sanitize_names
-    from codegen.project import _as_model, load_backend, render_files
-    model = _as_model(model)
+    from codegen.project import as_model, load_backend, render_files
+    model = as_model(model)
     names = sanitize_names(layer.name for layer in model.graph.layers)
     files = render_files(model, load_backend(precision).emit(model, names, types), types)
     for rel, text in files.items():

@@ -1,6 +1,7 @@
 """Train CMamba-slim on a CSV and export a model directory (needs the 'train' extra).
 
-Data: `intsim.data.load_splits` (chronological 70/10/20 split, windows per split),
+Data: `intsim.data.load_splits` (chronological split, 70/10/20 % by default or `split`: fractions
+or row counts; windows per split),
 normalised with the train part's per-channel mean/std. Adam on MSE, early stopping
 on the validation MSE (the best weights are kept), fixed seeds and deterministic
 kernels. Test metrics are reported in normalised and original units next to two
@@ -34,6 +35,7 @@ class TrainConfig:
     columns: list[str] | None = None
     lookback: int = 64
     horizon: int = 16
+    split: str = "0.7,0.1,0.2"           # fractions or row counts (intsim.data.parse_split)
     train_stride: int = 1
     epochs: int = 60
     batch_size: int = 64
@@ -108,9 +110,17 @@ def train(cfg: TrainConfig) -> dict:
     t0 = time.perf_counter()
     check_output_dir(cfg.out)                 # fail before training, not after
     set_determinism(cfg.seed, cfg.threads)
-    splits = D.load_splits(cfg.data, cfg.columns, cfg.lookback, cfg.horizon, stride=1,
+    split = D.parse_split(cfg.split)
+    columns, ignored = D.column_choice(cfg.data, cfg.columns)
+    print(f"data {Path(cfg.data).name}: {len(columns)} column(s): {', '.join(columns)}"
+          + (f"; ignored: {', '.join(f'{k} ({why})' for k, why in ignored.items())}" if ignored else ""))
+    splits = D.load_splits(cfg.data, cfg.columns, cfg.lookback, cfg.horizon, stride=1, fractions=split,
                            train_stride=cfg.train_stride)
     columns = splits["columns"]
+    rows = {k: len(splits["series"][k]) for k in D.SPLITS}
+    unused = splits["n_rows"] - sum(rows.values())
+    print(f"split {split.text()}: rows train/val/test = {rows['train']}/{rows['val']}/{rows['test']} "
+          f"of {splits['n_rows']}" + (f" ({unused} rows after the test part unused)" if unused else ""))
     norm = D.fit_normalization(splits["series"]["train"])
     raw = {k: splits[k] for k in D.SPLITS}
     nx = {k: (D.normalize(raw[k][0], norm), D.normalize(raw[k][1], norm)) for k in D.SPLITS}
@@ -199,8 +209,8 @@ def train(cfg: TrainConfig) -> dict:
         "command": cfg.command or "",
         "seed": cfg.seed,
         "data": {"file": Path(cfg.data).name, "sha256": _sha256(cfg.data), "columns": columns,
-                 "split": {"fractions": [0.7, 0.1, 0.2],
-                           "rows": {k: len(splits["series"][k]) for k in D.SPLITS},
+                 "split": split.record() | {
+                           "rows": rows,
                            "windows": {k: len(nx[k][0]) for k in D.SPLITS}}},
         "config": cfg_record,
         "n_weights": n_weights,
