@@ -23,7 +23,7 @@ from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long
+from model.torch_rows import TorchRow, as_long, lookup
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -84,7 +84,7 @@ def _lut(p: _Lut, x: list[torch.Tensor]):
     xv = x[0]
     addr = shift_round(xv, p.addr_shift) + LUT_OFFSET
     idx = torch.clamp(addr, 0, LUT_LAST)
-    y, reads = p.table[idx], p.clamped[idx]
+    y, reads = lookup(p.table, idx), lookup(p.clamped, idx)
     if not p.is_silu:
         return y, reads.sum()
     above = addr > LUT_LAST

@@ -21,7 +21,7 @@ from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, saturate
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long
+from model.torch_rows import TorchRow, as_long, lookup
 
 CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
@@ -88,7 +88,7 @@ def _lut(p, x: list[torch.Tensor]):
     """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts."""
     table, clamped = p
     idx = x[0] + 128
-    return table[idx], clamped[idx].sum()
+    return lookup(table, idx), lookup(clamped, idx).sum()
 
 
 for _op in ("sigmoid", "silu"):

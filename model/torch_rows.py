@@ -25,3 +25,9 @@ class TorchRow:
 def as_long(values, device) -> torch.Tensor:
     """An int64 tensor on `device` from a numpy integer array (or int)."""
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
+
+
+def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-D table and an integer index tensor of any shape (a gather; the
+    fastest of torch's gathers on CPU)."""
+    return torch.index_select(table, 0, index.reshape(-1)).reshape(index.shape)
