@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from intsim.ops import BackendTable
 from model.cmamba import scan as float_scan
+from model.torch_rows import channel_chunks, from_channel_chunks
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,24 @@ def _rmsnorm(x, g, eps):
     return x * torch.rsqrt(x.pow(2).mean(dim=2, keepdim=True) + eps) * g
 
 
+def _revin_stats(x, eps):
+    """Per sample and channel of a channels-last window x [B, L, C]: mean and sqrt(var + eps), [B, 1, C]."""
+    mean = x.mean(dim=1, keepdim=True)
+    return mean, torch.sqrt((x - mean).pow(2).mean(dim=1, keepdim=True) + eps)
+
+
+def _revin_norm(x, eps):
+    mean, std = _revin_stats(x, eps)
+    return (x - mean) / std
+
+
+def _revin_denorm(y, x, eps):
+    """y [B, M, R] (channels-last of [R, M]) read as C row-major chunks: chunk c * std_c + mean_c."""
+    mean, std = _revin_stats(x, eps)
+    chunks = channel_chunks(y, x.shape[2])
+    return from_channel_chunks(chunks * std.transpose(1, 2) + mean.transpose(1, 2), y)
+
+
 # One row per op: (float inputs [B, L, C], fake-quantized weights by name, attrs) -> float output.
 SURROGATE: BackendTable[Callable[[list, dict, dict], torch.Tensor]] = BackendTable("QAT float surrogate")
 SURROGATE.register("conv_kx1", lambda x, w, a: _conv_kx1(x[0], w["weight"], w["bias"], a["stride"]))
@@ -72,3 +91,5 @@ SURROGATE.register("silu", lambda x, w, a: F.silu(x[0]))
 SURROGATE.register("scan", lambda x, w, a: float_scan(x[0].transpose(1, 2), x[1].transpose(1, 2)).transpose(1, 2))
 SURROGATE.register("mul", lambda x, w, a: x[0] * x[1])
 SURROGATE.register("add", lambda x, w, a: x[0] + x[1])
+SURROGATE.register("revin_norm", lambda x, w, a: _revin_norm(x[0], a["eps"]))
+SURROGATE.register("revin_denorm", lambda x, w, a: _revin_denorm(x[0], x[1], a["eps"]))
