@@ -1,8 +1,9 @@
 """QAT vs post-training quantization on the shipped model and data, measured in one run (issue 14).
 
-For INT8 and INT16: the fp32 model, PTQ with maxabs and with p99 calibration (`cmamba-hls
-calibrate`, train split), and QAT started from each (`cmamba-hls qat`, the defaults), on the
-test split: MSE and MAE against the truth (original units, milli-g), MSE and MaxAE against the
+For INT8 and INT16: the fp32 model, post-training quantization (`cmamba-hls calibrate`, train
+split) with maxabs and p99 ranges (INT16: Q8.8 everywhere, where the method does not matter, and
+per-tensor `--formats auto`), and QAT started from some of them (`cmamba-hls qat`, the
+defaults), on the test split: MSE and MAE against the truth (original units, milli-g), MSE and MaxAE against the
 **original** fp32 model's forecast (normalised units; MaxAE also in output LSB), saturations
 (every clamp event, input quantization included), and the QAT wall time. QAT's "win back" is
 1 - (QAT's MSE vs fp32) / (PTQ's MSE vs fp32) for the same start. Prints a markdown table.
@@ -30,6 +31,13 @@ from cmamba_hls.evaluate import load_eval_data  # noqa: E402
 from intsim import load_model  # noqa: E402
 
 MODES = {"int8": "quant8", "int16": "bittrue"}
+# calibration label -> calibrate arguments
+CALIBRATIONS = {"maxabs": ["--method", "maxabs"], "p99": ["--method", "p99"],
+                "auto maxabs": ["--formats", "auto", "--method", "maxabs"],
+                "auto p99": ["--formats", "auto", "--method", "p99"]}
+# precision -> [(row label, calibration, QAT from it?)]
+ROWS = {"int8": [("maxabs", "maxabs", True), ("p99", "p99", True)],
+        "int16": [("Q8.8", "maxabs", True), ("auto maxabs", "auto maxabs", False), ("auto p99", "auto p99", True)]}
 
 
 def quiet(args: list[str]) -> str:
@@ -59,11 +67,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="qat-report-"))
     base = {}
-    for method in ("maxabs", "p99"):
-        base[method] = work / f"ptq_{method}"
-        shutil.rmtree(base[method], ignore_errors=True)
-        shutil.copytree(REPO / "examples" / "default", base[method])
-        quiet(["calibrate", str(base[method]), "--method", method])
+    for label, extra in CALIBRATIONS.items():
+        base[label] = work / f"ptq_{label.replace(' ', '_')}"
+        shutil.rmtree(base[label], ignore_errors=True)
+        shutil.copytree(REPO / "examples" / "default", base[label])
+        quiet(["calibrate", str(base[label]), *extra])
     fp32 = load_model(base["maxabs"])
     x_raw, y_raw = load_eval_data(fp32, None, "test")
     x = fp32.normalize_input(x_raw)
@@ -72,26 +80,30 @@ def main(argv=None) -> int:
     for precision, mode in MODES.items():
         rows = [row("fp32", ref_res, ref, y_raw, fp32)]
         rows[0].update(maxae_lsb=0.0, sats=0)
-        for method in ("maxabs", "p99"):
-            ptq = load_model(base[method])
-            start = row(f"PTQ {method}", ptq.run(x, mode), ref, y_raw, ptq)
+        for label, calibration, with_qat in ROWS[precision]:
+            ptq = load_model(base[calibration])
+            start = row(f"PTQ {label}", ptq.run(x, mode), ref, y_raw, ptq)
             rows.append(start)
-            out = work / f"qat_{precision}_{method}"
+            if not with_qat:
+                continue
+            out = work / f"qat_{precision}_{calibration.replace(' ', '_')}"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
-            quiet(["qat", str(base[method]), "--precision", precision, "--out", str(out), "--threads", args.threads])
+            log = quiet(["qat", str(base[calibration]), "--precision", precision, "--out", str(out),
+                         "--threads", args.threads])
             seconds = time.perf_counter() - t0
+            epochs = sum(1 for line in log.splitlines() if line.startswith("epoch ")) - 1
             qat = load_model(out)
-            rows.append(row(f"QAT from {method}", qat.run(x, mode), ref, y_raw, qat, seconds, start))
+            rows.append(row(f"QAT from {label} ({epochs} epochs)", qat.run(x, mode), ref, y_raw, qat, seconds, start))
         print(f"\n{precision.upper()} ({mode}), {len(x)} test windows; MSE/MAE vs truth in milli-g^2 / milli-g; "
-              f"vs fp32: the original float model")
+              f"vs fp32: the original float model (normalised units)", flush=True)
         print("| model | MSE | MAE | MSE vs fp32 | MaxAE vs fp32 (LSB) | saturations | QAT wins back | QAT time |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             win = f"{100 * r['win_back']:.0f} %" if "win_back" in r else "-"
             secs = f"{r['seconds']:.0f} s" if r["seconds"] else "-"
             print(f"| {r['model']} | {r['mse']:,.1f} | {r['mae']:.2f} | {r['mse_fp32']:.3e} | {r['maxae_lsb']:.1f} | "
-                  f"{r['sats']:,} | {win} | {secs} |")
+                  f"{r['sats']:,} | {win} | {secs} |", flush=True)
     print(f"\nmodels in {work}")
     return 0
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from cmamba_hls.cli_args import SPLIT_SIZES_HELP, check_choice
 from cmamba_hls.texttable import text_table
 from intsim.errors import CmambaError
+from model.qat_config import SCALE_LR_FACTOR, TARGETS, ZERO_LR_FACTOR, QATConfig
 
 PRECISIONS = ("int8", "int16")
-TARGETS = ("fp32", "truth")
+D = QATConfig()                      # the defaults
 CALIBRATION_WINDOWS = 1024           # as `calibrate`: windows evenly spaced over the train split
 
 
@@ -29,17 +30,20 @@ def add_arguments(p) -> None:
     p.add_argument("--precision", required=True, metavar="|".join(PRECISIONS),
                    help="the integer program to train through: int8 (quant8) or int16 (bittrue)")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (model.json + weights/)")
-    p.add_argument("--epochs", type=int, default=8, help="max epochs (default 8)")
-    p.add_argument("--patience", type=int, default=3,
-                   help="stop after this many epochs without a better validation loss (default 3)")
-    p.add_argument("--lr", type=float, default=1e-4,
-                   help="Adam learning rate of the weights (default 1e-4; log step sizes x10, zero points x100)")
-    p.add_argument("--batch-size", type=int, default=64, help="default 64")
-    p.add_argument("--target", default="fp32", metavar="|".join(TARGETS),
+    p.add_argument("--epochs", type=int, default=D.epochs, help=f"max epochs (default {D.epochs})")
+    p.add_argument("--patience", type=int, default=D.patience,
+                   help=f"stop after this many epochs without a better validation loss (default {D.patience})")
+    p.add_argument("--lr", type=float, default=D.lr,
+                   help=f"Adam learning rate of the weights (default {D.lr:g}; log step sizes x{SCALE_LR_FACTOR:g}, "
+                        f"zero points x{ZERO_LR_FACTOR:g})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help=f"default {D.batch_size}")
+    p.add_argument("--train-stride", type=int, default=D.train_stride,
+                   help=f"each epoch uses every N-th training window, offset by epoch (default {D.train_stride})")
+    p.add_argument("--target", default=D.target, metavar="|".join(TARGETS),
                    help="what the integer network is trained to output: fp32 = the float model's forecast "
                         "(distillation, default) or truth = the data")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--seed", type=int, default=D.seed, help=f"default {D.seed}")
+    p.add_argument("--threads", type=int, default=D.threads, help=f"torch CPU threads (default {D.threads})")
 
 
 def _splits(model, data, sizes) -> dict:
@@ -80,22 +84,22 @@ def run(args) -> int:
     from intsim.executor import load_model
     from model.export import check_output_dir
     from model.qat import QATNetwork
-    from model.qat_train import QATConfig, export_qat, finetune
+    from model.qat_train import export_qat, finetune
 
     check_choice("--precision", args.precision, PRECISIONS)
     check_choice("--target", args.target, TARGETS)
     cfg = QATConfig(precision=args.precision, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                    patience=args.patience, seed=args.seed, threads=args.threads, target=args.target)
+                    train_stride=args.train_stride, patience=args.patience, seed=args.seed, threads=args.threads,
+                    target=args.target)
     model_dir, out = Path(args.model), Path(args.out)
     model = load_model(model_dir)
-    QATNetwork(model, args.precision)         # calibrated for this precision, and it lowers: else one error line
+    start = QATNetwork(model, args.precision)   # calibrated for this precision, and it lowers: else one error line
     check_output_dir(out)
     sizes = parse_split(args.split) if args.split else None
     splits = _splits(model, args.data, sizes)
     print(f"QAT of '{model.graph.name}' ({model_dir}) through the {args.precision} integer program; "
           f"windows train/val/test = {len(splits['train'][0])}/{len(splits['val'][0])}/{len(splits['test'][0])}; "
           f"target: {'the fp32 model' if args.target == 'fp32' else 'the data'}")
-    start = QATNetwork(model, args.precision)
     result = finetune(model, {k: splits[k] for k in ("train", "val")}, cfg)
     command = "cmamba-hls " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if sys.argv and sys.argv[0].endswith("cmamba-hls") else None

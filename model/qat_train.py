@@ -28,25 +28,8 @@ from intsim.errors import CmambaError
 from intsim.executor import Model, load_model
 from model.export import check_output_dir, write_model_dir
 from model.qat import QATNetwork
+from model.qat_config import SCALE_LR_FACTOR, TARGETS, ZERO_LR_FACTOR, QATConfig
 from model.train import set_determinism
-
-TARGETS = ("fp32", "truth")
-SCALE_LR_FACTOR = 10.0           # log step sizes (activation scales, weight steps): lr x 10
-ZERO_LR_FACTOR = 100.0           # zero points, in int8 codes: lr x 100
-
-
-@dataclass
-class QATConfig:
-    precision: str = "int8"
-    epochs: int = 8
-    lr: float = 1e-4
-    batch_size: int = 64
-    patience: int = 3
-    seed: int = 0
-    threads: int = 2
-    target: str = "fp32"           # fp32: the float model's forecast (distillation) | truth: the data
-    grad_clip: float = 1.0
-
 
 @dataclass
 class QATResult:
@@ -74,7 +57,7 @@ def _optimizer(net: QATNetwork, lr: float) -> torch.optim.Optimizer:
 
 
 def _check(cfg: QATConfig) -> None:
-    for key in ("epochs", "batch_size", "patience", "threads"):
+    for key in ("epochs", "batch_size", "patience", "threads", "train_stride"):
         if getattr(cfg, key) < 1:
             raise CmambaError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
     if not cfg.lr > 0:
@@ -91,7 +74,7 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
     set_determinism(cfg.seed, cfg.threads)
     net = QATNetwork(model, cfg.precision)
     targets = {k: (model.run(x, "fp32").output if cfg.target == "fp32" else y) for k, (x, y) in data.items()}
-    x_tr, t_tr = data["train"][0], torch.as_tensor(targets["train"], dtype=torch.float32)
+    x_all, t_all = data["train"][0], torch.as_tensor(targets["train"], dtype=torch.float32)
 
     def val_loss() -> float:
         return D.mse(net.run(data["val"][0]).output, targets["val"])
@@ -105,6 +88,8 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
     bad = 0
     for epoch in range(1, cfg.epochs + 1):
         te = time.perf_counter()
+        x_tr = x_all[(epoch - 1) % cfg.train_stride::cfg.train_stride]
+        t_tr = t_all[(epoch - 1) % cfg.train_stride::cfg.train_stride]
         perm = torch.randperm(len(x_tr), generator=gen).numpy()
         total = 0.0
         for i in range(0, len(perm), cfg.batch_size):
