@@ -120,8 +120,7 @@ class TorchRunner:
         xb = self.model._int_batch(x_q, INT_DTYPES[mode.precision])
         env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
-        lo = torch.stack([env[n].min() for n in names]).cpu().numpy()
-        hi = torch.stack([env[n].max() for n in names]).cpu().numpy()
+        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(torch.aminmax(env[n]) for n in names)))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 
