@@ -20,6 +20,9 @@ bound (each kernel says which); `narrow` and `requantize` are the two output ste
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 MAX_SHIFT = 62
@@ -97,11 +100,38 @@ def isqrt_rne(v: torch.Tensor) -> torch.Tensor:
     return r + (v - r * r > r).to(torch.int64)
 
 
+FLOAT_REQUANT_MAX_SHIFT = 44     # requantization in float64 is exact up to this shift (see requantize)
+
+
 def requantize(acc: torch.Tensor, m0, shift, zero_point, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """sat_bits(rne_shift(acc * m0, shift) + zero_point) as int32, count (spec 3.3). acc: an integer
-    tensor (or a float tensor of exact integers) with |acc| < 2^31; m0, shift: ints or int64
-    tensors broadcastable to acc (per channel); the product acc * m0 < 2^62 is int64."""
+    tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
+    int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
+    (`requantize_float`); otherwise the product acc * m0 < 2^62 is formed in int64."""
+    if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
+        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits)
     y, n = saturate(rne_shift(acc.to(torch.int64) * m0, shift) + zero_point, bits)
+    return y.to(torch.int32), n
+
+
+def float_multipliers(m0, shift) -> np.ndarray | None:
+    """m0 * 2^-shift as float64 (exact: m0 has 31 bits) for `requantize_float`, or None when a shift
+    exceeds FLOAT_REQUANT_MAX_SHIFT (then the int64 path is the exact one)."""
+    shift = np.asarray(shift, dtype=np.int64)
+    if shift.size and int(shift.max()) > FLOAT_REQUANT_MAX_SHIFT:
+        return None
+    return np.ldexp(np.asarray(m0, dtype=np.float64), -shift)
+
+
+def requantize_float(acc: torch.Tensor, mult, zero_point, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
+    y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
+    product's error is at most |P| 2^-53, while a P that is not a tie lies at least 2^-shift from
+    the nearest half-integer, so round() matches RNE(P) whenever |P| < 2^(53 - shift) (>= 2^9);
+    a tie is representable, hence exact. A larger |P| saturates either way (|P| + |z| > 2^9 - 129
+    exceeds int8), with the same sign: the clamped value and its count agree."""
+    v = torch.round(acc.to(torch.float64) * mult) + zero_point
+    y, n = saturate(v, bits)
     return y.to(torch.int32), n
 
 

@@ -19,7 +19,8 @@ import torch
 from intsim.errors import UnsupportedError
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, rne_shift, saturate
+from model.torch_fixedpoint import (exact_float_shift, float_multipliers, isqrt_rne, requantize, requantize_float, rne_div,
+                                    rne_shift, saturate)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
@@ -35,18 +36,24 @@ class _Conv8:
     y_zp: int
     m0: torch.Tensor         # int64 [C_out]
     shift: torch.Tensor      # int64 [C_out]
+    mult: torch.Tensor | None   # float64 [C_out] m0 2^-shift when every shift allows the float path
 
 
 def _prepare_conv(st, device) -> _Conv8:
     p = st.params
     mac = (DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device) if st.op == "dwconv"
            else DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device))
-    return _Conv8(mac, p.x_zp, p.y_zp, as_long(p.m0, device), as_long(p.shift, device))
+    mult = float_multipliers(p.m0, p.shift)
+    return _Conv8(mac, p.x_zp, p.y_zp, as_long(p.m0, device), as_long(p.shift, device),
+                  None if mult is None else torch.as_tensor(mult, device=device))
 
 
 def _conv(c: _Conv8, x: list[torch.Tensor]):
     """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
-    return requantize(c.mac(x[0] - c.x_zp), c.m0, c.shift, c.y_zp)
+    acc = c.mac(x[0] - c.x_zp)
+    if c.mult is not None:
+        return requantize_float(acc, c.mult, c.y_zp)
+    return requantize(acc, c.m0, c.shift, c.y_zp)
 
 
 for _op in ("conv_kx1", "conv1x1", "dwconv"):

@@ -97,6 +97,26 @@ def test_requantize_matches_exact(accs, m0, shift, zp):
 
 
 @PRIMS
+@given(accs=st.lists(st.integers(-2 ** 31 + 1, 2 ** 31 - 1), min_size=1, max_size=30),
+       m0s=st.lists(st.integers(2 ** 30, 2 ** 31 - 1), min_size=1, max_size=4),
+       shift=st.integers(0, tfp.FLOAT_REQUANT_MAX_SHIFT), zp=st.integers(-128, 127), tie=st.booleans())
+def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
+    """The float64 path (shift <= 44) == exact RNE, per-channel multipliers, ties included."""
+    m0s = (m0s * len(accs))[:len(accs)]
+    if tie and shift >= 1:     # make acc * m0 / 2^shift = k + 1/2 exactly
+        odd = [2 * (a % 300) + 1 for a in accs]
+        if shift <= 30:        # m0 = 2^30 + 2^(shift-1): acc 2^(30-shift) + acc/2, a tie for odd acc
+            accs, m0s = odd, [2 ** 30 + (1 << (shift - 1))] * len(accs)
+        else:                  # m0 = 2^30: acc 2^(30-shift), a tie for acc = odd * 2^(shift-31)
+            accs, m0s = [o << (shift - 31) for o in odd], [2 ** 30] * len(accs)
+    mult = tfp.float_multipliers(np.array(m0s), np.array([shift] * len(accs)))
+    y, n = tfp.requantize_float(_t(accs), torch.as_tensor(mult), zp)
+    ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s)]
+    assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
+    assert tfp.float_multipliers(np.array(m0s), np.array([tfp.FLOAT_REQUANT_MAX_SHIFT + 1])) is None
+
+
+@PRIMS
 @given(xs=st.lists(st.integers(-2 ** 53, 2 ** 53), min_size=1, max_size=30), shift=st.integers(-15, 40))
 def test_narrow_float_and_integer_paths_agree_with_exact(xs, shift):
     ref = [ref_sat(ref_rne(Fraction(x) / Fraction(2) ** shift), 16) for x in xs]
