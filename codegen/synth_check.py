@@ -591,8 +591,8 @@ def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdi
     golden vectors, testbench or Makefile: nothing runs the golden model), for check_firmware().
     Returns out_dir/firmware."""
     from codegen.names import sanitize_names
-    from codegen.project import _as_model, load_backend, render_files
-    model = _as_model(model)
+    from codegen.project import as_model, load_backend, render_files
+    model = as_model(model)
     names = sanitize_names(layer.name for layer in model.graph.layers)
     files = render_files(model, load_backend(precision).emit(model, names, types), types)
     for rel, text in files.items():
