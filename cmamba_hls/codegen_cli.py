@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.project import PRECISIONS, TYPES, generate_project
+from cmamba_hls.estimate_cli import add_reuse_arguments, reuse_spec
+from codegen.project import INTERFACES, PRECISIONS, TYPES, generate_project
 
 
 def add_arguments(p) -> None:
@@ -13,6 +14,11 @@ def add_arguments(p) -> None:
     p.add_argument("--types", choices=TYPES, default="stdint",
                    help="C++ integer types: stdint (int16_t/int64_t + explicit RNE/saturation helpers) or ap "
                         "(Vitis ap_int/ap_fixed; building needs CMAMBA_HLS_AP_INCLUDE or make AP_INCLUDE=...)")
+    p.add_argument("--interface", default="memory", metavar="|".join(INTERFACES),
+                   help="top function: memory (cmamba_top on ap_memory arrays, the layers one after another; "
+                        "default) or stream (hls::stream AXI-Stream ports, #pragma HLS DATAFLOW with one process "
+                        "per layer; building needs hls_stream.h: CMAMBA_HLS_AP_INCLUDE or make AP_INCLUDE=...)")
+    add_reuse_arguments(p)
     p.add_argument("--vectors", type=int, default=1000, help="golden test vectors (default 1000)")
     p.add_argument("--data", default=None,
                    help="CSV for real-data vectors (default: the file named by the model's training record, "
@@ -24,9 +30,11 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     res = generate_project(args.model, Path(args.out), precision=args.precision, types=args.types,
-                           n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers)
+                           n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers,
+                           interface=args.interface, reuse=reuse_spec(args))
     mix = ", ".join(f"{v} {k}" for k, v in res.vector_counts.items())
-    print(f"codegen: {args.precision} ({args.types}) project for '{args.model}' -> {res.out_dir}")
+    print(f"codegen: {args.precision} ({args.types}, {args.interface} interface) project for '{args.model}' "
+          f"-> {res.out_dir}")
     print(f"  {len(res.files)} files, {res.n_vectors} golden vectors ({mix})"
           + (f", real data from {res.data_file.name}" if res.data_file else "")
           + (", per-layer golden tensors" if res.layers else ""))

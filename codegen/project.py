@@ -1,7 +1,7 @@
 """Render a self-contained HLS C++ project for one model, precision and type flavour.
 
 `generate_project(model, out_dir, precision="int16", types="stdint", n_vectors=1000, data=None,
-seed=0, layers=False) -> GenerateResult` writes
+seed=0, layers=False, interface="memory", reuse=ReuseSpec()) -> GenerateResult` writes
 
   out_dir/firmware/  primitives.h types.h params.h ops/*.h weights/*.h top.h top.cpp
   out_dir/tb/        tb_main.cpp npy.h
@@ -30,8 +30,10 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from codegen import emit_int8, emit_int16
+from codegen.dataflow import plan_dataflow
 from codegen.emission import CTYPES, Emission
 from codegen.names import sanitize_names
+from codegen.reuse import ReuseSpec, apply_plans, resolve_reuse
 from codegen.vectors import make_vectors
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.manifest import DirKind, owned_files, publish, staged
@@ -42,6 +44,9 @@ NPY_HEADER = REPO / "hls_tb" / "npy.h"
 BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end module (codegen/emission.py)
 PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
+# memory: cmamba_top(input[C][L], output[C][H]) on ap_memory ports, the layers one after another;
+# stream: hls::stream ports (AXI-Stream), one DATAFLOW process per layer (codegen/dataflow.py).
+INTERFACES = ("memory", "stream")
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
 
@@ -54,6 +59,8 @@ class GenerateResult:
     seconds: float
     precision: str = "int16"
     types: str = "stdint"
+    interface: str = "memory"
+    reuse: ReuseSpec = field(default_factory=ReuseSpec)
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
@@ -143,8 +150,22 @@ def _check_emission(em: Emission, names: dict[str, str]) -> None:
             raise CmambaError(f"back end '{em.precision}': buffer {b.cname} is not the sanitised name of {b.tensor!r}")
 
 
-def render_files(model, em: Emission, types: str) -> dict[str, str]:
+def check_interface(interface: str) -> None:
+    if interface not in INTERFACES:
+        raise UnsupportedError(f"--interface {interface!r} is not supported (known: {', '.join(INTERFACES)})")
+
+
+def emit_with_reuse(model, backend, names: dict[str, str], types: str, reuse: ReuseSpec | None) -> Emission:
+    """The back end's Emission with every layer's parallelism (codegen/reuse.py) in its config."""
+    plans = resolve_reuse(model.graph, reuse or ReuseSpec())
+    em = backend.emit(model, names, types)
+    apply_plans(em, names, plans)
+    return em
+
+
+def render_files(model, em: Emission, types: str, interface: str = "memory") -> dict[str, str]:
     """Relative path -> text of every generated source file (no vectors)."""
+    check_interface(interface)
     env = make_env()
     groups: dict[str, list] = {}
     for c in em.consts:
@@ -156,6 +177,7 @@ def render_files(model, em: Emission, types: str) -> dict[str, str]:
         output_shape=em.output_shape, output_buffer=em.output_buffer,
         output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
         npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
+        interface=interface, dataflow=plan_dataflow(em, model.graph) if interface == "stream" else None,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -182,19 +204,22 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
 
 
-def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool) -> dict:
+def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
+                    interface: str = "memory", reuse: ReuseSpec | None = None) -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
-            "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
-            "seed": int(seed), "layers": bool(layers)}
+            "interface": interface, "reuse": (reuse or ReuseSpec()).as_json(), "n_vectors": int(n_vectors),
+            "data": None if data is None else Path(data).name, "seed": int(seed), "layers": bool(layers)}
 
 
 def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-                     data=None, seed: int = 0, layers: bool = False) -> GenerateResult:
+                     data=None, seed: int = 0, layers: bool = False, interface: str = "memory",
+                     reuse: ReuseSpec | None = None) -> GenerateResult:
     """Generate the project (see the module docstring). model: a Model or a model directory."""
     t0 = time.perf_counter()
     if types not in TYPES:
         raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
+    check_interface(interface)
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
@@ -202,9 +227,9 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
     out_dir = Path(out_dir)
     owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    em: Emission = backend.emit(model, names, types)
+    em: Emission = emit_with_reuse(model, backend, names, types, reuse)
     _check_emission(em, names)
-    files = render_files(model, em, types)
+    files = render_files(model, em, types, interface)
 
     vecs = make_vectors(model, em, int(n_vectors), data=data, seed=seed)
     out_q, tensors = em.run_golden(vecs.x_q)
@@ -220,9 +245,9 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         if layers:
             for b in em.buffers:
                 _save_npy(tmp / "tb_data" / "layers" / f"{b.cname}.npy", np.asarray(tensors[b.tensor]).astype(dtype))
-        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers)
+        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, interface, reuse)
         manifest["vectors"] = vecs.counts
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
     return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          dict(vecs.counts), vecs.data_file, layers)
+                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers)
