@@ -1,5 +1,6 @@
 # Two entry points (README quick start): `make demo` and `make test`.
 # Both create .venv when missing and install the package into it (editable).
+# `make install-train` adds the train extra (torch) for `cmamba-hls train`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,34 +10,49 @@ AP_TYPES_DIR := $(abspath $(VENV))/ap_types
 HLS4ML_WHEEL := hls4ml==1.3.0
 export CMAMBA_HLS_AP_INCLUDE ?= $(AP_TYPES_DIR)
 
-.PHONY: demo test bench install-demo install-test clean
+.PHONY: demo test bench install-demo install-test install-train clean
+
+# Each set-up step prints one line; pip and the header extraction write to $(VENV)/install.log,
+# which is shown (last lines) only when a step fails.
+LOG = >> $(VENV)/install.log 2>&1 || { echo "failed: see $(VENV)/install.log" >&2; tail -n 30 $(VENV)/install.log >&2; exit 1; }
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	@echo "[setup] creating $(VENV) ($$($(PYTHON) --version 2>&1))"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --quiet --upgrade pip $(LOG)
 
 # One stamp per install set; re-installs when pyproject.toml changes.
 $(VENV)/.stamp-demo: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[plot]'
-	touch $@
+	@echo "[setup] installing cmamba-hls and the plot extra into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[plot]' $(LOG)
+	@touch $@
+
+$(VENV)/.stamp-train: pyproject.toml | $(PY)
+	@echo "[setup] installing cmamba-hls and the train extra (torch, pinned) into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[plot,train]' $(LOG)
+	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test,plot,train]'
-	touch $@
+	@echo "[setup] installing cmamba-hls and the test, plot and train extras into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[test,plot,train]' $(LOG)
+	@touch $@
 
 $(AP_TYPES_DIR)/ap_int.h: | $(PY)
-	rm -rf $(VENV)/hls4ml-wheel && mkdir -p $(VENV)/hls4ml-wheel
-	$(PIP) download --quiet --no-deps -d $(VENV)/hls4ml-wheel $(HLS4ML_WHEEL)
-	$(PY) -m hls_tb.fetch_ap_types $(VENV)/hls4ml-wheel $(AP_TYPES_DIR)
+	@echo "[setup] extracting the ap_int/ap_fixed headers of $(HLS4ML_WHEEL) into $(AP_TYPES_DIR)"
+	@rm -rf $(VENV)/hls4ml-wheel && mkdir -p $(VENV)/hls4ml-wheel
+	@$(PIP) download --quiet --no-deps -d $(VENV)/hls4ml-wheel $(HLS4ML_WHEEL) $(LOG)
+	@$(PY) -m hls_tb.fetch_ap_types $(VENV)/hls4ml-wheel $(AP_TYPES_DIR) $(LOG)
 
 install-demo: $(VENV)/.stamp-demo
+install-train: $(VENV)/.stamp-train
 install-test: $(VENV)/.stamp-test $(AP_TYPES_DIR)/ap_int.h
 
 demo: install-demo
-	$(VENV)/bin/cmamba-hls demo
+	@$(VENV)/bin/cmamba-hls demo
 
 test: install-test
-	$(PY) -m pytest -q
+	@echo "[test] $(PY) -m pytest -q"
+	@$(PY) -m pytest -q
 
 bench: install-test
 	$(PY) bench/golden_speed.py

@@ -4,11 +4,11 @@ them into MODEL/model.json (`quant`). The new parameters are lowered for both in
 back ends before anything is written; the write itself is atomic."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from intsim.data import SPLITS
 from intsim.errors import CmambaError
-from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.cli_args import add_data_arguments, check_choice, split_arguments
 from cmamba_hls.texttable import text_table
 
 DEFAULT_MAX_WINDOWS = 1024
@@ -21,7 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/); updated in place")
     add_data_arguments(p, "train", "calibrate on")
     p.add_argument("--method", default="maxabs", metavar="|".join(METHODS),
-                   help="INT16 range per tensor: max |x| or 99th percentile of |x| (default maxabs)")
+                   help="range per tensor: max |x| or 99th percentile of |x| (default maxabs); it chooses the "
+                        "INT16 formats with --formats auto (Q8.8 ignores ranges) and the INT8 ranges unless "
+                        "--int8-method is given")
     p.add_argument("--formats", default="q88", metavar="|".join(FORMAT_CHOICES),
                    help="q88: Q8.8 everywhere; auto: per-tensor fractional bits from the range (default q88)")
     p.add_argument("--int8-method", metavar="|".join(INT8_METHODS),
@@ -57,17 +59,22 @@ def run(args) -> int:
     from intsim.formats import RMSNORM_MODES
     from intsim.graph import save_quant
 
-    check_choice("--split", args.split, SPLITS)
+    part, sizes = split_arguments(args.split, "train")
     check_choice("--method", args.method, METHODS)
     check_choice("--formats", args.formats, FORMAT_CHOICES)
     check_choice("--int8-method", args.int8_method, INT8_METHODS)
     check_choice("--int8-rmsnorm", args.int8_rmsnorm, RMSNORM_MODES)
+    if args.formats == "q88" and args.method != "maxabs":
+        print(f"cmamba-hls calibrate: note: --method {args.method} does not change the INT16 formats with "
+              f"--formats q88 (Q8.8 everywhere, whatever the range); it sets the INT8 ranges"
+              f"{' only' if args.int8_method is None else ' only, and --int8-method overrides even that'}. "
+              f"For {args.method} INT16 formats use --formats auto.", file=sys.stderr)
     if args.max_windows < 1:
         raise CmambaError(f"--max-windows must be >= 1, got {args.max_windows}")
     model_dir = Path(args.model)
     model = load_model(model_dir)
     data = resolve_data_path(model, args.data)
-    x_raw, _ = load_eval_data(model, data, args.split, args.max_windows)
+    x_raw, _ = load_eval_data(model, data, part, args.max_windows, sizes)
     calibrate(model, model.normalize_input(x_raw), method=args.method, formats=args.formats,
               save=False, int8_method=args.int8_method, int8_rmsnorm=args.int8_rmsnorm)
     _ = model.program, model.program8        # both back ends lower the new parameters, or nothing is saved
@@ -76,7 +83,7 @@ def run(args) -> int:
     except OSError as exc:
         raise CmambaError(f"cannot write {model_dir / 'model.json'}: {exc}") from exc
     q16, q8 = model.graph.formats.int16, model.graph.formats.int8
-    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {args.split} windows of {data.name}")
+    print(f"calibrated '{model.graph.name}' on {len(x_raw)} {part} windows of {data}")
     print(format_table(model))
     print(f"INT16: method {q16.method}, formats {q16.formats}; INT8: method {q8.method}, RMSNorm {q8.rmsnorm}")
     print(f"wrote {model_dir / 'model.json'} (quant.int16, quant.int8, quant.stats)")

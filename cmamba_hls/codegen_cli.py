@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmamba_hls.estimate_cli import add_reuse_arguments, reuse_spec
-from codegen.project import INTERFACES, PRECISIONS, TYPES, generate_project
+from codegen.project import INTERFACES, PRECISIONS, TYPES, data_line, generate_project
 
 
 def add_arguments(p) -> None:
@@ -22,21 +22,28 @@ def add_arguments(p) -> None:
     p.add_argument("--vectors", type=int, default=1000, help="golden test vectors (default 1000)")
     p.add_argument("--data", default=None,
                    help="CSV for real-data vectors (default: the file named by the model's training record, "
-                        "if present in data/)")
+                        "looked up in the repository's data/, the model directory and beside it, as calibrate "
+                        "and eval do)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
     p.add_argument("--layers", action="store_true",
                    help="also write every intermediate tensor (tb_data/layers/): the testbench checks each layer")
 
 
 def run(args) -> int:
+    from codegen.reuse import resolve_reuse, rounded
+    from intsim.graph import load_graph
+    spec = reuse_spec(args)
     res = generate_project(args.model, Path(args.out), precision=args.precision, types=args.types,
                            n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers,
-                           interface=args.interface, reuse=reuse_spec(args))
+                           interface=args.interface, reuse=spec)
     mix = ", ".join(f"{v} {k}" for k, v in res.vector_counts.items())
     print(f"codegen: {args.precision} ({args.types}, {args.interface} interface) project for '{args.model}' "
           f"-> {res.out_dir}")
     print(f"  {len(res.files)} files, {res.n_vectors} golden vectors ({mix})"
-          + (f", real data from {res.data_file.name}" if res.data_file else "")
           + (", per-layer golden tensors" if res.layers else ""))
+    print(f"  {data_line(res.data_file, res.data_note, res.vector_counts.get('real', 0))}")
+    changed = rounded(resolve_reuse(load_graph(Path(args.model)), spec), spec)
+    if changed:
+        print(f"  --reuse {spec.default} is not valid for every layer; the largest valid factor below it: {changed}")
     print(f"  generated in {res.seconds:.2f} s; build and check: make -C {res.out_dir} test")
     return 0

@@ -129,7 +129,7 @@ def write_png(est: Estimate, path: Path) -> None:
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("cycles per window")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(f"{est.model}: {est.precision}, {est.interface} top, {est.interval_us:.2f} us per window at "
                  f"{est.clock_mhz:g} MHz, {est.dsp} DSP, {est.bram18} BRAM18 ({est.part.name})", fontsize=9)
     _save(fig, path)

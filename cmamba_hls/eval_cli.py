@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cmamba_hls.cli_args import add_data_arguments, check_choice
+from cmamba_hls.cli_args import add_data_arguments, split_arguments
 from cmamba_hls.texttable import text_table
-from intsim.data import SPLITS
 from intsim.errors import CmambaError
 from intsim.modes import MODE_NAMES, REFERENCE
 
@@ -29,11 +28,11 @@ def add_arguments(p) -> None:
 
 
 def format_table(summary: list[dict]) -> str:
-    head = ("mode", "MSE", "MAE", "MSE(norm)", "MaxAE vs fp32", "(LSB)", "saturations", "samples/s")
+    head = ("mode", "MSE", "MAE", "MSE(norm)", "MAE(norm)", "MaxAE vs fp32", "(LSB)", "saturations", "samples/s")
     lines = [head]
     for r in summary:
         lsb = "-" if r["mode"] == REFERENCE.name else f"{r['maxae_vs_fp32_lsb']:.1f}"
-        lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}",
+        lines.append((r["mode"], f"{r['mse']:.6g}", f"{r['mae']:.6g}", f"{r['mse_norm']:.4f}", f"{r['mae_norm']:.4f}",
                       f"{r['maxae_vs_fp32']:.4g}", lsb, str(r["saturations"]),
                       f"{r['samples_per_second']:.0f}"))
     return text_table(head, lines[1:])
@@ -48,14 +47,14 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CmambaError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    check_choice("--split", args.split, SPLITS)
+    part, sizes = split_arguments(args.split, "test")
     model_dir = Path(args.model)
     model = load_model(model_dir)
     out = Path(args.out) if args.out else DEFAULT_OUT / model_dir.resolve().name
     data = resolve_data_path(model, args.data)
-    x, y = load_eval_data(model, data, args.split, args.max_windows)
+    x, y = load_eval_data(model, data, part, args.max_windows, sizes)
     report = evaluate(model, x, y, modes=modes, out_dir=out, batch=args.batch)
-    print(f"model '{model.graph.name}' ({model_dir}), {report.n_samples} {args.split} windows of {data.name}; "
+    print(f"model '{model.graph.name}' ({model_dir}), {report.n_samples} {part} windows of {data}; "
           f"MSE/MAE vs truth in original units, MaxAE vs fp32 in network units")
     print(format_table(report.summary))
     print(f"report: {out}  ({', '.join(REPORT_FILES)})")

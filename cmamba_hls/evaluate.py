@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from intsim.data import SPLITS, load_splits, open_text
+from intsim.data import SPLITS, Split, find_training_data, load_splits, open_text, split_from_record
 from intsim.errors import CmambaError, DataError, UnsupportedError
 from intsim.chunks import merge_stats
 from intsim.executor import Model
@@ -33,10 +33,8 @@ from intsim.graph import INPUT_NAME
 from intsim.manifest import DirKind, owned_files, publish, staged
 from intsim.modes import MODE_NAMES, REFERENCE, get_mode
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODES = MODE_NAMES                 # report order of `--mode all`: intsim.modes.MODES
 REFERENCE_MODE = REFERENCE.name
-DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)
 
 METRICS_FILE, LAYERS_FILE, FORMATS_FILE = "metrics.csv", "layers.csv", "formats.csv"
 PLOT_FILES = ("error_hist.png", "saturation.png", "formats.png", "forecast.png")
@@ -94,21 +92,10 @@ def resolve_data_path(model: Model, data=None) -> Path:
         if not path.is_file():
             raise DataError(f"{path}: data file not found")
         return path
-    graph = model.graph
-    record = (graph.raw.get("training") or {}).get("data") or {}
-    name = record.get("file") if isinstance(record, dict) else None
-    where = graph.path or graph.name
-    if not isinstance(name, str) or not name:
-        raise DataError(f"model '{where}' records no training data file: pass --data CSV")
-    base = Path(name).name
-    places = [REPO / "data"]
-    if graph.path is not None:
-        places += [Path(graph.path), Path(graph.path).parent]
-    for place in places:
-        if (place / base).is_file():
-            return place / base
-    raise DataError(f"model '{where}' was trained on '{base}', which is not in "
-                    f"{', '.join(str(p) for p in places)}: pass --data CSV")
+    path, why = find_training_data(model.graph)
+    if path is None:
+        raise DataError(why)
+    return path
 
 
 def _header(path: Path) -> list[str]:
@@ -122,20 +109,13 @@ def _header(path: Path) -> list[str]:
     return [h.strip() for h in row]
 
 
-def _split_fractions(model: Model):
-    record = (model.graph.raw.get("training") or {}).get("data") or {}
-    fr = ((record.get("split") or {}).get("fractions")) if isinstance(record, dict) else None
-    if isinstance(fr, list) and len(fr) == 3 and all(isinstance(f, (int, float)) for f in fr):
-        return tuple(float(f) for f in fr)
-    return DEFAULT_FRACTIONS
-
-
-def load_eval_data(model: Model, data=None, split: str = "test", max_windows: int | None = None):
+def load_eval_data(model: Model, data=None, split: str = "test", max_windows: int | None = None,
+                   sizes: Split | None = None):
     """Windows of one chronological split, in original units: ``(x_raw [N, C_in, L],
     y_raw [N, C_out, H])``. Columns are the model's input columns (by name); the split
-    fractions are the ones the model was trained with (default 0.7/0.1/0.2).
-    `max_windows` keeps that many windows, evenly spaced over the split (first and last
-    included)."""
+    sizes (`intsim.data.Split`) default to the ones the model was trained with (its
+    training record; else 0.7/0.1/0.2). `max_windows` keeps that many windows, evenly
+    spaced over the split (first and last included)."""
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
     if max_windows is not None and (int(max_windows) != max_windows or max_windows < 1):
@@ -153,8 +133,9 @@ def load_eval_data(model: Model, data=None, split: str = "test", max_windows: in
         columns = list(graph.input_columns)
     else:
         columns = None                     # the model does not name its channels: every numeric column
-    splits = load_splits(path, columns, lookback=length, horizon=graph.horizon,
-                         fractions=_split_fractions(model))
+    if sizes is None:
+        sizes = split_from_record((graph.raw.get("training") or {}).get("data"))
+    splits = load_splits(path, columns, lookback=length, horizon=graph.horizon, fractions=sizes)
     x, y = splits[split]
     names = splits["columns"]
     if x.shape[1] != c_in:

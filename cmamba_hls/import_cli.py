@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
                      help="take the architecture, column names and normalisation from this model directory")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (model.json + weights/)")
     p.add_argument("--strict", action="store_true", help="unused checkpoint keys are errors (default: listed)")
-    p.add_argument("--name", help="model name stored in model.json (default: from --config / --like, else the "
+    p.add_argument("--name", help="model name stored in model.json (default: --config's name, else the "
                                   "checkpoint's file name)")
 
 
@@ -42,15 +42,14 @@ def require_torch(what: str) -> None:
 
 
 def like_model(model_dir) -> dict:
-    """Name, column names and normalisation of an existing model directory, as keyword
-    arguments of model.export.model_header / export_model."""
+    """Column names and normalisation of an existing model directory, as keyword arguments of
+    model.export.model_header / export_model (the name is not taken: the new model is another)."""
     from intsim.graph import load_graph
 
     graph = load_graph(model_dir)
     named_in = bool((graph.raw.get("input") or {}).get("columns"))
     named_out = bool((graph.raw.get("output") or {}).get("columns"))
-    return {"name": graph.name,
-            "normalization": {"input": {"mean": graph.norm_in_mean.tolist(), "std": graph.norm_in_std.tolist()},
+    return {"normalization": {"input": {"mean": graph.norm_in_mean.tolist(), "std": graph.norm_in_std.tolist()},
                               "output": {"mean": graph.norm_out_mean.tolist(), "std": graph.norm_out_std.tolist()}},
             "columns": list(graph.input_columns) if named_in else None,
             "output_columns": list(graph.output_columns) if named_out else None}

@@ -93,7 +93,7 @@ def run(args) -> int:
         raise CmambaError(f"{args.factory}: returned no example input: pass --input-shape C,L")
     record = {"command": command_line("import-module", args.factory, args, ("out", "input_shape", "like", "name")),
               "imported": {"module": args.factory, "class": type(module).__name__}}
-    from_module(module, example, out, name=args.name or meta.get("name") or type(module).__name__,
+    from_module(module, example, out, name=args.name or type(module).__name__,
                 normalization=meta.get("normalization"), columns=meta.get("columns"),
                 output_columns=meta.get("output_columns"), training_info=record)
     diff = check_against_module(out, module, example)

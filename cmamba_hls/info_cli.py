@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmamba_hls.texttable import text_table
+from intsim.data import split_from_record
 from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
 
@@ -52,8 +53,8 @@ def training_lines(graph) -> list[str]:
     if not isinstance(tr, dict) or not tr:
         return ["training: not recorded"]
     data = tr.get("data") if isinstance(tr.get("data"), dict) else {}
-    lines = [f"training: data {data.get('file', '?')}, split fractions "
-             f"{(data.get('split') or {}).get('fractions', '?')}, seed {tr.get('seed', '?')}, "
+    lines = [f"training: data {data.get('file', '?')}, split {split_from_record(data).text()}, "
+             f"seed {tr.get('seed', '?')}, "
              f"epochs run {tr.get('epochs_run', '?')} (best {tr.get('best_epoch', '?')})"]
     metrics = list(_flatten(tr.get("metrics") or {}))
     if metrics:

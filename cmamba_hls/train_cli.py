@@ -5,9 +5,12 @@ Imports torch only inside `run()`, so `cmamba-hls --help` works without the
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 
+from cmamba_hls.cli_args import SPLIT_SIZES_HELP
+from intsim.data import parse_split
 from intsim.errors import CmambaError
 
 DEFAULT_EPOCHS = 60
@@ -21,6 +24,8 @@ def add_arguments(p) -> None:
                         "except timestamp / is_anomaly)")
     p.add_argument("--lookback", type=int, default=64, help="input window L (default 64)")
     p.add_argument("--horizon", type=int, default=16, help="forecast steps H (default 16)")
+    p.add_argument("--split", default="0.7,0.1,0.2", metavar="SIZES",
+                   help=f"{SPLIT_SIZES_HELP} (default 0.7,0.1,0.2); calibrate and eval reuse it from model.json")
     p.add_argument("--train-stride", type=int, default=1,
                    help="step between training windows (val/test always use 1; default 1)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"max epochs (default {DEFAULT_EPOCHS})")
@@ -45,6 +50,9 @@ def add_arguments(p) -> None:
     g.add_argument("--d-inner", type=int, default=64, help="E (default 64)")
     g.add_argument("--n-blocks", type=int, default=2, help="N (default 2)")
     g.add_argument("--d-conv", type=int, default=4, help="depthwise conv kernel K (default 4)")
+    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
+                   help="instance normalisation per window and channel in the graph: revin_norm before "
+                        "patch_embed, revin_denorm after the head (docs/model.md; default off)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 
@@ -63,13 +71,21 @@ def _check(args) -> None:
         raise CmambaError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.patch > args.lookback:
         raise CmambaError(f"--patch {args.patch} is longer than --lookback {args.lookback}")
+    ignored = (args.lookback - args.patch) % args.stride
+    if ignored:        # the patches start at sample 0: the newest samples would never be read
+        fit = args.lookback - ignored
+        raise CmambaError(f"--lookback {args.lookback} with --patch {args.patch} --stride {args.stride}: the newest "
+                          f"{ignored} sample(s) of every window would never be used ((lookback - patch) must be a "
+                          f"multiple of stride); use --lookback {fit} or {fit + args.stride}")
+    parse_split(args.split)
 
 
 def run(args) -> int:
     try:
         import torch  # noqa: F401
     except ModuleNotFoundError as exc:
-        raise CmambaError("training needs the 'train' extra: pip install -e '.[train]'") from exc
+        raise CmambaError("training needs the 'train' extra (torch): make install-train, or "
+                          "pip install -e '.[train]'") from exc
     from model.train import TrainConfig, train
 
     _check(args)
@@ -79,12 +95,12 @@ def run(args) -> int:
     command = "cmamba-hls " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if sys.argv and sys.argv[0].endswith("cmamba-hls") else None
     cfg = TrainConfig(
-        data=args.data, out=args.out, columns=columns, lookback=args.lookback, horizon=args.horizon,
+        data=args.data, out=args.out, columns=columns, lookback=args.lookback, horizon=args.horizon, split=args.split,
         train_stride=args.train_stride, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
-        name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        revin=args.revin, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)
@@ -96,8 +112,9 @@ def _reconstruct(args) -> str:
     parts = ["cmamba-hls", "train", "--data", args.data, "--out", args.out]
     if args.columns:
         parts += ["--columns", args.columns]
-    for key in ("lookback", "horizon", "train_stride", "epochs", "patience", "batch_size", "lr",
+    for key in ("lookback", "horizon", "split", "train_stride", "epochs", "patience", "batch_size", "lr",
                 "weight_decay", "optimizer", "dropout", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
                 "d_inner", "n_blocks", "d_conv", "name"):
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    parts.append("--revin" if args.revin else "--no-revin")
     return " ".join(shlex.quote(p) for p in parts)

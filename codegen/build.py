@@ -23,6 +23,8 @@ AP_ENV = "CMAMBA_HLS_AP_INCLUDE"
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 _RATE = re.compile(r"^timing: \d+ vectors in [0-9.]+ s \(([0-9.]+) samples/s\)$", re.M)
 _FIRST = re.compile(r"^first (?:layer )?mismatch: .*$", re.M)
+_LOOP_COUNT = re.compile(r"^loop count: row (\d+) slot (\d+) = (\d+)$", re.M)
+COUNT_LOOPS_FLAG = "-DCMAMBA_COUNT_LOOPS"     # the testbench then prints its loop counters
 
 
 @dataclass
@@ -39,6 +41,12 @@ class TestbenchResult:
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.passed > 0
+
+
+def loop_counts(stdout: str) -> dict[tuple[int, int], int]:
+    """(counter row, slot) -> iterations in the first window, from a testbench built with
+    COUNT_LOOPS_FLAG (rows: the layers in graph order, then the top; codegen/estimate.py)."""
+    return {(int(r), int(s)): int(n) for r, s, n in _LOOP_COUNT.findall(stdout)}
 
 
 def find_tools() -> tuple[str, str]:

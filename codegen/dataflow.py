@@ -1,7 +1,8 @@
 """The streaming dataflow top (`codegen --interface stream`): processes, channels, FIFO depths.
 
-`plan_dataflow(emission, graph) -> Dataflow` turns the layer list of an Emission into a
-process network for `#pragma HLS DATAFLOW`:
+`plan_dataflow(graph, emission=None) -> Dataflow` turns the layer list into a process network
+for `#pragma HLS DATAFLOW` (with the Emission: each process's kernel call; without: the
+topology only, for the estimator):
 
   stream_in     reads the window from the top's input port (one value per beat, time-major:
                 x[0][0], x[1][0], ..., x[C-1][0], x[0][1], ...) and writes one token per step
@@ -15,14 +16,22 @@ process network for `#pragma HLS DATAFLOW`:
 A token is one step of a tensor, every channel: `column<C>` (C values of data_t). Channels
 are `hls::stream<column<C> >`, one per (producer, consumer) pair.
 
-FIFO depths (the generator's rule, docs/hls.md "Streaming dataflow top"). Each process reads
-ALL of its input before it writes anything, so a process with two inputs blocks its earlier
-input's producer until the later input arrives. Rank every tensor by (level, graph order),
-level = 1 + the deepest level of its inputs (the window: 0). Of a process's distinct inputs,
-the highest-ranked (the last to be produced) gets a FIFO of depth 2; every other one gets the
-whole tensor (L tokens), so its producer never waits. Every single-input channel gets depth 2.
-Then no process waits on a producer of higher rank than itself... each wait points to a
-strictly lower rank, so no cycle of waits (deadlock) can form (proof in docs/hls.md).
+Read order and deadlock. Each process reads ALL of its inputs before it writes anything. Rank
+every tensor by (level, graph order), level = 1 + the deepest level of its inputs (the window:
+0); a process reads its distinct inputs one after another in ascending rank. Then every wait
+points to a strictly lower rank: a reader waits on its producer, and a writer blocked on a full
+FIFO waits on a consumer that is still reading one of its lower-ranked inputs (had the consumer
+passed the writer's channel, it would have read all of it). No cycle of waits, no deadlock, at
+any FIFO depth >= 1.
+
+FIFO depths (the generator's rule, docs/hls.md "Streaming dataflow top") are for throughput:
+consecutive windows overlap in the DATAFLOW pipeline, one window per process. Where a process
+joins two paths (the residual add, the scan, the gate), the input it reads first arrives
+`level(last input) - level(this input)` processes earlier than the last one, and that many
+windows of it are in flight while the longer path catches up. So an input read before the last
+gets a FIFO of that many windows (its L tokens each); every other channel gets depth 2. With
+these depths the process network runs at the pace of its slowest process
+(`simulate_dataflow`, a token-level timing model, checks it: tests/test_dataflow.py).
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 
 from codegen.emission import Emission
+from codegen.names import sanitize_names
 from intsim.errors import CmambaError
 from intsim.graph import INPUT_NAME
 
@@ -92,23 +102,32 @@ def tensor_levels(graph) -> dict[str, int]:
     return level
 
 
+def read_order(graph) -> dict[str, list[str]]:
+    """Layer -> its distinct input tensors in the order its process reads them: ascending rank."""
+    level = tensor_levels(graph)
+    order = {name: k for k, name in enumerate(graph.tensor_names)}
+    return {layer.name: sorted(dict.fromkeys(layer.inputs), key=lambda t: (level[t], order[t]))
+            for layer in graph.layers}
+
+
 def fifo_depths(graph) -> dict[tuple[str, str], int]:
     """(tensor, consuming layer) -> FIFO depth in tokens, by the rule of the module docstring."""
     level = tensor_levels(graph)
-    order = {name: k for k, name in enumerate(graph.tensor_names)}
     depths: dict[tuple[str, str], int] = {}
-    for layer in graph.layers:
-        distinct = list(dict.fromkeys(layer.inputs))
-        last = max(distinct, key=lambda t: (level[t], order[t]))
-        for t in distinct:
-            depths[(t, layer.name)] = MIN_DEPTH if t == last else max(MIN_DEPTH, graph.tensor_shape(t)[1])
+    for layer, inputs in read_order(graph).items():
+        last = inputs[-1]
+        for t in inputs:
+            windows = level[last] - level[t]
+            depths[(t, layer)] = max(MIN_DEPTH, windows * graph.tensor_shape(t)[1])
     return depths
 
 
-def plan_dataflow(em: Emission, graph) -> Dataflow:
-    names = {b.tensor: b.cname for b in em.buffers}
+def plan_dataflow(graph, em: Emission | None = None) -> Dataflow:
+    names = {b.tensor: b.cname for b in em.buffers} if em is not None else \
+        sanitize_names(layer.name for layer in graph.layers)
     names[INPUT_NAME] = INPUT_NAME
     depths = fifo_depths(graph)
+    reads = read_order(graph)
     consumers: dict[str, list[str]] = {t: [] for t in graph.tensor_names}
     for layer in graph.layers:
         for t in dict.fromkeys(layer.inputs):
@@ -135,16 +154,12 @@ def plan_dataflow(em: Emission, graph) -> Dataflow:
     c_in, l_in = graph.input_shape
     procs = [Process("stream_in", "", n_layers, outputs=outputs_of(INPUT_NAME),
                      buffers=[], comment=f"window [{c_in}][{l_in}] from the input port, one value per beat")]
-    steps = {s.tensor: s for s in em.steps}
+    calls = {s.tensor: (local_call(s.call), s.comment) for s in em.steps} if em is not None else {}
     for k, layer in enumerate(graph.layers):
-        st = steps[layer.name]
-        distinct = list(dict.fromkeys(layer.inputs))
-        lengths = {graph.tensor_shape(t)[1] for t in distinct}
-        if len(lengths) > 1:
-            raise CmambaError(f"layer '{layer.name}': the stream top reads its inputs token by token together, "
-                              f"but their lengths differ ({sorted(lengths)})")
+        call, comment = calls.get(layer.name, ("", layer.name))
+        distinct = reads[layer.name]
         p = Process(f"p_{names[layer.name]}", layer.name, k, inputs=[channel(t, layer.name) for t in distinct],
-                    outputs=outputs_of(layer.name), call=local_call(st.call), comment=st.comment)
+                    outputs=outputs_of(layer.name), call=call, comment=comment)
         for t in distinct:
             c, length = graph.tensor_shape(t)
             p.buffers.append((buffer_name(names[t]), c, length))
@@ -160,3 +175,69 @@ def plan_dataflow(em: Emission, graph) -> Dataflow:
                                  f"one value per beat"))
     chans = list(channels.values())
     return Dataflow(procs, chans, sorted({ch.channels for ch in chans}))
+
+
+def simulate_dataflow(df: Dataflow, compute: dict[str, int], windows: int = 8,
+                      depths: dict[str, int] | None = None) -> list[int]:
+    """Token-level timing of `windows` consecutive windows through the process network: every
+    process reads its inputs' tokens one per cycle (one input after another), computes for
+    `compute[name]` cycles, writes its tokens one per cycle to all its outputs, then starts the
+    next window; a token can be read the cycle after it is written, and written only when its
+    FIFO (`depths[channel]`, default the planned depths) has room. Returns the cycle at which
+    each window's last output value leaves stream_out. A deadlock raises CmambaError."""
+    depth = {ch.name: ch.depth for ch in df.channels} if depths is None else depths
+    wrote: dict[str, list[int]] = {ch.name: [] for ch in df.channels}    # cycle each token was written
+    read: dict[str, list[int]] = {ch.name: [] for ch in df.channels}     # cycle each token was read
+    actions = {}
+    for p in df.processes:
+        seq: list[tuple] = []
+        for _ in range(windows):
+            seq += [("read", ch) for ch in p.inputs for _ in range(ch.tokens)]
+            seq.append(("compute", compute.get(p.name, 0)))
+            out_tokens = p.outputs[0].tokens if p.outputs else 0
+            seq += [("write",)] * out_tokens
+            seq.append(("done",))
+        actions[p.name] = seq
+    pos = {p.name: 0 for p in df.processes}
+    clock = {p.name: 0 for p in df.processes}
+    finished: list[int] = []
+    while True:
+        moved = False
+        for p in df.processes:
+            seq, k, t = actions[p.name], pos[p.name], clock[p.name]
+            while k < len(seq):
+                act = seq[k]
+                if act[0] == "read":
+                    ch = act[1].name
+                    i = len(read[ch])
+                    if i >= len(wrote[ch]):
+                        break
+                    t = max(t, wrote[ch][i] + 1)
+                    read[ch].append(t)
+                    t += 1
+                elif act[0] == "compute":
+                    t += act[1]
+                elif act[0] == "write":
+                    room = []
+                    for ch in p.outputs:
+                        i = len(wrote[ch.name]) - depth[ch.name]   # the token that must have left first
+                        if i >= 0 and i >= len(read[ch.name]):
+                            break
+                        room.append(read[ch.name][i] + 1 if i >= 0 else 0)
+                    else:
+                        t = max([t] + room)
+                        for ch in p.outputs:
+                            wrote[ch.name].append(t)
+                        t += 1
+                        k += 1
+                        continue
+                    break
+                elif p.name == "stream_out":
+                    finished.append(t)
+                k += 1
+            moved |= k != pos[p.name]
+            pos[p.name], clock[p.name] = k, t
+        if all(pos[name] == len(seq) for name, seq in actions.items()):
+            return finished
+        if not moved:
+            raise CmambaError("dataflow simulation: deadlock (no process can move)")

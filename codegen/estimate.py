@@ -21,7 +21,8 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
   layer cycles  = sum of its loops + non-loop latency (dividers: DIV_LATENCY each, per token)
   memory top    = sum of all layers + the output copy        (one window at a time)
   stream top    = DATAFLOW: each process = token reads + its layer + token writes;
-                  interval = the slowest process; latency = the longest path of processes
+                  interval = the slowest process; latency = the first window through the
+                  token-level timing model (codegen/dataflow.py simulate_dataflow)
 """
 from __future__ import annotations
 
@@ -29,12 +30,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from codegen.dataflow import MIN_DEPTH, fifo_depths
-from codegen.reuse import Plan, ReuseSpec, resolve_reuse
+from codegen.dataflow import MIN_DEPTH, Dataflow, fifo_depths, plan_dataflow, read_order, simulate_dataflow
+from codegen.reuse import Plan, ReuseSpec, resolve_reuse, rounded
 from intsim.errors import CmambaError
-from intsim.graph import INPUT_NAME
-from intsim.kernels_int16 import LUT_LAST, RMS_INV_BITS
-from intsim.kernels_int8 import RMS_INV_BITS_INT8
+from intsim.kernels_int16 import LUT_LAST, REVIN_INV_BITS, RMS_INV_BITS
+from intsim.kernels_int8 import REVIN_INV_BITS_INT8, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
 
 # ---- counter slots (templates/common/primitives.h.j2) ----
@@ -187,6 +187,11 @@ def _bits(precision: str) -> int:
     return 16 if precision == "int16" else 8
 
 
+def _div(divisor: int | None) -> int:
+    """Latency of one rne_div: shifts for a constant power of two, else a divider (None: a variable)."""
+    return 0 if divisor is not None and divisor & (divisor - 1) == 0 else DIV_LATENCY
+
+
 def _mac_depth(n: int) -> int:
     return ROM_DEPTH + MUL_DEPTH + log2c(n + 1) + ROUND_DEPTH
 
@@ -249,8 +254,7 @@ def _rmsnorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     isqrt = Loop("isqrt", SLOT_ISQRT, length, 31, 1, 2)
     scale = Loop("scale", 1, length, dim // p.lanes, 1, ROM_DEPTH + 2 * MUL_DEPTH + ROUND_DEPTH
                  + (MUL_DEPTH if precision == "int8" else 0))
-    # rne_div(ss, D): shifts when D is a power of two, else a divider; rne_div(2^Q, rms): a divider
-    divs = (0 if dim & (dim - 1) == 0 else DIV_LATENCY) + DIV_LATENCY + ISQRT_TAIL
+    divs = _div(dim) + _div(None) + ISQRT_TAIL      # rne_div(ss, D), rne_div(2^Q, rms), the root's tail
     if precision == "int16":
         mults = [Mult("x x x", p.lanes, 16, 16), Mult("x x g", p.lanes, 16, 16),
                  Mult("(x g) x 1/rms", p.lanes, 32, RMS_INV_BITS + 1)]
@@ -294,6 +298,37 @@ def _add_cost(d: Dims, p: Plan, precision: str) -> Cost:
                 [Mult("(a - z) x M_A", 1, 9, 32), Mult("(b - z) x M_B", 1, 9, 32)])
 
 
+def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[Mult], int]:
+    """The per-channel statistics (revin_stats): sums loop, square root, and three dividers."""
+    loops = [Loop("stats", 0, c, length, 1, ROM_DEPTH + MUL_DEPTH + 1), Loop("isqrt", SLOT_ISQRT, c, 31, 1, 2)]
+    xw = 16 if precision == "int16" else 9
+    mults = [Mult("x x x", 1, xw, xw), Mult("S1 x S1", 1, 32, 32), Mult("isqrt r x r", 1, 32, 32)]
+    return loops, mults, c * (_div(length) + _div(length * length) + MUL_DEPTH + ISQRT_TAIL)
+
+
+def _revin_norm_cost(d: Dims, p: Plan, precision: str) -> Cost:
+    c, length = d.out
+    loops, mults, extra = _revin_stats(c, length, precision)
+    loops.append(Loop("scale", 1, c, length, 1, 1 + MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0)))
+    if precision == "int16":
+        mults.append(Mult("(x - mean) x 1/std", 1, 17, REVIN_INV_BITS + 1))
+    else:
+        mults += [Mult("(xc - mean) x 1/std", 1, 10, REVIN_INV_BITS_INT8 + 1), Mult("requantize", 1, 32, 32)]
+    return Cost(loops, mults, [], extra + c * _div(None))
+
+
+def _revin_denorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
+    rows, cols = d.out
+    c, length = d.inputs[1]
+    loops, mults, extra = _revin_stats(c, length, precision)
+    loops.append(Loop("restore", 1, c, rows * cols // c, 1, 1 + 2 * MUL_DEPTH + ROUND_DEPTH))
+    if precision == "int16":
+        mults.append(Mult("y x std", 1, 16, 32))
+    else:
+        mults += [Mult("(y - z) x std", 1, 9, 25), Mult("x M_A", 1, 34, 32), Mult("mean x M_B", 1, 25, 32)]
+    return Cost(loops, mults, [], extra)
+
+
 def _no_knob(d: Dims) -> None:
     return None
 
@@ -307,6 +342,8 @@ ESTIMATE.register("silu", EstimateRow(_no_knob, _lut_cost))
 ESTIMATE.register("scan", EstimateRow(_no_knob, _scan_cost))
 ESTIMATE.register("mul", EstimateRow(_no_knob, _mul_cost))
 ESTIMATE.register("add", EstimateRow(_no_knob, _add_cost))
+ESTIMATE.register("revin_norm", EstimateRow(_no_knob, _revin_norm_cost))
+ESTIMATE.register("revin_denorm", EstimateRow(_no_knob, _revin_denorm_cost))
 
 
 # ----------------------------------------------------------------------------- the whole model
@@ -399,7 +436,7 @@ def estimate(graph, precision: str = "int16", interface: str = "memory", reuse: 
              clock_mhz: float = 250.0, part: str = "xczu7ev") -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
-    from codegen.project import INTERFACES, PRECISIONS, check_interface
+    from codegen.project import PRECISIONS, check_interface
     if precision not in PRECISIONS:
         raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     check_interface(interface)
@@ -411,6 +448,7 @@ def estimate(graph, precision: str = "int16", interface: str = "memory", reuse: 
     n = len(graph.layers)
     stages: list[StageEstimate] = []
     depths = fifo_depths(graph) if interface == "stream" else {}
+    reads = read_order(graph)
     consumers: dict[str, int] = {t: 0 for t in graph.tensor_names}
     for layer in graph.layers:
         for t in dict.fromkeys(layer.inputs):
@@ -439,8 +477,8 @@ def estimate(graph, precision: str = "int16", interface: str = "memory", reuse: 
         cost = row.cost(d, plans[layer.name], precision)
         c, length = d.out
         if interface == "stream":   # whole-tensor process: token reads, the layer, token writes
-            distinct = list(dict.fromkeys(layer.inputs))
-            cost.loops = [Loop("read", SLOT_READ, 1, graph.tensor_shape(distinct[0])[1])] + cost.loops
+            distinct = reads[layer.name]     # one input after another
+            cost.loops = [Loop("read", SLOT_READ, 1, graph.tensor_shape(t)[1]) for t in distinct] + cost.loops
             if consumers[layer.name]:
                 cost.loops.append(Loop("write", SLOT_WRITE, 1, length))
             # local arrays partitioned by channel: one bank of L words per channel
@@ -458,20 +496,29 @@ def estimate(graph, precision: str = "int16", interface: str = "memory", reuse: 
                             [(l_o, c_o)], [(MIN_DEPTH, c_o * bits)]))
     else:
         stages.append(stage("output copy", "io", n, Plan(), Cost([Loop("output copy", SLOT_WRITE, 1, out_values)]), []))
-    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, describe_reuse(plans, graph))
+    note = describe_reuse(plans, graph)
+    if rounded(plans, reuse or ReuseSpec()):
+        note += f" (--reuse {reuse.default} rounded down where not valid)"
+    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note)
     est.latency_cycles = _latency(graph, est)
     return est
 
 
+def compute_cycles(est: Estimate, df: Dataflow) -> dict[str, int]:
+    """Each process's cycles outside its token reads and writes (one cycle per token in
+    simulate_dataflow): the kernel, and stream_in's / stream_out's port loops."""
+    cycles = {s.name: s.cycles for s in est.stages}
+    return {p.name: cycles[p.tensor or p.name] - sum(ch.tokens for ch in p.inputs)
+            - (p.outputs[0].tokens if p.outputs else 0) for p in df.processes}
+
+
 def _latency(graph, est: Estimate) -> int:
-    """Memory top: the sum. Stream top: the longest path of whole-tensor processes."""
+    """Memory top: the sum of the layers. Stream top: when the first window's forecast has left,
+    by the token-level timing model of the process network (codegen/dataflow.py)."""
     if est.interface == "memory":
         return est.interval_cycles
-    cycles = {s.name: s.cycles for s in est.stages}
-    done = {INPUT_NAME: cycles["stream_in"]}
-    for layer in graph.layers:
-        done[layer.name] = max(done[t] for t in layer.inputs) + cycles[layer.name]
-    return done[graph.output_tensor] + cycles["stream_out"]
+    df = plan_dataflow(graph)
+    return simulate_dataflow(df, compute_cycles(est, df), windows=1)[0]
 
 
 def describe_reuse(plans: dict[str, Plan], graph) -> str:

@@ -64,6 +64,7 @@ class GenerateResult:
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
+    data_note: str = ""                 # why no real data was used (no --data, nothing found)
 
 
 # ----------------------------------------------------------------------------- back ends
@@ -177,7 +178,7 @@ def render_files(model, em: Emission, types: str, interface: str = "memory") -> 
         output_shape=em.output_shape, output_buffer=em.output_buffer,
         output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
         npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
-        interface=interface, dataflow=plan_dataflow(em, model.graph) if interface == "stream" else None,
+        interface=interface, dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -202,6 +203,13 @@ def render_files(model, em: Emission, types: str, interface: str = "memory") -> 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def data_line(data_file: Path | None, note: str, n_real: int) -> str:
+    """What codegen and compare print about the data their vectors came from."""
+    if data_file is not None:
+        return f"real windows: {n_real} from the test split of {data_file}"
+    return f"real windows: none ({note})"
 
 
 def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
@@ -250,4 +258,4 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
     return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers)
+                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers, vecs.data_note)

@@ -15,7 +15,8 @@ how many copies of the same integer operations run side by side, and the pragmas
 
 Choosing factors (`ReuseSpec`, CLI `--reuse N` and `--reuse-layer PATTERN=N`):
   - `--reuse N` (global): every knob layer takes the LARGEST valid factor <= N (R = 1 is always
-    valid, so there is one); layers whose factor differs from N are listed by `describe`.
+    valid, so there is one); `rounded(plans, spec)` lists the layers whose factor differs from N
+    (codegen and estimate print them).
   - `--reuse-layer PATTERN=N` (repeatable, later ones win): the layers whose name matches the
     shell-style PATTERN (fnmatch: `blk0.dwconv`, `*.dwconv`, `*norm*`) take exactly N; a factor
     invalid for a matched layer, a pattern matching no layer, or a matched layer without a knob
@@ -140,3 +141,10 @@ def apply_plans(em, names: dict[str, str], plans: dict[str, Plan]) -> None:
         if plan is not None and plan.reuse is not None:
             cfg.ints = list(cfg.ints) + plan.fields()
             cfg.comment += f"; reuse {plan.reuse}: {plan.lanes} lane(s), II {plan.ii}"
+
+
+def rounded(plans: dict[str, Plan], spec: ReuseSpec) -> str:
+    """'layer R, ...' for the knob layers whose factor is not the global --reuse N ('' if none)."""
+    if spec.default is None:
+        return ""
+    return ", ".join(f"{name} {p.reuse}" for name, p in plans.items() if p.reuse not in (None, spec.default))

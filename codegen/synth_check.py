@@ -80,10 +80,11 @@ TOOL_HEADERS = frozenset({"hls_stream.h"})
 CHANNEL_OPS = re.compile(r"^_ZN3hls6streamI.*E(?:C[12]E.*|[0-9]+(?:read|write|read_nb|write_nb|empty|full)E.*)$")
 ALLOCATORS = re.compile(r"^(?:malloc|calloc|realloc|free|aligned_alloc|posix_memalign|valloc|memalign|strdup|alloca"
                         r"|__builtin_alloca\w*|_Zn[wa]\w*|_Zd[la]\w*)$")
-CXXFLAGS = ["-std=c++14", "-O2", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
+CXXFLAGS = ["-std=c++14", "-O1", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
             "-Werror=double-promotion", "-Werror=float-conversion", "-Werror=vla"]
-# No inlining, no cloning, no interprocedural constants, no tail-call or complete-unroll rewriting:
-# every function keeps its own loops and calls, and a loop bound must be a constant in its own body.
+# -O1 (above): the fewest rewrites that still run GCC's loop iteration analysis; and no inlining, no
+# cloning, no interprocedural constants, no tail-call or complete-unroll rewriting: every function
+# keeps its own loops and calls, and a loop bound must be a constant in its own body.
 ANALYSIS_FLAGS = ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra", "-fno-ipa-icf", "-fno-partial-inlining",
                   "-fno-optimize-sibling-calls", "--param", "max-completely-peel-times=0"]
 DUMP_FLAGS = ["-H", "-fdump-tree-cfg-lineno-asmname", "-fdump-tree-ssa-lineno-asmname", "-fdump-tree-ivcanon-details"]

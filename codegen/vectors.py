@@ -4,7 +4,8 @@ The mix, in file order (deterministic for a given model, data file, N and seed):
   1. adversarial extremes, directly as integer codes: all +max, all -max, zeros,
      alternating +max/-max along time (opposite phase per channel);
   2. real data windows (test split of the model's CSV, evenly spaced), when a data file is
-     given or the model's training record names a file present in the repository's data/;
+     given or the model's training record names one that `intsim.data.find_training_data`
+     finds (the lookup calibrate and eval use: repository data/, model directory, beside it);
   3. random standard-normal windows at scales 0.25, 1, 4 and 16 (the large ones saturate
      inside the network: the clamps are exercised too).
 Real windows take half of what remains after the extremes (as many as the split has);
@@ -17,10 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from intsim.data import load_splits
+from intsim.data import find_training_data, load_splits, split_from_record
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO / "data"
 RANDOM_SCALES = (0.25, 1.0, 4.0, 16.0)
 
 
@@ -29,17 +28,7 @@ class VectorSet:
     x_q: np.ndarray                                   # int [N, C_in, L]
     counts: dict = field(default_factory=dict)        # kind -> number of vectors
     data_file: Path | None = None
-
-
-def default_data_file(graph) -> Path | None:
-    """The CSV named by the model's training record, if it is in the repository's data/."""
-    training = graph.raw.get("training") or {}
-    data = training.get("data") if isinstance(training, dict) else None
-    name = data.get("file") if isinstance(data, dict) else None
-    if not isinstance(name, str) or not name or Path(name).name != name:
-        return None
-    path = DATA_DIR / name
-    return path if path.is_file() else None
+    data_note: str = ""                               # why there is no data file
 
 
 def adversarial_codes(shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
@@ -50,9 +39,11 @@ def adversarial_codes(shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
 
 
 def real_windows(model, path: Path, n: int) -> np.ndarray:
-    """n evenly spaced test-split windows of `path`, normalised (float [n, C, L])."""
+    """n evenly spaced test-split windows of `path` (the model's recorded split), normalised
+    (float [n, C, L])."""
     g = model.graph
-    splits = load_splits(path, columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon)
+    splits = load_splits(path, columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon,
+                         fractions=split_from_record((g.raw.get("training") or {}).get("data")))
     x = splits["test"][0]
     n = min(n, len(x))
     idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(int)) if n else np.zeros(0, int)
@@ -65,7 +56,7 @@ def make_vectors(model, emission, n: int, data=None, seed: int = 0) -> VectorSet
     lo, hi = emission.input_limits
     adv = adversarial_codes(shape, lo, hi)[:n]
     parts, counts = [adv.astype(dtype)], {"adversarial": len(adv)}
-    data_file = Path(data) if data is not None else default_data_file(model.graph)
+    data_file, note = (Path(data), "") if data is not None else find_training_data(model.graph)
     rest = n - len(adv)
     n_real = 0
     if data_file is not None and rest > 0:
@@ -81,4 +72,4 @@ def make_vectors(model, emission, n: int, data=None, seed: int = 0) -> VectorSet
         x = rng.standard_normal((n_rand,) + shape) * scales
         parts.append(emission.quantize_input(x).astype(dtype))
     counts["random"] = max(n_rand, 0)
-    return VectorSet(np.ascontiguousarray(np.concatenate(parts)), counts, data_file)
+    return VectorSet(np.ascontiguousarray(np.concatenate(parts)), counts, data_file, note)

@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,33 @@ from intsim.errors import DataError
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-8
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"     # the repository's shipped data sets
 FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and exported in float32)
 
 
 # ------------------------------------------------------------------ loading
+def find_training_data(graph) -> tuple[Path | None, str]:
+    """The CSV a model was trained on, for every command that reads a model's data without
+    --data (calibrate, eval, codegen, compare): the file named by its training record
+    (`training.data.file`), looked up in the repository's data/, in the model directory and
+    beside it. Returns (path, "") or (None, why not, ending in ': pass --data CSV')."""
+    record = (graph.raw.get("training") or {}).get("data") or {}
+    name = record.get("file") if isinstance(record, dict) else None
+    where = graph.path or graph.name
+    if not isinstance(name, str) or not name:
+        return None, f"model '{where}' records no training data file: pass --data CSV"
+    base = Path(name).name
+    places = [REPO_DATA]
+    if graph.path is not None:
+        places += [Path(graph.path), Path(graph.path).parent]
+    for place in places:
+        if (place / base).is_file():
+            return place / base, ""
+    return None, (f"model '{where}' was trained on '{base}', which is not in "
+                  f"{', '.join(str(p) for p in places)}: pass --data CSV")
+
+
+
 def open_text(path: Path):
     """A text handle on a .csv or .csv.gz file (utf-8, csv-module newlines)."""
     if path.name.endswith(".gz"):
@@ -79,24 +103,7 @@ def load_csv(path, columns=None, min_rows: int = 1):
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
 
-    if columns is None:
-        first = rows[0]
-        idx = [i for i, h in enumerate(header)
-               if h.lower() not in EXCLUDED_COLUMNS and i < len(first)
-               and _parse_float(first[i].strip()) is not None]
-        if not idx:
-            raise DataError(f"{path}: no numeric columns found (header: {', '.join(header)})")
-    else:
-        columns = list(columns)
-        if not columns:
-            raise DataError(f"{path}: empty column list")
-        unknown = [c for c in columns if c not in header]
-        if unknown:
-            raise DataError(f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown)} "
-                            f"(available: {', '.join(header)})")
-        if len(set(columns)) != len(columns):
-            raise DataError(f"{path}: column(s) listed twice in {columns}")
-        idx = [header.index(c) for c in columns]
+    idx = _choose_columns(path, header, rows[0], columns)
     names = [header[i] for i in idx]
 
     values = np.empty((len(rows), len(idx)), dtype=np.float64)
@@ -122,20 +129,130 @@ def load_csv(path, columns=None, min_rows: int = 1):
     return values, names
 
 
+def _choose_columns(path: Path, header: list[str], first: list[str], columns) -> list[int]:
+    """Indices of the channel columns: `columns` by name, or (None) every column whose first
+    data row is a number, except EXCLUDED_COLUMNS."""
+    if columns is None:
+        idx = [i for i, h in enumerate(header)
+               if h.lower() not in EXCLUDED_COLUMNS and i < len(first)
+               and _parse_float(first[i].strip()) is not None]
+        if not idx:
+            raise DataError(f"{path}: no numeric columns found (header: {', '.join(header)})")
+        return idx
+    columns = list(columns)
+    if not columns:
+        raise DataError(f"{path}: empty column list")
+    unknown = [c for c in columns if c not in header]
+    if unknown:
+        raise DataError(f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown)} "
+                        f"(available: {', '.join(header)})")
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{path}: column(s) listed twice in {columns}")
+    return [header.index(c) for c in columns]
+
+
+def column_choice(path, columns=None) -> tuple[list[str], dict[str, str]]:
+    """(the channel columns load_csv takes, {ignored column: why}) from the header and the
+    first data row only: what `train` prints so that no column is dropped silently."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    try:
+        with open_text(path) as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            first = next((r for r in reader if r and any(cell.strip() for cell in r)), [])
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read CSV: {exc}") from exc
+    idx = _choose_columns(path, header, first, columns)
+    ignored = {}
+    for i, h in enumerate(header):
+        if i in idx:
+            continue
+        if columns is not None:
+            ignored[h] = "not in --columns"
+        elif h.lower() in EXCLUDED_COLUMNS:
+            ignored[h] = "excluded by name"
+        else:
+            ignored[h] = f"not numeric (first value {first[i].strip()!r})" if i < len(first) else "empty"
+    return [header[i] for i in idx], ignored
+
+
 # ----------------------------------------------------------- split, windows
+@dataclass(frozen=True)
+class Split:
+    """How a series is cut, chronologically, into train / val / test: three fractions of the
+    rows (the last part takes the rounding rest) or three row counts (rows after them unused)."""
+    fractions: tuple[float, float, float] | None = None
+    row_counts: tuple[int, int, int] | None = None
+
+    def counts(self, n: int) -> tuple[int, int, int]:
+        if self.row_counts is not None:
+            if sum(self.row_counts) > n:
+                raise DataError(f"--split {self.text()} asks for {sum(self.row_counts)} rows; the data has {n}")
+            return self.row_counts
+        n_train = int(math.floor(n * self.fractions[0]))
+        n_val = int(math.floor(n * self.fractions[1]))
+        return n_train, n_val, n - n_train - n_val
+
+    def text(self) -> str:
+        return ",".join(f"{v:g}" for v in (self.fractions or self.row_counts))
+
+    def record(self) -> dict:
+        """The model.json form (training.data.split): {"fractions": [...]} or {"row_counts": [...]}."""
+        if self.row_counts is not None:
+            return {"row_counts": list(self.row_counts)}
+        return {"fractions": list(self.fractions)}
+
+
+DEFAULT_SPLIT = Split(fractions=(0.7, 0.1, 0.2))
+
+
+def _check_fractions(fractions) -> tuple[float, float, float]:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
+        raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    return tuple(float(f) for f in fractions)
+
+
+def parse_split(text: str) -> Split:
+    """'0.7,0.1,0.2' (fractions summing to 1) or '8640,2880,2880' (row counts: integers)."""
+    items = [t.strip() for t in str(text).split(",")]
+    if len(items) != 3:
+        raise DataError(f"--split {text!r}: give three sizes, train,val,test: fractions (0.7,0.1,0.2) "
+                        f"or row counts (8640,2880,2880)")
+    if all(t.isdigit() for t in items):
+        return Split(row_counts=tuple(int(t) for t in items))
+    try:
+        numbers = [float(t) for t in items]
+    except ValueError:
+        raise DataError(f"--split {text!r}: not numbers") from None
+    return Split(fractions=_check_fractions(numbers))
+
+
+def split_from_record(record) -> Split:
+    """The split a model was trained with (model.json training.data.split), else the default."""
+    split = record.get("split") if isinstance(record, dict) else None
+    if isinstance(split, dict):
+        if isinstance(split.get("row_counts"), list):
+            return Split(row_counts=tuple(int(v) for v in split["row_counts"]))
+        if isinstance(split.get("fractions"), list):
+            return Split(fractions=_check_fractions(split["fractions"]))
+    return DEFAULT_SPLIT
+
+
 def chronological_split(values, fractions=(0.7, 0.1, 0.2)) -> dict:
     """Contiguous row blocks {"train", "val", "test"} in time order.
 
-    Train gets floor(N * f_train) rows, val floor(N * f_val), test the rest.
+    `fractions`: three fractions (train gets floor(N * f_train) rows, val floor(N * f_val),
+    test the rest) or a Split (fractions, or row counts: the rows after them are unused).
     """
     values = np.asarray(values)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0):
-        raise DataError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    n = len(values)
-    n_train = int(math.floor(n * fractions[0]))
-    n_val = int(math.floor(n * fractions[1]))
+    split = fractions if isinstance(fractions, Split) else Split(fractions=_check_fractions(fractions))
+    n_train, n_val, n_test = split.counts(len(values))
     return {"train": values[:n_train], "val": values[n_train:n_train + n_val],
-            "test": values[n_train + n_val:]}
+            "test": values[n_train + n_val:n_train + n_val + n_test]}
 
 
 def n_windows(n_rows: int, lookback: int, horizon: int, stride: int = 1) -> int:
@@ -172,12 +289,13 @@ def load_splits(path, columns=None, lookback: int = 64, horizon: int = 16, strid
     """The data entry point: CSV -> chronological split -> windows, ORIGINAL units.
 
     Returns ``{"train": (X, Y), "val": (X, Y), "test": (X, Y), "columns": names,
-    "series": {"train": rows, "val": rows, "test": rows}}``. `stride` applies to every
+    "series": {"train": rows, "val": rows, "test": rows}, "n_rows": rows in the file}``.
+    `fractions`: three fractions or a Split (chronological_split). `stride` applies to every
     split unless `train_stride` is given for the train part.
     """
     values, names = load_csv(path, columns, min_rows=lookback + horizon)
     parts = chronological_split(values, fractions)
-    out: dict = {"columns": names, "series": parts}
+    out: dict = {"columns": names, "series": parts, "n_rows": len(values)}
     for split in SPLITS:
         rows = parts[split]
         if len(rows) < lookback + horizon:

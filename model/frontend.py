@@ -278,9 +278,13 @@ class _Mapper:
         base = re.sub(r"_\d+$", "", node.name)           # fx numbers nodes globally; layer_name per scope
         return f"{scope}.{base}" if scope else base
 
-    def emit(self, name: str, op: str, inputs: list[_T], weights: dict, attrs: dict | None, out: _T) -> _T:
-        """Append a layer; returns its output tensor `out` (renamed to `name`)."""
+    def emit(self, name: str, op: str, inputs: list[_T], weights: dict, attrs: dict | None, out: _T,
+             at: torch.fx.Node | None = None) -> _T:
+        """Append a layer; returns its output tensor `out` (renamed to `name`). `at`: the node whose
+        torch shape the output has (default: the node being mapped)."""
         spec = OPS[op]
+        if name in self.shapes:                  # a pending conv's name taken meanwhile
+            name = self.layer_name(name)
         entry = {"name": name, "op": op, "inputs": [t.name for t in inputs]}
         if attrs:
             entry["attrs"] = dict(attrs)
@@ -291,7 +295,7 @@ class _Mapper:
         self.shapes[name] = shape
         self.layers.append((entry, weights))
         t = _T(name, out.layout, out.flat)
-        self.check_shape(t)
+        self.check_shape(t, at or self.node)
         return t
 
     def torch_shape(self, t: _T, batch: int) -> tuple[int, ...]:
@@ -300,10 +304,10 @@ class _Mapper:
             return batch, c * length
         return (batch, c, length) if t.layout == "CL" else (batch, length, c)
 
-    def check_shape(self, t: _T) -> None:
-        have = _meta_shape(self.node)
+    def check_shape(self, t: _T, node: torch.fx.Node) -> None:
+        have = _meta_shape(node)
         if have is not None and have != self.torch_shape(t, have[0]):
-            raise FrontendError(f"internal error mapping node '{self.node.name}': torch shape {list(have)} "
+            raise FrontendError(f"internal error mapping node '{node.name}': torch shape {list(have)} "
                                 f"but the graph tensor '{t.name}' is {list(self.shapes[t.name])} ({t.layout})")
 
     def emit_conv(self, conv: _Conv, rows: range | None = None) -> _T:
@@ -311,16 +315,23 @@ class _Mapper:
         if rows is None:
             if conv.emitted is None:
                 conv.emitted = self.emit(conv.name, conv.op, [conv.src],
-                                         {"weight": conv.weight, "bias": conv.bias}, conv.attrs, conv.out)
+                                         {"weight": conv.weight, "bias": conv.bias}, conv.attrs, conv.out, conv.node)
             return conv.emitted
         if conv.op == "dwconv":
             self.fail(f"selects channels of the depthwise conv '{conv.name}' (each channel of a depthwise "
                       f"conv reads its own input channel; select before it instead)")
+        if len(rows) == 0:
+            self.fail(f"selects no channel of '{conv.name}'")
         idx = np.asarray(rows)
         step = f"_{rows.step}" if rows.step != 1 else ""
         name = self.layer_name(f"{conv.name}.ch{rows.start}_{rows.stop}{step}")
         return self.emit(name, conv.op, [conv.src], {"weight": conv.weight[idx], "bias": conv.bias[idx]},
                          conv.attrs, conv.out)
+
+    @staticmethod
+    def conv_channel_dim(conv: _Conv) -> int:
+        """The channel axis of a pending conv's output (a flat one is a Linear's [B, out])."""
+        return 1 if conv.out.flat or conv.out.layout == "CL" else 2
 
     def channel_dim(self, t: _T) -> int | None:
         if t.flat:
@@ -560,14 +571,13 @@ class _Mapper:
         changed = [i for i, r in enumerate(dims) if r != range(shape[i])]
         if not changed:
             return v
-        t = v.out if isinstance(v, _Conv) else None
         if isinstance(v, _Conv) and v.trim is not None:
             if changed == [2] and dims[2] == range(v.trim):
                 conv = _Conv(node, v.name, v.op, v.src, v.weight, v.bias, v.attrs, v.out)
                 return self.pending_or_emit(node, conv)
             self.fail(f"keeps steps {_fmt_range(dims[2])} of the padded depthwise Conv1d '{v.name}'; a causal conv "
                       f"keeps the first {v.trim} ([..., :{v.trim}])")
-        if isinstance(v, _Conv) and changed == [self.channel_dim(t)]:
+        if isinstance(v, _Conv) and changed == [self.conv_channel_dim(v)]:
             return self.emit_conv(v, dims[changed[0]])
         t = self.tensor(base)
         axes = ", ".join({0: "batch", self.channel_dim(t): "channel", self.time_dim(t): "time"}.get(i, str(i))
@@ -575,11 +585,14 @@ class _Mapper:
         self.fail(f"selects part of the {axes} axis of '{t.name}': no registry op does (only a convolution's "
                   f"output channels can be split; the front end folds such a slice into the convolution)")
 
-    def parts(self, node, sizes, dim, how: str):
+    def parts(self, node, how: str):
+        """chunk(x, n, dim) / split(x, size or sizes, dim) of a pending conv's output channels."""
+        sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
         v = self.val(node.args[0])
         shape = _meta_shape(node.args[0])
         dim = dim % len(shape)
-        if not isinstance(v, _Conv) or v.trim is not None or dim != self.channel_dim(v.out):
+        if not isinstance(v, _Conv) or v.trim is not None or dim != self.conv_channel_dim(v):
             t = self.tensor(node.args[0])
             self.fail(f"{how} of '{t.name}' along axis {dim}: only the output channels of a convolution can be "
                       f"split (the front end folds the split into the convolution)")
@@ -735,8 +748,8 @@ _FUNCTIONS = {
     torch.unsqueeze: _Mapper.reshape,
     torch.transpose: lambda self, node: self.transpose(node, node.args[1:3]),
     torch.permute: lambda self, node: self.transpose(node, node.args[1] if len(node.args) == 2 else node.args[1:]),
-    torch.chunk: lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "chunk"),
-    torch.split: lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "split"),
+    torch.chunk: lambda self, node: self.parts(node, "chunk"),
+    torch.split: lambda self, node: self.parts(node, "split"),
     F.dropout: _Mapper.dropout,
 }
 
@@ -754,8 +767,8 @@ _METHODS = {
         node, node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]),
     "contiguous": _Mapper.identity,
     "clone": _Mapper.identity,
-    "chunk": lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "chunk"),
-    "split": lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "split"),
+    "chunk": lambda self, node: self.parts(node, "chunk"),
+    "split": lambda self, node: self.parts(node, "split"),
     "size": _Mapper.shape_of,
     "dim": _Mapper.shape_of,
 }

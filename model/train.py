@@ -1,6 +1,7 @@
 """Train CMamba-slim on a CSV and export a model directory (needs the 'train' extra).
 
-Data: `intsim.data.load_splits` (chronological 70/10/20 split, windows per split),
+Data: `intsim.data.load_splits` (chronological split, 70/10/20 % by default or `split`: fractions
+or row counts; windows per split),
 normalised with the train part's per-channel mean/std. Adam on MSE, early stopping
 on the validation MSE (the best weights are kept), fixed seeds and deterministic
 kernels. Test metrics are reported in normalised and original units next to two
@@ -34,6 +35,7 @@ class TrainConfig:
     columns: list[str] | None = None
     lookback: int = 64
     horizon: int = 16
+    split: str = "0.7,0.1,0.2"           # fractions or row counts (intsim.data.parse_split)
     train_stride: int = 1
     epochs: int = 60
     batch_size: int = 64
@@ -53,6 +55,7 @@ class TrainConfig:
     n_blocks: int = 2
     d_conv: int = 4
     eps: float = 1e-5
+    revin: bool = False                  # instance normalisation in the graph (revin_norm / revin_denorm)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -108,9 +111,17 @@ def train(cfg: TrainConfig) -> dict:
     t0 = time.perf_counter()
     check_output_dir(cfg.out)                 # fail before training, not after
     set_determinism(cfg.seed, cfg.threads)
-    splits = D.load_splits(cfg.data, cfg.columns, cfg.lookback, cfg.horizon, stride=1,
+    split = D.parse_split(cfg.split)
+    columns, ignored = D.column_choice(cfg.data, cfg.columns)
+    print(f"data {Path(cfg.data).name}: {len(columns)} column(s): {', '.join(columns)}"
+          + (f"; ignored: {', '.join(f'{k} ({why})' for k, why in ignored.items())}" if ignored else ""))
+    splits = D.load_splits(cfg.data, cfg.columns, cfg.lookback, cfg.horizon, stride=1, fractions=split,
                            train_stride=cfg.train_stride)
     columns = splits["columns"]
+    rows = {k: len(splits["series"][k]) for k in D.SPLITS}
+    unused = splits["n_rows"] - sum(rows.values())
+    print(f"split {split.text()}: rows train/val/test = {rows['train']}/{rows['val']}/{rows['test']} "
+          f"of {splits['n_rows']}" + (f" ({unused} rows after the test part unused)" if unused else ""))
     norm = D.fit_normalization(splits["series"]["train"])
     raw = {k: splits[k] for k in D.SPLITS}
     nx = {k: (D.normalize(raw[k][0], norm), D.normalize(raw[k][1], norm)) for k in D.SPLITS}
@@ -119,7 +130,8 @@ def train(cfg: TrainConfig) -> dict:
     try:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
-                            d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout)
+                            d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout,
+                            revin=cfg.revin)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
@@ -127,7 +139,7 @@ def train(cfg: TrainConfig) -> dict:
         raise CmambaError(f"model has {n_weights} weights, more than --max-weights {cfg.max_weights}")
     print(f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
           f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}, "
-          f"H={cfg.horizon}); windows train/val/test = "
+          f"H={cfg.horizon}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
           f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}")
 
     # Baselines on the same split, fitted on train only.
@@ -199,8 +211,8 @@ def train(cfg: TrainConfig) -> dict:
         "command": cfg.command or "",
         "seed": cfg.seed,
         "data": {"file": Path(cfg.data).name, "sha256": _sha256(cfg.data), "columns": columns,
-                 "split": {"fractions": [0.7, 0.1, 0.2],
-                           "rows": {k: len(splits["series"][k]) for k in D.SPLITS},
+                 "split": split.record() | {
+                           "rows": rows,
                            "windows": {k: len(nx[k][0]) for k in D.SPLITS}}},
         "config": cfg_record,
         "n_weights": n_weights,
@@ -223,6 +235,9 @@ def train(cfg: TrainConfig) -> dict:
     export_model(module, cfg.out, norm, columns, record, name=cfg.name)
     print_report(record)
     print("block update RMS / input RMS (val): " + ", ".join(f"blk{i} {g:.3f}" for i, g in enumerate(gains)))
+    if best["epoch"] == 1 and len(history) > 1:
+        print(f"warning: the best validation epoch was the first of {len(history)}: the model overfits from the "
+              f"start; try a smaller --lr, more --dropout or --weight-decay, or --revin", file=sys.stderr)
     dead = [i for i, g in enumerate(gains) if g < 1e-3]
     if dead:
         print(f"warning: block(s) {dead} contribute almost nothing (weights decayed away?); "

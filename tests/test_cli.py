@@ -142,7 +142,7 @@ def test_calibrate_finds_the_training_data_of_the_shipped_model(capsys, tmp_path
     model_dir = Path(shutil.copytree(SHIPPED, tmp_path / "default"))
     rc, out, _ = cli(capsys, "calibrate", model_dir, "--max-windows", 16)
     assert rc == 0
-    assert "on 16 train windows of daphnet_S06R02E0.csv.gz" in out
+    assert f"on 16 train windows of {REPO / 'data' / 'daphnet_S06R02E0.csv.gz'}" in out
     model = load_model(model_dir)
     assert model.graph.quant["int16"]["formats"] == "q88"
     _ = model.program, model.program8
@@ -161,6 +161,16 @@ def test_calibrate_bad_arguments_leave_the_model_untouched(capsys, tiny, extra, 
     rc, _, err = cli(capsys, "calibrate", model_dir, *extra)
     assert_one_error_line(rc, err, *words)
     assert (model_dir / "model.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("formats, noted", [("q88", True), ("auto", False)])
+def test_calibrate_says_when_method_cannot_change_the_int16_formats(capsys, tiny, formats, noted):
+    model_dir, data = tiny
+    rc, _, err = cli(capsys, "calibrate", model_dir, "--data", data, "--method", "p99", "--formats", formats)
+    assert rc == 0
+    assert ("note: --method p99 does not change the INT16 formats with --formats q88" in err) == noted
+    quant = load_model(model_dir).graph.quant
+    assert quant["int8"]["method"] == "p99" and quant["int16"]["formats"] == formats
 
 
 @pytest.mark.parametrize("command", ["calibrate", "eval", "info", "codegen"])
@@ -187,9 +197,15 @@ def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
     for name in REPORT_FILES:
         if name.endswith(".png"):
             assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # stdout: one table row per reported mode, the report dir
+    # stdout: one table row per reported mode (MSE and MAE, original and normalised units), the report dir
+    head = next(line for line in out.splitlines() if line.startswith("mode "))
+    assert head.split()[:5] == ["mode", "MSE", "MAE", "MSE(norm)", "MAE(norm)"]
     for m in reported:
-        assert any(line.startswith(m + " ") for line in out.splitlines())
+        row = next(line for line in out.splitlines() if line.startswith(m + " ")).split()
+        _, summary_rows = read_csv(out_dir / "metrics.csv")
+        mae_norm = next(float(r["value"]) for r in summary_rows
+                        if (r["mode"], r["metric"], r["channel"]) == (m, "mae_norm", "all"))
+        assert row[4] == f"{mae_norm:.4f}"
     assert f"report: {out_dir}" in out
 
     graph = load_model(model_dir).graph
@@ -261,6 +277,19 @@ def test_eval_report_has_the_same_files_every_run(capsys, tmp_path, calibrated):
         return [line for line in csv_bytes.decode().splitlines() if "samples_per_second" not in line]
     assert stable(first["metrics.csv"]) == stable(second["metrics.csv"])
     assert first["layers.csv"] == second["layers.csv"] and first["formats.csv"] == second["formats.csv"]
+
+
+def test_eval_split_sizes_and_part_together(capsys, tmp_path, calibrated):
+    model_dir, data = calibrated
+    argv = ("eval", model_dir, "--data", data, "--mode", "fp32", "--out", tmp_path / "r")
+    rc, out, err = cli(capsys, *argv, "--split", "val", "--split", "0.5,0.25,0.25")
+    assert rc == 0, err
+    assert "56 val windows" in out                       # 75 rows - (16 + 4) + 1
+    rc, out, err = cli(capsys, *argv, "--split", "150,60,90")
+    assert rc == 0, err
+    assert "71 test windows" in out
+    rc, _, err = cli(capsys, *argv, "--split", "val", "--split", "test")
+    assert_one_error_line(rc, err, "--split given two parts (val, test)")
 
 
 def test_eval_default_out_dir_is_named_after_the_model(capsys, tmp_path, calibrated, monkeypatch):

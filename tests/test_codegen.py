@@ -230,7 +230,7 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=10)
     d = gen.out_dir
     ops = sorted(p.name for p in (d / "firmware" / "ops").iterdir())
-    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "rmsnorm.h",
+    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "revin.h", "rmsnorm.h",
                    "scan.h"]
     for rel in ("firmware/primitives.h", "firmware/params.h", "firmware/top.h", "firmware/top.cpp",
                 "firmware/weights/luts.h", "tb/tb_main.cpp", "tb/npy.h", "tb_data/input.npy",
@@ -349,16 +349,39 @@ def test_testbench_with_zero_vectors_fails(hostile_name_project, tmp_path):
         run_testbench(gen.out_dir, data_dir=str(data))
 
 
+def test_testbench_is_clean_under_address_and_undefined_behaviour_sanitizers(tiny_model_auto, tmp_path):
+    gen = generate_project(tiny_model_auto, tmp_path / "p", n_vectors=40, layers=True)
+    build(gen.out_dir, extra_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -g")
+    tb = run_testbench(gen.out_dir)
+    assert (tb.passed, tb.failed, tb.returncode) == (40, 0, 0), tb.stdout
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_codegen_then_make_test(tiny_model, tmp_path, capsys):
     out = tmp_path / "prj"
     assert cli_main(["codegen", str(tiny_model.graph.path), "--out", str(out), "--vectors", "25"]) == 0
-    assert "25 golden vectors (4 adversarial, 0 real, 21 random)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "25 golden vectors (4 adversarial, 0 real, 21 random)" in printed
+    assert f"real windows: none (model '{tiny_model.graph.path}' records no training data file: pass --data CSV)" \
+        in printed
     proc = subprocess.run(["make", "-s", "-C", str(out), "test"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().splitlines()[-1] == "25 passed, 0 failed"
     with pytest.raises(SystemExit):          # argparse: --precision is one of int16, int8
         cli_main(["codegen", str(tiny_model.graph.path), "--out", str(out), "--precision", "int4"])
+
+
+def test_codegen_finds_the_training_data_as_calibrate_and_eval_do(tiny_model, tmp_path, capsys):
+    from tests.test_cli import write_series_csv
+    model_dir = shutil.copytree(tiny_model.graph.path, tmp_path / "m")
+    data = write_series_csv(tmp_path / "series.csv", ["ch0", "ch1", "ch2"])     # beside the model, not in data/
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["training"] = {"data": {"file": "series.csv"}}
+    write_json_atomic(model_dir / "model.json", raw)
+    assert cli_main(["codegen", str(model_dir), "--out", str(tmp_path / "prj"), "--vectors", "25"]) == 0
+    printed = capsys.readouterr().out
+    assert "25 golden vectors (4 adversarial, 10 real, 11 random)" in printed
+    assert f"real windows: 10 from the test split of {data}" in printed
 
 
 def test_cli_compare_reports_zero_mismatches(tiny_model_auto, tmp_path, capsys):
@@ -368,6 +391,7 @@ def test_cli_compare_reports_zero_mismatches(tiny_model_auto, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "mismatches: 0 of" in text and "histogram of all differences (LSB): {0: " in text
     assert "testbench: 60 passed, 0 failed" in text
+    assert "real windows: none (model " in text and "records no training data file" in text
     rows = (out / "compare.csv").read_text().splitlines()
     assert rows[0] == "layer,diff_lsb,count,elements,mismatches"
     layers = [r.split(",") for r in rows[1:]]

@@ -97,9 +97,9 @@ def test_variants_trace_to_the_modules_function(variant):
     else:                            # module-path names; the last block has no residual add
         assert "hyper" not in graph.raw
         assert [layer.name for layer in graph.layers if layer.op == "add"] == ["layers.0.add"]
-        assert graph.layer("layers.1.conv1d").op == "dwconv" and graph.layer("head").attrs["kernel"] == 7
-        assert graph.layer("layers.0.in_proj.ch0_20").shape == (20, 7)
-        assert graph.layer("layers.0.in_proj.ch20_40").shape == (20, 7)
+        assert graph.layer("layers.1.conv1d").op == "dwconv" and graph.layer("head").attrs["kernel"] == 15
+        assert graph.layer("layers.0.in_proj.ch0_20").shape == (20, 15)
+        assert graph.layer("layers.0.in_proj.ch20_40").shape == (20, 15)
         assert graph.layer("norm_f").attrs["eps"] == float(torch.finfo(torch.float32).eps)
 
 
@@ -110,6 +110,48 @@ def test_variants_run_bit_exact_golden_vs_cpp(variant, precision, tmp_path):
     build_project_cached(gen.out_dir)
     tb = run_testbench(gen.out_dir)
     assert (tb.passed, tb.failed, tb.returncode) == (60, 0, 0), tb.stdout
+
+
+# ------------------------------------------------------------------ the other plumbing
+class _Plumbing(nn.Module):
+    """F.pad + depthwise conv, torch.split and a slice of convs (one without bias), a Linear
+    between permutes, `+=`, a Linear head on a channel-major flatten, head sliced."""
+
+    def __init__(self, c=3, d=6, e=10, length=12):
+        super().__init__()
+        self.embed = nn.Conv1d(c, d, 3, stride=3, bias=False)
+        self.proj = nn.Conv1d(d, 2 * e, 1)
+        self.dw = nn.Conv1d(e, e, 2, groups=e)
+        self.mix = nn.Linear(e, e)
+        self.back = nn.Conv1d(e, d + 2, 1)
+        self.head = nn.Linear(d * (length // 3), 2 * c + 3)
+        self.c = c
+
+    def forward(self, x):
+        h = self.embed(x)
+        u, z = torch.split(self.proj(h), [10, 10], dim=1)
+        u = F.silu(self.dw(F.pad(u, (1, 0))))
+        u = self.mix(u.permute(0, 2, 1)).permute(0, 2, 1).contiguous()
+        y = u * torch.sigmoid(z)
+        y = self.back(y)[:, 2:]
+        y += h
+        out = self.head(torch.flatten(y, 1))[:, : 2 * self.c]
+        return out.view(x.size(0), self.c, 2)
+
+
+def test_plumbing_maps_exactly(tmp_path):
+    module = _Plumbing().eval()
+    torch.manual_seed(3)
+    path = from_module(module, torch.randn(2, 3, 12), tmp_path / "m")
+    graph = load_model(path).graph
+    assert [(layer.name, layer.op) for layer in graph.layers] == [
+        ("embed", "conv_kx1"), ("proj.ch0_10", "conv1x1"), ("proj.ch10_20", "conv1x1"), ("dw", "dwconv"),
+        ("silu", "silu"), ("mix", "conv1x1"), ("sigmoid", "sigmoid"), ("mul", "mul"), ("back.ch2_8", "conv1x1"),
+        ("add", "add"), ("head.ch0_6", "conv_kx1")]
+    assert graph.layer("embed").weights["bias"].tolist() == [0.0] * 6
+    assert (graph.output_channels, graph.horizon) == (3, 2)
+    x = np.random.default_rng(5).standard_normal((8, 3, 12))
+    np.testing.assert_allclose(load_model(path).run(x, "fp32").output, torch_forward(module, x), atol=1e-5, rtol=0)
 
 
 # ------------------------------------------------------------------ unsupported nodes
@@ -205,7 +247,7 @@ def test_cli_import_module_then_info(tmp_path, capsys):
     out = tmp_path / "ms"
     assert main(["import-module", f"{EXAMPLES}:mamba_style", "--out", str(out), "--name", "mamba-style"]) == 0
     text = capsys.readouterr().out
-    assert "fp32 reference vs the module on the example input [2, 3, 24]: max |diff|" in text
+    assert "fp32 reference vs the module on the example input [2, 9, 64]: max |diff|" in text
     assert "layers.1.in_proj.ch20_40" in text and f"run `cmamba-hls calibrate {out} --data CSV`" in text
     raw = json.loads((out / "model.json").read_text())
     assert raw["name"] == "mamba-style" and raw["training"]["imported"]["class"] == "MambaStyle"

@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
+from intsim import data as D  # noqa: E402
 from intsim import load_model  # noqa: E402
 from cmamba_hls.cli import main  # noqa: E402
 from model.cmamba import CMambaSlim  # noqa: E402
@@ -191,6 +192,30 @@ def test_train_cli_tiny_model(tmp_path, tiny_csv, capsys):
     np.testing.assert_allclose(model.graph.norm_in_std, train_rows.std(axis=0), rtol=1e-12)
 
 
+def test_train_split_rows_columns_printed_and_reused_by_eval(tmp_path, capsys):
+    from cmamba_hls.evaluate import load_eval_data
+
+    lines = ["date,x,y,z,is_anomaly"] + [f"2024-01-{1 + i % 28:02d},{math.sin(i / 5)!r},{math.cos(i / 7)!r},"
+                                         f"{math.sin(i / 3)!r},0" for i in range(300)]
+    data = tmp_path / "dated.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--split", "150,50,80"]) == 0
+    printed = capsys.readouterr().out
+    assert ("data dated.csv: 3 column(s): x, y, z; ignored: date (not numeric (first value '2024-01-01')), "
+            "is_anomaly (excluded by name)") in printed
+    assert "split 150,50,80: rows train/val/test = 150/50/80 of 300 (20 rows after the test part unused)" in printed
+    model = load_model(out)
+    split = model.graph.raw["training"]["data"]["split"]
+    assert split["row_counts"] == [150, 50, 80] and split["rows"] == {"train": 150, "val": 50, "test": 80}
+    assert "fractions" not in split
+    x, _ = load_eval_data(model, data, "test")                 # eval and calibrate reuse the recorded split
+    assert len(x) == 80 - 16 - 4 + 1
+    np.testing.assert_array_equal(x[0, 0], np.sin(np.arange(200, 216) / 5))
+    x, _ = load_eval_data(model, data, "test", sizes=D.parse_split("0.5,0.25,0.25"))
+    assert len(x) == 75 - 16 - 4 + 1
+
+
 def _csv(tmp_path, text: str) -> str:
     path = tmp_path / "in.csv"
     path.write_text(text)
@@ -216,6 +241,12 @@ BAD = [
     ("zero epochs", lambda tp: ["--data", _csv(tp, _rows(200)), "--epochs", "0"], "--epochs must be positive"),
     ("negative lr", lambda tp: ["--data", _csv(tp, _rows(200)), "--lr", "-1"], "--lr must be positive"),
     ("dropout 1", lambda tp: ["--data", _csv(tp, _rows(200)), "--dropout", "1"], "--dropout must be in [0, 1)"),
+    ("lookback off the patch grid", lambda tp: ["--data", _csv(tp, _rows(200)), "--lookback", "17"],
+     "--lookback 17 with --patch 4 --stride 2: the newest 1 sample(s) of every window would never be used"),
+    ("split of two", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "0.5,0.5"], "give three sizes"),
+    ("split fractions", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "0.5,0.3,0.3"], "summing to 1"),
+    ("split rows", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "150,40,30"],
+     "--split 150,40,30 asks for 220 rows; the data has 200"),
 ]
 
 
@@ -254,3 +285,22 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
     before = {p.name: p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()}
     assert main(["train", "--data", str(tiny_csv), "--out", str(model_dir), "--columns", "x,nope", *TINY]) == 2
     assert {p.name: p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()} == before
+
+
+def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
+    """RevIN on: the exported graph (revin_norm ... revin_denorm) computes module.eval()(x), and a
+    window shifted and scaled per channel gives the forecast shifted and scaled the same way."""
+    torch.manual_seed(0)
+    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True).eval()
+    export_model(module, tmp_path / "m", None, ["a", "b", "c"])
+    model = load_model(tmp_path / "m")
+    assert [layer.op for layer in model.graph.layers][::len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
+    x = np.random.default_rng(0).standard_normal((5, 3, 16))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x).float()).double().numpy()
+    got = model.run(x, "fp32").output
+    assert np.allclose(got, want, atol=1e-4)
+    scale, shift = np.array([2.0, 0.5, 3.0])[None, :, None], np.array([10.0, -4.0, 0.0])[None, :, None]
+    moved = model.run(x * scale + shift, "fp32").output.reshape(got.shape)
+    assert np.allclose(moved, got * scale + shift, atol=1e-3)

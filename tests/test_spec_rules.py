@@ -58,16 +58,16 @@ def test_int8_accumulator_rule_just_inside_and_just_outside():
     s_w = 1.0 / 127.0                                 # max|w| = 1 -> s_w = 1/127, w_q = 127
     s_y = 2.0 ** 31 / 12700.0                         # the full sum lands near code 100
     inside = lower_int8(_conv_graph(np.ones((1, N_FULL)), [1912 * s_w], z_x=-128, s_y=s_y)).step("y")
-    assert inside.params["bias"].tolist() == [1912] and np.all(inside.params["weight"] == 127)
+    assert inside.params.bias.tolist() == [1912] and np.all(inside.params.weight == 127)
     # the worst input: x_q - z_x = 255 everywhere: the sum reaches 2^31 - 1 exactly, no overflow
     y, n = run_step8(inside, [np.full((1, N_FULL, 1), 127, np.int8)])
-    m0, sh = int(inside.params["m0"][0]), int(inside.params["shift"][0])
+    m0, sh = int(inside.params.m0[0]), int(inside.params.shift[0])
     assert int(y.item()) == _rne(((1 << 31) - 1) * m0, sh) == 100 and n == 0
     with pytest.raises(QuantizationError, match=r"layer 'y': output channel 0: .* = 2147483648 exceeds 2\^31 - 1"):
         lower_int8(_conv_graph(np.ones((1, N_FULL)), [1913 * s_w], z_x=-128, s_y=s_y))
     # the old rule of thumb (N < 66000) is not the rule: more terms pass when the weights are small
     small = lower_int8(_conv_graph(np.r_[1.0, np.full(69999, 0.003)][None, :], [0.0])).step("y")
-    assert small.params["weight"].shape == (1, 70000)
+    assert small.params.weight.shape == (1, 70000)
 
 
 # --------------------------------------------------------------------------- 2. tables
@@ -117,16 +117,16 @@ def test_int8_rmsnorm_gain_and_eps_constants():
     g = [1.2751102739320455, -0.2761065553789862, 0.5, -1.0]
     s_x = 0.0011436078134811714
     p = lower_int8(_rms_graph(g, eps=1e-5, s_x=s_x, s_y=0.03)).step("y").params
-    assert p["gain"].tolist() == [127, -28, 50, -100]
+    assert p.gain.tolist() == [127, -28, 50, -100]
     assert np.rint(g[1] * 127.0 / g[0]) == -27                     # another order: -27
-    assert p["eps_q"] == 501101 and np.rint(1e-5 / s_x / s_x * 2.0 ** 16) == 501102
+    assert p.eps_q == 501101 and np.rint(1e-5 / s_x / s_x * 2.0 ** 16) == 501102
     m0, sh = quantize_multiplier((g[0] / 127.0) / 0.03)
-    assert (p["m0"], p["shift"]) == (m0, sh + 16)
+    assert (p.m0, p.shift) == (m0, sh + 16)
 
 
 def test_int8_rmsnorm_all_zero_gain_outputs_the_zero_point():
     st = lower_int8(_rms_graph(np.zeros(4), z_x=2, z_y=-1, s_y=0.04)).step("y")
-    assert (st.params["m0"], st.params["shift"] - 16) == quantize_multiplier(1.0 / 0.04)    # s_g = 1
+    assert (st.params.m0, st.params.shift - 16) == quantize_multiplier(1.0 / 0.04)    # s_g = 1
     y, n = run_step8(st, [np.arange(-128, 128, 8, dtype=np.int8).reshape(1, 4, 8)])
     assert np.all(y == -1) and n == 0
 
@@ -168,21 +168,21 @@ def test_float64_multipliers_use_the_stated_order():
                                  {"name": "y", "op": "mul", "inputs": ["input", "b"]}],
                         int8={"input": (s_a, 0), "b": (s_b, 0), "y": (s_y, 0)})
     p = lower_int8(graph).step("y").params
-    assert (p["m0"], p["shift"]) == quantize_multiplier((s_a * s_b) / s_y) == (1111164468, 35)
+    assert (p.m0, p.shift) == quantize_multiplier((s_a * s_b) / s_y) == (1111164468, 35)
     assert quantize_multiplier(s_a * (s_b / s_y))[0] == 1111164467
     # conv: (s_x * s_w) / s_y, s_w = max|w| / 127
     s_x, m, s_y = 0.017708425042926194, 0.3131294559364898, 0.01892282962544012
     p = lower_int8(_conv_graph([[m, -0.1]], [0.0], s_x=s_x, s_y=s_y)).step("y").params
-    assert p["m0"][0] == quantize_multiplier((s_x * (m / 127.0)) / s_y)[0] == 1268480782
+    assert p.m0[0] == quantize_multiplier((s_x * (m / 127.0)) / s_y)[0] == 1268480782
     assert quantize_multiplier(s_x * ((m / 127.0) / s_y))[0] == 1268480781
     # bias: RNE(b / (s_x * s_w))
     b, s_x, m = -11.608556634697425, 0.07611194362682931, 0.20230481792926308
     p = lower_int8(_conv_graph([[m, 0.1]], [b], s_x=s_x, s_y=0.05)).step("y").params
-    assert p["bias"][0] == np.rint(b / (s_x * (m / 127.0))) == -95746
+    assert p.bias[0] == np.rint(b / (s_x * (m / 127.0))) == -95746
     assert np.rint((b / s_x) / (m / 127.0)) == -95747
     # weights: RNE(w / s_w)
     p = lower_int8(_conv_graph([[1.2751102739320455, -0.2761065553789862]], [0.0])).step("y").params
-    assert p["weight"].tolist() == [[127, -28]]
+    assert p.weight.tolist() == [[127, -28]]
     # activation zero point: RNE(-128 - lo / s), s = (hi - lo) / 255
     lo, hi = -1.9035227324900108, 4.279895060948878
     assert asymmetric_params(lo, hi)[1] == -50 and np.rint(-128.0 - 255.0 * lo / (hi - lo)) == -49
@@ -192,9 +192,9 @@ def test_float64_multipliers_use_the_stated_order():
                         int8={"input": (0.0874372, 0), "b": (0.0446891, 0), "y": (0.0491319, 0)})
     p = lower_int8(graph).step("y").params
     _, sh = quantize_multiplier(0.0874372 / 0.0491319)
-    assert (p["shift"], p["m_a"], p["m_b"]) == (sh, int(np.rint(np.ldexp(0.0874372 / 0.0491319, sh))),
+    assert (p.shift, p.m_a, p.m_b) == (sh, int(np.rint(np.ldexp(0.0874372 / 0.0491319, sh))),
                                                 int(np.rint(np.ldexp(0.0446891 / 0.0491319, sh))))
-    assert max(p["m_a"], p["m_b"]) < 2 ** 31
+    assert max(p.m_a, p.m_b) < 2 ** 31
 
 
 # --------------------------------------------------------------------------- 5. scans
@@ -269,7 +269,7 @@ def test_lut_saturations_counted_by_one_rule_in_quant16_and_bittrue(op, f_y):
     st = lower_int16(model.graph).step("y")
     addr = np.clip(x_q + 2048, 0, 4095)
     ident = (x_q + 2048 > 4095) & (op == "silu")
-    clamped_reads = int(np.count_nonzero(st.params["clamped"][addr] & ~ident))
+    clamped_reads = int(np.count_nonzero(st.params.clamped[addr] & ~ident))
     ident_sat = int(np.count_nonzero(ident & (np.abs(np.ldexp(x_q.astype(np.float64), f_y - 8)) > 32767)))
     assert bt == clamped_reads + ident_sat
 
@@ -307,5 +307,5 @@ def test_shift_round_range_and_the_lowering_stays_within_15_left():
                             int16={"tensors": {"input": f_lo, "s": f_hi, "m": f_hi, "a": f_lo, "l": f_hi, "y": f_hi}})
         for st in lower_int16(graph).steps:
             for key in ("addr_shift", "identity_shift", "shift", "u_shift"):
-                if key in st.params:
-                    assert st.params[key] >= -15, (st.name, key, st.params[key])
+                if hasattr(st.params, key):
+                    assert getattr(st.params, key) >= -15, (st.name, key, getattr(st.params, key))

@@ -44,8 +44,8 @@ class MambaStyleBlock(nn.Module):
 class MambaStyle(nn.Module):
     """x [B, C, L] -> forecast [B, C, H]."""
 
-    def __init__(self, c: int = 3, length: int = 24, patch: int = 6, stride: int = 3, d_model: int = 12,
-                 d_inner: int = 20, d_conv: int = 3, horizon: int = 4, residual=(True, False)):
+    def __init__(self, c: int = 9, length: int = 64, patch: int = 8, stride: int = 4, d_model: int = 12,
+                 d_inner: int = 20, d_conv: int = 3, horizon: int = 8, residual=(True, False)):
         super().__init__()
         self.c, self.horizon = c, horizon
         tokens = (length - patch) // stride + 1
@@ -74,8 +74,9 @@ def _randomised(module: nn.Module, seed: int) -> nn.Module:
 
 
 def mamba_style():
+    """Untrained (random weights), sized for the shipped data: C=9, L=64, H=8."""
     torch.manual_seed(0)
-    return _randomised(MambaStyle(), 1), torch.randn(2, 3, 24)
+    return _randomised(MambaStyle(), 1), torch.randn(2, 9, 64)
 
 
 def cmamba_wide():
