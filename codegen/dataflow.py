@@ -76,10 +76,6 @@ class Process:
 class Dataflow:
     processes: list[Process]
     channels: list[Channel]
-    column_widths: list[int]                   # distinct token widths, sorted
-
-    def fifo_bits(self, elem_bits: int) -> int:
-        return sum(c.depth * c.channels * elem_bits for c in self.channels)
 
 
 def buffer_name(cname_or_input: str) -> str:
@@ -173,8 +169,7 @@ def plan_dataflow(graph, em: Emission | None = None) -> Dataflow:
                          buffers=[(buffer_name("output"), c_o, l_o)], in_buffers=[buffer_name("output")],
                          comment=f"forecast [{graph.output_channels}][{graph.horizon}] to the output port, "
                                  f"one value per beat"))
-    chans = list(channels.values())
-    return Dataflow(procs, chans, sorted({ch.channels for ch in chans}))
+    return Dataflow(procs, list(channels.values()))
 
 
 def simulate_dataflow(df: Dataflow, compute: dict[str, int], windows: int = 8,
