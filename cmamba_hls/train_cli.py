@@ -53,6 +53,9 @@ def add_arguments(p) -> None:
     g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
                    help="instance normalisation per window and channel in the graph: revin_norm before "
                         "patch_embed, revin_denorm after the head (docs/model.md; default off)")
+    g.add_argument("--head-dim", type=int, default=0,
+                   help="width of a 1x1 conv D -> head-dim before the flatten head, which then holds "
+                        "C*H*head-dim*T weights instead of C*H*D*T (default 0: no projection)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 
@@ -63,6 +66,8 @@ def _check(args) -> None:
     for key in positive:
         if getattr(args, key) <= 0:
             raise CmambaError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.head_dim < 0:
+        raise CmambaError(f"--head-dim must be >= 0, got {args.head_dim}")
     if not args.lr > 0:
         raise CmambaError(f"--lr must be positive, got {args.lr}")
     if not 0 <= args.dropout < 1:
@@ -100,7 +105,7 @@ def run(args) -> int:
         weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
-        revin=args.revin, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        revin=args.revin, head_dim=args.head_dim, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)
@@ -114,7 +119,7 @@ def _reconstruct(args) -> str:
         parts += ["--columns", args.columns]
     for key in ("lookback", "horizon", "split", "train_stride", "epochs", "patience", "batch_size", "lr",
                 "weight_decay", "optimizer", "dropout", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
-                "d_inner", "n_blocks", "d_conv", "name"):
+                "d_inner", "n_blocks", "d_conv", "head_dim", "name"):
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     parts.append("--revin" if args.revin else "--no-revin")
     return " ".join(shlex.quote(p) for p in parts)

@@ -101,6 +101,8 @@ def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
         out[p + "dt_proj"] = {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}
         out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
     out["norm_f"] = {"weight": _np(module.norm_f.weight)}
+    if module.head_proj is not None:
+        out["head_proj"] = {"weight": _np(module.head_proj.weight[:, :, 0]), "bias": _np(module.head_proj.bias)}
     out["head"] = {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}
     return out
 
@@ -110,7 +112,7 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     h = module.hyper
     weights = layer_weights(module)
     entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
-                            h.get("revin", False))
+                            h.get("revin", False), bool(h.get("head_dim")))
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
@@ -131,6 +133,8 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
              "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
     if h.get("revin"):
         hyper["revin"] = True
+    if h.get("head_dim"):
+        hyper["head_dim"] = h["head_dim"]
     layers = model_layers(module)
     header = model_header(name, (h["c_in"], h["length"]), layers[-1][0]["name"], (h["c_out"], h["horizon"]),
                           normalization, columns, output_columns, hyper, training_info, quant)
