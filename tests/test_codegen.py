@@ -349,6 +349,13 @@ def test_testbench_with_zero_vectors_fails(hostile_name_project, tmp_path):
         run_testbench(gen.out_dir, data_dir=str(data))
 
 
+def test_testbench_is_clean_under_address_and_undefined_behaviour_sanitizers(tiny_model_auto, tmp_path):
+    gen = generate_project(tiny_model_auto, tmp_path / "p", n_vectors=40, layers=True)
+    build(gen.out_dir, extra_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -g")
+    tb = run_testbench(gen.out_dir)
+    assert (tb.passed, tb.failed, tb.returncode) == (40, 0, 0), tb.stdout
+
+
 # ------------------------------------------------------------------ CLI
 def test_cli_codegen_then_make_test(tiny_model, tmp_path, capsys):
     out = tmp_path / "prj"
