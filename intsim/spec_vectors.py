@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from intsim.fixedpoint import quantize_multiplier
+from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8
 from intsim.spec_kit import Case, run_case, write_kit
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tests" / "spec_vectors"
@@ -326,6 +328,23 @@ def int16_cases() -> list[Case]:
               {"a": r.ints(-9000, 9000, (1, 2, 6), I16), "b": r.ints(-9000, 9000, (1, 2, 6), I16)},
               {"a_up": 0, "b_up": 0, "shift": -2}),
     ]
+    example = _a([256, 512, 768, 1536], (1, 1, 4), I16)
+    window = r.ints(*full, (2, 3, 12), I16)
+    window[1, 0] = 1234                                   # a constant channel: normalises to exactly 0
+    cases += [
+        _case("int16-revin_norm-spec-example", "int16", "revin_norm", "2.10", ["spec-example"],
+              "spec 2.10's example: x = [1, 2, 3, 6] in Q8.8 -> [-274, -137, 0, 411]",
+              {"x": example}, {"eps_q": 1, "shift": 24}),
+        _case("int16-revin_norm-extremes", "int16", "revin_norm", "2.10", ["extremes", "saturation"],
+              "full-range windows (variance up to 2^30) and a constant channel, f_y = 15 saturates",
+              {"x": window}, {"eps_q": 1, "shift": 17}),
+        _case("int16-revin_denorm-spec-example", "int16", "revin_denorm", "2.10", ["spec-example"],
+              "spec 2.10's example: forecast 1.0 of the window [1, 2, 3, 6] -> 1247 (4.871)",
+              {"fc": _a([256], (1, 1, 1), I16), "x": example}, {"eps_q": 1, "mean_up": 16, "shift": 16}),
+        _case("int16-revin_denorm-extremes", "int16", "revin_denorm", "2.10", ["extremes", "saturation"],
+              "forecast [C*2, 1] (two values per channel) of full-range windows and a constant channel",
+              {"fc": r.ints(*full, (2, 6, 1), I16), "x": window}, {"eps_q": 1, "mean_up": 16, "shift": 16}),
+    ]
     return cases
 
 
@@ -412,6 +431,20 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                         "b": _a([127, -128, -128, 127] + r.ints(*full, 20).tolist(), (1, 3, 8), I8)},
                        {"a_zp": 10, "m_a": h.expect["m_a"], "b_zp": -4, "m_b": h.expect["m_b"],
                         "shift": h.expect["shift"], "y_zp": -30}))
+    window = r.ints(*full, (2, 3, 12), I8)
+    window[1, 0] = -7                                     # a constant channel: the real zero z_y
+    m0, sh = quantize_multiplier(1.0 / 0.01)              # s_y = 0.01: +-1.28 std fits, beyond saturates
+    cases.append(_case("int8-revin_norm-extremes", "int8", "revin_norm", "3.11", ["extremes", "saturation"],
+                       "full-range windows and a constant channel, s_y = 0.01",
+                       {"x": window}, {"x_zp": -5, "eps_q": 100, "m0": m0,
+                                       "shift": sh + REVIN_INV_BITS_INT8 - REVIN_EXTRA_BITS, "y_zp": 0}))
+    m_a, m_b = (0.02 * 0.05) / 0.02, 0.05 / 0.02          # s_y 0.02, s_x 0.05, s_o 0.02 (order of spec 3.10)
+    _, sh = quantize_multiplier(max(m_a, m_b))
+    cases.append(_case("int8-revin_denorm-extremes", "int8", "revin_denorm", "3.11", ["extremes", "saturation"],
+                       "forecast [C*2, 1] of full-range windows and a constant channel; s_y 0.02, s_x 0.05, s_o 0.02",
+                       {"fc": r.ints(*full, (2, 6, 1), I8), "x": window},
+                       {"y_zp": 3, "x_zp": -5, "o_zp": -20, "eps_q": 100, "m_a": int(np.rint(np.ldexp(m_a, sh))),
+                        "m_b": int(np.rint(np.ldexp(m_b, sh))), "shift": sh + REVIN_EXTRA_BITS}))
     return cases
 
 

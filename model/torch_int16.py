@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
-from intsim.kernels_int16 import LUT_LAST, RMS_EXTRA_BITS, RMS_INV_BITS
+from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long
+from model.torch_rows import TorchRow, as_long, per_forecast_value, revin_stats
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -129,3 +129,22 @@ TORCH16.register("add", TorchRow(     # spec 2.9: align up to F, add, round once
     lambda st, device: st.params,
     lambda p, x: narrow(x[0].to(torch.float64) * float(1 << p.a_up) + x[1].to(torch.float64) * float(1 << p.b_up),
                         p.shift, 16)))
+
+
+
+def _revin_norm(p, x: list[torch.Tensor]):
+    """Spec 2.10: sat16(rne_shift((x - mean_q) rne_div(2^Q, std_q), shift)); int64, |product| <= 2^48."""
+    mean, std = revin_stats(x[0], 0, p.eps_q, 0, 2 * REVIN_EXTRA_BITS)
+    inv = rne_div(torch.full_like(std, 1 << REVIN_INV_BITS), std)
+    return narrow((x[0].to(torch.int64) - mean) * inv, p.shift, 16)
+
+
+def _revin_denorm(p, x: list[torch.Tensor]):
+    """Spec 2.10: sat16(shift_round(y std_q + (mean_q << mean_up), shift)); int64, |sum| < 2^40."""
+    mean, std = revin_stats(x[1], 0, p.eps_q, 0, 2 * REVIN_EXTRA_BITS)
+    acc = x[0].to(torch.int64) * per_forecast_value(std, x[0]) + (per_forecast_value(mean, x[0]) << p.mean_up)
+    return narrow(acc, p.shift, 16)
+
+
+TORCH16.register("revin_norm", TorchRow(lambda st, device: st.params, _revin_norm))
+TORCH16.register("revin_denorm", TorchRow(lambda st, device: st.params, _revin_denorm))

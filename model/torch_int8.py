@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from intsim.errors import UnsupportedError
-from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, saturate
+from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, rne_shift, saturate
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long
+from model.torch_rows import TorchRow, as_long, per_forecast_value, revin_stats
 
 CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
@@ -126,3 +126,24 @@ def _add(p, x: list[torch.Tensor]):
 
 
 TORCH8.register("add", TorchRow(lambda st, device: st.params, _add))
+
+
+
+def _revin_norm(p, x: list[torch.Tensor]):
+    """Spec 3.11: requantize((xc - mean) rne_div(2^Q8, std), m0, shift, z_y); int64, |product| < 2^27."""
+    mean, std = revin_stats(x[0], p.x_zp, p.eps_q, 2 * REVIN_EXTRA_BITS, 0)
+    inv = rne_div(torch.full_like(std, 1 << REVIN_INV_BITS_INT8), std)
+    return requantize((x[0].to(torch.int64) - p.x_zp - mean) * inv, p.m0, p.shift, p.y_zp)
+
+
+def _revin_denorm(p, x: list[torch.Tensor]):
+    """Spec 3.11: sat8(rne_shift((y - z_y) std m_a + ((mean m_b) << G), SH + G) + z_o); int64, |acc| < 2^57."""
+    mean, std = revin_stats(x[1], p.x_zp, p.eps_q, 2 * REVIN_EXTRA_BITS, 0)
+    acc = ((x[0].to(torch.int64) - p.y_zp) * per_forecast_value(std, x[0]) * p.m_a
+           + ((per_forecast_value(mean, x[0]) * p.m_b) << REVIN_EXTRA_BITS))
+    y, n = saturate(rne_shift(acc, p.shift) + p.o_zp, 8)
+    return y.to(torch.int32), n
+
+
+TORCH8.register("revin_norm", TorchRow(lambda st, device: st.params, _revin_norm))
+TORCH8.register("revin_denorm", TorchRow(lambda st, device: st.params, _revin_denorm))

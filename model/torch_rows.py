@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from model.torch_fixedpoint import isqrt_rne, rne_div
+
 
 @dataclass(frozen=True)
 class TorchRow:
@@ -25,3 +27,25 @@ class TorchRow:
 def as_long(values, device) -> torch.Tensor:
     """An int64 tensor on `device` from a numpy integer array (or int)."""
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
+
+
+def revin_stats(x: torch.Tensor, zero_point: int, eps_q: int, var_up: int, std_up: int):
+    """Spec 2.10 / 3.11 per sample and channel of a window x (int tensor [B, L, C], channels-last):
+    xc = x - zero_point, S1, S2 over time, mean = rne_div(S1, L),
+    std = isqrt_rne(max(rne_div((L S2 - S1^2) << var_up, L^2) + eps_q, 1) << std_up); int64 [B, 1, C].
+    INT16: var_up = 0, std_up = 2G; INT8: var_up = 2G, std_up = 0."""
+    xc = x.to(torch.int64) - zero_point
+    n = xc.shape[1]
+    s1, s2 = xc.sum(dim=1, keepdim=True), (xc * xc).sum(dim=1, keepdim=True)
+    v = torch.clamp(rne_div((n * s2 - s1 * s1) << var_up, n * n) + eps_q, min=1)
+    return rne_div(s1, n), isqrt_rne(v << std_up)
+
+
+def per_forecast_value(stat: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
+    """A per-channel statistic [B, 1, C] spread over a channels-last forecast [B, M, R] whose
+    channel-first [R, M] values split row-major into C chunks (chunk c = channel c, spec 2.10)."""
+    cols, rows = forecast.shape[1], forecast.shape[2]
+    per = rows * cols // stat.shape[2]
+    index = (torch.arange(rows, device=forecast.device)[None, :] * cols
+             + torch.arange(cols, device=forecast.device)[:, None]) // per          # [M, R]
+    return stat[:, 0, :][:, index]
