@@ -50,12 +50,12 @@ def add_arguments(p) -> None:
     g.add_argument("--d-inner", type=int, default=64, help="E (default 64)")
     g.add_argument("--n-blocks", type=int, default=2, help="N (default 2)")
     g.add_argument("--d-conv", type=int, default=4, help="depthwise conv kernel K (default 4)")
-    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
+    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=True,
                    help="instance normalisation per window and channel in the graph: revin_norm before "
-                        "patch_embed, revin_denorm after the head (docs/model.md; default off)")
-    g.add_argument("--head-dim", type=int, default=0,
+                        "patch_embed, revin_denorm after the head (docs/model.md; default on, --no-revin: off)")
+    g.add_argument("--head-dim", type=int, default=8,
                    help="width of a 1x1 conv D -> head-dim before the flatten head, which then holds "
-                        "C*H*head-dim*T weights instead of C*H*D*T (default 0: no projection)")
+                        "C*H*head-dim*T weights instead of C*H*D*T (default 8; 0: no projection)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 

@@ -55,8 +55,8 @@ class TrainConfig:
     n_blocks: int = 2
     d_conv: int = 4
     eps: float = 1e-5
-    revin: bool = False                  # instance normalisation in the graph (revin_norm / revin_denorm)
-    head_dim: int = 0                    # > 0: a 1x1 conv D -> head_dim before the flatten head
+    revin: bool = True                   # instance normalisation in the graph (revin_norm / revin_denorm)
+    head_dim: int = 8                    # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
