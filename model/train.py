@@ -57,6 +57,7 @@ class TrainConfig:
     eps: float = 1e-5
     revin: bool = True                   # instance normalisation in the graph (revin_norm / revin_denorm)
     head_dim: int = 8                    # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
+    revin_affine: bool = False           # learned per-channel affine inside RevIN (folded at export)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -132,7 +133,7 @@ def train(cfg: TrainConfig) -> dict:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
                             d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout,
-                            revin=cfg.revin, head_dim=cfg.head_dim)
+                            revin=cfg.revin, head_dim=cfg.head_dim, revin_affine=cfg.revin_affine)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
