@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from intsim.fixedpoint import quantize_multiplier
-from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8
+from intsim.int8 import lower_int8
+from intsim.int16 import lower_int16
+from intsim.small_graph import small_graph
 from intsim.spec_kit import Case, run_case, write_kit
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tests" / "spec_vectors"
@@ -328,23 +329,6 @@ def int16_cases() -> list[Case]:
               {"a": r.ints(-9000, 9000, (1, 2, 6), I16), "b": r.ints(-9000, 9000, (1, 2, 6), I16)},
               {"a_up": 0, "b_up": 0, "shift": -2}),
     ]
-    example = _a([256, 512, 768, 1536], (1, 1, 4), I16)
-    window = r.ints(*full, (2, 3, 12), I16)
-    window[1, 0] = 1234                                   # a constant channel: normalises to exactly 0
-    cases += [
-        _case("int16-revin_norm-spec-example", "int16", "revin_norm", "2.10", ["spec-example"],
-              "spec 2.10's example: x = [1, 2, 3, 6] in Q8.8 -> [-274, -137, 0, 411]",
-              {"x": example}, {"eps_q": 1, "shift": 24}),
-        _case("int16-revin_norm-extremes", "int16", "revin_norm", "2.10", ["extremes", "saturation"],
-              "full-range windows (variance up to 2^30) and a constant channel, f_y = 15 saturates",
-              {"x": window}, {"eps_q": 1, "shift": 17}),
-        _case("int16-revin_denorm-spec-example", "int16", "revin_denorm", "2.10", ["spec-example"],
-              "spec 2.10's example: forecast 1.0 of the window [1, 2, 3, 6] -> 1247 (4.871)",
-              {"fc": _a([256], (1, 1, 1), I16), "x": example}, {"eps_q": 1, "mean_up": 16, "shift": 16}),
-        _case("int16-revin_denorm-extremes", "int16", "revin_denorm", "2.10", ["extremes", "saturation"],
-              "forecast [C*2, 1] (two values per channel) of full-range windows and a constant channel",
-              {"fc": r.ints(*full, (2, 6, 1), I16), "x": window}, {"eps_q": 1, "mean_up": 16, "shift": 16}),
-    ]
     return cases
 
 
@@ -416,7 +400,7 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                        {"lam": lam.reshape(1, 4, 40).astype(I8), "u": u.reshape(1, 4, 40).astype(I8)},
                        {"u_zp": -128, "m0": h.expect["m0"], "shift": h.expect["shift"], "y_zp": 5}))
     h = host["host-int8_mul-order"]
-    cases.append(_case("int8-mul-lowered", "int8", "mul", "3.7", ["extremes", "saturation"],
+    cases.append(_case("int8-mul-lowered", "int8", "mul", "3.7", ["extremes"],
                        "the multiplier of host-int8_mul-order on random codes",
                        {"a": r.ints(*full, (1, 3, 8), I8), "b": r.ints(*full, (1, 3, 8), I8)},
                        {"a_zp": -20, "b_zp": 7, "m0": h.expect["m0"], "shift": h.expect["shift"], "y_zp": 3}))
@@ -425,33 +409,59 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                        {"a": r.ints(-6, 6, (1, 2, 8), I8), "b": r.ints(-6, 6, (1, 2, 8), I8)},
                        {"a_zp": 1, "b_zp": -2, "m0": 1 << 30, "shift": 31, "y_zp": 120}))
     h = host["host-int8_add"]
-    cases.append(_case("int8-add-lowered", "int8", "add", "3.8", ["extremes", "saturation"],
+    cases.append(_case("int8-add-lowered", "int8", "add", "3.8", ["extremes"],
                        "the multipliers of host-int8_add on random codes and the code ends",
                        {"a": _a([127, -128, 127, -128] + r.ints(*full, 20).tolist(), (1, 3, 8), I8),
                         "b": _a([127, -128, -128, 127] + r.ints(*full, 20).tolist(), (1, 3, 8), I8)},
                        {"a_zp": 10, "m_a": h.expect["m_a"], "b_zp": -4, "m_b": h.expect["m_b"],
                         "shift": h.expect["shift"], "y_zp": -30}))
-    window = r.ints(*full, (2, 3, 12), I8)
-    window[1, 0] = -7                                     # a constant channel: the real zero z_y
-    m0, sh = quantize_multiplier(1.0 / 0.01)              # s_y = 0.01: +-1.28 std fits, beyond saturates
-    cases.append(_case("int8-revin_norm-extremes", "int8", "revin_norm", "3.11", ["extremes", "saturation"],
-                       "full-range windows and a constant channel, s_y = 0.01",
-                       {"x": window}, {"x_zp": -5, "eps_q": 100, "m0": m0,
-                                       "shift": sh + REVIN_INV_BITS_INT8 - REVIN_EXTRA_BITS, "y_zp": 0}))
-    m_a, m_b = (0.02 * 0.05) / 0.02, 0.05 / 0.02          # s_y 0.02, s_x 0.05, s_o 0.02 (order of spec 3.10)
-    _, sh = quantize_multiplier(max(m_a, m_b))
-    cases.append(_case("int8-revin_denorm-extremes", "int8", "revin_denorm", "3.11", ["extremes", "saturation"],
-                       "forecast [C*2, 1] of full-range windows and a constant channel; s_y 0.02, s_x 0.05, s_o 0.02",
-                       {"fc": r.ints(*full, (2, 6, 1), I8), "x": window},
-                       {"y_zp": 3, "x_zp": -5, "o_zp": -20, "eps_q": 100, "m_a": int(np.rint(np.ldexp(m_a, sh))),
-                        "m_b": int(np.rint(np.ldexp(m_b, sh))), "shift": sh + REVIN_EXTRA_BITS}))
     return cases
+
+
+def _revin_steps(precision: str, fmt: dict) -> tuple:
+    """The lowered (revin_norm, revin_denorm) steps of a window [3, 8] -> normalised -> restored graph."""
+    layers = [{"name": "n", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": 1e-5}},
+              {"name": "y", "op": "revin_denorm", "inputs": ["n", "input"], "attrs": {"eps": 1e-5}}]
+    graph = small_graph((3, 8), layers, **{precision: fmt})
+    prog = lower_int16(graph) if precision == "int16" else lower_int8(graph)
+    return prog.step("n").params, prog.step("y").params
+
+
+def revin_cases() -> list[Case]:
+    """RevIN (spec 2.10 / 3.11): per window and channel, normalise and restore; constants lowered
+    from a one-window graph (eps = 1e-5)."""
+    r = _Rand(5)
+    x16 = r.ints(-3000, 3000, (2, 3, 8), I16)
+    x16[0, 0, :] = 700                                   # a constant channel: std = sqrt(eps)
+    x16[0, 1, :] = [32767, -32768] * 4                   # full-scale alternation
+    n16, d16 = _revin_steps("int16", {"tensors": {"input": 8, "n": 12, "y": 8}})
+    x8 = r.ints(-128, 128, (2, 3, 8), I8)
+    x8[0, 0, :] = 5
+    x8[0, 1, :] = [127, -128] * 4
+    n8, d8 = _revin_steps("int8", {"input": (0.05, 3), "n": (0.02, 0), "y": (0.05, 3)})
+    fc16 = r.ints(-32768, 32768, (2, 3, 8), I16)
+    fc8 = r.ints(-128, 128, (2, 3, 8), I8)
+    return [
+        _case("int16-revin_norm", "int16", "revin_norm", "2.10", ["extremes"],
+              "Q8.8 window -> Q3.12: a constant channel (std = sqrt(eps)), a full-scale alternation, random",
+              {"x": x16}, {"eps_q": n16.eps_q, "shift": n16.shift}),
+        _case("int16-revin_denorm", "int16", "revin_denorm", "2.10", ["extremes"],
+              "a full-range Q3.12 forecast restored to the window's Q8.8 statistics",
+              {"f": fc16, "x": x16}, {"eps_q": d16.eps_q, "mean_up": d16.mean_up, "shift": d16.shift}),
+        _case("int8-revin_norm", "int8", "revin_norm", "3.11", ["extremes"],
+              "s_x = 0.05, z_x = 3 -> s_y = 0.02: a constant channel, a full-scale alternation, random",
+              {"x": x8}, {"x_zp": n8.x_zp, "eps_q": n8.eps_q, "m0": n8.m0, "shift": n8.shift, "y_zp": n8.y_zp}),
+        _case("int8-revin_denorm", "int8", "revin_denorm", "3.11", ["extremes"],
+              "a full-range forecast restored to the window's statistics",
+              {"f": fc8, "x": x8}, {"y_zp": d8.y_zp, "x_zp": d8.x_zp, "eps_q": d8.eps_q, "m_a": d8.m_a,
+                                    "m_b": d8.m_b, "shift": d8.shift, "o_zp": d8.o_zp}),
+    ]
 
 
 def build_cases() -> list[Case]:
     """Every case of the kit, outputs filled by the golden model."""
     host = host_cases()
-    return primitive_cases() + host + int16_cases() + int8_cases({c.id: c for c in host})
+    return primitive_cases() + host + int16_cases() + int8_cases({c.id: c for c in host}) + revin_cases()
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ TORCH8): one row per op of the registry (intsim/ops.py), beside its torch kernel
 A row consumes the op's typed lowered parameters (intsim/int16.py, intsim/int8.py: the same
 records the Numba kernels and codegen read; no constant is derived again here):
 `prepare(step, device)` turns them into device tensors once per program, and
-`run(prepared, inputs)` maps int64 input tensors [B, C, L] to (int64 output [B, C_out, L_out]
+`run(prepared, inputs)` maps integer input tensors [B, L, C] (channels-last) to (int32 output [B, L_out, C_out]
 holding int16 / int8 values, saturation count as a 0-d int64 tensor).
 """
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-
-from model.torch_fixedpoint import isqrt_rne, rne_div
 
 
 @dataclass(frozen=True)
@@ -29,23 +27,12 @@ def as_long(values, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
 
 
-def revin_stats(x: torch.Tensor, zero_point: int, eps_q: int, var_up: int, std_up: int):
-    """Spec 2.10 / 3.11 per sample and channel of a window x (int tensor [B, L, C], channels-last):
-    xc = x - zero_point, S1, S2 over time, mean = rne_div(S1, L),
-    std = isqrt_rne(max(rne_div((L S2 - S1^2) << var_up, L^2) + eps_q, 1) << std_up); int64 [B, 1, C].
-    INT16: var_up = 0, std_up = 2G; INT8: var_up = 2G, std_up = 0."""
-    xc = x.to(torch.int64) - zero_point
-    n = xc.shape[1]
-    s1, s2 = xc.sum(dim=1, keepdim=True), (xc * xc).sum(dim=1, keepdim=True)
-    v = torch.clamp(rne_div((n * s2 - s1 * s1) << var_up, n * n) + eps_q, min=1)
-    return rne_div(s1, n), isqrt_rne(v << std_up)
+def channel_chunks(forecast: torch.Tensor, channels: int) -> torch.Tensor:
+    """A forecast [B, M, R] (channels-last view of per-sample [R, M]) as [B, C, n]: the row-major
+    chunks of n = R*M/C values that belong to each window channel (spec 2.10, 3.11)."""
+    return forecast.permute(0, 2, 1).reshape(forecast.shape[0], channels, -1)
 
 
-def per_forecast_value(stat: torch.Tensor, forecast: torch.Tensor) -> torch.Tensor:
-    """A per-channel statistic [B, 1, C] spread over a channels-last forecast [B, M, R] whose
-    channel-first [R, M] values split row-major into C chunks (chunk c = channel c, spec 2.10)."""
-    cols, rows = forecast.shape[1], forecast.shape[2]
-    per = rows * cols // stat.shape[2]
-    index = (torch.arange(rows, device=forecast.device)[None, :] * cols
-             + torch.arange(cols, device=forecast.device)[:, None]) // per          # [M, R]
-    return stat[:, 0, :][:, index]
+def from_channel_chunks(chunks: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of `channel_chunks`: [B, C, n] back to the layout of `like` ([B, M, R])."""
+    return chunks.reshape(like.shape[0], like.shape[2], like.shape[1]).permute(0, 2, 1)

@@ -286,11 +286,10 @@ def kit_cases() -> list[Case]:
                            SHIFT=p["shift"])
                 cases.append(Case(name, "revin_norm_int8", cfg, [("x", "i8_t", first)], y.shape, "{x}, y", y, 0))
             elif op == "revin_denorm":
-                win = a["x"][bi]
-                cfg = _cfg(C=win.shape[0], L=win.shape[1], R=y.shape[0], M=y.shape[1], Y_ZP=p["y_zp"], X_ZP=p["x_zp"],
-                           O_ZP=p["o_zp"], EPS_Q=p["eps_q"], REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, M_A=p["m_a"],
-                           M_B=p["m_b"], SHIFT=p["shift"])
-                cases.append(Case(name, "revin_denorm_int8", cfg, [("f", "i8_t", a["fc"][bi]), ("x", "i8_t", win)],
+                cfg = _cfg(C=first.shape[0], L=first.shape[1], R=y.shape[0], M=y.shape[1], Y_ZP=p["y_zp"],
+                           X_ZP=p["x_zp"], O_ZP=p["o_zp"], EPS_Q=p["eps_q"], REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+                           M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"])
+                cases.append(Case(name, "revin_denorm_int8", cfg, [("f", "i8_t", a["f"][bi]), ("x", "i8_t", first)],
                                   y.shape, "{f}, {x}, y", y, 0))
             else:
                 ints = dict(C=y.shape[0], L=y.shape[1], A_ZP=p["a_zp"], B_ZP=p["b_zp"], Y_ZP=p["y_zp"])
