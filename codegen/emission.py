@@ -66,6 +66,9 @@ class ConstArray:
     values: np.ndarray     # integer array, 1 to 3 dimensions, emitted in C (row-major) order
     group: str             # header stem: firmware/weights/<group>.h
     comment: str = ""      # one line: what it holds, shape, format
+    # where the values come from: (layer name, field of its lowered params), one entry per layer
+    # that uses this table (a shared LUT has several); `--weights external` loads it from there
+    sources: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +105,7 @@ class LayerContext:
     cname: str                          # this layer's C identifier
     consts: list[ConstArray]            # append this layer's tables here
     shared: dict                        # tables shared between layers (e.g. one LUT per format)
+    external: bool = False              # constants loaded at start-up (codegen --weights external)
 
     @property
     def cfg(self) -> str:
