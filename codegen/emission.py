@@ -2,7 +2,7 @@
 
 A back end is a module `codegen/emit_<precision>.py` with one function
 
-    emit(model: intsim.executor.Model, names: dict[str, str], types: str) -> Emission
+    emit(model: intsim.executor.Model, names: dict[str, str], types: str, external: bool = False) -> Emission
 
 and one registry table (intsim/ops.BackendTable) of `TemplateRow`s, one per op: the op's
 template under templates/ and a function `emit(step, ctx: LayerContext) -> LayerCode` that
@@ -13,7 +13,9 @@ for each step's row; `op_templates(table)` lists the templates to render, in reg
 `names` maps every layer name to its C identifier (codegen/names.py; use it for buffer,
 config and constant names so every back end sanitises the same way); `types` is
 "stdint" or "ap" (only needed when a back end emits type-specific text; the shared
-primitives header already hides the difference). The back end raises UnsupportedError
+primitives header already hides the difference); `external` is True for `codegen --weights
+external` (the tables are loaded at run time: nothing may be derived from their values, e.g.
+an accumulator width; LayerContext.external). The back end raises UnsupportedError
 naming the layer for any op/format it cannot emit; it never falls back silently.
 
 The framework (codegen/project.py) renders, from an Emission:

@@ -8,6 +8,8 @@ seed=0, layers=False) -> GenerateResult` writes
   out_dir/tb_data/   input.npy output.npy [layers/<layer>.npy]   (golden vectors)
   out_dir/Makefile   out_dir/build_prj.tcl   out_dir/project.json
 
+(with weights="external": firmware/weights.h and tb/load_weights.h instead of the weight ROMs,
+and out_dir/export/, the integer export the testbench loads at start-up, codegen/deploy.py),
 everything from Jinja templates in templates/ (templates/common/ for the shared files,
 templates/<precision>/ for the operator headers). The precision-specific part comes from a
 back end module `codegen/emit_<precision>.py` (the interface: codegen/emission.py). The whole
