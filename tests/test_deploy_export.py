@@ -69,7 +69,8 @@ def small_graphs(draw):
     return dict(c_in=draw(st.integers(1, 4)), patch=patch, stride=stride, length=patch + stride * (tokens - 1),
                 d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 12)), n_blocks=draw(st.integers(1, 2)),
                 d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2 ** 16)),
-                weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0]))), draw(st.sampled_from(["q88", "auto"]))
+                weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])), revin=draw(st.booleans())), \
+        draw(st.sampled_from(["q88", "auto"]))
 
 
 @settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
