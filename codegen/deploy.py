@@ -106,14 +106,16 @@ def _program(model, precision: str):
 def _constants(precision: str) -> dict:
     """Spec constants the kernels use that are not per-layer parameters."""
     if precision == "int16":
-        from intsim.kernels_int16 import LUT_OFFSET, RMS_EXTRA_BITS, RMS_INV_BITS
+        from intsim import kernels_int16 as K
         from intsim.lut import LUT_FRAC_BITS, LUT_SIZE
-        return {"RMS_EXTRA_BITS": RMS_EXTRA_BITS, "RMS_INV_BITS": RMS_INV_BITS, "LUT_OFFSET": LUT_OFFSET,
-                "LUT_SIZE": LUT_SIZE, "LUT_FRAC_BITS": LUT_FRAC_BITS}
-    from intsim.int8 import LAM_ZERO_POINT
-    from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
-    return {"RMS_EXTRA_BITS": RMS_EXTRA_BITS, "RMS_INV_BITS": RMS_INV_BITS_INT8, "LUT_SIZE": 256,
-            "LAM_ZERO_POINT": LAM_ZERO_POINT, "LAM_SCALE_INV": 256}
+        return {"RMS_EXTRA_BITS": K.RMS_EXTRA_BITS, "RMS_INV_BITS": K.RMS_INV_BITS, "LUT_OFFSET": K.LUT_OFFSET,
+                "LUT_SIZE": LUT_SIZE, "LUT_FRAC_BITS": LUT_FRAC_BITS, "REVIN_EXTRA_BITS": K.REVIN_EXTRA_BITS,
+                "REVIN_INV_BITS": K.REVIN_INV_BITS}
+    from intsim import kernels_int8 as K8
+    from intsim.int8 import LAM_SCALE, LAM_ZERO_POINT
+    return {"RMS_EXTRA_BITS": K8.RMS_EXTRA_BITS, "RMS_INV_BITS": K8.RMS_INV_BITS_INT8, "LUT_SIZE": 256,
+            "LAM_ZERO_POINT": LAM_ZERO_POINT, "LAM_SCALE_INV": int(round(1 / LAM_SCALE)),
+            "REVIN_EXTRA_BITS": K8.REVIN_EXTRA_BITS, "REVIN_INV_BITS": K8.REVIN_INV_BITS_INT8}
 
 
 def export_records(model, precision: str) -> Export:
@@ -147,13 +149,14 @@ def array_file(index: int, cname: str, name: str) -> str:
     return f"layers/{index:03d}_{cname}/{name}.npy"
 
 
-def _dtype_name(arr: np.ndarray) -> str:
+def dtype_name(arr: np.ndarray) -> str:
+    """The manifest's dtype of a lowered array (a key of DTYPES)."""
     return "bool" if arr.dtype.kind == "b" else str(arr.dtype)
 
 
 def _stored(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr.astype(np.uint8) if arr.dtype.kind == "b" else arr,
-                                dtype=np.dtype(DTYPES[_dtype_name(arr)]))
+                                dtype=np.dtype(DTYPES[dtype_name(arr)]))
 
 
 def write_files(exp: Export, cnames: dict[str, str], root: Path) -> dict:
@@ -167,7 +170,7 @@ def write_files(exp: Export, cnames: dict[str, str], root: Path) -> dict:
             rel = array_file(i, cnames[rec.name], name)
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             np.save(root / rel, _stored(arr), allow_pickle=False)
-            arrays[name] = {"file": rel, "dtype": _dtype_name(arr), "shape": list(arr.shape)}
+            arrays[name] = {"file": rel, "dtype": dtype_name(arr), "shape": list(arr.shape)}
         layers.append({"index": i, "name": rec.name, "op": rec.op, "inputs": rec.inputs, "shape": rec.shape,
                        "formats": rec.formats, "weight_saturations": rec.weight_saturations,
                        "scalars": [{"name": k, "value": v} for k, v in rec.scalars], "arrays": arrays})

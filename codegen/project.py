@@ -150,7 +150,7 @@ def _check_emission(em: Emission, names: dict[str, str]) -> None:
 
 def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
     """--weights external: per constant table, the export files it is loaded from (codegen/deploy.py)."""
-    from codegen.deploy import DTYPES, array_file
+    from codegen.deploy import DTYPES, array_file, dtype_name
     index = {rec.name: i for i, rec in enumerate(exp.layers)}
     stypes = {"|i1": "int8_t", "<i2": "int16_t", "<i4": "int32_t", "<i8": "long long", "|u1": "uint8_t"}
     tables = []
@@ -162,7 +162,7 @@ def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
             if arr.size != np.asarray(c.values).size:
                 raise CmambaError(f"layer '{layer}': table {c.name} has {np.asarray(c.values).size} entries, "
                                   f"its export array '{fld}' {arr.size}")
-            descr = DTYPES["bool" if arr.dtype.kind == "b" else str(arr.dtype)]
+            descr = DTYPES[dtype_name(arr)]
             sources.append(dict(file=array_file(index[layer], cnames[layer], fld), descr=descr, stype=stypes[descr],
                                 shape=list(arr.shape)))
         if not sources:
