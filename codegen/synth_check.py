@@ -393,7 +393,10 @@ class _Checker:
             for param in _params(top.signature):
                 if streams and param[0] == "struct stream &":
                     continue
-                if not re.search(r"\[\d+\] \*$", param[0]):
+                # a fixed-size array decays to `T (*)[N]`; `const Weights weights[1]` (codegen
+                # --weights external: one read-only m_axi memory of constant tables) to
+                # `const struct Weights *`: read-only, so no writable port can alias it
+                if not re.search(r"\[\d+\] \*$", param[0]) and param[0] != "const struct Weights *":
                     self.add("alias", TOP, f"port '{param[1]}' ({param[0]}) is not a fixed-size array: "
                              "top-level ports must be distinct arrays")
         for fn in firmware:
@@ -622,7 +625,8 @@ def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdi
     from codegen.project import as_model, emit_with_reuse, load_backend, render_files
     model = as_model(model)
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    files = render_files(model, emit_with_reuse(model, load_backend(precision), names, types, reuse), types, interface)
+    files = render_files(model, emit_with_reuse(model, load_backend(precision), names, types, reuse), types,
+                         interface=interface)
     for rel, text in files.items():
         if rel.startswith("firmware/"):
             path = Path(out_dir) / rel

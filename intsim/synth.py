@@ -13,11 +13,12 @@ from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
 
 
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
-                  revin: bool = False):
+                  revin: bool = False, head_proj: bool = False):
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
     its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
     revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
-    takes the window `input` as its second input and is then the output tensor)."""
+    takes the window `input` as its second input and is then the output tensor). head_proj: a 1x1
+    conv `head_proj` between norm_f and the flatten head (a narrower head input)."""
     layers = [{"name": "revin_in", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": eps}}] if revin else []
     layers += [{"name": "patch_embed", "op": "conv_kx1", "inputs": [layers[0]["name"] if revin else "input"],
                 "attrs": {"kernel": patch, "stride": stride}}]
@@ -39,8 +40,11 @@ def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: i
             {"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]},
         ]
         prev = p + "residual"
-    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-               {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}}]
+    if head_proj:
+        layers.append({"name": "head_proj", "op": "conv1x1", "inputs": ["norm_f"]})
+    layers.append({"name": "head", "op": "conv_kx1", "inputs": [layers[-1]["name"]],
+                   "attrs": {"kernel": tokens, "stride": 1}})
     if revin:
         layers.append({"name": "revin_out", "op": "revin_denorm", "inputs": ["head", "input"], "attrs": {"eps": eps}})
     return layers

@@ -55,7 +55,9 @@ class TrainConfig:
     n_blocks: int = 2
     d_conv: int = 4
     eps: float = 1e-5
-    revin: bool = False                  # instance normalisation in the graph (revin_norm / revin_denorm)
+    revin: bool = True                   # instance normalisation in the graph (revin_norm / revin_denorm)
+    head_dim: int = 8                    # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
+    revin_affine: bool = False           # learned per-channel affine inside RevIN (folded at export)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -131,7 +133,7 @@ def train(cfg: TrainConfig) -> dict:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
                             d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout,
-                            revin=cfg.revin)
+                            revin=cfg.revin, head_dim=cfg.head_dim, revin_affine=cfg.revin_affine)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
@@ -139,7 +141,7 @@ def train(cfg: TrainConfig) -> dict:
         raise CmambaError(f"model has {n_weights} weights, more than --max-weights {cfg.max_weights}")
     print(f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
           f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}, "
-          f"H={cfg.horizon}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
+          f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
           f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}")
 
     # Baselines on the same split, fitted on train only.

@@ -206,6 +206,7 @@ def test_cli_estimate_bad_input_one_line_nothing_written(tmp_path, capsys, bad, 
     (["--interface", "axi"], "--interface 'axi' is not supported"),
     (["--reuse", "0"], "--reuse: a reuse factor is a positive integer, got 0"),
     (["--reuse-layer", "blk0.dwconv=4"], "4 is not a valid reuse factor of layer 'blk0.dwconv' (dwconv, 15 positions"),
+    (["--interface", "stream", "--weights", "external"], "--interface stream takes --weights embedded only"),
 ])
 def test_cli_codegen_bad_interface_or_reuse_one_line_nothing_written(default_calibrated, tmp_path, capsys, bad,
                                                                      message):
