@@ -22,7 +22,7 @@ from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
-from intsim.kernels_mac import weight_rows
+from intsim.kernels_mac import acc_bits, weight_cols
 from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
 from intsim.ops import BackendTable
 
@@ -160,8 +160,10 @@ def _lower_conv(layer: Layer, f_in, f_y, fmt: Int16Formats):
 
 def _pack_conv(p: ConvParams) -> PackedStep:
     w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case of 2.2
-    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride},
-                      weight_rows(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
+    # int32 accumulators when the layer's bound proves every partial sum fits (else int64)
+    narrow = acc_bits(p.weight, p.bias, K.INT16_MAX_ABS) <= 32
+    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride, "narrow": int(narrow)},
+                      weight_cols(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
 
 
 INT16.register("conv_kx1", Int16Row(

@@ -13,25 +13,29 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
-from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
+from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
 from intsim.lut import LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
+INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
 
 
 @njit(cache=True)
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
-    return conv_kx1_rows_int16(x, weight_rows(w), b, w.shape[2], stride, shift)
+    w_cols = weight_cols(w)
+    narrow = acc_bound(w_cols.T, b, INT16_MAX_ABS) <= INT32_LIMIT
+    return conv_kx1_cols_int16(x, w_cols, b, w.shape[2], stride, shift, narrow)
 
 
 @njit(cache=True)
-def conv_kx1_rows_int16(x, w_rows, b, k_size, stride, shift):
-    """Spec 2.2 with the weights as `kernels_mac.weight_rows(w)` (int16[C_out, K*C_in])."""
-    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_rows, b, k_size, stride)
+def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
+    """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
+    narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
+    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_cols, b, k_size, stride, narrow)
     return _narrow_int16(acc, shift)
 
 
@@ -193,7 +197,7 @@ class PackedKernel:
         return COL_PARAMS + self.params.index(name)
 
 
-CONV = PackedKernel(0, ("shift", "stride"))           # weights as kernels_mac.weight_rows: [C_out, K*C_in]
+CONV = PackedKernel(0, ("shift", "stride", "narrow"))   # weights as kernels_mac.weight_cols: [K*C_in, C_out]
 DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
 RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
 LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
@@ -202,7 +206,7 @@ MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
 KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD)
 # the same as compile-time integers for the jitted interpreter
-CONV_SHIFT, CONV_STRIDE = CONV.column("shift"), CONV.column("stride")
+CONV_SHIFT, CONV_STRIDE, CONV_NARROW = (CONV.column(n) for n in CONV.params)
 DWCONV_SHIFT = DWCONV.column("shift")
 RMSNORM_SHIFT, RMSNORM_EPS_Q = RMSNORM.column("shift"), RMSNORM.column("eps_q")
 LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.params)
@@ -241,8 +245,8 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
         if kernel == K_CONV:
-            y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
-                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT])
+            y, s = conv_kx1_cols_int16(a, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b,
+                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT], r[CONV_NARROW] != 0)
         elif kernel == K_DWCONV:
             y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[DWCONV_SHIFT])
         elif kernel == K_RMSNORM:

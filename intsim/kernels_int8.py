@@ -11,10 +11,11 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
-from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
+from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
+CENTERED_MAX_ABS = 255   # |x - z_x| of any int8 code: the accumulator bound's input range (spec 3.1)
 
 
 @njit(cache=True)
@@ -22,9 +23,18 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
     """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
     b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
     -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
+    w_cols = weight_cols(w)
+    narrow = acc_bound(w_cols.T, b, CENTERED_MAX_ABS) <= INT32_LIMIT     # always, for lowered weights
+    return conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, w.shape[2], stride, narrow)
+
+
+@njit(cache=True)
+def conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, k_size, stride, narrow):
+    """Spec 3.4 with the weights as `kernels_mac.weight_cols(w)` (int8[K*C_in, C_out]); narrow:
+    int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1)."""
     # zero point removed once: int16 values in [-255, 255]
     x_rows = channels_last_rows(x).astype(np.int16) - np.int16(x_zp)
-    acc = conv_rows_acc(x_rows, x.shape[1], weight_rows(w), b, w.shape[2], stride)
+    acc = conv_rows_acc(x_rows, x.shape[1], w_cols, b, k_size, stride, narrow)
     return _requantize_per_channel(acc, m0, shift, y_zp)
 
 
