@@ -183,7 +183,7 @@ def add_int16(a, b, a_up, b_up, shift):
 # code, input tensors, weight/bias offsets and dims; then each kernel's own parameters in the
 # columns its PackedKernel names (the INT16 registry row of an op packs them by name).
 (COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF, COL_PARAMS) = range(9)
-N_PARAM_COLS = 3
+N_PARAM_COLS = 6        # the most any kernel names (INT8 add: six)
 N_COLS = COL_PARAMS + N_PARAM_COLS
 
 
@@ -222,6 +222,33 @@ def _tensor(buf, offsets, channels, lengths, k, n_b):
 
 
 @njit(cache=True)
+def program_buffer(x, channels, lengths):
+    """The one flat buffer of every tensor of a packed program (dtype of x), the input copied
+    in: -> (buf, offsets int64[n + 2]); tensor k is buf[offsets[k]:offsets[k+1]]."""
+    n_b = x.shape[0]
+    n_t = channels.shape[0]
+    offsets = np.zeros(n_t + 1, dtype=np.int64)
+    for k in range(n_t):
+        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
+    buf = np.empty(offsets[n_t], dtype=x.dtype)
+    buf[:offsets[1]] = x.ravel()
+    return buf, offsets
+
+
+@njit(cache=True)
+def tensor_ranges(buf, offsets):
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
+    n_t = offsets.shape[0] - 1
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k]:offsets[k + 1]]
+        minimum[k] = part.min()
+        maximum[k] = part.max()
+    return minimum, maximum
+
+
+@njit(cache=True)
 def run_program_int16(x, steps, weights, biases, channels, lengths):
     """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
     steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
@@ -232,11 +259,7 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
     buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
     n_b = x.shape[0]
     n_t = steps.shape[0] + 1
-    offsets = np.zeros(n_t + 1, dtype=np.int64)
-    for k in range(n_t):
-        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
-    buf = np.empty(offsets[n_t], dtype=np.int16)
-    buf[:offsets[1]] = x.ravel()
+    buf, offsets = program_buffer(x, channels, lengths)
     nsat = np.zeros(n_t, dtype=np.int64)
     for i in range(n_t - 1):
         r = steps[i]
@@ -265,10 +288,5 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
                 y, s = add_int16(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
-    minimum = np.empty(n_t, dtype=np.int64)
-    maximum = np.empty(n_t, dtype=np.int64)
-    for k in range(n_t):
-        part = buf[offsets[k]:offsets[k + 1]]
-        minimum[k] = part.min()
-        maximum[k] = part.max()
+    minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

@@ -11,6 +11,8 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
+from intsim.kernels_int16 import (COL_B_OFF, COL_IN0, COL_IN1, COL_OP, COL_W0, COL_W1, COL_W2, COL_W_OFF,
+                                  PackedKernel, _tensor, program_buffer, tensor_ranges)
 from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
@@ -161,3 +163,66 @@ def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
                 y[bi, ch, t] = v
                 nsat += s
     return y, nsat
+
+
+# ---------------------------------------------------------------- whole program
+# The INT8 program packed like the INT16 one (kernels_int16: the same table columns, buffer and
+# ranges; intsim/int8.py `pack_program8`), so quant8 runs in a single jitted call too. Weights,
+# gains and tables are stored as int16 (the int8 codes, exact); a convolution's int64 column
+# data is its bias, then m0, then shift, C_out values each.
+CONV8 = PackedKernel(0, ("x_zp", "y_zp", "stride", "narrow"))   # weights as kernels_mac.weight_cols
+DWCONV8 = PackedKernel(1, ("x_zp", "y_zp"))                      # weights [C, K] (dims C, 1, K)
+RMSNORM8 = PackedKernel(2, ("x_zp", "y_zp", "m0", "shift", "eps_q"))   # gain [D]
+LUT8 = PackedKernel(3, ())                                       # table [256], clamped flags [256]
+SCAN8 = PackedKernel(4, ("u_zp", "y_zp", "m0", "shift"))         # inputs lam, u
+MUL8 = PackedKernel(5, ("a_zp", "b_zp", "y_zp", "m0", "shift"))
+ADD8 = PackedKernel(6, ("a_zp", "b_zp", "y_zp", "shift", "m_a", "m_b"))
+KERNELS8 = (CONV8, DWCONV8, RMSNORM8, LUT8, SCAN8, MUL8, ADD8)
+C8_X_ZP, C8_Y_ZP, C8_STRIDE, C8_NARROW = (CONV8.column(n) for n in CONV8.params)
+D8_X_ZP, D8_Y_ZP = (DWCONV8.column(n) for n in DWCONV8.params)
+R8_X_ZP, R8_Y_ZP, R8_M0, R8_SHIFT, R8_EPS_Q = (RMSNORM8.column(n) for n in RMSNORM8.params)
+S8_U_ZP, S8_Y_ZP, S8_M0, S8_SHIFT = (SCAN8.column(n) for n in SCAN8.params)
+M8_A_ZP, M8_B_ZP, M8_Y_ZP, M8_M0, M8_SHIFT = (MUL8.column(n) for n in MUL8.params)
+A8_A_ZP, A8_B_ZP, A8_Y_ZP, A8_SHIFT, A8_M_A, A8_M_B = (ADD8.column(n) for n in ADD8.params)
+K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNELS8[:6])
+
+
+@njit(cache=True)
+def run_program_int8(x, steps, weights, biases, channels, lengths):
+    """Every step of a packed INT8 program in order; x: int8[B, C_in, L] at the input's
+    (scale, zero point); the rest as `kernels_int16.run_program_int16`
+    -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
+    n_b = x.shape[0]
+    n_t = steps.shape[0] + 1
+    buf, offsets = program_buffer(x, channels, lengths)
+    nsat = np.zeros(n_t, dtype=np.int64)
+    for i in range(n_t - 1):
+        r = steps[i]
+        kernel = r[COL_OP]
+        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
+        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        c_out = r[COL_W0]
+        b = biases[r[COL_B_OFF]:r[COL_B_OFF] + c_out]
+        m0 = biases[r[COL_B_OFF] + c_out:r[COL_B_OFF] + 2 * c_out]
+        sh = biases[r[COL_B_OFF] + 2 * c_out:r[COL_B_OFF] + 3 * c_out]
+        if kernel == K8_CONV:
+            y, s = conv_kx1_cols_int8(a, r[C8_X_ZP], w.reshape((r[COL_W1] * r[COL_W2], c_out)), b, m0, sh,
+                                      r[C8_Y_ZP], r[COL_W2], r[C8_STRIDE], r[C8_NARROW] != 0)
+        elif kernel == K8_DWCONV:
+            y, s = dwconv_int8(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP])
+        elif kernel == K8_RMSNORM:
+            y, s = rmsnorm_int8(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP])
+        elif kernel == K8_LUT:
+            y, s = lut_int8(a, w[:c_out], w[c_out:])     # the table, then its clamped flags
+        else:
+            c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
+            if kernel == K8_SCAN:
+                y, s = scan_int8(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP])
+            elif kernel == K8_MUL:
+                y, s = mul_int8(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP])
+            else:
+                y, s = add_int8(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP])
+        buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
+        nsat[i + 1] = s
+    minimum, maximum = tensor_ranges(buf, offsets)
+    return buf, offsets, nsat, minimum, maximum
