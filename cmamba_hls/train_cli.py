@@ -5,6 +5,7 @@ Imports torch only inside `run()`, so `cmamba-hls --help` works without the
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 
@@ -49,6 +50,9 @@ def add_arguments(p) -> None:
     g.add_argument("--d-inner", type=int, default=64, help="E (default 64)")
     g.add_argument("--n-blocks", type=int, default=2, help="N (default 2)")
     g.add_argument("--d-conv", type=int, default=4, help="depthwise conv kernel K (default 4)")
+    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
+                   help="instance normalisation per window and channel in the graph: revin_norm before "
+                        "patch_embed, revin_denorm after the head (docs/model.md; default off)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 
@@ -96,7 +100,7 @@ def run(args) -> int:
         weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
-        name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        revin=args.revin, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)
@@ -112,4 +116,5 @@ def _reconstruct(args) -> str:
                 "weight_decay", "optimizer", "dropout", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
                 "d_inner", "n_blocks", "d_conv", "name"):
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    parts.append("--revin" if args.revin else "--no-revin")
     return " ".join(shlex.quote(p) for p in parts)

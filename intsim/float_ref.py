@@ -76,6 +76,26 @@ def scan(lam, u):
     return out
 
 
+def revin_stats(x, eps):
+    """Per sample and channel of x [B, C, L]: (mean, sqrt(population variance + eps)), [B, C, 1]."""
+    mean = np.mean(x, axis=2, keepdims=True)
+    return mean, np.sqrt(np.mean((x - mean) ** 2, axis=2, keepdims=True) + eps)
+
+
+def revin_norm(x, eps):
+    """RevIN in: (x - mean_t) / std_t per sample and channel. [B, C, L]."""
+    mean, std = revin_stats(x, eps)
+    return (x - mean) / std
+
+
+def revin_denorm(y, x, eps):
+    """RevIN out: y * std + mean with the statistics of the window x [B, C, L]; y [B, R, M] is read
+    as C row-major chunks (channel c = chunk c)."""
+    mean, std = revin_stats(x, eps)
+    n_b, c = x.shape[:2]
+    return (y.reshape(n_b, c, -1) * std + mean).reshape(y.shape)
+
+
 # ------------------------------------------------------------------ registry rows
 # One row per op: (inputs [B, C, L] list, weights name -> array, attrs) -> [B, C_out, L_out].
 FLOAT: BackendTable[Callable[[list, dict, dict], np.ndarray]] = BackendTable("float reference")
@@ -88,6 +108,8 @@ FLOAT.register("silu", lambda x, w, a: silu(x[0]))
 FLOAT.register("scan", lambda x, w, a: scan(x[0], x[1]))
 FLOAT.register("mul", lambda x, w, a: x[0] * x[1])
 FLOAT.register("add", lambda x, w, a: x[0] + x[1])
+FLOAT.register("revin_norm", lambda x, w, a: revin_norm(x[0], a["eps"]))
+FLOAT.register("revin_denorm", lambda x, w, a: revin_denorm(x[0], x[1], a["eps"]))
 
 
 def run_layer(layer, inputs, weights):

@@ -79,6 +79,14 @@ class AddParams:
     shift: int              # F - f_y
 
 
+@dataclass(frozen=True)
+class RevinParams:
+    """Spec 2.10 (revin_norm: mean_up unused, 0)."""
+    eps_q: int              # RNE(eps * 2^(2 f_x)), f_x of the window
+    shift: int              # norm: Q - G - f_y; denorm: f_y + f_x + G - f_o
+    mean_up: int = 0        # denorm: f_y + G
+
+
 @dataclass
 class Int16Step:
     """One layer lowered to integers. `params`: the op's typed record (ints and int arrays only)."""
@@ -226,6 +234,30 @@ INT16.register("add", Int16Row(
     _lower_add,
     lambda p: PackedStep(K.ADD, {"a_up": p.a_up, "b_up": p.b_up, "shift": p.shift}),
     lambda p, x: K.add_int16(x[0], x[1], p.a_up, p.b_up, p.shift)))
+
+
+def _lower_revin_norm(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_in[0])))
+    shift = K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - f_y
+    return RevinParams(eps_q, _check_shift(layer.name, "RevIN output shift", shift)), 0
+
+
+def _lower_revin_denorm(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    f_fc, f_x = f_in
+    eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_x)))
+    shift = f_fc + f_x + K.REVIN_EXTRA_BITS - f_y
+    return RevinParams(eps_q, _check_shift(layer.name, "RevIN output shift", shift, -MAX_SHIFT),
+                       f_fc + K.REVIN_EXTRA_BITS), 0
+
+
+INT16.register("revin_norm", Int16Row(
+    _lower_revin_norm,
+    lambda p: PackedStep(K.REVIN_NORM, {"shift": p.shift, "eps_q": p.eps_q}),
+    lambda p, x: K.revin_norm_int16(x[0], np.int64(p.eps_q), p.shift)))
+INT16.register("revin_denorm", Int16Row(
+    _lower_revin_denorm,
+    lambda p: PackedStep(K.REVIN_DENORM, {"mean_up": p.mean_up, "shift": p.shift, "eps_q": p.eps_q}),
+    lambda p, x: K.revin_denorm_int16(x[0], x[1], np.int64(p.eps_q), p.mean_up, p.shift)))
 
 
 # ------------------------------------------------------------------ lowering, packing

@@ -20,6 +20,8 @@ LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
 INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
+REVIN_EXTRA_BITS = 8     # G, spec 2.10
+REVIN_INV_BITS = 40      # Q, spec 2.10
 
 
 @njit(cache=True)
@@ -177,6 +179,64 @@ def add_int16(a, b, a_up, b_up, shift):
     return y, nsat
 
 
+@njit(cache=True)
+def revin_stats_int16(x, bi, ch, eps_q):
+    """Spec 2.10: (mean_q at Q(f_x), std_q at Q(f_x + G)) of x[bi, ch, :] (int16 Q(f_x))."""
+    length = np.int64(x.shape[2])
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    for t in range(x.shape[2]):
+        xv = np.int64(x[bi, ch, t])
+        s1 += xv
+        s2 += xv * xv
+    mean_q = rne_div(s1, length)
+    v = rne_div(length * s2 - s1 * s1, length * length) + eps_q
+    if v < 1:
+        v = np.int64(1)
+    return mean_q, isqrt_rne(v << (2 * REVIN_EXTRA_BITS))
+
+
+@njit(cache=True)
+def revin_norm_int16(x, eps_q, shift):
+    """Spec 2.10. x: int16[B, C, L] Q(f_x), eps_q = RNE(eps 2^(2 f_x))
+    -> y: int16[B, C, L] Q(f_y), shift = Q - G - f_y: (x - mean) / std per sample and channel."""
+    n_b, c, length = x.shape
+    y = np.empty((n_b, c, length), dtype=np.int16)
+    one_q = np.int64(1) << REVIN_INV_BITS
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean_q, std_q = revin_stats_int16(x, bi, ch, eps_q)
+            inv = rne_div(one_q, std_q)
+            for t in range(length):
+                v, s = saturate(rne_shift((np.int64(x[bi, ch, t]) - mean_q) * inv, shift), 16)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def revin_denorm_int16(y, x, eps_q, mean_up, shift):
+    """Spec 2.10. y: int16[B, R, M] Q(f_y) (R*M = C*n, row-major chunks of n per channel),
+    x: int16[B, C, L] Q(f_x) the window -> o: int16[B, R, M] Q(f_o); mean_up = f_y + G,
+    shift = f_y + f_x + G - f_o: y * std + mean per sample and channel."""
+    n_b, rows, cols = y.shape
+    c = x.shape[1]
+    n = rows * cols // c
+    o = np.empty((n_b, rows, cols), dtype=np.int16)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean_q, std_q = revin_stats_int16(x, bi, ch, eps_q)
+            for i in range(ch * n, (ch + 1) * n):
+                r, m = i // cols, i % cols
+                acc = np.int64(y[bi, r, m]) * std_q + (mean_q << mean_up)
+                v, s = saturate(shift_round(acc, shift), 16)
+                o[bi, r, m] = v
+                nsat += s
+    return o, nsat
+
+
 # ---------------------------------------------------------------- whole program
 # A lowered program (intsim/int16.py `pack_program`) as one table row per step, so the whole
 # network runs in a single jitted call (no Python dispatch per layer). Fixed columns: kernel
@@ -204,7 +264,9 @@ LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [40
 SCAN = PackedKernel(4, ("lam_frac", "u_shift"))       # second input: u
 MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
-KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD)
+REVIN_NORM = PackedKernel(7, ("shift", "eps_q"))
+REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))   # second input: the window x
+KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, REVIN_NORM, REVIN_DENORM)
 # the same as compile-time integers for the jitted interpreter
 CONV_SHIFT, CONV_STRIDE, CONV_NARROW = (CONV.column(n) for n in CONV.params)
 DWCONV_SHIFT = DWCONV.column("shift")
@@ -213,7 +275,9 @@ LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.pa
 SCAN_LAM_FRAC, SCAN_U_SHIFT = SCAN.column("lam_frac"), SCAN.column("u_shift")
 MUL_SHIFT = MUL.column("shift")
 ADD_A_UP, ADD_B_UP, ADD_SHIFT = (ADD.column(n) for n in ADD.params)
-K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL = (k.code for k in KERNELS[:6])
+REVIN_NORM_SHIFT, REVIN_NORM_EPS_Q = REVIN_NORM.column("shift"), REVIN_NORM.column("eps_q")
+REVIN_DENORM_MEAN_UP, REVIN_DENORM_SHIFT, REVIN_DENORM_EPS_Q = (REVIN_DENORM.column(n) for n in REVIN_DENORM.params)
+K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code for k in KERNELS[:8])
 
 
 @njit(cache=True)
@@ -224,7 +288,8 @@ def _tensor(buf, offsets, channels, lengths, k, n_b):
 @njit(cache=True)
 def program_buffer(x, channels, lengths):
     """The one flat buffer of every tensor of a packed program (dtype of x), the input copied
-    in: -> (buf, offsets int64[n + 2]); tensor k is buf[offsets[k]:offsets[k+1]]."""
+    in: -> (buf, offsets int64[n + 2], saturations int64[n + 1] zeroed); tensor k is
+    buf[offsets[k]:offsets[k+1]]."""
     n_b = x.shape[0]
     n_t = channels.shape[0]
     offsets = np.zeros(n_t + 1, dtype=np.int64)
@@ -232,7 +297,14 @@ def program_buffer(x, channels, lengths):
         offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
     buf = np.empty(offsets[n_t], dtype=x.dtype)
     buf[:offsets[1]] = x.ravel()
-    return buf, offsets
+    return buf, offsets, np.zeros(n_t, dtype=np.int64)
+
+
+@njit(cache=True)
+def step_operands(r, buf, offsets, channels, lengths, weights, n_b):
+    """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
+    w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+    return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
 
 
 @njit(cache=True)
@@ -258,14 +330,10 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         minimum int64[n + 1], maximum int64[n + 1]); tensor k is
     buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
     n_b = x.shape[0]
-    n_t = steps.shape[0] + 1
-    buf, offsets = program_buffer(x, channels, lengths)
-    nsat = np.zeros(n_t, dtype=np.int64)
-    for i in range(n_t - 1):
+    buf, offsets, nsat = program_buffer(x, channels, lengths)
+    for i in range(steps.shape[0]):
         r = steps[i]
-        kernel = r[COL_OP]
-        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
-        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
         if kernel == K_CONV:
             y, s = conv_kx1_cols_int16(a, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b,
@@ -278,14 +346,19 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
             # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
             y, s = lut_int16(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
                              w[r[COL_W0]:])
+        elif kernel == K_REVIN_NORM:
+            y, s = revin_norm_int16(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT])
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K_SCAN:
                 y, s = scan_int16(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT])
             elif kernel == K_MUL:
                 y, s = mul_int16(a, c, r[MUL_SHIFT])
-            else:
+            elif kernel == K_ADD:
                 y, s = add_int16(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT])
+            else:
+                y, s = revin_denorm_int16(a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP],
+                                          r[REVIN_DENORM_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)

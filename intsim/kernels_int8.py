@@ -11,13 +11,17 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
-from intsim.kernels_int16 import (COL_B_OFF, COL_IN0, COL_IN1, COL_OP, COL_W0, COL_W1, COL_W2, COL_W_OFF,
-                                  PackedKernel, _tensor, program_buffer, tensor_ranges)
+from intsim.kernels_int16 import (COL_B_OFF, COL_IN1, COL_W0, COL_W1, COL_W2, PackedKernel, _tensor,
+                                  program_buffer, step_operands, tensor_ranges)
 from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
 CENTERED_MAX_ABS = 255   # |x - z_x| of any int8 code: the accumulator bound's input range (spec 3.1)
+
+
+REVIN_EXTRA_BITS = 8     # G, spec 3.11
+REVIN_INV_BITS_INT8 = 24  # Q8, spec 3.11
 
 
 @njit(cache=True)
@@ -193,14 +197,10 @@ def run_program_int8(x, steps, weights, biases, channels, lengths):
     (scale, zero point); the rest as `kernels_int16.run_program_int16`
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
     n_b = x.shape[0]
-    n_t = steps.shape[0] + 1
-    buf, offsets = program_buffer(x, channels, lengths)
-    nsat = np.zeros(n_t, dtype=np.int64)
-    for i in range(n_t - 1):
+    buf, offsets, nsat = program_buffer(x, channels, lengths)
+    for i in range(steps.shape[0]):
         r = steps[i]
-        kernel = r[COL_OP]
-        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
-        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         c_out = r[COL_W0]
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + c_out]
         m0 = biases[r[COL_B_OFF] + c_out:r[COL_B_OFF] + 2 * c_out]
@@ -226,3 +226,60 @@ def run_program_int8(x, steps, weights, biases, channels, lengths):
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
+
+
+@njit(cache=True)
+def revin_stats_int8(x, x_zp, bi, ch, eps_q):
+    """Spec 3.11: (mean in units of s_x, std at 2^G) of x[bi, ch, :] - z_x (int8 (s_x, z_x))."""
+    length = np.int64(x.shape[2])
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    for t in range(x.shape[2]):
+        xc = np.int64(x[bi, ch, t]) - x_zp
+        s1 += xc
+        s2 += xc * xc
+    mean = rne_div(s1, length)
+    v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
+    if v < 1:
+        v = np.int64(1)
+    return mean, isqrt_rne(v)
+
+
+@njit(cache=True)
+def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
+    """Spec 3.11. x: int8[B, C, L] (s_x, z_x) -> y: int8[B, C, L] (s_y, z_y); (m0, shift) from
+    1 / s_y with shift += Q8 - G: (x - mean) / std per sample and channel."""
+    n_b, c, length = x.shape
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    one_q = np.int64(1) << REVIN_INV_BITS_INT8
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
+            inv = rne_div(one_q, std)
+            for t in range(length):
+                val, s = requantize((np.int64(x[bi, ch, t]) - x_zp - mean) * inv, m0, shift, y_zp, 8)
+                y[bi, ch, t] = val
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def revin_denorm_int8(y, y_zp, x, x_zp, eps_q, m_a, m_b, shift, o_zp):
+    """Spec 3.11. y: int8[B, R, M] (s_y, z_y) (row-major chunks of R*M/C per channel), x: int8[B, C, L]
+    (s_x, z_x) the window -> o: int8[B, R, M] (s_o, z_o); shift = SH + G: y * std + mean."""
+    n_b, rows, cols = y.shape
+    c = x.shape[1]
+    n = rows * cols // c
+    o = np.empty((n_b, rows, cols), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
+            for i in range(ch * n, (ch + 1) * n):
+                r, m = i // cols, i % cols
+                acc = (np.int64(y[bi, r, m]) - y_zp) * std * m_a + ((mean * m_b) << REVIN_EXTRA_BITS)
+                v, s = saturate(rne_shift(acc, shift) + o_zp, 8)
+                o[bi, r, m] = v
+                nsat += s
+    return o, nsat

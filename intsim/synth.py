@@ -12,11 +12,15 @@ import numpy as np
 from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
 
 
-def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float):
+def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
+                  revin: bool = False):
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
-    its layer names, ops, inputs and attributes (model/export.py and make_random_model use it)."""
-    layers = [{"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
-               "attrs": {"kernel": patch, "stride": stride}}]
+    its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
+    revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
+    takes the window `input` as its second input and is then the output tensor)."""
+    layers = [{"name": "revin_in", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": eps}}] if revin else []
+    layers += [{"name": "patch_embed", "op": "conv_kx1", "inputs": [layers[0]["name"] if revin else "input"],
+                "attrs": {"kernel": patch, "stride": stride}}]
     prev = "patch_embed"
     for n in range(n_blocks):
         p = f"blk{n}."
@@ -37,11 +41,13 @@ def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: i
         prev = p + "residual"
     layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
                {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+    if revin:
+        layers.append({"name": "revin_out", "op": "revin_denorm", "inputs": ["head", "input"], "attrs": {"eps": eps}})
     return layers
 
 
 def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, d_inner=16,
-                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0) -> Path:
+                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0, revin=False) -> Path:
     """Write a random (untrained) CMamba-slim model directory and return its path."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
@@ -59,7 +65,7 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
         shapes[p + "dwconv"] = {"weight": (d_inner, d_conv), "bias": (d_inner,)}
         shapes[p + "dt_proj"] = {"weight": (d_inner, d_inner), "bias": (d_inner,)}
         shapes[p + "out_proj"] = {"weight": (d_model, d_inner), "bias": (d_model,)}
-    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps)
+    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin)
     for layer in layers:
         if layer["name"] not in shapes:
             continue
@@ -79,11 +85,11 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
     raw = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": f"random-seed{seed}",
         "input": {"name": "input", "channels": c_in, "length": length, "columns": cols},
-        "output": {"tensor": "head", "channels": c_out, "horizon": horizon, "columns": cols},
+        "output": {"tensor": layers[-1]["name"], "channels": c_out, "horizon": horizon, "columns": cols},
         "normalization": {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
                           "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}},
         "hyper": {"d_model": d_model, "d_inner": d_inner, "n_blocks": n_blocks, "patch": patch,
-                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps},
+                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps, **({"revin": True} if revin else {})},
         "layers": layers,
     }
     write_json_atomic(out_dir / "model.json", raw)

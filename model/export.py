@@ -109,7 +109,8 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     """[(layer entry without 'weights', {key: float32 array})] in execution order."""
     h = module.hyper
     weights = layer_weights(module)
-    entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]))
+    entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
+                            h.get("revin", False))
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
@@ -128,9 +129,12 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
     h = module.hyper
     hyper = {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"], "patch": h["patch"],
              "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
-    header = model_header(name, (h["c_in"], h["length"]), "head", (h["c_out"], h["horizon"]), normalization,
-                          columns, output_columns, hyper, training_info, quant)
-    return write_model_dir(out_dir, model_layers(module), header, check)
+    if h.get("revin"):
+        hyper["revin"] = True
+    layers = model_layers(module)
+    header = model_header(name, (h["c_in"], h["length"]), layers[-1][0]["name"], (h["c_out"], h["horizon"]),
+                          normalization, columns, output_columns, hyper, training_info, quant)
+    return write_model_dir(out_dir, layers, header, check)
 
 
 def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, output_shape: tuple[int, int],

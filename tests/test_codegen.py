@@ -230,7 +230,7 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=10)
     d = gen.out_dir
     ops = sorted(p.name for p in (d / "firmware" / "ops").iterdir())
-    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "rmsnorm.h",
+    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "revin.h", "rmsnorm.h",
                    "scan.h"]
     for rel in ("firmware/primitives.h", "firmware/params.h", "firmware/top.h", "firmware/top.cpp",
                 "firmware/weights/luts.h", "tb/tb_main.cpp", "tb/npy.h", "tb_data/input.npy",

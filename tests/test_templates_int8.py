@@ -216,6 +216,34 @@ def elementwise_cases(rng, idx, extreme):
     return cases
 
 
+def revin_cases(rng, idx, extreme):
+    """Both RevIN ops (spec 3.11): norm with 1/s_y from 0.3 to 40 (the larger saturate), denorm with
+    the forecast as [C*n, 1] or [C, n] and multipliers as lowered (one shift from the larger)."""
+    c, length = int(rng.integers(1, 5)), int(rng.integers(1, 12))
+    x = _codes(rng, (c, length), extreme)
+    x_zp, y_zp, o_zp = _zp(rng), _zp(rng), _zp(rng)
+    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), 1 << 32]))
+    m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.3), np.log(40.0)))))
+    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    y, n = K8.revin_norm_int8(x[None], x_zp, np.int64(eps_q), m0, shift, y_zp)
+    cfg = _cfg(C=c, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+               REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=m0, SHIFT=shift)
+    cases = [Case(f"revin_norm_{idx}", "revin_norm_int8", cfg, [("x", "i8_t", x)], (c, length), "{x}, y", y[0], n)]
+    per = int(rng.integers(1, 5))
+    rows, cols = (c * per, 1) if idx % 2 else (c, per)
+    fc = rng.integers(-128, 128, (rows, cols)).astype(I8)
+    m_a, m_b = (float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))) for _ in range(2))
+    _, sh = quantize_multiplier(max(m_a, m_b))
+    ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
+    y, n = K8.revin_denorm_int8(fc[None], y_zp, x[None], x_zp, np.int64(eps_q), ia, ib, sh + K8.REVIN_EXTRA_BITS,
+                                o_zp)
+    cfg = _cfg(C=c, L=length, R=rows, M=cols, Y_ZP=y_zp, X_ZP=x_zp, O_ZP=o_zp, EPS_Q=eps_q,
+               REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, M_A=ia, M_B=ib, SHIFT=sh + K8.REVIN_EXTRA_BITS)
+    cases.append(Case(f"revin_denorm_{idx}", "revin_denorm_int8", cfg, [("f", "i8_t", fc), ("x", "i8_t", x)],
+                      (rows, cols), "{f}, {x}, y", y[0], n))
+    return cases
+
+
 def kit_cases() -> list[Case]:
     """The INT8 operator vectors of the conformance kit (tests/spec_vectors, spec section 7), one
     Case per sample, expected = the committed outputs: the templates must reproduce the kit."""
@@ -267,7 +295,7 @@ def all_cases(seed=0):
     for idx in range(N_CASES + 3):
         extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
         cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
-            + elementwise_cases(rng, idx, extreme)
+            + elementwise_cases(rng, idx, extreme) + revin_cases(rng, idx, extreme)
     return cases + kit_cases()
 
 
