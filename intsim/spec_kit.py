@@ -114,6 +114,9 @@ for _func in ("sigmoid", "silu"):
 KIT16.register("scan", lambda a, p: K16.scan_int16(a["lam"], a["u"], p["lam_frac"], p["u_shift"]))
 KIT16.register("mul", lambda a, p: K16.mul_int16(a["a"], a["b"], p["shift"]))
 KIT16.register("add", lambda a, p: K16.add_int16(a["a"], a["b"], p["a_up"], p["b_up"], p["shift"]))
+KIT16.register("revin_norm", lambda a, p: K16.revin_norm_int16(a["x"], np.int64(p["eps_q"]), p["shift"]))
+KIT16.register("revin_denorm", lambda a, p: K16.revin_denorm_int16(a["f"], a["x"], np.int64(p["eps_q"]), p["mean_up"],
+                                                                   p["shift"]))
 
 
 def _conv8(a: dict, p: dict) -> tuple:
@@ -132,6 +135,10 @@ KIT8.register("scan", lambda a, p: K8.scan_int8(a["lam"], a["u"], p["u_zp"], p["
 KIT8.register("mul", lambda a, p: K8.mul_int8(a["a"], p["a_zp"], a["b"], p["b_zp"], p["m0"], p["shift"], p["y_zp"]))
 KIT8.register("add", lambda a, p: K8.add_int8(a["a"], p["a_zp"], p["m_a"], a["b"], p["b_zp"], p["m_b"], p["shift"],
                                               p["y_zp"]))
+KIT8.register("revin_norm", lambda a, p: K8.revin_norm_int8(a["x"], p["x_zp"], np.int64(p["eps_q"]), p["m0"],
+                                                            p["shift"], p["y_zp"]))
+KIT8.register("revin_denorm", lambda a, p: K8.revin_denorm_int8(a["f"], p["y_zp"], a["x"], p["x_zp"], np.int64(p["eps_q"]),
+                                                                p["m_a"], p["m_b"], p["shift"], p["o_zp"]))
 
 
 def _device(table: BackendTable, case: Case) -> tuple[dict, int]:
@@ -297,6 +304,9 @@ def write_kit(cases: list[Case], out_dir) -> Path:
                 if (out / entry["id"]).is_dir() and not any((out / entry["id"]).iterdir()):
                     (out / entry["id"]).rmdir()
     for case in cases:
+        if set(case.inputs) & set(case.outputs):       # one file per name: an input would be overwritten
+            raise ValueError(f"kit: case {case.id}: {sorted(set(case.inputs) & set(case.outputs))} "
+                             "name both an input and an output")
         folder = out / case.id
         folder.mkdir(exist_ok=True)
         for name, arr in {**case.inputs, **case.outputs}.items():

@@ -129,3 +129,7 @@ TORCH16.register("add", TorchRow(     # spec 2.9: align up to F, add, round once
     lambda st, device: st.params,
     lambda p, x: narrow(x[0].to(torch.float64) * float(1 << p.a_up) + x[1].to(torch.float64) * float(1 << p.b_up),
                         p.shift, 16)))
+
+# RevIN (spec 2.10 / 3.11) landed after this back end: explicit refusals until its torch rows exist.
+for _op in ("revin_norm", "revin_denorm"):
+    TORCH16.unsupported(_op, "RevIN has no torch bit-true row yet (use the Numba golden model)")

@@ -126,3 +126,7 @@ def _add(p, x: list[torch.Tensor]):
 
 
 TORCH8.register("add", TorchRow(lambda st, device: st.params, _add))
+
+# RevIN (spec 2.10 / 3.11) landed after this back end: explicit refusals until its torch rows exist.
+for _op in ("revin_norm", "revin_denorm"):
+    TORCH8.unsupported(_op, "RevIN has no torch bit-true row yet (use the Numba golden model)")
