@@ -20,19 +20,13 @@ from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
 from intsim.int16 import ConvParams, Int16Step
 from intsim.kernels_int16 import LUT_OFFSET, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
+from intsim.kernels_mac import acc_bits   # the golden model proves the same bound (int32 sums)
 from intsim.lut import LUT_SIZE
 from intsim.ops import BackendTable
 
 INT16_MAX_ABS = 1 << 15
 # One row per op: its template and its emitter (config fields + C++ call).
 EMIT16: BackendTable[TemplateRow] = BackendTable("INT16 C++ back end")
-
-
-def acc_bits(weight: np.ndarray, bias: np.ndarray) -> int:
-    """Signed width that holds every partial sum of b[o] + sum_j w[o, j] x[j], |x| <= 2^15."""
-    w = np.abs(weight.astype(np.int64).reshape(weight.shape[0], -1)).sum(axis=1)
-    bound = int(np.max(np.abs(bias.astype(np.int64)) + INT16_MAX_ABS * w))
-    return bound.bit_length() + 1
 
 
 def acc_bits_any(weight_shape: tuple[int, ...]) -> int:

@@ -22,7 +22,7 @@ from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
-from intsim.kernels_mac import weight_rows
+from intsim.kernels_mac import acc_bits, weight_cols
 from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
 from intsim.ops import BackendTable
 
@@ -168,8 +168,10 @@ def _lower_conv(layer: Layer, f_in, f_y, fmt: Int16Formats):
 
 def _pack_conv(p: ConvParams) -> PackedStep:
     w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case of 2.2
-    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride},
-                      weight_rows(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
+    # int32 accumulators when the layer's bound proves every partial sum fits (else int64)
+    narrow = acc_bits(p.weight, p.bias, K.INT16_MAX_ABS) <= 32
+    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride, "narrow": int(narrow)},
+                      weight_cols(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
 
 
 INT16.register("conv_kx1", Int16Row(
@@ -279,35 +281,43 @@ def run_step16(st: Int16Step, inputs: list[np.ndarray]):
 
 
 @dataclass(frozen=True)
-class PackedInt16:
-    """A lowered program as flat arrays for `kernels_int16.run_program_int16`:
-    one int64 row per step (kernel code, input tensor indices, weight/bias offsets and
-    dims, the kernel's named parameter columns), all weights/gains/tables in one int16
-    array, all biases in one int64 array, and the per-sample [C, L] and format of every
-    tensor (0 = the input)."""
+class PackedProgram:
+    """A lowered program as flat arrays for a whole-program interpreter
+    (`kernels_int16.run_program_int16`, `kernels_int8.run_program_int8`): one int64 row per step
+    (kernel code, input tensor indices, weight/bias offsets and dims, the kernel's named parameter
+    columns), all weights/gains/tables in one int16 array, all int64 column data (biases; INT8
+    also m0 and shifts) in one int64 array, and the per-sample [C, L] of every tensor (0 = the input)."""
     steps: np.ndarray
     weights: np.ndarray
     biases: np.ndarray
     channels: np.ndarray
     lengths: np.ndarray
-    fracs: np.ndarray            # int64[n + 1]: fractional bits of every tensor
     names: tuple[str, ...]
 
 
-def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt16:
-    """Pack `prog` (shapes per sample; input_shape = (C_in, L)) into one table."""
-    names = (INPUT_NAME,) + tuple(st.name for st in prog.steps)
+@dataclass(frozen=True)
+class PackedInt16(PackedProgram):
+    fracs: np.ndarray = None     # int64[n + 1]: fractional bits of every tensor
+
+
+def pack_steps(steps: list, table: BackendTable, input_shape: tuple[int, int]) -> PackedProgram | None:
+    """Pack lowered steps (name, op, inputs, shape, params) by their rows' `pack` in `table`;
+    None when a row packs nothing for its step (it has no packed kernel: run layer by layer)."""
+    names = (INPUT_NAME,) + tuple(st.name for st in steps)
     index = {name: k for k, name in enumerate(names)}
-    shapes = [tuple(input_shape)] + [tuple(st.shape) for st in prog.steps]
-    rows = np.zeros((len(prog.steps), K.N_COLS), dtype=np.int64)
+    shapes = [tuple(input_shape)] + [tuple(st.shape) for st in steps]
+    rows = np.zeros((len(steps), K.N_COLS), dtype=np.int64)
     w_parts, b_parts = [], []
     w_off = b_off = 0
-    for i, st in enumerate(prog.steps):
+    for i, st in enumerate(steps):
         r = rows[i]
-        packed = INT16.row(st.op, st.name).pack(st.params)
+        pack = table.row(st.op, st.name).pack
+        packed = pack(st.params) if pack is not None else None
+        if packed is None:
+            return None
         if set(packed.values) != set(packed.kernel.params):
-            raise UnsupportedError(f"layer '{st.name}': INT16 row packs {sorted(packed.values)}, its kernel "
-                                   f"reads {sorted(packed.kernel.params)}")
+            raise UnsupportedError(f"layer '{st.name}': {table.name} row packs {sorted(packed.values)}, its "
+                                   f"kernel reads {sorted(packed.kernel.params)}")
         r[K.COL_OP] = packed.kernel.code
         r[K.COL_IN0] = index[st.inputs[0]]
         r[K.COL_IN1] = index[st.inputs[1]] if len(st.inputs) > 1 else -1
@@ -322,10 +332,16 @@ def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt1
             r[K.COL_B_OFF] = b_off
             b_parts.append(packed.bias.astype(np.int64))
             b_off += packed.bias.size
-    return PackedInt16(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
-                       np.array([c for c, _ in shapes], np.int64),
-                       np.array([n for _, n in shapes], np.int64),
-                       np.array([prog.input_frac] + [st.out_frac for st in prog.steps], np.int64), names)
+    return PackedProgram(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
+                         np.array([c for c, _ in shapes], np.int64), np.array([n for _, n in shapes], np.int64),
+                         names)
+
+
+def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt16:
+    """Pack `prog` (shapes per sample; input_shape = (C_in, L)) into one table."""
+    packed = pack_steps(prog.steps, INT16, input_shape)
+    return PackedInt16(**vars(packed), fracs=np.array([prog.input_frac] + [st.out_frac for st in prog.steps],
+                                                      np.int64))
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

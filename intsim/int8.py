@@ -21,6 +21,8 @@ from intsim.errors import QuantizationError
 from intsim.fixedpoint import MAX_SHIFT, quantize_multiplier
 from intsim.formats import RMSNORM_MODES, Int8Params, QParams  # noqa: F401  (RMSNORM_MODES: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
+from intsim.int16 import PackedProgram, PackedStep, pack_steps
+from intsim.kernels_mac import acc_bits, weight_cols
 from intsim.lut import int8_table, int8_table_clamped
 from intsim.ops import BackendTable
 
@@ -206,6 +208,9 @@ class Int8Row:
     # (step, int8 inputs [B, C, L]) -> (int8 output, saturations)
     run: Callable[["Int8Step", list], tuple[np.ndarray, int]]
     fixed_output: QParams | None = None      # an output format fixed by the spec (calibration keeps it)
+    # params -> the kernel's named columns of the packed table (kernels_int8.run_program_int8), or
+    # None: this step has no packed kernel and the program runs layer by layer (RMSNorm V1)
+    pack: Callable[[object], PackedStep | None] | None = None
 
 
 INT8: BackendTable[Int8Row] = BackendTable("INT8 integer path")
@@ -231,13 +236,28 @@ def _lower_conv(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
                        np.array([sh for _, sh in mults], np.int64), layer.attrs.get("stride", 1)), n_sat, False
 
 
+def _pack_conv(p: ConvParams8) -> PackedStep:
+    w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case
+    narrow = acc_bits(w, p.bias, K8.CENTERED_MAX_ABS) <= 32        # spec 3.1: always, once lowered
+    return PackedStep(K8.CONV8, {"x_zp": p.x_zp, "y_zp": p.y_zp, "stride": p.stride, "narrow": int(narrow)},
+                      weight_cols(np.ascontiguousarray(w)), w.shape, _columns(p))
+
+
+def _columns(p: ConvParams8) -> np.ndarray:
+    """A convolution's int64 column data: bias, m0, shift (C_out each)."""
+    return np.concatenate([p.bias, p.m0, p.shift]).astype(np.int64)
+
+
 INT8.register("conv_kx1", Int8Row(_lower_conv, lambda st, x: K8.conv_kx1_int8(
     x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp,
-    st.params.stride)))
+    st.params.stride), pack=_pack_conv))
 INT8.register("conv1x1", Int8Row(_lower_conv, lambda st, x: K8.conv1x1_int8(
-    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=_pack_conv))
 INT8.register("dwconv", Int8Row(_lower_conv, lambda st, x: K8.dwconv_int8(
-    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.DWCONV8, {"x_zp": p.x_zp, "y_zp": p.y_zp}, p.weight,
+                              (p.weight.shape[0], 1, p.weight.shape[1]), _columns(p))))
 
 
 def _lower_rmsnorm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -271,14 +291,23 @@ def _run_rmsnorm(st: Int8Step, x):
     return K8.rmsnorm_int8(x[0], p.x_zp, p.gain, np.int64(p.eps_q), p.m0, p.shift, p.y_zp)
 
 
-INT8.register("rmsnorm", Int8Row(_lower_rmsnorm, _run_rmsnorm))
+def _pack_rmsnorm(p: RmsNormParams8) -> PackedStep | None:
+    if p.gain_float is not None:       # V1: float inside, no integer kernel
+        return None
+    return PackedStep(K8.RMSNORM8, {"x_zp": p.x_zp, "y_zp": p.y_zp, "m0": p.m0, "shift": p.shift,
+                                    "eps_q": p.eps_q}, p.gain, (p.gain.size, 1, 1))
+
+
+INT8.register("rmsnorm", Int8Row(_lower_rmsnorm, _run_rmsnorm, pack=_pack_rmsnorm))
 
 
 def _lut_row(func: str, fixed_output: QParams | None = None) -> Int8Row:
     def lower(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
         return LutParams8(int8_table(func, *in_qp[0], *out_qp), int8_table_clamped(func, *in_qp[0], *out_qp)), 0, False
 
-    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table, st.params.clamped), fixed_output)
+    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table, st.params.clamped), fixed_output,
+                   lambda p: PackedStep(K8.LUT8, {}, np.concatenate([p.table, p.clamped.astype(np.int8)]),
+                                        (p.table.size, 2, 1)))   # flags after the table
 
 
 # The sigmoid output (lam, feeding a scan) has the fixed format s = 1/256, z = -128 (spec 3.5).
@@ -297,7 +326,8 @@ def _lower_scan(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("scan", Int8Row(_lower_scan, lambda st, x: K8.scan_int8(
-    x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.SCAN8, {"u_zp": p.u_zp, "y_zp": p.y_zp, "m0": p.m0, "shift": p.shift})))
 
 
 def _lower_mul(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -307,7 +337,8 @@ def _lower_mul(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("mul", Int8Row(_lower_mul, lambda st, x: K8.mul_int8(
-    x[0], st.params.a_zp, x[1], st.params.b_zp, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.a_zp, x[1], st.params.b_zp, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.MUL8, vars(p).copy())))
 
 
 def _lower_add(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -319,7 +350,8 @@ def _lower_add(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("add", Int8Row(_lower_add, lambda st, x: K8.add_int8(
-    x[0], st.params.a_zp, st.params.m_a, x[1], st.params.b_zp, st.params.m_b, st.params.shift, st.params.y_zp)))
+    x[0], st.params.a_zp, st.params.m_a, x[1], st.params.b_zp, st.params.m_b, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.ADD8, vars(p).copy())))
 
 
 REVIN_EPS_Q_LIMIT = 1 << 32    # spec 3.11: keeps std < 2^17 and the denorm sum below 2^57
@@ -386,6 +418,12 @@ def _rmsnorm_v1(x, st: Int8Step):
     yf = xf / np.sqrt(np.mean(xf * xf, axis=1, keepdims=True) + st.params.eps) \
         * st.params.gain_float[None, :, None]
     return quantize_act(yf, s_y, z_y, st.name)
+
+
+def pack_program8(prog: Int8Program, input_shape: tuple[int, int]) -> PackedProgram | None:
+    """Pack `prog` for `kernels_int8.run_program_int8` (one jitted call for the whole program);
+    None when a step has no packed kernel (RMSNorm V1, float inside): run it layer by layer."""
+    return pack_steps(prog.steps, INT8, input_shape)
 
 
 def run_step8(st: Int8Step, inputs: list[np.ndarray]):

@@ -13,12 +13,13 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
-from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
+from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
 from intsim.lut import LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
+INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
 REVIN_EXTRA_BITS = 8     # G, spec 2.10
 REVIN_INV_BITS = 40      # Q, spec 2.10
 
@@ -27,13 +28,16 @@ REVIN_INV_BITS = 40      # Q, spec 2.10
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
-    return conv_kx1_rows_int16(x, weight_rows(w), b, w.shape[2], stride, shift)
+    w_cols = weight_cols(w)
+    narrow = acc_bound(w_cols.T, b, INT16_MAX_ABS) <= INT32_LIMIT
+    return conv_kx1_cols_int16(x, w_cols, b, w.shape[2], stride, shift, narrow)
 
 
 @njit(cache=True)
-def conv_kx1_rows_int16(x, w_rows, b, k_size, stride, shift):
-    """Spec 2.2 with the weights as `kernels_mac.weight_rows(w)` (int16[C_out, K*C_in])."""
-    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_rows, b, k_size, stride)
+def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
+    """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
+    narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
+    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_cols, b, k_size, stride, narrow)
     return _narrow_int16(acc, shift)
 
 
@@ -239,7 +243,7 @@ def revin_denorm_int16(y, x, eps_q, mean_up, shift):
 # code, input tensors, weight/bias offsets and dims; then each kernel's own parameters in the
 # columns its PackedKernel names (the INT16 registry row of an op packs them by name).
 (COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF, COL_PARAMS) = range(9)
-N_PARAM_COLS = 3
+N_PARAM_COLS = 6        # the most any kernel names (INT8 add: six)
 N_COLS = COL_PARAMS + N_PARAM_COLS
 
 
@@ -253,7 +257,7 @@ class PackedKernel:
         return COL_PARAMS + self.params.index(name)
 
 
-CONV = PackedKernel(0, ("shift", "stride"))           # weights as kernels_mac.weight_rows: [C_out, K*C_in]
+CONV = PackedKernel(0, ("shift", "stride", "narrow"))   # weights as kernels_mac.weight_cols: [K*C_in, C_out]
 DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
 RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
 LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
@@ -264,7 +268,7 @@ REVIN_NORM = PackedKernel(7, ("shift", "eps_q"))
 REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))   # second input: the window x
 KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, REVIN_NORM, REVIN_DENORM)
 # the same as compile-time integers for the jitted interpreter
-CONV_SHIFT, CONV_STRIDE = CONV.column("shift"), CONV.column("stride")
+CONV_SHIFT, CONV_STRIDE, CONV_NARROW = (CONV.column(n) for n in CONV.params)
 DWCONV_SHIFT = DWCONV.column("shift")
 RMSNORM_SHIFT, RMSNORM_EPS_Q = RMSNORM.column("shift"), RMSNORM.column("eps_q")
 LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.params)
@@ -282,6 +286,41 @@ def _tensor(buf, offsets, channels, lengths, k, n_b):
 
 
 @njit(cache=True)
+def program_buffer(x, channels, lengths):
+    """The one flat buffer of every tensor of a packed program (dtype of x), the input copied
+    in: -> (buf, offsets int64[n + 2], saturations int64[n + 1] zeroed); tensor k is
+    buf[offsets[k]:offsets[k+1]]."""
+    n_b = x.shape[0]
+    n_t = channels.shape[0]
+    offsets = np.zeros(n_t + 1, dtype=np.int64)
+    for k in range(n_t):
+        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
+    buf = np.empty(offsets[n_t], dtype=x.dtype)
+    buf[:offsets[1]] = x.ravel()
+    return buf, offsets, np.zeros(n_t, dtype=np.int64)
+
+
+@njit(cache=True)
+def step_operands(r, buf, offsets, channels, lengths, weights, n_b):
+    """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
+    w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+    return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
+
+
+@njit(cache=True)
+def tensor_ranges(buf, offsets):
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
+    n_t = offsets.shape[0] - 1
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k]:offsets[k + 1]]
+        minimum[k] = part.min()
+        maximum[k] = part.max()
+    return minimum, maximum
+
+
+@njit(cache=True)
 def run_program_int16(x, steps, weights, biases, channels, lengths):
     """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
     steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
@@ -291,22 +330,14 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         minimum int64[n + 1], maximum int64[n + 1]); tensor k is
     buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
     n_b = x.shape[0]
-    n_t = steps.shape[0] + 1
-    offsets = np.zeros(n_t + 1, dtype=np.int64)
-    for k in range(n_t):
-        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
-    buf = np.empty(offsets[n_t], dtype=np.int16)
-    buf[:offsets[1]] = x.ravel()
-    nsat = np.zeros(n_t, dtype=np.int64)
-    for i in range(n_t - 1):
+    buf, offsets, nsat = program_buffer(x, channels, lengths)
+    for i in range(steps.shape[0]):
         r = steps[i]
-        kernel = r[COL_OP]
-        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
-        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
         if kernel == K_CONV:
-            y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
-                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT])
+            y, s = conv_kx1_cols_int16(a, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b,
+                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT], r[CONV_NARROW] != 0)
         elif kernel == K_DWCONV:
             y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[DWCONV_SHIFT])
         elif kernel == K_RMSNORM:
@@ -330,10 +361,5 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
                                           r[REVIN_DENORM_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
-    minimum = np.empty(n_t, dtype=np.int64)
-    maximum = np.empty(n_t, dtype=np.int64)
-    for k in range(n_t):
-        part = buf[offsets[k]:offsets[k + 1]]
-        minimum[k] = part.min()
-        maximum[k] = part.max()
+    minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

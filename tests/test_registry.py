@@ -8,6 +8,7 @@ from codegen.emit_int16 import EMIT16, OP_TEMPLATES as TEMPLATES16
 from codegen.emit_int8 import EMIT8, OP_TEMPLATES as TEMPLATES8
 from codegen.estimate import ESTIMATE
 from intsim import kernels_int16 as K
+from intsim import kernels_int8 as K8
 from intsim.errors import UnsupportedError
 from intsim.float_ref import FLOAT
 from intsim.int16 import INT16
@@ -54,7 +55,7 @@ def test_rows_only_for_registered_ops_and_only_once():
         table.register("mul", object())
 
 
-def test_every_int16_row_packs_exactly_its_kernels_named_columns(tiny_model):
+def test_every_int16_and_int8_row_packs_exactly_its_kernels_named_columns(tiny_model):
     """The packed table's parameter columns are named per kernel; each op's row fills exactly those."""
     assert len({k.code for k in K.KERNELS}) == len(K.KERNELS)
     assert max(len(k.params) for k in K.KERNELS) <= K.N_PARAM_COLS
@@ -64,6 +65,12 @@ def test_every_int16_row_packs_exactly_its_kernels_named_columns(tiny_model):
         assert set(packed.values) == set(packed.kernel.params), st.name
         ops.add(st.op)
     assert ops == set(OPS)          # the tiny model exercises every registered op
+    assert len({k.code for k in K8.KERNELS8}) == len(K8.KERNELS8)
+    assert max(len(k.params) for k in K8.KERNELS8) <= K.N_PARAM_COLS
+    for st in tiny_model.program8.steps:       # a row without pack runs its program layer by layer
+        pack = INT8.row(st.op, st.name).pack
+        packed = pack(st.params) if pack is not None else None
+        assert packed is None or set(packed.values) == set(packed.kernel.params), st.name
 
 
 def test_the_template_lists_come_from_the_rows():
