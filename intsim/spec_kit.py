@@ -26,7 +26,7 @@ from intsim import kernels_int16 as K16
 from intsim.graph import write_json_atomic
 from intsim.int8 import asymmetric_params, lower_int8
 from intsim.int16 import lower_int16
-from intsim.lut import int8_table, int8_table_clamped, int16_table, int16_table_clamped
+from intsim.lut import IDENTITY_ABOVE_RANGE, int8_table, int8_table_clamped, int16_table, int16_table_clamped
 from intsim.small_graph import small_graph
 
 KIT_FORMAT = "cmamba-hls-spec-vectors"
@@ -96,8 +96,12 @@ def _int16(case: Case) -> tuple[dict, int]:
         y, n = K16.dwconv_int16(a["x"], a["weight"], a["bias"].astype(np.int64), p["shift"])
     elif op == "rmsnorm":
         y, n = K16.rmsnorm_int16(a["x"], a["gain"], np.int64(p["eps_q"]), p["shift"])
-    elif op in ("sigmoid", "silu"):
-        y, n = K16.lut_int16(a["x"], a["table"], p["addr_shift"], op == "silu", p["identity_shift"], a["clamped"])
+    elif op in ("sigmoid", "silu", "softplus"):
+        y, n = K16.lut_int16(a["x"], a["table"], p["addr_shift"], op in IDENTITY_ABOVE_RANGE, p["identity_shift"],
+                             a["clamped"])
+    elif op == "s6_scan":
+        y, n = K16.s6_scan_int16(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"], a["table"],
+                                 *(p[k] for k in K16.S6.params))
     elif op == "scan":
         y, n = K16.scan_int16(a["lam"], a["u"], p["lam_frac"], p["u_shift"])
     elif op == "mul":
@@ -122,8 +126,12 @@ def _int8(case: Case) -> tuple[dict, int]:
             y, n = K8.conv_kx1_int8(*conv, p["stride"])
     elif op == "rmsnorm":
         y, n = K8.rmsnorm_int8(a["x"], p["x_zp"], a["gain"], np.int64(p["eps_q"]), p["m0"], p["shift"], p["y_zp"])
-    elif op in ("sigmoid", "silu"):
+    elif op in ("sigmoid", "silu", "softplus"):
         y, n = K8.lut_int8(a["x"], a["table"], a["clamped"])
+    elif op == "s6_scan":
+        y, n = K8.s6_scan_int8(a["delta"], p["d_zp"], a["x"], p["x_zp"], a["B"], p["b_zp"], a["C"], p["c_zp"], a["A"],
+                               a["m_a"].astype(np.int64), a["sh_a"].astype(np.int64), a["D"], a["table"],
+                               p["m_h"], p["m_k"], p["shift"], p["y_zp"])
     elif op == "scan":
         y, n = K8.scan_int8(a["lam"], a["u"], p["u_zp"], p["m0"], p["shift"], p["y_zp"])
     elif op == "mul":
