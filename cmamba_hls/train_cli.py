@@ -5,6 +5,7 @@ Imports torch only inside `run()`, so `cmamba-hls --help` works without the
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 
@@ -54,6 +55,9 @@ def add_arguments(p) -> None:
     g.add_argument("--d-state", type=int, default=16, help="S6: states per channel (default 16)")
     g.add_argument("--dt-rank", type=int, default=None, help="S6: rank R of the step projection "
                                                              "(default ceil(d_model / 16))")
+    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
+                   help="instance normalisation per window and channel in the graph: revin_norm before "
+                        "patch_embed, revin_denorm after the head (docs/model.md; default off)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 
@@ -103,7 +107,7 @@ def run(args) -> int:
         weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
-        block=args.block, d_state=args.d_state, dt_rank=args.dt_rank, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        block=args.block, d_state=args.d_state, dt_rank=args.dt_rank, revin=args.revin, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)
@@ -122,4 +126,5 @@ def _reconstruct(args) -> str:
     if args.block == "s6":
         parts += ["--block", "s6", "--d-state", str(args.d_state)] + \
             (["--dt-rank", str(args.dt_rank)] if args.dt_rank is not None else [])
+    parts.append("--revin" if args.revin else "--no-revin")
     return " ".join(shlex.quote(p) for p in parts)

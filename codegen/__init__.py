@@ -5,13 +5,14 @@ Modules (one job each):
                   -> GenerateResult; renders templates/, writes vectors; atomic, deterministic
   emission.py     THE PLUG-IN INTERFACE of a precision back end (read its docstring)
   emit_int16.py   INT16 back end (docs/quant-spec.md section 2)
-  emit_int8.py    INT8 back end (section 3), owned by the INT8 work (issue 7)
+  emit_int8.py    INT8 back end (section 3)
   names.py        layer names -> safe, unique C identifiers
   vectors.py      golden input vectors: adversarial extremes, real data windows, random
   build.py        build_and_run(out_dir, jobs) -> TestbenchResult (g++ through the Makefile)
   synth_check.py  check_project(out_dir) -> SynthReport: synthesizability checks on g++'s view of
                   the firmware (no C++ library, no float, constant trip counts, ...; docs/hls.md)
-  cli.py          `cmamba-hls codegen`;  compare_cli.py: `cmamba-hls compare`
+  (the `codegen` and `compare` commands live in the application package: cmamba_hls/codegen_cli.py,
+  cmamba_hls/compare_cli.py)
 
 Plug-in interface, in short (details: codegen/emission.py and docs/hls.md): a module
 `codegen/emit_<precision>.py` defines `emit(model, names, types) -> Emission` with

@@ -146,7 +146,7 @@ def op_templates(table, first: tuple[str, ...] = ()) -> list[str]:
 
 
 def exp_table_name(ctx: LayerContext) -> str:
-    """The S6 decay table (spec 2.11), emitted once per project into weights/luts.h."""
+    """The S6 decay table (spec 2.12), emitted once per project into weights/luts.h."""
     if "exp_decay" not in ctx.shared:
         ctx.shared["exp_decay"] = "exp_decay_q14"
         ctx.consts.append(ConstArray("exp_decay_q14", "int16_t", exp_decay_table(), "luts",

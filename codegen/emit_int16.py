@@ -19,7 +19,7 @@ from intsim.fixedpoint import quantize_q
 from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
 from intsim.int16 import ConvParams, Int16Step
-from intsim.kernels_int16 import LUT_OFFSET, RMS_EXTRA_BITS, RMS_INV_BITS
+from intsim.kernels_int16 import LUT_OFFSET, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import EXP_SIZE, LUT_SIZE
 from intsim.ops import BackendTable
 
@@ -175,6 +175,21 @@ def _emit_add(st: Int16Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, ctx.binary_call("add", st))
 
 
+def _emit_revin_norm(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    channels, length = st.shape
+    ints = [("C", channels), ("L", length), ("EPS_Q", st.params.eps_q), ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS),
+            ("REVIN_INV_BITS", REVIN_INV_BITS), ("SHIFT", st.params.shift)]
+    return LayerCode(ints, f"revin_norm<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {ctx.out});")
+
+
+def _emit_revin_denorm(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    rows, cols = st.shape
+    channels, length = ctx.graph.tensor_shape(st.inputs[1])
+    ints = [("C", channels), ("L", length), ("R", rows), ("M", cols), ("EPS_Q", st.params.eps_q),
+            ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS), ("MEAN_UP", st.params.mean_up), ("SHIFT", st.params.shift)]
+    return LayerCode(ints, ctx.binary_call("revin_denorm", st))
+
+
 EMIT16.register("conv_kx1", TemplateRow("int16/conv_kx1.h.j2", _emit_conv_kx1))
 EMIT16.register("conv1x1", TemplateRow("int16/conv1x1.h.j2", _emit_conv1x1))
 EMIT16.register("dwconv", TemplateRow("int16/dwconv.h.j2", _emit_dwconv))
@@ -186,4 +201,6 @@ EMIT16.register("mul", TemplateRow("int16/mul.h.j2", _emit_mul))
 EMIT16.register("softplus", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
 EMIT16.register("s6_scan", TemplateRow("int16/s6_scan.h.j2", _emit_s6))
 EMIT16.register("add", TemplateRow("int16/add.h.j2", _emit_add))
+EMIT16.register("revin_norm", TemplateRow("int16/revin.h.j2", _emit_revin_norm))
+EMIT16.register("revin_denorm", TemplateRow("int16/revin.h.j2", _emit_revin_denorm))
 OP_TEMPLATES = op_templates(EMIT16)

@@ -22,7 +22,7 @@ from intsim.errors import UnsupportedError
 from intsim.formats import QParams
 from intsim.graph import INPUT_NAME
 from intsim.int8 import Int8Step, quantize_act
-from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.lut import EXP_FRAC_BITS, EXP_SIZE
 from intsim.ops import BackendTable
 
@@ -64,7 +64,7 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         buffers.append(Buffer(st.name, cname, (channels, length)))
         ctx = LayerContext(graph, names, cname, consts, shared)
         code = EMIT8.row(st.op, st.name).emit(st, ctx)
-        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (3.9) and the S6 M_K (3.12): int64
+        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (3.9) and the S6 M_K (3.13): int64
             if key not in ("EPS_Q", "M_K") and not INT32_MIN <= int(value) <= INT32_MAX:
                 raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit int32")
         configs.append(Config(ctx.cfg, comment, [(k, int(v)) for k, v in code.ints]))
@@ -199,6 +199,25 @@ def _emit_add(st: Int8Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, ctx.binary_call("add_int8", st))
 
 
+def _emit_revin_norm(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    channels, length = st.shape
+    ints = [("C", channels), ("L", length), ("X_ZP", p.x_zp), ("Y_ZP", p.y_zp), ("EPS_Q", p.eps_q),
+            ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS), ("REVIN_INV_BITS", REVIN_INV_BITS_INT8),
+            ("M0", p.m0), ("SHIFT", p.shift)]
+    return LayerCode(ints, f"revin_norm_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {ctx.out});")
+
+
+def _emit_revin_denorm(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p = st.params
+    rows, cols = st.shape
+    channels, length = ctx.graph.tensor_shape(st.inputs[1])
+    ints = [("C", channels), ("L", length), ("R", rows), ("M", cols), ("Y_ZP", p.y_zp), ("X_ZP", p.x_zp),
+            ("O_ZP", p.o_zp), ("EPS_Q", p.eps_q), ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS), ("M_A", p.m_a),
+            ("M_B", p.m_b), ("SHIFT", p.shift)]
+    return LayerCode(ints, ctx.binary_call("revin_denorm_int8", st))
+
+
 EMIT8.register("conv_kx1", TemplateRow("int8/conv_kx1.h.j2", _emit_conv_kx1))
 EMIT8.register("conv1x1", TemplateRow("int8/conv1x1.h.j2", _emit_conv1x1))
 EMIT8.register("dwconv", TemplateRow("int8/dwconv.h.j2", _emit_dwconv))
@@ -210,4 +229,6 @@ EMIT8.register("mul", TemplateRow("int8/mul.h.j2", _emit_mul))
 EMIT8.register("softplus", TemplateRow("int8/lut.h.j2", _emit_lut))
 EMIT8.register("s6_scan", TemplateRow("int8/s6_scan.h.j2", _emit_s6))
 EMIT8.register("add", TemplateRow("int8/add.h.j2", _emit_add))
+EMIT8.register("revin_norm", TemplateRow("int8/revin.h.j2", _emit_revin_norm))
+EMIT8.register("revin_denorm", TemplateRow("int8/revin.h.j2", _emit_revin_denorm))
 OP_TEMPLATES = op_templates(EMIT8, first=("int8/primitives_int8.h.j2",))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from intsim import float_ref
+from intsim.backends import BUILTIN, load_backend
 from intsim.chunks import run_in_chunks
 from intsim.errors import DataError
 from intsim.fixedpoint import dequantize, quantize_q
@@ -51,6 +52,7 @@ class Model:
         self._program: Int16Program | None = None
         self._packed: PackedInt16 | None = None
         self._program8: Int8Program | None = None
+        self._backends: dict[str, object] = {}     # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
         """Forget lowered programs and re-validate the formats (after the quantization
@@ -109,12 +111,18 @@ class Model:
             self._program8 = lower_int8(self.graph)
         return self._program8
 
-    def run(self, x, mode: str | Mode = "fp32", capture=None) -> RunResult:
+    def run(self, x, mode: str | Mode = "fp32", capture=None, backend: str = BUILTIN) -> RunResult:
         """x: float [B, C_in, L] or [C_in, L], normalised. mode: a name of intsim.modes.MODES
         (or a Mode). capture: None, True or names.
         Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
-        stays bounded (intsim/chunks.py); the results are the same bits as one call."""
+        stays bounded (intsim/chunks.py); the results are the same bits as one call.
+        backend: "numba" (this golden model) or a plug-in back end (intsim/backends.py), e.g.
+        "torch" (the bit-true PyTorch back end, integer modes, the same bits)."""
         mode = get_mode(mode)
+        if backend != BUILTIN:
+            if backend not in self._backends:
+                self._backends[backend] = load_backend(backend, self)
+            return self._backends[backend].run(x, mode, capture)
         xb, single = self._check_float(x)
         res = run_in_chunks(lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture), xb)
         if single:

@@ -209,7 +209,7 @@ def quantize_multiplier(real_multiplier: float, bits: int = 31):
     """Real M > 0 -> (m0, shift) with M ~= m0 * 2**-shift (spec 3.2).
 
     `bits` (default 31) is the multiplier's width: m0 in [2**(bits-1), 2**bits); the S6 output
-    uses bits = 15 (spec 3.12). The description below is for the default.
+    uses bits = 15 (spec 3.13). The description below is for the default.
 
     m0 in [2**30, 2**31) (31 significant bits), shift in [0, 62]. m0 is
     RNE(frac * 2**31) where M = frac * 2**e, frac in [0.5, 1); so the relative

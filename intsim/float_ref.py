@@ -82,7 +82,7 @@ def softplus(x):
 
 
 def s6_scan(delta, x, b, c, a, d):
-    """The Mamba-1 selective scan (spec 2.11). delta, x [B, E, T]; b, c [B, N, T]; a [E, N]; d [E].
+    """The Mamba-1 selective scan (spec 2.12). delta, x [B, E, T]; b, c [B, N, T]; a [E, N]; d [E].
     h[e,n,t] = exp(delta[e,t] a[e,n]) h[e,n,t-1] + delta[e,t] b[n,t] x[e,t], h[., ., -1] = 0;
     y[e,t] = sum_n c[n,t] h[e,n,t] + d[e] x[e,t]."""
     n_b, e, length = x.shape
@@ -93,6 +93,26 @@ def s6_scan(delta, x, b, c, a, d):
         h = np.exp(dt * a[None]) * h + (dt * x[:, :, t, None]) * b[:, None, :, t]
         out[:, :, t] = np.einsum("ben,bn->be", h, c[:, :, t]) + d[None, :] * x[:, :, t]
     return out
+
+
+def revin_stats(x, eps):
+    """Per sample and channel of x [B, C, L]: (mean, sqrt(population variance + eps)), [B, C, 1]."""
+    mean = np.mean(x, axis=2, keepdims=True)
+    return mean, np.sqrt(np.mean((x - mean) ** 2, axis=2, keepdims=True) + eps)
+
+
+def revin_norm(x, eps):
+    """RevIN in: (x - mean_t) / std_t per sample and channel. [B, C, L]."""
+    mean, std = revin_stats(x, eps)
+    return (x - mean) / std
+
+
+def revin_denorm(y, x, eps):
+    """RevIN out: y * std + mean with the statistics of the window x [B, C, L]; y [B, R, M] is read
+    as C row-major chunks (channel c = chunk c)."""
+    mean, std = revin_stats(x, eps)
+    n_b, c = x.shape[:2]
+    return (y.reshape(n_b, c, -1) * std + mean).reshape(y.shape)
 
 
 # ------------------------------------------------------------------ registry rows
@@ -109,6 +129,8 @@ FLOAT.register("mul", lambda x, w, a: x[0] * x[1])
 FLOAT.register("add", lambda x, w, a: x[0] + x[1])
 FLOAT.register("softplus", lambda x, w, a: softplus(x[0]))
 FLOAT.register("s6_scan", lambda x, w, a: s6_scan(x[0], x[1], x[2], x[3], w["A"], w["D"]))
+FLOAT.register("revin_norm", lambda x, w, a: revin_norm(x[0], a["eps"]))
+FLOAT.register("revin_denorm", lambda x, w, a: revin_denorm(x[0], x[1], a["eps"]))
 
 
 def run_layer(layer, inputs, weights):

@@ -56,7 +56,7 @@ class LutParams:
     clamped: np.ndarray     # bool [4096]: the entry saturated when built; each read counts (spec 5)
     addr_shift: int         # f_x - LUT_FRAC_BITS
     identity_shift: int     # f_x - f_y (SiLU, softplus: identity above the table range)
-    is_silu: bool           # identity above the table range (SiLU and softplus, spec 2.6, 2.10)
+    is_silu: bool           # identity above the table range (SiLU and softplus, spec 2.6, 2.11)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class AddParams:
 
 @dataclass(frozen=True, eq=False)
 class S6Params:
-    """Spec 2.11 (the Mamba-1 selective scan)."""
+    """Spec 2.12 (the Mamba-1 selective scan)."""
     a: np.ndarray           # int16 [E, N] at Q(a_frac): A = -exp(A_log) <= 0
     d: np.ndarray           # int16 [E] at Q(d_frac): the skip D
     a_frac: int
@@ -95,6 +95,12 @@ class S6Params:
     y_up_c: int             # output: (sum_n C h) << y_up_c, (D x) << y_up_d, >> y_shift
     y_up_d: int
     y_shift: int
+@dataclass(frozen=True)
+class RevinParams:
+    """Spec 2.10 (revin_norm: mean_up unused, 0)."""
+    eps_q: int              # RNE(eps * 2^(2 f_x)), f_x of the window
+    shift: int              # norm: Q - G - f_y; denorm: f_y + f_x + G - f_o
+    mean_up: int = 0        # denorm: f_y + G
 
 
 @dataclass
@@ -245,7 +251,7 @@ INT16.register("add", Int16Row(
     lambda p, x: K.add_int16(x[0], x[1], p.a_up, p.b_up, p.shift)))
 
 
-S6_STATE_EXTRA_BITS = 8     # H: the state keeps f_y + H fractional bits where the bounds allow (spec 2.11)
+S6_STATE_EXTRA_BITS = 8     # H: the state keeps f_y + H fractional bits where the bounds allow (spec 2.12)
 
 
 def _lower_s6(layer: Layer, f_in, f_y, fmt: Int16Formats):
@@ -262,7 +268,7 @@ def _lower_s6(layer: Layer, f_in, f_y, fmt: Int16Formats):
     if (n_states << (46 + y_up_c)) + (1 << (30 + y_up_d)) >= 1 << 63:
         raise QuantizationError(
             f"layer '{layer.name}': the output sum of {n_states} states at Q{f_c + f_h} and D*x at "
-            f"Q{f_dk + f_x} cannot be aligned in int64 (spec 2.11); choose closer formats")
+            f"Q{f_dk + f_x} cannot be aligned in int64 (spec 2.12); choose closer formats")
     return S6Params(a_q.astype(np.int16), d_q.astype(np.int16), f_a, f_dk, f_h,
                     f_d + f_a - EXP_ADDR_FRAC_BITS, top - EXP_FRAC_BITS - f_h, top - f_p, top - f_h,
                     y_up_c, y_up_d, _check_shift(layer.name, "output shift G - f_y", g - f_y)), n1 + n2
@@ -278,6 +284,28 @@ INT16.register("s6_scan", Int16Row(
     _lower_s6, _pack_s6,
     lambda p, x: K.s6_scan_int16(x[0], x[1], x[2], x[3], p.a, p.d, exp_decay_table(), p.addr_shift, p.h_up,
                                  p.p_up, p.h_shift, p.y_up_c, p.y_up_d, p.y_shift)))
+def _lower_revin_norm(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_in[0])))
+    shift = K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - f_y
+    return RevinParams(eps_q, _check_shift(layer.name, "RevIN output shift", shift)), 0
+
+
+def _lower_revin_denorm(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    f_fc, f_x = f_in
+    eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_x)))
+    shift = f_fc + f_x + K.REVIN_EXTRA_BITS - f_y
+    return RevinParams(eps_q, _check_shift(layer.name, "RevIN output shift", shift, -MAX_SHIFT),
+                       f_fc + K.REVIN_EXTRA_BITS), 0
+
+
+INT16.register("revin_norm", Int16Row(
+    _lower_revin_norm,
+    lambda p: PackedStep(K.REVIN_NORM, {"shift": p.shift, "eps_q": p.eps_q}),
+    lambda p, x: K.revin_norm_int16(x[0], np.int64(p.eps_q), p.shift)))
+INT16.register("revin_denorm", Int16Row(
+    _lower_revin_denorm,
+    lambda p: PackedStep(K.REVIN_DENORM, {"mean_up": p.mean_up, "shift": p.shift, "eps_q": p.eps_q}),
+    lambda p, x: K.revin_denorm_int16(x[0], x[1], np.int64(p.eps_q), p.mean_up, p.shift)))
 
 
 # ------------------------------------------------------------------ lowering, packing

@@ -100,7 +100,7 @@ class AddParams8:
 
 @dataclass(frozen=True, eq=False)
 class S6Params8:
-    """Spec 3.12 (the Mamba-1 selective scan)."""
+    """Spec 3.13 (the Mamba-1 selective scan)."""
     a: np.ndarray           # int8 [E, N], per-row symmetric (s_A[e])
     m_a: np.ndarray         # int64 [E]: quantize_multiplier((s_d * s_A[e]) * 2^8)
     sh_a: np.ndarray        # int64 [E]
@@ -109,6 +109,28 @@ class S6Params8:
     m_h: int                # 15-bit multiplier of the state sum: s_C s_d s_B s_x / s_y = m_h 2^-shift
     m_k: int                # the skip's multiplier at the same shift: RNE((s_Dk s_x / s_y) 2^shift)
     shift: int
+
+
+@dataclass(frozen=True)
+class RevinNormParams8:
+    """Spec 3.11 revin_norm."""
+    x_zp: int
+    y_zp: int
+    eps_q: int              # RNE((eps / s_x^2) * 2^16)
+    m0: int                 # 1 / s_y = m0 2^-(shift - Q8 + G)
+    shift: int
+
+
+@dataclass(frozen=True)
+class RevinDenormParams8:
+    """Spec 3.11 revin_denorm."""
+    y_zp: int               # of the forecast input
+    x_zp: int               # of the window input
+    o_zp: int
+    eps_q: int
+    m_a: int
+    m_b: int
+    shift: int              # SH + G
 
 
 @dataclass
@@ -292,7 +314,7 @@ INT8.register("scan", Int8Row(_lower_scan, lambda st, x: K8.scan_int8(
     x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp)))
 
 
-S6_MULT_BITS = 15      # spec 3.12: a 15-bit state-sum multiplier keeps (sum_n C h) * m_h below 2^62
+S6_MULT_BITS = 15      # spec 3.13: a 15-bit state-sum multiplier keeps (sum_n C h) * m_h below 2^62
 
 
 def _lower_s6(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -307,7 +329,7 @@ def _lower_s6(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
     if n_states * 255 * (1 << 31) * ((1 << S6_MULT_BITS) - 1) + 127 * 255 * m_k >= 1 << 63:
         raise QuantizationError(
             f"layer '{layer.name}': N = {n_states} states with skip multiplier {m_k} (at shift {shift}) "
-            f"overflow the int64 output sum (spec 3.12)")
+            f"overflow the int64 output sum (spec 3.13)")
     return S6Params8(a_q, np.array([m for m, _ in mults], np.int64), np.array([sh for _, sh in mults], np.int64),
                      d_q.reshape(-1), (z_d, z_x, z_b, z_c, z_y), m_h, m_k, shift), 0, False
 
@@ -342,6 +364,48 @@ def _lower_add(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 INT8.register("add", Int8Row(_lower_add, lambda st, x: K8.add_int8(
     x[0], st.params.a_zp, st.params.m_a, x[1], st.params.b_zp, st.params.m_b, st.params.shift, st.params.y_zp)))
+
+
+REVIN_EPS_Q_LIMIT = 1 << 32    # spec 3.11: keeps std < 2^17 and the denorm sum below 2^57
+
+
+def _revin_eps_q(layer: Layer, s_x: float) -> int:
+    eps = layer.attrs["eps"]
+    sq = s_x * s_x
+    eps_f = eps / sq * 2.0 ** (2 * K8.REVIN_EXTRA_BITS) if sq > 0.0 else np.inf
+    if not eps_f <= REVIN_EPS_Q_LIMIT:
+        raise QuantizationError(f"layer '{layer.name}': RevIN eps_q = eps / s_x^2 * 2^16 exceeds 2^32 "
+                                f"(window scale {s_x!r} too small for eps = {eps!r}, spec 3.11)")
+    return int(np.rint(eps_f))
+
+
+def _check_total_shift(layer: Layer, shift: int) -> int:
+    if shift > MAX_SHIFT:
+        raise QuantizationError(f"layer '{layer.name}': RevIN shift {shift} exceeds {MAX_SHIFT} (spec 3.11)")
+    return shift
+
+
+def _lower_revin_norm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
+    (s_x, z_x), (s_y, z_y) = in_qp[0], out_qp
+    m0, sh = _multiplier(layer.name, "RevIN output", 1.0 / s_y)
+    shift = _check_total_shift(layer, sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS)
+    return RevinNormParams8(z_x, z_y, _revin_eps_q(layer, s_x), m0, shift), 0, False
+
+
+def _lower_revin_denorm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
+    (s_y, z_y), (s_x, z_x), (s_o, z_o) = in_qp[0], in_qp[1], out_qp
+    m_a, m_b = (s_y * s_x) / s_o, s_x / s_o
+    _, sh = _multiplier(layer.name, "RevIN output", max(m_a, m_b))
+    shift = _check_total_shift(layer, sh + K8.REVIN_EXTRA_BITS)
+    return RevinDenormParams8(z_y, z_x, z_o, _revin_eps_q(layer, s_x), int(np.rint(np.ldexp(m_a, sh))),
+                              int(np.rint(np.ldexp(m_b, sh))), shift), 0, False
+
+
+INT8.register("revin_norm", Int8Row(_lower_revin_norm, lambda st, x: K8.revin_norm_int8(
+    x[0], st.params.x_zp, np.int64(st.params.eps_q), st.params.m0, st.params.shift, st.params.y_zp)))
+INT8.register("revin_denorm", Int8Row(_lower_revin_denorm, lambda st, x: K8.revin_denorm_int8(
+    x[0], st.params.y_zp, x[1], st.params.x_zp, np.int64(st.params.eps_q), st.params.m_a, st.params.m_b,
+    st.params.shift, st.params.o_zp)))
 
 
 # ------------------------------------------------------------------ lowering, running

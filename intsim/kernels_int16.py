@@ -19,6 +19,8 @@ from intsim.lut import EXP_SIZE, LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F4
 LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
+REVIN_EXTRA_BITS = 8     # G, spec 2.10
+REVIN_INV_BITS = 40      # Q, spec 2.10
 
 
 @njit(cache=True)
@@ -175,7 +177,7 @@ def add_int16(a, b, a_up, b_up, shift):
 
 @njit(cache=True)
 def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift):
-    """Spec 2.11, the Mamba-1 selective scan. delta: int16[B, E, T] Q(f_d), x: int16[B, E, T] Q(f_x),
+    """Spec 2.12, the Mamba-1 selective scan. delta: int16[B, E, T] Q(f_d), x: int16[B, E, T] Q(f_x),
     bm: int16[B, N, T] Q(f_B), cm: int16[B, N, T] Q(f_C), a: int16[E, N] Q(f_A) (A <= 0),
     d: int16[E] Q(f_D), exp_table: int16[EXP_SIZE] Q1.14 -> y: int16[B, E, T] Q(f_y).
     State h: int32[E, N] Q(f_h) per sample. Shifts from the host (int16.py): addr_shift = f_d + f_A - 8,
@@ -211,6 +213,64 @@ def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_s
     return y, nsat
 
 
+@njit(cache=True)
+def revin_stats_int16(x, bi, ch, eps_q):
+    """Spec 2.10: (mean_q at Q(f_x), std_q at Q(f_x + G)) of x[bi, ch, :] (int16 Q(f_x))."""
+    length = np.int64(x.shape[2])
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    for t in range(x.shape[2]):
+        xv = np.int64(x[bi, ch, t])
+        s1 += xv
+        s2 += xv * xv
+    mean_q = rne_div(s1, length)
+    v = rne_div(length * s2 - s1 * s1, length * length) + eps_q
+    if v < 1:
+        v = np.int64(1)
+    return mean_q, isqrt_rne(v << (2 * REVIN_EXTRA_BITS))
+
+
+@njit(cache=True)
+def revin_norm_int16(x, eps_q, shift):
+    """Spec 2.10. x: int16[B, C, L] Q(f_x), eps_q = RNE(eps 2^(2 f_x))
+    -> y: int16[B, C, L] Q(f_y), shift = Q - G - f_y: (x - mean) / std per sample and channel."""
+    n_b, c, length = x.shape
+    y = np.empty((n_b, c, length), dtype=np.int16)
+    one_q = np.int64(1) << REVIN_INV_BITS
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean_q, std_q = revin_stats_int16(x, bi, ch, eps_q)
+            inv = rne_div(one_q, std_q)
+            for t in range(length):
+                v, s = saturate(rne_shift((np.int64(x[bi, ch, t]) - mean_q) * inv, shift), 16)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def revin_denorm_int16(y, x, eps_q, mean_up, shift):
+    """Spec 2.10. y: int16[B, R, M] Q(f_y) (R*M = C*n, row-major chunks of n per channel),
+    x: int16[B, C, L] Q(f_x) the window -> o: int16[B, R, M] Q(f_o); mean_up = f_y + G,
+    shift = f_y + f_x + G - f_o: y * std + mean per sample and channel."""
+    n_b, rows, cols = y.shape
+    c = x.shape[1]
+    n = rows * cols // c
+    o = np.empty((n_b, rows, cols), dtype=np.int16)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean_q, std_q = revin_stats_int16(x, bi, ch, eps_q)
+            for i in range(ch * n, (ch + 1) * n):
+                r, m = i // cols, i % cols
+                acc = np.int64(y[bi, r, m]) * std_q + (mean_q << mean_up)
+                v, s = saturate(shift_round(acc, shift), 16)
+                o[bi, r, m] = v
+                nsat += s
+    return o, nsat
+
+
 # ---------------------------------------------------------------- whole program
 # A lowered program (intsim/int16.py `pack_program`) as one table row per step, so the whole
 # network runs in a single jitted call (no Python dispatch per layer). Fixed columns: kernel
@@ -241,10 +301,12 @@ LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [40
 SCAN = PackedKernel(4, ("lam_frac", "u_shift"))       # second input: u
 MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
+REVIN_NORM = PackedKernel(7, ("shift", "eps_q"))
+REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))   # second input: the window x
 # inputs delta (IN0), x (IN1), B and C (tensor indices in_b, in_c); weights rows [A[e, :], D[e]]
 # (dims E, N + 1, 1) followed by the EXP_SIZE decay table
-S6 = PackedKernel(7, ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift"), ("in_b", "in_c"))
-KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, S6)
+S6 = PackedKernel(9, ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift"), ("in_b", "in_c"))
+KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, REVIN_NORM, REVIN_DENORM, S6)
 # the same as compile-time integers for the jitted interpreter
 CONV_SHIFT, CONV_STRIDE = CONV.column("shift"), CONV.column("stride")
 DWCONV_SHIFT = DWCONV.column("shift")
@@ -253,9 +315,11 @@ LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.pa
 SCAN_LAM_FRAC, SCAN_U_SHIFT = SCAN.column("lam_frac"), SCAN.column("u_shift")
 MUL_SHIFT = MUL.column("shift")
 ADD_A_UP, ADD_B_UP, ADD_SHIFT = (ADD.column(n) for n in ADD.params)
-K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL = (k.code for k in KERNELS[:6])
 K_S6 = S6.code
 N_S6_COLS = len(S6.extra_inputs) + len(S6.params)
+REVIN_NORM_SHIFT, REVIN_NORM_EPS_Q = REVIN_NORM.column("shift"), REVIN_NORM.column("eps_q")
+REVIN_DENORM_MEAN_UP, REVIN_DENORM_SHIFT, REVIN_DENORM_EPS_Q = (REVIN_DENORM.column(n) for n in REVIN_DENORM.params)
+K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code for k in KERNELS[:8])
 
 
 @njit(cache=True)
@@ -307,14 +371,19 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
                                  _tensor(buf, offsets, channels, lengths, p[1], n_b),
                                  ad[:, :width - 1], ad[:, width - 1], blob[n_rows * width:],
                                  p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+        elif kernel == K_REVIN_NORM:
+            y, s = revin_norm_int16(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT])
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K_SCAN:
                 y, s = scan_int16(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT])
             elif kernel == K_MUL:
                 y, s = mul_int16(a, c, r[MUL_SHIFT])
-            else:
+            elif kernel == K_ADD:
                 y, s = add_int16(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT])
+            else:
+                y, s = revin_denorm_int16(a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP],
+                                          r[REVIN_DENORM_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
     minimum = np.empty(n_t, dtype=np.int64)

@@ -16,6 +16,8 @@ from intsim.lut import EXP_FRAC_BITS
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
+REVIN_EXTRA_BITS = 8     # G, spec 3.11
+REVIN_INV_BITS_INT8 = 24  # Q8, spec 3.11
 
 
 @njit(cache=True)
@@ -156,7 +158,7 @@ def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
 
 @njit(cache=True)
 def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp_table, m_h, m_k, shift, y_zp):
-    """Spec 3.12, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
+    """Spec 3.13, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
     (s_x, z_x), bm: int8[B, N, T] (s_B, z_B), cm: int8[B, N, T] (s_C, z_C); a: int8[E, N] per-row
     symmetric (s_A[e]); m_a/sh_a: int64[E] the decay-address multiplier of (s_d s_A[e]) 2^8;
     dk: int8[E] (the skip D, per-tensor symmetric s_D); exp_table: int16[EXP_SIZE] Q1.14;
@@ -190,3 +192,60 @@ def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp
                 y[bi, ch, t] = v
                 nsat += s
     return y, nsat
+
+
+@njit(cache=True)
+def revin_stats_int8(x, x_zp, bi, ch, eps_q):
+    """Spec 3.11: (mean in units of s_x, std at 2^G) of x[bi, ch, :] - z_x (int8 (s_x, z_x))."""
+    length = np.int64(x.shape[2])
+    s1 = np.int64(0)
+    s2 = np.int64(0)
+    for t in range(x.shape[2]):
+        xc = np.int64(x[bi, ch, t]) - x_zp
+        s1 += xc
+        s2 += xc * xc
+    mean = rne_div(s1, length)
+    v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
+    if v < 1:
+        v = np.int64(1)
+    return mean, isqrt_rne(v)
+
+
+@njit(cache=True)
+def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
+    """Spec 3.11. x: int8[B, C, L] (s_x, z_x) -> y: int8[B, C, L] (s_y, z_y); (m0, shift) from
+    1 / s_y with shift += Q8 - G: (x - mean) / std per sample and channel."""
+    n_b, c, length = x.shape
+    y = np.empty((n_b, c, length), dtype=np.int8)
+    one_q = np.int64(1) << REVIN_INV_BITS_INT8
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
+            inv = rne_div(one_q, std)
+            for t in range(length):
+                val, s = requantize((np.int64(x[bi, ch, t]) - x_zp - mean) * inv, m0, shift, y_zp, 8)
+                y[bi, ch, t] = val
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
+def revin_denorm_int8(y, y_zp, x, x_zp, eps_q, m_a, m_b, shift, o_zp):
+    """Spec 3.11. y: int8[B, R, M] (s_y, z_y) (row-major chunks of R*M/C per channel), x: int8[B, C, L]
+    (s_x, z_x) the window -> o: int8[B, R, M] (s_o, z_o); shift = SH + G: y * std + mean."""
+    n_b, rows, cols = y.shape
+    c = x.shape[1]
+    n = rows * cols // c
+    o = np.empty((n_b, rows, cols), dtype=np.int8)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(c):
+            mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
+            for i in range(ch * n, (ch + 1) * n):
+                r, m = i // cols, i % cols
+                acc = (np.int64(y[bi, r, m]) - y_zp) * std * m_a + ((mean * m_b) << REVIN_EXTRA_BITS)
+                v, s = saturate(rne_shift(acc, shift) + o_zp, 8)
+                o[bi, r, m] = v
+                nsat += s
+    return o, nsat

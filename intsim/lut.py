@@ -34,17 +34,17 @@ LUT_OFFSET = LUT_RANGE << LUT_FRAC_BITS      # address of x = 0 is 2048
 
 _DIGITS = 50
 FUNCTIONS = ("sigmoid", "silu", "softplus")
-# Functions whose INT16 table read is the identity above the table range (x >= 8, spec 2.6, 2.10).
+# Functions whose INT16 table read is the identity above the table range (x >= 8, spec 2.6, 2.11).
 IDENTITY_ABOVE_RANGE = ("silu", "softplus")
 
-# The S6 decay table (spec 2.11): EXP[a] = RNE(exp(-a / 2^8) * 2^14), a = 0 .. 4095 (-Delta*A in [0, 16)).
+# The S6 decay table (spec 2.12): EXP[a] = RNE(exp(-a / 2^8) * 2^14), a = 0 .. 4095 (-Delta*A in [0, 16)).
 EXP_ADDR_FRAC_BITS = 8
 EXP_SIZE = 4096
 EXP_FRAC_BITS = 14
 
 
 def exact_value(func: str, x) -> Decimal:
-    """sigmoid(x), silu(x) or softplus(x) to 50 significant digits (spec 2.6, 2.10): every
+    """sigmoid(x), silu(x) or softplus(x) to 50 significant digits (spec 2.6, 2.11): every
     decimal operation rounds to 50 digits, half to even: sig = 1 / (1 + exp(-x)), silu = x * sig,
     softplus = ln(1 + exp(x)). x is a Decimal or float (taken exactly) or a Fraction
     (numerator / denominator, to 50 digits)."""
@@ -97,9 +97,9 @@ def _exp_decay_cached() -> bytes:
 
 
 def exp_decay_table() -> np.ndarray:
-    """int16[EXP_SIZE]: entry a = RNE(exp(-a / 256) * 2^14) (spec 2.11), the S6 decay exp(Delta*A)
+    """int16[EXP_SIZE]: entry a = RNE(exp(-a / 256) * 2^14) (spec 2.12), the S6 decay exp(Delta*A)
     at Q1.14 for -Delta*A = a / 256 in [0, 16); entry 0 is 16384 (1.0), entries a >= 2662 are 0.
-    Shared by INT16 and INT8 (3.12). A fresh copy."""
+    Shared by INT16 and INT8 (3.13). A fresh copy."""
     return np.frombuffer(_exp_decay_cached(), dtype="<i2").astype(np.int16)
 
 

@@ -9,6 +9,7 @@ explicit `unsupported` row):
   INT16             intsim/int16.py        INT16     (lower -> typed params, pack, kernel)
   INT8              intsim/int8.py         INT8      (lower -> typed params, kernel)
   C++ INT16 / INT8  codegen/emit_int16.py  EMIT16, codegen/emit_int8.py EMIT8 (template + config)
+  torch INT16 / INT8 model/torch_int16.py  TORCH16, model/torch_int8.py TORCH8 (bit-true, 'train' extra)
 
 No back end switches on the op name: it asks its table for the layer's row, and an op
 without a row is an UnsupportedError naming the layer. tests/test_registry.py fails when a
@@ -137,9 +138,37 @@ def _rmsnorm_shape(layer, in_shapes, weights, attrs) -> Shape:
     (d, length), = in_shapes
     if weights["weight"].shape != (d,):
         _fail(layer, f"gain shape {weights['weight'].shape} does not match [D={d}]")
+    _check_eps(layer, attrs)
+    return d, length
+
+
+def _check_eps(layer, attrs) -> None:
     if not 0.0 < attrs["eps"] <= 1.0:
         _fail(layer, f"eps must be in (0, 1], got {attrs['eps']}")
-    return d, length
+
+
+REVIN_MAX_L = 1 << 15    # spec 2.10 / 3.11: the integer variance numerator stays below 2^62
+
+
+def _check_window(layer, attrs, window: Shape) -> None:
+    _check_eps(layer, attrs)
+    if window[1] > REVIN_MAX_L:
+        _fail(layer, f"RevIN over {window[1]} samples; at most {REVIN_MAX_L} (spec 2.10)")
+
+
+def _revin_norm_shape(layer, in_shapes, weights, attrs) -> Shape:
+    _check_window(layer, attrs, in_shapes[0])
+    return in_shapes[0]
+
+
+def _revin_denorm_shape(layer, in_shapes, weights, attrs) -> Shape:
+    """inputs: the forecast [R, M] and the window [C, L] whose statistics it restores;
+    R * M must split into C equal row-major chunks (one per channel)."""
+    _check_window(layer, attrs, in_shapes[1])
+    (rows, cols), (c, _) = in_shapes
+    if (rows * cols) % c:
+        _fail(layer, f"forecast shape {[rows, cols]} does not split into the window's {c} channels")
+    return rows, cols
 
 
 def _same_shape(layer, in_shapes, weights, attrs) -> Shape:
@@ -181,7 +210,11 @@ OPS: dict[str, OpSpec] = {
         # Mamba-1 (S6): softplus of dt_proj gives the step Delta; the selective scan over N states
         # per channel, inputs (delta [E, T], x [E, T], B [N, T], C [N, T]), A = -exp(A_log) [E, N]
         # and the skip D [E] held as constants.
-        OpSpec("softplus", 1, {}, (), (), _same_shape, spec="2.10, 3.11"),
-        OpSpec("s6_scan", 4, {"A": 2, "D": 1}, (), (), _s6_scan_shape, spec="2.11, 3.12"),
+        OpSpec("softplus", 1, {}, (), (), _same_shape, spec="2.11, 3.12"),
+        OpSpec("s6_scan", 4, {"A": 2, "D": 1}, (), (), _s6_scan_shape, spec="2.12, 3.13"),
+        # Instance normalisation (RevIN): per sample and channel over time; the denorm op takes the
+        # window as its second input and recomputes the same statistics (spec 2.10, 3.11).
+        OpSpec("revin_norm", 1, {}, (), ("eps",), _revin_norm_shape, spec="2.10, 3.11"),
+        OpSpec("revin_denorm", 2, {}, (), ("eps",), _revin_denorm_shape, spec="2.10, 3.11"),
     )
 }

@@ -27,6 +27,7 @@ from intsim.graph import write_json_atomic
 from intsim.int8 import asymmetric_params, lower_int8
 from intsim.int16 import lower_int16
 from intsim.lut import IDENTITY_ABOVE_RANGE, int8_table, int8_table_clamped, int16_table, int16_table_clamped
+from intsim.ops import OPS, BackendTable
 from intsim.small_graph import small_graph
 
 KIT_FORMAT = "cmamba-hls-spec-vectors"
@@ -64,153 +65,186 @@ def _elementwise(func, *cols) -> list:
     return [func(*(int(c[i]) for c in cols)) for i in range(len(cols[0]))]
 
 
-def _primitive(case: Case) -> tuple[dict, int | None]:
-    a, p, op = case.inputs, case.params, case.op
-    i64 = np.int64
-    if op in ("rne_shift", "shift_round"):
-        func = fp.rne_shift if op == "rne_shift" else fp.shift_round
-        return {"y": np.array(_elementwise(lambda x, n: func(i64(x), n), a["x"], a["n"]), i64)}, None
-    if op == "rne_div":
-        return {"q": np.array(_elementwise(lambda x, d: fp.rne_div(i64(x), i64(d)), a["num"], a["den"]), i64)}, None
-    if op == "isqrt_rne":
-        return {"r": np.array(_elementwise(lambda v: fp.isqrt_rne(i64(v)), a["v"]), i64)}, None
-    if op == "saturate":
-        pairs = _elementwise(lambda x, b: fp.saturate(i64(x), b), a["x"], a["bits"])
-    elif op == "requantize":
-        pairs = _elementwise(lambda acc, m0, sh, z: fp.requantize(i64(acc), i64(m0), sh, i64(z), p["bits"]),
-                             a["acc"], a["m0"], a["shift"], a["zp"])
-    else:
-        raise ValueError(f"kit: unknown primitive '{op}'")
-    y = np.array([v for v, _ in pairs], i64)
+def _saturating(pairs: list) -> tuple[dict, int]:
+    y = np.array([v for v, _ in pairs], np.int64)
     flags = np.array([bool(s) for _, s in pairs], np.uint8)
     return {"y": y, "saturated": flags}, int(flags.sum())
 
 
-def _int16(case: Case) -> tuple[dict, int]:
-    a, p, op = case.inputs, case.params, case.op
-    if op == "conv1x1":
-        y, n = K16.conv1x1_int16(a["x"], a["weight"], a["bias"].astype(np.int64), p["shift"])
-    elif op == "conv_kx1":
-        y, n = K16.conv_kx1_int16(a["x"], a["weight"], a["bias"].astype(np.int64), p["stride"], p["shift"])
-    elif op == "dwconv":
-        y, n = K16.dwconv_int16(a["x"], a["weight"], a["bias"].astype(np.int64), p["shift"])
-    elif op == "rmsnorm":
-        y, n = K16.rmsnorm_int16(a["x"], a["gain"], np.int64(p["eps_q"]), p["shift"])
-    elif op in ("sigmoid", "silu", "softplus"):
-        y, n = K16.lut_int16(a["x"], a["table"], p["addr_shift"], op in IDENTITY_ABOVE_RANGE, p["identity_shift"],
-                             a["clamped"])
-    elif op == "s6_scan":
-        y, n = K16.s6_scan_int16(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"], a["table"],
-                                 *(p[k] for k in K16.S6.params))
-    elif op == "scan":
-        y, n = K16.scan_int16(a["lam"], a["u"], p["lam_frac"], p["u_shift"])
-    elif op == "mul":
-        y, n = K16.mul_int16(a["a"], a["b"], p["shift"])
-    elif op == "add":
-        y, n = K16.add_int16(a["a"], a["b"], p["a_up"], p["b_up"], p["shift"])
-    else:
-        raise ValueError(f"kit: unknown int16 op '{op}'")
+_i64 = np.int64
+# primitive -> (inputs, params) -> (outputs, saturations or None); spec section 1
+PRIMITIVES = {
+    "rne_shift": lambda a, p: ({"y": np.array(_elementwise(lambda x, n: fp.rne_shift(_i64(x), n), a["x"], a["n"]),
+                                              _i64)}, None),
+    "shift_round": lambda a, p: ({"y": np.array(_elementwise(lambda x, n: fp.shift_round(_i64(x), n), a["x"],
+                                                             a["n"]), _i64)}, None),
+    "rne_div": lambda a, p: ({"q": np.array(_elementwise(lambda x, d: fp.rne_div(_i64(x), _i64(d)), a["num"],
+                                                         a["den"]), _i64)}, None),
+    "isqrt_rne": lambda a, p: ({"r": np.array(_elementwise(lambda v: fp.isqrt_rne(_i64(v)), a["v"]), _i64)}, None),
+    "saturate": lambda a, p: _saturating(_elementwise(lambda x, b: fp.saturate(_i64(x), b), a["x"], a["bits"])),
+    "requantize": lambda a, p: _saturating(_elementwise(
+        lambda acc, m0, sh, z: fp.requantize(_i64(acc), _i64(m0), sh, _i64(z), p["bits"]),
+        a["acc"], a["m0"], a["shift"], a["zp"])),
+}
+
+
+def _primitive(case: Case) -> tuple[dict, int | None]:
+    if case.op not in PRIMITIVES:
+        raise ValueError(f"kit: unknown primitive '{case.op}'")
+    return PRIMITIVES[case.op](case.inputs, case.params)
+
+
+# The kit's replay of one operator, by op: a back end of the op registry (tests/test_registry.py
+# checks every op has a row). A row takes (inputs, params) -> (y, saturations).
+KIT16: BackendTable = BackendTable("conformance kit INT16")
+KIT8: BackendTable = BackendTable("conformance kit INT8")
+
+
+def _bias(a: dict) -> np.ndarray:
+    return a["bias"].astype(np.int64)
+
+
+KIT16.register("conv1x1", lambda a, p: K16.conv1x1_int16(a["x"], a["weight"], _bias(a), p["shift"]))
+KIT16.register("conv_kx1", lambda a, p: K16.conv_kx1_int16(a["x"], a["weight"], _bias(a), p["stride"], p["shift"]))
+KIT16.register("dwconv", lambda a, p: K16.dwconv_int16(a["x"], a["weight"], _bias(a), p["shift"]))
+KIT16.register("rmsnorm", lambda a, p: K16.rmsnorm_int16(a["x"], a["gain"], np.int64(p["eps_q"]), p["shift"]))
+for _func in ("sigmoid", "silu", "softplus"):
+    KIT16.register(_func, lambda a, p, silu=_func in IDENTITY_ABOVE_RANGE: K16.lut_int16(
+        a["x"], a["table"], p["addr_shift"], silu, p["identity_shift"], a["clamped"]))
+KIT16.register("scan", lambda a, p: K16.scan_int16(a["lam"], a["u"], p["lam_frac"], p["u_shift"]))
+KIT16.register("mul", lambda a, p: K16.mul_int16(a["a"], a["b"], p["shift"]))
+KIT16.register("add", lambda a, p: K16.add_int16(a["a"], a["b"], p["a_up"], p["b_up"], p["shift"]))
+KIT16.register("s6_scan", lambda a, p: K16.s6_scan_int16(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"], a["table"],
+                                                         *(p[k] for k in K16.S6.params)))
+
+
+def _conv8(a: dict, p: dict) -> tuple:
+    return (a["x"], p["x_zp"], a["weight"], _bias(a), a["m0"].astype(np.int64), a["shift"].astype(np.int64),
+            p["y_zp"])
+
+
+KIT8.register("conv1x1", lambda a, p: K8.conv1x1_int8(*_conv8(a, p)))
+KIT8.register("dwconv", lambda a, p: K8.dwconv_int8(*_conv8(a, p)))
+KIT8.register("conv_kx1", lambda a, p: K8.conv_kx1_int8(*_conv8(a, p), p["stride"]))
+KIT8.register("rmsnorm", lambda a, p: K8.rmsnorm_int8(a["x"], p["x_zp"], a["gain"], np.int64(p["eps_q"]), p["m0"],
+                                                      p["shift"], p["y_zp"]))
+for _func in ("sigmoid", "silu", "softplus"):
+    KIT8.register(_func, lambda a, p: K8.lut_int8(a["x"], a["table"], a["clamped"]))
+KIT8.register("scan", lambda a, p: K8.scan_int8(a["lam"], a["u"], p["u_zp"], p["m0"], p["shift"], p["y_zp"]))
+KIT8.register("mul", lambda a, p: K8.mul_int8(a["a"], p["a_zp"], a["b"], p["b_zp"], p["m0"], p["shift"], p["y_zp"]))
+KIT8.register("add", lambda a, p: K8.add_int8(a["a"], p["a_zp"], p["m_a"], a["b"], p["b_zp"], p["m_b"], p["shift"],
+                                              p["y_zp"]))
+KIT8.register("s6_scan", lambda a, p: K8.s6_scan_int8(
+    a["delta"], p["d_zp"], a["x"], p["x_zp"], a["B"], p["b_zp"], a["C"], p["c_zp"], a["A"], a["m_a"].astype(np.int64),
+    a["sh_a"].astype(np.int64), a["D"], a["table"], p["m_h"], p["m_k"], p["shift"], p["y_zp"]))
+
+
+def _device(table: BackendTable, case: Case) -> tuple[dict, int]:
+    if case.op not in OPS:
+        raise ValueError(f"kit: unknown {case.precision} op '{case.op}'")
+    y, n = table.row(case.op, case.id)(case.inputs, case.params)
     return {"y": y}, int(n)
 
 
-def _int8(case: Case) -> tuple[dict, int]:
-    a, p, op = case.inputs, case.params, case.op
-    if op in ("conv1x1", "conv_kx1", "dwconv"):
-        conv = (a["x"], p["x_zp"], a["weight"], a["bias"].astype(np.int64), a["m0"].astype(np.int64),
-                a["shift"].astype(np.int64), p["y_zp"])
-        if op == "conv1x1":
-            y, n = K8.conv1x1_int8(*conv)
-        elif op == "dwconv":
-            y, n = K8.dwconv_int8(*conv)
-        else:
-            y, n = K8.conv_kx1_int8(*conv, p["stride"])
-    elif op == "rmsnorm":
-        y, n = K8.rmsnorm_int8(a["x"], p["x_zp"], a["gain"], np.int64(p["eps_q"]), p["m0"], p["shift"], p["y_zp"])
-    elif op in ("sigmoid", "silu", "softplus"):
-        y, n = K8.lut_int8(a["x"], a["table"], a["clamped"])
-    elif op == "s6_scan":
-        y, n = K8.s6_scan_int8(a["delta"], p["d_zp"], a["x"], p["x_zp"], a["B"], p["b_zp"], a["C"], p["c_zp"], a["A"],
-                               a["m_a"].astype(np.int64), a["sh_a"].astype(np.int64), a["D"], a["table"],
-                               p["m_h"], p["m_k"], p["shift"], p["y_zp"])
-    elif op == "scan":
-        y, n = K8.scan_int8(a["lam"], a["u"], p["u_zp"], p["m0"], p["shift"], p["y_zp"])
-    elif op == "mul":
-        y, n = K8.mul_int8(a["a"], p["a_zp"], a["b"], p["b_zp"], p["m0"], p["shift"], p["y_zp"])
-    elif op == "add":
-        y, n = K8.add_int8(a["a"], p["a_zp"], p["m_a"], a["b"], p["b_zp"], p["m_b"], p["shift"], p["y_zp"])
-    else:
-        raise ValueError(f"kit: unknown int8 op '{op}'")
-    return {"y": y}, int(n)
+# One-operator INT8 graphs built from a host case's float inputs, by op kind: op -> (case) -> graph.
+def _binary_graph(op: str, case: Case):
+    """mul / add / scan: the second input comes from a helper layer (a SiLU, or the scan's sigmoid)."""
+    f = case.floats
+    first = ("lam", "sigmoid") if op == "scan" else ("b", "silu")
+    inputs = [first[0], "input"] if op == "scan" else ["input", first[0]]
+    layers = [{"name": first[0], "op": first[1], "inputs": ["input"]}, {"name": "y", "op": op, "inputs": inputs}]
+    qp = ({"input": (f["s_u"], 0), "lam": (1.0 / 256.0, -128), "y": (f["s_y"], 0)} if op == "scan"
+          else {"input": (f["s_a"], 0), "b": (f["s_b"], 0), "y": (f["s_y"], 0)})
+    return small_graph((1, 1), layers, int8=qp)
+
+
+def _conv_graph(op: str, case: Case):
+    f, p, w = case.floats, case.params, case.inputs["weight"]
+    attrs = {k: p[k] for k in ("kernel", "stride") if k in p}
+    channels = w.shape[0] if op == "dwconv" else w.shape[1]
+    return small_graph((channels, p.get("length", 1)),
+                       [{"name": "y", "op": op, "inputs": ["input"], "attrs": attrs,
+                         "weights": {"weight": w, "bias": case.inputs["bias"]}}],
+                       int8={"input": (f["s_x"], p["z_x"]), "y": (f["s_y"], p["z_y"])})
+
+
+def _rmsnorm_graph(op: str, case: Case):
+    f, p, g = case.floats, case.params, case.inputs["gain"]
+    return small_graph((g.size, 1), [{"name": "y", "op": op, "inputs": ["input"], "weights": {"weight": g},
+                                      "attrs": {"eps": f["eps"]}}],
+                       int8={"input": (f["s_x"], p["z_x"]), "y": (f["s_y"], p["z_y"])})
+
+
+INT8_HOST_GRAPHS = {"mul": _binary_graph, "add": _binary_graph, "scan": _binary_graph, "conv1x1": _conv_graph,
+                    "conv_kx1": _conv_graph, "dwconv": _conv_graph, "rmsnorm": _rmsnorm_graph}
 
 
 def _int8_lowered(op: str, case: Case):
     """Lower a one-operator INT8 graph built from the case's float inputs; returns its step."""
-    f, p, a = case.floats, case.params, case.inputs
-    if op in ("mul", "add", "scan"):       # two inputs: the second comes from a helper layer
-        first = ("lam", "sigmoid") if op == "scan" else ("b", "silu")
-        layers = [{"name": first[0], "op": first[1], "inputs": ["input"]},
-                  {"name": "y", "op": op, "inputs": [first[0], "input"] if op == "scan" else ["input", first[0]]}]
-        if op == "scan":
-            qp = {"input": (f["s_u"], 0), "lam": (1.0 / 256.0, -128), "y": (f["s_y"], 0)}
-        else:
-            qp = {"input": (f["s_a"], 0), "b": (f["s_b"], 0), "y": (f["s_y"], 0)}
-        graph = small_graph((1, 1), layers, int8=qp)
-    elif op in ("conv1x1", "conv_kx1", "dwconv"):
-        w = a["weight"]
-        attrs = {k: p[k] for k in ("kernel", "stride") if k in p}
-        length = p.get("length", 1)
-        channels = w.shape[0] if op == "dwconv" else w.shape[1]
-        graph = small_graph((channels, length), [{"name": "y", "op": op, "inputs": ["input"], "attrs": attrs,
-                                                  "weights": {"weight": w, "bias": a["bias"]}}],
-                            int8={"input": (f["s_x"], p["z_x"]), "y": (f["s_y"], p["z_y"])})
-    elif op == "rmsnorm":
-        g = a["gain"]
-        graph = small_graph((g.size, 1), [{"name": "y", "op": op, "inputs": ["input"], "weights": {"weight": g},
-                                           "attrs": {"eps": f["eps"]}}],
-                            int8={"input": (f["s_x"], p["z_x"]), "y": (f["s_y"], p["z_y"])})
-    else:
+    if op not in INT8_HOST_GRAPHS:
         raise ValueError(f"kit: no INT8 host derivation for '{op}'")
-    return lower_int8(graph).step("y")
+    return lower_int8(INT8_HOST_GRAPHS[op](op, case)).step("y")
+
+
+def _quantize_multipliers(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    pairs = [fp.quantize_multiplier(float(m)) for m in a["M"]]
+    return {"m0": np.array([m for m, _ in pairs], np.int64), "shift": np.array([s for _, s in pairs], np.int64)}, {}
+
+
+def _quantize_q(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    q = [fp.quantize_q(np.array([v]), p["frac_bits"], p["bits"]) for v in a["x"]]
+    return {"q": np.array([int(v[0][0]) for v in q], np.int64),
+            "saturated": np.array([v[1] for v in q], np.uint8)}, {}
+
+
+def _int16_table(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    func = ("sigmoid", "silu")[p["is_silu"]]
+    return {"table": int16_table(func, p["frac_bits"]),
+            "clamped": int16_table_clamped(func, p["frac_bits"]).astype(np.uint8)}, {}
+
+
+def _int8_table(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    args = (("sigmoid", "silu")[p["is_silu"]], f["s_x"], p["z_x"], f["s_y"], p["z_y"])
+    return {"table": int8_table(*args), "clamped": int8_table_clamped(*args).astype(np.uint8)}, {}
+
+
+def _activation_params(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    pairs = [asymmetric_params(lo, hi) for lo, hi in zip(a["lo"].tolist(), a["hi"].tolist(), strict=True)]
+    return {"scale": np.array([s for s, _ in pairs], np.float64),
+            "zero_point": np.array([z for _, z in pairs], np.int64)}, {}
+
+
+def _int16_rmsnorm(a: dict, p: dict, f: dict) -> tuple[dict, dict]:
+    graph = small_graph((a["gain"].size, 1), [{"name": "y", "op": "rmsnorm", "inputs": ["input"],
+                                               "weights": {"weight": a["gain"]}, "attrs": {"eps": f["eps"]}}],
+                        int16={"tensors": {"input": p["f_x"], "y": p["f_y"]}, "weights": {"y.weight": p["f_g"]}})
+    q = lower_int16(graph).step("y").params
+    return {"gain_q": q.gain}, {"eps_q": q.eps_q, "shift": q.shift}
+
+
+# host derivation -> (inputs, params, floats) -> (outputs, expected scalars); spec 1.1, 2.6, 3.1-3.10
+HOST_DERIVATIONS = {"quantize_multiplier": _quantize_multipliers, "quantize_q": _quantize_q,
+                    "int16_table": _int16_table, "int8_table": _int8_table,
+                    "int8_activation_params": _activation_params, "int16_rmsnorm": _int16_rmsnorm}
+# lowered INT8 constants of one layer: what a host case of that kind expects
+INT8_HOST_RESULTS = {
+    "conv": lambda q: ({"weight_q": q.weight, "bias_q": q.bias.astype(np.int32), "m0": q.m0.astype(np.int32),
+                        "shift": q.shift.astype(np.int8)}, {}),
+    "add": lambda q: ({}, {"m_a": q.m_a, "m_b": q.m_b, "shift": q.shift}),
+    "rmsnorm": lambda q: ({"gain_q": q.gain}, {"eps_q": q.eps_q, "m0": q.m0, "shift": q.shift}),
+    "multiplier": lambda q: ({}, {"m0": q.m0, "shift": q.shift}),           # mul, scan
+}
+INT8_HOST_KIND = {"conv1x1": "conv", "conv_kx1": "conv", "dwconv": "conv", "add": "add", "rmsnorm": "rmsnorm",
+                  "mul": "multiplier", "scan": "multiplier"}
 
 
 def _host(case: Case) -> tuple[dict, dict]:
     """(output arrays, expected scalars) of a host-side derivation."""
-    a, p, f, op = case.inputs, case.params, case.floats, case.op
-    if op == "quantize_multiplier":
-        pairs = [fp.quantize_multiplier(float(m)) for m in a["M"]]
-        return {"m0": np.array([m for m, _ in pairs], np.int64),
-                "shift": np.array([s for _, s in pairs], np.int64)}, {}
-    if op == "quantize_q":
-        q = [fp.quantize_q(np.array([v]), p["frac_bits"], p["bits"]) for v in a["x"]]
-        return {"q": np.array([int(v[0][0]) for v in q], np.int64),
-                "saturated": np.array([v[1] for v in q], np.uint8)}, {}
-    if op == "int16_table":
-        func = ("sigmoid", "silu")[p["is_silu"]]
-        return {"table": int16_table(func, p["frac_bits"]),
-                "clamped": int16_table_clamped(func, p["frac_bits"]).astype(np.uint8)}, {}
-    if op == "int8_table":
-        args = (("sigmoid", "silu")[p["is_silu"]], f["s_x"], p["z_x"], f["s_y"], p["z_y"])
-        return {"table": int8_table(*args), "clamped": int8_table_clamped(*args).astype(np.uint8)}, {}
-    if op == "int8_activation_params":
-        pairs = [asymmetric_params(lo, hi) for lo, hi in zip(a["lo"].tolist(), a["hi"].tolist())]
-        return {"scale": np.array([s for s, _ in pairs], np.float64),
-                "zero_point": np.array([z for _, z in pairs], np.int64)}, {}
-    if op == "int16_rmsnorm":
-        graph = small_graph((a["gain"].size, 1), [{"name": "y", "op": "rmsnorm", "inputs": ["input"],
-                                                   "weights": {"weight": a["gain"]}, "attrs": {"eps": f["eps"]}}],
-                            int16={"tensors": {"input": p["f_x"], "y": p["f_y"]}, "weights": {"y.weight": p["f_g"]}})
-        q = lower_int16(graph).step("y").params
-        return {"gain_q": q.gain}, {"eps_q": q.eps_q, "shift": q.shift}
-    st = _int8_lowered(op.removeprefix("int8_"), case)
-    q = st.params
-    if op in ("int8_conv1x1", "int8_conv_kx1", "int8_dwconv"):
-        return {"weight_q": q.weight, "bias_q": q.bias.astype(np.int32), "m0": q.m0.astype(np.int32),
-                "shift": q.shift.astype(np.int8)}, {}
-    if op == "int8_add":
-        return {}, {"m_a": q.m_a, "m_b": q.m_b, "shift": q.shift}
-    if op == "int8_rmsnorm":
-        return {"gain_q": q.gain}, {"eps_q": q.eps_q, "m0": q.m0, "shift": q.shift}
-    return {}, {"m0": q.m0, "shift": q.shift}            # int8_mul, int8_scan
+    if case.op in HOST_DERIVATIONS:
+        return HOST_DERIVATIONS[case.op](case.inputs, case.params, case.floats)
+    op = case.op.removeprefix("int8_")
+    st = _int8_lowered(op, case)
+    return INT8_HOST_RESULTS[INT8_HOST_KIND[op]](st.params)
 
 
 def run_case(case: Case) -> Case:
@@ -219,9 +253,9 @@ def run_case(case: Case) -> Case:
     if case.precision == "primitive":
         outputs, sat = _primitive(case)
     elif case.precision == "int16":
-        outputs, sat = _int16(case)
+        outputs, sat = _device(KIT16, case)
     elif case.precision == "int8":
-        outputs, sat = _int8(case)
+        outputs, sat = _device(KIT8, case)
     elif case.precision == "host":
         outputs, expect = _host(case)
         sat = int(outputs["saturated"].sum()) if "saturated" in outputs else None

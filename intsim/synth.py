@@ -52,17 +52,22 @@ def _block_layers(p: str, prev: str, d_conv: int, eps: float, block: str) -> lis
 
 
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
-                  block: str = "simple"):
+                  revin: bool = False, block: str = "simple"):
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
-    its layer names, ops, inputs and attributes (model/export.py and make_random_model use it)."""
-    layers = [{"name": "patch_embed", "op": "conv_kx1", "inputs": ["input"],
-               "attrs": {"kernel": patch, "stride": stride}}]
+    its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
+    revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
+    takes the window `input` as its second input and is then the output tensor)."""
+    layers = [{"name": "revin_in", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": eps}}] if revin else []
+    layers += [{"name": "patch_embed", "op": "conv_kx1", "inputs": [layers[0]["name"] if revin else "input"],
+                "attrs": {"kernel": patch, "stride": stride}}]
     prev = "patch_embed"
     for n in range(n_blocks):
         layers += _block_layers(f"blk{n}.", prev, d_conv, eps, block)
         prev = f"blk{n}.residual"
     layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
                {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+    if revin:
+        layers.append({"name": "revin_out", "op": "revin_denorm", "inputs": ["head", "input"], "attrs": {"eps": eps}})
     return layers
 
 
@@ -87,7 +92,7 @@ def block_weight_shapes(d_model: int, d_inner: int, d_conv: int, block: str = "s
 
 def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, d_inner=16,
                       n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0,
-                      block="simple", d_state=4, dt_rank=2) -> Path:
+                      revin=False, block="simple", d_state=4, dt_rank=2) -> Path:
     """Write a random (untrained) CMamba-slim model directory and return its path.
     block: "simple" or "s6" (then d_state N and dt_rank R size the S6 mixer)."""
     rng = np.random.default_rng(seed)
@@ -101,7 +106,7 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
     per_block = block_weight_shapes(d_model, d_inner, d_conv, block, d_state, dt_rank)
     for n in range(n_blocks):
         shapes.update({f"blk{n}.{k}": v for k, v in per_block.items()})
-    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, block)
+    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin, block)
     for layer in layers:
         if layer["name"] not in shapes:
             continue
@@ -125,11 +130,11 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
     raw = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "name": f"random-seed{seed}",
         "input": {"name": "input", "channels": c_in, "length": length, "columns": cols},
-        "output": {"tensor": "head", "channels": c_out, "horizon": horizon, "columns": cols},
+        "output": {"tensor": layers[-1]["name"], "channels": c_out, "horizon": horizon, "columns": cols},
         "normalization": {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
                           "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}},
         "hyper": {"d_model": d_model, "d_inner": d_inner, "n_blocks": n_blocks, "patch": patch,
-                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps,
+                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps, **({"revin": True} if revin else {}),
                   **({"block": "s6", "d_state": d_state, "dt_rank": dt_rank} if block == "s6" else {})},
         "layers": layers,
     }

@@ -34,6 +34,29 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(ms + self.eps) * self.weight[None, :, None]
 
 
+class RevIN(nn.Module):
+    """Instance normalisation per sample and channel over time (docs/quant-spec.md 2.10, 3.11):
+    `norm(x) = (x - mean_t) / sqrt(var_t + eps)` (population variance), `denorm(y, x)` multiplies
+    the forecast back by the window's std and adds its mean. No parameters (graph ops revin_norm,
+    revin_denorm; the float reference is intsim.float_ref.revin_*)."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = float(eps)
+
+    def stats(self, x):
+        mean = x.mean(dim=2, keepdim=True)
+        return mean, torch.sqrt((x - mean).pow(2).mean(dim=2, keepdim=True) + self.eps)
+
+    def norm(self, x):
+        mean, std = self.stats(x)
+        return (x - mean) / std
+
+    def denorm(self, y, x):
+        mean, std = self.stats(x)
+        return y * std + mean
+
+
 def scan(lam, u):
     """s_t = lam_t * s_{t-1} + (1 - lam_t) * u_t, s_{-1} = 0; lam, u [B, E, T].
 
@@ -49,7 +72,7 @@ def scan(lam, u):
 
 
 def s6_scan(delta, x, b, c, a, d):
-    """The Mamba-1 selective scan (docs/quant-spec.md 2.11): delta, x [B, E, T]; b, c [B, N, T];
+    """The Mamba-1 selective scan (docs/quant-spec.md 2.12): delta, x [B, E, T]; b, c [B, N, T];
     a [E, N] (= -exp(A_log)); d [E]. h_t = exp(delta_t a) h_{t-1} + delta_t b_t x_t, h_{-1} = 0;
     y_t = sum_n c_t h_t + d x_t. A Python loop over the T tokens only."""
     h = torch.zeros(x.shape[0], x.shape[1], a.shape[1], dtype=x.dtype, device=x.device)
@@ -128,7 +151,7 @@ class CMambaSlim(nn.Module):
     """
 
     def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, block="simple", d_state=16,
+                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False, block="simple", d_state=16,
                  dt_rank=None):
         super().__init__()
         if length < patch:
@@ -137,7 +160,8 @@ class CMambaSlim(nn.Module):
             raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
         self.hyper = dict(c_in=c_in, c_out=c_out, length=length, patch=patch, stride=stride,
                           d_model=d_model, d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv,
-                          horizon=horizon, eps=float(eps), block=block)
+                          horizon=horizon, eps=float(eps), revin=bool(revin), block=block)
+        self.revin = RevIN(eps) if revin else None
         self.tokens = (length - patch) // stride + 1
         self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
         if block == "s6":
@@ -153,11 +177,12 @@ class CMambaSlim(nn.Module):
         self.head = nn.Conv1d(d_model, c_out * horizon, self.tokens, stride=1, bias=True)
 
     def forward(self, x):
-        h = self.patch_embed(x)
+        h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         for blk in self.blocks:
             h = blk(h)
         y = self.head(self.drop(self.norm_f(h)))         # [B, C_out*H, 1]
-        return y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+        y = y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+        return self.revin.denorm(y, x) if self.revin is not None else y
 
     @torch.no_grad()
     def block_gains(self, x) -> list[float]:
@@ -166,7 +191,7 @@ class CMambaSlim(nn.Module):
         A value near 0 means the block has died (its weights decayed to nothing)."""
         was = self.training
         self.eval()
-        h = self.patch_embed(x)
+        h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         gains = []
         for blk in self.blocks:
             out = blk(h)

@@ -117,7 +117,7 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     h = module.hyper
     weights = layer_weights(module)
     entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
-                            h["block"])
+                            h.get("revin", False), h["block"])
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
@@ -138,9 +138,12 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
              "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
     if h["block"] == "s6":
         hyper.update(block="s6", d_state=h["d_state"], dt_rank=h["dt_rank"])
-    header = model_header(name, (h["c_in"], h["length"]), "head", (h["c_out"], h["horizon"]), normalization,
-                          columns, output_columns, hyper, training_info, quant)
-    return write_model_dir(out_dir, model_layers(module), header, check)
+    if h.get("revin"):
+        hyper["revin"] = True
+    layers = model_layers(module)
+    header = model_header(name, (h["c_in"], h["length"]), layers[-1][0]["name"], (h["c_out"], h["horizon"]),
+                          normalization, columns, output_columns, hyper, training_info, quant)
+    return write_model_dir(out_dir, layers, header, check)
 
 
 def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, output_shape: tuple[int, int],

@@ -283,6 +283,8 @@ class _Mapper:
         """Append a layer; returns its output tensor `out` (renamed to `name`). `at`: the node whose
         torch shape the output has (default: the node being mapped)."""
         spec = OPS[op]
+        if name in self.shapes:                  # a pending conv's name taken meanwhile
+            name = self.layer_name(name)
         entry = {"name": name, "op": op, "inputs": [t.name for t in inputs]}
         if attrs:
             entry["attrs"] = dict(attrs)
@@ -318,6 +320,8 @@ class _Mapper:
         if conv.op == "dwconv":
             self.fail(f"selects channels of the depthwise conv '{conv.name}' (each channel of a depthwise "
                       f"conv reads its own input channel; select before it instead)")
+        if len(rows) == 0:
+            self.fail(f"selects no channel of '{conv.name}'")
         idx = np.asarray(rows)
         step = f"_{rows.step}" if rows.step != 1 else ""
         name = self.layer_name(f"{conv.name}.ch{rows.start}_{rows.stop}{step}")
@@ -581,7 +585,10 @@ class _Mapper:
         self.fail(f"selects part of the {axes} axis of '{t.name}': no registry op does (only a convolution's "
                   f"output channels can be split; the front end folds such a slice into the convolution)")
 
-    def parts(self, node, sizes, dim, how: str):
+    def parts(self, node, how: str):
+        """chunk(x, n, dim) / split(x, size or sizes, dim) of a pending conv's output channels."""
+        sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
         v = self.val(node.args[0])
         shape = _meta_shape(node.args[0])
         dim = dim % len(shape)
@@ -741,8 +748,8 @@ _FUNCTIONS = {
     torch.unsqueeze: _Mapper.reshape,
     torch.transpose: lambda self, node: self.transpose(node, node.args[1:3]),
     torch.permute: lambda self, node: self.transpose(node, node.args[1] if len(node.args) == 2 else node.args[1:]),
-    torch.chunk: lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "chunk"),
-    torch.split: lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "split"),
+    torch.chunk: lambda self, node: self.parts(node, "chunk"),
+    torch.split: lambda self, node: self.parts(node, "split"),
     F.dropout: _Mapper.dropout,
 }
 
@@ -760,8 +767,8 @@ _METHODS = {
         node, node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]),
     "contiguous": _Mapper.identity,
     "clone": _Mapper.identity,
-    "chunk": lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "chunk"),
-    "split": lambda self, node: self.parts(node, node.args[1], node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0), "split"),
+    "chunk": lambda self, node: self.parts(node, "chunk"),
+    "split": lambda self, node: self.parts(node, "split"),
     "size": _Mapper.shape_of,
     "dim": _Mapper.shape_of,
 }

@@ -42,6 +42,7 @@ def load_torch_model(model_dir) -> CMambaSlim:
                                    f"layer weights ({value})")
     module = CMambaSlim(c_in=graph.input_shape[0], c_out=graph.output_channels, length=graph.input_shape[1],
                         horizon=graph.horizon, eps=hyper.get("eps", 1e-5),
+                        revin=any(layer.op == "revin_norm" for layer in graph.layers),
                         **{k: v for k, v in sizes.items() if k != "horizon"})
 
     def put(param, array):

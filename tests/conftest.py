@@ -29,8 +29,8 @@ def make_calibrated(path, formats="q88", n_cal=256, seed=0, **dims):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """1 block, C_in=3, L=16, D=8, E=16: Q8.8 everywhere."""
-    return make_calibrated(tmp_path_factory.mktemp("tiny"), n_blocks=1)
+    """1 block, C_in=3, L=16, D=8, E=16, RevIN in and out (every registered op): Q8.8 everywhere."""
+    return make_calibrated(tmp_path_factory.mktemp("tiny"), n_blocks=1, revin=True)
 
 
 @pytest.fixture(scope="session")

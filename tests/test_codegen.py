@@ -231,7 +231,7 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=10)
     d = gen.out_dir
     ops = sorted(p.name for p in (d / "firmware" / "ops").iterdir())
-    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "rmsnorm.h",
+    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "revin.h", "rmsnorm.h",
                    "scan.h"]
     for rel in ("firmware/primitives.h", "firmware/params.h", "firmware/top.h", "firmware/top.cpp",
                 "firmware/weights/luts.h", "tb/tb_main.cpp", "tb/npy.h", "tb_data/input.npy",
@@ -348,6 +348,13 @@ def test_testbench_with_zero_vectors_fails(hostile_name_project, tmp_path):
     assert proc.stderr.strip() == f"tb: {data}/input.npy holds no vectors: at least one is needed"
     with pytest.raises(CmambaError, match="holds no vectors"):
         run_testbench(gen.out_dir, data_dir=str(data))
+
+
+def test_testbench_is_clean_under_address_and_undefined_behaviour_sanitizers(tiny_model_auto, tmp_path):
+    gen = generate_project(tiny_model_auto, tmp_path / "p", n_vectors=40, layers=True)
+    build(gen.out_dir, extra_flags="-fsanitize=address,undefined -fno-sanitize-recover=all -g")
+    tb = run_testbench(gen.out_dir)
+    assert (tb.passed, tb.failed, tb.returncode) == (40, 0, 0), tb.stdout
 
 
 # ------------------------------------------------------------------ CLI

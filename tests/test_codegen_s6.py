@@ -1,4 +1,4 @@
-"""Mamba-1 (S6) blocks end to end in C++ (docs/quant-spec.md 2.11, 3.12): the default-size S6
+"""Mamba-1 (S6) blocks end to end in C++ (docs/quant-spec.md 2.12, 3.13): the default-size S6
 model (the default model's dimensions with N = 16 states, R = 2) bit-exact against the golden
 model on 1,000 vectors in both precisions, and a small S6 model driven into saturation (state
 and outputs) bit-exact in both precisions. Random S6 graphs run in the hypothesis tests of

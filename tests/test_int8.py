@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -171,3 +172,61 @@ def test_lowering_errors_name_the_layer(tmp_path, tiny_model):
     path.write_text(json.dumps(raw))
     with pytest.raises(QuantizationError, match="calibrate"):
         load_model(tmp_path / "m").run(np.zeros(tiny_model.graph.input_shape), "quant8")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), length=st.integers(1, 40), eps_q=st.sampled_from([0, 1, 500, 2 ** 32]))
+def test_revin_kernels_match_exact_reference(seed, length, eps_q):
+    """Spec 3.11 with exact rationals (a constant channel included): revin_norm and revin_denorm."""
+    rng = np.random.default_rng(seed)
+    c, per = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    x = rng.integers(-128, 128, (2, c, length)).astype(I8)
+    x[1, 0] = x[1, 0, 0]
+    fc = rng.integers(-128, 128, (2, c, per)).astype(I8)
+    z_x, z_y, z_o = (int(v) for v in rng.integers(-128, 128, 3))
+    m0, sh = quantize_multiplier(float(rng.uniform(0.5, 30.0)))
+    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    m_a, m_b = int(rng.integers(1, 2 ** 31)), int(rng.integers(1, 2 ** 31))
+    sh_o = int(rng.integers(20, 50))
+    y, n_y = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, shift, z_y)
+    o, n_o = K8.revin_denorm_int8(fc, z_y, x, z_x, np.int64(eps_q), m_a, m_b, sh_o, z_o)
+    sat_y = sat_o = 0
+    for b in range(2):
+        for ch in range(c):
+            xc = [int(v) - z_x for v in x[b, ch]]
+            s1, s2 = sum(xc), sum(v * v for v in xc)
+            mean = rne_exact(Fraction(s1, length))
+            v = max(rne_exact(Fraction((length * s2 - s1 * s1) << 16, length * length)) + eps_q, 1)
+            r = math.isqrt(v)
+            std = r + 1 if v - r * r > r else r
+            inv = rne_exact(Fraction(1 << K8.REVIN_INV_BITS_INT8, std))
+            for t in range(length):
+                prod = (xc[t] - mean) * inv
+                assert abs(prod) < 2 ** 31
+                want, s = requant_ref(prod, m0, shift, z_y)
+                assert y[b, ch, t] == want
+                sat_y += s
+            for i in range(per):
+                acc = (int(fc[b, ch, i]) - z_y) * std * m_a + ((mean * m_b) << 8)
+                val = rne_exact(Fraction(acc, 2 ** sh_o)) + z_o
+                assert o[b, ch, i] == max(-128, min(127, val))
+                sat_o += int(val > 127 or val < -128)
+        assert np.all(y[1, 0] == z_y)                       # a constant channel: exactly the real zero
+    assert (n_y, n_o) == (sat_y, sat_o)
+
+
+def test_revin_norm_int8_close_to_float():
+    from intsim.float_ref import revin_norm
+    rng = np.random.default_rng(5)
+    s_x, z_x, s_y, z_y = 0.05, -10, 4.0 / 255, 0
+    x = rng.integers(-128, 128, (4, 3, 48)).astype(I8)
+    m0, sh = quantize_multiplier(1.0 / s_y)
+    eps_q = int(np.rint(1e-5 / (s_x * s_x) * 2 ** 16))
+    y, n = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS, z_y)
+    codes = revin_norm(s_x * (x.astype(np.float64) - z_x), 1e-5) / s_y + z_y
+    inside = (codes > -128.5) & (codes < 127.5)
+    std_codes = np.std(x.astype(np.float64), axis=2, keepdims=True)
+    # 0.5 LSB + the rounded mean (at most 1/2 input code, i.e. 0.5 / std_codes in normalised units) + rsqrt
+    bound = 0.5 + 0.5 / std_codes / s_y + 0.02
+    assert np.all((np.abs(y - codes) <= bound)[inside])
+    assert n == np.count_nonzero(~inside)

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -286,3 +287,66 @@ def test_extreme_inputs_clamp_never_wrap(pattern, seed):
     g = np.full(6, 256, dtype=I16)
     yr, nr = K.rmsnorm_int16(x, g, np.int64(1), K.RMS_INV_BITS + 8 - K.RMS_EXTRA_BITS - 8)
     assert nr == 0 and np.max(np.abs(yr.astype(np.int64))) <= 256 * np.sqrt(6) + 1
+
+
+# --------------------------------------------------------------------------- RevIN (spec 2.10)
+def test_spec_2_10_revin_example():
+    x = arr([256, 512, 768, 1536], (1, 1, 4))
+    assert K.revin_stats_int16(x, 0, 0, np.int64(1)) == (768, 122607)
+    y, n = K.revin_norm_int16(x, np.int64(1), K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - 8)
+    assert y[0, 0].tolist() == [-274, -137, 0, 411] and n == 0
+    o, n = K.revin_denorm_int16(arr([256], (1, 1, 1)), x, np.int64(1), 8 + K.REVIN_EXTRA_BITS, 8 + 8 + 8 - 8)
+    assert o[0, 0, 0] == 1247 and n == 0
+
+
+def _nearest_sqrt(v: int) -> int:
+    r = math.isqrt(v)
+    return r + 1 if v - r * r > r else r
+
+
+def revin_stats_exact(row: list[int], eps_q: int) -> tuple[int, int]:
+    """Spec 2.10 with exact rationals: (mean_q, std_q)."""
+    n, s1, s2 = len(row), sum(row), sum(v * v for v in row)
+    v = max(rne_exact(Fraction(n * s2 - s1 * s1, n * n)) + eps_q, 1)
+    return rne_exact(Fraction(s1, n)), _nearest_sqrt(v << (2 * K.REVIN_EXTRA_BITS))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), length=st.integers(1, 40), f_y=st.integers(0, 15), f_o=st.integers(0, 15),
+       eps_q=st.sampled_from([0, 1, 7, 2 ** 30]), wide=st.booleans())
+def test_revin_kernels_match_exact_reference(seed, length, f_y, f_o, eps_q, wide):
+    rng = np.random.default_rng(seed)
+    lim = MAXV if wide else 600
+    c, per = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    x = rng.integers(-lim - 1, lim + 1, (2, c, length)).astype(I16)
+    x[1, 0] = x[1, 0, 0]                                  # a constant channel
+    fc = rng.integers(MINV, MAXV + 1, (2, c * per, 1)).astype(I16)
+    shift = K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - f_y
+    y, n_y = K.revin_norm_int16(x, np.int64(eps_q), shift)
+    o, n_o = K.revin_denorm_int16(fc, x, np.int64(eps_q), f_y + K.REVIN_EXTRA_BITS, f_y + 8 + K.REVIN_EXTRA_BITS - f_o)
+    sat_y = sat_o = 0
+    for b in range(2):
+        for ch in range(c):
+            mean_q, std_q = revin_stats_exact(x[b, ch].tolist(), eps_q)
+            inv = rne_exact(Fraction(1 << K.REVIN_INV_BITS, std_q))
+            for t in range(length):
+                want, s = sat16(rne_exact(Fraction((int(x[b, ch, t]) - mean_q) * inv, 1 << shift)))
+                assert y[b, ch, t] == want
+                sat_y += s
+            for i in range(ch * per, (ch + 1) * per):
+                acc = int(fc[b, i, 0]) * std_q + (mean_q << (f_y + K.REVIN_EXTRA_BITS))
+                want, s = sat16(rne_exact(Fraction(acc, 2 ** (f_y + 8 + K.REVIN_EXTRA_BITS - f_o))))
+                assert o[b, i, 0] == want
+                sat_o += s
+        assert np.all(y[1, 0] == 0)                       # a constant channel normalises to exactly 0
+    assert (n_y, n_o) == (sat_y, sat_o)
+
+
+def test_revin_norm_within_one_lsb_of_float():
+    from intsim.float_ref import revin_norm
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((20, 4, 64)) * 2 + rng.uniform(-20, 20, (20, 4, 1)))
+    x_q = np.clip(np.rint(x * 256), MINV, MAXV).astype(I16)
+    y, _ = K.revin_norm_int16(x_q, np.int64(1), K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - 8)
+    want = revin_norm(x_q / 256.0, 1e-5) * 256
+    assert np.max(np.abs(y - want)) <= 1.0

@@ -305,3 +305,22 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
     before = {p.name: p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()}
     assert main(["train", "--data", str(tiny_csv), "--out", str(model_dir), "--columns", "x,nope", *TINY]) == 2
     assert {p.name: p.read_bytes() for p in sorted(model_dir.rglob("*")) if p.is_file()} == before
+
+
+def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
+    """RevIN on: the exported graph (revin_norm ... revin_denorm) computes module.eval()(x), and a
+    window shifted and scaled per channel gives the forecast shifted and scaled the same way."""
+    torch.manual_seed(0)
+    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True).eval()
+    export_model(module, tmp_path / "m", None, ["a", "b", "c"])
+    model = load_model(tmp_path / "m")
+    assert [layer.op for layer in model.graph.layers][::len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
+    x = np.random.default_rng(0).standard_normal((5, 3, 16))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x).float()).double().numpy()
+    got = model.run(x, "fp32").output
+    assert np.allclose(got, want, atol=1e-4)
+    scale, shift = np.array([2.0, 0.5, 3.0])[None, :, None], np.array([10.0, -4.0, 0.0])[None, :, None]
+    moved = model.run(x * scale + shift, "fp32").output.reshape(got.shape)
+    assert np.allclose(moved, got * scale + shift, atol=1e-3)

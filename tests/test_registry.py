@@ -12,8 +12,15 @@ from intsim.float_ref import FLOAT
 from intsim.int16 import INT16
 from intsim.int8 import INT8
 from intsim.ops import OPS, BackendTable
+from intsim.spec_kit import KIT8, KIT16
 
-BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8]
+BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8]
+try:                                   # the bit-true PyTorch back end (the 'train' extra, installed in CI)
+    from model.torch_int8 import TORCH8
+    from model.torch_int16 import TORCH16
+    BACKENDS += [TORCH16, TORCH8]
+except ModuleNotFoundError:            # a numpy-only install: the golden model needs no torch
+    pass
 
 
 @pytest.mark.parametrize("table", BACKENDS, ids=lambda t: t.name)

@@ -1,5 +1,5 @@
 """The Mamba-1 (S6) ops: softplus tables, the decay table and the s6_scan kernels (docs/quant-spec.md
-2.10, 2.11, 3.11, 3.12) against independent references: float math for the tables (entries away
+2.11, 2.12, 3.12, 3.13) against independent references: float math for the tables (entries away
 from a rounding tie), and plain Python integers with Fraction rounding (Python's round() of a
 Fraction rounds half to even) for the kernels."""
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_softplus_int16_table(f):
         if _near_tie(v):
             continue
         assert table[j] == min(round(v), 32767) and clamped[j] == (round(v) > 32767), j
-    first = {13: 3068, 14: 2523, 15: 2187}.get(f)           # spec 2.10: clamped entries only for f >= 13
+    first = {13: 3068, 14: 2523, 15: 2187}.get(f)           # spec 2.11: clamped entries only for f >= 13
     assert (np.flatnonzero(clamped)[0] if clamped.any() else None) == first
 
 
@@ -82,7 +82,7 @@ def test_quantize_multiplier_15_bits():
 
 # ---------------------------------------------------------------- INT16 kernel
 def ref_s6_int16(delta, x, bm, cm, a, d, sh):
-    """Spec 2.11 in Python integers: (y [E, T], saturations); sh = the host shifts."""
+    """Spec 2.12 in Python integers: (y [E, T], saturations); sh = the host shifts."""
     addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift = sh
     e, t_len = x.shape
     n_st = a.shape[1]
@@ -111,7 +111,7 @@ def _run16(delta, x, bm, cm, a, d, sh):
 
 
 def test_int16_spec_example():
-    """docs/quant-spec.md 2.11's example: Q8.8, E = N = 1, two steps."""
+    """docs/quant-spec.md 2.12's example: Q8.8, E = N = 1, two steps."""
     one = lambda v: np.array([[v, v]], np.int16)             # noqa: E731
     y, n = _run16(one(128), one(512), one(256), one(256), np.array([[-256]], np.int16),
                   np.array([0], np.int16), (8, 0, 6, 14, 0, 8, 16))
@@ -205,7 +205,7 @@ def test_s6_scan_int8_matches_python_integers(data, e, n_st, t_len):
 # ---------------------------------------------------------------- the network
 def test_s6_model_every_mode_close_to_fp32_and_packed_equals_per_layer(tiny_s6_model):
     """A random S6 model: quant16, bittrue and quant8 track fp32; the bittrue whole-program
-    interpreter gives exactly the per-layer kernels' values (spec 2.11 in both paths)."""
+    interpreter gives exactly the per-layer kernels' values (spec 2.12 in both paths)."""
     from intsim.fixedpoint import quantize_q
     from intsim.int16 import run_step16
     m = tiny_s6_model

@@ -138,7 +138,7 @@ def s6_case_from(delta, x, bm, cm, a, d, shifts, expected, n_sat) -> Case:
 
 
 def s6_case(rng, i):
-    """Spec 2.11 with random shifts in their legal ranges (odd cases: full-scale operands, saturating)."""
+    """Spec 2.12 with random shifts in their legal ranges (odd cases: full-scale operands, saturating)."""
     e, n_st, t = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 10))
     lim = 32767 if i % 2 else 700
     delta = batch(rng, e, t, 0, lim)
@@ -166,11 +166,32 @@ def binary_case(rng, op, i):
     return Case(op, op, ints, None, [], [a, b], y, n)
 
 
+def revin_case(rng, op, i):
+    """revin.h.j2 holds both RevIN ops: even cases revin_norm, odd cases revin_denorm (forecast as
+    [C*n, 1] or [C, n]); eps_q from 1 to 2^30 (spec 2.10)."""
+    c, length = int(rng.integers(1, 6)), int(rng.integers(1, 10))
+    x = batch(rng, c, length)
+    eps_q = 1 if i < 2 else int(rng.integers(1, 2 ** 30))
+    base = [("C", c), ("L", length), ("EPS_Q", eps_q), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS)]
+    if i % 2 == 0:
+        shift = int(rng.integers(17, 33))
+        y, n = K.revin_norm_int16(x, np.int64(eps_q), shift)
+        ints = base + [("REVIN_INV_BITS", K.REVIN_INV_BITS), ("SHIFT", shift)]
+        return Case("revin", "revin_norm", ints, None, [], [x], y, n)
+    per = int(rng.integers(1, 5))
+    rows, cols = (c * per, 1) if i % 4 == 1 else (c, per)
+    fc = batch(rng, rows, cols)
+    mean_up, shift = int(rng.integers(8, 24)), int(rng.integers(-7, 39))
+    y, n = K.revin_denorm_int16(fc, x, np.int64(eps_q), mean_up, shift)
+    ints = base + [("R", rows), ("M", cols), ("MEAN_UP", mean_up), ("SHIFT", shift)]
+    return Case("revin", "revin_denorm", ints, None, [], [fc, x], y, n)
+
+
 # template -> case builder (rng, template, i); a template without one fails make_cases
 CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
                  "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i), "lut_activation": lambda rng, op, i: lut_case(rng, i),
                  "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case,
-                 "s6_scan": lambda rng, op, i: s6_case(rng, i)}
+                 "revin": revin_case, "s6_scan": lambda rng, op, i: s6_case(rng, i)}
 
 
 def kit_cases() -> list[Case]:

@@ -232,7 +232,7 @@ def s6_cfg(e, n, t, zps, m_h, m_k, shift):
 
 
 def s6_case(rng, idx, extreme):
-    """Spec 3.12: random codes, address multipliers spreading -Delta*A over the table, a state-sum
+    """Spec 3.13: random codes, address multipliers spreading -Delta*A over the table, a state-sum
     multiplier aiming the output at tens of codes (odd cases: hundreds, saturating)."""
     e, n, t = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 10))
     delta, x = _codes(rng, (e, t), extreme), _codes(rng, (e, t), None)
@@ -248,6 +248,32 @@ def s6_case(rng, idx, extreme):
                                sh_a, d, EXP, m_h, m_k, shift, zps[4])
     return [Case(f"s6_scan_{idx}", "s6_scan_int8", s6_cfg(e, n, t, zps, m_h, m_k, shift),
                  s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d), (e, t), S6_ARGS, y[0], n_sat)]
+def revin_cases(rng, idx, extreme):
+    """Both RevIN ops (spec 3.11): norm with 1/s_y from 0.3 to 40 (the larger saturate), denorm with
+    the forecast as [C*n, 1] or [C, n] and multipliers as lowered (one shift from the larger)."""
+    c, length = int(rng.integers(1, 5)), int(rng.integers(1, 12))
+    x = _codes(rng, (c, length), extreme)
+    x_zp, y_zp, o_zp = _zp(rng), _zp(rng), _zp(rng)
+    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), 1 << 32]))
+    m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.3), np.log(40.0)))))
+    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    y, n = K8.revin_norm_int8(x[None], x_zp, np.int64(eps_q), m0, shift, y_zp)
+    cfg = _cfg(C=c, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+               REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=m0, SHIFT=shift)
+    cases = [Case(f"revin_norm_{idx}", "revin_norm_int8", cfg, [("x", "i8_t", x)], (c, length), "{x}, y", y[0], n)]
+    per = int(rng.integers(1, 5))
+    rows, cols = (c * per, 1) if idx % 2 else (c, per)
+    fc = rng.integers(-128, 128, (rows, cols)).astype(I8)
+    m_a, m_b = (float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))) for _ in range(2))
+    _, sh = quantize_multiplier(max(m_a, m_b))
+    ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
+    y, n = K8.revin_denorm_int8(fc[None], y_zp, x[None], x_zp, np.int64(eps_q), ia, ib, sh + K8.REVIN_EXTRA_BITS,
+                                o_zp)
+    cfg = _cfg(C=c, L=length, R=rows, M=cols, Y_ZP=y_zp, X_ZP=x_zp, O_ZP=o_zp, EPS_Q=eps_q,
+               REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, M_A=ia, M_B=ib, SHIFT=sh + K8.REVIN_EXTRA_BITS)
+    cases.append(Case(f"revin_denorm_{idx}", "revin_denorm_int8", cfg, [("f", "i8_t", fc), ("x", "i8_t", x)],
+                      (rows, cols), "{f}, {x}, y", y[0], n))
+    return cases
 
 
 def kit_cases() -> list[Case]:
@@ -307,7 +333,7 @@ def all_cases(seed=0):
     for idx in range(N_CASES + 3):
         extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
         cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
-            + elementwise_cases(rng, idx, extreme) + s6_case(rng_s6, idx, extreme)
+            + elementwise_cases(rng, idx, extreme) + revin_cases(rng, idx, extreme) + s6_case(rng_s6, idx, extreme)
     return cases + kit_cases()
 
 

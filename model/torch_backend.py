@@ -1,0 +1,145 @@
+"""The bit-true PyTorch back end: the INT16 and INT8 programs on integer torch tensors
+(needs the 'train' extra; docs/model.md "Bit-true PyTorch back end").
+
+    from model.torch_backend import TorchRunner
+    res = TorchRunner(model, device="cpu").run(x, "bittrue")      # or "quant8"; device="cuda"
+    res = model.run(x, "bittrue", backend="torch")                 # the same, through the plug-in
+
+It runs the very lowered programs of the golden model (`Model.program`, `Model.program8`:
+`intsim.int16.lower_int16`, `intsim.int8.lower_int8`), one registry row per op (TORCH16 in
+model/torch_int16.py, TORCH8 in model/torch_int8.py), batched over windows (the only Python
+loops are over layers and over the scan's time steps), and returns a `RunResult` equal to the
+golden model's byte for byte: output, integer output, captured tensors and per-tensor
+statistics (saturations, min, max, size). Host-side input quantization is the golden model's own
+(`quantize_q`, `quantize_act`). `TorchProgram` is the tensor-level interface QAT uses.
+
+intsim discovers this back end through the `cmamba_hls.backends` entry point (pyproject.toml),
+so `Model.run(..., backend="torch")` works without intsim importing torch or this package.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from intsim.chunks import run_in_chunks
+from intsim.errors import UnsupportedError
+from intsim.executor import Model, RunResult, _wants
+from intsim.fixedpoint import dequantize, quantize_q
+from intsim.formats import lsb
+from intsim.graph import INPUT_NAME
+from intsim.int8 import dequantize_act, quantize_act
+from intsim.modes import BITTRUE, QUANT8, Mode, get_mode
+from intsim.ops import BackendTable
+from model.torch_int8 import TORCH8
+from model.torch_int16 import TORCH16
+from model.torch_rows import TorchRow
+
+TABLES: dict[str, BackendTable[TorchRow]] = {"int16": TORCH16, "int8": TORCH8}
+INT_DTYPES = {"int16": np.int16, "int8": np.int8}
+
+
+class TorchProgram:
+    """A lowered program (Int16Program or Int8Program) prepared on a device: each step's row
+    and its parameters as device tensors. `run(x_q)` -> (tensors, saturations) by name."""
+
+    def __init__(self, program, precision: str, device):
+        table = TABLES[precision]
+        self.program = program
+        self.precision = precision
+        self.device = torch.device(device)
+        self.steps = []
+        for st in program.steps:
+            row = table.row(st.op, st.name)
+            self.steps.append((st, row.run, row.prepare(st, self.device)))
+
+    def run(self, x_q: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """x_q: int32 [B, L, C_in] (channels-last) on the device, int16 / int8 codes at the input
+        format -> ({tensor name: int32 [B, L, C]}, {layer name: 0-d int64 saturation count})."""
+        env = {INPUT_NAME: x_q}
+        sats = {}
+        for st, run, prepared in self.steps:
+            env[st.name], sats[st.name] = run(prepared, [env[s] for s in st.inputs])
+        return env, sats
+
+
+class TorchRunner:
+    """`Model.run` for the integer modes, on torch (CPU by default; device="cuda" on a GPU)."""
+
+    def __init__(self, model: Model, device=None):
+        self.model = model
+        self.device = torch.device(device or "cpu")
+        self._programs: dict[str, tuple[object, TorchProgram]] = {}
+
+    def program(self, mode: str | Mode) -> TorchProgram:
+        """The model's lowered program of `mode`, prepared on this runner's device (re-prepared when
+        the model lowers again, e.g. after `Model.invalidate()`)."""
+        mode = get_mode(mode)
+        if not mode.integer:
+            raise UnsupportedError(f"mode '{mode.name}' is float; the torch bit-true back end runs the integer "
+                                   f"modes ({BITTRUE.name}, {QUANT8.name})")
+        lowered = self.model.program_of(mode)
+        cached = self._programs.get(mode.precision)
+        if cached is None or cached[0] is not lowered:
+            cached = (lowered, TorchProgram(lowered, mode.precision, self.device))
+            self._programs[mode.precision] = cached
+        return cached[1]
+
+    def run(self, x, mode: str | Mode = BITTRUE, capture=None) -> RunResult:
+        """As `Model.run(x, mode, capture)` (x: float [B, C_in, L] or [C_in, L], normalised); the
+        same RunResult, byte for byte. Batches above 1,024 windows run in chunks."""
+        mode = get_mode(mode)
+        prog = self.program(mode)
+        xb, single = self.model._check_float(x)
+
+        def chunk(part):
+            part = part.astype(np.float64, copy=False)
+            if mode.precision == "int16":
+                x_q, n_sat = quantize_q(part, prog.program.input_frac, 16, "input")
+            else:
+                x_q, n_sat = quantize_act(part, *prog.program.input_qp, "input")
+            res = self.run_int(x_q.astype(INT_DTYPES[mode.precision]), mode, capture)
+            res.stats[INPUT_NAME]["saturations"] = n_sat
+            return res
+
+        res = run_in_chunks(chunk, xb)
+        if single:
+            res.output, res.output_q = res.output[0], res.output_q[0]
+        return res
+
+    def run_int(self, x_q, mode: str | Mode = BITTRUE, capture=None) -> RunResult:
+        """From integer codes: x_q int16 (bittrue) / int8 (quant8) [B, C_in, L] at the input format
+        (`Model.run_int16` / `Model.run_int8`)."""
+        mode = get_mode(mode)
+        prog = self.program(mode)
+        xb = self.model._int_batch(x_q, INT_DTYPES[mode.precision])
+        env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
+        names = [INPUT_NAME] + [st.name for st in prog.program.steps]
+        lo = torch.stack([env[n].min() for n in names]).cpu().numpy()
+        hi = torch.stack([env[n].max() for n in names]).cpu().numpy()
+        n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
+        dtype = INT_DTYPES[mode.precision]
+
+        def host(t: torch.Tensor) -> np.ndarray:      # [B, L, C] int32 -> numpy [B, C, L] int16 / int8
+            return np.ascontiguousarray(t.transpose(1, 2).cpu().numpy().astype(dtype))
+
+        out_q = self.model._shape_output(host(env[prog.program.output_tensor]))
+        tensors = {n: host(env[n]) for n in names if _wants(capture, n)} if capture else {}
+        if mode.precision == "int16":
+            fracs = [prog.program.frac_of(n) for n in names]
+            values = [(float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f))) for a, b, f in zip(lo, hi, fracs)]
+            out_frac = prog.program.output_frac
+            output, out_lsb = dequantize(out_q, out_frac), lsb(out_frac)
+        else:
+            qps = [prog.program.input_qp] + [st.out_qp for st in prog.program.steps]
+            values = [tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp)) for a, b, qp in zip(lo, hi, qps)]
+            out_frac = None
+            output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
+        size = {n: int(env[n].numel()) for n in names}
+        stats = {n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
+                 for n, s, (a, b) in zip(names, n_sat, values)}
+        return RunResult(mode.name, output, out_q, stats, tensors, out_frac, out_lsb)
+
+
+def make_backend(model: Model) -> TorchRunner:
+    """The `cmamba_hls.backends` entry point: `Model.run(..., backend="torch")`."""
+    return TorchRunner(model)

@@ -1,0 +1,115 @@
+"""The fixed-point primitives of docs/quant-spec.md section 1 on torch tensors (needs the 'train' extra).
+
+The torch twins of `intsim/fixedpoint.py`, element-wise over int64 tensors of any shape, on
+any device (CPU or CUDA): round-half-to-even shifts and divisions, clamping saturation with a
+count, the exact integer square root and INT8 requantization. Each is exact for the ranges
+the spec states and is property-tested against exact Python integers (tests/test_torch_backend.py).
+
+Exactness traps handled here, once:
+- `>>` on int64 tensors is an arithmetic (floor) shift; shift counts stay in [0, 62].
+- torch integer division: only `rounding_mode="floor"` is used (never true division, never
+  truncation toward zero); `rne_div` corrects the floor quotient with the remainder.
+- products: every caller keeps |product| < 2^63 by the spec's widths (section 2, 3).
+- `isqrt_floor`: a float64 estimate corrected by exact integer comparisons (the estimate of
+  sqrt(v) for v < 2^62 is within 1 of the floor; the corrections make it exact).
+
+`exact_float_shift` is the fast path for integers a float type holds exactly (|x| <= 2^53 in
+float64): scaling by 2^-n is exact and `torch.round` rounds half to even, so
+round(x * 2^-n) == rne_shift(x, n). Kernels use it only where the spec's widths prove the
+bound (each kernel says which); `narrow` and `requantize` are the two output steps.
+"""
+from __future__ import annotations
+
+import torch
+
+MAX_SHIFT = 62
+FLOAT64_EXACT = 1 << 53          # every integer of magnitude <= 2^53 is a float64
+FLOAT32_EXACT = 1 << 24          # ... <= 2^24 a float32
+
+
+def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
+    """RNE(x / 2^n) for an integer tensor x (int64: x <= 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
+    and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when the remainder r exceeds 2^(n-1), or
+    equals it and q is odd: (x + 2^(n-1) - 1 + (q & 1)) >> n (n >= 1; n = 0 returns x)."""
+    if isinstance(n, int):
+        if not 0 <= n <= MAX_SHIFT:
+            raise ValueError(f"rne_shift: shift must be in [0, {MAX_SHIFT}], got {n}")
+        if n == 0:
+            return x
+        return (x + ((1 << (n - 1)) - 1) + ((x >> n) & 1)) >> n
+    half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)
+    odd = ((x >> n) & 1) * (n > 0)
+    return (x + half_minus_one + odd) >> n
+
+
+def shift_round(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x * 2^-n for a signed shift count (spec 1.3): RNE right shift when n > 0, exact left
+    shift when n <= 0 (|n| <= 62; the caller keeps the result inside int64)."""
+    if n >= 0:
+        return rne_shift(x, n)
+    if n < -MAX_SHIFT:
+        raise ValueError(f"shift_round: shift must be in [-{MAX_SHIFT}, {MAX_SHIFT}], got {n}")
+    return x << -n
+
+
+def exact_float_shift(x: torch.Tensor, n: int) -> torch.Tensor:
+    """RNE(x * 2^-n) of a float tensor of integers inside its exact range (|x| <= 2^53 in
+    float64, 2^24 in float32), n in [-62, 62]: exact (power-of-two scaling loses nothing and
+    stays normal, torch.round is half to even). Result: the same float dtype."""
+    return torch.round(x * (2.0 ** -n))
+
+
+def sat_limits(bits: int) -> tuple[int, int]:
+    hi = (1 << (bits - 1)) - 1
+    return -hi - 1, hi
+
+
+def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clamp(x, -2^(bits-1), 2^(bits-1) - 1), number of clamped elements as a 0-d int64
+    tensor) (spec 1.4). Works on int64 and on float64 tensors of integers alike."""
+    lo, hi = sat_limits(bits)
+    clamped = torch.clamp(x, lo, hi)
+    return clamped, torch.count_nonzero(clamped != x)
+
+
+def rne_div(num: torch.Tensor, den) -> torch.Tensor:
+    """RNE(num / den), ties to even, for int64 num and den > 0 (an int or an int64 tensor
+    broadcastable to num) (spec 1.5): floor quotient q, remainder r = num - q den in [0, den);
+    round up when r > den - r, or r == den - r and q is odd."""
+    q = torch.div(num, den, rounding_mode="floor")
+    rem = num - q * den
+    other = den - rem
+    return q + ((rem > other) | ((rem == other) & ((q & 1) == 1))).to(q.dtype)
+
+
+def isqrt_floor(v: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(v)) for int64 0 <= v < 2^62: a float64 estimate (off by at most 1), then
+    exact integer corrections (r^2 <= v < (r + 1)^2 holds on return)."""
+    r = torch.floor(torch.sqrt(v.to(torch.float64))).to(torch.int64)
+    r = r - (r * r > v).to(torch.int64)
+    r = r - (r * r > v).to(torch.int64)
+    r = r + ((r + 1) * (r + 1) <= v).to(torch.int64)
+    return r + ((r + 1) * (r + 1) <= v).to(torch.int64)
+
+
+def isqrt_rne(v: torch.Tensor) -> torch.Tensor:
+    """Nearest integer to sqrt(v), 0 <= v < 2^62 (no ties exist): r + 1 when v - r^2 > r (spec 1.6)."""
+    r = isqrt_floor(v)
+    return r + (v - r * r > r).to(torch.int64)
+
+
+def requantize(acc: torch.Tensor, m0, shift, zero_point, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """sat_bits(rne_shift(acc * m0, shift) + zero_point) as int32, count (spec 3.3). acc: an integer
+    tensor (or a float tensor of exact integers) with |acc| < 2^31; m0, shift: ints or int64
+    tensors broadcastable to acc (per channel); the product acc * m0 < 2^62 is int64."""
+    y, n = saturate(rne_shift(acc.to(torch.int64) * m0, shift) + zero_point, bits)
+    return y.to(torch.int32), n
+
+
+def narrow(acc: torch.Tensor, shift: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """sat_bits(shift_round(acc, shift)) as int32, count: the INT16 output step (spec 2). acc: an
+    integer tensor, or a float tensor of integers inside its exact range (|acc| <= 2^53 for
+    float64, 2^24 for float32), where the rounding is done exactly in float (`exact_float_shift`)."""
+    v = exact_float_shift(acc, shift) if acc.is_floating_point() else shift_round(acc, shift)
+    y, n = saturate(v, bits)
+    return y.to(torch.int32), n

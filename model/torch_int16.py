@@ -1,0 +1,133 @@
+"""INT16 bit-true kernels on torch tensors (docs/quant-spec.md section 2; needs the 'train' extra).
+
+One `TorchRow` per op in `TORCH16` (this back end's registry table, intsim/ops.py), each
+consuming the op's typed lowered parameters from `intsim.int16.lower_int16` (ConvParams,
+RmsNormParams, LutParams, ScanParams, MulParams, AddParams): the very integers the Numba
+kernels and the C++ read. Every kernel takes int32 tensors **[B, L, C]** (channels-last) holding
+int16 values, any batch size, CPU or CUDA (the only Python loop is the scan's loop over time),
+and returns (int32 [B, L_out, C_out] holding int16 values, saturation count).
+
+Widths (spec 2): int16 x int16 products are int32; sums and shifts exact. Where the spec's
+bounds keep every value below 2^53 the arithmetic runs in float64 on exact integers (GEMM sums,
+scan, mul, add: each kernel states its bound), where rounding by `torch.round` of a
+power-of-two scaling is exactly RNE; the RMSNorm product (< 2^63) is int64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from intsim.kernels_int16 import LUT_LAST, RMS_EXTRA_BITS, RMS_INV_BITS
+from intsim.lut import LUT_OFFSET
+from intsim.ops import BackendTable
+from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
+from model.torch_mac import DenseSum, DepthwiseSum
+from model.torch_rows import TorchRow, as_long
+
+INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
+
+TORCH16: BackendTable[TorchRow] = BackendTable("INT16 torch bit-true")
+
+
+@dataclass
+class _Conv:
+    mac: DenseSum | DepthwiseSum
+    shift: int
+
+
+def _prepare_conv(st, device) -> _Conv:
+    p = st.params
+    if st.op == "dwconv":
+        return _Conv(DepthwiseSum.build(p.weight, p.bias, INT16_MAX_ABS, device), p.shift)
+    return _Conv(DenseSum.build(p.weight, p.bias, p.stride, INT16_MAX_ABS, device), p.shift)
+
+
+for _op in ("conv_kx1", "conv1x1", "dwconv"):      # spec 2.2, 2.1 (K = 1, S = 1), 2.3: exact sums, one rounding
+    TORCH16.register(_op, TorchRow(_prepare_conv, lambda c, x: narrow(c.mac(x[0]), c.shift, 16)))
+
+
+@dataclass
+class _RmsNorm:
+    gain: torch.Tensor       # int64 [D]
+    eps_q: int
+    shift: int
+
+
+def _rmsnorm(p: _RmsNorm, x: list[torch.Tensor]):
+    """Spec 2.4, int64: per token ss, ms = rne_div(ss, D), v = max(ms + eps_q, 1),
+    rms_q = isqrt_rne(v << 2G), inv = rne_div(2^Q, rms_q); y = sat16(rne_shift(x g inv, shift))."""
+    xv = x[0].to(torch.int64)
+    ms = rne_div((xv * xv).sum(dim=2, keepdim=True), xv.shape[2])
+    v = torch.clamp(ms + p.eps_q, min=1)
+    inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS), isqrt_rne(v << (2 * RMS_EXTRA_BITS)))
+    return narrow(xv * p.gain * inv, p.shift, 16)
+
+
+TORCH16.register("rmsnorm", TorchRow(
+    lambda st, device: _RmsNorm(as_long(st.params.gain, device), st.params.eps_q, st.params.shift), _rmsnorm))
+
+
+@dataclass
+class _Lut:
+    table: torch.Tensor      # int32 [4096]
+    clamped: torch.Tensor    # int32 [4096]: 1 where the entry saturated when built
+    addr_shift: int
+    identity_shift: int
+    is_silu: bool
+
+
+def _lut(p: _Lut, x: list[torch.Tensor]):
+    """Spec 2.5/2.6 (int32: |x << 15| <= 2^30): a = shift_round(x, f_x - 8) + 2048; SiLU above
+    the table is the identity sat16(shift_round(x, f_x - f_y)); otherwise table[clamp(a, 0, 4095)]
+    (a gather); each read of a clamped entry counts as a saturation."""
+    xv = x[0]
+    addr = shift_round(xv, p.addr_shift) + LUT_OFFSET
+    idx = torch.clamp(addr, 0, LUT_LAST)
+    y, reads = p.table[idx], p.clamped[idx]
+    if not p.is_silu:
+        return y, reads.sum()
+    above = addr > LUT_LAST
+    ident, n_ident = saturate(torch.where(above, shift_round(xv, p.identity_shift), 0), 16)
+    return torch.where(above, ident, y), n_ident + reads.masked_fill(above, 0).sum()
+
+
+def _prepare_lut(st, device) -> _Lut:
+    p = st.params
+    return _Lut(as_long(p.table, device).to(torch.int32), as_long(p.clamped, device).to(torch.int32),
+                p.addr_shift, p.identity_shift, p.is_silu)
+
+
+for _op in ("sigmoid", "silu", "softplus"):      # softplus: identity above the table as SiLU (spec 2.11)
+    TORCH16.register(_op, TorchRow(_prepare_lut, _lut))
+TORCH16.unsupported("s6_scan", "the S6 state update needs exact int64 products up to 2^61 (spec 2.12), beyond "
+                               "this back end's exact float64 arithmetic; run the Numba golden model (bittrue)")
+
+
+def _scan(p, x: list[torch.Tensor]):
+    """Spec 2.7: s_t = sat16(rne_shift(lam s_{t-1} + (2^f_l - lam) u_al, f_l)), s_{-1} = 0,
+    u_al = shift_round(u, f_u - f_s). float64 on exact integers: |acc| < 2^47 (spec 2.7, any
+    int16 lam). Vectorised over batch and channels, a loop over time."""
+    lam_frac, u_shift = p
+    lam, u_al = x[0].to(torch.float64), exact_float_shift(x[1].to(torch.float64), u_shift)
+    one = float(1 << lam_frac)
+    state = torch.zeros_like(u_al[:, 0])
+    out = torch.empty_like(u_al)
+    for t in range(u_al.shape[1]):
+        lt = lam[:, t]
+        state = torch.clamp(exact_float_shift(lt * state + (one - lt) * u_al[:, t], lam_frac), -INT16_MAX_ABS,
+                            INT16_MAX_ABS - 1)
+        out[:, t] = state
+    raw = exact_float_shift(lam * torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], 1) + (one - lam) * u_al,
+                            lam_frac)
+    return out.to(torch.int32), torch.count_nonzero(raw != out)
+
+
+TORCH16.register("scan", TorchRow(lambda st, device: (st.params.lam_frac, st.params.u_shift), _scan))
+TORCH16.register("mul", TorchRow(     # spec 2.8: sat16(shift_round(a b, f_a + f_b - f_y)); float64, |a b| <= 2^30
+    lambda st, device: st.params.shift,
+    lambda shift, x: narrow(x[0].to(torch.float64) * x[1].to(torch.float64), shift, 16)))
+TORCH16.register("add", TorchRow(     # spec 2.9: align up to F, add, round once; float64, |sum| < 2^47
+    lambda st, device: st.params,
+    lambda p, x: narrow(x[0].to(torch.float64) * float(1 << p.a_up) + x[1].to(torch.float64) * float(1 << p.b_up),
+                        p.shift, 16)))

@@ -1,0 +1,130 @@
+"""INT8 bit-true kernels on torch tensors (docs/quant-spec.md section 3; needs the 'train' extra).
+
+One `TorchRow` per op in `TORCH8` (this back end's registry table, intsim/ops.py), each
+consuming the typed lowered parameters of `intsim.int8.lower_int8` (ConvParams8,
+RmsNormParams8, LutParams8, ScanParams8, MulParams8, AddParams8): int8 weight codes, int32
+biases, multipliers, shifts, zero points and tables, exactly as the Numba kernels and the C++
+read them. Kernels take int32 tensors **[B, L, C]** (channels-last) holding int8 codes and
+return (int32 [B, L_out, C_out] holding int8 codes, saturation count). Accumulators are int32 by
+the lowering's check (spec 3.1; summed exactly in float, model/torch_mac.py), requantization
+products int64 (< 2^62).
+RMSNorm V1 (float inside, spec 3.9) is mixed precision, not integer: refused, naming the layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from intsim.errors import UnsupportedError
+from intsim.kernels_int8 import RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.ops import BackendTable
+from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, saturate
+from model.torch_mac import DenseSum, DepthwiseSum
+from model.torch_rows import TorchRow, as_long
+
+CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
+
+TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
+
+
+@dataclass
+class _Conv8:
+    mac: DenseSum | DepthwiseSum
+    x_zp: int
+    y_zp: int
+    m0: torch.Tensor         # int64 [C_out]
+    shift: torch.Tensor      # int64 [C_out]
+
+
+def _prepare_conv(st, device) -> _Conv8:
+    p = st.params
+    mac = (DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device) if st.op == "dwconv"
+           else DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device))
+    return _Conv8(mac, p.x_zp, p.y_zp, as_long(p.m0, device), as_long(p.shift, device))
+
+
+def _conv(c: _Conv8, x: list[torch.Tensor]):
+    """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
+    return requantize(c.mac(x[0] - c.x_zp), c.m0, c.shift, c.y_zp)
+
+
+for _op in ("conv_kx1", "conv1x1", "dwconv"):
+    TORCH8.register(_op, TorchRow(_prepare_conv, _conv))
+
+
+@dataclass
+class _RmsNorm8:
+    gain: torch.Tensor       # int64 [D]
+    x_zp: int
+    y_zp: int
+    m0: int
+    shift: int
+    eps_q: int
+
+
+def _prepare_rmsnorm(st, device) -> _RmsNorm8:
+    if st.mixed_precision:
+        raise UnsupportedError(f"layer '{st.name}': RMSNorm V1 (float inside, spec 3.9) is mixed precision, not "
+                               f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)")
+    p = st.params
+    return _RmsNorm8(as_long(p.gain, device), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
+
+
+def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
+    """Spec 3.9 V2: xc = x - z_x; v = max(rne_div(sum xc^2 << 2G, D) + eps_q, 1);
+    inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
+    xc = x[0].to(torch.int64) - p.x_zp
+    v = torch.clamp(rne_div((xc * xc).sum(dim=2, keepdim=True) << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q,
+                    min=1)
+    inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    return requantize(xc * p.gain * inv, p.m0, p.shift, p.y_zp)
+
+
+TORCH8.register("rmsnorm", TorchRow(_prepare_rmsnorm, _rmsnorm))
+
+
+def _lut(p, x: list[torch.Tensor]):
+    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts."""
+    table, clamped = p
+    idx = x[0] + 128
+    return table[idx], clamped[idx].sum()
+
+
+for _op in ("sigmoid", "silu", "softplus"):
+    TORCH8.register(_op, TorchRow(lambda st, device: (as_long(st.params.table, device).to(torch.int32),
+                                                      as_long(st.params.clamped, device).to(torch.int32)), _lut))
+
+
+def _scan(p, x: list[torch.Tensor]):
+    """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
+    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). The state update in float64
+    on exact integers (|acc| < 2^25); a loop over time only."""
+    lam_i = x[0].to(torch.float64) + 128.0
+    u_c = (x[1].to(torch.float64) - p.u_zp) * 256.0
+    state = torch.zeros_like(u_c[:, 0])
+    states = torch.empty_like(u_c)
+    for t in range(u_c.shape[1]):
+        lt = lam_i[:, t]
+        state = exact_float_shift(lt * state + (256.0 - lt) * u_c[:, t], 8)
+        states[:, t] = state
+    return requantize(states, p.m0, p.shift, p.y_zp)
+
+
+TORCH8.unsupported("s6_scan", "the S6 output sum needs exact int64 products up to 2^62 (spec 3.13), beyond "
+                              "this back end's exact float64 arithmetic; run the Numba golden model (quant8)")
+TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
+TORCH8.register("mul", TorchRow(                    # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
+    lambda st, device: st.params,
+    lambda p, x: requantize((x[0] - p.a_zp) * (x[1] - p.b_zp), p.m0, p.shift, p.y_zp)))
+
+
+def _add(p, x: list[torch.Tensor]):
+    """Spec 3.8: sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y), one rounding; float64
+    on exact integers (|sum| < 2 * 255 * 2^31 < 2^41)."""
+    acc = (x[0].to(torch.float64) - p.a_zp) * float(p.m_a) + (x[1].to(torch.float64) - p.b_zp) * float(p.m_b)
+    y, n = saturate(exact_float_shift(acc, p.shift) + p.y_zp, 8)
+    return y.to(torch.int32), n
+
+
+TORCH8.register("add", TorchRow(lambda st, device: st.params, _add))

@@ -1,0 +1,123 @@
+"""Exact multiply-accumulate sums on torch tensors, shared by the INT16 and INT8 torch back ends
+(the torch twin of `intsim/kernels_mac.py`; docs/quant-spec.md 2.1-2.3 and 3.4).
+
+Tensors are channels-last here, [B, L, C] (the torch back end's layout: a 1x1 convolution is
+then one GEMM on the tensor as it lies). A dense Kx1 convolution is one GEMM of the input
+windows (`unfold` over time: rows [B*T, C_in*K]) with the weight rows [C_in*K, C_out].
+torch has no fast (and, on CUDA, no) integer GEMM, so the sum runs in the narrowest float type
+that holds **every partial sum exactly**: with |x| <= x_max,
+
+    bound = max_o (sum_j |w[o, j]|) * x_max + max_o |b[o]|
+
+bounds every partial sum in any order (BLAS blocking, FMA, GPU split-K alike); bound <= 2^24:
+float32, <= 2^53: float64. Every product and partial sum is then an integer that type
+represents, so the result is the exact integer sum whatever the summation order, on CPU and
+CUDA. The choice is made once per layer (`DenseSum`, `DepthwiseSum`) from the lowered weights.
+The sums are returned in that float type (exact integers, |acc| <= bound); a layer whose bound
+exceeds 2^53 (millions of terms) is summed in runs of columns that each stay within 2^53 and
+added in int64, and its sums are returned as int64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.torch_fixedpoint import FLOAT32_EXACT, FLOAT64_EXACT
+
+
+def exact_float(bound: int) -> torch.dtype | None:
+    """The narrowest float dtype whose integers up to `bound` in magnitude are all exact (None: none)."""
+    if bound <= FLOAT32_EXACT:
+        return torch.float32
+    if bound <= FLOAT64_EXACT:
+        return torch.float64
+    return None
+
+
+def _bound(w_rows: np.ndarray, bias: np.ndarray, x_max: int) -> int:
+    per_row = np.abs(w_rows.astype(np.int64)).sum(axis=1) * x_max + np.abs(bias.astype(np.int64))
+    return int(per_row.max()) if per_row.size else 0
+
+
+def _column_chunks(rows: np.ndarray, x_max: int) -> list[tuple[int, int]]:
+    """Runs of the reduction axis whose partial sums stay within 2^53 (each summed exactly in float64)."""
+    col = np.abs(rows.astype(np.int64)).max(axis=0) * x_max
+    chunks, start, total = [], 0, 0
+    for j, c in enumerate(col.tolist()):
+        if total + c > FLOAT64_EXACT and j > start:
+            chunks.append((start, j))
+            start, total = j, 0
+        total += c
+    chunks.append((start, len(col)))
+    return chunks
+
+
+@dataclass
+class DenseSum:
+    """acc[b, t, o] = bias[o] + sum_{c,k} w[o, c, k] * x[b, t*S + k, c] (spec 2.2 / 3.4), exact."""
+    w_t: torch.Tensor          # [C_in*K, C_out] float (row order: k major, c minor: a channels-last window)
+    bias: torch.Tensor         # [C_out] in w_t's dtype (one run) or int64 (several runs)
+    kernel: int
+    stride: int
+    chunks: list[tuple[int, int]]   # runs of the reduction axis summed in float (one, unless huge)
+
+    @classmethod
+    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device) -> "DenseSum":
+        """weight: int [C_out, C_in, K] or [C_out, C_in] (1x1); x_max: the largest |input| (int16:
+        32768; INT8: 255 once the zero point is removed)."""
+        w3 = weight if weight.ndim == 3 else weight[:, :, None]
+        rows = np.ascontiguousarray(w3.transpose(0, 2, 1)).reshape(w3.shape[0], -1)
+        dtype = exact_float(_bound(rows, bias, x_max))
+        chunks = [(0, rows.shape[1])] if dtype is not None else _column_chunks(rows, x_max)
+        w_t = torch.as_tensor(np.ascontiguousarray(rows.T), device=device).to(dtype or torch.float64)
+        return cls(w_t, torch.as_tensor(bias, device=device).to(dtype or torch.int64), w3.shape[2], stride, chunks)
+
+    @property
+    def acc_dtype(self) -> torch.dtype:
+        return self.bias.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: int [B, L, C_in] (zero point already removed) -> acc [B, (L-K)//S+1, C_out] (acc_dtype)."""
+        n_b, _, c_in = x.shape
+        xf = x.to(self.w_t.dtype)
+        if self.kernel == 1 and self.stride == 1:
+            cols = xf.reshape(-1, c_in)
+        else:
+            cols = xf.unfold(1, self.kernel, self.stride).transpose(2, 3).reshape(-1, self.kernel * c_in)
+        if len(self.chunks) == 1:      # bias inside the bound: one exact GEMM
+            acc = torch.addmm(self.bias, cols, self.w_t)
+        else:
+            acc = self.bias.expand(cols.shape[0], -1)
+            for lo, hi in self.chunks:
+                acc = acc + (cols[:, lo:hi] @ self.w_t[lo:hi]).to(torch.int64)
+        return acc.reshape(n_b, -1, acc.shape[1])
+
+
+@dataclass
+class DepthwiseSum:
+    """Causal depthwise: acc[b, t, c] = bias[c] + sum_k w[c, k] x[b, t-K+1+k, c], x[:, <0] = 0
+    (spec 2.3 / 3.4: the padding is the real zero), exact."""
+    weight: torch.Tensor       # [K, C] in the exact dtype
+    bias: torch.Tensor         # [C]
+
+    @classmethod
+    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device) -> "DepthwiseSum":
+        dtype = exact_float(_bound(weight, bias, x_max)) or torch.int64
+        return cls(torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
+                   torch.as_tensor(bias, device=device).to(dtype))
+
+    @property
+    def acc_dtype(self) -> torch.dtype:
+        return self.bias.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: int [B, L, C] (zero point removed) -> acc [B, L, C] (acc_dtype)."""
+        k_size, length = self.weight.shape[0], x.shape[1]
+        padded = F.pad(x.to(self.weight.dtype), (0, 0, k_size - 1, 0))
+        acc = padded[:, :length] * self.weight[0] + self.bias
+        for k in range(1, k_size):
+            acc += padded[:, k:k + length] * self.weight[k]
+        return acc

@@ -1,0 +1,27 @@
+"""The row type of the torch bit-true back ends (model/torch_int16.py TORCH16, model/torch_int8.py
+TORCH8): one row per op of the registry (intsim/ops.py), beside its torch kernel.
+
+A row consumes the op's typed lowered parameters (intsim/int16.py, intsim/int8.py: the same
+records the Numba kernels and codegen read; no constant is derived again here):
+`prepare(step, device)` turns them into device tensors once per program, and
+`run(prepared, inputs)` maps int64 input tensors [B, C, L] to (int64 output [B, C_out, L_out]
+holding int16 / int8 values, saturation count as a 0-d int64 tensor).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TorchRow:
+    prepare: Callable[[Any, torch.device], Any]                               # (lowered step, device) -> prepared
+    run: Callable[[Any, list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]  # (prepared, inputs) -> (y, sats)
+
+
+def as_long(values, device) -> torch.Tensor:
+    """An int64 tensor on `device` from a numpy integer array (or int)."""
+    return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)

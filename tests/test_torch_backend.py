@@ -1,0 +1,272 @@
+"""The bit-true PyTorch back end (model/torch_*.py) == the Numba golden model, byte for byte.
+
+- primitives (model/torch_fixedpoint.py) against exact Python integers (hypothesis);
+- exact GEMM sums (model/torch_mac.py) in each of their number types against int64 numpy;
+- the default model and hypothesis random graphs, INT16 and INT8: every layer's tensor, the
+  saturation counts and statistics, the output; on real-like, saturating and tie inputs;
+- the plug-in (`Model.run(..., backend="torch")`) and its errors; CUDA when a GPU is present.
+
+torch is installed in CI (the 'train' extra); importorskip only guards a numpy-only install.
+"""
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
+
+from intsim import load_model  # noqa: E402
+from intsim.calibrate import calibrate  # noqa: E402
+from intsim.errors import UnsupportedError  # noqa: E402
+from intsim.synth import make_random_model  # noqa: E402
+from model import torch_fixedpoint as tfp  # noqa: E402
+from model.torch_backend import TorchRunner  # noqa: E402
+from model.torch_mac import DenseSum, DepthwiseSum  # noqa: E402
+from tests.test_codegen import randomize_formats  # noqa: E402
+from tests.test_fixedpoint import ref_rne, ref_rne_shift, ref_requantize, ref_sat  # noqa: E402
+
+EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "6"))
+PRIMS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+I62 = 2 ** 62
+
+
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64)
+
+
+# ------------------------------------------------------------------ primitives
+@PRIMS
+@given(xs=st.lists(st.integers(-3 * 2 ** 61, 3 * 2 ** 61), min_size=1, max_size=40), n=st.integers(0, 62))
+def test_rne_shift_matches_exact_rounding(xs, n):
+    assert tfp.rne_shift(_t(xs), n).tolist() == [ref_rne_shift(x, n) for x in xs]
+    per_element = _t([n] * len(xs))          # per-channel shift tensors (INT8 requantization)
+    assert tfp.rne_shift(_t(xs), per_element).tolist() == [ref_rne_shift(x, n) for x in xs]
+
+
+@PRIMS
+@given(xs=st.lists(st.integers(-2 ** 53, 2 ** 53), min_size=1, max_size=40), n=st.integers(-9, 62))
+def test_float_shift_is_exact_rne_below_2_53(xs, n):
+    got = tfp.exact_float_shift(_t(xs).to(torch.float64), n)
+    assert [int(v) for v in got.tolist()] == [ref_rne(Fraction(x) / Fraction(2) ** n) for x in xs]
+
+
+@PRIMS
+@given(q=st.integers(-2 ** 40, 2 ** 40), n=st.integers(1, 12))
+def test_ties_go_to_even(q, n):
+    x = (2 * q + 1) << (n - 1)                # exactly half-way between q and q + 1
+    want = q + (q & 1)
+    assert tfp.rne_shift(_t([x]), n).item() == want
+    assert tfp.exact_float_shift(_t([x]).double(), n).item() == want
+
+
+@PRIMS
+@given(nums=st.lists(st.integers(-2 ** 62, 2 ** 62), min_size=1, max_size=30), den=st.integers(1, 2 ** 62))
+def test_rne_div_matches_exact_rounding(nums, den):
+    assert tfp.rne_div(_t(nums), den).tolist() == [ref_rne(Fraction(x, den)) for x in nums]
+    assert tfp.rne_div(_t(nums), _t([den] * len(nums))).tolist() == [ref_rne(Fraction(x, den)) for x in nums]
+
+
+@PRIMS
+@given(vs=st.lists(st.one_of(st.integers(0, I62 - 1), st.integers(0, 2 ** 31 - 1).map(lambda r: r * r),
+                             st.integers(1, 2 ** 31 - 1).map(lambda r: r * r - 1),
+                             st.integers(0, 2 ** 31 - 1).map(lambda r: r * r + r)), min_size=1, max_size=40))
+def test_isqrt_is_exact(vs):
+    vs = [v for v in vs if v < I62]
+    got = tfp.isqrt_rne(_t(vs)).tolist()
+    floors = tfp.isqrt_floor(_t(vs)).tolist()
+    assert floors == [math.isqrt(v) for v in vs]
+    assert got == [r + (v - r * r > r) for v, r in zip(vs, floors)]
+
+
+@PRIMS
+@given(accs=st.lists(st.integers(-2 ** 31 + 1, 2 ** 31 - 1), min_size=1, max_size=30),
+       m0=st.integers(2 ** 30, 2 ** 31 - 1), shift=st.integers(0, 62), zp=st.integers(-128, 127))
+def test_requantize_matches_exact(accs, m0, shift, zp):
+    y, n = tfp.requantize(_t(accs), m0, shift, zp)
+    ref = [ref_requantize(a, m0, shift, zp, 8) for a in accs]
+    assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
+
+
+@PRIMS
+@given(xs=st.lists(st.integers(-2 ** 53, 2 ** 53), min_size=1, max_size=30), shift=st.integers(-15, 40))
+def test_narrow_float_and_integer_paths_agree_with_exact(xs, shift):
+    ref = [ref_sat(ref_rne(Fraction(x) / Fraction(2) ** shift), 16) for x in xs]
+    for acc in (_t(xs), _t(xs).double()):
+        if not acc.is_floating_point() and shift < 0 and max(abs(x) for x in xs) >= 2 ** (62 + shift):
+            continue                           # a left shift must keep int64 (the caller's guarantee)
+        y, n = tfp.narrow(acc, shift, 16)
+        assert y.dtype == torch.int32 and y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
+
+
+def test_shift_counts_outside_the_spec_are_errors():
+    with pytest.raises(ValueError, match="shift"):
+        tfp.rne_shift(_t([1]), 63)
+    with pytest.raises(ValueError, match="shift"):
+        tfp.shift_round(_t([1]), -63)
+
+
+# ------------------------------------------------------------------ exact sums
+def _dense_ref(x, w, b, stride):
+    k = w.shape[2]
+    t = (x.shape[1] - k) // stride + 1
+    win = np.stack([x[:, i * stride:i * stride + k, :] for i in range(t)], axis=1)        # [B, T, K, C]
+    return np.einsum("btkc,ock->bto", win.astype(object), w.astype(object)) + b.astype(object)
+
+
+@pytest.mark.parametrize("x_max, w_max, b_max, c_in, dtype", [
+    (255, 127, 2 ** 20, 40, torch.float32), (32768, 32767, 2 ** 31, 700, torch.float64),
+    (2 ** 30, 32767, 2 ** 31, 700, torch.int64)])
+def test_dense_sum_is_exact_in_each_number_type(x_max, w_max, b_max, c_in, dtype):
+    """float32 / float64 when the bound allows, runs of columns summed in int64 beyond 2^53."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-w_max, w_max + 1, (5, c_in, 3))
+    b = rng.integers(-b_max, b_max, 5)
+    x = rng.integers(-x_max, x_max + 1, (2, 9, c_in), dtype=np.int64)
+    x[0, 0] = x_max                                            # a full-scale window
+    mac = DenseSum.build(w, b, 2, x_max, "cpu")
+    assert mac.acc_dtype == dtype and (len(mac.chunks) > 1) == (dtype == torch.int64)
+    got = mac(torch.as_tensor(x))
+    assert got.dtype == dtype
+    assert np.array_equal(got.to(torch.int64).numpy().astype(object) if dtype != torch.int64 else got.numpy(),
+                          _dense_ref(x, w, b, 2))
+
+
+def test_depthwise_sum_is_causal_and_exact():
+    rng = np.random.default_rng(1)
+    w, b = rng.integers(-32767, 32768, (6, 4)), rng.integers(-2 ** 31, 2 ** 31, 6)
+    x = rng.integers(-32768, 32768, (3, 11, 6))
+    got = DepthwiseSum.build(w, b, 32768, "cpu")(torch.as_tensor(x)).to(torch.int64).numpy()
+    xp = np.concatenate([np.zeros((3, 3, 6), np.int64), x], axis=1)
+    want = b + sum(xp[:, k:k + 11, :] * w[:, k] for k in range(4))
+    assert np.array_equal(got, want)
+
+
+# ------------------------------------------------------------------ whole programs
+def assert_same_run(golden, torch_res):
+    """Every captured tensor (dtype and bytes), every statistic, the output, the integer output."""
+    assert golden.tensors.keys() == torch_res.tensors.keys()
+    for name, arr in golden.tensors.items():
+        other = torch_res.tensors[name]
+        assert other.dtype == arr.dtype and other.shape == arr.shape, name
+        assert other.tobytes() == arr.tobytes(), f"layer '{name}' differs"
+    assert torch_res.stats == golden.stats
+    assert torch_res.output_q.tobytes() == golden.output_q.tobytes()
+    assert torch_res.output.tobytes() == golden.output.tobytes()
+    assert (torch_res.output_frac, torch_res.output_lsb, torch_res.mode) == \
+        (golden.output_frac, golden.output_lsb, golden.mode)
+
+
+def stress_inputs(model, n: int, seed: int) -> np.ndarray:
+    """Real-scale, saturating (x 1e3) and exact-tie windows (input codes at half an LSB)."""
+    rng = np.random.default_rng(seed)
+    shape = model.graph.input_shape
+    normal = rng.standard_normal((n,) + shape)
+    big = 1e3 * rng.standard_normal((n // 4 + 1,) + shape)
+    frac = model.program.input_frac
+    ties = (rng.integers(-400, 400, (n // 4 + 1,) + shape) + 0.5) * 2.0 ** -frac
+    s, z = model.program8.input_qp
+    ties8 = (rng.integers(-128, 128, (n // 4 + 1,) + shape) - z + 0.5) * s
+    return np.concatenate([normal, big, ties, ties8])
+
+
+@pytest.mark.parametrize("mode", ["bittrue", "quant8"])
+def test_default_model_every_layer_byte_equal(default_calibrated, mode):
+    model = default_calibrated
+    x = stress_inputs(model, 96, seed=3)
+    golden = model.run(x, mode, capture=True)
+    res = TorchRunner(model).run(x, mode, capture=True)
+    assert_same_run(golden, res)
+    assert sum(s["saturations"] for s in golden.stats.values()) > 0     # the saturating inputs did saturate
+
+
+@pytest.mark.parametrize("mode, dtype", [("bittrue", np.int16), ("quant8", np.int8)])
+def test_extreme_integer_inputs_byte_equal(default_calibrated, mode, dtype):
+    """Full-scale integer codes straight into the integer program (Model.run_int16 / run_int8)."""
+    model = default_calibrated
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(4)
+    shape = (6,) + model.graph.input_shape
+    x_q = np.stack([np.full(shape[1:], info.min), np.full(shape[1:], info.max), np.zeros(shape[1:]),
+                    rng.choice([info.min, info.max], shape[1:]), *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
+    x_q = x_q.astype(dtype)
+    golden = model.run_int16(x_q, capture=True) if mode == "bittrue" else model.run_int8(x_q, capture=True)
+    assert_same_run(golden, TorchRunner(model).run_int(x_q, mode, capture=True))
+
+
+def test_plugin_backend_and_its_errors(tiny_model):
+    x = np.random.default_rng(5).standard_normal((7,) + tiny_model.graph.input_shape)
+    for mode in ("bittrue", "quant8"):
+        golden = tiny_model.run(x, mode, capture=True)
+        assert_same_run(golden, tiny_model.run(x, mode, capture=True, backend="torch"))
+    single = tiny_model.run(x[0], "bittrue", backend="torch")
+    assert single.output.shape == (tiny_model.graph.output_channels, tiny_model.graph.horizon)
+    with pytest.raises(UnsupportedError, match="mode 'fp32' is float"):
+        tiny_model.run(x, "fp32", backend="torch")
+    with pytest.raises(UnsupportedError, match=r"back end 'tpu' is not available \(known: numba, .*torch"):
+        tiny_model.run(x, "bittrue", backend="tpu")
+
+
+def test_rmsnorm_v1_is_refused_naming_the_layer(tiny_model, tmp_path):
+    shutil.copytree(tiny_model.graph.path, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    calibrate(model, np.random.default_rng(0).standard_normal((16,) + model.graph.input_shape), int8_rmsnorm="v1")
+    with pytest.raises(UnsupportedError, match=r"layer 'blk0.norm': RMSNorm V1"):
+        TorchRunner(model).run(np.zeros(model.graph.input_shape), "quant8")
+
+
+def test_runner_follows_recalibration(tiny_model, tmp_path):
+    """A model lowered again (new formats) is prepared again: never stale parameters."""
+    shutil.copytree(tiny_model.graph.path, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    runner = TorchRunner(model)
+    x = np.random.default_rng(6).standard_normal((5,) + model.graph.input_shape)
+    runner.run(x, "bittrue")
+    calibrate(model, 3 * x, formats="auto", save=False)
+    assert_same_run(model.run(x, "bittrue", capture=True), runner.run(x, "bittrue", capture=True))
+
+
+@st.composite
+def graphs(draw):
+    patch, stride = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    tokens = draw(st.integers(1, 6))
+    dims = dict(c_in=draw(st.integers(1, 4)), patch=patch, stride=stride, length=patch + stride * (tokens - 1),
+                d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 8)), n_blocks=draw(st.integers(1, 2)),
+                d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2 ** 16)),
+                weight_scale=draw(st.sampled_from([0.25, 1.0, 4.0])))
+    return dims, draw(st.sampled_from(["q88", "auto", "random"])), draw(st.sampled_from(["maxabs", "p99", "p99.9"]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=graphs())
+def test_random_graphs_every_layer_byte_equal(case):
+    dims, formats, int8_method = case
+    with tempfile.TemporaryDirectory() as tmp:
+        make_random_model(Path(tmp) / "m", **dims)
+        model = load_model(Path(tmp) / "m")
+        x = np.random.default_rng(dims["seed"]).standard_normal((48,) + model.graph.input_shape)
+        calibrate(model, x, formats="q88" if formats == "random" else formats, int8_method=int8_method)
+        if formats == "random":
+            randomize_formats(model, np.random.default_rng(dims["seed"] + 1))
+            model = load_model(Path(tmp) / "m")
+        runner = TorchRunner(model)
+        for mode in ("bittrue", "quant8"):
+            xs = stress_inputs(model, 24, dims["seed"])
+            assert_same_run(model.run(xs, mode, capture=True), runner.run(xs, mode, capture=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has no GPU): the CPU tests cover "
+                                                          "the same kernels")
+@pytest.mark.parametrize("mode", ["bittrue", "quant8"])
+def test_cuda_every_layer_byte_equal(default_calibrated, mode):
+    model = default_calibrated
+    x = stress_inputs(model, 512, seed=7)
+    assert_same_run(model.run(x, mode, capture=True), TorchRunner(model, device="cuda").run(x, mode, capture=True))
