@@ -81,28 +81,38 @@ def test_quantize_multiplier_15_bits():
 
 
 # ---------------------------------------------------------------- INT16 kernel
-def ref_s6_int16(delta, x, bm, cm, a, d, sh):
-    """Spec 2.12 in Python integers: (y [E, T], saturations); sh = the host shifts."""
-    addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift = sh
-    e, t_len = x.shape
-    n_st = a.shape[1]
+def ref_scan(e: int, n_st: int, t_len: int, state, output):
+    """The S6 loop nest in Python integers: state(ch, n, t, h) -> (new h, saturated), then
+    output(ch, t, [h[ch][n] for n]) -> (y, saturated). Returns (y [E, T], saturations)."""
     h = [[0] * n_st for _ in range(e)]
     y = np.zeros((e, t_len), np.int64)
     nsat = 0
     for t in range(t_len):
         for ch in range(e):
-            dv, xv = int(delta[ch, t]), int(x[ch, t])
-            total = 0
             for n in range(n_st):
-                addr = min(max(_shift(-dv * int(a[ch, n]), addr_shift), 0), 4095)
-                acc = (int(EXP[addr]) * h[ch][n] << h_up) + (dv * xv * int(bm[n, t]) << p_up)
-                h[ch][n], s = _sat(_rne(Fraction(acc, 1 << h_shift)), 32)
+                h[ch][n], s = state(ch, n, t, h[ch][n])
                 nsat += s
-                total += int(cm[n, t]) * h[ch][n]
-            acc_y = (total << y_up_c) + (int(d[ch]) * xv << y_up_d)
-            y[ch, t], s = _sat(_rne(Fraction(acc_y, 1 << y_shift)), 16)
+            y[ch, t], s = output(ch, t, h[ch])
             nsat += s
     return y, nsat
+
+
+def ref_s6_int16(delta, x, bm, cm, a, d, sh):
+    """Spec 2.12 in Python integers: (y [E, T], saturations); sh = the host shifts."""
+    addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift = sh
+
+    def state(ch, n, t, h):
+        dv = int(delta[ch, t])
+        addr = min(max(_shift(-dv * int(a[ch, n]), addr_shift), 0), 4095)
+        acc = (int(EXP[addr]) * h << h_up) + (dv * int(x[ch, t]) * int(bm[n, t]) << p_up)
+        return _sat(_rne(Fraction(acc, 1 << h_shift)), 32)
+
+    def output(ch, t, h):
+        total = sum(int(cm[n, t]) * v for n, v in enumerate(h))
+        acc_y = (total << y_up_c) + (int(d[ch]) * int(x[ch, t]) << y_up_d)
+        return _sat(_rne(Fraction(acc_y, 1 << y_shift)), 16)
+
+    return ref_scan(x.shape[0], a.shape[1], x.shape[1], state, output)
 
 
 def _run16(delta, x, bm, cm, a, d, sh):
@@ -157,26 +167,21 @@ def test_s6_scan_int16_saturates_and_counts():
 
 # ---------------------------------------------------------------- INT8 kernel
 def ref_s6_int8(delta, zps, x, bm, cm, a, m_a, sh_a, dk, m_h, m_k, shift):
+    """Spec 3.13 in Python integers."""
     z_d, z_x, z_b, z_c, z_y = zps
-    e, t_len = x.shape
-    n_st = a.shape[1]
-    h = [[0] * n_st for _ in range(e)]
-    y = np.zeros((e, t_len), np.int64)
-    nsat = 0
-    for t in range(t_len):
-        for ch in range(e):
-            dc, xc = int(delta[ch, t]) - z_d, int(x[ch, t]) - z_x
-            total = 0
-            for n in range(n_st):
-                addr = min(max(_rne(Fraction(-dc * int(a[ch, n]) * int(m_a[ch]), 1 << int(sh_a[ch]))), 0), 4095)
-                acc = int(EXP[addr]) * h[ch][n] + (dc * xc * (int(bm[n, t]) - z_b) << 14)
-                h[ch][n], s = _sat(_rne(Fraction(acc, 1 << 14)), 32)
-                nsat += s
-                total += (int(cm[n, t]) - z_c) * h[ch][n]
-            acc_y = total * m_h + int(dk[ch]) * xc * m_k
-            y[ch, t], s = _sat(_rne(Fraction(acc_y, 1 << shift)) + z_y, 8)
-            nsat += s
-    return y, nsat
+
+    def state(ch, n, t, h):
+        dc, xc = int(delta[ch, t]) - z_d, int(x[ch, t]) - z_x
+        addr = min(max(_rne(Fraction(-dc * int(a[ch, n]) * int(m_a[ch]), 1 << int(sh_a[ch]))), 0), 4095)
+        acc = int(EXP[addr]) * h + (dc * xc * (int(bm[n, t]) - z_b) << 14)
+        return _sat(_rne(Fraction(acc, 1 << 14)), 32)
+
+    def output(ch, t, h):
+        total = sum((int(cm[n, t]) - z_c) * v for n, v in enumerate(h))
+        acc_y = total * m_h + int(dk[ch]) * (int(x[ch, t]) - z_x) * m_k
+        return _sat(_rne(Fraction(acc_y, 1 << shift)) + z_y, 8)
+
+    return ref_scan(x.shape[0], a.shape[1], x.shape[1], state, output)
 
 
 i8 = st.integers(-128, 127)
