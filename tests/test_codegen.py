@@ -232,7 +232,7 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     d = gen.out_dir
     ops = sorted(p.name for p in (d / "firmware" / "ops").iterdir())
     assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "revin.h", "rmsnorm.h",
-                   "scan.h"]
+                   "s6_scan.h", "scan.h"]
     for rel in ("firmware/primitives.h", "firmware/params.h", "firmware/top.h", "firmware/top.cpp",
                 "firmware/weights/luts.h", "tb/tb_main.cpp", "tb/npy.h", "tb_data/input.npy",
                 "tb_data/output.npy", "Makefile", "build_prj.tcl", "project.json"):
