@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.project import PRECISIONS, TYPES, data_line, generate_project
+from codegen.project import PRECISIONS, TYPES, WEIGHTS, data_line, generate_project
 
 
 def add_arguments(p) -> None:
@@ -13,6 +13,10 @@ def add_arguments(p) -> None:
     p.add_argument("--types", choices=TYPES, default="stdint",
                    help="C++ integer types: stdint (int16_t/int64_t + explicit RNE/saturation helpers) or ap "
                         "(Vitis ap_int/ap_fixed; building needs CMAMBA_HLS_AP_INCLUDE or make AP_INCLUDE=...)")
+    p.add_argument("--weights", choices=WEIGHTS, default="embedded",
+                   help="embedded (default): constant tables compiled in as ROMs; external: loaded at start-up "
+                        "from an integer export (DIR/export/, or tb --weights DIR from cmamba-hls export-int): "
+                        "new weights of the same architecture and formats run without regeneration")
     p.add_argument("--vectors", type=int, default=1000, help="golden test vectors (default 1000)")
     p.add_argument("--data", default=None,
                    help="CSV for real-data vectors (default: the file named by the model's training record, "
@@ -25,9 +29,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     res = generate_project(args.model, Path(args.out), precision=args.precision, types=args.types,
-                           n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers)
+                           n_vectors=args.vectors, data=args.data, seed=args.seed, layers=args.layers,
+                           weights=args.weights)
     mix = ", ".join(f"{v} {k}" for k, v in res.vector_counts.items())
-    print(f"codegen: {args.precision} ({args.types}) project for '{args.model}' -> {res.out_dir}")
+    print(f"codegen: {args.precision} ({args.types}, {args.weights} weights) project for '{args.model}' -> {res.out_dir}")
     print(f"  {len(res.files)} files, {res.n_vectors} golden vectors ({mix})"
           + (", per-layer golden tensors" if res.layers else ""))
     print(f"  {data_line(res.data_file, res.data_note, res.vector_counts.get('real', 0))}")

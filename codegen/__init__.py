@@ -15,7 +15,7 @@ Modules (one job each):
   cmamba_hls/compare_cli.py)
 
 Plug-in interface, in short (details: codegen/emission.py and docs/hls.md): a module
-`codegen/emit_<precision>.py` defines `emit(model, names, types) -> Emission` with
+`codegen/emit_<precision>.py` defines `emit(model, names, types, external=False) -> Emission` with
   typedefs        e.g. ["typedef i8_t data_t;"]
   op_templates    its operator templates, e.g. ["int8/conv1x1.h.j2", ...] -> firmware/ops/
   configs         one Config per layer -> `struct cfg_<cname>` in firmware/params.h

@@ -94,9 +94,11 @@ def build(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
     return seconds
 
 
-def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: float = 3600) -> TestbenchResult:
+def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: float = 3600,
+                  weights_dir=None) -> TestbenchResult:
     """Run build/tb in `out_dir` (after build()). Raises CmambaError when it cannot read its
-    vectors or ends without its summary line (a crash)."""
+    vectors or ends without its summary line (a crash). `weights_dir`: the integer export a
+    `--weights external` build loads (default: its own export/)."""
     out_dir = Path(out_dir)
     exe = out_dir / "build" / "tb"
     if not exe.is_file():
@@ -104,6 +106,8 @@ def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: fl
     cmd = [str(exe.resolve()), data_dir]
     if dump_dir is not None:
         cmd += ["--dump", str(Path(dump_dir).resolve())]
+    if weights_dir is not None:
+        cmd += ["--weights", str(Path(weights_dir).resolve())]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir, timeout=timeout)
     seconds = time.perf_counter() - t0

@@ -45,7 +45,7 @@ def reject_mixed_precision(prog, model_dir=None) -> None:
             f"re-run `cmamba-hls calibrate {model_dir or 'MODEL'} --int8-rmsnorm v2` to generate --precision int8")
 
 
-def emit(model, names: dict[str, str], types: str) -> Emission:
+def emit(model, names: dict[str, str], types: str, external: bool = False) -> Emission:
     graph = model.graph
     prog = model.program8
     reject_mixed_precision(prog, graph.path)
@@ -62,7 +62,7 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         comment = (f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], "
                    f"int8 {qp_in} -> {_qp(st.out_qp)}")
         buffers.append(Buffer(st.name, cname, (channels, length)))
-        ctx = LayerContext(graph, names, cname, consts, shared)
+        ctx = LayerContext(graph, names, cname, consts, shared, external)
         code = EMIT8.row(st.op, st.name).emit(st, ctx)
         for key, value in code.ints:     # params.h: int, or long long for EPS_Q (3.9) and the S6 M_K (3.13): int64
             if key not in ("EPS_Q", "M_K") and not INT32_MIN <= int(value) <= INT32_MAX:
@@ -102,13 +102,13 @@ def _conv_code(st: Int8Step, ctx: LayerContext, ints: list) -> LayerCode:
     flat = " (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""
     ctx.consts.extend([
         ConstArray(f"w_{cname}", "int8_t", w.reshape(w.shape[0], -1), cname,
-                   f"{st.name}.weight {list(w.shape)} int8, per-output-channel symmetric{flat}"),
+                   f"{st.name}.weight {list(w.shape)} int8, per-output-channel symmetric{flat}", [(st.name, "weight")]),
         ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
-                   f"{st.name}.bias [{w.shape[0]}] int32 at scale s_x * s_w[o]"),
+                   f"{st.name}.bias [{w.shape[0]}] int32 at scale s_x * s_w[o]", [(st.name, "bias")]),
         ConstArray(f"m0_{cname}", "int32_t", p.m0.astype(np.int32), cname,
-                   f"{st.name} multipliers m0[o] in [2^30, 2^31): s_x s_w[o] / s_y = m0 2^-shift"),
+                   f"{st.name} multipliers m0[o] in [2^30, 2^31): s_x s_w[o] / s_y = m0 2^-shift", [(st.name, "m0")]),
         ConstArray(f"sh_{cname}", "int8_t", p.shift.astype(np.int8), cname,
-                   f"{st.name} right shifts [{w.shape[0]}] in [0, 62]"),
+                   f"{st.name} right shifts [{w.shape[0]}] in [0, 62]", [(st.name, "shift")]),
     ])
     args = f"w_{cname}, b_{cname}, m0_{cname}, sh_{cname}"
     return LayerCode(ints + [("X_ZP", p.x_zp), ("Y_ZP", p.y_zp)],
@@ -137,7 +137,8 @@ def _emit_rmsnorm(st: Int8Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
     ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int8_t", p.gain, ctx.cname,
-                                 f"{st.name}.weight (gain) [{channels}] int8, per-tensor symmetric"))
+                                 f"{st.name}.weight (gain) [{channels}] int8, per-tensor symmetric",
+                                 [(st.name, "gain")]))
     ints = [("D", channels), ("L", length), ("X_ZP", p.x_zp), ("Y_ZP", p.y_zp), ("EPS_Q", p.eps_q),
             ("RMS_EXTRA_BITS", RMS_EXTRA_BITS), ("RMS_INV_BITS", RMS_INV_BITS_INT8),
             ("M0", p.m0), ("SHIFT", p.shift)]
@@ -154,7 +155,9 @@ def _emit_lut(st: Int8Step, ctx: LayerContext) -> LayerCode:
         tables[key] = f"lut_{ctx.cname}"
         ctx.consts.append(ConstArray(tables[key], "int8_t", table, "luts",
                                      f"{st.op} table [256] of {st.name}: entry k = code of {st.op}(s_x (k - 128 - z_x)), "
-                                     f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}"))
+                                     f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}", [(st.name, "table")]))
+    else:
+        next(c for c in ctx.consts if c.name == tables[key]).sources.append((st.name, "table"))
     return LayerCode([("C", channels), ("L", length)],
                      f"lut_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {tables[key]}, {ctx.out});")
 

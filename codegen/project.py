@@ -8,6 +8,8 @@ seed=0, layers=False) -> GenerateResult` writes
   out_dir/tb_data/   input.npy output.npy [layers/<layer>.npy]   (golden vectors)
   out_dir/Makefile   out_dir/build_prj.tcl   out_dir/project.json
 
+(with weights="external": firmware/weights.h and tb/load_weights.h instead of the weight ROMs,
+and out_dir/export/, the integer export the testbench loads at start-up, codegen/deploy.py),
 everything from Jinja templates in templates/ (templates/common/ for the shared files,
 templates/<precision>/ for the operator headers). The precision-specific part comes from a
 back end module `codegen/emit_<precision>.py` (the interface: codegen/emission.py). The whole
@@ -42,6 +44,8 @@ NPY_HEADER = REPO / "hls_tb" / "npy.h"
 BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end module (codegen/emission.py)
 PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
+WEIGHTS = ("embedded", "external")      # constants compiled in as ROMs | loaded from an integer export
+EXPORT_SUBDIR = "export"                # --weights external: the project's own export (codegen/deploy.py)
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
 
@@ -144,11 +148,37 @@ def _check_emission(em: Emission, names: dict[str, str]) -> None:
             raise CmambaError(f"back end '{em.precision}': buffer {b.cname} is not the sanitised name of {b.tensor!r}")
 
 
-def render_files(model, em: Emission, types: str) -> dict[str, str]:
-    """Relative path -> text of every generated source file (no vectors)."""
-    env = make_env()
-    groups: dict[str, list] = {}
+def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
+    """--weights external: per constant table, the export files it is loaded from (codegen/deploy.py)."""
+    from codegen.deploy import DTYPES, array_file, dtype_name
+    index = {rec.name: i for i, rec in enumerate(exp.layers)}
+    stypes = {"|i1": "int8_t", "<i2": "int16_t", "<i4": "int32_t", "<i8": "long long", "|u1": "uint8_t"}
+    tables = []
     for c in em.consts:
+        info = np.iinfo(CTYPES[c.ctype])
+        sources = []
+        for layer, fld in c.sources:
+            arr = exp.layers[index[layer]].arrays[fld]
+            if arr.size != np.asarray(c.values).size:
+                raise CmambaError(f"layer '{layer}': table {c.name} has {np.asarray(c.values).size} entries, "
+                                  f"its export array '{fld}' {arr.size}")
+            descr = DTYPES[dtype_name(arr)]
+            sources.append(dict(file=array_file(index[layer], cnames[layer], fld), descr=descr, stype=stypes[descr],
+                                shape=list(arr.shape)))
+        if not sources:
+            raise CmambaError(f"back end '{em.precision}': constant {c.name} names no export source")
+        tables.append(dict(name=c.name, ctype=c.ctype, ndim=np.asarray(c.values).ndim,
+                           count=int(np.asarray(c.values).size), lo=int(info.min), hi=int(info.max), sources=sources))
+    return tables
+
+
+def render_files(model, em: Emission, types: str, weights: str = "embedded", exp=None) -> dict[str, str]:
+    """Relative path -> text of every generated source file (no vectors). `weights="external"`
+    needs `exp`, the model's integer export (codegen.deploy.export_records)."""
+    env = make_env()
+    external = weights == "external"
+    groups: dict[str, list] = {}
+    for c in em.consts if not external else ():
         groups.setdefault(c.group, []).append(c)
     op_headers = [Path(t).name[:-len(".j2")] for t in em.op_templates]
     ctx = dict(
@@ -157,6 +187,7 @@ def render_files(model, em: Emission, types: str) -> dict[str, str]:
         output_shape=em.output_shape, output_buffer=em.output_buffer,
         output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
         npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
+        weights=weights, consts=em.consts,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -174,6 +205,11 @@ def render_files(model, em: Emission, types: str) -> dict[str, str]:
     weight_tpl = env.get_template("common/weights.h.j2")
     for group, consts in groups.items():
         files[f"firmware/weights/{group}.h"] = weight_tpl.render(ctx, group=group, consts=consts)
+    if external:
+        from codegen.deploy import scalar_names
+        files["firmware/weights.h"] = env.get_template("common/weights_struct.h.j2").render(ctx)
+        files["tb/load_weights.h"] = env.get_template("common/load_weights.h.j2").render(
+            ctx, scalars=scalar_names(exp), tables=_loader_tables(em, exp, sanitize_names(r.name for r in exp.layers)))
     return files
 
 
@@ -190,19 +226,24 @@ def data_line(data_file: Path | None, note: str, n_real: int) -> str:
     return f"real windows: none ({note})"
 
 
-def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool) -> dict:
+def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
+                    weights: str = "embedded") -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
             "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
-            "seed": int(seed), "layers": bool(layers)}
+            "seed": int(seed), "layers": bool(layers), "weights": weights}
 
 
 def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-                     data=None, seed: int = 0, layers: bool = False) -> GenerateResult:
-    """Generate the project (see the module docstring). model: a Model or a model directory."""
+                     data=None, seed: int = 0, layers: bool = False, weights: str = "embedded") -> GenerateResult:
+    """Generate the project (see the module docstring). model: a Model or a model directory.
+    weights="external": the constant tables are loaded at start-up from an integer export
+    (written to out_dir/export/, docs/deploy-format.md) instead of compiled in."""
     t0 = time.perf_counter()
     if types not in TYPES:
         raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
+    if weights not in WEIGHTS:
+        raise UnsupportedError(f"--weights {weights!r} is not supported (known: {', '.join(WEIGHTS)})")
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
@@ -210,9 +251,14 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
     out_dir = Path(out_dir)
     owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    em: Emission = backend.emit(model, names, types)
+    external = weights == "external"
+    em: Emission = backend.emit(model, names, types, external=external)
     _check_emission(em, names)
-    files = render_files(model, em, types)
+    exp = None
+    if external:
+        from codegen.deploy import export_records
+        exp = export_records(model, precision)
+    files = render_files(model, em, types, weights, exp)
 
     vecs = make_vectors(model, em, int(n_vectors), data=data, seed=seed)
     out_q, tensors = em.run_golden(vecs.x_q)
@@ -228,7 +274,10 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         if layers:
             for b in em.buffers:
                 _save_npy(tmp / "tb_data" / "layers" / f"{b.cname}.npy", np.asarray(tensors[b.tensor]).astype(dtype))
-        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers)
+        if external:
+            from codegen.deploy import write_nested
+            write_nested(exp, names, tmp / EXPORT_SUBDIR)
+        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, weights)
         manifest["vectors"] = vecs.counts
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)

@@ -116,6 +116,9 @@ KIT16.register("mul", lambda a, p: K16.mul_int16(a["a"], a["b"], p["shift"]))
 KIT16.register("add", lambda a, p: K16.add_int16(a["a"], a["b"], p["a_up"], p["b_up"], p["shift"]))
 KIT16.register("s6_scan", lambda a, p: K16.s6_scan_int16(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"], a["table"],
                                                          *(p[k] for k in K16.S6.params)))
+KIT16.register("revin_norm", lambda a, p: K16.revin_norm_int16(a["x"], np.int64(p["eps_q"]), p["shift"]))
+KIT16.register("revin_denorm", lambda a, p: K16.revin_denorm_int16(a["f"], a["x"], np.int64(p["eps_q"]), p["mean_up"],
+                                                                   p["shift"]))
 
 
 def _conv8(a: dict, p: dict) -> tuple:
@@ -137,6 +140,10 @@ KIT8.register("add", lambda a, p: K8.add_int8(a["a"], p["a_zp"], p["m_a"], a["b"
 KIT8.register("s6_scan", lambda a, p: K8.s6_scan_int8(
     a["delta"], p["d_zp"], a["x"], p["x_zp"], a["B"], p["b_zp"], a["C"], p["c_zp"], a["A"], a["m_a"].astype(np.int64),
     a["sh_a"].astype(np.int64), a["D"], a["table"], p["m_h"], p["m_k"], p["shift"], p["y_zp"]))
+KIT8.register("revin_norm", lambda a, p: K8.revin_norm_int8(a["x"], p["x_zp"], np.int64(p["eps_q"]), p["m0"],
+                                                            p["shift"], p["y_zp"]))
+KIT8.register("revin_denorm", lambda a, p: K8.revin_denorm_int8(a["f"], p["y_zp"], a["x"], p["x_zp"], np.int64(p["eps_q"]),
+                                                                p["m_a"], p["m_b"], p["shift"], p["o_zp"]))
 
 
 def _device(table: BackendTable, case: Case) -> tuple[dict, int]:
@@ -302,6 +309,9 @@ def write_kit(cases: list[Case], out_dir) -> Path:
                 if (out / entry["id"]).is_dir() and not any((out / entry["id"]).iterdir()):
                     (out / entry["id"]).rmdir()
     for case in cases:
+        if set(case.inputs) & set(case.outputs):       # one file per name: an input would be overwritten
+            raise ValueError(f"kit: case {case.id}: {sorted(set(case.inputs) & set(case.outputs))} "
+                             "name both an input and an output")
         folder = out / case.id
         folder.mkdir(exist_ok=True)
         for name, arr in {**case.inputs, **case.outputs}.items():

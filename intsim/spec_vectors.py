@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from intsim.int8 import lower_int8
+from intsim.int16 import lower_int16
+from intsim.small_graph import small_graph
 from intsim.spec_kit import Case, run_case, write_kit
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tests" / "spec_vectors"
@@ -429,7 +432,7 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                        {"lam": lam.reshape(1, 4, 40).astype(I8), "u": u.reshape(1, 4, 40).astype(I8)},
                        {"u_zp": -128, "m0": h.expect["m0"], "shift": h.expect["shift"], "y_zp": 5}))
     h = host["host-int8_mul-order"]
-    cases.append(_case("int8-mul-lowered", "int8", "mul", "3.7", ["extremes", "saturation"],
+    cases.append(_case("int8-mul-lowered", "int8", "mul", "3.7", ["extremes"],
                        "the multiplier of host-int8_mul-order on random codes",
                        {"a": r.ints(*full, (1, 3, 8), I8), "b": r.ints(*full, (1, 3, 8), I8)},
                        {"a_zp": -20, "b_zp": 7, "m0": h.expect["m0"], "shift": h.expect["shift"], "y_zp": 3}))
@@ -438,7 +441,7 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                        {"a": r.ints(-6, 6, (1, 2, 8), I8), "b": r.ints(-6, 6, (1, 2, 8), I8)},
                        {"a_zp": 1, "b_zp": -2, "m0": 1 << 30, "shift": 31, "y_zp": 120}))
     h = host["host-int8_add"]
-    cases.append(_case("int8-add-lowered", "int8", "add", "3.8", ["extremes", "saturation"],
+    cases.append(_case("int8-add-lowered", "int8", "add", "3.8", ["extremes"],
                        "the multipliers of host-int8_add on random codes and the code ends",
                        {"a": _a([127, -128, 127, -128] + r.ints(*full, 20).tolist(), (1, 3, 8), I8),
                         "b": _a([127, -128, -128, 127] + r.ints(*full, 20).tolist(), (1, 3, 8), I8)},
@@ -464,10 +467,50 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
     return cases
 
 
+def _revin_steps(precision: str, fmt: dict) -> tuple:
+    """The lowered (revin_norm, revin_denorm) steps of a window [3, 8] -> normalised -> restored graph."""
+    layers = [{"name": "n", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": 1e-5}},
+              {"name": "y", "op": "revin_denorm", "inputs": ["n", "input"], "attrs": {"eps": 1e-5}}]
+    graph = small_graph((3, 8), layers, **{precision: fmt})
+    prog = lower_int16(graph) if precision == "int16" else lower_int8(graph)
+    return prog.step("n").params, prog.step("y").params
+
+
+def revin_cases() -> list[Case]:
+    """RevIN (spec 2.10 / 3.11): per window and channel, normalise and restore; constants lowered
+    from a one-window graph (eps = 1e-5)."""
+    r = _Rand(5)
+    x16 = r.ints(-3000, 3000, (2, 3, 8), I16)
+    x16[0, 0, :] = 700                                   # a constant channel: std = sqrt(eps)
+    x16[0, 1, :] = [32767, -32768] * 4                   # full-scale alternation
+    n16, d16 = _revin_steps("int16", {"tensors": {"input": 8, "n": 12, "y": 8}})
+    x8 = r.ints(-128, 128, (2, 3, 8), I8)
+    x8[0, 0, :] = 5
+    x8[0, 1, :] = [127, -128] * 4
+    n8, d8 = _revin_steps("int8", {"input": (0.05, 3), "n": (0.02, 0), "y": (0.05, 3)})
+    fc16 = r.ints(-32768, 32768, (2, 3, 8), I16)
+    fc8 = r.ints(-128, 128, (2, 3, 8), I8)
+    return [
+        _case("int16-revin_norm", "int16", "revin_norm", "2.10", ["extremes"],
+              "Q8.8 window -> Q3.12: a constant channel (std = sqrt(eps)), a full-scale alternation, random",
+              {"x": x16}, {"eps_q": n16.eps_q, "shift": n16.shift}),
+        _case("int16-revin_denorm", "int16", "revin_denorm", "2.10", ["extremes"],
+              "a full-range Q3.12 forecast restored to the window's Q8.8 statistics",
+              {"f": fc16, "x": x16}, {"eps_q": d16.eps_q, "mean_up": d16.mean_up, "shift": d16.shift}),
+        _case("int8-revin_norm", "int8", "revin_norm", "3.11", ["extremes"],
+              "s_x = 0.05, z_x = 3 -> s_y = 0.02: a constant channel, a full-scale alternation, random",
+              {"x": x8}, {"x_zp": n8.x_zp, "eps_q": n8.eps_q, "m0": n8.m0, "shift": n8.shift, "y_zp": n8.y_zp}),
+        _case("int8-revin_denorm", "int8", "revin_denorm", "3.11", ["extremes"],
+              "a full-range forecast restored to the window's statistics",
+              {"f": fc8, "x": x8}, {"y_zp": d8.y_zp, "x_zp": d8.x_zp, "eps_q": d8.eps_q, "m_a": d8.m_a,
+                                    "m_b": d8.m_b, "shift": d8.shift, "o_zp": d8.o_zp}),
+    ]
+
+
 def build_cases() -> list[Case]:
     """Every case of the kit, outputs filled by the golden model."""
     host = host_cases()
-    return primitive_cases() + host + int16_cases() + int8_cases({c.id: c for c in host})
+    return primitive_cases() + host + int16_cases() + int8_cases({c.id: c for c in host}) + revin_cases()
 
 
 def main(argv=None) -> int:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
-from intsim.kernels_int16 import LUT_LAST, RMS_EXTRA_BITS, RMS_INV_BITS
+from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -131,3 +131,33 @@ TORCH16.register("add", TorchRow(     # spec 2.9: align up to F, add, round once
     lambda st, device: st.params,
     lambda p, x: narrow(x[0].to(torch.float64) * float(1 << p.a_up) + x[1].to(torch.float64) * float(1 << p.b_up),
                         p.shift, 16)))
+
+
+def _revin_stats(x: torch.Tensor, eps_q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spec 2.10, int64, per sample and channel of x [B, L, C] (Q(f_x)): mean_q = rne_div(s1, L),
+    v = max(rne_div(L s2 - s1^2, L^2) + eps_q, 1), std_q = isqrt_rne(v << 2G). -> ([B, C], [B, C])."""
+    length = x.shape[1]
+    s1, s2 = x.sum(dim=1), (x * x).sum(dim=1)
+    v = torch.clamp(rne_div(length * s2 - s1 * s1, length * length) + eps_q, min=1)
+    return rne_div(s1, length), isqrt_rne(v << (2 * REVIN_EXTRA_BITS))
+
+
+def _revin_norm(p, x: list[torch.Tensor]):
+    """Spec 2.10: y = sat16(rne_shift((x - mean_q) inv, shift)), inv = rne_div(2^Q, std_q)."""
+    xv = x[0].to(torch.int64)
+    mean_q, std_q = _revin_stats(xv, p.eps_q)
+    inv = rne_div(torch.full_like(std_q, 1 << REVIN_INV_BITS), std_q)
+    return narrow((xv - mean_q[:, None, :]) * inv[:, None, :], p.shift, 16)
+
+
+def _revin_denorm(p, x: list[torch.Tensor]):
+    """Spec 2.10: o = sat16(shift_round(y std_q + (mean_q << mean_up), shift)) per window channel's chunk."""
+    window = x[1].to(torch.int64)
+    mean_q, std_q = _revin_stats(window, p.eps_q)
+    chunks = channel_chunks(x[0].to(torch.int64), window.shape[2])
+    y, n = narrow(chunks * std_q[:, :, None] + (mean_q << p.mean_up)[:, :, None], p.shift, 16)
+    return from_channel_chunks(y, x[0]), n
+
+
+TORCH16.register("revin_norm", TorchRow(lambda st, device: st.params, _revin_norm))
+TORCH16.register("revin_denorm", TorchRow(lambda st, device: st.params, _revin_denorm))

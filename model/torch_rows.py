@@ -4,7 +4,7 @@ TORCH8): one row per op of the registry (intsim/ops.py), beside its torch kernel
 A row consumes the op's typed lowered parameters (intsim/int16.py, intsim/int8.py: the same
 records the Numba kernels and codegen read; no constant is derived again here):
 `prepare(step, device)` turns them into device tensors once per program, and
-`run(prepared, inputs)` maps int64 input tensors [B, C, L] to (int64 output [B, C_out, L_out]
+`run(prepared, inputs)` maps integer input tensors [B, L, C] (channels-last) to (int32 output [B, L_out, C_out]
 holding int16 / int8 values, saturation count as a 0-d int64 tensor).
 """
 from __future__ import annotations
@@ -25,3 +25,14 @@ class TorchRow:
 def as_long(values, device) -> torch.Tensor:
     """An int64 tensor on `device` from a numpy integer array (or int)."""
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
+
+
+def channel_chunks(forecast: torch.Tensor, channels: int) -> torch.Tensor:
+    """A forecast [B, M, R] (channels-last view of per-sample [R, M]) as [B, C, n]: the row-major
+    chunks of n = R*M/C values that belong to each window channel (spec 2.10, 3.11)."""
+    return forecast.permute(0, 2, 1).reshape(forecast.shape[0], channels, -1)
+
+
+def from_channel_chunks(chunks: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of `channel_chunks`: [B, C, n] back to the layout of `like` ([B, M, R])."""
+    return chunks.reshape(like.shape[0], like.shape[2], like.shape[1]).permute(0, 2, 1)

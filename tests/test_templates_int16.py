@@ -229,6 +229,15 @@ def kit_cases() -> list[Case]:
         elif op == "scan":
             ints = [("E", c_out), ("T", l_out), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
             cases.append(Case(op, op, ints, None, [], [a["lam"], a["u"]], y, kc.saturations))
+        elif op == "revin_norm":
+            ints = [("C", c_out), ("L", l_out), ("EPS_Q", p["eps_q"]), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
+                    ("REVIN_INV_BITS", K.REVIN_INV_BITS), ("SHIFT", p["shift"])]
+            cases.append(Case("revin", op, ints, None, [], [a["x"]], y, kc.saturations))
+        elif op == "revin_denorm":
+            c_in, l_in = a["x"].shape[1:]
+            ints = [("C", c_in), ("L", l_in), ("EPS_Q", p["eps_q"]), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
+                    ("R", c_out), ("M", l_out), ("MEAN_UP", p["mean_up"]), ("SHIFT", p["shift"])]
+            cases.append(Case("revin", op, ints, None, [], [a["f"], a["x"]], y, kc.saturations))
         else:
             extra = [("A_UP", p["a_up"]), ("B_UP", p["b_up"])] if op == "add" else []
             cases.append(Case(op, op, [("C", c_out), ("L", l_out)] + extra + [("SHIFT", p["shift"])], None, [],

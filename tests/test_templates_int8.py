@@ -318,6 +318,17 @@ def kit_cases() -> list[Case]:
                 cfg = _cfg(E=y.shape[0], T=y.shape[1], U_ZP=p["u_zp"], Y_ZP=p["y_zp"], M0=p["m0"], SHIFT=p["shift"])
                 cases.append(Case(name, "scan_int8", cfg, [("lam", "i8_t", a["lam"][bi]), ("u", "i8_t", a["u"][bi])],
                                   y.shape, "{lam}, {u}, y", y, 0))
+            elif op == "revin_norm":
+                cfg = _cfg(C=y.shape[0], L=y.shape[1], X_ZP=p["x_zp"], Y_ZP=p["y_zp"], EPS_Q=p["eps_q"],
+                           REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=p["m0"],
+                           SHIFT=p["shift"])
+                cases.append(Case(name, "revin_norm_int8", cfg, [("x", "i8_t", first)], y.shape, "{x}, y", y, 0))
+            elif op == "revin_denorm":
+                cfg = _cfg(C=first.shape[0], L=first.shape[1], R=y.shape[0], M=y.shape[1], Y_ZP=p["y_zp"],
+                           X_ZP=p["x_zp"], O_ZP=p["o_zp"], EPS_Q=p["eps_q"], REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+                           M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"])
+                cases.append(Case(name, "revin_denorm_int8", cfg, [("f", "i8_t", a["f"][bi]), ("x", "i8_t", first)],
+                                  y.shape, "{f}, {x}, y", y, 0))
             else:
                 ints = dict(C=y.shape[0], L=y.shape[1], A_ZP=p["a_zp"], B_ZP=p["b_zp"], Y_ZP=p["y_zp"])
                 ints.update(dict(M0=p["m0"], SHIFT=p["shift"]) if op == "mul" else
