@@ -1,7 +1,7 @@
 """Render a self-contained HLS C++ project for one model, precision and type flavour.
 
 `generate_project(model, out_dir, precision="int16", types="stdint", n_vectors=1000, data=None,
-seed=0, layers=False) -> GenerateResult` writes
+seed=0, layers=False, weights="embedded", interface="memory", reuse=ReuseSpec()) -> GenerateResult` writes
 
   out_dir/firmware/  primitives.h types.h params.h ops/*.h weights/*.h top.h top.cpp
   out_dir/tb/        tb_main.cpp npy.h
@@ -32,8 +32,10 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from codegen import emit_int8, emit_int16
+from codegen.dataflow import plan_dataflow
 from codegen.emission import CTYPES, Emission
 from codegen.names import sanitize_names
+from codegen.reuse import ReuseSpec, apply_plans, resolve_reuse
 from codegen.vectors import make_vectors
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.manifest import DirKind, owned_files, publish, staged
@@ -45,6 +47,9 @@ BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end
 PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
 WEIGHTS = ("embedded", "external")      # constants compiled in as ROMs | loaded from an integer export
+# memory: cmamba_top(input[C][L], output[C][H]) on ap_memory ports, the layers one after another;
+# stream: hls::stream ports (AXI-Stream), one DATAFLOW process per layer (codegen/dataflow.py).
+INTERFACES = ("memory", "stream")
 EXPORT_SUBDIR = "export"                # --weights external: the project's own export (codegen/deploy.py)
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
@@ -58,6 +63,8 @@ class GenerateResult:
     seconds: float
     precision: str = "int16"
     types: str = "stdint"
+    interface: str = "memory"
+    reuse: ReuseSpec = field(default_factory=ReuseSpec)
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
@@ -172,9 +179,28 @@ def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
     return tables
 
 
-def render_files(model, em: Emission, types: str, weights: str = "embedded", exp=None) -> dict[str, str]:
+def check_interface(interface: str, weights: str = "embedded") -> None:
+    if interface not in INTERFACES:
+        raise UnsupportedError(f"--interface {interface!r} is not supported (known: {', '.join(INTERFACES)})")
+    if interface == "stream" and weights == "external":
+        raise UnsupportedError("--interface stream takes --weights embedded only: every DATAFLOW process reads its "
+                               "own ROMs, and one m_axi weights port cannot feed them all")
+
+
+def emit_with_reuse(model, backend, names: dict[str, str], types: str, reuse: ReuseSpec | None,
+                    external: bool = False) -> Emission:
+    """The back end's Emission with every layer's parallelism (codegen/reuse.py) in its config."""
+    plans = resolve_reuse(model.graph, reuse or ReuseSpec())
+    em = backend.emit(model, names, types, external=external)
+    apply_plans(em, names, plans)
+    return em
+
+
+def render_files(model, em: Emission, types: str, weights: str = "embedded", exp=None,
+                 interface: str = "memory") -> dict[str, str]:
     """Relative path -> text of every generated source file (no vectors). `weights="external"`
     needs `exp`, the model's integer export (codegen.deploy.export_records)."""
+    check_interface(interface, weights)
     env = make_env()
     external = weights == "external"
     groups: dict[str, list] = {}
@@ -188,6 +214,7 @@ def render_files(model, em: Emission, types: str, weights: str = "embedded", exp
         output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
         npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
         weights=weights, consts=em.consts,
+        interface=interface, dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -227,23 +254,27 @@ def data_line(data_file: Path | None, note: str, n_real: int) -> str:
 
 
 def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
-                    weights: str = "embedded") -> dict:
+                    weights: str = "embedded", interface: str = "memory", reuse: ReuseSpec | None = None) -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
+            "interface": interface, "reuse": (reuse or ReuseSpec()).as_json(),
             "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
             "seed": int(seed), "layers": bool(layers), "weights": weights}
 
 
 def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-                     data=None, seed: int = 0, layers: bool = False, weights: str = "embedded") -> GenerateResult:
+                     data=None, seed: int = 0, layers: bool = False, weights: str = "embedded",
+                     interface: str = "memory", reuse: ReuseSpec | None = None) -> GenerateResult:
     """Generate the project (see the module docstring). model: a Model or a model directory.
     weights="external": the constant tables are loaded at start-up from an integer export
-    (written to out_dir/export/, docs/deploy-format.md) instead of compiled in."""
+    (written to out_dir/export/, docs/deploy-format.md) instead of compiled in. interface:
+    "memory" or "stream" (the DATAFLOW top); reuse: the layers' reuse factors (codegen/reuse.py)."""
     t0 = time.perf_counter()
     if types not in TYPES:
         raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
     if weights not in WEIGHTS:
         raise UnsupportedError(f"--weights {weights!r} is not supported (known: {', '.join(WEIGHTS)})")
+    check_interface(interface, weights)
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
@@ -252,13 +283,13 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
     owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)
     external = weights == "external"
-    em: Emission = backend.emit(model, names, types, external=external)
+    em: Emission = emit_with_reuse(model, backend, names, types, reuse, external)
     _check_emission(em, names)
     exp = None
     if external:
         from codegen.deploy import export_records
         exp = export_records(model, precision)
-    files = render_files(model, em, types, weights, exp)
+    files = render_files(model, em, types, weights, exp, interface)
 
     vecs = make_vectors(model, em, int(n_vectors), data=data, seed=seed)
     out_q, tensors = em.run_golden(vecs.x_q)
@@ -277,9 +308,10 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         if external:
             from codegen.deploy import write_nested
             write_nested(exp, names, tmp / EXPORT_SUBDIR)
-        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, weights)
+        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, weights,
+                                   interface, reuse)
         manifest["vectors"] = vecs.counts
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
     return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          dict(vecs.counts), vecs.data_file, layers, vecs.data_note)
+                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers, vecs.data_note)

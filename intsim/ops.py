@@ -9,6 +9,7 @@ explicit `unsupported` row):
   INT16             intsim/int16.py        INT16     (lower -> typed params, pack, kernel)
   INT8              intsim/int8.py         INT8      (lower -> typed params, kernel)
   C++ INT16 / INT8  codegen/emit_int16.py  EMIT16, codegen/emit_int8.py EMIT8 (template + config)
+  estimator         codegen/estimate.py    ESTIMATE  (reuse knob, pipelined loops, multipliers, ROMs)
   torch INT16 / INT8 model/torch_int16.py  TORCH16, model/torch_int8.py TORCH8 (bit-true, 'train' extra)
 
 No back end switches on the op name: it asks its table for the layer's row, and an op

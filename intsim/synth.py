@@ -52,11 +52,12 @@ def _block_layers(p: str, prev: str, d_conv: int, eps: float, block: str) -> lis
 
 
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
-                  revin: bool = False, block: str = "simple"):
+                  revin: bool = False, head_proj: bool = False, block: str = "simple"):
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
     its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
     revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
-    takes the window `input` as its second input and is then the output tensor)."""
+    takes the window `input` as its second input and is then the output tensor). head_proj: a 1x1
+    conv `head_proj` between norm_f and the flatten head (a narrower head input)."""
     layers = [{"name": "revin_in", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": eps}}] if revin else []
     layers += [{"name": "patch_embed", "op": "conv_kx1", "inputs": [layers[0]["name"] if revin else "input"],
                 "attrs": {"kernel": patch, "stride": stride}}]
@@ -64,8 +65,11 @@ def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: i
     for n in range(n_blocks):
         layers += _block_layers(f"blk{n}.", prev, d_conv, eps, block)
         prev = f"blk{n}.residual"
-    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-               {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}}]
+    if head_proj:
+        layers.append({"name": "head_proj", "op": "conv1x1", "inputs": ["norm_f"]})
+    layers.append({"name": "head", "op": "conv_kx1", "inputs": [layers[-1]["name"]],
+                   "attrs": {"kernel": tokens, "stride": 1}})
     if revin:
         layers.append({"name": "revin_out", "op": "revin_denorm", "inputs": ["head", "input"], "attrs": {"eps": eps}})
     return layers
@@ -106,7 +110,7 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
     per_block = block_weight_shapes(d_model, d_inner, d_conv, block, d_state, dt_rank)
     for n in range(n_blocks):
         shapes.update({f"blk{n}.{k}": v for k, v in per_block.items()})
-    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin, block)
+    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin, block=block)
     for layer in layers:
         if layer["name"] not in shapes:
             continue

@@ -37,12 +37,18 @@ class RMSNorm(nn.Module):
 class RevIN(nn.Module):
     """Instance normalisation per sample and channel over time (docs/quant-spec.md 2.10, 3.11):
     `norm(x) = (x - mean_t) / sqrt(var_t + eps)` (population variance), `denorm(y, x)` multiplies
-    the forecast back by the window's std and adds its mean. No parameters (graph ops revin_norm,
-    revin_denorm; the float reference is intsim.float_ref.revin_*)."""
+    the forecast back by the window's std and adds its mean (graph ops revin_norm, revin_denorm;
+    the float reference is intsim.float_ref.revin_*).
 
-    def __init__(self, eps: float = 1e-5):
+    `affine` (optional): a learned per-channel `g * x_n + b` after norm and `(y - b) / g` before
+    denorm. It has no op of its own: export folds it into patch_embed and the head
+    (`fold_revin_affine`), which are linear in their input and output."""
+
+    def __init__(self, eps: float = 1e-5, channels: int = 0, affine: bool = False):
         super().__init__()
         self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
     def stats(self, x):
         mean = x.mean(dim=2, keepdim=True)
@@ -50,9 +56,12 @@ class RevIN(nn.Module):
 
     def norm(self, x):
         mean, std = self.stats(x)
-        return (x - mean) / std
+        x = (x - mean) / std
+        return x if self.weight is None else x * self.weight[None, :, None] + self.bias[None, :, None]
 
     def denorm(self, y, x):
+        if self.weight is not None:
+            y = (y - self.bias[None, :, None]) / self.weight[None, :, None]
         mean, std = self.stats(x)
         return y * std + mean
 
@@ -142,7 +151,8 @@ class CMambaSlim(nn.Module):
     """x: float [B, C_in, L] (normalised) -> [B, C_out, H].
 
     patch_embed (Conv1d C_in->D, kernel P, stride S) -> N x CMambaBlock -> norm_f ->
-    head (Conv1d D -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
+    [head_proj (1x1 Conv1d D -> head_dim) when head_dim > 0] ->
+    head (Conv1d D (or head_dim) -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
     [B, C_out, H] (row c*H + h).
 
     `dropout` (training regulariser) drops block outputs before the residual add and
@@ -151,8 +161,8 @@ class CMambaSlim(nn.Module):
     """
 
     def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False, block="simple", d_state=16,
-                 dt_rank=None):
+                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False, head_dim=0,
+                 revin_affine=False, block="simple", d_state=16, dt_rank=None):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
@@ -160,8 +170,10 @@ class CMambaSlim(nn.Module):
             raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
         self.hyper = dict(c_in=c_in, c_out=c_out, length=length, patch=patch, stride=stride,
                           d_model=d_model, d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv,
-                          horizon=horizon, eps=float(eps), revin=bool(revin), block=block)
-        self.revin = RevIN(eps) if revin else None
+                          horizon=horizon, eps=float(eps), revin=bool(revin), head_dim=int(head_dim), block=block)
+        if revin_affine and (not revin or c_in != c_out):
+            raise ValueError("--revin-affine needs --revin and as many output channels as input channels")
+        self.revin = RevIN(eps, c_in, revin_affine) if revin else None
         self.tokens = (length - patch) // stride + 1
         self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
         if block == "s6":
@@ -174,13 +186,18 @@ class CMambaSlim(nn.Module):
                                         for _ in range(n_blocks))
         self.norm_f = RMSNorm(d_model, eps)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Conv1d(d_model, c_out * horizon, self.tokens, stride=1, bias=True)
+        # head_proj narrows the flatten head's input (the head holds C_out*H*width*T weights)
+        self.head_proj = nn.Conv1d(d_model, head_dim, 1, bias=True) if head_dim else None
+        self.head = nn.Conv1d(head_dim or d_model, c_out * horizon, self.tokens, stride=1, bias=True)
 
     def forward(self, x):
         h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         for blk in self.blocks:
             h = blk(h)
-        y = self.head(self.drop(self.norm_f(h)))         # [B, C_out*H, 1]
+        h = self.drop(self.norm_f(h))
+        if self.head_proj is not None:
+            h = self.head_proj(h)
+        y = self.head(h)                                  # [B, C_out*H, 1]
         y = y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
         return self.revin.denorm(y, x) if self.revin is not None else y
 

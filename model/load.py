@@ -21,7 +21,9 @@ def sizes_from_weights(graph) -> dict:
         n_blocks = sum(1 for layer in graph.layers if layer.name.endswith(".norm") and layer.name.startswith("blk"))
         sizes = {"d_model": embed.weights["weight"].shape[0], "d_inner": inner.weights["weight"].shape[0],
                  "n_blocks": n_blocks, "patch": embed.attrs["kernel"], "stride": embed.attrs["stride"],
-                 "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon}
+                 "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon,
+                 **({"head_dim": graph.layer("head_proj").weights["weight"].shape[0]}
+                    if any(layer.name == "head_proj" for layer in graph.layers) else {})}
         if graph.layer("blk0.scan").op == "s6_scan":
             sizes.update(block="s6", d_state=graph.layer("blk0.x_proj_B").weights["weight"].shape[0],
                          dt_rank=graph.layer("blk0.x_proj_dt").weights["weight"].shape[0])
@@ -70,6 +72,9 @@ def load_torch_model(model_dir) -> CMambaSlim:
             put(blk.A_log, np.log(-w[p + "scan"]["A"]))
             put(blk.D, w[p + "scan"]["D"])
     put(module.norm_f.weight, w["norm_f"]["weight"])
+    if module.head_proj is not None:
+        put(module.head_proj.weight, w["head_proj"]["weight"])
+        put(module.head_proj.bias, w["head_proj"]["bias"])
     put(module.head.weight, w["head"]["weight"])
     put(module.head.bias, w["head"]["bias"])
     return module.eval()

@@ -58,7 +58,9 @@ class TrainConfig:
     d_state: int = 16                    # S6: N states per channel
     dt_rank: int | None = None           # S6: R (None: ceil(d_model / 16))
     eps: float = 1e-5
-    revin: bool = False                  # instance normalisation in the graph (revin_norm / revin_denorm)
+    revin: bool = True                   # instance normalisation in the graph (revin_norm / revin_denorm)
+    head_dim: int = 8                    # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
+    revin_affine: bool = False           # learned per-channel affine inside RevIN (folded at export)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -134,7 +136,8 @@ def train(cfg: TrainConfig) -> dict:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
                             d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout,
-                            revin=cfg.revin, block=cfg.block, d_state=cfg.d_state, dt_rank=cfg.dt_rank)
+                            revin=cfg.revin, head_dim=cfg.head_dim, revin_affine=cfg.revin_affine,
+                            block=cfg.block, d_state=cfg.d_state, dt_rank=cfg.dt_rank)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
@@ -143,7 +146,7 @@ def train(cfg: TrainConfig) -> dict:
     s6 = f", S6 blocks: N={cfg.d_state} states, R={module.hyper['dt_rank']}" if cfg.block == "s6" else ""
     print(f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
           f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}{s6}, "
-          f"H={cfg.horizon}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
+          f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
           f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}")
 
     # Baselines on the same split, fitted on train only.

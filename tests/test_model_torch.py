@@ -308,11 +308,12 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
 
 
 def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
-    """RevIN on: the exported graph (revin_norm ... revin_denorm) computes module.eval()(x), and a
-    window shifted and scaled per channel gives the forecast shifted and scaled the same way."""
+    """RevIN on and a head projection: the exported graph (revin_norm ... head_proj, head, revin_denorm)
+    computes module.eval()(x), loads back into torch, and a window shifted and scaled per channel gives
+    the forecast shifted and scaled the same way."""
     torch.manual_seed(0)
     module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True).eval()
+                        d_conv=3, horizon=4, revin=True, head_dim=4).eval()
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     model = load_model(tmp_path / "m")
     assert [layer.op for layer in model.graph.layers][::len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
@@ -324,3 +325,25 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     scale, shift = np.array([2.0, 0.5, 3.0])[None, :, None], np.array([10.0, -4.0, 0.0])[None, :, None]
     moved = model.run(x * scale + shift, "fp32").output.reshape(got.shape)
     assert np.allclose(moved, got * scale + shift, atol=1e-3)
+    assert model.graph.layer("head_proj").weights["weight"].shape == (4, 8)
+    with torch.no_grad():
+        again = load_torch_model(tmp_path / "m")(torch.from_numpy(x).float()).double().numpy()
+    assert np.allclose(again, want, atol=1e-6)
+
+
+def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
+    """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
+    (plain revin_norm / revin_denorm) computes the module's function."""
+    torch.manual_seed(1)
+    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True, head_dim=4, revin_affine=True).eval()
+    with torch.no_grad():
+        module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
+        module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
+    export_model(module, tmp_path / "m", None, ["a", "b", "c"])
+    x = np.random.default_rng(1).standard_normal((4, 3, 16))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x).float()).double().numpy()
+    assert np.allclose(load_model(tmp_path / "m").run(x, "fp32").output, want, atol=1e-4)
+    with pytest.raises(ValueError, match="needs --revin"):
+        CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, revin=False, revin_affine=True)

@@ -6,6 +6,7 @@ import pytest
 
 from codegen.emit_int16 import EMIT16, OP_TEMPLATES as TEMPLATES16
 from codegen.emit_int8 import EMIT8, OP_TEMPLATES as TEMPLATES8
+from codegen.estimate import ESTIMATE
 from intsim import kernels_int16 as K
 from intsim.errors import UnsupportedError
 from intsim.float_ref import FLOAT
@@ -14,7 +15,7 @@ from intsim.int8 import INT8
 from intsim.ops import OPS, BackendTable
 from intsim.spec_kit import KIT8, KIT16
 
-BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8]
+BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8, ESTIMATE]
 try:                                   # the bit-true PyTorch back end (the 'train' extra, installed in CI)
     from model.torch_int8 import TORCH8
     from model.torch_int16 import TORCH16
