@@ -51,6 +51,7 @@ from typing import Callable
 import numpy as np
 
 from intsim.graph import INPUT_NAME
+from intsim.lut import EXP_SIZE, exp_decay_table
 
 # ctype names defined by firmware/primitives.h, with the numpy dtype their values must fit.
 # The plain <stdint.h> names are storage types for constant ROMs in both flavours: the same
@@ -148,6 +149,21 @@ def op_templates(table, first: tuple[str, ...] = ()) -> list[str]:
         if row.template not in out:
             out.append(row.template)
     return out
+
+
+def exp_table_name(ctx: LayerContext) -> str:
+    """The S6 decay table (spec 2.12), emitted once per project into weights/luts.h."""
+    if "exp_decay" not in ctx.shared:
+        ctx.shared["exp_decay"] = "exp_decay_q14"
+        ctx.consts.append(ConstArray("exp_decay_q14", "int16_t", exp_decay_table(), "luts",
+                                     f"S6 decay table [{EXP_SIZE}]: entry a = RNE(exp(-a / 256) * 2^14), Q1.14"))
+    return ctx.shared["exp_decay"]
+
+
+def s6_call(func: str, st, ctx: LayerContext, consts: str) -> str:
+    """`func<cfg>(delta, x, B, C, <consts>, exp table, out);` of an s6_scan layer."""
+    ins = ", ".join(ctx.ref(t) for t in st.inputs)
+    return f"{func}<{ctx.cfg}>({ins}, {consts}, {exp_table_name(ctx)}, {ctx.out});"
 
 
 @dataclass

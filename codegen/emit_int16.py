@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates)
+                              op_templates, s6_call)
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
 from intsim.formats import q_name
@@ -21,7 +21,7 @@ from intsim.graph import INPUT_NAME
 from intsim.int16 import ConvParams, Int16Step
 from intsim.kernels_int16 import LUT_OFFSET, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.kernels_mac import acc_bits   # the golden model proves the same bound (int32 sums)
-from intsim.lut import LUT_SIZE
+from intsim.lut import EXP_SIZE, LUT_SIZE
 from intsim.ops import BackendTable
 
 INT16_MAX_ABS = 1 << 15
@@ -157,6 +157,17 @@ def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, ctx.binary_call("scan", st))
 
 
+def _emit_s6(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p, cname = st.params, ctx.cname
+    e, n_states = p.a.shape
+    ctx.consts.append(ConstArray(f"a_{cname}", "int16_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}"))
+    ctx.consts.append(ConstArray(f"d_{cname}", "int16_t", p.d, cname, f"{st.name}.D [{e}] {q_name(p.d_frac)}"))
+    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE)] + \
+        [(name.upper(), getattr(p, name)) for name in ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d",
+                                                        "y_shift")]
+    return LayerCode(ints, s6_call("s6_scan", st, ctx, f"a_{cname}, d_{cname}"))
+
+
 def _emit_mul(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     return LayerCode([("C", channels), ("L", length), ("SHIFT", st.params.shift)], ctx.binary_call("mul", st))
@@ -192,6 +203,8 @@ EMIT16.register("sigmoid", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
 EMIT16.register("silu", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
 EMIT16.register("scan", TemplateRow("int16/scan.h.j2", _emit_scan))
 EMIT16.register("mul", TemplateRow("int16/mul.h.j2", _emit_mul))
+EMIT16.register("softplus", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
+EMIT16.register("s6_scan", TemplateRow("int16/s6_scan.h.j2", _emit_s6))
 EMIT16.register("add", TemplateRow("int16/add.h.j2", _emit_add))
 EMIT16.register("revin_norm", TemplateRow("int16/revin.h.j2", _emit_revin_norm))
 EMIT16.register("revin_denorm", TemplateRow("int16/revin.h.j2", _emit_revin_denorm))

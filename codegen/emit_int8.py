@@ -17,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates)
+                              op_templates, s6_call)
 from intsim.errors import UnsupportedError
 from intsim.formats import QParams
 from intsim.graph import INPUT_NAME
 from intsim.int8 import Int8Step, quantize_act
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.lut import EXP_FRAC_BITS, EXP_SIZE
 from intsim.ops import BackendTable
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -63,8 +64,8 @@ def emit(model, names: dict[str, str], types: str, external: bool = False) -> Em
         buffers.append(Buffer(st.name, cname, (channels, length)))
         ctx = LayerContext(graph, names, cname, consts, shared, external)
         code = EMIT8.row(st.op, st.name).emit(st, ctx)
-        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (spec 3.9: int64)
-            if key != "EPS_Q" and not INT32_MIN <= int(value) <= INT32_MAX:
+        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (3.9) and the S6 M_K (3.13): int64
+            if key not in ("EPS_Q", "M_K") and not INT32_MIN <= int(value) <= INT32_MAX:
                 raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit int32")
         configs.append(Config(ctx.cfg, comment, [(k, int(v)) for k, v in code.ints]))
         steps.append(Step(st.name, st.op, comment, code.call))
@@ -168,6 +169,23 @@ def _emit_scan(st: Int8Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, ctx.binary_call("scan_int8", st))
 
 
+def _emit_s6(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p, cname = st.params, ctx.cname
+    e, n_states = p.a.shape
+    ctx.consts.extend([
+        ConstArray(f"a_{cname}", "int8_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] int8, per-row symmetric"),
+        ConstArray(f"ma_{cname}", "int32_t", p.m_a.astype(np.int32), cname,
+                   f"{st.name} decay-address multipliers: (s_d s_A[e]) 2^8 = m_a 2^-sh_a"),
+        ConstArray(f"sha_{cname}", "int8_t", p.sh_a.astype(np.int8), cname, f"{st.name} decay-address shifts"),
+        ConstArray(f"d_{cname}", "int8_t", p.d, cname, f"{st.name}.D [{e}] int8, per-tensor symmetric"),
+    ])
+    z_d, z_x, z_b, z_c, z_y = p.zps
+    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE), ("EXP_FRAC", EXP_FRAC_BITS),
+            ("D_ZP", z_d), ("X_ZP", z_x), ("B_ZP", z_b), ("C_ZP", z_c), ("Y_ZP", z_y), ("M_H", p.m_h),
+            ("M_K", p.m_k), ("SHIFT", p.shift)]
+    return LayerCode(ints, s6_call("s6_scan_int8", st, ctx, f"a_{cname}, ma_{cname}, sha_{cname}, d_{cname}"))
+
+
 def _emit_mul(st: Int8Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
@@ -211,6 +229,8 @@ EMIT8.register("sigmoid", TemplateRow("int8/lut.h.j2", _emit_lut))
 EMIT8.register("silu", TemplateRow("int8/lut.h.j2", _emit_lut))
 EMIT8.register("scan", TemplateRow("int8/scan.h.j2", _emit_scan))
 EMIT8.register("mul", TemplateRow("int8/mul.h.j2", _emit_mul))
+EMIT8.register("softplus", TemplateRow("int8/lut.h.j2", _emit_lut))
+EMIT8.register("s6_scan", TemplateRow("int8/s6_scan.h.j2", _emit_s6))
 EMIT8.register("add", TemplateRow("int8/add.h.j2", _emit_add))
 EMIT8.register("revin_norm", TemplateRow("int8/revin.h.j2", _emit_revin_norm))
 EMIT8.register("revin_denorm", TemplateRow("int8/revin.h.j2", _emit_revin_denorm))

@@ -35,6 +35,7 @@ from codegen.reuse import Plan, ReuseSpec, resolve_reuse, rounded
 from intsim.errors import CmambaError
 from intsim.kernels_int16 import LUT_LAST, REVIN_INV_BITS, RMS_INV_BITS
 from intsim.kernels_int8 import REVIN_INV_BITS_INT8, RMS_INV_BITS_INT8
+from intsim.lut import EXP_SIZE
 from intsim.ops import BackendTable
 
 # ---- counter slots (templates/common/primitives.h.j2) ----
@@ -282,6 +283,20 @@ def _scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
                 [Mult("lam x S", 1, 10, 32), Mult("(256 - lam) x u", 1, 10, 18), Mult("requantize", 1, 32, 32)])
 
 
+def _s6_scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
+    """Spec 2.12 / 3.13 (templates */s6_scan.h.j2): per channel one pipelined loop over the steps with the
+    N_s states unrolled inside (decay-table read, state update, C x h sum per state), so N_s copies
+    of the per-state multipliers and N_s reads of the decay table per cycle (one bank per state)."""
+    e, t = d.out
+    n = d.inputs[2][0]
+    w = 16 if precision == "int16" else 9
+    depth = 1 + MUL_DEPTH + ROM_DEPTH + 2 * MUL_DEPTH + ROUND_DEPTH
+    return Cost([Loop("step", 0, e, t, 1, depth)],
+                [Mult("Delta x x", 1, w, w), Mult("Delta x A", n, w, 16), Mult("exp x h", n, 16, 32),
+                 Mult("(Delta x) x B", n, 2 * w, w), Mult("C x h", n, w, 32), Mult("D x x", 1, w, w)],
+                [Rom("A", e, n * _bits(precision)), Rom("decay table", EXP_SIZE, 16, n)])
+
+
 def _mul_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     if precision == "int16":
@@ -339,11 +354,13 @@ ESTIMATE.register("dwconv", EstimateRow(_dwconv_knob, _dwconv_cost))
 ESTIMATE.register("rmsnorm", EstimateRow(_rmsnorm_knob, _rmsnorm_cost))
 ESTIMATE.register("sigmoid", EstimateRow(_no_knob, _lut_cost))
 ESTIMATE.register("silu", EstimateRow(_no_knob, _lut_cost))
+ESTIMATE.register("softplus", EstimateRow(_no_knob, _lut_cost))   # the same table activation as SiLU
 ESTIMATE.register("scan", EstimateRow(_no_knob, _scan_cost))
 ESTIMATE.register("mul", EstimateRow(_no_knob, _mul_cost))
 ESTIMATE.register("add", EstimateRow(_no_knob, _add_cost))
 ESTIMATE.register("revin_norm", EstimateRow(_no_knob, _revin_norm_cost))
 ESTIMATE.register("revin_denorm", EstimateRow(_no_knob, _revin_denorm_cost))
+ESTIMATE.register("s6_scan", EstimateRow(_no_knob, _s6_scan_cost))
 
 
 # ----------------------------------------------------------------------------- the whole model

@@ -23,7 +23,7 @@ from intsim.formats import RMSNORM_MODES, Int8Params, QParams  # noqa: F401  (RM
 from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.int16 import PackedProgram, PackedStep, pack_steps
 from intsim.kernels_mac import acc_bits, weight_cols
-from intsim.lut import int8_table, int8_table_clamped
+from intsim.lut import EXP_ADDR_FRAC_BITS, exp_decay_table, int8_table, int8_table_clamped
 from intsim.ops import BackendTable
 
 # The sigmoid output that feeds a scan has this fixed format (spec 3.5).
@@ -98,6 +98,19 @@ class AddParams8:
     shift: int
     m_a: int
     m_b: int
+
+
+@dataclass(frozen=True, eq=False)
+class S6Params8:
+    """Spec 3.13 (the Mamba-1 selective scan)."""
+    a: np.ndarray           # int8 [E, N], per-row symmetric (s_A[e])
+    m_a: np.ndarray         # int64 [E]: quantize_multiplier((s_d * s_A[e]) * 2^8)
+    sh_a: np.ndarray        # int64 [E]
+    d: np.ndarray           # int8 [E]: the skip D, per-tensor symmetric (s_D)
+    zps: tuple              # (z_d, z_x, z_B, z_C, z_y)
+    m_h: int                # 15-bit multiplier of the state sum: s_C s_d s_B s_x / s_y = m_h 2^-shift
+    m_k: int                # the skip's multiplier at the same shift: RNE((s_Dk s_x / s_y) 2^shift)
+    shift: int
 
 
 @dataclass(frozen=True)
@@ -188,9 +201,9 @@ def quantize_weight_per_channel(w: np.ndarray, min_scale=0.0):
     return q.reshape(w.shape), scales
 
 
-def _multiplier(layer: str, what: str, real: float):
+def _multiplier(layer: str, what: str, real: float, bits: int = 31):
     try:
-        return quantize_multiplier(real)
+        return quantize_multiplier(real, bits)
     except ValueError as exc:
         raise QuantizationError(f"layer '{layer}': {what} multiplier {real!r} cannot be represented ({exc})") from exc
 
@@ -313,6 +326,7 @@ def _lut_row(func: str, fixed_output: QParams | None = None) -> Int8Row:
 # The sigmoid output (lam, feeding a scan) has the fixed format s = 1/256, z = -128 (spec 3.5).
 INT8.register("sigmoid", _lut_row("sigmoid", LAM_QP))
 INT8.register("silu", _lut_row("silu"))
+INT8.register("softplus", _lut_row("softplus"))
 
 
 def _lower_scan(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -328,6 +342,36 @@ def _lower_scan(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 INT8.register("scan", Int8Row(_lower_scan, lambda st, x: K8.scan_int8(
     x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp),
     pack=lambda p: PackedStep(K8.SCAN8, {"u_zp": p.u_zp, "y_zp": p.y_zp, "m0": p.m0, "shift": p.shift})))
+
+
+S6_MULT_BITS = 15      # spec 3.13: a 15-bit state-sum multiplier keeps (sum_n C h) * m_h below 2^62
+
+
+def _lower_s6(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
+    (s_d, z_d), (s_x, z_x), (s_b, z_b), (s_c, z_c) = in_qp
+    s_y, z_y = out_qp
+    a_q, s_a = quantize_weight_per_channel(layer.weights["A"])                 # per row e
+    d_q, s_dk = quantize_weight_per_channel(layer.weights["D"].reshape(1, -1))   # per tensor
+    mults = [_multiplier(layer.name, "decay address", (s_d * sa) * float(1 << EXP_ADDR_FRAC_BITS)) for sa in s_a]
+    m_h, shift = _multiplier(layer.name, "state sum", (((s_c * s_d) * s_b) * s_x) / s_y, S6_MULT_BITS)
+    m_k = int(np.rint(np.ldexp((float(s_dk[0]) * s_x) / s_y, shift)))
+    n_states = a_q.shape[1]
+    if n_states * 255 * (1 << 31) * ((1 << S6_MULT_BITS) - 1) + 127 * 255 * m_k >= 1 << 63:
+        raise QuantizationError(
+            f"layer '{layer.name}': N = {n_states} states with skip multiplier {m_k} (at shift {shift}) "
+            f"overflow the int64 output sum (spec 3.13)")
+    return S6Params8(a_q, np.array([m for m, _ in mults], np.int64), np.array([sh for _, sh in mults], np.int64),
+                     d_q.reshape(-1), (z_d, z_x, z_b, z_c, z_y), m_h, m_k, shift), 0, False
+
+
+def _run_s6(st: Int8Step, x):
+    p = st.params
+    z_d, z_x, z_b, z_c, z_y = p.zps
+    return K8.s6_scan_int8(x[0], z_d, x[1], z_x, x[2], z_b, x[3], z_c, p.a, p.m_a, p.sh_a, p.d, exp_decay_table(),
+                           p.m_h, p.m_k, p.shift, z_y)
+
+
+INT8.register("s6_scan", Int8Row(_lower_s6, _run_s6))
 
 
 def _lower_mul(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):

@@ -14,6 +14,7 @@ from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturat
 from intsim.kernels_int16 import (COL_B_OFF, COL_IN1, COL_W0, COL_W1, COL_W2, PackedKernel, _tensor,
                                   program_buffer, step_operands, tensor_ranges)
 from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
+from intsim.lut import EXP_FRAC_BITS
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
@@ -226,6 +227,44 @@ def run_program_int8(x, steps, weights, biases, channels, lengths):
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
+
+
+@njit(cache=True)
+def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp_table, m_h, m_k, shift, y_zp):
+    """Spec 3.13, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
+    (s_x, z_x), bm: int8[B, N, T] (s_B, z_B), cm: int8[B, N, T] (s_C, z_C); a: int8[E, N] per-row
+    symmetric (s_A[e]); m_a/sh_a: int64[E] the decay-address multiplier of (s_d s_A[e]) 2^8;
+    dk: int8[E] (the skip D, per-tensor symmetric s_D); exp_table: int16[EXP_SIZE] Q1.14;
+    m_h: the 15-bit output multiplier of the state sum, m_k the skip's at the same `shift`
+    -> y: int8[B, E, T] (s_y, z_y). State: int32[E, N] in units of s_d s_B s_x per sample.
+    Saturations: every clamped state value (sat32) and output value (sat8)."""
+    n_b, e, t_len = x.shape
+    n_st = a.shape[1]
+    last = exp_table.shape[0] - 1
+    y = np.empty((n_b, e, t_len), dtype=np.int8)
+    h = np.zeros(n_st, dtype=np.int64)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(e):
+            h[:] = 0
+            for t in range(t_len):
+                dc = np.int64(delta[bi, ch, t]) - d_zp
+                xc = np.int64(x[bi, ch, t]) - x_zp
+                u = dc * xc
+                acc_h = np.int64(0)
+                for n in range(n_st):
+                    addr = rne_shift(-(dc * np.int64(a[ch, n])) * m_a[ch], sh_a[ch])
+                    addr = min(max(addr, 0), last)
+                    inj = u * (np.int64(bm[bi, n, t]) - b_zp)
+                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS), EXP_FRAC_BITS), 32)
+                    h[n] = v
+                    nsat += s
+                    acc_h += (np.int64(cm[bi, n, t]) - c_zp) * v
+                acc = acc_h * m_h + np.int64(dk[ch]) * xc * m_k
+                v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
 
 
 @njit(cache=True)

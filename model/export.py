@@ -115,6 +115,13 @@ def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
         out[p + "in_proj_z"] = {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}
         out[p + "dwconv"] = {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}
         out[p + "dt_proj"] = {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}
+        if module.hyper["block"] == "s6":
+            # x_proj's R + 2N rows as three exact 1x1 convs (dt, B, C); A = -exp(A_log) as a constant
+            r, n = blk.dt_rank, blk.d_state
+            w_x, b_x = blk.x_proj.weight[:, :, 0], blk.x_proj.bias
+            for key, rows in (("x_proj_dt", slice(0, r)), ("x_proj_B", slice(r, r + n)), ("x_proj_C", slice(r + n, None))):
+                out[p + key] = {"weight": _np(w_x[rows]), "bias": _np(b_x[rows])}
+            out[p + "scan"] = {"A": _np(-blk.A_log.detach().double().exp()), "D": _np(blk.D)}
         out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
     out["norm_f"] = {"weight": _np(module.norm_f.weight)}
     if module.head_proj is not None:
@@ -129,7 +136,7 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     h = module.hyper
     weights = layer_weights(module)
     entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
-                            h.get("revin", False), bool(h.get("head_dim")))
+                            h.get("revin", False), bool(h.get("head_dim")), h["block"])
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
@@ -148,6 +155,8 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
     h = module.hyper
     hyper = {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"], "patch": h["patch"],
              "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
+    if h["block"] == "s6":
+        hyper.update(block="s6", d_state=h["d_state"], dt_rank=h["dt_rank"])
     if h.get("revin"):
         hyper["revin"] = True
     if h.get("head_dim"):

@@ -4,7 +4,7 @@
   loop of one window; they equal the estimator's trip counts, on the default model (memory and
   stream tops, INT16 and INT8, natural and non-trivial reuse factors: lanes > 1 and II > 1) and on
   random graphs (hypothesis: random dimensions, RevIN, interface, precision and per-layer reuse
-  factors). The same builds are checked bit-exact against the golden model: reuse factors change
+  factors) and on an S6 graph (softplus, s6_scan). The same builds are checked bit-exact against the golden model: reuse factors change
   no arithmetic.
 - The reuse rule: valid factors, lanes/II, the global rounding, per-layer overrides and their errors.
 - The hardware maps (DSP tiles, BRAM18 packing), the parts table, the issue's target on paper.
@@ -109,6 +109,17 @@ def test_random_graph_loop_counts_equal_the_estimate(case):
 
 
 # ------------------------------------------------------------------ the reuse rule
+@pytest.mark.parametrize("precision, interface", [("int16", "memory"), ("int8", "stream")])
+def test_s6_graph_loop_counts_equal_the_estimate(tmp_path, precision, interface):
+    """An S6 graph (softplus, s6_scan): counts == estimate, and bit-exact."""
+    model = load_model(make_random_model(tmp_path / "m", block="s6", length=16, d_model=4, d_inner=6, d_state=3,
+                                         dt_rank=2, seed=3))
+    calibrate(model, np.random.default_rng(0).standard_normal((64,) + model.graph.input_shape))
+    tb, counts, est = counted_run(model, tmp_path / "p", precision, interface, ReuseSpec(), 16)
+    assert (tb.passed, tb.failed) == (16, 0), tb.first_mismatch
+    assert_counts_match(counts, est, (precision, interface))
+
+
 def test_valid_factors_lanes_and_ii():
     # E = 6 outputs of N = 4 multiplies: divisors of 6, or 6 times a divisor of 4
     assert valid_factors(6, 4) == [1, 2, 3, 6, 12, 24]

@@ -55,16 +55,16 @@ def test_rows_only_for_registered_ops_and_only_once():
         table.register("mul", object())
 
 
-def test_every_int16_and_int8_row_packs_exactly_its_kernels_named_columns(tiny_model):
+def test_every_int16_and_int8_row_packs_exactly_its_kernels_named_columns(tiny_model, tiny_s6_model):
     """The packed table's parameter columns are named per kernel; each op's row fills exactly those."""
     assert len({k.code for k in K.KERNELS}) == len(K.KERNELS)
-    assert max(len(k.params) for k in K.KERNELS) <= K.N_PARAM_COLS
+    assert max(len(k.params) + len(k.extra_inputs) for k in K.KERNELS) <= K.N_PARAM_COLS
     ops = set()
-    for st in tiny_model.program.steps:
+    for st in tiny_model.program.steps + tiny_s6_model.program.steps:
         packed = INT16.row(st.op, st.name).pack(st.params)
         assert set(packed.values) == set(packed.kernel.params), st.name
         ops.add(st.op)
-    assert ops == set(OPS)          # the tiny model exercises every registered op
+    assert ops == set(OPS)          # the two tiny models exercise every registered op
     assert len({k.code for k in K8.KERNELS8}) == len(K8.KERNELS8)
     assert max(len(k.params) for k in K8.KERNELS8) <= K.N_PARAM_COLS
     for st in tiny_model.program8.steps:       # a row without pack runs its program layer by layer
