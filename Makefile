@@ -10,7 +10,7 @@ AP_TYPES_DIR := $(abspath $(VENV))/ap_types
 HLS4ML_WHEEL := hls4ml==1.3.0
 export CMAMBA_HLS_AP_INCLUDE ?= $(AP_TYPES_DIR)
 
-.PHONY: demo test bench install-demo install-test install-train clean data-epf
+.PHONY: demo test bench qat-report install-demo install-test install-train clean data-epf
 
 # Each set-up step prints one line; pip and the header extraction write to $(VENV)/install.log,
 # which is shown (last lines) only when a step fails.
@@ -62,6 +62,10 @@ bench: install-test
 	$(PY) bench/golden_speed.py
 	$(PY) bench/codegen_speed.py
 	$(PY) bench/run_memory.py
+
+# QAT vs PTQ on the shipped model and data (README / docs/qat.md tables; several minutes).
+qat-report: install-test
+	$(PY) bench/qat_report.py
 
 clean:
 	rm -rf reports build .pytest_cache

@@ -4,7 +4,9 @@ Prints samples/s of the bittrue INT16 golden model, the quant8 INT8 path, the
 fp32 numpy reference and (if torch and the `model` package are installed) the
 PyTorch eager float model, at batch 1 and batch 64, single-threaded, with the
 ratios. JIT compile time is reported separately (first call in a fresh cache
-dir vs cached load).
+dir vs cached load). Then the bit-true PyTorch back end (model/torch_backend.py, CPU, one
+thread) beside the Numba golden model on the same windows, INT16 and INT8, batch 1 and 1024
+(each pair measured back to back, the better of two rounds kept).
 
 Usage: python bench/golden_speed.py [MODEL_DIR] [--seconds S]
 Default model: examples/default (calibrated into a temp copy if needed); if it is
@@ -115,6 +117,30 @@ def torch_runner(model_dir: Path):
     return run, ""
 
 
+def torch_bittrue(model):
+    """The bit-true PyTorch back end on the CPU (one thread), or (None, reason)."""
+    try:
+        import torch
+        from model.torch_backend import TorchRunner
+    except ImportError as exc:
+        return None, f"not measured ({exc.name or exc} not installed)"
+    torch.set_num_threads(1)
+    return TorchRunner(model, "cpu"), ""
+
+
+def bittrue_rates(model, runner, x, seconds: float) -> dict:
+    """(mode, back end, batch) -> samples/s; Numba and torch measured back to back, best of 2 rounds."""
+    rates: dict = {}
+    for batch in (1, 1024):
+        xb = x[:batch]
+        for mode in ("bittrue", "quant8"):
+            for _ in range(2):
+                for backend, fn in (("numba", lambda: model.run(xb, mode)), ("torch", lambda: runner.run(xb, mode))):
+                    value = rate(fn, batch, seconds)
+                    rates[(mode, backend, batch)] = max(rates.get((mode, backend, batch), 0.0), value)
+    return rates
+
+
 def jit_times() -> tuple[float, float]:
     """Compile time with an empty Numba cache vs load time with a warm cache (subprocesses)."""
     code = ("import time,sys,numpy as np; sys.path.insert(0, %r); t=time.perf_counter();"
@@ -151,6 +177,11 @@ def main(argv=None) -> int:
             rows[("fp32 numpy", batch)] = rate(lambda: model.run(xb, "fp32"), batch, args.seconds)
             if torch_run is not None:
                 rows[("torch eager", batch)] = rate(lambda: torch_run(xb), batch, args.seconds)
+        runner, bit_note = torch_bittrue(model)
+        bit = {}
+        if runner is not None:
+            big = np.random.default_rng(2).standard_normal((1024, c_in, length))
+            bit = bittrue_rates(model, runner, big, args.seconds)
     cold, warm = jit_times()
     print(f"golden-model speed on {label}: {model.graph.n_weights()} weights, input [{c_in}, {length}], "
           f"single-threaded (samples/s)")
@@ -179,6 +210,18 @@ def main(argv=None) -> int:
     for batch in (1, 64):
         q8, bt = rows[("quant8", batch)], rows[("bittrue", batch)]
         print(f"target quant8 >= bittrue at batch {batch}: {'met' if q8 >= bt else 'NOT met'} ({q8 / bt:.2f}x)")
+    print()
+    print("bit-true PyTorch back end (CPU, 1 thread) beside the Numba golden model, same windows (samples/s)")
+    if not bit:
+        print(f"  {bit_note}")
+        return 0
+    print(f"{'mode':<10}{'Numba @1':>11}{'torch @1':>11}{'ratio':>8}{'Numba @1024':>14}{'torch @1024':>14}{'ratio':>8}")
+    for mode in ("bittrue", "quant8"):
+        n1, t1 = bit[(mode, "numba", 1)], bit[(mode, "torch", 1)]
+        n2, t2 = bit[(mode, "numba", 1024)], bit[(mode, "torch", 1024)]
+        print(f"{mode:<10}{n1:>11.0f}{t1:>11.0f}{t1 / n1:>8.2f}{n2:>14.0f}{t2:>14.0f}{t2 / n2:>8.2f}")
+        print(f"target torch bit-true ({mode}) >= 1x Numba at batch 1024: "
+              f"{'met' if t2 >= n2 else 'NOT met'} ({t2 / n2:.2f}x)")
     return 0
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from cmamba_hls import (calibrate_cli, codegen_cli, compare_cli, demo, estimate_cli, eval_cli, export_int_cli, fetch_data,
-                        import_cli, import_module_cli, info_cli, train_cli)
+                        import_cli, import_module_cli, info_cli, qat_cli, train_cli)
 from intsim.errors import CmambaError
 
 # name -> (module, one-line help). Order is the order shown by --help.
@@ -20,6 +20,8 @@ COMMANDS = {
     "import": (import_cli, "import a foreign checkpoint (.pt/.pth/.safetensors) into a model directory (needs the 'train' extra)"),
     "info": (info_cli, "show a model directory: layers, shapes, formats"),
     "calibrate": (calibrate_cli, "collect activation statistics and choose INT16/INT8 formats"),
+    "qat": (qat_cli, "quantization-aware fine-tuning through the int8/int16 integer program; exports a calibrated "
+                     "model directory (needs the 'train' extra)"),
     "eval": (eval_cli, "evaluate fp32 | quant16 | bittrue | quant8: metrics, CSV and plots"),
     "codegen": (codegen_cli, "generate the Vitis-HLS C++ project (firmware, testbench, golden vectors)"),
     "export-int": (export_int_cli, "write the integer deployment export: manifest + NPY of every layer's integers"),

@@ -37,9 +37,8 @@ def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
         if n == 0:
             return x
         return (x + ((1 << (n - 1)) - 1) + ((x >> n) & 1)) >> n
-    half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)
-    odd = ((x >> n) & 1) * (n > 0)
-    return (x + half_minus_one + odd) >> n
+    half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)     # per channel: small
+    return (x + half_minus_one + ((x >> n) & (n > 0).to(x.dtype))) >> n
 
 
 def shift_round(x: torch.Tensor, n: int) -> torch.Tensor:

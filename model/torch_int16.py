@@ -23,7 +23,7 @@ from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -71,7 +71,7 @@ TORCH16.register("rmsnorm", TorchRow(
 @dataclass
 class _Lut:
     table: torch.Tensor      # int32 [4096]
-    clamped: torch.Tensor    # int32 [4096]: 1 where the entry saturated when built
+    clamped: torch.Tensor | None    # int32 [4096]: 1 where the entry saturated when built (None: no such entry)
     addr_shift: int
     identity_shift: int
     is_silu: bool
@@ -84,18 +84,24 @@ def _lut(p: _Lut, x: list[torch.Tensor]):
     xv = x[0]
     addr = shift_round(xv, p.addr_shift) + LUT_OFFSET
     idx = torch.clamp(addr, 0, LUT_LAST)
-    y, reads = p.table[idx], p.clamped[idx]
-    if not p.is_silu:
-        return y, reads.sum()
-    above = addr > LUT_LAST
+    y = lookup(p.table, idx)
+    above = addr > LUT_LAST if p.is_silu else None
+    if above is not None and not torch.any(above):
+        above = None                                       # no input beyond the table: no identity path
+    sats = torch.zeros((), dtype=torch.int64, device=xv.device)
+    if p.clamped is not None:
+        reads = lookup(p.clamped, idx)
+        sats = (reads if above is None else reads.masked_fill(above, 0)).sum()
+    if above is None:
+        return y, sats
     ident, n_ident = saturate(torch.where(above, shift_round(xv, p.identity_shift), 0), 16)
-    return torch.where(above, ident, y), n_ident + reads.masked_fill(above, 0).sum()
+    return torch.where(above, ident, y), sats + n_ident
 
 
 def _prepare_lut(st, device) -> _Lut:
     p = st.params
-    return _Lut(as_long(p.table, device).to(torch.int32), as_long(p.clamped, device).to(torch.int32),
-                p.addr_shift, p.identity_shift, p.is_silu)
+    clamped = as_long(p.clamped, device).to(torch.int32) if p.clamped.any() else None
+    return _Lut(as_long(p.table, device).to(torch.int32), clamped, p.addr_shift, p.identity_shift, p.is_silu)
 
 
 for _op in ("sigmoid", "silu", "softplus"):      # softplus: identity above the table as SiLU (spec 2.11)
@@ -106,21 +112,22 @@ TORCH16.unsupported("s6_scan", "the S6 state update needs exact int64 products u
 
 def _scan(p, x: list[torch.Tensor]):
     """Spec 2.7: s_t = sat16(rne_shift(lam s_{t-1} + (2^f_l - lam) u_al, f_l)), s_{-1} = 0,
-    u_al = shift_round(u, f_u - f_s). float64 on exact integers: |acc| < 2^47 (spec 2.7, any
-    int16 lam). Vectorised over batch and channels, a loop over time."""
+    u_al = shift_round(u, f_u - f_s). float64 on exact integers scaled by 2^-f_l: a = lam 2^-f_l,
+    b = (2^f_l - lam) u_al 2^-f_l, s_t = clamp(round(a s_{t-1} + b)); every product and sum is exact
+    (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time."""
     lam_frac, u_shift = p
-    lam, u_al = x[0].to(torch.float64), exact_float_shift(x[1].to(torch.float64), u_shift)
-    one = float(1 << lam_frac)
-    state = torch.zeros_like(u_al[:, 0])
-    out = torch.empty_like(u_al)
-    for t in range(u_al.shape[1]):
-        lt = lam[:, t]
-        state = torch.clamp(exact_float_shift(lt * state + (one - lt) * u_al[:, t], lam_frac), -INT16_MAX_ABS,
-                            INT16_MAX_ABS - 1)
+    scale = 2.0 ** -lam_frac
+    lam = x[0].to(torch.float64)
+    a = lam * scale
+    b = (float(1 << lam_frac) - lam) * exact_float_shift(x[1].to(torch.float64), u_shift) * scale
+    out = torch.empty_like(b)
+    state = torch.zeros_like(b[:, 0])
+    for t in range(b.shape[1]):
+        state = torch.addcmul(b[:, t], a[:, t], state).round_().clamp_(-INT16_MAX_ABS, INT16_MAX_ABS - 1)
         out[:, t] = state
-    raw = exact_float_shift(lam * torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], 1) + (one - lam) * u_al,
-                            lam_frac)
-    return out.to(torch.int32), torch.count_nonzero(raw != out)
+    raw = torch.addcmul(b[:, 1:], a[:, 1:], out[:, :-1]).round_()          # before clamping (t >= 1)
+    first = torch.round(b[:, 0])
+    return out.to(torch.int32), torch.count_nonzero(raw != out[:, 1:]) + torch.count_nonzero(first != out[:, 0])
 
 
 TORCH16.register("scan", TorchRow(lambda st, device: (st.params.lam_frac, st.params.u_shift), _scan))

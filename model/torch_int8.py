@@ -21,7 +21,7 @@ from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import exact_float_shift, isqrt_rne, requantize, rne_div, rne_shift, saturate
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
 CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
@@ -88,7 +88,7 @@ def _lut(p, x: list[torch.Tensor]):
     """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts."""
     table, clamped = p
     idx = x[0] + 128
-    return table[idx], clamped[idx].sum()
+    return lookup(table, idx), lookup(clamped, idx).sum()
 
 
 for _op in ("sigmoid", "silu", "softplus"):
@@ -98,15 +98,16 @@ for _op in ("sigmoid", "silu", "softplus"):
 
 def _scan(p, x: list[torch.Tensor]):
     """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
-    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). The state update in float64
-    on exact integers (|acc| < 2^25); a loop over time only."""
+    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float64 on exact values:
+    S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c (|acc| / 256 < 2^17).
+    A loop over time only."""
     lam_i = x[0].to(torch.float64) + 128.0
-    u_c = (x[1].to(torch.float64) - p.u_zp) * 256.0
-    state = torch.zeros_like(u_c[:, 0])
-    states = torch.empty_like(u_c)
-    for t in range(u_c.shape[1]):
-        lt = lam_i[:, t]
-        state = exact_float_shift(lt * state + (256.0 - lt) * u_c[:, t], 8)
+    a = lam_i * (1.0 / 256.0)
+    b = (256.0 - lam_i) * (x[1].to(torch.float64) - p.u_zp)
+    state = torch.zeros_like(b[:, 0])
+    states = torch.empty_like(b)
+    for t in range(b.shape[1]):
+        state = torch.addcmul(b[:, t], a[:, t], state).round_()
         states[:, t] = state
     return requantize(states, p.m0, p.shift, p.y_zp)
 

@@ -18,9 +18,10 @@ from intsim.spec_kit import KIT8, KIT16
 
 BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8, ESTIMATE]
 try:                                   # the bit-true PyTorch back end (the 'train' extra, installed in CI)
+    from model.qat_ops import SURROGATE
     from model.torch_int8 import TORCH8
     from model.torch_int16 import TORCH16
-    BACKENDS += [TORCH16, TORCH8]
+    BACKENDS += [TORCH16, TORCH8, SURROGATE]
 except ModuleNotFoundError:            # a numpy-only install: the golden model needs no torch
     pass
 
