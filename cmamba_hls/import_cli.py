@@ -103,7 +103,7 @@ def _read_config(text: str) -> dict:
 
 def config_target(text: str) -> tuple[object, dict]:
     """(CMambaSlim, export keyword arguments) from --config."""
-    from model.cmamba import DEFAULTS, CMambaSlim
+    from model.cmamba import BLOCKS, DEFAULTS, CMambaSlim
 
     raw = _read_config(text)
     where = "--config" if text.lstrip().startswith("{") else text
@@ -118,6 +118,11 @@ def config_target(text: str) -> tuple[object, dict]:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
                 raise CmambaError(f"{where}: eps must be a number in (0, 1], got {value!r}")
             value = float(value)
+        elif key == "block":
+            if value not in BLOCKS:
+                raise CmambaError(f"{where}: block must be one of {', '.join(BLOCKS)}, got {value!r}")
+        elif key == "dt_rank" and value is None:       # S6 default: ceil(d_model / 16)
+            pass
         elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise CmambaError(f"{where}: {key} must be a positive integer, got {value!r}")
         arch[key] = value

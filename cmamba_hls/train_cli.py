@@ -50,19 +50,34 @@ def add_arguments(p) -> None:
     g.add_argument("--d-inner", type=int, default=64, help="E (default 64)")
     g.add_argument("--n-blocks", type=int, default=2, help="N (default 2)")
     g.add_argument("--d-conv", type=int, default=4, help="depthwise conv kernel K (default 4)")
-    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=False,
+    g.add_argument("--block", choices=("simple", "s6"), default="simple",
+                   help="block type: simple (one decay per channel) or s6 (Mamba-1 selective scan; default simple)")
+    g.add_argument("--d-state", type=int, default=16, help="S6: states per channel (default 16)")
+    g.add_argument("--dt-rank", type=int, default=None, help="S6: rank R of the step projection "
+                                                             "(default ceil(d_model / 16))")
+    g.add_argument("--revin", action=argparse.BooleanOptionalAction, default=True,
                    help="instance normalisation per window and channel in the graph: revin_norm before "
-                        "patch_embed, revin_denorm after the head (docs/model.md; default off)")
+                        "patch_embed, revin_denorm after the head (docs/model.md; default on, --no-revin: off)")
+    g.add_argument("--revin-affine", action="store_true",
+                   help="a learned per-channel affine inside RevIN (needs --revin); export folds it into "
+                        "patch_embed and the head, so the graph is unchanged (default off)")
+    g.add_argument("--head-dim", type=int, default=8,
+                   help="width of a 1x1 conv D -> head-dim before the flatten head, which then holds "
+                        "C*H*head-dim*T weights instead of C*H*D*T (default 8; 0: no projection)")
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
 
 
 def _check(args) -> None:
     positive = ("lookback", "horizon", "train_stride", "epochs", "patience", "batch_size", "threads",
-                "patch", "stride", "d_model", "d_inner", "n_blocks", "d_conv")
+                "patch", "stride", "d_model", "d_inner", "n_blocks", "d_conv", "d_state")
+    if args.dt_rank is not None and args.dt_rank <= 0:
+        raise CmambaError(f"--dt-rank must be positive, got {args.dt_rank}")
     for key in positive:
         if getattr(args, key) <= 0:
             raise CmambaError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.head_dim < 0:
+        raise CmambaError(f"--head-dim must be >= 0, got {args.head_dim}")
     if not args.lr > 0:
         raise CmambaError(f"--lr must be positive, got {args.lr}")
     if not 0 <= args.dropout < 1:
@@ -100,7 +115,8 @@ def run(args) -> int:
         weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
-        revin=args.revin, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        block=args.block, d_state=args.d_state, dt_rank=args.dt_rank,
+        revin=args.revin, head_dim=args.head_dim, revin_affine=args.revin_affine, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)
@@ -114,7 +130,12 @@ def _reconstruct(args) -> str:
         parts += ["--columns", args.columns]
     for key in ("lookback", "horizon", "split", "train_stride", "epochs", "patience", "batch_size", "lr",
                 "weight_decay", "optimizer", "dropout", "lr_schedule", "seed", "threads", "patch", "stride", "d_model",
-                "d_inner", "n_blocks", "d_conv", "name"):
+                "d_inner", "n_blocks", "d_conv", "head_dim", "name"):
         parts += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if args.block == "s6":
+        parts += ["--block", "s6", "--d-state", str(args.d_state)] + \
+            (["--dt-rank", str(args.dt_rank)] if args.dt_rank is not None else [])
     parts.append("--revin" if args.revin else "--no-revin")
+    if args.revin_affine:
+        parts.append("--revin-affine")
     return " ".join(shlex.quote(p) for p in parts)

@@ -11,11 +11,14 @@ Modules (one job each):
   build.py        build_and_run(out_dir, jobs) -> TestbenchResult (g++ through the Makefile)
   synth_check.py  check_project(out_dir) -> SynthReport: synthesizability checks on g++'s view of
                   the firmware (no C++ library, no float, constant trip counts, ...; docs/hls.md)
+  dataflow.py     the stream top (--interface stream): processes, channels, FIFO depths, timing model
+  reuse.py        reuse factors (--reuse, --reuse-layer): per layer lanes and II, the validity rule
+  estimate.py     estimate(graph, ...) -> Estimate: cycles, DSPs, BRAM/LUT memory on paper (ESTIMATE rows)
   (the `codegen` and `compare` commands live in the application package: cmamba_hls/codegen_cli.py,
   cmamba_hls/compare_cli.py)
 
 Plug-in interface, in short (details: codegen/emission.py and docs/hls.md): a module
-`codegen/emit_<precision>.py` defines `emit(model, names, types) -> Emission` with
+`codegen/emit_<precision>.py` defines `emit(model, names, types, external=False) -> Emission` with
   typedefs        e.g. ["typedef i8_t data_t;"]
   op_templates    its operator templates, e.g. ["int8/conv1x1.h.j2", ...] -> firmware/ops/
   configs         one Config per layer -> `struct cfg_<cname>` in firmware/params.h

@@ -23,6 +23,8 @@ AP_ENV = "CMAMBA_HLS_AP_INCLUDE"
 _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 _RATE = re.compile(r"^timing: \d+ vectors in [0-9.]+ s \(([0-9.]+) samples/s\)$", re.M)
 _FIRST = re.compile(r"^first (?:layer )?mismatch: .*$", re.M)
+_LOOP_COUNT = re.compile(r"^loop count: row (\d+) slot (\d+) = (\d+)$", re.M)
+COUNT_LOOPS_FLAG = "-DCMAMBA_COUNT_LOOPS"     # the testbench then prints its loop counters
 
 
 @dataclass
@@ -39,6 +41,12 @@ class TestbenchResult:
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.passed > 0
+
+
+def loop_counts(stdout: str) -> dict[tuple[int, int], int]:
+    """(counter row, slot) -> iterations in the first window, from a testbench built with
+    COUNT_LOOPS_FLAG (rows: the layers in graph order, then the top; codegen/estimate.py)."""
+    return {(int(r), int(s)): int(n) for r, s, n in _LOOP_COUNT.findall(stdout)}
 
 
 def find_tools() -> tuple[str, str]:
@@ -60,15 +68,26 @@ def ap_include(required: bool = True) -> Path | None:
     if not required:
         return None
     why = f"{AP_ENV} is not set" if path is None else f"{AP_ENV}={value} has no ap_int.h"
-    raise CmambaError(f"--types ap needs the Vitis ap_int.h/ap_fixed.h headers: {why} (`make test` in the "
+    raise CmambaError(f"--types ap and --interface stream need the Vitis ap_int.h/ap_fixed.h/hls_stream.h headers: {why} (`make test` in the "
                       f"repository extracts them to .venv/ap_types; or point {AP_ENV} at $XILINX_HLS/include)")
 
 
-def project_types(out_dir: Path) -> str:
+def project_option(out_dir: Path, key: str, default=None):
+    """One generation option from the project's project.json (`default` when an older project lacks it)."""
     try:
-        return json.loads((Path(out_dir) / "project.json").read_text())["types"]
-    except (OSError, ValueError, KeyError) as exc:
+        options = json.loads((Path(out_dir) / "project.json").read_text())
+        return options[key] if default is None else options.get(key, default)
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise CmambaError(f"{out_dir}: not a generated project (no readable project.json): {exc}") from exc
+
+
+def project_types(out_dir: Path) -> str:
+    return project_option(out_dir, "types")
+
+
+def needs_ap_include(out_dir: Path) -> bool:
+    """ap types need ap_int.h; the stream interface needs hls_stream.h (same folder)."""
+    return project_types(out_dir) == "ap" or project_option(out_dir, "interface", "memory") == "stream"
 
 
 def _first_errors(text: str, n: int = 12) -> str:
@@ -82,7 +101,7 @@ def build(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
     out_dir = Path(out_dir)
     cxx, make = find_tools()
     cmd = [make, "-C", str(out_dir), f"-j{max(1, int(jobs))}", "build", f"CXX={cxx}"]
-    if project_types(out_dir) == "ap":
+    if needs_ap_include(out_dir):
         cmd.append(f"AP_INCLUDE={ap_include()}")
     if extra_flags:
         cmd.append(f"EXTRA_CXXFLAGS={extra_flags}")
@@ -94,9 +113,11 @@ def build(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
     return seconds
 
 
-def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: float = 3600) -> TestbenchResult:
+def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: float = 3600,
+                  weights_dir=None) -> TestbenchResult:
     """Run build/tb in `out_dir` (after build()). Raises CmambaError when it cannot read its
-    vectors or ends without its summary line (a crash)."""
+    vectors or ends without its summary line (a crash). `weights_dir`: the integer export a
+    `--weights external` build loads (default: its own export/)."""
     out_dir = Path(out_dir)
     exe = out_dir / "build" / "tb"
     if not exe.is_file():
@@ -104,6 +125,8 @@ def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: fl
     cmd = [str(exe.resolve()), data_dir]
     if dump_dir is not None:
         cmd += ["--dump", str(Path(dump_dir).resolve())]
+    if weights_dir is not None:
+        cmd += ["--weights", str(Path(weights_dir).resolve())]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir, timeout=timeout)
     seconds = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 A back end is a module `codegen/emit_<precision>.py` with one function
 
-    emit(model: intsim.executor.Model, names: dict[str, str], types: str) -> Emission
+    emit(model: intsim.executor.Model, names: dict[str, str], types: str, external: bool = False) -> Emission
 
 and one registry table (intsim/ops.BackendTable) of `TemplateRow`s, one per op: the op's
 template under templates/ and a function `emit(step, ctx: LayerContext) -> LayerCode` that
@@ -13,7 +13,9 @@ for each step's row; `op_templates(table)` lists the templates to render, in reg
 `names` maps every layer name to its C identifier (codegen/names.py; use it for buffer,
 config and constant names so every back end sanitises the same way); `types` is
 "stdint" or "ap" (only needed when a back end emits type-specific text; the shared
-primitives header already hides the difference). The back end raises UnsupportedError
+primitives header already hides the difference); `external` is True for `codegen --weights
+external` (the tables are loaded at run time: nothing may be derived from their values, e.g.
+an accumulator width; LayerContext.external). The back end raises UnsupportedError
 naming the layer for any op/format it cannot emit; it never falls back silently.
 
 The framework (codegen/project.py) renders, from an Emission:
@@ -49,6 +51,7 @@ from typing import Callable
 import numpy as np
 
 from intsim.graph import INPUT_NAME
+from intsim.lut import EXP_SIZE, exp_decay_table
 
 # ctype names defined by firmware/primitives.h, with the numpy dtype their values must fit.
 # The plain <stdint.h> names are storage types for constant ROMs in both flavours: the same
@@ -66,6 +69,9 @@ class ConstArray:
     values: np.ndarray     # integer array, 1 to 3 dimensions, emitted in C (row-major) order
     group: str             # header stem: firmware/weights/<group>.h
     comment: str = ""      # one line: what it holds, shape, format
+    # where the values come from: (layer name, field of its lowered params), one entry per layer
+    # that uses this table (a shared LUT has several); `--weights external` loads it from there
+    sources: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +108,7 @@ class LayerContext:
     cname: str                          # this layer's C identifier
     consts: list[ConstArray]            # append this layer's tables here
     shared: dict                        # tables shared between layers (e.g. one LUT per format)
+    external: bool = False              # constants loaded at start-up (codegen --weights external)
 
     @property
     def cfg(self) -> str:
@@ -142,6 +149,21 @@ def op_templates(table, first: tuple[str, ...] = ()) -> list[str]:
         if row.template not in out:
             out.append(row.template)
     return out
+
+
+def exp_table_name(ctx: LayerContext) -> str:
+    """The S6 decay table (spec 2.12), emitted once per project into weights/luts.h."""
+    if "exp_decay" not in ctx.shared:
+        ctx.shared["exp_decay"] = "exp_decay_q14"
+        ctx.consts.append(ConstArray("exp_decay_q14", "int16_t", exp_decay_table(), "luts",
+                                     f"S6 decay table [{EXP_SIZE}]: entry a = RNE(exp(-a / 256) * 2^14), Q1.14"))
+    return ctx.shared["exp_decay"]
+
+
+def s6_call(func: str, st, ctx: LayerContext, consts: str) -> str:
+    """`func<cfg>(delta, x, B, C, <consts>, exp table, out);` of an s6_scan layer."""
+    ins = ", ".join(ctx.ref(t) for t in st.inputs)
+    return f"{func}<{ctx.cfg}>({ins}, {consts}, {exp_table_name(ctx)}, {ctx.out});"
 
 
 @dataclass

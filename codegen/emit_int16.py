@@ -13,14 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates)
+                              op_templates, s6_call)
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
 from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
 from intsim.int16 import ConvParams, Int16Step
 from intsim.kernels_int16 import LUT_OFFSET, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
-from intsim.lut import LUT_SIZE
+from intsim.kernels_mac import acc_bits   # the golden model proves the same bound (int32 sums)
+from intsim.lut import EXP_SIZE, LUT_SIZE
 from intsim.ops import BackendTable
 
 INT16_MAX_ABS = 1 << 15
@@ -28,14 +29,14 @@ INT16_MAX_ABS = 1 << 15
 EMIT16: BackendTable[TemplateRow] = BackendTable("INT16 C++ back end")
 
 
-def acc_bits(weight: np.ndarray, bias: np.ndarray) -> int:
-    """Signed width that holds every partial sum of b[o] + sum_j w[o, j] x[j], |x| <= 2^15."""
-    w = np.abs(weight.astype(np.int64).reshape(weight.shape[0], -1)).sum(axis=1)
-    bound = int(np.max(np.abs(bias.astype(np.int64)) + INT16_MAX_ABS * w))
-    return bound.bit_length() + 1
+def acc_bits_any(weight_shape: tuple[int, ...]) -> int:
+    """acc_bits for ANY int16 weights and int32 biases of this shape (`--weights external`: the
+    weights arrive at run time, so the accumulator cannot depend on their values)."""
+    taps = int(np.prod(weight_shape[1:]))
+    return ((1 << 31) + INT16_MAX_ABS * INT16_MAX_ABS * taps).bit_length() + 1
 
 
-def emit(model, names: dict[str, str], types: str) -> Emission:
+def emit(model, names: dict[str, str], types: str, external: bool = False) -> Emission:
     graph = model.graph
     prog = model.program
     configs: list[Config] = []
@@ -51,7 +52,7 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         comment = f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], " \
                   f"{fmt_in} -> {q_name(st.out_frac)}"
         buffers.append(Buffer(st.name, cname, (channels, length)))
-        ctx = LayerContext(graph, names, cname, consts, shared)
+        ctx = LayerContext(graph, names, cname, consts, shared, external)
         code = EMIT16.row(st.op, st.name).emit(st, ctx)
         configs.append(Config(ctx.cfg, comment, code.ints, code.types))
         steps.append(Step(st.name, st.op, comment, code.call))
@@ -81,9 +82,11 @@ def _conv_consts(st: Int16Step, ctx: LayerContext) -> ConvParams:
     w, cname = p.weight, ctx.cname
     ctx.consts.append(ConstArray(f"w_{cname}", "int16_t", w.reshape(w.shape[0], -1), cname,
                                  f"{st.name}.weight {list(w.shape)} {q_name(p.w_frac)}"
-                                 + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else "")))
+                                 + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""),
+                                 [(st.name, "weight")]))
     ctx.consts.append(ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
-                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}"))
+                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}",
+                                 [(st.name, "bias")]))
     return p
 
 
@@ -91,7 +94,8 @@ def _conv_code(st: Int16Step, ctx: LayerContext, ints: list) -> LayerCode:
     """Config of a convolution: its ints, then the exact accumulator width and type."""
     p: ConvParams = st.params
     call = f"{st.op}<{ctx.cfg}>({ctx.ref(st.inputs[0])}, w_{ctx.cname}, b_{ctx.cname}, {ctx.out});"
-    return LayerCode(ints + [("ACC_BITS", acc_bits(p.weight, p.bias))], call, [("acc_t", "acc_int<ACC_BITS>::type")])
+    bits = acc_bits_any(p.weight.shape) if ctx.external else acc_bits(p.weight, p.bias)
+    return LayerCode(ints + [("ACC_BITS", bits)], call, [("acc_t", "acc_int<ACC_BITS>::type")])
 
 
 def _emit_conv_kx1(st: Int16Step, ctx: LayerContext) -> LayerCode:
@@ -119,7 +123,7 @@ def _emit_rmsnorm(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
     ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int16_t", p.gain, ctx.cname,
-                                 f"{st.name}.weight (gain) [{channels}] {q_name(p.g_frac)}"))
+                                 f"{st.name}.weight (gain) [{channels}] {q_name(p.g_frac)}", [(st.name, "gain")]))
     ints = [("D", channels), ("L", length), ("EPS_Q", int(p.eps_q)), ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
             ("RMS_INV_BITS", RMS_INV_BITS), ("SHIFT", p.shift)]
     return LayerCode(ints, f"rmsnorm<{ctx.cfg}>({ctx.ref(st.inputs[0])}, g_{ctx.cname}, {ctx.out});")
@@ -135,11 +139,12 @@ def _emit_lut(st: Int16Step, ctx: LayerContext) -> LayerCode:
         luts[key] = f"lut_{st.op}_q{st.out_frac}"
         ctx.consts.append(ConstArray(luts[key], "int16_t", p.table, "luts",
                                      f"{st.op} table [{LUT_SIZE}], entry a = {st.op}((a - {LUT_OFFSET}) / 256) "
-                                     f"at {q_name(st.out_frac)}"))
+                                     f"at {q_name(st.out_frac)}", [(st.name, "table")]))
     else:
         prev = next(c for c in ctx.consts if c.name == luts[key])
         if not np.array_equal(prev.values, p.table):
             raise UnsupportedError(f"layer '{st.name}': {st.op} table differs from an earlier one of the same format")
+        prev.sources.append((st.name, "table"))
     ints = [("C", channels), ("L", length), ("ADDR_SHIFT", p.addr_shift),
             ("IDENTITY_SHIFT", p.identity_shift), ("IS_SILU", int(bool(p.is_silu))),
             ("LUT_OFFSET", LUT_OFFSET), ("LUT_SIZE", LUT_SIZE)]
@@ -150,6 +155,17 @@ def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     ints = [("E", channels), ("T", length), ("LAM_FRAC", st.params.lam_frac), ("U_SHIFT", st.params.u_shift)]
     return LayerCode(ints, ctx.binary_call("scan", st))
+
+
+def _emit_s6(st: Int16Step, ctx: LayerContext) -> LayerCode:
+    p, cname = st.params, ctx.cname
+    e, n_states = p.a.shape
+    ctx.consts.append(ConstArray(f"a_{cname}", "int16_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}"))
+    ctx.consts.append(ConstArray(f"d_{cname}", "int16_t", p.d, cname, f"{st.name}.D [{e}] {q_name(p.d_frac)}"))
+    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE)] + \
+        [(name.upper(), getattr(p, name)) for name in ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d",
+                                                        "y_shift")]
+    return LayerCode(ints, s6_call("s6_scan", st, ctx, f"a_{cname}, d_{cname}"))
 
 
 def _emit_mul(st: Int16Step, ctx: LayerContext) -> LayerCode:
@@ -187,6 +203,8 @@ EMIT16.register("sigmoid", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
 EMIT16.register("silu", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
 EMIT16.register("scan", TemplateRow("int16/scan.h.j2", _emit_scan))
 EMIT16.register("mul", TemplateRow("int16/mul.h.j2", _emit_mul))
+EMIT16.register("softplus", TemplateRow("int16/lut_activation.h.j2", _emit_lut))
+EMIT16.register("s6_scan", TemplateRow("int16/s6_scan.h.j2", _emit_s6))
 EMIT16.register("add", TemplateRow("int16/add.h.j2", _emit_add))
 EMIT16.register("revin_norm", TemplateRow("int16/revin.h.j2", _emit_revin_norm))
 EMIT16.register("revin_denorm", TemplateRow("int16/revin.h.j2", _emit_revin_denorm))

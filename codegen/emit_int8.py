@@ -17,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates)
+                              op_templates, s6_call)
 from intsim.errors import UnsupportedError
 from intsim.formats import QParams
 from intsim.graph import INPUT_NAME
 from intsim.int8 import Int8Step, quantize_act
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.lut import EXP_FRAC_BITS, EXP_SIZE
 from intsim.ops import BackendTable
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -44,7 +45,7 @@ def reject_mixed_precision(prog, model_dir=None) -> None:
             f"re-run `cmamba-hls calibrate {model_dir or 'MODEL'} --int8-rmsnorm v2` to generate --precision int8")
 
 
-def emit(model, names: dict[str, str], types: str) -> Emission:
+def emit(model, names: dict[str, str], types: str, external: bool = False) -> Emission:
     graph = model.graph
     prog = model.program8
     reject_mixed_precision(prog, graph.path)
@@ -61,10 +62,10 @@ def emit(model, names: dict[str, str], types: str) -> Emission:
         comment = (f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], "
                    f"int8 {qp_in} -> {_qp(st.out_qp)}")
         buffers.append(Buffer(st.name, cname, (channels, length)))
-        ctx = LayerContext(graph, names, cname, consts, shared)
+        ctx = LayerContext(graph, names, cname, consts, shared, external)
         code = EMIT8.row(st.op, st.name).emit(st, ctx)
-        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (spec 3.9: int64)
-            if key != "EPS_Q" and not INT32_MIN <= int(value) <= INT32_MAX:
+        for key, value in code.ints:     # params.h: int, or long long for EPS_Q (3.9) and the S6 M_K (3.13): int64
+            if key not in ("EPS_Q", "M_K") and not INT32_MIN <= int(value) <= INT32_MAX:
                 raise UnsupportedError(f"layer '{st.name}': {key} = {value} does not fit int32")
         configs.append(Config(ctx.cfg, comment, [(k, int(v)) for k, v in code.ints]))
         steps.append(Step(st.name, st.op, comment, code.call))
@@ -101,13 +102,13 @@ def _conv_code(st: Int8Step, ctx: LayerContext, ints: list) -> LayerCode:
     flat = " (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""
     ctx.consts.extend([
         ConstArray(f"w_{cname}", "int8_t", w.reshape(w.shape[0], -1), cname,
-                   f"{st.name}.weight {list(w.shape)} int8, per-output-channel symmetric{flat}"),
+                   f"{st.name}.weight {list(w.shape)} int8, per-output-channel symmetric{flat}", [(st.name, "weight")]),
         ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
-                   f"{st.name}.bias [{w.shape[0]}] int32 at scale s_x * s_w[o]"),
+                   f"{st.name}.bias [{w.shape[0]}] int32 at scale s_x * s_w[o]", [(st.name, "bias")]),
         ConstArray(f"m0_{cname}", "int32_t", p.m0.astype(np.int32), cname,
-                   f"{st.name} multipliers m0[o] in [2^30, 2^31): s_x s_w[o] / s_y = m0 2^-shift"),
+                   f"{st.name} multipliers m0[o] in [2^30, 2^31): s_x s_w[o] / s_y = m0 2^-shift", [(st.name, "m0")]),
         ConstArray(f"sh_{cname}", "int8_t", p.shift.astype(np.int8), cname,
-                   f"{st.name} right shifts [{w.shape[0]}] in [0, 62]"),
+                   f"{st.name} right shifts [{w.shape[0]}] in [0, 62]", [(st.name, "shift")]),
     ])
     args = f"w_{cname}, b_{cname}, m0_{cname}, sh_{cname}"
     return LayerCode(ints + [("X_ZP", p.x_zp), ("Y_ZP", p.y_zp)],
@@ -136,7 +137,8 @@ def _emit_rmsnorm(st: Int8Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
     ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int8_t", p.gain, ctx.cname,
-                                 f"{st.name}.weight (gain) [{channels}] int8, per-tensor symmetric"))
+                                 f"{st.name}.weight (gain) [{channels}] int8, per-tensor symmetric",
+                                 [(st.name, "gain")]))
     ints = [("D", channels), ("L", length), ("X_ZP", p.x_zp), ("Y_ZP", p.y_zp), ("EPS_Q", p.eps_q),
             ("RMS_EXTRA_BITS", RMS_EXTRA_BITS), ("RMS_INV_BITS", RMS_INV_BITS_INT8),
             ("M0", p.m0), ("SHIFT", p.shift)]
@@ -153,7 +155,9 @@ def _emit_lut(st: Int8Step, ctx: LayerContext) -> LayerCode:
         tables[key] = f"lut_{ctx.cname}"
         ctx.consts.append(ConstArray(tables[key], "int8_t", table, "luts",
                                      f"{st.op} table [256] of {st.name}: entry k = code of {st.op}(s_x (k - 128 - z_x)), "
-                                     f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}"))
+                                     f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}", [(st.name, "table")]))
+    else:
+        next(c for c in ctx.consts if c.name == tables[key]).sources.append((st.name, "table"))
     return LayerCode([("C", channels), ("L", length)],
                      f"lut_int8<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {tables[key]}, {ctx.out});")
 
@@ -163,6 +167,23 @@ def _emit_scan(st: Int8Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
     ints = [("E", channels), ("T", length), ("U_ZP", p.u_zp), ("Y_ZP", p.y_zp), ("M0", p.m0), ("SHIFT", p.shift)]
     return LayerCode(ints, ctx.binary_call("scan_int8", st))
+
+
+def _emit_s6(st: Int8Step, ctx: LayerContext) -> LayerCode:
+    p, cname = st.params, ctx.cname
+    e, n_states = p.a.shape
+    ctx.consts.extend([
+        ConstArray(f"a_{cname}", "int8_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] int8, per-row symmetric"),
+        ConstArray(f"ma_{cname}", "int32_t", p.m_a.astype(np.int32), cname,
+                   f"{st.name} decay-address multipliers: (s_d s_A[e]) 2^8 = m_a 2^-sh_a"),
+        ConstArray(f"sha_{cname}", "int8_t", p.sh_a.astype(np.int8), cname, f"{st.name} decay-address shifts"),
+        ConstArray(f"d_{cname}", "int8_t", p.d, cname, f"{st.name}.D [{e}] int8, per-tensor symmetric"),
+    ])
+    z_d, z_x, z_b, z_c, z_y = p.zps
+    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE), ("EXP_FRAC", EXP_FRAC_BITS),
+            ("D_ZP", z_d), ("X_ZP", z_x), ("B_ZP", z_b), ("C_ZP", z_c), ("Y_ZP", z_y), ("M_H", p.m_h),
+            ("M_K", p.m_k), ("SHIFT", p.shift)]
+    return LayerCode(ints, s6_call("s6_scan_int8", st, ctx, f"a_{cname}, ma_{cname}, sha_{cname}, d_{cname}"))
 
 
 def _emit_mul(st: Int8Step, ctx: LayerContext) -> LayerCode:
@@ -208,6 +229,8 @@ EMIT8.register("sigmoid", TemplateRow("int8/lut.h.j2", _emit_lut))
 EMIT8.register("silu", TemplateRow("int8/lut.h.j2", _emit_lut))
 EMIT8.register("scan", TemplateRow("int8/scan.h.j2", _emit_scan))
 EMIT8.register("mul", TemplateRow("int8/mul.h.j2", _emit_mul))
+EMIT8.register("softplus", TemplateRow("int8/lut.h.j2", _emit_lut))
+EMIT8.register("s6_scan", TemplateRow("int8/s6_scan.h.j2", _emit_s6))
 EMIT8.register("add", TemplateRow("int8/add.h.j2", _emit_add))
 EMIT8.register("revin_norm", TemplateRow("int8/revin.h.j2", _emit_revin_norm))
 EMIT8.register("revin_denorm", TemplateRow("int8/revin.h.j2", _emit_revin_denorm))

@@ -1,13 +1,15 @@
 """Render a self-contained HLS C++ project for one model, precision and type flavour.
 
 `generate_project(model, out_dir, precision="int16", types="stdint", n_vectors=1000, data=None,
-seed=0, layers=False) -> GenerateResult` writes
+seed=0, layers=False, weights="embedded", interface="memory", reuse=ReuseSpec()) -> GenerateResult` writes
 
   out_dir/firmware/  primitives.h types.h params.h ops/*.h weights/*.h top.h top.cpp
   out_dir/tb/        tb_main.cpp npy.h
   out_dir/tb_data/   input.npy output.npy [layers/<layer>.npy]   (golden vectors)
   out_dir/Makefile   out_dir/build_prj.tcl   out_dir/project.json
 
+(with weights="external": firmware/weights.h and tb/load_weights.h instead of the weight ROMs,
+and out_dir/export/, the integer export the testbench loads at start-up, codegen/deploy.py),
 everything from Jinja templates in templates/ (templates/common/ for the shared files,
 templates/<precision>/ for the operator headers). The precision-specific part comes from a
 back end module `codegen/emit_<precision>.py` (the interface: codegen/emission.py). The whole
@@ -30,8 +32,10 @@ import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from codegen import emit_int8, emit_int16
+from codegen.dataflow import plan_dataflow
 from codegen.emission import CTYPES, Emission
 from codegen.names import sanitize_names
+from codegen.reuse import ReuseSpec, apply_plans, resolve_reuse
 from codegen.vectors import make_vectors
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.manifest import DirKind, owned_files, publish, staged
@@ -42,6 +46,11 @@ NPY_HEADER = REPO / "hls_tb" / "npy.h"
 BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end module (codegen/emission.py)
 PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
+WEIGHTS = ("embedded", "external")      # constants compiled in as ROMs | loaded from an integer export
+# memory: cmamba_top(input[C][L], output[C][H]) on ap_memory ports, the layers one after another;
+# stream: hls::stream ports (AXI-Stream), one DATAFLOW process per layer (codegen/dataflow.py).
+INTERFACES = ("memory", "stream")
+EXPORT_SUBDIR = "export"                # --weights external: the project's own export (codegen/deploy.py)
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
 
@@ -54,6 +63,8 @@ class GenerateResult:
     seconds: float
     precision: str = "int16"
     types: str = "stdint"
+    interface: str = "memory"
+    reuse: ReuseSpec = field(default_factory=ReuseSpec)
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
@@ -144,11 +155,56 @@ def _check_emission(em: Emission, names: dict[str, str]) -> None:
             raise CmambaError(f"back end '{em.precision}': buffer {b.cname} is not the sanitised name of {b.tensor!r}")
 
 
-def render_files(model, em: Emission, types: str) -> dict[str, str]:
-    """Relative path -> text of every generated source file (no vectors)."""
-    env = make_env()
-    groups: dict[str, list] = {}
+def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
+    """--weights external: per constant table, the export files it is loaded from (codegen/deploy.py)."""
+    from codegen.deploy import DTYPES, array_file, dtype_name
+    index = {rec.name: i for i, rec in enumerate(exp.layers)}
+    stypes = {"|i1": "int8_t", "<i2": "int16_t", "<i4": "int32_t", "<i8": "long long", "|u1": "uint8_t"}
+    tables = []
     for c in em.consts:
+        info = np.iinfo(CTYPES[c.ctype])
+        sources = []
+        for layer, fld in c.sources:
+            arr = exp.layers[index[layer]].arrays[fld]
+            if arr.size != np.asarray(c.values).size:
+                raise CmambaError(f"layer '{layer}': table {c.name} has {np.asarray(c.values).size} entries, "
+                                  f"its export array '{fld}' {arr.size}")
+            descr = DTYPES[dtype_name(arr)]
+            sources.append(dict(file=array_file(index[layer], cnames[layer], fld), descr=descr, stype=stypes[descr],
+                                shape=list(arr.shape)))
+        if not sources:
+            raise CmambaError(f"back end '{em.precision}': constant {c.name} names no export source")
+        tables.append(dict(name=c.name, ctype=c.ctype, ndim=np.asarray(c.values).ndim,
+                           count=int(np.asarray(c.values).size), lo=int(info.min), hi=int(info.max), sources=sources))
+    return tables
+
+
+def check_interface(interface: str, weights: str = "embedded") -> None:
+    if interface not in INTERFACES:
+        raise UnsupportedError(f"--interface {interface!r} is not supported (known: {', '.join(INTERFACES)})")
+    if interface == "stream" and weights == "external":
+        raise UnsupportedError("--interface stream takes --weights embedded only: every DATAFLOW process reads its "
+                               "own ROMs, and one m_axi weights port cannot feed them all")
+
+
+def emit_with_reuse(model, backend, names: dict[str, str], types: str, reuse: ReuseSpec | None,
+                    external: bool = False) -> Emission:
+    """The back end's Emission with every layer's parallelism (codegen/reuse.py) in its config."""
+    plans = resolve_reuse(model.graph, reuse or ReuseSpec())
+    em = backend.emit(model, names, types, external=external)
+    apply_plans(em, names, plans)
+    return em
+
+
+def render_files(model, em: Emission, types: str, weights: str = "embedded", exp=None,
+                 interface: str = "memory") -> dict[str, str]:
+    """Relative path -> text of every generated source file (no vectors). `weights="external"`
+    needs `exp`, the model's integer export (codegen.deploy.export_records)."""
+    check_interface(interface, weights)
+    env = make_env()
+    external = weights == "external"
+    groups: dict[str, list] = {}
+    for c in em.consts if not external else ():
         groups.setdefault(c.group, []).append(c)
     op_headers = [Path(t).name[:-len(".j2")] for t in em.op_templates]
     ctx = dict(
@@ -157,6 +213,8 @@ def render_files(model, em: Emission, types: str) -> dict[str, str]:
         output_shape=em.output_shape, output_buffer=em.output_buffer,
         output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
         npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
+        weights=weights, consts=em.consts,
+        interface=interface, dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -174,6 +232,11 @@ def render_files(model, em: Emission, types: str) -> dict[str, str]:
     weight_tpl = env.get_template("common/weights.h.j2")
     for group, consts in groups.items():
         files[f"firmware/weights/{group}.h"] = weight_tpl.render(ctx, group=group, consts=consts)
+    if external:
+        from codegen.deploy import scalar_names
+        files["firmware/weights.h"] = env.get_template("common/weights_struct.h.j2").render(ctx)
+        files["tb/load_weights.h"] = env.get_template("common/load_weights.h.j2").render(
+            ctx, scalars=scalar_names(exp), tables=_loader_tables(em, exp, sanitize_names(r.name for r in exp.layers)))
     return files
 
 
@@ -190,19 +253,28 @@ def data_line(data_file: Path | None, note: str, n_real: int) -> str:
     return f"real windows: none ({note})"
 
 
-def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool) -> dict:
+def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
+                    weights: str = "embedded", interface: str = "memory", reuse: ReuseSpec | None = None) -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
+            "interface": interface, "reuse": (reuse or ReuseSpec()).as_json(),
             "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
-            "seed": int(seed), "layers": bool(layers)}
+            "seed": int(seed), "layers": bool(layers), "weights": weights}
 
 
 def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-                     data=None, seed: int = 0, layers: bool = False) -> GenerateResult:
-    """Generate the project (see the module docstring). model: a Model or a model directory."""
+                     data=None, seed: int = 0, layers: bool = False, weights: str = "embedded",
+                     interface: str = "memory", reuse: ReuseSpec | None = None) -> GenerateResult:
+    """Generate the project (see the module docstring). model: a Model or a model directory.
+    weights="external": the constant tables are loaded at start-up from an integer export
+    (written to out_dir/export/, docs/deploy-format.md) instead of compiled in. interface:
+    "memory" or "stream" (the DATAFLOW top); reuse: the layers' reuse factors (codegen/reuse.py)."""
     t0 = time.perf_counter()
     if types not in TYPES:
         raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
+    if weights not in WEIGHTS:
+        raise UnsupportedError(f"--weights {weights!r} is not supported (known: {', '.join(WEIGHTS)})")
+    check_interface(interface, weights)
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
@@ -210,9 +282,14 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
     out_dir = Path(out_dir)
     owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    em: Emission = backend.emit(model, names, types)
+    external = weights == "external"
+    em: Emission = emit_with_reuse(model, backend, names, types, reuse, external)
     _check_emission(em, names)
-    files = render_files(model, em, types)
+    exp = None
+    if external:
+        from codegen.deploy import export_records
+        exp = export_records(model, precision)
+    files = render_files(model, em, types, weights, exp, interface)
 
     vecs = make_vectors(model, em, int(n_vectors), data=data, seed=seed)
     out_q, tensors = em.run_golden(vecs.x_q)
@@ -228,9 +305,13 @@ def generate_project(model, out_dir, precision: str = "int16", types: str = "std
         if layers:
             for b in em.buffers:
                 _save_npy(tmp / "tb_data" / "layers" / f"{b.cname}.npy", np.asarray(tensors[b.tensor]).astype(dtype))
-        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers)
+        if external:
+            from codegen.deploy import write_nested
+            write_nested(exp, names, tmp / EXPORT_SUBDIR)
+        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, weights,
+                                   interface, reuse)
         manifest["vectors"] = vecs.counts
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
     return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          dict(vecs.counts), vecs.data_file, layers, vecs.data_note)
+                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers, vecs.data_note)

@@ -24,8 +24,14 @@ in docs/hls.md, "Synthesizability checks". In short, `SynthReport.findings` list
               be constant inside the function: a literal, constexpr or template parameter)
               finds a constant iteration count
   recursion   no cycle in the call graph of the reachable functions (before tail-call removal)
-  alias       the top's ports are distinct array parameters; no call inside the firmware passes
-              one buffer both to a writable pointer parameter and to another parameter
+  alias       the top's ports are distinct array parameters (or, for the stream top, hls::stream
+              references: FIFO interfaces); no call inside the firmware passes one buffer both to
+              a writable pointer parameter and to another parameter
+
+hls::stream (the stream top, `codegen --interface stream`): the check compiles against the
+synthesis view hls_tb/synth/hls_stream.h (SYNTH_VIEW), which only declares the channel
+operations: Vitis turns them into FIFO port operations. Calls to them and their undefined
+symbols (CHANNEL_OPS) are accepted; the testbench builds with the real C-simulation header.
 """
 from __future__ import annotations
 
@@ -67,6 +73,11 @@ AP_SYSTEM_HEADERS = frozenset({"iostream", "sstream", "string", "iomanip", "limi
                                "stdint.h"})
 FIRMWARE_SYSTEM_HEADERS = frozenset({"stdint.h"})     # C header, typedefs only
 AP_TOP_HEADERS = frozenset({"ap_int.h", "ap_fixed.h"})
+# The synthesis view of hls::stream (module docstring) and its channel operations (mangled
+# hls::stream<T> members: constructors, read, write, empty, full, ...).
+SYNTH_VIEW = Path(__file__).resolve().parent.parent / "hls_tb" / "synth"
+TOOL_HEADERS = frozenset({"hls_stream.h"})
+CHANNEL_OPS = re.compile(r"^_ZN3hls6streamI.*E(?:C[12]E.*|[0-9]+(?:read|write|read_nb|write_nb|empty|full)E.*)$")
 ALLOCATORS = re.compile(r"^(?:malloc|calloc|realloc|free|aligned_alloc|posix_memalign|valloc|memalign|strdup|alloca"
                         r"|__builtin_alloca\w*|_Zn[wa]\w*|_Zd[la]\w*)$")
 CXXFLAGS = ["-std=c++14", "-O1", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
@@ -111,6 +122,7 @@ class SynthReport:
     undefined: list[str] = field(default_factory=list)  # nm -u of the object
     ap_model_symbols: list[str] = field(default_factory=list)   # undefined, referenced by ap_int only
     std_headers: list[str] = field(default_factory=list)        # system headers the ap headers include
+    channel_ops: list[str] = field(default_factory=list)        # undefined hls::stream operations (FIFO ports)
     command: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -124,7 +136,9 @@ class SynthReport:
     def summary(self) -> str:
         head = (f"synthesizability ({self.types}): {self.functions} firmware functions, {self.loops} loops "
                 f"({self.loops_removed} removed by the optimiser), undefined symbols "
-                f"{sorted(set(self.undefined) - set(self.ap_model_symbols))}")
+                f"{sorted(set(self.undefined) - set(self.ap_model_symbols) - set(self.channel_ops))}")
+        if self.channel_ops:
+            head += f"; hls::stream channel operations: {len(self.channel_ops)}"
         if self.types == "ap":
             head += (f"; ap_int C-simulation model only: {len(self.ap_model_symbols)} symbols, "
                      f"system headers they include: {', '.join(self.std_headers)}")
@@ -295,6 +309,8 @@ class _Checker:
         if not os.path.isabs(path):
             return "firmware" if not path.startswith("..") else "system"
         resolved = Path(path).resolve()
+        if resolved.is_relative_to(SYNTH_VIEW):
+            return "tool"
         if self.ap_dir is not None and resolved.is_relative_to(self.ap_dir.resolve()):
             return "ap"
         if resolved.is_relative_to(self.fw.resolve()):
@@ -310,10 +326,11 @@ class _Checker:
             name = os.path.basename(child)
             if p_origin == "firmware" and c_origin != "firmware":
                 ok = (c_origin == "ap" and name in AP_TOP_HEADERS) or \
-                     (c_origin == "system" and name in FIRMWARE_SYSTEM_HEADERS)
+                     (c_origin == "system" and name in FIRMWARE_SYSTEM_HEADERS) or \
+                     (c_origin == "tool" and name in TOOL_HEADERS)
                 if not ok:
                     self.add("headers", parent or "top.cpp", f"includes {child}: firmware may include only firmware "
-                             f"headers, {', '.join(sorted(FIRMWARE_SYSTEM_HEADERS | AP_TOP_HEADERS))}")
+                             f"headers, {', '.join(sorted(FIRMWARE_SYSTEM_HEADERS | AP_TOP_HEADERS | TOOL_HEADERS))}")
             elif p_origin == "ap" and c_origin == "system":
                 std.add(name)
         self.report.std_headers = sorted(std)
@@ -338,6 +355,8 @@ class _Checker:
                     self.add("allocation", at, f"dynamic allocation: calls {_demangle(callee)}")
                 elif callee.startswith("_") and not callee.startswith(("_Z", "__builtin")) and callee[1:2].isdigit():
                     self.add("calls", at, f"indirect call through {callee} (function pointer)")
+                elif CHANNEL_OPS.match(callee):
+                    continue                      # a FIFO read/write: Vitis's channel operation
                 elif callee not in ALLOWED_CALLS:
                     self.add("calls", at, f"calls {_demangle(callee)}, which the firmware does not define "
                              f"(allowed: {', '.join(sorted(ALLOWED_CALLS))})")
@@ -370,8 +389,14 @@ class _Checker:
         if top is None:
             self.add("alias", TOP, "top function not found in the firmware")
         else:
+            streams = "N3hls6stream" in top.mangled       # hls::stream ports are printed as `struct stream &`
             for param in _params(top.signature):
-                if not re.search(r"\[\d+\] \*$", param[0]):
+                if streams and param[0] == "struct stream &":
+                    continue
+                # a fixed-size array decays to `T (*)[N]`; `const Weights weights[1]` (codegen
+                # --weights external: one read-only m_axi memory of constant tables) to
+                # `const struct Weights *`: read-only, so no writable port can alias it
+                if not re.search(r"\[\d+\] \*$", param[0]) and param[0] != "const struct Weights *":
                     self.add("alias", TOP, f"port '{param[1]}' ({param[0]}) is not a fixed-size array: "
                              "top-level ports must be distinct arrays")
         for fn in firmware:
@@ -422,6 +447,9 @@ class _Checker:
         model = []
         for sym in undefined:
             if sym in ALLOWED_UNDEFINED:
+                continue
+            if CHANNEL_OPS.match(sym):
+                self.report.channel_ops.append(sym)
                 continue
             if self.types == "ap" and sym in AP_SIM_UNDEFINED and sym not in called_by_firmware:
                 model.append(sym)
@@ -557,7 +585,8 @@ def check_firmware(firmware_dir, types: str, ap_dir=None, workdir=None) -> Synth
     tmp = Path(tempfile.mkdtemp(prefix="synth-check-")) if workdir is None else Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        flags = CXXFLAGS + ANALYSIS_FLAGS + (["-nostdinc++"] if ap is None else ["-isystem", str(ap)] + AP_FLAGS)
+        flags = CXXFLAGS + ANALYSIS_FLAGS + ["-I", str(SYNTH_VIEW)] + \
+            (["-nostdinc++"] if ap is None else ["-isystem", str(ap)] + AP_FLAGS)
         cmd = [cxx, *flags, *DUMP_FLAGS, "-I.", "-c", "top.cpp", "-o", str(tmp / "top.o"), "-dumpdir", f"{tmp}/"]
         chk.report.command = [c for c in cmd if c not in DUMP_FLAGS]
         proc = subprocess.run(cmd, cwd=fw, capture_output=True, text=True)
@@ -587,15 +616,17 @@ def check_firmware(firmware_dir, types: str, ap_dir=None, workdir=None) -> Synth
     return chk.report
 
 
-def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdint") -> Path:
+def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdint", interface: str = "memory",
+                    reuse=None) -> Path:
     """Write only the firmware/ folder that generate_project() would write for these options (no
     golden vectors, testbench or Makefile: nothing runs the golden model), for check_firmware().
     Returns out_dir/firmware."""
     from codegen.names import sanitize_names
-    from codegen.project import as_model, load_backend, render_files
+    from codegen.project import as_model, emit_with_reuse, load_backend, render_files
     model = as_model(model)
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    files = render_files(model, load_backend(precision).emit(model, names, types), types)
+    files = render_files(model, emit_with_reuse(model, load_backend(precision), names, types, reuse), types,
+                         interface=interface)
     for rel, text in files.items():
         if rel.startswith("firmware/"):
             path = Path(out_dir) / rel

@@ -25,7 +25,8 @@ from intsim.formats import lsb
 from intsim.graph import INPUT_NAME, Graph, load_graph
 from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
 from intsim.kernels_int16 import run_program_int16
-from intsim.int8 import Int8Program, dequantize_act, lower_int8, quantize_act, run_step8
+from intsim.int8 import Int8Program, dequantize_act, lower_int8, pack_program8, quantize_act, run_step8
+from intsim.kernels_int8 import run_program_int8
 from intsim.modes import BITTRUE, MODE_NAMES, QUANT8, QUANT16, Mode, get_mode
 
 MODES = MODE_NAMES
@@ -52,6 +53,7 @@ class Model:
         self._program: Int16Program | None = None
         self._packed: PackedInt16 | None = None
         self._program8: Int8Program | None = None
+        self._packed8: list = []        # [] not packed yet; [None]: a step has no packed kernel
         self._backends: dict[str, object] = {}     # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
@@ -61,6 +63,7 @@ class Model:
         self._program = None
         self._packed = None
         self._program8 = None
+        self._packed8 = []
 
     # ----------------------------------------------------------------- inputs
     def _as_batch(self, x, what="x") -> tuple[np.ndarray, bool]:
@@ -197,15 +200,39 @@ class Model:
                          out_frac, lsb(out_frac))
 
     def run_int8(self, x_q, capture=None) -> RunResult:
-        """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp)."""
+        """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp).
+        The whole program runs in one jitted call (kernels_int8.run_program_int8) unless a step
+        has no packed kernel (RMSNorm V1, float inside): then layer by layer."""
         prog = self.program8
-        env, stats = self._run_steps(x_q, np.int8, prog.steps, run_step8,
-                                     lambda y, st: _int8_stats(y, st.out_qp),
-                                     _int8_stats(np.asarray(x_q), prog.input_qp))
+        if not self._packed8:
+            self._packed8 = [pack_program8(prog, self.graph.input_shape)]
+        pk = self._packed8[0]
+        if pk is not None:
+            xb = self._int_batch(x_q, np.int8)
+            buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases,
+                                                           pk.channels, pk.lengths)
+            qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
+            env = {name: buf[offsets[k]:offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
+                   for k, name in enumerate(pk.names)}
+            # per-tensor stats in one vectorised pass: value = s * (q - z), as dequantize_act
+            scale = np.array([qp.scale for qp in qps], np.float64)
+            zero = np.array([qp.zero_point for qp in qps], np.float64)
+            rows = zip(n_sat.tolist(), (scale * (lo - zero)).tolist(), (scale * (hi - zero)).tolist(),
+                       np.diff(offsets).tolist())
+            stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
+                     for name, (n, a, b, size) in zip(pk.names, rows)}
+        else:
+            env, stats = self._steps8(x_q, prog)
         out_q = self._shape_output(env[prog.output_tensor])
         tensors = {k: v for k, v in env.items() if _wants(capture, k)}
         return RunResult(QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
                          output_lsb=prog.output_qp.scale)
+
+    def _steps8(self, x_q, prog: Int8Program):
+        """The INT8 program one public kernel call per step -> (tensors by name, per-layer stats)."""
+        return self._run_steps(x_q, np.int8, prog.steps, run_step8,
+                               lambda y, st: _int8_stats(y, st.out_qp),
+                               _int8_stats(np.asarray(x_q), prog.input_qp))
 
     def _int_batch(self, x_q, dtype) -> np.ndarray:
         xb, _ = self._as_batch(x_q, "x_q")

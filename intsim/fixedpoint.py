@@ -205,8 +205,11 @@ def dequantize(q, frac_bits: int):
     return np.ldexp(np.asarray(q, dtype=np.float64), -frac_bits)
 
 
-def quantize_multiplier(real_multiplier: float):
+def quantize_multiplier(real_multiplier: float, bits: int = 31):
     """Real M > 0 -> (m0, shift) with M ~= m0 * 2**-shift (spec 3.2).
+
+    `bits` (default 31) is the multiplier's width: m0 in [2**(bits-1), 2**bits); the S6 output
+    uses bits = 15 (spec 3.13). The description below is for the default.
 
     m0 in [2**30, 2**31) (31 significant bits), shift in [0, 62]. m0 is
     RNE(frac * 2**31) where M = frac * 2**e, frac in [0.5, 1); so the relative
@@ -219,11 +222,11 @@ def quantize_multiplier(real_multiplier: float):
     if not math.isfinite(m) or m <= 0.0:
         raise ValueError(f"quantize_multiplier: multiplier must be finite and > 0, got {m!r}")
     frac, exp = math.frexp(m)                 # m = frac * 2**exp, 0.5 <= frac < 1
-    m0 = int(np.rint(math.ldexp(frac, 31)))   # exact scaling, RNE
-    if m0 == (1 << 31):                       # frac rounded up to 1.0
+    m0 = int(np.rint(math.ldexp(frac, bits)))   # exact scaling, RNE
+    if m0 == (1 << bits):                       # frac rounded up to 1.0
         m0 //= 2
         exp += 1
-    shift = 31 - exp
+    shift = bits - exp
     if not 0 <= shift <= MAX_SHIFT:
         raise ValueError(f"quantize_multiplier: multiplier {m!r} needs shift {shift}, outside "
                          f"[0, {MAX_SHIFT}] (accepted: [2**-32 - 2**-64, 2**31 - 1/2))")

@@ -76,6 +76,25 @@ def scan(lam, u):
     return out
 
 
+def softplus(x):
+    """ln(1 + exp(x)), overflow-free: max(x, 0) + log1p(exp(-|x|))."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def s6_scan(delta, x, b, c, a, d):
+    """The Mamba-1 selective scan (spec 2.12). delta, x [B, E, T]; b, c [B, N, T]; a [E, N]; d [E].
+    h[e,n,t] = exp(delta[e,t] a[e,n]) h[e,n,t-1] + delta[e,t] b[n,t] x[e,t], h[., ., -1] = 0;
+    y[e,t] = sum_n c[n,t] h[e,n,t] + d[e] x[e,t]."""
+    n_b, e, length = x.shape
+    h = np.zeros((n_b, e, a.shape[1]))
+    out = np.empty_like(x)
+    for t in range(length):
+        dt = delta[:, :, t, None]                                          # [B, E, 1]
+        h = np.exp(dt * a[None]) * h + (dt * x[:, :, t, None]) * b[:, None, :, t]
+        out[:, :, t] = np.einsum("ben,bn->be", h, c[:, :, t]) + d[None, :] * x[:, :, t]
+    return out
+
+
 def revin_stats(x, eps):
     """Per sample and channel of x [B, C, L]: (mean, sqrt(population variance + eps)), [B, C, 1]."""
     mean = np.mean(x, axis=2, keepdims=True)
@@ -108,6 +127,8 @@ FLOAT.register("silu", lambda x, w, a: silu(x[0]))
 FLOAT.register("scan", lambda x, w, a: scan(x[0], x[1]))
 FLOAT.register("mul", lambda x, w, a: x[0] * x[1])
 FLOAT.register("add", lambda x, w, a: x[0] + x[1])
+FLOAT.register("softplus", lambda x, w, a: softplus(x[0]))
+FLOAT.register("s6_scan", lambda x, w, a: s6_scan(x[0], x[1], x[2], x[3], w["A"], w["D"]))
 FLOAT.register("revin_norm", lambda x, w, a: revin_norm(x[0], a["eps"]))
 FLOAT.register("revin_denorm", lambda x, w, a: revin_denorm(x[0], x[1], a["eps"]))
 

@@ -22,8 +22,9 @@ from intsim.errors import QuantizationError, UnsupportedError
 from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
-from intsim.kernels_mac import weight_rows
-from intsim.lut import LUT_FRAC_BITS, int16_table, int16_table_clamped
+from intsim.kernels_mac import acc_bits, weight_cols
+from intsim.lut import (EXP_ADDR_FRAC_BITS, EXP_FRAC_BITS, IDENTITY_ABOVE_RANGE, LUT_FRAC_BITS, exp_decay_table,
+                        int16_table, int16_table_clamped)
 from intsim.ops import BackendTable
 
 
@@ -54,8 +55,8 @@ class LutParams:
     table: np.ndarray       # int16 [4096] at Q(f_y)
     clamped: np.ndarray     # bool [4096]: the entry saturated when built; each read counts (spec 5)
     addr_shift: int         # f_x - LUT_FRAC_BITS
-    identity_shift: int     # f_x - f_y (SiLU above the table range)
-    is_silu: bool
+    identity_shift: int     # f_x - f_y (SiLU, softplus: identity above the table range)
+    is_silu: bool           # identity above the table range (SiLU and softplus, spec 2.6, 2.11)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,21 @@ class AddParams:
     shift: int              # F - f_y
 
 
+@dataclass(frozen=True, eq=False)
+class S6Params:
+    """Spec 2.12 (the Mamba-1 selective scan)."""
+    a: np.ndarray           # int16 [E, N] at Q(a_frac): A = -exp(A_log) <= 0
+    d: np.ndarray           # int16 [E] at Q(d_frac): the skip D
+    a_frac: int
+    d_frac: int
+    state_frac: int         # f_h of the int32 state
+    addr_shift: int         # f_delta + f_A - 8 (signed)
+    h_up: int               # state update: (dA h) << h_up, inj << p_up, >> h_shift
+    p_up: int
+    h_shift: int
+    y_up_c: int             # output: (sum_n C h) << y_up_c, (D x) << y_up_d, >> y_shift
+    y_up_d: int
+    y_shift: int
 @dataclass(frozen=True)
 class RevinParams:
     """Spec 2.10 (revin_norm: mean_up unused, 0)."""
@@ -168,8 +184,10 @@ def _lower_conv(layer: Layer, f_in, f_y, fmt: Int16Formats):
 
 def _pack_conv(p: ConvParams) -> PackedStep:
     w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case of 2.2
-    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride},
-                      weight_rows(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
+    # int32 accumulators when the layer's bound proves every partial sum fits (else int64)
+    narrow = acc_bits(p.weight, p.bias, K.INT16_MAX_ABS) <= 32
+    return PackedStep(K.CONV, {"shift": p.shift, "stride": p.stride, "narrow": int(narrow)},
+                      weight_cols(np.ascontiguousarray(w, np.int16)), w.shape, p.bias)
 
 
 INT16.register("conv_kx1", Int16Row(
@@ -200,7 +218,7 @@ INT16.register("rmsnorm", Int16Row(
 def _lut_row(func: str) -> Int16Row:
     def lower(layer: Layer, f_in, f_y, fmt: Int16Formats):
         return LutParams(int16_table(func, f_y), int16_table_clamped(func, f_y), f_in[0] - LUT_FRAC_BITS,
-                         f_in[0] - f_y, func == "silu"), 0
+                         f_in[0] - f_y, func in IDENTITY_ABOVE_RANGE), 0
 
     return Int16Row(
         lower,
@@ -212,6 +230,7 @@ def _lut_row(func: str) -> Int16Row:
 
 
 INT16.register("sigmoid", _lut_row("sigmoid"))
+INT16.register("softplus", _lut_row("softplus"))
 INT16.register("silu", _lut_row("silu"))
 INT16.register("scan", Int16Row(
     lambda layer, f_in, f_y, fmt: (ScanParams(f_in[0], f_in[1] - f_y), 0),
@@ -234,6 +253,39 @@ INT16.register("add", Int16Row(
     lambda p, x: K.add_int16(x[0], x[1], p.a_up, p.b_up, p.shift)))
 
 
+S6_STATE_EXTRA_BITS = 8     # H: the state keeps f_y + H fractional bits where the bounds allow (spec 2.12)
+
+
+def _lower_s6(layer: Layer, f_in, f_y, fmt: Int16Formats):
+    f_d, f_x, f_b, f_c = f_in
+    f_a, f_dk = fmt.weight_frac(layer.name, "A"), fmt.weight_frac(layer.name, "D")
+    a_q, n1 = quantize_q(layer.weights["A"], f_a, 16, f"{layer.name}.A")
+    d_q, n2 = quantize_q(layer.weights["D"], f_dk, 16, f"{layer.name}.D")
+    f_p = f_d + f_b + f_x                                   # the injection Delta*B*x
+    f_h = min(max(f_y + S6_STATE_EXTRA_BITS, f_p - 30), f_p + 2)
+    top = max(EXP_FRAC_BITS + f_h, f_p)
+    g = max(f_c + f_h, f_dk + f_x)
+    y_up_c, y_up_d = g - f_c - f_h, g - f_dk - f_x
+    n_states = a_q.shape[1]
+    if (n_states << (46 + y_up_c)) + (1 << (30 + y_up_d)) >= 1 << 63:
+        raise QuantizationError(
+            f"layer '{layer.name}': the output sum of {n_states} states at Q{f_c + f_h} and D*x at "
+            f"Q{f_dk + f_x} cannot be aligned in int64 (spec 2.12); choose closer formats")
+    return S6Params(a_q.astype(np.int16), d_q.astype(np.int16), f_a, f_dk, f_h,
+                    f_d + f_a - EXP_ADDR_FRAC_BITS, top - EXP_FRAC_BITS - f_h, top - f_p, top - f_h,
+                    y_up_c, y_up_d, _check_shift(layer.name, "output shift G - f_y", g - f_y)), n1 + n2
+
+
+def _pack_s6(p: S6Params) -> PackedStep:
+    rows = np.concatenate([p.a, p.d[:, None]], axis=1)          # [E, N + 1]: A[e, :], D[e]
+    return PackedStep(K.S6, {name: getattr(p, name) for name in K.S6.params},
+                      np.concatenate([rows.ravel(), exp_decay_table()]), rows.shape + (1,))
+
+
+INT16.register("s6_scan", Int16Row(
+    _lower_s6, _pack_s6,
+    lambda p, x: K.s6_scan_int16(x[0], x[1], x[2], x[3], p.a, p.d, exp_decay_table(), p.addr_shift, p.h_up,
+                                 p.p_up, p.h_shift, p.y_up_c, p.y_up_d, p.y_shift)))
 def _lower_revin_norm(layer: Layer, f_in, f_y, fmt: Int16Formats):
     eps_q = int(np.rint(np.ldexp(layer.attrs["eps"], 2 * f_in[0])))
     shift = K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - f_y
@@ -279,38 +331,51 @@ def run_step16(st: Int16Step, inputs: list[np.ndarray]):
 
 
 @dataclass(frozen=True)
-class PackedInt16:
-    """A lowered program as flat arrays for `kernels_int16.run_program_int16`:
-    one int64 row per step (kernel code, input tensor indices, weight/bias offsets and
-    dims, the kernel's named parameter columns), all weights/gains/tables in one int16
-    array, all biases in one int64 array, and the per-sample [C, L] and format of every
-    tensor (0 = the input)."""
+class PackedProgram:
+    """A lowered program as flat arrays for a whole-program interpreter
+    (`kernels_int16.run_program_int16`, `kernels_int8.run_program_int8`): one int64 row per step
+    (kernel code, input tensor indices, weight/bias offsets and dims, the kernel's named parameter
+    columns), all weights/gains/tables in one int16 array, all int64 column data (biases; INT8
+    also m0 and shifts) in one int64 array, and the per-sample [C, L] of every tensor (0 = the input)."""
     steps: np.ndarray
     weights: np.ndarray
     biases: np.ndarray
     channels: np.ndarray
     lengths: np.ndarray
-    fracs: np.ndarray            # int64[n + 1]: fractional bits of every tensor
     names: tuple[str, ...]
 
 
-def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt16:
-    """Pack `prog` (shapes per sample; input_shape = (C_in, L)) into one table."""
-    names = (INPUT_NAME,) + tuple(st.name for st in prog.steps)
+@dataclass(frozen=True)
+class PackedInt16(PackedProgram):
+    fracs: np.ndarray = None     # int64[n + 1]: fractional bits of every tensor
+
+
+def pack_steps(steps: list, table: BackendTable, input_shape: tuple[int, int]) -> PackedProgram | None:
+    """Pack lowered steps (name, op, inputs, shape, params) by their rows' `pack` in `table`;
+    None when a row packs nothing for its step (it has no packed kernel: run layer by layer)."""
+    names = (INPUT_NAME,) + tuple(st.name for st in steps)
     index = {name: k for k, name in enumerate(names)}
-    shapes = [tuple(input_shape)] + [tuple(st.shape) for st in prog.steps]
-    rows = np.zeros((len(prog.steps), K.N_COLS), dtype=np.int64)
+    shapes = [tuple(input_shape)] + [tuple(st.shape) for st in steps]
+    rows = np.zeros((len(steps), K.N_COLS), dtype=np.int64)
     w_parts, b_parts = [], []
     w_off = b_off = 0
-    for i, st in enumerate(prog.steps):
+    for i, st in enumerate(steps):
         r = rows[i]
-        packed = INT16.row(st.op, st.name).pack(st.params)
+        pack = table.row(st.op, st.name).pack
+        packed = pack(st.params) if pack is not None else None
+        if packed is None:
+            return None
         if set(packed.values) != set(packed.kernel.params):
-            raise UnsupportedError(f"layer '{st.name}': INT16 row packs {sorted(packed.values)}, its kernel "
-                                   f"reads {sorted(packed.kernel.params)}")
+            raise UnsupportedError(f"layer '{st.name}': {table.name} row packs {sorted(packed.values)}, its "
+                                   f"kernel reads {sorted(packed.kernel.params)}")
         r[K.COL_OP] = packed.kernel.code
         r[K.COL_IN0] = index[st.inputs[0]]
         r[K.COL_IN1] = index[st.inputs[1]] if len(st.inputs) > 1 else -1
+        if len(st.inputs) - 2 != len(packed.kernel.extra_inputs) and len(st.inputs) > 2:
+            raise UnsupportedError(f"layer '{st.name}': {len(st.inputs)} inputs, its kernel reads "
+                                   f"{2 + len(packed.kernel.extra_inputs)}")
+        for col, tensor in zip(packed.kernel.extra_inputs, st.inputs[2:]):
+            r[packed.kernel.column(col)] = index[tensor]
         for name, value in packed.values.items():
             r[packed.kernel.column(name)] = value
         if packed.weights is not None:
@@ -322,10 +387,16 @@ def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt1
             r[K.COL_B_OFF] = b_off
             b_parts.append(packed.bias.astype(np.int64))
             b_off += packed.bias.size
-    return PackedInt16(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
-                       np.array([c for c, _ in shapes], np.int64),
-                       np.array([n for _, n in shapes], np.int64),
-                       np.array([prog.input_frac] + [st.out_frac for st in prog.steps], np.int64), names)
+    return PackedProgram(rows, _concat(w_parts, np.int16), _concat(b_parts, np.int64),
+                         np.array([c for c, _ in shapes], np.int64), np.array([n for _, n in shapes], np.int64),
+                         names)
+
+
+def pack_program(prog: Int16Program, input_shape: tuple[int, int]) -> PackedInt16:
+    """Pack `prog` (shapes per sample; input_shape = (C_in, L)) into one table."""
+    packed = pack_steps(prog.steps, INT16, input_shape)
+    return PackedInt16(**vars(packed), fracs=np.array([prog.input_frac] + [st.out_frac for st in prog.steps],
+                                                      np.int64))
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

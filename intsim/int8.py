@@ -21,7 +21,9 @@ from intsim.errors import QuantizationError
 from intsim.fixedpoint import MAX_SHIFT, quantize_multiplier
 from intsim.formats import RMSNORM_MODES, Int8Params, QParams  # noqa: F401  (RMSNORM_MODES: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
-from intsim.lut import int8_table, int8_table_clamped
+from intsim.int16 import PackedProgram, PackedStep, pack_steps
+from intsim.kernels_mac import acc_bits, weight_cols
+from intsim.lut import EXP_ADDR_FRAC_BITS, exp_decay_table, int8_table, int8_table_clamped
 from intsim.ops import BackendTable
 
 # The sigmoid output that feeds a scan has this fixed format (spec 3.5).
@@ -96,6 +98,19 @@ class AddParams8:
     shift: int
     m_a: int
     m_b: int
+
+
+@dataclass(frozen=True, eq=False)
+class S6Params8:
+    """Spec 3.13 (the Mamba-1 selective scan)."""
+    a: np.ndarray           # int8 [E, N], per-row symmetric (s_A[e])
+    m_a: np.ndarray         # int64 [E]: quantize_multiplier((s_d * s_A[e]) * 2^8)
+    sh_a: np.ndarray        # int64 [E]
+    d: np.ndarray           # int8 [E]: the skip D, per-tensor symmetric (s_D)
+    zps: tuple              # (z_d, z_x, z_B, z_C, z_y)
+    m_h: int                # 15-bit multiplier of the state sum: s_C s_d s_B s_x / s_y = m_h 2^-shift
+    m_k: int                # the skip's multiplier at the same shift: RNE((s_Dk s_x / s_y) 2^shift)
+    shift: int
 
 
 @dataclass(frozen=True)
@@ -186,9 +201,9 @@ def quantize_weight_per_channel(w: np.ndarray, min_scale=0.0):
     return q.reshape(w.shape), scales
 
 
-def _multiplier(layer: str, what: str, real: float):
+def _multiplier(layer: str, what: str, real: float, bits: int = 31):
     try:
-        return quantize_multiplier(real)
+        return quantize_multiplier(real, bits)
     except ValueError as exc:
         raise QuantizationError(f"layer '{layer}': {what} multiplier {real!r} cannot be represented ({exc})") from exc
 
@@ -206,6 +221,9 @@ class Int8Row:
     # (step, int8 inputs [B, C, L]) -> (int8 output, saturations)
     run: Callable[["Int8Step", list], tuple[np.ndarray, int]]
     fixed_output: QParams | None = None      # an output format fixed by the spec (calibration keeps it)
+    # params -> the kernel's named columns of the packed table (kernels_int8.run_program_int8), or
+    # None: this step has no packed kernel and the program runs layer by layer (RMSNorm V1)
+    pack: Callable[[object], PackedStep | None] | None = None
 
 
 INT8: BackendTable[Int8Row] = BackendTable("INT8 integer path")
@@ -231,13 +249,28 @@ def _lower_conv(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
                        np.array([sh for _, sh in mults], np.int64), layer.attrs.get("stride", 1)), n_sat, False
 
 
+def _pack_conv(p: ConvParams8) -> PackedStep:
+    w = p.weight if p.weight.ndim == 3 else p.weight[:, :, None]   # 1x1: the K = 1, S = 1 case
+    narrow = acc_bits(w, p.bias, K8.CENTERED_MAX_ABS) <= 32        # spec 3.1: always, once lowered
+    return PackedStep(K8.CONV8, {"x_zp": p.x_zp, "y_zp": p.y_zp, "stride": p.stride, "narrow": int(narrow)},
+                      weight_cols(np.ascontiguousarray(w)), w.shape, _columns(p))
+
+
+def _columns(p: ConvParams8) -> np.ndarray:
+    """A convolution's int64 column data: bias, m0, shift (C_out each)."""
+    return np.concatenate([p.bias, p.m0, p.shift]).astype(np.int64)
+
+
 INT8.register("conv_kx1", Int8Row(_lower_conv, lambda st, x: K8.conv_kx1_int8(
     x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp,
-    st.params.stride)))
+    st.params.stride), pack=_pack_conv))
 INT8.register("conv1x1", Int8Row(_lower_conv, lambda st, x: K8.conv1x1_int8(
-    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=_pack_conv))
 INT8.register("dwconv", Int8Row(_lower_conv, lambda st, x: K8.dwconv_int8(
-    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.x_zp, st.params.weight, st.params.bias, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.DWCONV8, {"x_zp": p.x_zp, "y_zp": p.y_zp}, p.weight,
+                              (p.weight.shape[0], 1, p.weight.shape[1]), _columns(p))))
 
 
 def _lower_rmsnorm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -271,19 +304,29 @@ def _run_rmsnorm(st: Int8Step, x):
     return K8.rmsnorm_int8(x[0], p.x_zp, p.gain, np.int64(p.eps_q), p.m0, p.shift, p.y_zp)
 
 
-INT8.register("rmsnorm", Int8Row(_lower_rmsnorm, _run_rmsnorm))
+def _pack_rmsnorm(p: RmsNormParams8) -> PackedStep | None:
+    if p.gain_float is not None:       # V1: float inside, no integer kernel
+        return None
+    return PackedStep(K8.RMSNORM8, {"x_zp": p.x_zp, "y_zp": p.y_zp, "m0": p.m0, "shift": p.shift,
+                                    "eps_q": p.eps_q}, p.gain, (p.gain.size, 1, 1))
+
+
+INT8.register("rmsnorm", Int8Row(_lower_rmsnorm, _run_rmsnorm, pack=_pack_rmsnorm))
 
 
 def _lut_row(func: str, fixed_output: QParams | None = None) -> Int8Row:
     def lower(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
         return LutParams8(int8_table(func, *in_qp[0], *out_qp), int8_table_clamped(func, *in_qp[0], *out_qp)), 0, False
 
-    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table, st.params.clamped), fixed_output)
+    return Int8Row(lower, lambda st, x: K8.lut_int8(x[0], st.params.table, st.params.clamped), fixed_output,
+                   lambda p: PackedStep(K8.LUT8, {}, np.concatenate([p.table, p.clamped.astype(np.int8)]),
+                                        (p.table.size, 2, 1)))   # flags after the table
 
 
 # The sigmoid output (lam, feeding a scan) has the fixed format s = 1/256, z = -128 (spec 3.5).
 INT8.register("sigmoid", _lut_row("sigmoid", LAM_QP))
 INT8.register("silu", _lut_row("silu"))
+INT8.register("softplus", _lut_row("softplus"))
 
 
 def _lower_scan(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -297,7 +340,38 @@ def _lower_scan(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("scan", Int8Row(_lower_scan, lambda st, x: K8.scan_int8(
-    x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], x[1], st.params.u_zp, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.SCAN8, {"u_zp": p.u_zp, "y_zp": p.y_zp, "m0": p.m0, "shift": p.shift})))
+
+
+S6_MULT_BITS = 15      # spec 3.13: a 15-bit state-sum multiplier keeps (sum_n C h) * m_h below 2^62
+
+
+def _lower_s6(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
+    (s_d, z_d), (s_x, z_x), (s_b, z_b), (s_c, z_c) = in_qp
+    s_y, z_y = out_qp
+    a_q, s_a = quantize_weight_per_channel(layer.weights["A"])                 # per row e
+    d_q, s_dk = quantize_weight_per_channel(layer.weights["D"].reshape(1, -1))   # per tensor
+    mults = [_multiplier(layer.name, "decay address", (s_d * sa) * float(1 << EXP_ADDR_FRAC_BITS)) for sa in s_a]
+    m_h, shift = _multiplier(layer.name, "state sum", (((s_c * s_d) * s_b) * s_x) / s_y, S6_MULT_BITS)
+    m_k = int(np.rint(np.ldexp((float(s_dk[0]) * s_x) / s_y, shift)))
+    n_states = a_q.shape[1]
+    if n_states * 255 * (1 << 31) * ((1 << S6_MULT_BITS) - 1) + 127 * 255 * m_k >= 1 << 63:
+        raise QuantizationError(
+            f"layer '{layer.name}': N = {n_states} states with skip multiplier {m_k} (at shift {shift}) "
+            f"overflow the int64 output sum (spec 3.13)")
+    return S6Params8(a_q, np.array([m for m, _ in mults], np.int64), np.array([sh for _, sh in mults], np.int64),
+                     d_q.reshape(-1), (z_d, z_x, z_b, z_c, z_y), m_h, m_k, shift), 0, False
+
+
+def _run_s6(st: Int8Step, x):
+    p = st.params
+    z_d, z_x, z_b, z_c, z_y = p.zps
+    return K8.s6_scan_int8(x[0], z_d, x[1], z_x, x[2], z_b, x[3], z_c, p.a, p.m_a, p.sh_a, p.d, exp_decay_table(),
+                           p.m_h, p.m_k, p.shift, z_y)
+
+
+INT8.register("s6_scan", Int8Row(_lower_s6, _run_s6))
 
 
 def _lower_mul(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -307,7 +381,8 @@ def _lower_mul(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("mul", Int8Row(_lower_mul, lambda st, x: K8.mul_int8(
-    x[0], st.params.a_zp, x[1], st.params.b_zp, st.params.m0, st.params.shift, st.params.y_zp)))
+    x[0], st.params.a_zp, x[1], st.params.b_zp, st.params.m0, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.MUL8, vars(p).copy())))
 
 
 def _lower_add(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
@@ -319,7 +394,8 @@ def _lower_add(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
 
 
 INT8.register("add", Int8Row(_lower_add, lambda st, x: K8.add_int8(
-    x[0], st.params.a_zp, st.params.m_a, x[1], st.params.b_zp, st.params.m_b, st.params.shift, st.params.y_zp)))
+    x[0], st.params.a_zp, st.params.m_a, x[1], st.params.b_zp, st.params.m_b, st.params.shift, st.params.y_zp),
+    pack=lambda p: PackedStep(K8.ADD8, vars(p).copy())))
 
 
 REVIN_EPS_Q_LIMIT = 1 << 32    # spec 3.11: keeps std < 2^17 and the denorm sum below 2^57
@@ -386,6 +462,12 @@ def _rmsnorm_v1(x, st: Int8Step):
     yf = xf / np.sqrt(np.mean(xf * xf, axis=1, keepdims=True) + st.params.eps) \
         * st.params.gain_float[None, :, None]
     return quantize_act(yf, s_y, z_y, st.name)
+
+
+def pack_program8(prog: Int8Program, input_shape: tuple[int, int]) -> PackedProgram | None:
+    """Pack `prog` for `kernels_int8.run_program_int8` (one jitted call for the whole program);
+    None when a step has no packed kernel (RMSNorm V1, float inside): run it layer by layer."""
+    return pack_steps(prog.steps, INT8, input_shape)
 
 
 def run_step8(st: Int8Step, inputs: list[np.ndarray]):

@@ -13,12 +13,13 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
-from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
-from intsim.lut import LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
+from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
+from intsim.lut import EXP_SIZE, LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1
 RMS_EXTRA_BITS = 8       # G, spec 2.4
 RMS_INV_BITS = 40        # Q, spec 2.4
+INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
 REVIN_EXTRA_BITS = 8     # G, spec 2.10
 REVIN_INV_BITS = 40      # Q, spec 2.10
 
@@ -27,13 +28,16 @@ REVIN_INV_BITS = 40      # Q, spec 2.10
 def conv_kx1_int16(x, w, b, stride, shift):
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
-    return conv_kx1_rows_int16(x, weight_rows(w), b, w.shape[2], stride, shift)
+    w_cols = weight_cols(w)
+    narrow = acc_bound(w_cols.T, b, INT16_MAX_ABS) <= INT32_LIMIT
+    return conv_kx1_cols_int16(x, w_cols, b, w.shape[2], stride, shift, narrow)
 
 
 @njit(cache=True)
-def conv_kx1_rows_int16(x, w_rows, b, k_size, stride, shift):
-    """Spec 2.2 with the weights as `kernels_mac.weight_rows(w)` (int16[C_out, K*C_in])."""
-    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_rows, b, k_size, stride)
+def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
+    """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
+    narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
+    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_cols, b, k_size, stride, narrow)
     return _narrow_int16(acc, shift)
 
 
@@ -176,6 +180,44 @@ def add_int16(a, b, a_up, b_up, shift):
 
 
 @njit(cache=True)
+def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift):
+    """Spec 2.12, the Mamba-1 selective scan. delta: int16[B, E, T] Q(f_d), x: int16[B, E, T] Q(f_x),
+    bm: int16[B, N, T] Q(f_B), cm: int16[B, N, T] Q(f_C), a: int16[E, N] Q(f_A) (A <= 0),
+    d: int16[E] Q(f_D), exp_table: int16[EXP_SIZE] Q1.14 -> y: int16[B, E, T] Q(f_y).
+    State h: int32[E, N] Q(f_h) per sample. Shifts from the host (int16.py): addr_shift = f_d + f_A - 8,
+    h_up, p_up, h_shift (state update), y_up_c, y_up_d, y_shift (output). Saturations: every
+    clamped state value (sat32) and output value (sat16)."""
+    n_b, e, t_len = x.shape
+    n_st = a.shape[1]
+    last = exp_table.shape[0] - 1
+    y = np.empty((n_b, e, t_len), dtype=np.int16)
+    h = np.zeros(n_st, dtype=np.int64)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(e):
+            h[:] = 0
+            for t in range(t_len):
+                dv = np.int64(delta[bi, ch, t])
+                xv = np.int64(x[bi, ch, t])
+                u = dv * xv
+                acc_c = np.int64(0)
+                for n in range(n_st):
+                    addr = shift_round(-(dv * np.int64(a[ch, n])), addr_shift)
+                    addr = min(max(addr, 0), last)
+                    d_a = np.int64(exp_table[addr])
+                    acc = ((d_a * h[n]) << h_up) + ((u * np.int64(bm[bi, n, t])) << p_up)
+                    v, s = saturate(rne_shift(acc, h_shift), 32)
+                    h[n] = v
+                    nsat += s
+                    acc_c += np.int64(cm[bi, n, t]) * v
+                acc_y = (acc_c << y_up_c) + ((np.int64(d[ch]) * xv) << y_up_d)
+                v, s = saturate(rne_shift(acc_y, y_shift), 16)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+@njit(cache=True)
 def revin_stats_int16(x, bi, ch, eps_q):
     """Spec 2.10: (mean_q at Q(f_x), std_q at Q(f_x + G)) of x[bi, ch, :] (int16 Q(f_x))."""
     length = np.int64(x.shape[2])
@@ -239,21 +281,24 @@ def revin_denorm_int16(y, x, eps_q, mean_up, shift):
 # code, input tensors, weight/bias offsets and dims; then each kernel's own parameters in the
 # columns its PackedKernel names (the INT16 registry row of an op packs them by name).
 (COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF, COL_PARAMS) = range(9)
-N_PARAM_COLS = 3
+N_PARAM_COLS = 9        # the most any kernel names (S6: 2 extra inputs + 7)
 N_COLS = COL_PARAMS + N_PARAM_COLS
 
 
 @dataclass(frozen=True)
 class PackedKernel:
-    """One kernel of the whole-program interpreter: its code and its named parameter columns."""
+    """One kernel of the whole-program interpreter: its code and its named parameter columns.
+    `extra_inputs`: columns (first in the parameter block) holding the tensor indices of the
+    inputs after the second; `pack_program` fills them from the step's inputs."""
     code: int
     params: tuple[str, ...]
+    extra_inputs: tuple[str, ...] = ()
 
     def column(self, name: str) -> int:
-        return COL_PARAMS + self.params.index(name)
+        return COL_PARAMS + (self.extra_inputs + self.params).index(name)
 
 
-CONV = PackedKernel(0, ("shift", "stride"))           # weights as kernels_mac.weight_rows: [C_out, K*C_in]
+CONV = PackedKernel(0, ("shift", "stride", "narrow"))   # weights as kernels_mac.weight_cols: [K*C_in, C_out]
 DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
 RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
 LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
@@ -262,15 +307,20 @@ MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
 REVIN_NORM = PackedKernel(7, ("shift", "eps_q"))
 REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))   # second input: the window x
-KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, REVIN_NORM, REVIN_DENORM)
+# inputs delta (IN0), x (IN1), B and C (tensor indices in_b, in_c); weights rows [A[e, :], D[e]]
+# (dims E, N + 1, 1) followed by the EXP_SIZE decay table
+S6 = PackedKernel(9, ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift"), ("in_b", "in_c"))
+KERNELS = (CONV, DWCONV, RMSNORM, LUT, SCAN, MUL, ADD, REVIN_NORM, REVIN_DENORM, S6)
 # the same as compile-time integers for the jitted interpreter
-CONV_SHIFT, CONV_STRIDE = CONV.column("shift"), CONV.column("stride")
+CONV_SHIFT, CONV_STRIDE, CONV_NARROW = (CONV.column(n) for n in CONV.params)
 DWCONV_SHIFT = DWCONV.column("shift")
 RMSNORM_SHIFT, RMSNORM_EPS_Q = RMSNORM.column("shift"), RMSNORM.column("eps_q")
 LUT_ADDR_SHIFT, LUT_IDENTITY_SHIFT, LUT_IS_SILU = (LUT.column(n) for n in LUT.params)
 SCAN_LAM_FRAC, SCAN_U_SHIFT = SCAN.column("lam_frac"), SCAN.column("u_shift")
 MUL_SHIFT = MUL.column("shift")
 ADD_A_UP, ADD_B_UP, ADD_SHIFT = (ADD.column(n) for n in ADD.params)
+K_S6 = S6.code
+N_S6_COLS = len(S6.extra_inputs) + len(S6.params)
 REVIN_NORM_SHIFT, REVIN_NORM_EPS_Q = REVIN_NORM.column("shift"), REVIN_NORM.column("eps_q")
 REVIN_DENORM_MEAN_UP, REVIN_DENORM_SHIFT, REVIN_DENORM_EPS_Q = (REVIN_DENORM.column(n) for n in REVIN_DENORM.params)
 K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code for k in KERNELS[:8])
@@ -279,6 +329,41 @@ K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code
 @njit(cache=True)
 def _tensor(buf, offsets, channels, lengths, k, n_b):
     return buf[offsets[k]:offsets[k + 1]].reshape((n_b, channels[k], lengths[k]))
+
+
+@njit(cache=True)
+def program_buffer(x, channels, lengths):
+    """The one flat buffer of every tensor of a packed program (dtype of x), the input copied
+    in: -> (buf, offsets int64[n + 2], saturations int64[n + 1] zeroed); tensor k is
+    buf[offsets[k]:offsets[k+1]]."""
+    n_b = x.shape[0]
+    n_t = channels.shape[0]
+    offsets = np.zeros(n_t + 1, dtype=np.int64)
+    for k in range(n_t):
+        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
+    buf = np.empty(offsets[n_t], dtype=x.dtype)
+    buf[:offsets[1]] = x.ravel()
+    return buf, offsets, np.zeros(n_t, dtype=np.int64)
+
+
+@njit(cache=True)
+def step_operands(r, buf, offsets, channels, lengths, weights, n_b):
+    """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
+    w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+    return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
+
+
+@njit(cache=True)
+def tensor_ranges(buf, offsets):
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
+    n_t = offsets.shape[0] - 1
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k]:offsets[k + 1]]
+        minimum[k] = part.min()
+        maximum[k] = part.max()
+    return minimum, maximum
 
 
 @njit(cache=True)
@@ -291,22 +376,14 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
         minimum int64[n + 1], maximum int64[n + 1]); tensor k is
     buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
     n_b = x.shape[0]
-    n_t = steps.shape[0] + 1
-    offsets = np.zeros(n_t + 1, dtype=np.int64)
-    for k in range(n_t):
-        offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
-    buf = np.empty(offsets[n_t], dtype=np.int16)
-    buf[:offsets[1]] = x.ravel()
-    nsat = np.zeros(n_t, dtype=np.int64)
-    for i in range(n_t - 1):
+    buf, offsets, nsat = program_buffer(x, channels, lengths)
+    for i in range(steps.shape[0]):
         r = steps[i]
-        kernel = r[COL_OP]
-        a = _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b)
-        w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
         if kernel == K_CONV:
-            y, s = conv_kx1_rows_int16(a, w.reshape((r[COL_W0], r[COL_W1] * r[COL_W2])), b,
-                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT])
+            y, s = conv_kx1_cols_int16(a, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b,
+                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT], r[CONV_NARROW] != 0)
         elif kernel == K_DWCONV:
             y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[DWCONV_SHIFT])
         elif kernel == K_RMSNORM:
@@ -315,6 +392,16 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
             # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
             y, s = lut_int16(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
                              w[r[COL_W0]:])
+        elif kernel == K_S6:
+            n_rows, width = r[COL_W0], r[COL_W1]            # E, N + 1
+            blob = weights[r[COL_W_OFF]:r[COL_W_OFF] + n_rows * width + EXP_SIZE]
+            ad = blob[:n_rows * width].reshape((n_rows, width))
+            p = r[COL_PARAMS:COL_PARAMS + N_S6_COLS]
+            y, s = s6_scan_int16(a, _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
+                                 _tensor(buf, offsets, channels, lengths, p[0], n_b),
+                                 _tensor(buf, offsets, channels, lengths, p[1], n_b),
+                                 ad[:, :width - 1], ad[:, width - 1], blob[n_rows * width:],
+                                 p[2], p[3], p[4], p[5], p[6], p[7], p[8])
         elif kernel == K_REVIN_NORM:
             y, s = revin_norm_int16(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT])
         else:
@@ -330,10 +417,5 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
                                           r[REVIN_DENORM_SHIFT])
         buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
         nsat[i + 1] = s
-    minimum = np.empty(n_t, dtype=np.int64)
-    maximum = np.empty(n_t, dtype=np.int64)
-    for k in range(n_t):
-        part = buf[offsets[k]:offsets[k + 1]]
-        minimum[k] = part.min()
-        maximum[k] = part.max()
+    minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

@@ -11,10 +11,16 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
-from intsim.kernels_mac import channels_last_rows, conv_rows_acc, dwconv_acc, weight_rows
+from intsim.kernels_int16 import (COL_B_OFF, COL_IN1, COL_W0, COL_W1, COL_W2, PackedKernel, _tensor,
+                                  program_buffer, step_operands, tensor_ranges)
+from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
+from intsim.lut import EXP_FRAC_BITS
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
 RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
+CENTERED_MAX_ABS = 255   # |x - z_x| of any int8 code: the accumulator bound's input range (spec 3.1)
+
+
 REVIN_EXTRA_BITS = 8     # G, spec 3.11
 REVIN_INV_BITS_INT8 = 24  # Q8, spec 3.11
 
@@ -24,9 +30,18 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
     """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
     b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
     -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
+    w_cols = weight_cols(w)
+    narrow = acc_bound(w_cols.T, b, CENTERED_MAX_ABS) <= INT32_LIMIT     # always, for lowered weights
+    return conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, w.shape[2], stride, narrow)
+
+
+@njit(cache=True)
+def conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, k_size, stride, narrow):
+    """Spec 3.4 with the weights as `kernels_mac.weight_cols(w)` (int8[K*C_in, C_out]); narrow:
+    int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1)."""
     # zero point removed once: int16 values in [-255, 255]
     x_rows = channels_last_rows(x).astype(np.int16) - np.int16(x_zp)
-    acc = conv_rows_acc(x_rows, x.shape[1], weight_rows(w), b, w.shape[2], stride)
+    acc = conv_rows_acc(x_rows, x.shape[1], w_cols, b, k_size, stride, narrow)
     return _requantize_per_channel(acc, m0, shift, y_zp)
 
 
@@ -149,6 +164,103 @@ def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
         for ch in range(c):
             for t in range(length):
                 acc = (np.int64(a[bi, ch, t]) - a_zp) * m_a + (np.int64(b[bi, ch, t]) - b_zp) * m_b
+                v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
+                y[bi, ch, t] = v
+                nsat += s
+    return y, nsat
+
+
+# ---------------------------------------------------------------- whole program
+# The INT8 program packed like the INT16 one (kernels_int16: the same table columns, buffer and
+# ranges; intsim/int8.py `pack_program8`), so quant8 runs in a single jitted call too. Weights,
+# gains and tables are stored as int16 (the int8 codes, exact); a convolution's int64 column
+# data is its bias, then m0, then shift, C_out values each.
+CONV8 = PackedKernel(0, ("x_zp", "y_zp", "stride", "narrow"))   # weights as kernels_mac.weight_cols
+DWCONV8 = PackedKernel(1, ("x_zp", "y_zp"))                      # weights [C, K] (dims C, 1, K)
+RMSNORM8 = PackedKernel(2, ("x_zp", "y_zp", "m0", "shift", "eps_q"))   # gain [D]
+LUT8 = PackedKernel(3, ())                                       # table [256], clamped flags [256]
+SCAN8 = PackedKernel(4, ("u_zp", "y_zp", "m0", "shift"))         # inputs lam, u
+MUL8 = PackedKernel(5, ("a_zp", "b_zp", "y_zp", "m0", "shift"))
+ADD8 = PackedKernel(6, ("a_zp", "b_zp", "y_zp", "shift", "m_a", "m_b"))
+KERNELS8 = (CONV8, DWCONV8, RMSNORM8, LUT8, SCAN8, MUL8, ADD8)
+C8_X_ZP, C8_Y_ZP, C8_STRIDE, C8_NARROW = (CONV8.column(n) for n in CONV8.params)
+D8_X_ZP, D8_Y_ZP = (DWCONV8.column(n) for n in DWCONV8.params)
+R8_X_ZP, R8_Y_ZP, R8_M0, R8_SHIFT, R8_EPS_Q = (RMSNORM8.column(n) for n in RMSNORM8.params)
+S8_U_ZP, S8_Y_ZP, S8_M0, S8_SHIFT = (SCAN8.column(n) for n in SCAN8.params)
+M8_A_ZP, M8_B_ZP, M8_Y_ZP, M8_M0, M8_SHIFT = (MUL8.column(n) for n in MUL8.params)
+A8_A_ZP, A8_B_ZP, A8_Y_ZP, A8_SHIFT, A8_M_A, A8_M_B = (ADD8.column(n) for n in ADD8.params)
+K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNELS8[:6])
+
+
+@njit(cache=True)
+def run_program_int8(x, steps, weights, biases, channels, lengths):
+    """Every step of a packed INT8 program in order; x: int8[B, C_in, L] at the input's
+    (scale, zero point); the rest as `kernels_int16.run_program_int16`
+    -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
+    n_b = x.shape[0]
+    buf, offsets, nsat = program_buffer(x, channels, lengths)
+    for i in range(steps.shape[0]):
+        r = steps[i]
+        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
+        c_out = r[COL_W0]
+        b = biases[r[COL_B_OFF]:r[COL_B_OFF] + c_out]
+        m0 = biases[r[COL_B_OFF] + c_out:r[COL_B_OFF] + 2 * c_out]
+        sh = biases[r[COL_B_OFF] + 2 * c_out:r[COL_B_OFF] + 3 * c_out]
+        if kernel == K8_CONV:
+            y, s = conv_kx1_cols_int8(a, r[C8_X_ZP], w.reshape((r[COL_W1] * r[COL_W2], c_out)), b, m0, sh,
+                                      r[C8_Y_ZP], r[COL_W2], r[C8_STRIDE], r[C8_NARROW] != 0)
+        elif kernel == K8_DWCONV:
+            y, s = dwconv_int8(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP])
+        elif kernel == K8_RMSNORM:
+            y, s = rmsnorm_int8(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP])
+        elif kernel == K8_LUT:
+            y, s = lut_int8(a, w[:c_out], w[c_out:])     # the table, then its clamped flags
+        else:
+            c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
+            if kernel == K8_SCAN:
+                y, s = scan_int8(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP])
+            elif kernel == K8_MUL:
+                y, s = mul_int8(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP])
+            else:
+                y, s = add_int8(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP])
+        buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
+        nsat[i + 1] = s
+    minimum, maximum = tensor_ranges(buf, offsets)
+    return buf, offsets, nsat, minimum, maximum
+
+
+@njit(cache=True)
+def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp_table, m_h, m_k, shift, y_zp):
+    """Spec 3.13, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
+    (s_x, z_x), bm: int8[B, N, T] (s_B, z_B), cm: int8[B, N, T] (s_C, z_C); a: int8[E, N] per-row
+    symmetric (s_A[e]); m_a/sh_a: int64[E] the decay-address multiplier of (s_d s_A[e]) 2^8;
+    dk: int8[E] (the skip D, per-tensor symmetric s_D); exp_table: int16[EXP_SIZE] Q1.14;
+    m_h: the 15-bit output multiplier of the state sum, m_k the skip's at the same `shift`
+    -> y: int8[B, E, T] (s_y, z_y). State: int32[E, N] in units of s_d s_B s_x per sample.
+    Saturations: every clamped state value (sat32) and output value (sat8)."""
+    n_b, e, t_len = x.shape
+    n_st = a.shape[1]
+    last = exp_table.shape[0] - 1
+    y = np.empty((n_b, e, t_len), dtype=np.int8)
+    h = np.zeros(n_st, dtype=np.int64)
+    nsat = 0
+    for bi in range(n_b):
+        for ch in range(e):
+            h[:] = 0
+            for t in range(t_len):
+                dc = np.int64(delta[bi, ch, t]) - d_zp
+                xc = np.int64(x[bi, ch, t]) - x_zp
+                u = dc * xc
+                acc_h = np.int64(0)
+                for n in range(n_st):
+                    addr = rne_shift(-(dc * np.int64(a[ch, n])) * m_a[ch], sh_a[ch])
+                    addr = min(max(addr, 0), last)
+                    inj = u * (np.int64(bm[bi, n, t]) - b_zp)
+                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS), EXP_FRAC_BITS), 32)
+                    h[n] = v
+                    nsat += s
+                    acc_h += (np.int64(cm[bi, n, t]) - c_zp) * v
+                acc = acc_h * m_h + np.int64(dk[ch]) * xc * m_k
                 v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
                 y[bi, ch, t] = v
                 nsat += s

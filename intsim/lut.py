@@ -24,6 +24,7 @@ __all__ = [
     "LUT_FRAC_BITS", "LUT_RANGE", "LUT_SIZE", "LUT_OFFSET", "FUNCTIONS",
     "int16_table", "int8_table", "int16_table_clamped", "int8_table_clamped",
     "max_abs_error_int16", "max_abs_error_int8", "exact_value",
+    "EXP_ADDR_FRAC_BITS", "EXP_SIZE", "EXP_FRAC_BITS", "exp_decay_table",
 ]
 
 LUT_FRAC_BITS = 8                            # address resolution 2**-8
@@ -32,17 +33,27 @@ LUT_SIZE = 2 * LUT_RANGE << LUT_FRAC_BITS    # 4096 entries
 LUT_OFFSET = LUT_RANGE << LUT_FRAC_BITS      # address of x = 0 is 2048
 
 _DIGITS = 50
-FUNCTIONS = ("sigmoid", "silu")
+FUNCTIONS = ("sigmoid", "silu", "softplus")
+# Functions whose INT16 table read is the identity above the table range (x >= 8, spec 2.6, 2.11).
+IDENTITY_ABOVE_RANGE = ("silu", "softplus")
+
+# The S6 decay table (spec 2.12): EXP[a] = RNE(exp(-a / 2^8) * 2^14), a = 0 .. 4095 (-Delta*A in [0, 16)).
+EXP_ADDR_FRAC_BITS = 8
+EXP_SIZE = 4096
+EXP_FRAC_BITS = 14
 
 
 def exact_value(func: str, x) -> Decimal:
-    """sigmoid(x) or silu(x) to 50 significant digits (spec 2.6): every decimal operation
-    rounds to 50 digits, half to even: sig = 1 / (1 + exp(-x)), silu = x * sig. x is a
-    Decimal or float (taken exactly) or a Fraction (numerator / denominator, to 50 digits)."""
+    """sigmoid(x), silu(x) or softplus(x) to 50 significant digits (spec 2.6, 2.11): every
+    decimal operation rounds to 50 digits, half to even: sig = 1 / (1 + exp(-x)), silu = x * sig,
+    softplus = ln(1 + exp(x)). x is a Decimal or float (taken exactly) or a Fraction
+    (numerator / denominator, to 50 digits)."""
     with localcontext() as ctx:
         ctx.prec = _DIGITS
         ctx.rounding = ROUND_HALF_EVEN
         xd = Decimal(x) if not isinstance(x, Fraction) else Decimal(x.numerator) / Decimal(x.denominator)
+        if func == "softplus":
+            return (Decimal(1) + xd.exp()).ln()
         sig = Decimal(1) / (Decimal(1) + (-xd).exp())
         if func == "sigmoid":
             return +sig
@@ -72,6 +83,24 @@ def _int16_table_cached(func: str, out_frac_bits: int) -> tuple[bytes, bytes]:
     ]
     return (np.asarray([v for v, _ in pairs], dtype="<i2").tobytes(),
             np.asarray([c for _, c in pairs], dtype=np.bool_).tobytes())
+
+
+@lru_cache(maxsize=None)
+def _exp_decay_cached() -> bytes:
+    scale = Decimal(2) ** EXP_FRAC_BITS
+    with localcontext() as ctx:
+        ctx.prec = _DIGITS
+        ctx.rounding = ROUND_HALF_EVEN
+        entries = [_round_scaled((-(Decimal(a) / Decimal(1 << EXP_ADDR_FRAC_BITS))).exp(), scale, 16)[0]
+                   for a in range(EXP_SIZE)]
+    return np.asarray(entries, dtype="<i2").tobytes()
+
+
+def exp_decay_table() -> np.ndarray:
+    """int16[EXP_SIZE]: entry a = RNE(exp(-a / 256) * 2^14) (spec 2.12), the S6 decay exp(Delta*A)
+    at Q1.14 for -Delta*A = a / 256 in [0, 16); entry 0 is 16384 (1.0), entries a >= 2662 are 0.
+    Shared by INT16 and INT8 (3.13). A fresh copy."""
+    return np.frombuffer(_exp_decay_cached(), dtype="<i2").astype(np.int16)
 
 
 def _int16_cached_checked(func: str, out_frac_bits) -> tuple[bytes, bytes]:

@@ -9,6 +9,7 @@ explicit `unsupported` row):
   INT16             intsim/int16.py        INT16     (lower -> typed params, pack, kernel)
   INT8              intsim/int8.py         INT8      (lower -> typed params, kernel)
   C++ INT16 / INT8  codegen/emit_int16.py  EMIT16, codegen/emit_int8.py EMIT8 (template + config)
+  estimator         codegen/estimate.py    ESTIMATE  (reuse knob, pipelined loops, multipliers, ROMs)
   torch INT16 / INT8 model/torch_int16.py  TORCH16, model/torch_int8.py TORCH8 (bit-true, 'train' extra)
 
 No back end switches on the op name: it asks its table for the layer's row, and an op
@@ -179,6 +180,19 @@ def _same_shape(layer, in_shapes, weights, attrs) -> Shape:
     return first
 
 
+def _s6_scan_shape(layer, in_shapes, weights, attrs) -> Shape:
+    (e, length), x_shape, (n, lb), c_shape = in_shapes
+    if x_shape != (e, length):
+        _fail(layer, f"x shape {x_shape} does not match delta's {(e, length)}")
+    if lb != length or c_shape != (n, length):
+        _fail(layer, f"B {(n, lb)} and C {c_shape} must both be [N, T = {length}]")
+    if weights["A"].shape != (e, n):
+        _fail(layer, f"A shape {weights['A'].shape} does not match [E={e}, N={n}]")
+    if weights["D"].shape != (e,):
+        _fail(layer, f"D shape {weights['D'].shape} does not match [E={e}]")
+    return e, length
+
+
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -194,6 +208,11 @@ OPS: dict[str, OpSpec] = {
         OpSpec("scan", 2, {}, (), (), _same_shape, spec="2.7, 3.6"),
         OpSpec("mul", 2, {}, (), (), _same_shape, spec="2.8, 3.7"),
         OpSpec("add", 2, {}, (), (), _same_shape, spec="2.9, 3.8"),
+        # Mamba-1 (S6): softplus of dt_proj gives the step Delta; the selective scan over N states
+        # per channel, inputs (delta [E, T], x [E, T], B [N, T], C [N, T]), A = -exp(A_log) [E, N]
+        # and the skip D [E] held as constants.
+        OpSpec("softplus", 1, {}, (), (), _same_shape, spec="2.11, 3.12"),
+        OpSpec("s6_scan", 4, {"A": 2, "D": 1}, (), (), _s6_scan_shape, spec="2.12, 3.13"),
         # Instance normalisation (RevIN): per sample and channel over time; the denorm op takes the
         # window as its second input and recomputes the same statistics (spec 2.10, 3.11).
         OpSpec("revin_norm", 1, {}, (), ("eps",), _revin_norm_shape, spec="2.10, 3.11"),

@@ -26,7 +26,7 @@ from intsim import kernels_int16 as K16
 from intsim.graph import write_json_atomic
 from intsim.int8 import asymmetric_params, lower_int8
 from intsim.int16 import lower_int16
-from intsim.lut import int8_table, int8_table_clamped, int16_table, int16_table_clamped
+from intsim.lut import IDENTITY_ABOVE_RANGE, int8_table, int8_table_clamped, int16_table, int16_table_clamped
 from intsim.ops import OPS, BackendTable
 from intsim.small_graph import small_graph
 
@@ -108,12 +108,14 @@ KIT16.register("conv1x1", lambda a, p: K16.conv1x1_int16(a["x"], a["weight"], _b
 KIT16.register("conv_kx1", lambda a, p: K16.conv_kx1_int16(a["x"], a["weight"], _bias(a), p["stride"], p["shift"]))
 KIT16.register("dwconv", lambda a, p: K16.dwconv_int16(a["x"], a["weight"], _bias(a), p["shift"]))
 KIT16.register("rmsnorm", lambda a, p: K16.rmsnorm_int16(a["x"], a["gain"], np.int64(p["eps_q"]), p["shift"]))
-for _func in ("sigmoid", "silu"):
-    KIT16.register(_func, lambda a, p, silu=_func == "silu": K16.lut_int16(
+for _func in ("sigmoid", "silu", "softplus"):
+    KIT16.register(_func, lambda a, p, silu=_func in IDENTITY_ABOVE_RANGE: K16.lut_int16(
         a["x"], a["table"], p["addr_shift"], silu, p["identity_shift"], a["clamped"]))
 KIT16.register("scan", lambda a, p: K16.scan_int16(a["lam"], a["u"], p["lam_frac"], p["u_shift"]))
 KIT16.register("mul", lambda a, p: K16.mul_int16(a["a"], a["b"], p["shift"]))
 KIT16.register("add", lambda a, p: K16.add_int16(a["a"], a["b"], p["a_up"], p["b_up"], p["shift"]))
+KIT16.register("s6_scan", lambda a, p: K16.s6_scan_int16(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"], a["table"],
+                                                         *(p[k] for k in K16.S6.params)))
 KIT16.register("revin_norm", lambda a, p: K16.revin_norm_int16(a["x"], np.int64(p["eps_q"]), p["shift"]))
 KIT16.register("revin_denorm", lambda a, p: K16.revin_denorm_int16(a["f"], a["x"], np.int64(p["eps_q"]), p["mean_up"],
                                                                    p["shift"]))
@@ -129,12 +131,15 @@ KIT8.register("dwconv", lambda a, p: K8.dwconv_int8(*_conv8(a, p)))
 KIT8.register("conv_kx1", lambda a, p: K8.conv_kx1_int8(*_conv8(a, p), p["stride"]))
 KIT8.register("rmsnorm", lambda a, p: K8.rmsnorm_int8(a["x"], p["x_zp"], a["gain"], np.int64(p["eps_q"]), p["m0"],
                                                       p["shift"], p["y_zp"]))
-for _func in ("sigmoid", "silu"):
+for _func in ("sigmoid", "silu", "softplus"):
     KIT8.register(_func, lambda a, p: K8.lut_int8(a["x"], a["table"], a["clamped"]))
 KIT8.register("scan", lambda a, p: K8.scan_int8(a["lam"], a["u"], p["u_zp"], p["m0"], p["shift"], p["y_zp"]))
 KIT8.register("mul", lambda a, p: K8.mul_int8(a["a"], p["a_zp"], a["b"], p["b_zp"], p["m0"], p["shift"], p["y_zp"]))
 KIT8.register("add", lambda a, p: K8.add_int8(a["a"], p["a_zp"], p["m_a"], a["b"], p["b_zp"], p["m_b"], p["shift"],
                                               p["y_zp"]))
+KIT8.register("s6_scan", lambda a, p: K8.s6_scan_int8(
+    a["delta"], p["d_zp"], a["x"], p["x_zp"], a["B"], p["b_zp"], a["C"], p["c_zp"], a["A"], a["m_a"].astype(np.int64),
+    a["sh_a"].astype(np.int64), a["D"], a["table"], p["m_h"], p["m_k"], p["shift"], p["y_zp"]))
 KIT8.register("revin_norm", lambda a, p: K8.revin_norm_int8(a["x"], p["x_zp"], np.int64(p["eps_q"]), p["m0"],
                                                             p["shift"], p["y_zp"]))
 KIT8.register("revin_denorm", lambda a, p: K8.revin_denorm_int8(a["f"], p["y_zp"], a["x"], p["x_zp"], np.int64(p["eps_q"]),

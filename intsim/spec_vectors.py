@@ -328,8 +328,40 @@ def int16_cases() -> list[Case]:
               "f_y = F + 2: the sum is shifted left by 2",
               {"a": r.ints(-9000, 9000, (1, 2, 6), I16), "b": r.ints(-9000, 9000, (1, 2, 6), I16)},
               {"a_up": 0, "b_up": 0, "shift": -2}),
+        _case("int16-softplus-q8.8", "int16", "softplus", "2.11", ["extremes", "bounds"],
+              "Q8.8 in and out: the table ends, identity from 2048 (x >= 8), T[0] = 0 below -8",
+              {"x": _a([-32768, -2049, -2048, -1, 0, 1, 2047, 2048, 32767] + r.ints(*full, 23).tolist(),
+                       (1, 2, 16), I16), **_lut16("softplus", 8)},
+              {"addr_shift": 0, "identity_shift": 0}),
+        _case("int16-softplus-fy14", "int16", "softplus", "2.11, 5", ["saturation-count", "saturation"],
+              "Q8.8 in, Q2.14 out: entries from x = 1.85546875 up are clamped, each read counts",
+              {"x": r.ints(-2500, 2500, (1, 2, 16), I16), **_lut16("softplus", 14)},
+              {"addr_shift": 0, "identity_shift": -6}),
+        _case("int16-s6_scan-spec-example", "int16", "s6_scan", "2.12", ["spec-example", "scan-state"],
+              "spec 2.12's example: Q8.8, E = N = 1, two steps (y = 256, 411)",
+              {**_s6_16([128, 128], [512, 512], [256, 256], [256, 256], [-256], [0], 1, 1, 2)},
+              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16)))),
+        _case("int16-s6_scan-q88", "int16", "s6_scan", "2.12", ["scan-state", "ties"],
+              "Q8.8 shifts, E = 3 channels, N = 4 states, T = 8: random steps, inputs and A in [-16, 0]",
+              _s6_16(r.ints(0, 600, 24), r.ints(-800, 800, 24), r.ints(-800, 800, 32), r.ints(-800, 800, 32),
+                     r.ints(-4096, 0, 12), r.ints(-512, 512, 3), 3, 4, 8),
+              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16)))),
+        _case("int16-s6_scan-saturation", "int16", "s6_scan", "2.12, 5", ["scan-state", "extremes", "saturation"],
+              "full-scale inputs, A = 0 (no decay): the int32 state and the output clamp, each counted",
+              _s6_16([32767] * 12, [-32768] * 6 + [32767] * 6, [32767] * 12, [-32768] * 12, [0, -1, -32768, 0],
+                     [32767, -32768], 2, 2, 6),
+              dict(zip(_S6_16_PARAMS, (8, 0, 0, 20, 0, 0, 10)))),
     ]
     return cases
+
+
+_S6_16_PARAMS = ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift")
+
+
+def _s6_16(delta, x, b, c, a, d, e: int, n: int, t: int) -> dict:
+    from intsim.lut import exp_decay_table
+    return {"delta": _a(delta, (1, e, t), I16), "x": _a(x, (1, e, t), I16), "B": _a(b, (1, n, t), I16),
+            "C": _a(c, (1, n, t), I16), "A": _a(a, (e, n), I16), "D": _a(d, (e,), I16), "table": exp_decay_table()}
 
 
 # ----------------------------------------------------------------------------- INT8 operators
@@ -415,6 +447,23 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
                         "b": _a([127, -128, -128, 127] + r.ints(*full, 20).tolist(), (1, 3, 8), I8)},
                        {"a_zp": 10, "m_a": h.expect["m_a"], "b_zp": -4, "m_b": h.expect["m_b"],
                         "shift": h.expect["shift"], "y_zp": -30}))
+    from intsim.lut import exp_decay_table, int8_table, int8_table_clamped
+    sp = ("softplus", 0.05, 3, 0.03, -120)
+    cases.append(_case("int8-softplus", "int8", "softplus", "3.12, 5", ["table-construction", "saturation-count"],
+                       "every input code through the softplus table for s_x = 0.05, z_x = 3, s_y = 0.03, z_y = -120 "
+                       "(softplus above 7.47 clamps to 127, counted)",
+                       {"x": codes, "table": int8_table(*sp), "clamped": int8_table_clamped(*sp).astype(np.uint8)}))
+    e, n, t = 3, 4, 10
+    cases.append(_case("int8-s6_scan-random", "int8", "s6_scan", "3.13", ["scan-state", "extremes", "saturation"],
+                       "E = 3, N = 4, T = 10, random codes (channel 0 at the code ends); address multipliers and "
+                       "a 15-bit state-sum multiplier and a wider skip multiplier, as a lowering makes them",
+                       {"delta": r.ints(*full, (1, e, t), I8), "x": _a([127, -128] * 5 + r.ints(*full, 20).tolist(),
+                                                                      (1, e, t), I8),
+                        "B": r.ints(*full, (1, n, t), I8), "C": r.ints(*full, (1, n, t), I8),
+                        "A": r.ints(-127, 0, (e, n), I8), "m_a": r.ints(1 << 30, (1 << 31) - 1, e, I64),
+                        "sh_a": _a([30, 31, 32], (e,), I64), "D": r.ints(-127, 127, e, I8), "table": exp_decay_table()},
+                       {"d_zp": -128, "x_zp": 3, "b_zp": -2, "c_zp": 10, "y_zp": -7, "m_h": 23456, "m_k": 8704000,
+                        "shift": 33}))
     return cases
 
 

@@ -12,43 +12,93 @@ import numpy as np
 from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
 
 
+BLOCKS = ("simple", "s6")
+
+
+def _block_layers(p: str, prev: str, d_conv: int, eps: float, block: str) -> list[dict]:
+    """One block's layers (docs/model.md): `simple` (one decay per channel, scan) or `s6`
+    (Mamba-1: x_proj split into its dt / B / C rows, dt_proj, softplus, s6_scan)."""
+    head = [
+        {"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
+        {"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
+        {"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
+        {"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"], "attrs": {"kernel": d_conv}},
+        {"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]},
+    ]
+    if block == "simple":
+        mixer = [
+            {"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
+            {"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]},
+            {"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]},
+        ]
+    elif block == "s6":
+        mixer = [
+            {"name": p + "x_proj_dt", "op": "conv1x1", "inputs": [p + "silu_u"]},
+            {"name": p + "x_proj_B", "op": "conv1x1", "inputs": [p + "silu_u"]},
+            {"name": p + "x_proj_C", "op": "conv1x1", "inputs": [p + "silu_u"]},
+            {"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "x_proj_dt"]},
+            {"name": p + "delta", "op": "softplus", "inputs": [p + "dt_proj"]},
+            {"name": p + "scan", "op": "s6_scan",
+             "inputs": [p + "delta", p + "silu_u", p + "x_proj_B", p + "x_proj_C"]},
+        ]
+    else:
+        raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
+    return head + mixer + [
+        {"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]},
+        {"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]},
+        {"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
+        {"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]},
+    ]
+
+
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
-                  revin: bool = False):
+                  revin: bool = False, head_proj: bool = False, block: str = "simple"):
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
     its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
     revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
-    takes the window `input` as its second input and is then the output tensor)."""
+    takes the window `input` as its second input and is then the output tensor). head_proj: a 1x1
+    conv `head_proj` between norm_f and the flatten head (a narrower head input)."""
     layers = [{"name": "revin_in", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": eps}}] if revin else []
     layers += [{"name": "patch_embed", "op": "conv_kx1", "inputs": [layers[0]["name"] if revin else "input"],
                 "attrs": {"kernel": patch, "stride": stride}}]
     prev = "patch_embed"
     for n in range(n_blocks):
-        p = f"blk{n}."
-        layers += [
-            {"name": p + "norm", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-            {"name": p + "in_proj_u", "op": "conv1x1", "inputs": [p + "norm"]},
-            {"name": p + "in_proj_z", "op": "conv1x1", "inputs": [p + "norm"]},
-            {"name": p + "dwconv", "op": "dwconv", "inputs": [p + "in_proj_u"], "attrs": {"kernel": d_conv}},
-            {"name": p + "silu_u", "op": "silu", "inputs": [p + "dwconv"]},
-            {"name": p + "dt_proj", "op": "conv1x1", "inputs": [p + "silu_u"]},
-            {"name": p + "lam", "op": "sigmoid", "inputs": [p + "dt_proj"]},
-            {"name": p + "scan", "op": "scan", "inputs": [p + "lam", p + "silu_u"]},
-            {"name": p + "silu_z", "op": "silu", "inputs": [p + "in_proj_z"]},
-            {"name": p + "gate", "op": "mul", "inputs": [p + "scan", p + "silu_z"]},
-            {"name": p + "out_proj", "op": "conv1x1", "inputs": [p + "gate"]},
-            {"name": p + "residual", "op": "add", "inputs": [prev, p + "out_proj"]},
-        ]
-        prev = p + "residual"
-    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}},
-               {"name": "head", "op": "conv_kx1", "inputs": ["norm_f"], "attrs": {"kernel": tokens, "stride": 1}}]
+        layers += _block_layers(f"blk{n}.", prev, d_conv, eps, block)
+        prev = f"blk{n}.residual"
+    layers += [{"name": "norm_f", "op": "rmsnorm", "inputs": [prev], "attrs": {"eps": eps}}]
+    if head_proj:
+        layers.append({"name": "head_proj", "op": "conv1x1", "inputs": ["norm_f"]})
+    layers.append({"name": "head", "op": "conv_kx1", "inputs": [layers[-1]["name"]],
+                   "attrs": {"kernel": tokens, "stride": 1}})
     if revin:
         layers.append({"name": "revin_out", "op": "revin_denorm", "inputs": ["head", "input"], "attrs": {"eps": eps}})
     return layers
 
 
+def block_weight_shapes(d_model: int, d_inner: int, d_conv: int, block: str = "simple", d_state: int = 16,
+                        dt_rank: int = 2) -> dict[str, dict[str, tuple]]:
+    """Weight shapes of one block's layers, by the layer-name suffix of `cmamba_layers`."""
+    shapes = {"norm": {"weight": (d_model,)},
+              "in_proj_u": {"weight": (d_inner, d_model), "bias": (d_inner,)},
+              "in_proj_z": {"weight": (d_inner, d_model), "bias": (d_inner,)},
+              "dwconv": {"weight": (d_inner, d_conv), "bias": (d_inner,)},
+              "out_proj": {"weight": (d_model, d_inner), "bias": (d_model,)}}
+    if block == "s6":
+        shapes.update({"x_proj_dt": {"weight": (dt_rank, d_inner), "bias": (dt_rank,)},
+                       "x_proj_B": {"weight": (d_state, d_inner), "bias": (d_state,)},
+                       "x_proj_C": {"weight": (d_state, d_inner), "bias": (d_state,)},
+                       "dt_proj": {"weight": (d_inner, dt_rank), "bias": (d_inner,)},
+                       "scan": {"A": (d_inner, d_state), "D": (d_inner,)}})
+    else:
+        shapes["dt_proj"] = {"weight": (d_inner, d_inner), "bias": (d_inner,)}
+    return shapes
+
+
 def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, d_inner=16,
-                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0, revin=False) -> Path:
-    """Write a random (untrained) CMamba-slim model directory and return its path."""
+                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0,
+                      revin=False, block="simple", d_state=4, dt_rank=2) -> Path:
+    """Write a random (untrained) CMamba-slim model directory and return its path.
+    block: "simple" or "s6" (then d_state N and dt_rank R size the S6 mixer)."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     (out_dir / "weights").mkdir(parents=True, exist_ok=True)
@@ -57,21 +107,20 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
     shapes = {"patch_embed": {"weight": (d_model, c_in, patch), "bias": (d_model,)},
               "norm_f": {"weight": (d_model,)},
               "head": {"weight": (c_out * horizon, d_model, tokens), "bias": (c_out * horizon,)}}
+    per_block = block_weight_shapes(d_model, d_inner, d_conv, block, d_state, dt_rank)
     for n in range(n_blocks):
-        p = f"blk{n}."
-        shapes[p + "norm"] = {"weight": (d_model,)}
-        shapes[p + "in_proj_u"] = {"weight": (d_inner, d_model), "bias": (d_inner,)}
-        shapes[p + "in_proj_z"] = {"weight": (d_inner, d_model), "bias": (d_inner,)}
-        shapes[p + "dwconv"] = {"weight": (d_inner, d_conv), "bias": (d_inner,)}
-        shapes[p + "dt_proj"] = {"weight": (d_inner, d_inner), "bias": (d_inner,)}
-        shapes[p + "out_proj"] = {"weight": (d_model, d_inner), "bias": (d_model,)}
-    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin)
+        shapes.update({f"blk{n}.{k}": v for k, v in per_block.items()})
+    layers = cmamba_layers(n_blocks, patch, stride, d_conv, tokens, eps, revin, block=block)
     for layer in layers:
         if layer["name"] not in shapes:
             continue
         layer["weights"] = {}
         for key, shape in shapes[layer["name"]].items():
             if layer["op"] == "rmsnorm":
+                arr = 1.0 + 0.2 * rng.standard_normal(shape)
+            elif key == "A":                 # Mamba's init A = -(1 .. N) per channel, perturbed
+                arr = -np.arange(1, shape[1] + 1)[None, :] * np.exp(0.2 * rng.standard_normal(shape))
+            elif key == "D":
                 arr = 1.0 + 0.2 * rng.standard_normal(shape)
             else:
                 fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
@@ -89,7 +138,8 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
         "normalization": {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
                           "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}},
         "hyper": {"d_model": d_model, "d_inner": d_inner, "n_blocks": n_blocks, "patch": patch,
-                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps, **({"revin": True} if revin else {})},
+                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps, **({"revin": True} if revin else {}),
+                  **({"block": "s6", "d_state": d_state, "dt_rank": dt_rank} if block == "s6" else {})},
         "layers": layers,
     }
     write_json_atomic(out_dir / "model.json", raw)

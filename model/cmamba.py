@@ -5,12 +5,20 @@ and in `intsim.float_ref`; `model/export.py` writes the layers in that order.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 DEFAULTS = dict(c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                n_blocks=2, d_conv=4, horizon=16, eps=1e-5)
+                n_blocks=2, d_conv=4, horizon=16, eps=1e-5, block="simple", d_state=16, dt_rank=None)
+BLOCKS = ("simple", "s6")
+
+
+def default_dt_rank(d_model: int) -> int:
+    """Mamba's default dt_rank: ceil(d_model / 16)."""
+    return math.ceil(d_model / 16)
 
 
 class RMSNorm(nn.Module):
@@ -29,12 +37,18 @@ class RMSNorm(nn.Module):
 class RevIN(nn.Module):
     """Instance normalisation per sample and channel over time (docs/quant-spec.md 2.10, 3.11):
     `norm(x) = (x - mean_t) / sqrt(var_t + eps)` (population variance), `denorm(y, x)` multiplies
-    the forecast back by the window's std and adds its mean. No parameters (graph ops revin_norm,
-    revin_denorm; the float reference is intsim.float_ref.revin_*)."""
+    the forecast back by the window's std and adds its mean (graph ops revin_norm, revin_denorm;
+    the float reference is intsim.float_ref.revin_*).
 
-    def __init__(self, eps: float = 1e-5):
+    `affine` (optional): a learned per-channel `g * x_n + b` after norm and `(y - b) / g` before
+    denorm. It has no op of its own: export folds it into patch_embed and the head
+    (`fold_revin_affine`), which are linear in their input and output."""
+
+    def __init__(self, eps: float = 1e-5, channels: int = 0, affine: bool = False):
         super().__init__()
         self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
     def stats(self, x):
         mean = x.mean(dim=2, keepdim=True)
@@ -42,9 +56,12 @@ class RevIN(nn.Module):
 
     def norm(self, x):
         mean, std = self.stats(x)
-        return (x - mean) / std
+        x = (x - mean) / std
+        return x if self.weight is None else x * self.weight[None, :, None] + self.bias[None, :, None]
 
     def denorm(self, y, x):
+        if self.weight is not None:
+            y = (y - self.bias[None, :, None]) / self.weight[None, :, None]
         mean, std = self.stats(x)
         return y * std + mean
 
@@ -60,6 +77,19 @@ def scan(lam, u):
         lt = lam[:, :, t]
         state = lt * state + (1.0 - lt) * u[:, :, t]
         out.append(state)
+    return torch.stack(out, dim=2)
+
+
+def s6_scan(delta, x, b, c, a, d):
+    """The Mamba-1 selective scan (docs/quant-spec.md 2.12): delta, x [B, E, T]; b, c [B, N, T];
+    a [E, N] (= -exp(A_log)); d [E]. h_t = exp(delta_t a) h_{t-1} + delta_t b_t x_t, h_{-1} = 0;
+    y_t = sum_n c_t h_t + d x_t. A Python loop over the T tokens only."""
+    h = torch.zeros(x.shape[0], x.shape[1], a.shape[1], dtype=x.dtype, device=x.device)
+    out = []
+    for t in range(x.shape[2]):
+        dt = delta[:, :, t, None]                                           # [B, E, 1]
+        h = torch.exp(dt * a[None]) * h + (dt * x[:, :, t, None]) * b[:, None, :, t]
+        out.append(torch.einsum("ben,bn->be", h, c[:, :, t]) + d[None, :] * x[:, :, t])
     return torch.stack(out, dim=2)
 
 
@@ -85,11 +115,44 @@ class CMambaBlock(nn.Module):
         return x + self.drop(self.out_proj(y))
 
 
+class S6Block(CMambaBlock):
+    """A Mamba-1 block (docs/model.md): norm -> in_proj (u, z) -> causal dwconv -> SiLU ->
+    x_proj (R + 2N rows: dt, B, C) -> dt_proj -> softplus = Delta -> selective scan with
+    A = -exp(A_log) [E, N] and the skip D [E] -> gate with SiLU(z) -> out_proj -> residual.
+    Initialisation as Mamba: A_log = log(1..N), D = 1, softplus(dt_proj.bias) log-uniform in
+    [1e-3, 1e-1]."""
+
+    def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5, dropout: float = 0.0,
+                 d_state: int = 16, dt_rank: int = 2):
+        super().__init__(d_model, d_inner, d_conv, eps, dropout)
+        self.d_state, self.dt_rank = d_state, dt_rank
+        self.dt_proj = nn.Conv1d(dt_rank, d_inner, 1, bias=True)
+        self.x_proj = nn.Conv1d(d_inner, dt_rank + 2 * d_state, 1, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        with torch.no_grad():
+            nn.init.uniform_(self.dt_proj.weight, -dt_rank ** -0.5, dt_rank ** -0.5)
+            dt = torch.exp(torch.rand(d_inner) * (math.log(1e-1) - math.log(1e-3)) + math.log(1e-3))
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))      # softplus^-1(dt)
+            self.x_proj.bias.zero_()
+
+    def forward(self, x):
+        h = self.in_proj(self.norm(x))
+        u, z = h[:, :self.d_inner], h[:, self.d_inner:]
+        u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
+        xp = self.x_proj(u)
+        r, n = self.dt_rank, self.d_state
+        delta = F.softplus(self.dt_proj(xp[:, :r]))
+        y = s6_scan(delta, u, xp[:, r:r + n], xp[:, r + n:], -torch.exp(self.A_log), self.D) * F.silu(z)
+        return x + self.drop(self.out_proj(y))
+
+
 class CMambaSlim(nn.Module):
     """x: float [B, C_in, L] (normalised) -> [B, C_out, H].
 
     patch_embed (Conv1d C_in->D, kernel P, stride S) -> N x CMambaBlock -> norm_f ->
-    head (Conv1d D -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
+    [head_proj (1x1 Conv1d D -> head_dim) when head_dim > 0] ->
+    head (Conv1d D (or head_dim) -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
     [B, C_out, H] (row c*H + h).
 
     `dropout` (training regulariser) drops block outputs before the residual add and
@@ -98,27 +161,43 @@ class CMambaSlim(nn.Module):
     """
 
     def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False):
+                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False, head_dim=0,
+                 revin_affine=False, block="simple", d_state=16, dt_rank=None):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
         self.hyper = dict(c_in=c_in, c_out=c_out, length=length, patch=patch, stride=stride,
                           d_model=d_model, d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv,
-                          horizon=horizon, eps=float(eps), revin=bool(revin))
-        self.revin = RevIN(eps) if revin else None
+                          horizon=horizon, eps=float(eps), revin=bool(revin), head_dim=int(head_dim), block=block)
+        if revin_affine and (not revin or c_in != c_out):
+            raise ValueError("--revin-affine needs --revin and as many output channels as input channels")
+        self.revin = RevIN(eps, c_in, revin_affine) if revin else None
         self.tokens = (length - patch) // stride + 1
         self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
-        self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps, dropout)
-                                    for _ in range(n_blocks))
+        if block == "s6":
+            dt_rank = dt_rank or default_dt_rank(d_model)
+            self.hyper.update(d_state=d_state, dt_rank=dt_rank)
+            self.blocks = nn.ModuleList(S6Block(d_model, d_inner, d_conv, eps, dropout, d_state, dt_rank)
+                                        for _ in range(n_blocks))
+        else:
+            self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps, dropout)
+                                        for _ in range(n_blocks))
         self.norm_f = RMSNorm(d_model, eps)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Conv1d(d_model, c_out * horizon, self.tokens, stride=1, bias=True)
+        # head_proj narrows the flatten head's input (the head holds C_out*H*width*T weights)
+        self.head_proj = nn.Conv1d(d_model, head_dim, 1, bias=True) if head_dim else None
+        self.head = nn.Conv1d(head_dim or d_model, c_out * horizon, self.tokens, stride=1, bias=True)
 
     def forward(self, x):
         h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         for blk in self.blocks:
             h = blk(h)
-        y = self.head(self.drop(self.norm_f(h)))         # [B, C_out*H, 1]
+        h = self.drop(self.norm_f(h))
+        if self.head_proj is not None:
+            h = self.head_proj(h)
+        y = self.head(h)                                  # [B, C_out*H, 1]
         y = y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
         return self.revin.denorm(y, x) if self.revin is not None else y
 

@@ -85,6 +85,22 @@ def _is_model_dir(out_dir: Path) -> bool:
     return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
 
 
+def fold_revin_affine(module, weights: dict) -> None:
+    """Fold a learned RevIN affine (model.cmamba.RevIN) into the convs around it, in float64:
+    patch_embed(g x_n + b) = (W g) x_n + (bias + sum W b); (head(h) - b_c) / g_c per output row
+    c*H + h. The graph then has plain revin_norm / revin_denorm and computes the same function."""
+    rev = module.revin
+    if rev is None or rev.weight is None:
+        return
+    g, b = (t.detach().double().cpu().numpy() for t in (rev.weight, rev.bias))
+    pe = {k: v.astype(np.float64) for k, v in weights["patch_embed"].items()}
+    weights["patch_embed"] = {"weight": pe["weight"] * g[None, :, None],
+                              "bias": pe["bias"] + np.einsum("oik,i->o", pe["weight"], b)}
+    rows = np.repeat(np.arange(len(g)), module.hyper["horizon"])          # head row c*H + h -> channel c
+    hd = {k: v.astype(np.float64) for k, v in weights["head"].items()}
+    weights["head"] = {"weight": hd["weight"] / g[rows, None, None], "bias": (hd["bias"] - b[rows]) / g[rows]}
+
+
 def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
     """Layer name -> {weight key: float32 array} of a CMambaSlim, by the names of
     `intsim.synth.cmamba_layers` (the one CMamba-slim layer list)."""
@@ -99,9 +115,19 @@ def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
         out[p + "in_proj_z"] = {"weight": _np(w_in[e:]), "bias": _np(b_in[e:])}
         out[p + "dwconv"] = {"weight": _np(blk.dwconv.weight[:, 0, :]), "bias": _np(blk.dwconv.bias)}
         out[p + "dt_proj"] = {"weight": _np(blk.dt_proj.weight[:, :, 0]), "bias": _np(blk.dt_proj.bias)}
+        if module.hyper["block"] == "s6":
+            # x_proj's R + 2N rows as three exact 1x1 convs (dt, B, C); A = -exp(A_log) as a constant
+            r, n = blk.dt_rank, blk.d_state
+            w_x, b_x = blk.x_proj.weight[:, :, 0], blk.x_proj.bias
+            for key, rows in (("x_proj_dt", slice(0, r)), ("x_proj_B", slice(r, r + n)), ("x_proj_C", slice(r + n, None))):
+                out[p + key] = {"weight": _np(w_x[rows]), "bias": _np(b_x[rows])}
+            out[p + "scan"] = {"A": _np(-blk.A_log.detach().double().exp()), "D": _np(blk.D)}
         out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
     out["norm_f"] = {"weight": _np(module.norm_f.weight)}
+    if module.head_proj is not None:
+        out["head_proj"] = {"weight": _np(module.head_proj.weight[:, :, 0]), "bias": _np(module.head_proj.bias)}
     out["head"] = {"weight": _np(module.head.weight), "bias": _np(module.head.bias)}
+    fold_revin_affine(module, out)
     return out
 
 
@@ -110,7 +136,7 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     h = module.hyper
     weights = layer_weights(module)
     entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
-                            h.get("revin", False))
+                            h.get("revin", False), bool(h.get("head_dim")), h["block"])
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
@@ -129,8 +155,12 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
     h = module.hyper
     hyper = {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"], "patch": h["patch"],
              "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
+    if h["block"] == "s6":
+        hyper.update(block="s6", d_state=h["d_state"], dt_rank=h["dt_rank"])
     if h.get("revin"):
         hyper["revin"] = True
+    if h.get("head_dim"):
+        hyper["head_dim"] = h["head_dim"]
     layers = model_layers(module)
     header = model_header(name, (h["c_in"], h["length"]), layers[-1][0]["name"], (h["c_out"], h["horizon"]),
                           normalization, columns, output_columns, hyper, training_info, quant)

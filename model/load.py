@@ -19,9 +19,15 @@ def sizes_from_weights(graph) -> dict:
     try:
         embed, inner = graph.layer("patch_embed"), graph.layer("blk0.in_proj_u")
         n_blocks = sum(1 for layer in graph.layers if layer.name.endswith(".norm") and layer.name.startswith("blk"))
-        return {"d_model": embed.weights["weight"].shape[0], "d_inner": inner.weights["weight"].shape[0],
-                "n_blocks": n_blocks, "patch": embed.attrs["kernel"], "stride": embed.attrs["stride"],
-                "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon}
+        sizes = {"d_model": embed.weights["weight"].shape[0], "d_inner": inner.weights["weight"].shape[0],
+                 "n_blocks": n_blocks, "patch": embed.attrs["kernel"], "stride": embed.attrs["stride"],
+                 "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon,
+                 **({"head_dim": graph.layer("head_proj").weights["weight"].shape[0]}
+                    if any(layer.name == "head_proj" for layer in graph.layers) else {})}
+        if graph.layer("blk0.scan").op == "s6_scan":
+            sizes.update(block="s6", d_state=graph.layer("blk0.x_proj_B").weights["weight"].shape[0],
+                         dt_rank=graph.layer("blk0.x_proj_dt").weights["weight"].shape[0])
+        return sizes
     except KeyError as exc:
         raise ModelFormatError(f"{graph.path}: not a CMamba-slim graph (no layer {exc}): cannot rebuild it in torch") from None
 
@@ -59,7 +65,16 @@ def load_torch_model(model_dir) -> CMambaSlim:
         for key in ("dt_proj", "out_proj"):
             put(getattr(blk, key).weight, w[p + key]["weight"])
             put(getattr(blk, key).bias, w[p + key]["bias"])
+        if sizes.get("block") == "s6":
+            parts = [w[p + k] for k in ("x_proj_dt", "x_proj_B", "x_proj_C")]
+            put(blk.x_proj.weight, np.concatenate([q["weight"] for q in parts]))
+            put(blk.x_proj.bias, np.concatenate([q["bias"] for q in parts]))
+            put(blk.A_log, np.log(-w[p + "scan"]["A"]))
+            put(blk.D, w[p + "scan"]["D"])
     put(module.norm_f.weight, w["norm_f"]["weight"])
+    if module.head_proj is not None:
+        put(module.head_proj.weight, w["head_proj"]["weight"])
+        put(module.head_proj.bias, w["head_proj"]["bias"])
     put(module.head.weight, w["head"]["weight"])
     put(module.head.bias, w["head"]["bias"])
     return module.eval()

@@ -104,8 +104,10 @@ def _prepare_lut(st, device) -> _Lut:
     return _Lut(as_long(p.table, device).to(torch.int32), clamped, p.addr_shift, p.identity_shift, p.is_silu)
 
 
-for _op in ("sigmoid", "silu"):
+for _op in ("sigmoid", "silu", "softplus"):      # softplus: identity above the table as SiLU (spec 2.11)
     TORCH16.register(_op, TorchRow(_prepare_lut, _lut))
+TORCH16.unsupported("s6_scan", "the S6 state update needs exact int64 products up to 2^61 (spec 2.12), beyond "
+                               "this back end's exact float64 arithmetic; run the Numba golden model (bittrue)")
 
 
 def _scan(p, x: list[torch.Tensor]):

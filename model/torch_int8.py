@@ -98,7 +98,7 @@ def _lut(p, x: list[torch.Tensor]):
     return lookup(table, idx), lookup(clamped, idx).sum()
 
 
-for _op in ("sigmoid", "silu"):
+for _op in ("sigmoid", "silu", "softplus"):
     TORCH8.register(_op, TorchRow(lambda st, device: (as_long(st.params.table, device).to(torch.int32),
                                                       as_long(st.params.clamped, device).to(torch.int32)), _lut))
 
@@ -119,6 +119,8 @@ def _scan(p, x: list[torch.Tensor]):
     return requantize(states, p.m0, p.shift, p.y_zp)
 
 
+TORCH8.unsupported("s6_scan", "the S6 output sum needs exact int64 products up to 2^62 (spec 3.13), beyond "
+                              "this back end's exact float64 arithmetic; run the Numba golden model (quant8)")
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
 TORCH8.register("mul", TorchRow(                    # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
     lambda st, device: st.params,

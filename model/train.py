@@ -54,8 +54,13 @@ class TrainConfig:
     d_inner: int = 64
     n_blocks: int = 2
     d_conv: int = 4
+    block: str = "simple"                # simple | s6 (Mamba-1 selective scan, docs/model.md)
+    d_state: int = 16                    # S6: N states per channel
+    dt_rank: int | None = None           # S6: R (None: ceil(d_model / 16))
     eps: float = 1e-5
-    revin: bool = False                  # instance normalisation in the graph (revin_norm / revin_denorm)
+    revin: bool = True                   # instance normalisation in the graph (revin_norm / revin_denorm)
+    head_dim: int = 8                    # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
+    revin_affine: bool = False           # learned per-channel affine inside RevIN (folded at export)
     name: str = "cmamba-slim"
     max_weights: int | None = None       # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -72,9 +77,9 @@ def set_determinism(seed: int, threads: int) -> None:
 
 def make_optimizer(module, cfg: TrainConfig):
     """Weight decay on conv weights only; biases and RMSNorm gains are not decayed
-    (decaying the gains lets whole blocks collapse to zero)."""
-    decay = [p for p in module.parameters() if p.ndim >= 2]
-    no_decay = [p for p in module.parameters() if p.ndim < 2]
+    (decaying the gains lets whole blocks collapse to zero); nor is an S6 block's A_log (as in Mamba)."""
+    decay = [p for name, p in module.named_parameters() if p.ndim >= 2 and not name.endswith("A_log")]
+    no_decay = [p for name, p in module.named_parameters() if p.ndim < 2 or name.endswith("A_log")]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "adamw":
@@ -131,15 +136,17 @@ def train(cfg: TrainConfig) -> dict:
         module = CMambaSlim(c_in=c, c_out=c, length=cfg.lookback, patch=cfg.patch, stride=cfg.stride,
                             d_model=cfg.d_model, d_inner=cfg.d_inner, n_blocks=cfg.n_blocks,
                             d_conv=cfg.d_conv, horizon=cfg.horizon, eps=cfg.eps, dropout=cfg.dropout,
-                            revin=cfg.revin)
+                            revin=cfg.revin, head_dim=cfg.head_dim, revin_affine=cfg.revin_affine,
+                            block=cfg.block, d_state=cfg.d_state, dt_rank=cfg.dt_rank)
     except (ValueError, RuntimeError) as exc:
         raise CmambaError(f"bad model dimensions: {exc}") from exc
     n_weights = module.n_weights()
     if cfg.max_weights is not None and n_weights > cfg.max_weights:
         raise CmambaError(f"model has {n_weights} weights, more than --max-weights {cfg.max_weights}")
+    s6 = f", S6 blocks: N={cfg.d_state} states, R={module.hyper['dt_rank']}" if cfg.block == "s6" else ""
     print(f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
-          f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}, "
-          f"H={cfg.horizon}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
+          f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}{s6}, "
+          f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
           f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}")
 
     # Baselines on the same split, fitted on train only.

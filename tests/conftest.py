@@ -34,6 +34,12 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_s6_model(tmp_path_factory):
+    """1 Mamba-1 (S6) block, C_in=3, L=16, D=8, E=16, N=4, R=2: Q8.8 everywhere."""
+    return make_calibrated(tmp_path_factory.mktemp("tiny_s6"), n_blocks=1, block="s6")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_auto(tmp_path_factory):
     """2 blocks, per-tensor formats chosen by calibration (--formats auto)."""
     return make_calibrated(tmp_path_factory.mktemp("tiny_auto"), formats="auto", n_blocks=2)

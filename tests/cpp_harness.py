@@ -84,10 +84,10 @@ def render_template(name: str, **ctx) -> str:
     return make_env().get_template(name).render(**ctx)
 
 
-def build_project_cached(out_dir, jobs: int = 2) -> float:
+def build_project_cached(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
     """codegen.build.build(), but a project whose sources (firmware/, tb/, Makefile) were built
-    before in this machine's test cache reuses that executable. Returns compile seconds (0 when
-    reused)."""
+    before in this machine's test cache (with the same extra flags) reuses that executable.
+    Returns compile seconds (0 when reused)."""
     from codegen.build import build, project_types
     out_dir = Path(out_dir)
     h = hashlib.sha256()
@@ -96,13 +96,14 @@ def build_project_cached(out_dir, jobs: int = 2) -> float:
         h.update(path.read_bytes())
     h.update((out_dir / "Makefile").read_bytes())
     h.update(project_types(out_dir).encode())
+    h.update(extra_flags.encode())
     cached = _mkcache() / f"project-{h.hexdigest()[:20]}" / "tb"
     target = out_dir / "build" / "tb"
     if cached.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cached, target)
         return 0.0
-    seconds = build(out_dir, jobs)
+    seconds = build(out_dir, jobs, extra_flags)
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     shutil.copy2(target, tmp)

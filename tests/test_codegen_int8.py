@@ -119,7 +119,9 @@ def small_graphs(draw):
                 length=patch + stride * (tokens - 1) + draw(st.integers(0, stride - 1)),
                 d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 12)),
                 n_blocks=draw(st.integers(1, 2)), d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 2 ** 16)), weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])))
+                seed=draw(st.integers(0, 2 ** 16)), weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])),
+                block=draw(st.sampled_from(["simple", "s6"])), d_state=draw(st.integers(1, 4)),
+                dt_rank=draw(st.integers(1, 3)))
     return dims, draw(st.sampled_from(["maxabs", "p99", "p99.9"]))
 
 

@@ -12,6 +12,7 @@ import pytest
 from intsim import load_model
 from intsim.errors import DataError, ModelFormatError, QuantizationError, UnsupportedError
 from intsim.int16 import lower_int16, pack_program, run_step16
+from intsim.int8 import quantize_act
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +87,22 @@ def test_whole_program_call_equals_layer_by_layer_kernels(tiny_model, full_range
     for name, y in _run_layer_by_layer(tiny_model, x_q).items():
         assert res.tensors[name].tobytes() == y.tobytes(), name
     assert (sum(v["saturations"] for v in res.stats.values()) > 0) == full_range
+
+
+@pytest.mark.parametrize("scale", [1.0, 16.0])
+def test_quant8_whole_program_call_equals_layer_by_layer_kernels(tiny_model_auto, scale):
+    """quant8 runs the packed INT8 program in one jitted call (kernels_int8.run_program_int8):
+    every tensor and every statistic equals the program run one INT8 registry row at a time.
+    scale 16: inputs that saturate inside the network."""
+    model = tiny_model_auto
+    x_q, _ = quantize_act(inputs(model, n=5, scale=scale), *model.program8.input_qp)
+    res = model.run_int8(x_q, capture=True)
+    env, stats = model._steps8(x_q, model.program8)
+    assert res.tensors.keys() == env.keys()
+    for name, y in env.items():
+        assert res.tensors[name].tobytes() == y.tobytes(), name
+    assert res.stats == stats
+    assert (sum(v["saturations"] for v in stats.values()) > 0) == (scale > 1)
 
 
 def test_batch_equals_per_sample(tiny_model):

@@ -133,7 +133,7 @@ def test_my_exp_sanity():
 
 def test_lut_constants():
     assert (lut.LUT_FRAC_BITS, lut.LUT_RANGE, lut.LUT_SIZE, lut.LUT_OFFSET) == (8, 8, 4096, 2048)
-    assert lut.FUNCTIONS == ("sigmoid", "silu")
+    assert lut.FUNCTIONS == ("sigmoid", "silu", "softplus")   # softplus: tests/test_s6.py
 
 
 @pytest.mark.parametrize("f", range(16))

@@ -75,11 +75,16 @@ DIMS = [
     dict(c_in=5, c_out=5, length=23, patch=5, stride=3, d_model=7, d_inner=13, n_blocks=3, d_conv=3, horizon=3),
     dict(c_in=1, c_out=1, length=9, patch=9, stride=2, d_model=6, d_inner=5, n_blocks=2, d_conv=1, horizon=1),
     dict(c_in=2, c_out=2, length=40, patch=3, stride=1, d_model=4, d_inner=9, n_blocks=2, d_conv=5, horizon=7),
+    # Mamba-1 (S6) blocks: N states, R = dt_rank (default ceil(D / 16))
+    dict(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=2, d_conv=4, horizon=4,
+         block="s6", d_state=3, dt_rank=2),
+    dict(c_in=2, c_out=2, length=21, patch=5, stride=2, d_model=5, d_inner=7, n_blocks=1, d_conv=3, horizon=2,
+         block="s6", d_state=1),
 ]
 
 
 @pytest.mark.parametrize("dims", DIMS, ids=lambda d: "C{c_in}L{length}P{patch}S{stride}D{d_model}E{d_inner}"
-                         "N{n_blocks}K{d_conv}H{horizon}".format(**d))
+                         "N{n_blocks}K{d_conv}H{horizon}".format(**d) + d.get("block", ""))
 def test_random_module_export_load_round_trip(tmp_path, dims):
     torch.manual_seed(len(tmp_path.name))
     module = CMambaSlim(**dims)
@@ -94,7 +99,7 @@ def test_random_module_export_load_round_trip(tmp_path, dims):
     assert model.graph.layer("head").shape == (dims["c_out"] * dims["horizon"], 1)
     assert model.graph.layer("patch_embed").shape == (dims["d_model"], tokens)
     assert model.graph.n_weights() == module.n_weights()
-    assert len(model.graph.layers) == 3 + 12 * dims["n_blocks"]
+    assert len(model.graph.layers) == 3 + (15 if dims.get("block") == "s6" else 12) * dims["n_blocks"]
 
     x = 2.0 * np.random.default_rng(1).standard_normal((16, dims["c_in"], dims["length"]))
     y_torch = torch_forward(module, x)
@@ -190,6 +195,21 @@ def test_train_cli_tiny_model(tmp_path, tiny_csv, capsys):
     train_rows = np.loadtxt(tiny_csv, delimiter=",", skiprows=1, usecols=(1, 2, 3))[:210]
     np.testing.assert_allclose(model.graph.norm_in_mean, train_rows.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(model.graph.norm_in_std, train_rows.std(axis=0), rtol=1e-12)
+
+
+def test_train_cli_s6_blocks(tmp_path, tiny_csv, capsys):
+    """--block s6: Mamba-1 blocks (docs/model.md), exported as x_proj_dt/B/C, dt_proj, softplus,
+    s6_scan; the float reference equals the trained torch module; the integer paths run."""
+    out = tmp_path / "s6"
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), *TINY, "--block", "s6", "--d-state", "4"]) == 0
+    assert "S6 blocks: N=4 states, R=1" in capsys.readouterr().out
+    model = load_model(out)
+    hyper = model.graph.raw["hyper"]
+    assert (hyper["block"], hyper["d_state"], hyper["dt_rank"]) == ("s6", 4, 1)
+    assert [layer.op for layer in model.graph.layers].count("s6_scan") == 1
+    assert "--block s6 --d-state 4" in model.graph.raw["training"]["command_full"]
+    x = np.random.default_rng(3).standard_normal((8, 3, 16))
+    assert np.max(np.abs(model.run(x, "fp32").output - torch_forward(load_torch_model(out), x))) < TOL
 
 
 def test_train_split_rows_columns_printed_and_reused_by_eval(tmp_path, capsys):
@@ -288,11 +308,12 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
 
 
 def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
-    """RevIN on: the exported graph (revin_norm ... revin_denorm) computes module.eval()(x), and a
-    window shifted and scaled per channel gives the forecast shifted and scaled the same way."""
+    """RevIN on and a head projection: the exported graph (revin_norm ... head_proj, head, revin_denorm)
+    computes module.eval()(x), loads back into torch, and a window shifted and scaled per channel gives
+    the forecast shifted and scaled the same way."""
     torch.manual_seed(0)
     module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True).eval()
+                        d_conv=3, horizon=4, revin=True, head_dim=4).eval()
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     model = load_model(tmp_path / "m")
     assert [layer.op for layer in model.graph.layers][::len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
@@ -304,3 +325,25 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     scale, shift = np.array([2.0, 0.5, 3.0])[None, :, None], np.array([10.0, -4.0, 0.0])[None, :, None]
     moved = model.run(x * scale + shift, "fp32").output.reshape(got.shape)
     assert np.allclose(moved, got * scale + shift, atol=1e-3)
+    assert model.graph.layer("head_proj").weights["weight"].shape == (4, 8)
+    with torch.no_grad():
+        again = load_torch_model(tmp_path / "m")(torch.from_numpy(x).float()).double().numpy()
+    assert np.allclose(again, want, atol=1e-6)
+
+
+def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
+    """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
+    (plain revin_norm / revin_denorm) computes the module's function."""
+    torch.manual_seed(1)
+    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True, head_dim=4, revin_affine=True).eval()
+    with torch.no_grad():
+        module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
+        module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
+    export_model(module, tmp_path / "m", None, ["a", "b", "c"])
+    x = np.random.default_rng(1).standard_normal((4, 3, 16))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x).float()).double().numpy()
+    assert np.allclose(load_model(tmp_path / "m").run(x, "fp32").output, want, atol=1e-4)
+    with pytest.raises(ValueError, match="needs --revin"):
+        CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, revin=False, revin_affine=True)

@@ -6,7 +6,9 @@ import pytest
 
 from codegen.emit_int16 import EMIT16, OP_TEMPLATES as TEMPLATES16
 from codegen.emit_int8 import EMIT8, OP_TEMPLATES as TEMPLATES8
+from codegen.estimate import ESTIMATE
 from intsim import kernels_int16 as K
+from intsim import kernels_int8 as K8
 from intsim.errors import UnsupportedError
 from intsim.float_ref import FLOAT
 from intsim.int16 import INT16
@@ -14,7 +16,7 @@ from intsim.int8 import INT8
 from intsim.ops import OPS, BackendTable
 from intsim.spec_kit import KIT8, KIT16
 
-BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8]
+BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8, ESTIMATE]
 try:                                   # the bit-true PyTorch back end (the 'train' extra, installed in CI)
     from model.qat_ops import SURROGATE
     from model.torch_int8 import TORCH8
@@ -54,16 +56,22 @@ def test_rows_only_for_registered_ops_and_only_once():
         table.register("mul", object())
 
 
-def test_every_int16_row_packs_exactly_its_kernels_named_columns(tiny_model):
+def test_every_int16_and_int8_row_packs_exactly_its_kernels_named_columns(tiny_model, tiny_s6_model):
     """The packed table's parameter columns are named per kernel; each op's row fills exactly those."""
     assert len({k.code for k in K.KERNELS}) == len(K.KERNELS)
-    assert max(len(k.params) for k in K.KERNELS) <= K.N_PARAM_COLS
+    assert max(len(k.params) + len(k.extra_inputs) for k in K.KERNELS) <= K.N_PARAM_COLS
     ops = set()
-    for st in tiny_model.program.steps:
+    for st in tiny_model.program.steps + tiny_s6_model.program.steps:
         packed = INT16.row(st.op, st.name).pack(st.params)
         assert set(packed.values) == set(packed.kernel.params), st.name
         ops.add(st.op)
-    assert ops == set(OPS)          # the tiny model exercises every registered op
+    assert ops == set(OPS)          # the two tiny models exercise every registered op
+    assert len({k.code for k in K8.KERNELS8}) == len(K8.KERNELS8)
+    assert max(len(k.params) for k in K8.KERNELS8) <= K.N_PARAM_COLS
+    for st in tiny_model.program8.steps:       # a row without pack runs its program layer by layer
+        pack = INT8.row(st.op, st.name).pack
+        packed = pack(st.params) if pack is not None else None
+        assert packed is None or set(packed.values) == set(packed.kernel.params), st.name
 
 
 def test_the_template_lists_come_from_the_rows():

@@ -19,11 +19,12 @@ import pytest
 from codegen.emit_int16 import OP_TEMPLATES, acc_bits
 from codegen.project import NPY_HEADER, make_env
 from intsim import kernels_int16 as K
-from intsim.lut import int16_table, int16_table_clamped
+from intsim.lut import IDENTITY_ABOVE_RANGE, exp_decay_table, int16_table, int16_table_clamped
 from intsim.spec_kit import read_kit
 from tests.cpp_harness import compile_program
 
 I16 = np.int16
+EXP = exp_decay_table()
 # The op templates under test: one per INT16 registry row (codegen/emit_int16.py EMIT16).
 OPS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
 N_RANDOM = 6                      # random cases per op, on top of the fixed ones
@@ -103,14 +104,15 @@ def rmsnorm_case(rng, i):
 
 
 def lut_case(rng, i):
-    func = ("sigmoid", "silu")[i % 2]
+    func = ("sigmoid", "silu", "softplus")[i % 3]
     f_x, f_y = int(rng.integers(0, 16)), int(rng.integers(0, 16))
     c, length = int(rng.integers(1, 5)), int(rng.integers(1, 9))
     x = batch(rng, c, length)
     table = int16_table(func, f_y)
-    y, n = K.lut_int16(x, table, f_x - 8, func == "silu", f_x - f_y, int16_table_clamped(func, f_y))
+    identity = func in IDENTITY_ABOVE_RANGE
+    y, n = K.lut_int16(x, table, f_x - 8, identity, f_x - f_y, int16_table_clamped(func, f_y))
     ints = [("C", c), ("L", length), ("ADDR_SHIFT", f_x - 8), ("IDENTITY_SHIFT", f_x - f_y),
-            ("IS_SILU", int(func == "silu")), ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
+            ("IS_SILU", int(identity)), ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
     return Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", table)], [x], y, n)
 
 
@@ -124,6 +126,29 @@ def scan_case(rng, i):
     y, n = K.scan_int16(lam.astype(I16), u, lam_frac, u_shift)
     return Case("scan", "scan", [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift)], None, [],
                 [lam.astype(I16), u], y, n)
+
+
+S6_SHIFTS = ("ADDR_SHIFT", "H_UP", "P_UP", "H_SHIFT", "Y_UP_C", "Y_UP_D", "Y_SHIFT")
+
+
+def s6_case_from(delta, x, bm, cm, a, d, shifts, expected, n_sat) -> Case:
+    ints = [("E", a.shape[0]), ("N", a.shape[1]), ("T", x.shape[2]), ("EXP_SIZE", EXP.size)] + list(zip(S6_SHIFTS, shifts))
+    return Case("s6_scan", "s6_scan", ints, None, [("a", "int16_t", a), ("d", "int16_t", d), ("exp", "int16_t", EXP)],
+                [delta, x, bm, cm], expected, n_sat)
+
+
+def s6_case(rng, i):
+    """Spec 2.12 with random shifts in their legal ranges (odd cases: full-scale operands, saturating)."""
+    e, n_st, t = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 10))
+    lim = 32767 if i % 2 else 700
+    delta = batch(rng, e, t, 0, lim)
+    x, bm, cm = batch(rng, e, t, -lim, lim), batch(rng, n_st, t, -lim, lim), batch(rng, n_st, t, -lim, lim)
+    a = rng.integers(-lim, 1, (e, n_st)).astype(I16)
+    d = weights(rng, (e,), i % 2 == 1)
+    shifts = (int(rng.integers(-8, 23)), int(rng.integers(0, 17)), int(rng.integers(0, 17)), int(rng.integers(14, 31)),
+              int(rng.integers(0, 5)), int(rng.integers(0, 15)), int(rng.integers(8, 41)))
+    y, n = K.s6_scan_int16(delta, x, bm, cm, a, d, EXP, *shifts)
+    return s6_case_from(delta, x, bm, cm, a, d, shifts, y, n)
 
 
 def binary_case(rng, op, i):
@@ -166,7 +191,7 @@ def revin_case(rng, op, i):
 CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
                  "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i), "lut_activation": lambda rng, op, i: lut_case(rng, i),
                  "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case,
-                 "revin": revin_case}
+                 "revin": revin_case, "s6_scan": lambda rng, op, i: s6_case(rng, i)}
 
 
 def kit_cases() -> list[Case]:
@@ -192,9 +217,12 @@ def kit_cases() -> list[Case]:
             ints = [("D", c_out), ("L", l_out), ("EPS_Q", p["eps_q"]), ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
                     ("RMS_INV_BITS", K.RMS_INV_BITS), ("SHIFT", p["shift"])]
             cases.append(Case(op, op, ints, None, [("g", "int16_t", a["gain"])], [a["x"]], y, kc.saturations))
-        elif op in ("sigmoid", "silu"):
+        elif op == "s6_scan":
+            cases.append(s6_case_from(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"],
+                                      [p[k.lower()] for k in S6_SHIFTS], y, kc.saturations))
+        elif op in ("sigmoid", "silu", "softplus"):
             ints = [("C", c_out), ("L", l_out), ("ADDR_SHIFT", p["addr_shift"]),
-                    ("IDENTITY_SHIFT", p["identity_shift"]), ("IS_SILU", int(op == "silu")),
+                    ("IDENTITY_SHIFT", p["identity_shift"]), ("IS_SILU", int(op in IDENTITY_ABOVE_RANGE)),
                     ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
             cases.append(Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", a["table"])],
                               [a["x"]], y, kc.saturations))

@@ -19,10 +19,12 @@ import pytest
 from codegen.emit_int8 import OP_TEMPLATES
 from intsim import kernels_int8 as K8
 from intsim.fixedpoint import quantize_multiplier
+from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.spec_kit import read_kit
 from tests.cpp_harness import compile_program, render_primitives, render_template
 
 I8 = np.int8
+EXP = exp_decay_table()
 N_CASES = 8        # random cases per op (plus the fixed extreme ones)
 # header stems in include order: primitives_int8, then the eight op kernels (as codegen emits them)
 HEADERS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
@@ -216,6 +218,36 @@ def elementwise_cases(rng, idx, extreme):
     return cases
 
 
+S6_ARGS = "{delta}, {x}, {bm}, {cm}, {a}, {ma}, {sha}, {d}, {exp}, y"
+
+
+def s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d) -> list:
+    return [("delta", "i8_t", delta), ("x", "i8_t", x), ("bm", "i8_t", bm), ("cm", "i8_t", cm), ("a", "int8_t", a),
+            ("ma", "int32_t", m_a), ("sha", "int8_t", sh_a), ("d", "int8_t", d), ("exp", "int16_t", EXP)]
+
+
+def s6_cfg(e, n, t, zps, m_h, m_k, shift):
+    return _cfg(E=e, N=n, T=t, EXP_SIZE=EXP.size, EXP_FRAC=EXP_FRAC_BITS, D_ZP=zps[0], X_ZP=zps[1], B_ZP=zps[2],
+                C_ZP=zps[3], Y_ZP=zps[4], M_H=m_h, M_K=m_k, SHIFT=shift)
+
+
+def s6_case(rng, idx, extreme):
+    """Spec 3.13: random codes, address multipliers spreading -Delta*A over the table, a state-sum
+    multiplier aiming the output at tens of codes (odd cases: hundreds, saturating)."""
+    e, n, t = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 10))
+    delta, x = _codes(rng, (e, t), extreme), _codes(rng, (e, t), None)
+    bm, cm = _codes(rng, (n, t), extreme), _codes(rng, (n, t), None)
+    a = rng.integers(-127, 1, (e, n)).astype(I8)
+    d = rng.integers(-127, 128, e).astype(I8)
+    m_a, sh_a = _mults(rng, e, 0.01, 0.5)
+    hi = 3e-8 if idx % 2 else 3e-9
+    m_h, shift = quantize_multiplier(float(np.exp(rng.uniform(np.log(hi / 30), np.log(hi)))), 15)
+    m_k = int(np.rint(np.ldexp(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))), shift)))
+    zps = tuple(_zp(rng) for _ in range(5))
+    y, n_sat = K8.s6_scan_int8(delta[None], zps[0], x[None], zps[1], bm[None], zps[2], cm[None], zps[3], a, m_a,
+                               sh_a, d, EXP, m_h, m_k, shift, zps[4])
+    return [Case(f"s6_scan_{idx}", "s6_scan_int8", s6_cfg(e, n, t, zps, m_h, m_k, shift),
+                 s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d), (e, t), S6_ARGS, y[0], n_sat)]
 def revin_cases(rng, idx, extreme):
     """Both RevIN ops (spec 3.11): norm with 1/s_y from 0.3 to 40 (the larger saturate), denorm with
     the forecast as [C*n, 1] or [C, n] and multipliers as lowered (one shift from the larger)."""
@@ -272,7 +304,13 @@ def kit_cases() -> list[Case]:
                            SHIFT=p["shift"])
                 cases.append(Case(name, "rmsnorm_int8", cfg, [("x", "i8_t", first), ("g", "int8_t", a["gain"])],
                                   y.shape, "{x}, {g}, y", y, 0))
-            elif op in ("sigmoid", "silu"):
+            elif op == "s6_scan":
+                zps = (p["d_zp"], p["x_zp"], p["b_zp"], p["c_zp"], p["y_zp"])
+                cfg = s6_cfg(y.shape[0], a["B"].shape[1], y.shape[1], zps, p["m_h"], p["m_k"], p["shift"])
+                cases.append(Case(name, "s6_scan_int8", cfg, s6_arrays(
+                    a["delta"][bi], a["x"][bi], a["B"][bi], a["C"][bi], a["A"], a["m_a"], a["sh_a"], a["D"]),
+                    y.shape, S6_ARGS, y, 0))
+            elif op in ("sigmoid", "silu", "softplus"):
                 cases.append(Case(name, "lut_int8", _cfg(C=y.shape[0], L=y.shape[1]),
                                   [("x", "i8_t", first), ("table", "int8_t", a["table"])], y.shape, "{x}, {table}, y",
                                   y, 0))
@@ -301,12 +339,12 @@ def kit_cases() -> list[Case]:
 
 
 def all_cases(seed=0):
-    rng = np.random.default_rng(seed)
+    rng, rng_s6 = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     cases = []
     for idx in range(N_CASES + 3):
         extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
         cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
-            + elementwise_cases(rng, idx, extreme) + revin_cases(rng, idx, extreme)
+            + elementwise_cases(rng, idx, extreme) + revin_cases(rng, idx, extreme) + s6_case(rng_s6, idx, extreme)
     return cases + kit_cases()
 
 
