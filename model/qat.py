@@ -39,7 +39,7 @@ from intsim.int16 import lower_int16
 from intsim.modes import BITTRUE, QUANT8
 from intsim.ops import OPS
 from model.qat_ops import SURROGATE, fixed_point_fake, lsq_fake
-from model.torch_backend import TorchProgram, TorchRunner
+from model.torch_backend import TABLES, TorchProgram, TorchRunner
 
 PRECISIONS = ("int8", "int16")
 MODE_OF = {"int8": QUANT8, "int16": BITTRUE}
@@ -113,6 +113,9 @@ class QATNetwork(nn.Module):
             raise UnsupportedError("INT8 RMSNorm V1 (float inside) is not integer: QAT trains the integer "
                                    "program, calibrate with --int8-rmsnorm v2")
         model.program_of(self.mode)           # the calibrated parameters lower (clear errors before training)
+        for layer in self.graph.layers:       # every op has a torch kernel and a surrogate (else: the layer named)
+            TABLES[precision].row(layer.op, layer.name)
+            SURROGATE.row(layer.op, layer.name)
         self.weights = nn.ParameterDict({
             _key(f"{layer.name}.{k}"): nn.Parameter(torch.tensor(w, dtype=torch.float32))
             for layer in self.graph.layers for k, w in layer.weights.items()})

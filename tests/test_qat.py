@@ -18,8 +18,9 @@ from cmamba_hls.cli import main  # noqa: E402
 from codegen.build import run_testbench  # noqa: E402
 from codegen.project import generate_project  # noqa: E402
 from intsim import load_model  # noqa: E402
-from intsim.errors import QuantizationError  # noqa: E402
+from intsim.errors import QuantizationError, UnsupportedError  # noqa: E402
 from intsim.executor import Model  # noqa: E402
+from intsim.synth import make_random_model  # noqa: E402
 from model import qat_train  # noqa: E402
 from model.qat import QATNetwork  # noqa: E402
 from model.qat_ops import fixed_point_fake, lsq_fake  # noqa: E402
@@ -180,7 +181,14 @@ def test_interrupted_qat_leaves_no_directory(qat_inputs, tmp_path, monkeypatch, 
 
 
 def test_uncalibrated_network_error_names_calibrate(tmp_path):
-    from intsim.synth import make_random_model
     model = load_model(make_random_model(tmp_path / "m"))
     with pytest.raises(QuantizationError, match="calibrate"):
         QATNetwork(model, "int16")
+
+
+def test_an_op_without_a_torch_kernel_is_refused_before_training(tmp_path):
+    """An S6 block's scan has no torch bit-true row yet: the error names the layer, up front."""
+    from tests.conftest import make_calibrated
+    model = make_calibrated(tmp_path / "s6", block="s6", n_cal=32)
+    with pytest.raises(UnsupportedError, match=r"layer 'blk0\.[a-z_0-9]*scan[a-z_0-9]*'.*s6"):
+        QATNetwork(model, "int8")
