@@ -69,6 +69,16 @@ def _parse_float(text: str) -> float | None:
         return None
 
 
+def _csv_source(path, columns) -> tuple[Path, list[str] | None]:
+    """The data file (DataError when it is missing) and the column list ("a,b" or a list) it is read with."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    return path, columns
+
+
 def load_csv(path, columns=None, min_rows: int = 1):
     """Read a .csv or .csv.gz with a header row.
 
@@ -82,11 +92,7 @@ def load_csv(path, columns=None, min_rows: int = 1):
     missing/unreadable file, unknown column, non-numeric or NaN/Inf values, values beyond
     float32's range (the float model's), or fewer than `min_rows` rows.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    if isinstance(columns, str):
-        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    path, columns = _csv_source(path, columns)
     try:
         with open_text(path) as fh:
             reader = csv.reader(fh)
@@ -154,11 +160,7 @@ def _choose_columns(path: Path, header: list[str], first: list[str], columns) ->
 def column_choice(path, columns=None) -> tuple[list[str], dict[str, str]]:
     """(the channel columns load_csv takes, {ignored column: why}) from the header and the
     first data row only: what `train` prints so that no column is dropped silently."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    if isinstance(columns, str):
-        columns = [c.strip() for c in columns.split(",") if c.strip()]
+    path, columns = _csv_source(path, columns)
     try:
         with open_text(path) as fh:
             reader = csv.reader(fh)
