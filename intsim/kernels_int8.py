@@ -272,7 +272,8 @@ def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp
                     addr = rne_shift(-(dc * np.int64(a[ch, n])) * m_a[ch], sh_a[ch])
                     addr = min(max(addr, 0), last)
                     inj = u * (np.int64(bm[bi, n, t]) - b_zp)
-                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS), EXP_FRAC_BITS), 32)
+                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS),
+                                              EXP_FRAC_BITS), 32)
                     h[n] = v
                     nsat += s
                     acc_h += (np.int64(cm[bi, n, t]) - c_zp) * v
