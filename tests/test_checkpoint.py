@@ -98,7 +98,8 @@ def test_naming_styles_import_to_the_shipped_weights(state_dict, style, make, su
         assert "lm_head.bias -> head.bias" in text and "reshaped (0): none" in text
     elif style == "linear":
         assert f"mapped ({N_KEYS + 4}, from -> to)" in text       # 2 blocks x 2 in_proj halves x (weight, bias)
-        assert "blk0.dt_proj.weight: [64, 64] -> [64, 64, 1]" in text and "blk1.dwconv.weight: [64, 4] -> [64, 1, 4]" in text
+        assert "blk0.dt_proj.weight: [64, 64] -> [64, 64, 1]" in text
+        assert "blk1.dwconv.weight: [64, 4] -> [64, 1, 4]" in text
         assert "reshaped (10):" in text and "blk1.in_proj_u.bias + blk1.in_proj_z.bias -> blocks.1.in_proj.bias" in text
     else:
         assert "under 'state_dict'); other entries not read: epoch, optimizer" in text
@@ -353,8 +354,8 @@ def test_mamba_checkpoint_onto_the_wrong_sizes_names_the_keys(tmp_path, capsys):
     ckpt = save(MambaForecaster(MAMBA_CFG).state_dict(), tmp_path / "mamba.pt")
     simple = {k: v for k, v in MAMBA_CFG.items() if k not in ("block", "d_state", "dt_rank")}
     for cfg, expected in ((simple, "the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log, "
-                                   "backbone.layers.0.mixer.D, backbone.layers.0.mixer.x_proj.weight, ...) but the target "
-                                   "has simple blocks"),
+                                   "backbone.layers.0.mixer.D, backbone.layers.0.mixer.x_proj.weight, ...) but the "
+                                   "target has simple blocks"),
                           (MAMBA_CFG | {"d_state": 8}, "shape mismatch: backbone.layers.0.mixer.A_log is [24, 4], "
                                                        "blocks.0.A_log needs [24, 8] (and 3 more")):
         assert main(["import", str(ckpt), "--config", json.dumps(cfg), "--out", str(tmp_path / "out")]) == 2
