@@ -242,7 +242,8 @@ def test_normalize_state_dict_with_a_shape_table():
     assert res.errors() == [] and res.unused == ["layers.0.mixer.D"] and res.missing == []
     w = res.state_dict["blocks.0.in_proj.weight"]
     assert w.shape == (8, 4, 1) and w[:4].eq(1).all() and w[4:].eq(0).all()
-    assert res.errors(strict=True) == ["--strict: 1 unused key(s): layers.0.mixer.D"]
+    assert res.errors(strict=True) == [res.hint, "--strict: 1 unused key(s): layers.0.mixer.D"]
+    assert res.hint.startswith("the checkpoint holds Mamba-1 (S6) weights (layers.0.mixer.D) but the target has simple")
     half = normalize_state_dict({"layers.0.in_proj_u.weight": torch.ones(4, 4)}, target)
     assert "blocks.0.in_proj.weight (the in_proj_z half; found only layers.0.in_proj_u.weight)" in half.errors()[0]
     assert canonical_key("module.blk3.conv1d.bias") == ("blocks.3.dwconv.bias", None)
