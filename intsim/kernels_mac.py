@@ -158,19 +158,16 @@ def dwconv_requant(x, x_zp, w, b, m0, sh, zp, bits, row, y):
     for bi in range(n_b):
         for ch in range(c):
             xs = x[bi, ch]
+            bc = np.int64(b[ch])
             for t in range(length):
-                acc[t] = b[ch]
+                acc[t] = bc
             for k in range(k_size):
                 wk = np.int64(w[ch, k])
                 lag = k_size - 1 - k              # tap k reads x[t - lag]
                 for t in range(lag, length):
                     acc[t] += wk * (np.int64(xs[t - lag]) - x_zp)
             j = ch if m0.shape[0] > 1 else 0
-            out = y[bi, ch]
-            for t in range(length):
-                v, s = requantize(acc[t], m0[j], sh[j], zp, bits)
-                out[t] = v
-                nsat += s
+            nsat += requant_flat(acc, m0[j], sh[j], zp, bits, y[bi, ch])
     return nsat
 
 
