@@ -87,7 +87,8 @@ def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits,
     length = x_rows.shape[1] // c_in
     n_win, c_out = w_cols.shape
     t_out = (length - k_size) // stride + 1
-    acc = part[:POS_BLOCK * c_out].reshape((POS_BLOCK, c_out))
+    step = padded(c_out)                              # aligned accumulator rows
+    acc = aligned(part)[:POS_BLOCK * step].reshape((POS_BLOCK, step))
     n_pos = n_b * t_out
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
@@ -126,7 +127,7 @@ def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits,
                         aq[o] += w_col[o] * xv
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
-            nsat += requant_row(acc[q], m0, sh, zp, bits, y[bq, :, tq])
+            nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
     return nsat
 
 
@@ -199,7 +200,7 @@ def conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, narrow, w
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
     """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
     n_pos = (n_b * t_out + 31) // 32 * 32        # `padded`, plus a cache line for `aligned`
-    return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * c_out) + ALIGN_BYTES
+    return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * (c_out + 31)) + ALIGN_BYTES
 
 
 @njit(cache=True)
