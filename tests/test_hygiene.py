@@ -19,16 +19,12 @@ NOT_YET_ANNOTATED = {
     "intsim/kernels_int16.py",
     "intsim/kernels_int8.py",
     "intsim/kernels_mac.py",
-    "model/checkpoint.py",
     "model/cmamba.py",
     "model/frontend.py",
-    "model/qat.py",
     "model/qat_train.py",
-    "model/torch_backend.py",
     "model/torch_fixedpoint.py",
     "model/torch_mac.py",
     "model/torch_rows.py",
-    "model/train.py",
 }
 
 
