@@ -57,7 +57,7 @@ RUFF_FORMAT_CHECK ?=
 test: install-test
 	@echo "[test] $(VENV)/bin/ruff check ."
 	@$(VENV)/bin/ruff check --quiet .
-	$(if $(RUFF_FORMAT_CHECK),@echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK))
+	@$(if $(RUFF_FORMAT_CHECK),echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK),:)
 	@echo "[test] $(PY) -m pytest -q"
 	@$(PY) -m pytest -q
 
