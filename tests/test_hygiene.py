@@ -27,7 +27,6 @@ NOT_YET_ANNOTATED = {
     "codegen/build.py",
     "codegen/emit_int16.py",
     "codegen/emit_int8.py",
-    "model/checkpoint.py",
     "model/cmamba.py",
     "model/frontend.py",
     "model/qat.py",
