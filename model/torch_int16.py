@@ -21,7 +21,8 @@ import torch
 from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
+from model.torch_fixedpoint import (batch_major, exact_float_shift, isqrt_rne, narrow, rne_div, rne_shift_, saturate,
+                                    scan_steps, shift_round, time_major)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
@@ -114,20 +115,15 @@ def _scan(p, x: list[torch.Tensor]):
     """Spec 2.7: s_t = sat16(rne_shift(lam s_{t-1} + (2^f_l - lam) u_al, f_l)), s_{-1} = 0,
     u_al = shift_round(u, f_u - f_s). float64 on exact integers scaled by 2^-f_l: a = lam 2^-f_l,
     b = (2^f_l - lam) u_al 2^-f_l, s_t = clamp(round(a s_{t-1} + b)); every product and sum is exact
-    (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time."""
+    (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time
+    (`scan_steps`, time-major)."""
     lam_frac, u_shift = p
     scale = 2.0 ** -lam_frac
-    lam = x[0].to(torch.float64)
-    a = lam * scale
-    b = (float(1 << lam_frac) - lam) * exact_float_shift(x[1].to(torch.float64), u_shift) * scale
-    out = torch.empty_like(b)
-    state = torch.zeros_like(b[:, 0])
-    for t in range(b.shape[1]):
-        state = torch.addcmul(b[:, t], a[:, t], state).round_().clamp_(-INT16_MAX_ABS, INT16_MAX_ABS - 1)
-        out[:, t] = state
-    raw = torch.addcmul(b[:, 1:], a[:, 1:], out[:, :-1]).round_()          # before clamping (t >= 1)
-    first = torch.round(b[:, 0])
-    return out.to(torch.int32), torch.count_nonzero(raw != out[:, 1:]) + torch.count_nonzero(first != out[:, 0])
+    a = time_major(x[0], torch.float64)
+    b = exact_float_shift(time_major(x[1], torch.float64), u_shift, out_of_place=False)
+    b.mul_(torch.sub(float(1 << lam_frac), a)).mul_(scale)
+    states, n_sat = scan_steps(a.mul_(scale), b, 16)
+    return batch_major(states.to(torch.int32)), n_sat
 
 
 TORCH16.register("scan", TorchRow(lambda st, device: (st.params.lam_frac, st.params.u_shift), _scan))

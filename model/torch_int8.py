@@ -19,8 +19,8 @@ import torch
 from intsim.errors import UnsupportedError
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import (exact_float_shift, float_multipliers, isqrt_rne, requantize, requantize_float, rne_div,
-                                    rne_shift, saturate)
+from model.torch_fixedpoint import (batch_major, exact_float_shift, float_multipliers, isqrt_rne, requantize,
+                                    requantize_float, rne_div, rne_shift, saturate, scan_steps, time_major)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
@@ -107,16 +107,12 @@ def _scan(p, x: list[torch.Tensor]):
     """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
     S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float64 on exact values:
     S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c (|acc| / 256 < 2^17).
-    A loop over time only."""
-    lam_i = x[0].to(torch.float64) + 128.0
-    a = lam_i * (1.0 / 256.0)
-    b = (256.0 - lam_i) * (x[1].to(torch.float64) - p.u_zp)
-    state = torch.zeros_like(b[:, 0])
-    states = torch.empty_like(b)
-    for t in range(b.shape[1]):
-        state = torch.addcmul(b[:, t], a[:, t], state).round_()
-        states[:, t] = state
-    return requantize(states, p.m0, p.shift, p.y_zp)
+    A loop over time only (`scan_steps`, time-major)."""
+    lam_i = time_major(x[0], torch.float64).add_(128.0)
+    b = time_major(x[1], torch.float64).sub_(p.u_zp).mul_(torch.sub(256.0, lam_i))
+    states, _ = scan_steps(lam_i.mul_(1.0 / 256.0), b, None)
+    y, n = requantize(states, p.m0, p.shift, p.y_zp)
+    return batch_major(y), n
 
 
 TORCH8.unsupported("s6_scan", "the S6 output sum needs exact int64 products up to 2^62 (spec 3.13), beyond "
