@@ -32,7 +32,8 @@ FLOAT32_EXACT = 1 << 24          # ... <= 2^24 a float32
 
 def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
     """RNE(x / 2^n) for an integer tensor x (int64: x <= 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
-    and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when the remainder r exceeds 2^(n-1), or
+    and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when
+    the remainder r exceeds 2^(n-1), or
     equals it and q is odd: (x + 2^(n-1) - 1 + (q & 1)) >> n (n >= 1; n = 0 returns x)."""
     if isinstance(n, int):
         if not 0 <= n <= MAX_SHIFT:
@@ -193,10 +194,11 @@ def narrow(acc: torch.Tensor, shift: int, bits: int) -> tuple[torch.Tensor, torc
     """sat_bits(shift_round(acc, shift)) as int32, count: the INT16 output step (spec 2). acc: an
     integer tensor, or a float tensor of integers inside its exact range (|acc| <= 2^53 for
     float64, 2^24 for float32), where the rounding is done exactly in float (`exact_float_shift`).
-    acc is a temporary of the caller: a float acc is rounded in place."""
+    acc is a temporary of the caller: it is rounded in place (int32 acc: |acc| <= 2^30 and shift <= 30,
+    or no right shift, so that `rne_shift_` cannot overflow)."""
     if acc.is_floating_point():
         v = exact_float_shift(acc, shift, out_of_place=False)
     else:
-        v = shift_round(acc, shift)
+        v = rne_shift_(acc, shift) if shift >= 0 else shift_round(acc, shift)
     y, n = saturate(v, bits)
     return y.to(torch.int32), n

@@ -236,7 +236,8 @@ def test_extreme_integer_inputs_byte_equal(default_calibrated, mode, dtype):
     rng = np.random.default_rng(4)
     shape = (6,) + model.graph.input_shape
     x_q = np.stack([np.full(shape[1:], info.min), np.full(shape[1:], info.max), np.zeros(shape[1:]),
-                    rng.choice([info.min, info.max], shape[1:]), *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
+                    rng.choice([info.min, info.max], shape[1:]),
+                    *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
     x_q = x_q.astype(dtype)
     golden = model.run_int16(x_q, capture=True) if mode == "bittrue" else model.run_int8(x_q, capture=True)
     assert_same_run(golden, TorchRunner(model).run_int(x_q, mode, capture=True))
