@@ -50,7 +50,8 @@ def _prepare_conv(st, device) -> _Conv8:
 
 def _conv(c: _Conv8, x: list[torch.Tensor]):
     """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
-    acc = c.mac(x[0] - c.x_zp)
+    dtype = c.mac.acc_dtype           # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
+    acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
         return requantize_float(acc, c.mult, c.y_zp)
     return requantize(acc, c.m0, c.shift, c.y_zp)
