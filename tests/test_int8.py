@@ -68,6 +68,28 @@ def test_conv_kernels_match_exact_reference(seed, k, stride):
                 assert yd[bi, c, t] == requant_ref(acc, int(m0[0]), int(sh[0]), y_zp)[0]
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 4), stride=st.integers(1, 3), c_out=st.integers(1, 9))
+def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out):
+    """INT8 twin of the INT16 test: the batch GEMM path (zero point removed as the windows are
+    unrolled, per-channel requantization) gives the bytes of the per-sample position blocks."""
+    from intsim.kernels_mac import GEMM_MIN_POSITIONS
+    rng = np.random.default_rng(seed)
+    c_in, length = 4, k + 3 * stride
+    n_b = GEMM_MIN_POSITIONS // ((length - k) // stride + 1) + 1
+    x = rng.integers(-128, 128, (n_b, c_in, length)).astype(I8)
+    w = rng.integers(-127, 128, (c_out, c_in, k)).astype(I8)
+    b = rng.integers(-5000, 5000, c_out).astype(np.int64)
+    mults = [quantize_multiplier(m) for m in rng.uniform(1e-4, 0.05, c_out)]
+    m0 = np.array([m for m, _ in mults], np.int64)
+    sh = np.array([s for _, s in mults], np.int64)
+    x_zp, y_zp = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+    y, n = K8.conv_kx1_int8(x, x_zp, w, b, m0, sh, y_zp, stride)
+    parts = [K8.conv_kx1_int8(x[i:i + 1], x_zp, w, b, m0, sh, y_zp, stride) for i in range(n_b)]
+    np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
+    assert n == sum(p[1] for p in parts)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2 ** 31))
 def test_elementwise_and_scan_match_exact_reference(seed):
