@@ -39,8 +39,11 @@ def add_arguments(p) -> None:
                         "cmamba-hls installed and the same paths to the models and data)")
     p.add_argument("--connect-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds to reach --scheduler (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--split", default="test", metavar="val|test",
+                   help="the part of each model's chronological split to evaluate on (default test; val to choose "
+                        "points on data the test split then confirms); calibration uses the train part")
     p.add_argument("--max-windows", type=int, metavar="N",
-                   help="evaluate N test windows evenly spaced over the split (default: all)")
+                   help="evaluate N windows evenly spaced over the split (default: all)")
     p.add_argument("--objective", default="mse", metavar="|".join(OBJECTIVES),
                    help="the error the Pareto marks and plot minimise (default mse, against the truth)")
     p.add_argument("--retry-failed", action="store_true",
@@ -51,6 +54,7 @@ def _check_numbers(args) -> None:
     from cmamba_hls.cli_args import check_choice
     from cmamba_hls.sweep_pareto import OBJECTIVES
     check_choice("--objective", args.objective, OBJECTIVES)
+    check_choice("--split", args.split, ("val", "test"))
     for flag, value, low in (("--samples", args.samples, 1), ("--workers", args.workers, 0),
                              ("--max-windows", args.max_windows, 1)):
         if value is not None and value < low:
@@ -74,9 +78,10 @@ def _contexts(args, space) -> list[tuple[str, str, object]]:
         model = load_model(Path(m))
         check_patterns(space, model.graph)
         for d in args.data or [str(resolve_data_path(model, None))]:
-            for split in ("train", "test"):         # both exist and have windows (calibration, evaluation)
+            for split in ("train", args.split):     # both exist and have windows (calibration, evaluation)
                 load_eval_data(model, resolve_data_path(model, d), split, 1)
-            pairs.append((m, d, Context(str(Path(m).resolve()), str(Path(d).resolve()), args.max_windows)))
+            pairs.append((m, d, Context(str(Path(m).resolve()), str(Path(d).resolve()), args.max_windows,
+                                        args.split)))
     return pairs
 
 
@@ -96,7 +101,7 @@ def run(args) -> int:
     pairs = _contexts(args, space)
     points = expand(space, args.samples, args.seed)
     out = Path(args.out)
-    settings = {"split": "test", "max_windows": args.max_windows}
+    settings = {"split": args.split, "max_windows": args.max_windows}
     sweep_results.check_out(out, settings)
     finished = {sweep_results.row_key(r): r for r in sweep_results.read_journal(out)}
     tasks, keys, todo = [], [], []

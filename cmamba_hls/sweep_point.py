@@ -2,13 +2,13 @@
 
 `evaluate_point(task) -> dict` calibrates the in-memory model with the point's knobs (never
 saving: the model directory is not touched), evaluates the point's integer mode (bittrue for
-int16, quant8 for int8) on the test split against the truth and the fp32 model
+int16, quant8 for int8) on the test split (or `Context.split`) against the truth and the fp32 model
 (cmamba_hls.evaluate.run_mode / mode_metrics), and estimates cycles and resources
 (codegen.estimate.estimate). It returns the measured columns (`METRIC_COLUMNS`) plus "seconds";
 a point that fails returns status "error" and the error's first line instead of raising.
 
 Each process keeps a cache (`_CACHE`, one entry per `Context`: model directory, data file, eval
-windows): the model, the test windows, their fp32 reference outputs and the calibration statistics
+windows and split): the model, the evaluated windows, their fp32 reference outputs and the calibration statistics
 per calibration window count are loaded or computed once per process (once per Dask worker), not
 per point. Points of one context share its model, so they run one at a time per process (a lock):
 every point's numbers depend only on the point, whichever process runs it and whatever ran before.
@@ -38,7 +38,8 @@ class Context:
     """What the points of one (model, data) pair share; the worker cache's key."""
     model: str                     # model directory (absolute: workers may run elsewhere)
     data: str                      # CSV file (absolute)
-    max_windows: int | None        # test windows evaluated (None: all)
+    max_windows: int | None        # windows evaluated (None: all)
+    split: str = "test"            # the part evaluated (calibration: always the training part)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _load(ctx: Context) -> _Loaded:
     from cmamba_hls.evaluate import load_eval_data, run_mode
     from intsim.executor import load_model
     model = load_model(Path(ctx.model))
-    x_raw, y = load_eval_data(model, Path(ctx.data), "test", ctx.max_windows)
+    x_raw, y = load_eval_data(model, Path(ctx.data), ctx.split, ctx.max_windows)
     x_norm = model.normalize_input(x_raw)
     LOADS[ctx] = LOADS.get(ctx, 0) + 1
     return _Loaded(model, x_norm, y, run_mode(model, x_norm, "fp32", progress=False))
