@@ -10,16 +10,21 @@ same command resumes. Everything the input could get wrong is checked before any
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from cmamba_hls.sweep_point import Context
 
 DEFAULT_TIMEOUT = 10.0
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from cmamba_hls.sweep_pareto import OBJECTIVES
     p.add_argument("models", nargs="+", metavar="MODEL", help="model directories (model.json + weights/; "
                                                              "calibration not needed: every point calibrates)")
@@ -50,7 +55,7 @@ def add_arguments(p) -> None:
                    help="run the points that failed in an earlier run again (default: keep their error)")
 
 
-def _check_numbers(args) -> None:
+def _check_numbers(args: argparse.Namespace) -> None:
     from cmamba_hls.cli_args import check_choice
     from cmamba_hls.sweep_pareto import OBJECTIVES
     check_choice("--objective", args.objective, OBJECTIVES)
@@ -65,7 +70,7 @@ def _check_numbers(args) -> None:
         raise CmambaError(f"--connect-timeout must be > 0, got {args.connect_timeout}")
 
 
-def _contexts(args, space) -> list[tuple[str, str, object]]:
+def _contexts(args: argparse.Namespace, space: dict[str, list[str]]) -> list[tuple[str, str, Context]]:
     """(model as given, data as given or found, Context) of every (model, data) pair, checked:
     the model loads, the data has its columns and windows, the space's patterns fit it."""
     from cmamba_hls.evaluate import load_eval_data, resolve_data_path
@@ -85,12 +90,12 @@ def _contexts(args, space) -> list[tuple[str, str, object]]:
     return pairs
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cmamba_hls import sweep_pareto, sweep_results
+    from cmamba_hls.report_plots import require_matplotlib
     from cmamba_hls.sweep_point import Task
     from cmamba_hls.sweep_runner import describe, open_client, require_dask, run_points
     from cmamba_hls.sweep_space import KNOB_NAMES, expand, parse_space, read_space_file
-    from cmamba_hls.report_plots import require_matplotlib
 
     _check_numbers(args)
     workers = (os.cpu_count() or 1) if args.workers is None else args.workers
@@ -128,7 +133,7 @@ def run(args) -> int:
             with sweep_results.Journal(out) as journal:
                 def on_result(i: int, columns: dict) -> None:
                     nonlocal ran
-                    row = dict(zip(sweep_results.KEY_COLUMNS, keys[todo[i]])) | columns
+                    row = dict(zip(sweep_results.KEY_COLUMNS, keys[todo[i]], strict=True)) | columns
                     journal.append(row)
                     finished[keys[todo[i]]] = row
                     ran += 1

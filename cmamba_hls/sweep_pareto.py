@@ -45,7 +45,7 @@ def mark(rows: list[dict], objective: str) -> None:
     for members in groups.values():
         for col, (cost, _) in COSTS.items():
             flags = pareto_front([(float(r[cost]), float(r[objective])) for r in members])
-            for r, f in zip(members, flags):
+            for r, f in zip(members, flags, strict=True):
                 r[col] = "1" if f else "0"
 
 
@@ -62,14 +62,14 @@ def plot(path: Path, rows: list[dict], objective: str) -> None:
     if not groups:
         for ax in axes[0]:
             _note(ax, "no finished point")
-    for (model, data), ax_row in zip(groups, axes):
+    for (model, data), ax_row in zip(groups, axes, strict=False):
         members = groups[(model, data)]
-        for ax, (col, (cost, label)) in zip(ax_row, COSTS.items()):
+        for ax, (col, (cost, label)) in zip(ax_row, COSTS.items(), strict=True):
             xs = [float(r[cost]) for r in members]
             ys = [float(r[objective]) for r in members]
             colors = ["tab:blue" if r["precision"] == "int16" else "tab:orange" for r in members]
             ax.scatter(xs, ys, s=14, c=colors, alpha=0.45, linewidths=0)
-            front = sorted((x, y) for x, y, r in zip(xs, ys, members) if r[col] == "1")
+            front = sorted((x, y) for x, y, r in zip(xs, ys, members, strict=True) if r[col] == "1")
             if front:
                 ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", linewidth=1.2)
                 ax.scatter([p[0] for p in front], [p[1] for p in front], s=28, color="tab:red", zorder=3,

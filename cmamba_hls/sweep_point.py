@@ -97,8 +97,8 @@ def _calibration(entry: _Loaded, ctx: Context, windows: int) -> tuple[np.ndarray
 
 
 def _measure(entry: _Loaded, ctx: Context, v: dict[str, str]) -> dict:
-    from codegen.estimate import estimate
     from cmamba_hls.evaluate import mode_metrics, run_mode
+    from codegen.estimate import estimate
     from intsim.calibrate import calibrate
 
     model = entry.model
@@ -136,7 +136,8 @@ def evaluate_point(task: Task) -> dict:
     try:
         entry = loaded(task.context)
         with entry.lock:
-            row = {"status": "ok", "error": ""} | _measure(entry, task.context, dict(zip(KNOB_NAMES, task.values)))
-    except Exception as exc:          # noqa: BLE001 -- a failing point is recorded, the sweep goes on
+            values = dict(zip(KNOB_NAMES, task.values, strict=True))
+            row = {"status": "ok", "error": ""} | _measure(entry, task.context, values)
+    except Exception as exc:          # a failing point is recorded, the sweep goes on
         row = {"status": "error", "error": error_line(exc)}
     return row | {"seconds": time.perf_counter() - t0}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from cmamba_hls.sweep_pareto import COSTS
@@ -35,7 +36,7 @@ RESULT_COLUMNS = ("point",) + ID_COLUMNS + KNOB_NAMES + METRIC_COLUMNS + PARETO_
 KEY_COLUMNS = ID_COLUMNS + KNOB_NAMES
 
 
-def cell(value) -> str:
+def cell(value: object) -> str:
     """A CSV cell: ints as ints, floats by repr (exact and the same on every machine)."""
     if isinstance(value, bool):
         return str(int(value))
@@ -48,7 +49,7 @@ def row_key(row: dict) -> tuple[str, ...]:
     return tuple(row[c] for c in KEY_COLUMNS)
 
 
-def csv_line(columns, row: dict) -> str:
+def csv_line(columns: tuple[str, ...], row: dict) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow([cell(row.get(c, "")) for c in columns])
     return buf.getvalue()
@@ -83,7 +84,7 @@ def read_journal(out: Path) -> list[dict]:
     if tuple(rows[0]) != JOURNAL_COLUMNS:
         raise CmambaError(f"{path}: its columns are not this version's ({', '.join(JOURNAL_COLUMNS[:4])}, ...): "
                           f"choose another --out")
-    return [dict(zip(JOURNAL_COLUMNS, r)) for r in rows[1:] if len(r) == len(JOURNAL_COLUMNS)]
+    return [dict(zip(JOURNAL_COLUMNS, r, strict=True)) for r in rows[1:] if len(r) == len(JOURNAL_COLUMNS)]
 
 
 def start(out: Path, rows: list[dict], meta: dict) -> None:
@@ -91,7 +92,7 @@ def start(out: Path, rows: list[dict], meta: dict) -> None:
     keeping the results and plot of an earlier run until this one replaces them."""
     with staged(out, SWEEP_DIR) as tmp:
         with open(tmp / JOURNAL, "w", newline="", encoding="utf-8") as fh:
-            fh.write(csv_line(JOURNAL_COLUMNS, dict(zip(JOURNAL_COLUMNS, JOURNAL_COLUMNS))))
+            fh.write(csv_line(JOURNAL_COLUMNS, {c: c for c in JOURNAL_COLUMNS}))
             fh.writelines(csv_line(JOURNAL_COLUMNS, r) for r in rows)
         for name in (RESULTS, PLOT):
             if (out / name).is_file():
@@ -120,13 +121,13 @@ class Journal:
         self.close()
 
 
-def finish(out: Path, rows: list[dict], meta: dict, plot) -> None:
+def finish(out: Path, rows: list[dict], meta: dict, plot: Callable[[Path], None] | None) -> None:
     """Write OUT/results.csv (`rows`, RESULT_COLUMNS) and, with `plot(path)`, OUT/pareto.png, all at
     once (staged, then moved in); the journal is carried over unchanged."""
     with staged(out, SWEEP_DIR) as tmp:
         shutil.copy2(out / JOURNAL, tmp / JOURNAL)
         with open(tmp / RESULTS, "w", newline="", encoding="utf-8") as fh:
-            fh.write(csv_line(RESULT_COLUMNS, dict(zip(RESULT_COLUMNS, RESULT_COLUMNS))))
+            fh.write(csv_line(RESULT_COLUMNS, {c: c for c in RESULT_COLUMNS}))
             fh.writelines(csv_line(RESULT_COLUMNS, r) for r in rows)
         if plot is not None:
             plot(tmp / PLOT)

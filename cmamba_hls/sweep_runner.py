@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from cmamba_hls.sweep_point import Task, error_line, evaluate_point
 from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
 MISSING_EXTRA = "cmamba-hls sweep needs the 'sweep' extra (Dask, PyYAML): pip install 'cmamba-hls[sweep]'"
@@ -32,7 +36,7 @@ def require_dask() -> None:
 
 
 @contextmanager
-def open_client(scheduler: str | None, workers: int, timeout: float) -> Iterator[object | None]:
+def open_client(scheduler: str | None, workers: int, timeout: float) -> Iterator[Client | None]:
     """See the module docstring."""
     if workers == 0 and scheduler is None:
         yield None
@@ -64,7 +68,7 @@ def worker_environ() -> dict:
     return {k: v for k, v in (dask.config.get(SPAWN_ENV, default=None) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
 
 
-def describe(client) -> str:
+def describe(client: Client | None) -> str:
     """'in this process' or 'on N Dask workers (ADDRESS)'."""
     if client is None:
         return "in this process (no Dask)"
@@ -72,7 +76,8 @@ def describe(client) -> str:
     return f"on {n} Dask worker(s) at {client.scheduler.address}"
 
 
-def run_points(tasks: list[Task], on_result: Callable[[int, dict], None], client=None, progress: bool = True) -> None:
+def run_points(tasks: list[Task], on_result: Callable[[int, dict], None], client: Client | None = None,
+               progress: bool = True) -> None:
     """See the module docstring."""
     with tqdm(total=len(tasks), desc="sweep", unit="pt", file=sys.stderr, disable=None if progress else True,
               dynamic_ncols=True) as bar:
@@ -95,7 +100,7 @@ def run_points(tasks: list[Task], on_result: Callable[[int, dict], None], client
         for future in as_completed(futures, loop=client.loop):
             try:
                 columns = future.result()
-            except Exception as exc:        # noqa: BLE001 -- a worker died: the point records it
+            except Exception as exc:
                 columns = {"status": "error", "error": error_line(exc), "seconds": ""}
             done(index[future.key], columns)
             future.release()

@@ -21,13 +21,19 @@ import fnmatch
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from codegen.reuse import ReuseSpec
+    from intsim.graph import Graph
 
 NOT_USED = "-"             # a knob that does not apply to the point's precision
 NATURAL = "natural"        # reuse: each layer's natural factor (estimate/codegen without --reuse)
@@ -122,11 +128,11 @@ def assignments(text: str) -> list[tuple[str, int]]:
 
 
 def _knobs() -> tuple[Knob, ...]:
+    from cmamba_hls.calibrate_cli import DEFAULT_MAX_WINDOWS
     from codegen.estimate import PARTS
     from codegen.project import INTERFACES, PRECISIONS
     from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS
     from intsim.formats import FRAC_MAX, RMSNORM_MODES
-    from cmamba_hls.calibrate_cli import DEFAULT_MAX_WINDOWS
 
     return (
         Knob("precision", "int16", _choice("precision", PRECISIONS), "all",
@@ -181,7 +187,7 @@ def read_space_file(path: Path) -> dict:
     return raw
 
 
-def require_yaml():
+def require_yaml() -> ModuleType:
     try:
         import yaml
     except ModuleNotFoundError:
@@ -226,7 +232,7 @@ def expand(space: dict[str, list[str]], samples: int | None = None, seed: int = 
     or `samples` of them drawn without replacement by numpy's generator seeded with `seed` (kept in grid
     order; all of them when the grid is smaller)."""
     names = list(space)
-    points = list(dict.fromkeys(canonical(dict(zip(names, combo)))
+    points = list(dict.fromkeys(canonical(dict(zip(names, combo, strict=True)))
                                 for combo in itertools.product(*(space[n] for n in names))))
     if samples is not None and samples < len(points):
         picked = np.sort(np.random.default_rng(seed).choice(len(points), size=samples, replace=False))
@@ -234,7 +240,7 @@ def expand(space: dict[str, list[str]], samples: int | None = None, seed: int = 
     return points
 
 
-def check_patterns(space: dict[str, list[str]], graph) -> None:
+def check_patterns(space: dict[str, list[str]], graph: Graph) -> None:
     """Every PATTERN of frac_offset_layer matches a tensor of `graph`, and every reuse/reuse_layer
     value is valid for it (codegen/reuse.py rules): a SpaceError naming the value otherwise."""
     from codegen.reuse import resolve_reuse
@@ -251,13 +257,13 @@ def check_patterns(space: dict[str, list[str]], graph) -> None:
                 raise SpaceError(f"space: knob 'reuse_layer' {text!r} on model '{graph.name}': {exc}") from None
 
 
-def reuse_spec(reuse: str, reuse_layer: str):
+def reuse_spec(reuse: str, reuse_layer: str) -> ReuseSpec:
     """The codegen.reuse.ReuseSpec of a point's reuse and reuse_layer cells."""
     from codegen.reuse import ReuseSpec
     return ReuseSpec(None if reuse == NATURAL else int(reuse), tuple(assignments(reuse_layer)))
 
 
-def frac_offsets(graph, frac_offset: str, frac_offset_layer: str) -> dict[str, int]:
+def frac_offsets(graph: Graph, frac_offset: str, frac_offset_layer: str) -> dict[str, int]:
     """tensor -> fractional bits to add (calibrate's frac_offsets) of a point's two offset cells."""
     base = 0 if frac_offset == NOT_USED else int(frac_offset)
     out = dict.fromkeys(graph.tensor_names, base)

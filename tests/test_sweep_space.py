@@ -6,12 +6,20 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from cmamba_hls.sweep_pareto import pareto_front
-from cmamba_hls.sweep_space import (KNOB_NAMES, KNOBS, NOT_USED, SpaceError, canonical, expand, frac_offsets,
-                                    parse_space, read_space_file)
+from cmamba_hls.sweep_space import (
+    KNOB_NAMES,
+    KNOBS,
+    NOT_USED,
+    SpaceError,
+    canonical,
+    expand,
+    frac_offsets,
+    parse_space,
+    read_space_file,
+)
 from intsim import load_model
 from intsim.calibrate import choose_int16_formats, collect_stats
 from intsim.errors import CmambaError
@@ -33,7 +41,7 @@ def test_points_are_canonical_and_distinct():
     space = parse_space({"precision": ["int16", "int8"], "formats": ["q88", "auto"], "method": ["maxabs", "p99"],
                          "int8_rmsnorm": ["v2", "v1"]})
     points = expand(space)
-    named = [dict(zip(KNOB_NAMES, p)) for p in points]
+    named = [dict(zip(KNOB_NAMES, p, strict=True)) for p in points]
     # int16: q88 ignores the method (1) + auto x 2 methods; int8: 2 methods (followed by int8_method) x 2 RMSNorms
     assert len(points) == 3 + 4 == len(set(points))
     assert all(p["int8_method"] == p["int8_rmsnorm"] == NOT_USED for p in named if p["precision"] == "int16")
@@ -86,7 +94,8 @@ def test_bad_space_files(tmp_path, name, text, words):
 
 
 def test_yaml_and_json_spaces_are_the_same_space(tmp_path):
-    (tmp_path / "s.yaml").write_text("precision: [int16, int8]\nreuse: natural\nreuse_layer: ['', 'head=4,*.dwconv=2']\n")
+    (tmp_path / "s.yaml").write_text("precision: [int16, int8]\nreuse: natural\n"
+                                     "reuse_layer: ['', 'head=4,*.dwconv=2']\n")
     (tmp_path / "s.json").write_text('{"precision": ["int16", "int8"], "reuse": "natural", '
                                      '"reuse_layer": ["", {"head": 4, "*.dwconv": 2}]}')
     a, b = (parse_space(read_space_file(tmp_path / n)) for n in ("s.yaml", "s.json"))
