@@ -10,6 +10,7 @@ inside `run()`, so `cmamba-hls --help` works without the 'train' extra.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shlex
@@ -18,7 +19,7 @@ from pathlib import Path
 from intsim.errors import CmambaError
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT",
                    help=".pt / .pth / .bin / .ckpt (read with torch.load(weights_only=True)) or .safetensors")
     src = p.add_mutually_exclusive_group(required=True)
@@ -43,7 +44,7 @@ def require_torch(what: str) -> None:
         raise CmambaError(f"{what} needs the 'train' extra (torch): pip install -e '.[train]'") from exc
 
 
-def like_model(model_dir) -> dict:
+def like_model(model_dir: str | Path) -> dict:
     """Column names and normalisation of an existing model directory, as keyword arguments of
     model.export.model_header / export_model (the name is not taken: the new model is another)."""
     from intsim.graph import load_graph
@@ -57,7 +58,7 @@ def like_model(model_dir) -> dict:
             "output_columns": list(graph.output_columns) if named_out else None}
 
 
-def command_line(command: str, positional: str, args, options: tuple[str, ...]) -> str:
+def command_line(command: str, positional: str, args: argparse.Namespace, options: tuple[str, ...]) -> str:
     """The equivalent command line, recorded in model.json's training.command."""
     parts = ["cmamba-hls", command, positional]
     for key in options:
@@ -144,7 +145,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     require_torch("import")
     from model.checkpoint import CheckpointError, load_checkpoint, normalize_state_dict
     from model.export import check_output_dir, export_model
