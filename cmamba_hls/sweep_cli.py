@@ -139,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
                     ran += 1
                 run_points([tasks[i] for i in todo], on_result, client)
         finally:
+            seconds = time.perf_counter() - t_ready
             rows = [finished[k] | {"point": n + 1} for n, k in enumerate(keys) if k in finished]
             sweep_pareto.mark(rows, args.objective)
             sweep_results.finish(out, rows, meta, lambda path: sweep_pareto.plot(path, rows, args.objective))
-    seconds = time.perf_counter() - t_ready
     failed = sum(r["status"] != "ok" for r in rows)
     rate = f"{3600.0 * ran / seconds:,.0f} points/hour" if ran and seconds > 0 else "nothing run"
     print(f"finished {len(rows)} of {len(tasks)} point(s), {failed} failed; this run: {ran} point(s) in "
