@@ -33,8 +33,8 @@ $(VENV)/.stamp-train: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	@echo "[setup] installing cmamba-hls and the test, plot and train extras into $(VENV) (log: $(VENV)/install.log)"
-	@$(PIP) install --quiet -e '.[test,plot,train]' $(LOG)
+	@echo "[setup] installing cmamba-hls and the test, plot, train and sweep extras into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[test,plot,train,sweep]' $(LOG)
 	@touch $@
 
 $(AP_TYPES_DIR)/ap_int.h: | $(PY)
