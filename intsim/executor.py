@@ -12,9 +12,12 @@ sample). The model holds no global state: map it over shards freely.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from intsim import float_ref
 from intsim.backends import BUILTIN, load_backend
@@ -23,11 +26,14 @@ from intsim.errors import DataError
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.formats import lsb
 from intsim.graph import INPUT_NAME, Graph, load_graph
-from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
-from intsim.kernels_int16 import quantize_input, run_program_int16
 from intsim.int8 import Int8Program, dequantize_act, lower_int8, pack_program8, run_step8
+from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
 from intsim.kernels_int8 import run_program_int8
+from intsim.kernels_int16 import quantize_input, run_program_int16
 from intsim.modes import BITTRUE, MODE_NAMES, QUANT8, QUANT16, Mode, get_mode
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODES = MODE_NAMES
 
@@ -90,11 +96,11 @@ class Model:
             raise DataError(f"x: {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf value(s) in the input")
         return arr, single
 
-    def normalize_input(self, x_raw):
+    def normalize_input(self, x_raw: ArrayLike) -> NDArray[np.float64]:
         g = self.graph
         return (np.asarray(x_raw, dtype=np.float64) - g.norm_in_mean[:, None]) / g.norm_in_std[:, None]
 
-    def denormalize_output(self, y):
+    def denormalize_output(self, y: np.ndarray) -> np.ndarray:
         g = self.graph
         return y * g.norm_out_std[:, None] + g.norm_out_mean[:, None]
 
@@ -115,7 +121,8 @@ class Model:
             self._program8 = lower_int8(self.graph)
         return self._program8
 
-    def run(self, x, mode: str | Mode = "fp32", capture=None, backend: str = BUILTIN) -> RunResult:
+    def run(self, x: ArrayLike, mode: str | Mode = "fp32", capture: bool | Iterable[str] | None = None,
+            backend: str = BUILTIN) -> RunResult:
         """x: float [B, C_in, L] or [C_in, L], normalised. mode: a name of intsim.modes.MODES
         (or a Mode). capture: None, True or names.
         Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
@@ -173,7 +180,7 @@ class Model:
             return float(self.program8.output_qp.scale)
         return None
 
-    def program_of(self, mode: str | Mode):
+    def program_of(self, mode: str | Mode) -> Int16Program | Int8Program | None:
         """The lowered program a mode runs (Int16Program, Int8Program) or None (fp32)."""
         mode = get_mode(mode)
         if mode.precision == "int16":
@@ -182,11 +189,11 @@ class Model:
             return self.program8
         return None
 
-    def predict(self, x_raw, mode: str = "fp32") -> np.ndarray:
+    def predict(self, x_raw: ArrayLike, mode: str = "fp32") -> np.ndarray:
         """Original units in and out: normalise, run, de-normalise."""
         return self.denormalize_output(self.run(self.normalize_input(x_raw), mode).output)
 
-    def run_int16(self, x_q, capture=None) -> RunResult:
+    def run_int16(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format.
         The whole program runs in one jitted call (kernels_int16.run_program_int16)."""
         return self._run_packed16(self._int_batch(x_q, np.int16), capture)
@@ -208,16 +215,16 @@ class Model:
         # per-tensor stats in one vectorised pass (value = integer * 2**-frac)
         fracs = -pk.fracs
         rows = zip(n_sat.tolist(), np.ldexp(lo.astype(np.float64), fracs).tolist(),
-                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist())
+                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist(), strict=True)
         stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                 for name, (n, a, b, size) in zip(pk.names, rows)}
+                 for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
         tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
                    if capture else {})
         out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])
         return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors,
                          out_frac, lsb(out_frac))
 
-    def run_int8(self, x_q, capture=None) -> RunResult:
+    def run_int8(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp).
         The whole program runs in one jitted call (kernels_int8.run_program_int8) unless a step
         has no packed kernel (RMSNorm V1, float inside): then layer by layer."""
@@ -243,9 +250,9 @@ class Model:
 
             # per-tensor stats in one vectorised pass: value = s * (q - z), as dequantize_act
             rows = zip(n_sat.tolist(), (scale * (lo - zero)).tolist(), (scale * (hi - zero)).tolist(),
-                       np.diff(offsets).tolist())
+                       np.diff(offsets).tolist(), strict=True)
             stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                     for name, (n, a, b, size) in zip(pk.names, rows)}
+                     for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
             out_q = self._shape_output(tensor(k_out))
             tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
                        if capture else {})
@@ -333,6 +340,6 @@ def _float_stats(y, n_sat):
     return {"saturations": n_sat, "min": float(y.min()), "max": float(y.max()), "size": int(y.size)}
 
 
-def load_model(path) -> Model:
+def load_model(path: str | Path) -> Model:
     """Load and validate a model directory (docs/model-format.md)."""
     return Model(load_graph(path))

@@ -13,8 +13,15 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
-from intsim.kernels_mac import (INT32_LIMIT, acc_bound, conv_requant, conv_scratch_size, dwconv_requant, scratch,
-                                weight_cols)
+from intsim.kernels_mac import (
+    INT32_LIMIT,
+    acc_bound,
+    conv_requant,
+    conv_scratch_size,
+    dwconv_requant,
+    scratch,
+    weight_cols,
+)
 from intsim.lut import EXP_SIZE, LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1

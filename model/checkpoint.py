@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 
 import torch
+from torch import nn
 
 from intsim.errors import CmambaError
 
@@ -83,7 +84,7 @@ def _refusal(exc: BaseException) -> str:
     return m.group(1) if m else _first_line(exc)
 
 
-def load_checkpoint(path) -> Checkpoint:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read `path` (see the module docstring). CheckpointError names the file on any problem."""
     path = Path(path)
     if not path.is_file():
@@ -240,14 +241,15 @@ class Normalized:
         return lines
 
 
-def target_shapes(target) -> dict[str, tuple[int, ...]]:
+def target_shapes(target: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """Key -> shape of `target`: an nn.Module (its state dict) or a mapping key -> shape."""
     if isinstance(target, torch.nn.Module):
         return {k: tuple(v.shape) for k, v in target.state_dict().items()}
     return {str(k): tuple(int(s) for s in v) for k, v in dict(target).items()}
 
 
-def normalize_state_dict(state_dict: Mapping[str, torch.Tensor], target) -> Normalized:
+def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
+                         target: nn.Module | Mapping[str, Sequence[int]]) -> Normalized:
     """Map `state_dict` onto `target`'s keys and shapes (see the module docstring). Never raises
     for a mismatch: the result lists problems, missing and unused keys (`Normalized.errors`)."""
     want = target_shapes(target)

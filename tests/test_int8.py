@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import math
+import shutil
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from intsim import kernels_int8 as K8
-from intsim import load_model
+from intsim import kernels_int8 as K8, load_model
 from intsim.calibrate import calibrate
 from intsim.errors import QuantizationError
 from intsim.fixedpoint import quantize_multiplier
@@ -101,11 +99,11 @@ def test_elementwise_and_scan_match_exact_reference(seed):
     za, zb, zy = (int(v) for v in rng.integers(-128, 128, 3))
     m0, sh = quantize_multiplier(float(rng.uniform(1e-3, 0.1)))
     y, n = K8.mul_int8(a, za, b, zb, m0, sh, zy)
-    ref = [requant_ref((int(p) - za) * (int(q) - zb), m0, sh, zy) for p, q in zip(a.ravel(), b.ravel())]
+    ref = [requant_ref((int(p) - za) * (int(q) - zb), m0, sh, zy) for p, q in zip(a.ravel(), b.ravel(), strict=True)]
     assert y.ravel().tolist() == [r for r, _ in ref] and n == sum(s for _, s in ref)
     m_a, m_b, shift = int(rng.integers(2 ** 28, 2 ** 31)), int(rng.integers(2 ** 20, 2 ** 31)), 31
     y, n = K8.add_int8(a, za, m_a, b, zb, m_b, shift, zy)
-    for p, q, got in zip(a.ravel(), b.ravel(), y.ravel()):
+    for p, q, got in zip(a.ravel(), b.ravel(), y.ravel(), strict=True):
         v = rne_exact(Fraction((int(p) - za) * m_a + (int(q) - zb) * m_b, 2 ** shift)) + zy
         assert got == max(-128, min(127, v))
     # scan: lam fixed format (q + 128) / 256, state int32 at s_u / 256
