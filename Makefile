@@ -33,8 +33,8 @@ $(VENV)/.stamp-train: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	@echo "[setup] installing cmamba-hls and the test, plot and train extras into $(VENV) (log: $(VENV)/install.log)"
-	@$(PIP) install --quiet -e '.[test,plot,train]' $(LOG)
+	@echo "[setup] installing cmamba-hls and the test, plot, train and sweep extras into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[test,plot,train,sweep]' $(LOG)
 	@touch $@
 
 $(AP_TYPES_DIR)/ap_int.h: | $(PY)
@@ -57,7 +57,7 @@ RUFF_FORMAT_CHECK ?=
 test: install-test
 	@echo "[test] $(VENV)/bin/ruff check ."
 	@$(VENV)/bin/ruff check --quiet .
-	$(if $(RUFF_FORMAT_CHECK),@echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK))
+	@$(if $(RUFF_FORMAT_CHECK),echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK),:)
 	@echo "[test] $(PY) -m pytest -q"
 	@$(PY) -m pytest -q
 

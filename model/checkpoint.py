@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from intsim.errors import CmambaError
 
@@ -240,7 +241,7 @@ class Normalized:
         return lines
 
 
-def target_shapes(target: torch.nn.Module | Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+def target_shapes(target: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """Key -> shape of `target`: an nn.Module (its state dict) or a mapping key -> shape."""
     if isinstance(target, torch.nn.Module):
         return {k: tuple(v.shape) for k, v in target.state_dict().items()}
@@ -248,7 +249,7 @@ def target_shapes(target: torch.nn.Module | Mapping[str, Sequence[int]]) -> dict
 
 
 def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
-                         target: torch.nn.Module | Mapping[str, Sequence[int]]) -> Normalized:
+                         target: nn.Module | Mapping[str, Sequence[int]]) -> Normalized:
     """Map `state_dict` onto `target`'s keys and shapes (see the module docstring). Never raises
     for a mismatch: the result lists problems, missing and unused keys (`Normalized.errors`)."""
     want = target_shapes(target)
