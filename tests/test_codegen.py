@@ -94,10 +94,10 @@ def test_default_model_accumulators_are_int32(default_q88, tmp_path):
 
 
 # ------------------------------------------------------------------ a broken kernel is caught
-# both flavours share rne_shift (the ap one computes on native int64): ties round up instead of
-# to even (RNE -> round half up)
-_TIES_UP = ("return q + ((twice_r > one) | ((twice_r == one) & (q & 1)));",
-            "return q + ((twice_r > one) | (twice_r == one));")
+# both flavours share shift_round_c, the biased-shift RNE every hot loop rounds with (the ap one
+# computes on native int64): ties round up instead of to even (RNE -> round half up)
+_TIES_UP = ("(x + ((INT64_C(1) << (N > 0 ? N - 1 : 0)) - 1) + ((x >> (N > 0 ? N : 0)) & 1))",
+            "(x + (INT64_C(1) << (N > 0 ? N - 1 : 0)))")
 BREAKS = {"stdint": _TIES_UP, "ap": _TIES_UP}
 
 
