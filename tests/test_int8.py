@@ -185,7 +185,7 @@ def test_revin_kernels_match_exact_reference(seed, length, eps_q):
     fc = rng.integers(-128, 128, (2, c, per)).astype(I8)
     z_x, z_y, z_o = (int(v) for v in rng.integers(-128, 128, 3))
     m0, sh = quantize_multiplier(float(rng.uniform(0.5, 30.0)))
-    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    shift = sh + K8.REVIN_INV_BITS_INT8
     m_a, m_b = int(rng.integers(1, 2 ** 31)), int(rng.integers(1, 2 ** 31))
     sh_o = int(rng.integers(20, 50))
     y, n_y = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, shift, z_y)
@@ -195,19 +195,19 @@ def test_revin_kernels_match_exact_reference(seed, length, eps_q):
         for ch in range(c):
             xc = [int(v) - z_x for v in x[b, ch]]
             s1, s2 = sum(xc), sum(v * v for v in xc)
-            mean = rne_exact(Fraction(s1, length))
+            mean = rne_exact(Fraction(s1 * 256, length))           # at 2^G
             v = max(rne_exact(Fraction((length * s2 - s1 * s1) << 16, length * length)) + eps_q, 1)
             r = math.isqrt(v)
             std = r + 1 if v - r * r > r else r
             inv = rne_exact(Fraction(1 << K8.REVIN_INV_BITS_INT8, std))
             for t in range(length):
-                prod = (xc[t] - mean) * inv
+                prod = (xc[t] * 256 - mean) * inv
                 assert abs(prod) < 2 ** 31
                 want, s = requant_ref(prod, m0, shift, z_y)
                 assert y[b, ch, t] == want
                 sat_y += s
             for i in range(per):
-                acc = (int(fc[b, ch, i]) - z_y) * std * m_a + ((mean * m_b) << 8)
+                acc = (int(fc[b, ch, i]) - z_y) * std * m_a + mean * m_b
                 val = rne_exact(Fraction(acc, 2 ** sh_o)) + z_o
                 assert o[b, ch, i] == max(-128, min(127, val))
                 sat_o += int(val > 127 or val < -128)
@@ -222,11 +222,22 @@ def test_revin_norm_int8_close_to_float():
     x = rng.integers(-128, 128, (4, 3, 48)).astype(I8)
     m0, sh = quantize_multiplier(1.0 / s_y)
     eps_q = int(np.rint(1e-5 / (s_x * s_x) * 2 ** 16))
-    y, n = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS, z_y)
+    y, n = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, sh + K8.REVIN_INV_BITS_INT8, z_y)
     codes = revin_norm(s_x * (x.astype(np.float64) - z_x), 1e-5) / s_y + z_y
     inside = (codes > -128.5) & (codes < 127.5)
     std_codes = np.std(x.astype(np.float64), axis=2, keepdims=True)
-    # 0.5 LSB + the rounded mean (at most 1/2 input code, i.e. 0.5 / std_codes in normalised units) + rsqrt
-    bound = 0.5 + 0.5 / std_codes / s_y + 0.02
+    # 0.5 LSB + the rounded mean (at most 2^-9 input code, i.e. 2^-9 / std_codes in normalised units) + rsqrt
+    bound = 0.5 + 2.0 ** -9 / std_codes / s_y + 0.02
     assert np.all((np.abs(y - codes) <= bound)[inside])
     assert n == np.count_nonzero(~inside)
+
+
+def test_int8_revin_window_limit_names_the_layer():
+    """Spec 3.11: INT8 revin_norm keeps |((xc << G) - mean) inv| < 2^31 only for L <= 2^11."""
+    from intsim.int8 import REVIN_MAX_L_INT8, lower_int8
+    from intsim.small_graph import small_graph
+    layers = [{"name": "n", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": 1e-5}}]
+    fmt = {"input": (0.05, 0), "n": (0.02, 0)}
+    assert lower_int8(small_graph((2, REVIN_MAX_L_INT8), layers, int8=fmt)).step("n").params.m0 > 0
+    with pytest.raises(QuantizationError, match=r"layer 'n'.*2049 samples.*3\.11"):
+        lower_int8(small_graph((2, REVIN_MAX_L_INT8 + 1), layers, int8=fmt))
