@@ -16,7 +16,7 @@ from intsim import load_model
 from intsim.calibrate import calibrate
 from intsim.errors import QuantizationError
 from intsim.fixedpoint import quantize_multiplier
-from intsim.int8 import asymmetric_params, lower_int8, quantize_act, quantize_weight_per_channel
+from intsim.int8 import asymmetric_params, dequantize_act, lower_int8, quantize_act, quantize_weight_per_channel
 from tests.test_kernels_int16 import rne_exact
 
 I8 = np.int8
@@ -234,10 +234,36 @@ def test_revin_norm_int8_close_to_float():
 
 def test_int8_revin_window_limit_names_the_layer():
     """Spec 3.11: INT8 revin_norm keeps |((xc << G) - mean) inv| < 2^31 only for L <= 2^11."""
-    from intsim.int8 import REVIN_MAX_L_INT8, lower_int8
+    from intsim.int8 import REVIN_MAX_L_INT8
     from intsim.small_graph import small_graph
     layers = [{"name": "n", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": 1e-5}}]
     fmt = {"input": (0.05, 0), "n": (0.02, 0)}
     assert lower_int8(small_graph((2, REVIN_MAX_L_INT8), layers, int8=fmt)).step("n").params.m0 > 0
     with pytest.raises(QuantizationError, match=r"layer 'n'.*2049 samples.*3\.11"):
         lower_int8(small_graph((2, REVIN_MAX_L_INT8 + 1), layers, int8=fmt))
+
+
+def test_mse_range_is_the_candidate_of_least_quantization_error(tmp_path):
+    """Spec 4.3 `mse`: of the candidate ranges, the one of least INT8 error (heavy tails: clipped,
+    below min/max's error), and calibrate(int8_method="mse") stores those ranges' scales."""
+    from intsim.calibrate import MSE_TAILS, mse_range
+    from intsim.synth import make_random_model
+
+    def err(v, lo, hi):
+        s, z = asymmetric_params(lo, hi)
+        return float(np.mean((v - dequantize_act(quantize_act(v, s, z)[0], s, z)) ** 2))
+
+    rng = np.random.default_rng(2)
+    heavy = rng.standard_t(2, 100_000)                  # heavy tails: some clipping pays
+    lo, hi = mse_range(heavy)
+    assert heavy.min() <= lo < 0.0 < hi <= heavy.max() and (lo, hi) != (heavy.min(), heavy.max())
+    cands = [(a, b) for a in np.quantile(heavy, MSE_TAILS) for b in np.quantile(heavy, [1 - t for t in MSE_TAILS])]
+    assert err(heavy, lo, hi) == min(err(heavy, a, b) for a, b in cands) < err(heavy, heavy.min(), heavy.max())
+    model = load_model(make_random_model(tmp_path / "m", revin=True))
+    x = rng.standard_normal((64,) + model.graph.input_shape)
+    quant = calibrate(model, x, int8_method="mse")
+    assert quant["int8"]["method"] == "mse"
+    for name, entry in quant["stats"]["tensors"].items():
+        if name != "blk0.lam":                 # sigmoid output: the spec's fixed format (3.5)
+            assert quant["int8"]["tensors"][name]["scale"] == asymmetric_params(entry["mse_lo"], entry["mse_hi"])[0]
+    assert model.run(x, "quant8").output.shape == (64, 3, 4)
