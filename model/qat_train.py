@@ -4,8 +4,11 @@
 the integer program) with Adam on the MSE to a target (by default the float model's own
 forecast: distillation, so the integer network learns to compute what the float one does; or
 the data's ground truth), keeps the parameters of the best validation epoch (validation runs
-the integer program) and starts from the calibrated parameters (epoch 0), so it never returns
-anything worse on validation than post-training quantization.
+the integer program) and starts from the calibrated parameters (epoch 0). An epoch is eligible
+only if, on validation, its largest error against the float model (MaxAE) and its saturation
+count are no worse than the calibrated start's; the best eligible epoch by validation MSE is kept,
+so QAT never returns anything worse on validation than post-training quantization in any of
+the three (epoch 0 is always eligible).
 `export_qat(result, out_dir, x_cal)` writes the model directory: the learned weights and
 quantization parameters of the trained precision, the other precision calibrated afresh on the
 new weights, checked bit for bit against the QAT network before it is moved into place.
@@ -39,12 +42,15 @@ class QATResult:
     best_epoch: int = 0
     start_val: float = math.nan      # validation loss of the calibrated start (epoch 0)
     best_val: float = math.nan
+    start_maxae: float = math.nan    # validation MaxAE vs the float model, and saturations, of the start
+    start_sats: int = 0
     wall_time_s: float = 0.0
 
     def record(self) -> dict:
         """The `training.qat` record of model.json."""
         return {"precision": self.net.precision, "config": asdict(self.config), "epochs_run": len(self.history),
                 "best_epoch": self.best_epoch, "val_loss_start": self.start_val, "val_loss_best": self.best_val,
+                "val_maxae_start": self.start_maxae, "val_saturations_start": self.start_sats,
                 "wall_time_s": round(self.wall_time_s, 1), "history": self.history}
 
 
@@ -73,16 +79,22 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
     t0 = time.perf_counter()
     set_determinism(cfg.seed, cfg.threads)
     net = QATNetwork(model, cfg.precision)
-    targets = {k: (model.run(x, "fp32").output if cfg.target == "fp32" else y) for k, (x, y) in data.items()}
+    float_out = {k: model.run(x, "fp32").output for k, (x, y) in data.items()}
+    targets = {k: (float_out[k] if cfg.target == "fp32" else y) for k, (x, y) in data.items()}
     x_all, t_all = data["train"][0], torch.as_tensor(targets["train"], dtype=torch.float32)
 
-    def val_loss() -> float:
-        return D.mse(net.run(data["val"][0]).output, targets["val"])
+    def validate() -> tuple[float, float, int]:
+        """(MSE to the target, MaxAE vs the float model, saturations) of the integer program on val."""
+        res = net.run(data["val"][0])
+        sats = sum(s["saturations"] for s in res.stats.values())
+        return D.mse(res.output, targets["val"]), float(np.max(np.abs(res.output - float_out["val"]))), sats
 
     result = QATResult(net, cfg)
-    result.start_val = result.best_val = val_loss()
+    result.start_val, result.start_maxae, result.start_sats = validate()
+    result.best_val = result.start_val
     best_state = copy.deepcopy(net.state_dict())
-    log(f"epoch  0/{cfg.epochs}  (calibrated start)  val {result.start_val:.6f}")
+    log(f"epoch  0/{cfg.epochs}  (calibrated start)  val {result.start_val:.6f}  MaxAE {result.start_maxae:.4f}  "
+        f"saturations {result.start_sats}")
     opt = _optimizer(net, cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     bad = 0
@@ -104,15 +116,18 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
             opt.step()
             net.constrain()
             total += loss.item() * len(idx)
-        val = val_loss()
-        if val < result.best_val:
+        val, maxae, sats = validate()
+        eligible = maxae <= result.start_maxae and sats <= result.start_sats
+        if eligible and val < result.best_val:
             result.best_val, result.best_epoch, bad = val, epoch, 0
             best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
-        result.history.append({"epoch": epoch, "train_loss": round(total / len(perm), 8), "val_loss": round(val, 8)})
-        log(f"epoch {epoch:2d}/{cfg.epochs}  train {total / len(perm):.6f}  val {val:.6f}  best {result.best_val:.6f} "
-            f"@ {result.best_epoch}  ({time.perf_counter() - te:.1f} s)")
+        result.history.append({"epoch": epoch, "train_loss": round(total / len(perm), 8), "val_loss": round(val, 8),
+                               "val_maxae": round(maxae, 6), "val_saturations": sats, "eligible": eligible})
+        log(f"epoch {epoch:2d}/{cfg.epochs}  train {total / len(perm):.6f}  val {val:.6f}  MaxAE {maxae:.4f}  "
+            f"saturations {sats}{'' if eligible else ' (worse than the start: not eligible)'}  "
+            f"best {result.best_val:.6f} @ {result.best_epoch}  ({time.perf_counter() - te:.1f} s)")
         if bad >= cfg.patience:
             break
     net.load_state_dict(best_state)

@@ -32,7 +32,8 @@ FLOAT32_EXACT = 1 << 24          # ... <= 2^24 a float32
 
 def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
     """RNE(x / 2^n) for an integer tensor x (int64: x <= 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
-    and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when the remainder r exceeds 2^(n-1), or
+    and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when
+    the remainder r exceeds 2^(n-1), or
     equals it and q is odd: (x + 2^(n-1) - 1 + (q & 1)) >> n (n >= 1; n = 0 returns x)."""
     if isinstance(n, int):
         if not 0 <= n <= MAX_SHIFT:
@@ -42,6 +43,50 @@ def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
         return (x + ((1 << (n - 1)) - 1) + ((x >> n) & 1)) >> n
     half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)     # per channel: small
     return (x + half_minus_one + ((x >> n) & (n > 0).to(x.dtype))) >> n
+
+
+def rne_shift_(x: torch.Tensor, n: int) -> torch.Tensor:
+    """`rne_shift` with a Python int shift, computed in x itself (a temporary of the caller; the
+    same range conditions). Returns x."""
+    if not 0 <= n <= MAX_SHIFT:
+        raise ValueError(f"rne_shift: shift must be in [0, {MAX_SHIFT}], got {n}")
+    if n == 0:
+        return x
+    odd = (x >> n).bitwise_and_(1)
+    return x.add_(odd).add_((1 << (n - 1)) - 1).bitwise_right_shift_(n)
+
+
+def time_major(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x [B, L, C] as a contiguous [L, B, C] tensor of `dtype` (per-step slices of a scan are then
+    contiguous)."""
+    return x.transpose(0, 1).to(dtype, memory_format=torch.contiguous_format)
+
+
+def batch_major(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of `time_major` for an int32 result: [L, B, C] -> contiguous [B, L, C]."""
+    return y.transpose(0, 1).contiguous()
+
+
+def scan_steps(a: torch.Tensor, b: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first-order recurrence of the scans (spec 2.7, 3.6) on time-major float64 [L, B, C]:
+    s_t = sat_bits(round(a_t s_{t-1} + b_t)), s_{-1} = 0 (no saturation when bits is None), and the
+    number of clamped steps. Exact when every a_t s + b_t is a float64 integer or tie (the callers'
+    bounds). -> (states float64 [L, B, C], count)."""
+    lo, hi = sat_limits(bits) if bits is not None else (None, None)
+    out = torch.empty_like(b)
+    state = torch.zeros_like(b[0])
+    for t in range(b.shape[0]):
+        state = torch.addcmul(b[t], a[t], state, out=out[t]).round_()
+        if bits is not None:
+            state.clamp_(lo, hi)
+    zero = torch.zeros((), dtype=torch.int64, device=b.device)
+    if bits is None or out.numel() == 0:
+        return out, zero
+    s_min, s_max = torch.aminmax(out)
+    if bool((s_min > lo) & (s_max < hi)):       # no state at a limit: nothing was clamped
+        return out, zero
+    raw = torch.addcmul(b[1:], a[1:], out[:-1]).round_()      # each step recomputed before clamping
+    return out, torch.count_nonzero(raw != out[1:]) + torch.count_nonzero(torch.round(b[0]) != out[0])
 
 
 def shift_round(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -54,11 +99,14 @@ def shift_round(x: torch.Tensor, n: int) -> torch.Tensor:
     return x << -n
 
 
-def exact_float_shift(x: torch.Tensor, n: int) -> torch.Tensor:
+def exact_float_shift(x: torch.Tensor, n: int, out_of_place: bool = True) -> torch.Tensor:
     """RNE(x * 2^-n) of a float tensor of integers inside its exact range (|x| <= 2^53 in
     float64, 2^24 in float32), n in [-62, 62]: exact (power-of-two scaling loses nothing and
-    stays normal, torch.round is half to even). Result: the same float dtype."""
-    return torch.round(x * (2.0 ** -n))
+    stays normal, torch.round is half to even). Result: the same float dtype; with
+    out_of_place=False computed in x itself (x a temporary of the caller)."""
+    if out_of_place:
+        return torch.round(x * (2.0 ** -n))
+    return x.mul_(2.0 ** -n).round_()
 
 
 def sat_limits(bits: int) -> tuple[int, int]:
@@ -68,10 +116,17 @@ def sat_limits(bits: int) -> tuple[int, int]:
 
 def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(clamp(x, -2^(bits-1), 2^(bits-1) - 1), number of clamped elements as a 0-d int64
-    tensor) (spec 1.4). Works on int64 and on float64 tensors of integers alike."""
+    tensor) (spec 1.4). Works on integer tensors and on float tensors of integers alike.
+    **In place**: x is clamped where it lies (callers pass a temporary). One min/max pass decides
+    first: a tensor already inside the range (the common case) is returned as it is, count 0."""
     lo, hi = sat_limits(bits)
-    clamped = torch.clamp(x, lo, hi)
-    return clamped, torch.count_nonzero(clamped != x)
+    if x.numel() == 0:
+        return x, torch.zeros((), dtype=torch.int64, device=x.device)
+    x_min, x_max = torch.aminmax(x)
+    if bool((x_min >= lo) & (x_max <= hi)):
+        return x, torch.zeros((), dtype=torch.int64, device=x.device)
+    count = torch.count_nonzero(x < lo) + torch.count_nonzero(x > hi)
+    return x.clamp_(lo, hi), count
 
 
 def rne_div(num: torch.Tensor, den) -> torch.Tensor:
@@ -130,15 +185,23 @@ def requantize_float(acc: torch.Tensor, mult, zero_point, bits: int = 8) -> tupl
     the nearest half-integer, so round() matches RNE(P) whenever |P| < 2^(53 - shift) (>= 2^9);
     a tie is representable, hence exact. A larger |P| saturates either way (|P| + |z| > 2^9 - 129
     exceeds int8), with the same sign: the clamped value and its count agree."""
-    v = torch.round(acc.to(torch.float64) * mult) + zero_point
-    y, n = saturate(v, bits)
+    if isinstance(mult, torch.Tensor) and mult.dim() > 0:
+        v = torch.mul(acc, mult)                 # per channel: float64 by promotion, one pass
+    else:
+        v = acc.to(torch.float64).mul_(mult)     # (acc is consumed if it is float64 already)
+    y, n = saturate(v.round_().add_(zero_point), bits)
     return y.to(torch.int32), n
 
 
 def narrow(acc: torch.Tensor, shift: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """sat_bits(shift_round(acc, shift)) as int32, count: the INT16 output step (spec 2). acc: an
     integer tensor, or a float tensor of integers inside its exact range (|acc| <= 2^53 for
-    float64, 2^24 for float32), where the rounding is done exactly in float (`exact_float_shift`)."""
-    v = exact_float_shift(acc, shift) if acc.is_floating_point() else shift_round(acc, shift)
+    float64, 2^24 for float32), where the rounding is done exactly in float (`exact_float_shift`).
+    acc is a temporary of the caller: it is rounded in place (int32 acc: |acc| <= 2^30 and shift <= 30,
+    or no right shift, so that `rne_shift_` cannot overflow)."""
+    if acc.is_floating_point():
+        v = exact_float_shift(acc, shift, out_of_place=False)
+    else:
+        v = rne_shift_(acc, shift) if shift >= 0 else shift_round(acc, shift)
     y, n = saturate(v, bits)
     return y.to(torch.int32), n

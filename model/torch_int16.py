@@ -21,7 +21,17 @@ import torch
 from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_OFFSET
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import exact_float_shift, isqrt_rne, narrow, rne_div, saturate, shift_round
+from model.torch_fixedpoint import (
+    batch_major,
+    exact_float_shift,
+    isqrt_rne,
+    narrow,
+    rne_div,
+    saturate,
+    scan_steps,
+    shift_round,
+    time_major,
+)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
@@ -49,23 +59,25 @@ for _op in ("conv_kx1", "conv1x1", "dwconv"):      # spec 2.2, 2.1 (K = 1, S = 1
 
 @dataclass
 class _RmsNorm:
-    gain: torch.Tensor       # int64 [D]
+    gain: torch.Tensor       # int32 [D] (int16 values)
     eps_q: int
     shift: int
 
 
 def _rmsnorm(p: _RmsNorm, x: list[torch.Tensor]):
-    """Spec 2.4, int64: per token ss, ms = rne_div(ss, D), v = max(ms + eps_q, 1),
-    rms_q = isqrt_rne(v << 2G), inv = rne_div(2^Q, rms_q); y = sat16(rne_shift(x g inv, shift))."""
-    xv = x[0].to(torch.int64)
-    ms = rne_div((xv * xv).sum(dim=2, keepdim=True), xv.shape[2])
+    """Spec 2.4: per token ss, ms = rne_div(ss, D), v = max(ms + eps_q, 1),
+    rms_q = isqrt_rne(v << 2G), inv = rne_div(2^Q, rms_q); y = sat16(rne_shift(x g inv, shift)).
+    x^2 and x g in int32 (int16 x int16 <= 2^30), the sum and the product with inv in int64 (<= 2^62)."""
+    xv = x[0]
+    ms = rne_div((xv * xv).sum(dim=2, keepdim=True, dtype=torch.int64), xv.shape[2])
     v = torch.clamp(ms + p.eps_q, min=1)
     inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS), isqrt_rne(v << (2 * RMS_EXTRA_BITS)))
-    return narrow(xv * p.gain * inv, p.shift, 16)
+    return narrow((xv * p.gain).to(torch.int64).mul_(inv), p.shift, 16)
 
 
 TORCH16.register("rmsnorm", TorchRow(
-    lambda st, device: _RmsNorm(as_long(st.params.gain, device), st.params.eps_q, st.params.shift), _rmsnorm))
+    lambda st, device: _RmsNorm(as_long(st.params.gain, device).to(torch.int32), st.params.eps_q, st.params.shift),
+    _rmsnorm))
 
 
 @dataclass
@@ -114,30 +126,40 @@ def _scan(p, x: list[torch.Tensor]):
     """Spec 2.7: s_t = sat16(rne_shift(lam s_{t-1} + (2^f_l - lam) u_al, f_l)), s_{-1} = 0,
     u_al = shift_round(u, f_u - f_s). float64 on exact integers scaled by 2^-f_l: a = lam 2^-f_l,
     b = (2^f_l - lam) u_al 2^-f_l, s_t = clamp(round(a s_{t-1} + b)); every product and sum is exact
-    (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time."""
+    (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time
+    (`scan_steps`, time-major)."""
     lam_frac, u_shift = p
     scale = 2.0 ** -lam_frac
-    lam = x[0].to(torch.float64)
-    a = lam * scale
-    b = (float(1 << lam_frac) - lam) * exact_float_shift(x[1].to(torch.float64), u_shift) * scale
-    out = torch.empty_like(b)
-    state = torch.zeros_like(b[:, 0])
-    for t in range(b.shape[1]):
-        state = torch.addcmul(b[:, t], a[:, t], state).round_().clamp_(-INT16_MAX_ABS, INT16_MAX_ABS - 1)
-        out[:, t] = state
-    raw = torch.addcmul(b[:, 1:], a[:, 1:], out[:, :-1]).round_()          # before clamping (t >= 1)
-    first = torch.round(b[:, 0])
-    return out.to(torch.int32), torch.count_nonzero(raw != out[:, 1:]) + torch.count_nonzero(first != out[:, 0])
+    a = time_major(x[0], torch.float64)
+    b = exact_float_shift(time_major(x[1], torch.float64), u_shift, out_of_place=False)
+    b.mul_(torch.sub(float(1 << lam_frac), a)).mul_(scale)
+    states, n_sat = scan_steps(a.mul_(scale), b, 16)
+    return batch_major(states.to(torch.int32)), n_sat
 
 
 TORCH16.register("scan", TorchRow(lambda st, device: (st.params.lam_frac, st.params.u_shift), _scan))
-TORCH16.register("mul", TorchRow(     # spec 2.8: sat16(shift_round(a b, f_a + f_b - f_y)); float64, |a b| <= 2^30
-    lambda st, device: st.params.shift,
-    lambda shift, x: narrow(x[0].to(torch.float64) * x[1].to(torch.float64), shift, 16)))
-TORCH16.register("add", TorchRow(     # spec 2.9: align up to F, add, round once; float64, |sum| < 2^47
-    lambda st, device: st.params,
-    lambda p, x: narrow(x[0].to(torch.float64) * float(1 << p.a_up) + x[1].to(torch.float64) * float(1 << p.b_up),
-                        p.shift, 16)))
+INT32_HEADROOM = 1 << 30         # |acc| <= 2^30 and a right shift <= 30: `narrow` rounds in int32 without overflow
+
+
+def _mul(shift: int, x: list[torch.Tensor]):
+    """Spec 2.8: sat16(shift_round(a b, f_a + f_b - f_y)). |a b| <= 2^30: int32 for right shifts up to
+    30 (`narrow`'s int32 condition), float64 otherwise (exact below 2^53, any left shift <= 22)."""
+    if 0 <= shift <= 30:
+        return narrow(x[0] * x[1], shift, 16)
+    return narrow(x[0].to(torch.float64).mul_(x[1]), shift, 16)
+
+
+def _add(p, x: list[torch.Tensor]):
+    """Spec 2.9: align up to F, add, round once: a 2^a_up + b 2^b_up, |sum| <= 2^15 (2^a_up + 2^b_up)
+    < 2^47. int32 when that bound is <= 2^30 and the shift right <= 30, else float64 (exact)."""
+    if 2 ** 15 * ((1 << p.a_up) + (1 << p.b_up)) <= INT32_HEADROOM and 0 <= p.shift <= 30:
+        return narrow((x[0] << p.a_up).add_(x[1] << p.b_up), p.shift, 16)
+    acc = x[0].to(torch.float64).mul_(float(1 << p.a_up))
+    return narrow(acc.add_(x[1], alpha=float(1 << p.b_up)), p.shift, 16)
+
+
+TORCH16.register("mul", TorchRow(lambda st, device: st.params.shift, _mul))
+TORCH16.register("add", TorchRow(lambda st, device: st.params, _add))
 
 
 def _revin_stats(x: torch.Tensor, eps_q: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,8 +19,8 @@ import torch
 from intsim.errors import UnsupportedError
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import (exact_float_shift, float_multipliers, isqrt_rne, requantize, requantize_float, rne_div,
-                                    rne_shift, saturate)
+from model.torch_fixedpoint import (batch_major, exact_float_shift, float_multipliers, isqrt_rne, requantize,
+                                    requantize_float, rne_div, rne_shift, saturate, scan_steps, time_major)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 
@@ -50,7 +50,8 @@ def _prepare_conv(st, device) -> _Conv8:
 
 def _conv(c: _Conv8, x: list[torch.Tensor]):
     """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
-    acc = c.mac(x[0] - c.x_zp)
+    dtype = c.mac.acc_dtype           # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
+    acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
         return requantize_float(acc, c.mult, c.y_zp)
     return requantize(acc, c.m0, c.shift, c.y_zp)
@@ -62,7 +63,7 @@ for _op in ("conv_kx1", "conv1x1", "dwconv"):
 
 @dataclass
 class _RmsNorm8:
-    gain: torch.Tensor       # int64 [D]
+    gain: torch.Tensor       # int32 [D] (int8 values)
     x_zp: int
     y_zp: int
     m0: int
@@ -75,48 +76,52 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
         raise UnsupportedError(f"layer '{st.name}': RMSNorm V1 (float inside, spec 3.9) is mixed precision, not "
                                f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)")
     p = st.params
-    return _RmsNorm8(as_long(p.gain, device), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
+    return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
 
 
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     """Spec 3.9 V2: xc = x - z_x; v = max(rne_div(sum xc^2 << 2G, D) + eps_q, 1);
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
-    xc = x[0].to(torch.int64) - p.x_zp
-    v = torch.clamp(rne_div((xc * xc).sum(dim=2, keepdim=True) << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q,
-                    min=1)
+    xc = x[0] - p.x_zp                                  # int32: xc^2, xc g <= 2^16 * 2^7
+    ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
+    v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
     inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
-    return requantize(xc * p.gain * inv, p.m0, p.shift, p.y_zp)
+    return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp)
 
 
 TORCH8.register("rmsnorm", TorchRow(_prepare_rmsnorm, _rmsnorm))
 
 
 def _lut(p, x: list[torch.Tensor]):
-    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts."""
+    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts (none to count when
+    no entry of the table clamped)."""
     table, clamped = p
     idx = x[0] + 128
+    if clamped is None:
+        return lookup(table, idx), torch.zeros((), dtype=torch.int64, device=idx.device)
     return lookup(table, idx), lookup(clamped, idx).sum()
 
 
+def _prepare_lut(st, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    p = st.params
+    clamped = as_long(p.clamped, device).to(torch.int32) if p.clamped.any() else None
+    return as_long(p.table, device).to(torch.int32), clamped
+
+
 for _op in ("sigmoid", "silu", "softplus"):
-    TORCH8.register(_op, TorchRow(lambda st, device: (as_long(st.params.table, device).to(torch.int32),
-                                                      as_long(st.params.clamped, device).to(torch.int32)), _lut))
+    TORCH8.register(_op, TorchRow(_prepare_lut, _lut))
 
 
 def _scan(p, x: list[torch.Tensor]):
     """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
     S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float64 on exact values:
     S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c (|acc| / 256 < 2^17).
-    A loop over time only."""
-    lam_i = x[0].to(torch.float64) + 128.0
-    a = lam_i * (1.0 / 256.0)
-    b = (256.0 - lam_i) * (x[1].to(torch.float64) - p.u_zp)
-    state = torch.zeros_like(b[:, 0])
-    states = torch.empty_like(b)
-    for t in range(b.shape[1]):
-        state = torch.addcmul(b[:, t], a[:, t], state).round_()
-        states[:, t] = state
-    return requantize(states, p.m0, p.shift, p.y_zp)
+    A loop over time only (`scan_steps`, time-major)."""
+    lam_i = time_major(x[0], torch.float64).add_(128.0)
+    b = time_major(x[1], torch.float64).sub_(p.u_zp).mul_(torch.sub(256.0, lam_i))
+    states, _ = scan_steps(lam_i.mul_(1.0 / 256.0), b, None)
+    y, n = requantize(states, p.m0, p.shift, p.y_zp)
+    return batch_major(y), n
 
 
 TORCH8.unsupported("s6_scan", "the S6 output sum needs exact int64 products up to 2^62 (spec 3.13), beyond "
@@ -130,8 +135,8 @@ TORCH8.register("mul", TorchRow(                    # spec 3.7: (a - z_a)(b - z_
 def _add(p, x: list[torch.Tensor]):
     """Spec 3.8: sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y), one rounding; float64
     on exact integers (|sum| < 2 * 255 * 2^31 < 2^41)."""
-    acc = (x[0].to(torch.float64) - p.a_zp) * float(p.m_a) + (x[1].to(torch.float64) - p.b_zp) * float(p.m_b)
-    y, n = saturate(exact_float_shift(acc, p.shift) + p.y_zp, 8)
+    acc = x[0].to(torch.float64).sub_(p.a_zp).mul_(float(p.m_a)).add_(x[1] - p.b_zp, alpha=float(p.m_b))
+    y, n = saturate(exact_float_shift(acc, p.shift, out_of_place=False).add_(p.y_zp), 8)
     return y.to(torch.int32), n
 
 

@@ -16,6 +16,13 @@ CUDA. The choice is made once per layer (`DenseSum`, `DepthwiseSum`) from the lo
 The sums are returned in that float type (exact integers, |acc| <= bound); a layer whose bound
 exceeds 2^53 (millions of terms) is summed in runs of columns that each stay within 2^53 and
 added in int64, and its sums are returned as int64.
+
+The bound from the format alone (INT16: x_max = 2^15) rarely allows float32 for INT16 layers,
+while real activations use a fraction of the range. So a layer whose static type is wider also
+keeps float32 weights, and each call measures its input's max |x| (one min/max pass) and runs
+the float32 GEMM when `max_o (sum_j |w[o, j]| * max|x| + |b[o]|) <= 2^24` holds for that very
+input: the same proof, with the input's own bound, so the sum is exact either way
+(`RuntimeBound`; tests/test_torch_backend.py checks both sides of 2^24).
 """
 from __future__ import annotations
 
@@ -56,6 +63,36 @@ def _column_chunks(rows: np.ndarray, x_max: int) -> list[tuple[int, int]]:
 
 
 @dataclass
+class RuntimeBound:
+    """A float32 copy of a layer's weights and the per-row sums that bound its accumulators:
+    `fits(x)` says whether input x keeps every partial sum of every row within 2^24."""
+    row_abs: np.ndarray        # int64 [C_out]: sum_j |w[o, j]|
+    bias_abs: np.ndarray       # int64 [C_out]: |b[o]|
+    weight: torch.Tensor       # float32, the layer's weight layout
+    bias: torch.Tensor         # float32 [C_out] (exact wherever `fits` holds: |b| <= 2^24)
+
+    @classmethod
+    def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device) -> RuntimeBound:
+        """rows: int [C_out, J] (the weights of each output); weight: the same in the layout the sum uses."""
+        return cls(np.abs(rows.astype(np.int64)).sum(axis=1), np.abs(bias.astype(np.int64)),
+                   torch.as_tensor(np.ascontiguousarray(weight), device=device).to(torch.float32),
+                   torch.as_tensor(bias, device=device).to(torch.float32))
+
+    def fits(self, x: torch.Tensor) -> bool:
+        """True when the float32 sums of x are exact: max_o (row_abs[o] max|x| + |b[o]|) <= 2^24."""
+        if x.numel() == 0:
+            return True
+        x_min, x_max = torch.aminmax(x)
+        x_abs = max(-int(x_min), int(x_max))
+        return int((self.row_abs * x_abs + self.bias_abs).max(initial=0)) <= FLOAT32_EXACT
+
+
+def _runtime_bound(rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, dtype, device) -> RuntimeBound | None:
+    """A RuntimeBound for a layer whose static accumulator type is wider than float32, else None."""
+    return None if dtype == torch.float32 else RuntimeBound.build(rows, bias, weight, device)
+
+
+@dataclass
 class DenseSum:
     """acc[b, t, o] = bias[o] + sum_{c,k} w[o, c, k] * x[b, t*S + k, c] (spec 2.2 / 3.4), exact."""
     w_t: torch.Tensor          # [C_in*K, C_out] float (row order: k major, c minor: a channels-last window)
@@ -63,9 +100,10 @@ class DenseSum:
     kernel: int
     stride: int
     chunks: list[tuple[int, int]]   # runs of the reduction axis summed in float (one, unless huge)
+    narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device) -> "DenseSum":
+    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device) -> DenseSum:
         """weight: int [C_out, C_in, K] or [C_out, C_in] (1x1); x_max: the largest |input| (int16:
         32768; INT8: 255 once the zero point is removed)."""
         w3 = weight if weight.ndim == 3 else weight[:, :, None]
@@ -73,22 +111,27 @@ class DenseSum:
         dtype = exact_float(_bound(rows, bias, x_max))
         chunks = [(0, rows.shape[1])] if dtype is not None else _column_chunks(rows, x_max)
         w_t = torch.as_tensor(np.ascontiguousarray(rows.T), device=device).to(dtype or torch.float64)
-        return cls(w_t, torch.as_tensor(bias, device=device).to(dtype or torch.int64), w3.shape[2], stride, chunks)
+        return cls(w_t, torch.as_tensor(bias, device=device).to(dtype or torch.int64), w3.shape[2], stride, chunks,
+                   _runtime_bound(rows, bias, rows.T, dtype, device))
 
     @property
     def acc_dtype(self) -> torch.dtype:
+        """The accumulator type when the input does not allow float32 (`narrow`)."""
         return self.bias.dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x: int [B, L, C_in] (zero point already removed) -> acc [B, (L-K)//S+1, C_out] (acc_dtype)."""
+        """x: int [B, L, C_in] (zero point already removed) -> acc [B, (L-K)//S+1, C_out]: float32 when
+        the input allows it (`narrow.fits`), else acc_dtype."""
         n_b, _, c_in = x.shape
-        xf = x.to(self.w_t.dtype)
+        small = self.narrow is not None and self.narrow.fits(x)
+        w_t, bias = (self.narrow.weight, self.narrow.bias) if small else (self.w_t, self.bias)
+        xf = x.to(w_t.dtype)
         if self.kernel == 1 and self.stride == 1:
             cols = xf.reshape(-1, c_in)
         else:
             cols = xf.unfold(1, self.kernel, self.stride).transpose(2, 3).reshape(-1, self.kernel * c_in)
-        if len(self.chunks) == 1:      # bias inside the bound: one exact GEMM
-            acc = torch.addmm(self.bias, cols, self.w_t)
+        if small or len(self.chunks) == 1:      # bias inside the bound: one exact GEMM
+            acc = torch.addmm(bias, cols, w_t)
         else:
             acc = self.bias.expand(cols.shape[0], -1)
             for lo, hi in self.chunks:
@@ -102,22 +145,27 @@ class DepthwiseSum:
     (spec 2.3 / 3.4: the padding is the real zero), exact."""
     weight: torch.Tensor       # [K, C] in the exact dtype
     bias: torch.Tensor         # [C]
+    narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device) -> "DepthwiseSum":
+    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device) -> DepthwiseSum:
         dtype = exact_float(_bound(weight, bias, x_max)) or torch.int64
         return cls(torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
-                   torch.as_tensor(bias, device=device).to(dtype))
+                   torch.as_tensor(bias, device=device).to(dtype),
+                   _runtime_bound(weight, bias, weight.T, dtype, device))
 
     @property
     def acc_dtype(self) -> torch.dtype:
+        """The accumulator type when the input does not allow float32 (`narrow`)."""
         return self.bias.dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x: int [B, L, C] (zero point removed) -> acc [B, L, C] (acc_dtype)."""
-        k_size, length = self.weight.shape[0], x.shape[1]
-        padded = F.pad(x.to(self.weight.dtype), (0, 0, k_size - 1, 0))
-        acc = padded[:, :length] * self.weight[0] + self.bias
+        """x: int [B, L, C] (zero point removed) -> acc [B, L, C]: float32 when the input allows it, else acc_dtype."""
+        weight, bias = ((self.narrow.weight, self.narrow.bias) if self.narrow is not None and self.narrow.fits(x)
+                        else (self.weight, self.bias))
+        k_size, length = weight.shape[0], x.shape[1]
+        padded = F.pad(x.to(weight.dtype), (0, 0, k_size - 1, 0))
+        acc = torch.addcmul(bias, padded[:, :length], weight[0])
         for k in range(1, k_size):
-            acc += padded[:, k:k + length] * self.weight[k]
+            acc.addcmul_(padded[:, k:k + length], weight[k])
         return acc

@@ -10,7 +10,8 @@ holding int16 / int8 values, saturation count as a 0-d int64 tensor).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -160,6 +160,26 @@ def test_dense_sum_is_exact_in_each_number_type(x_max, w_max, b_max, c_in, dtype
                           _dense_ref(x, w, b, 2))
 
 
+@pytest.mark.parametrize("bias, dtype", [(0, torch.float32), (1, torch.float64)])
+def test_sums_take_float32_exactly_when_the_input_allows(bias, dtype):
+    """INT16 layers (static bound at |x| = 2^15 needs float64) run float32 GEMMs when the input's own
+    max |x| keeps sum|w| max|x| + |b| <= 2^24: at exactly 2^24 (float32, exact) and one above
+    (2^24 + 1 is not a float32: float64 is taken, still exact)."""
+    w = np.stack([np.full((4, 2), 512), np.full((4, 2), -512)])          # sum |w| = 4096 per row
+    b = np.array([bias, -bias])
+    x = np.full((3, 5, 4), 4096, dtype=np.int64)                           # 4096 * 4096 = 2^24
+    x[1] = np.random.default_rng(2).integers(-4096, 4097, (5, 4))
+    mac = DenseSum.build(w, b, 1, 32768, "cpu")
+    assert mac.acc_dtype == torch.float64
+    got = mac(torch.as_tensor(x, dtype=torch.int32))
+    assert got.dtype == dtype
+    assert np.array_equal(got.to(torch.int64).numpy().astype(object), _dense_ref(x, w, b, 1))
+    assert int(got[0, 0, 0]) == 2 ** 24 + bias
+    dw = DepthwiseSum.build(np.full((4, 2), 2048), np.full(4, bias), 32768, "cpu")      # sum |w| = 4096
+    acc = dw(torch.as_tensor(x, dtype=torch.int32))
+    assert acc.dtype == dtype and int(acc[0, 1, 0]) == 2 ** 24 + bias
+
+
 def test_depthwise_sum_is_causal_and_exact():
     rng = np.random.default_rng(1)
     w, b = rng.integers(-32767, 32768, (6, 4)), rng.integers(-2 ** 31, 2 ** 31, 6)
@@ -216,7 +236,8 @@ def test_extreme_integer_inputs_byte_equal(default_calibrated, mode, dtype):
     rng = np.random.default_rng(4)
     shape = (6,) + model.graph.input_shape
     x_q = np.stack([np.full(shape[1:], info.min), np.full(shape[1:], info.max), np.zeros(shape[1:]),
-                    rng.choice([info.min, info.max], shape[1:]), *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
+                    rng.choice([info.min, info.max], shape[1:]),
+                    *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
     x_q = x_q.astype(dtype)
     golden = model.run_int16(x_q, capture=True) if mode == "bittrue" else model.run_int8(x_q, capture=True)
     assert_same_run(golden, TorchRunner(model).run_int(x_q, mode, capture=True))
