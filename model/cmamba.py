@@ -34,20 +34,20 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(ms + self.eps) * self.weight[None, :, None]
 
 
-def revin_stats(x, eps: float):
+def revin_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample and channel over time: (mean, sqrt(population variance + eps)), each [B, C, 1]."""
     mean = x.mean(dim=2, keepdim=True)
     return mean, torch.sqrt((x - mean).pow(2).mean(dim=2, keepdim=True) + eps)
 
 
-def revin_norm(x, eps: float):
+def revin_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Graph op `revin_norm` (docs/quant-spec.md 2.10): (x - mean_t) / sqrt(var_t + eps) per
     sample and channel. A function of its own so that model/frontend.py traces it as one call."""
     mean, std = revin_stats(x, eps)
     return (x - mean) / std
 
 
-def revin_denorm(y, x, eps: float):
+def revin_denorm(y: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     """Graph op `revin_denorm`: the forecast y [B, C, H] times the window x's std plus its mean."""
     mean, std = revin_stats(x, eps)
     return y * std + mean

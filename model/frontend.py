@@ -544,19 +544,19 @@ class _Mapper:
             self.fail(f"scan of lam {list(self.shapes[lam.name])} and u {list(self.shapes[u.name])}: shapes differ")
         return self.emit(self.layer_name(self.scoped_name()), "scan", [lam, u], {}, None, lam)
 
-    def revin_eps(self, node, index: int) -> float:
+    def revin_eps(self, node: torch.fx.Node, index: int) -> float:
         eps = node.args[index] if len(node.args) > index else node.kwargs.get("eps")
         if isinstance(eps, torch.fx.Node) or not isinstance(eps, (int, float)) or not eps > 0:
             self.fail(f"RevIN eps must be a positive constant, got {eps!r}")
         return float(eps)
 
-    def revin_norm(self, node):
+    def revin_norm(self, node: torch.fx.Node) -> _T:
         t = self.tensor(node.args[0])
         self.require_cl(t, "revin_norm (per channel over time)")
         return self.emit(self.layer_name(self.scoped_name()), "revin_norm", [t], {},
                          {"eps": self.revin_eps(node, 1)}, t)
 
-    def revin_denorm(self, node):
+    def revin_denorm(self, node: torch.fx.Node) -> _View:
         """revin_denorm(y, x, eps): y the forecast [B, C_out, H] (the head's [B, C_out*H, 1] output
         reshaped, as the op reads it: row c*H + h is channel c), x the window. Its result is the
         module's output, again seen as [B, C_out, H]."""
