@@ -186,8 +186,8 @@ def test_uncalibrated_network_error_names_calibrate(tmp_path):
         QATNetwork(model, "int16")
 
 
-def test_an_op_without_a_torch_kernel_is_refused_before_training(tmp_path):
-    """An S6 block's scan has no torch bit-true row yet: the error names the layer, up front."""
+def test_an_op_without_a_surrogate_is_refused_before_training(tmp_path):
+    """An S6 block's scan has no QAT surrogate (backward) yet: the error names the layer, up front."""
     from tests.conftest import make_calibrated
     model = make_calibrated(tmp_path / "s6", block="s6", n_cal=32)
     with pytest.raises(UnsupportedError, match=r"layer 'blk0\.[a-z_0-9]*scan[a-z_0-9]*'.*s6"):
