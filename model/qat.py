@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ class IntegerOp(torch.autograd.Function):
     weights, then the output's fake quantizer: model/qat_ops.py) at the same saved inputs."""
 
     @staticmethod
-    def forward(ctx, node: "_Node", *tensors):
+    def forward(ctx, node: _Node, *tensors):
         ctx.node = node
         ctx.save_for_backward(*tensors)
         return node.dequantize(node.integer_forward())
@@ -181,7 +181,8 @@ class QATNetwork(nn.Module):
         """The graph as the integer path sees it now (weights as exported, float64 like a loaded model)."""
         weights = self.export_weights()
         g = copy.copy(self.graph)
-        g.layers = [dataclasses.replace(layer, weights={k: w.astype(np.float64) for k, w in weights[layer.name].items()})
+        g.layers = [dataclasses.replace(layer,
+                                        weights={k: w.astype(np.float64) for k, w in weights[layer.name].items()})
                     for layer in self.graph.layers]
         quant = copy.deepcopy(self.source_quant)
         quant[self.precision] = self.quant_block()
@@ -270,7 +271,7 @@ class QATNetwork(nn.Module):
         node = _Node(INPUT_NAME, (), lambda xs: (codes_in, torch.zeros((), dtype=torch.int64)),
                      self._dequantizer(INPUT_NAME), lambda *t: self._fake_act(INPUT_NAME, t[0], t[1:]), env, sats)
         values = {INPUT_NAME: IntegerOp.apply(node, x_float, *self._act_params(INPUT_NAME))}
-        for (st, run, prepared), layer in zip(program.steps, self.graph.layers):
+        for (_, run, prepared), layer in zip(program.steps, self.graph.layers):
             node, params = self._layer_node(layer, run, prepared, env, sats, self._dequantizer(layer.name))
             values[layer.name] = IntegerOp.apply(node, *[values[s] for s in layer.inputs], *params)
         shape = (len(x), self.graph.output_channels, self.graph.horizon)
