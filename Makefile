@@ -33,8 +33,8 @@ $(VENV)/.stamp-train: pyproject.toml | $(PY)
 	@touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	@echo "[setup] installing cmamba-hls and the test, plot and train extras into $(VENV) (log: $(VENV)/install.log)"
-	@$(PIP) install --quiet -e '.[test,plot,train]' $(LOG)
+	@echo "[setup] installing cmamba-hls and the test, plot, train and sweep extras into $(VENV) (log: $(VENV)/install.log)"
+	@$(PIP) install --quiet -e '.[test,plot,train,sweep]' $(LOG)
 	@touch $@
 
 $(AP_TYPES_DIR)/ap_int.h: | $(PY)
@@ -50,7 +50,14 @@ install-test: $(VENV)/.stamp-test $(AP_TYPES_DIR)/ap_int.h
 demo: install-demo
 	@$(VENV)/bin/cmamba-hls demo
 
+# Lint first (config: [tool.ruff] in pyproject.toml; findings fail the target), then the tests.
+# RUFF_FORMAT_CHECK: empty until the tree is formatted once with `ruff format`; then set it to
+# `$(VENV)/bin/ruff format --check .` so `make test` also fails on unformatted files.
+RUFF_FORMAT_CHECK ?=
 test: install-test
+	@echo "[test] $(VENV)/bin/ruff check ."
+	@$(VENV)/bin/ruff check --quiet .
+	@$(if $(RUFF_FORMAT_CHECK),echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK),:)
 	@echo "[test] $(PY) -m pytest -q"
 	@$(PY) -m pytest -q
 

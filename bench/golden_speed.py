@@ -105,6 +105,7 @@ def torch_runner(model_dir: Path):
     """A callable running the PyTorch eager model, or (None, reason)."""
     try:
         import torch
+
         from model.load import load_torch_model
     except ImportError as exc:
         return None, f"not measured ({exc.name or exc} not installed)"
@@ -121,6 +122,7 @@ def torch_bittrue(model):
     """The bit-true PyTorch back end on the CPU (one thread), or (None, reason)."""
     try:
         import torch
+
         from model.torch_backend import TorchRunner
     except ImportError as exc:
         return None, f"not measured ({exc.name or exc} not installed)"
@@ -135,7 +137,8 @@ def bittrue_rates(model, runner, x, seconds: float) -> dict:
         xb = x[:batch]
         for mode in ("bittrue", "quant8"):
             for _ in range(2):
-                for backend, fn in (("numba", lambda: model.run(xb, mode)), ("torch", lambda: runner.run(xb, mode))):
+                for backend, fn in (("numba", lambda xb=xb, mode=mode: model.run(xb, mode)),
+                                    ("torch", lambda xb=xb, mode=mode: runner.run(xb, mode))):
                     value = rate(fn, batch, seconds)
                     rates[(mode, backend, batch)] = max(rates.get((mode, backend, batch), 0.0), value)
     return rates
@@ -143,13 +146,13 @@ def bittrue_rates(model, runner, x, seconds: float) -> dict:
 
 def jit_times() -> tuple[float, float]:
     """Compile time with an empty Numba cache vs load time with a warm cache (subprocesses)."""
-    code = ("import time,sys,numpy as np; sys.path.insert(0, %r); t=time.perf_counter();"
+    code = (f"import time,sys,numpy as np; sys.path.insert(0, {str(REPO)!r}); t=time.perf_counter();"
             "from intsim.synth import make_random_model; from intsim import load_model;"
             "from intsim.calibrate import calibrate; import tempfile;"
             "d=make_random_model(tempfile.mkdtemp()); m=load_model(d);"
             "calibrate(m, np.zeros((4,)+m.graph.input_shape), save=False);"
             "t=time.perf_counter(); m.run(np.zeros(m.graph.input_shape),'bittrue');"
-            "m.run(np.zeros(m.graph.input_shape),'quant8'); print(time.perf_counter()-t)") % str(REPO)
+            "m.run(np.zeros(m.graph.input_shape),'quant8'); print(time.perf_counter()-t)")
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -172,11 +175,11 @@ def main(argv=None) -> int:
         rows = {}
         for batch in (1, 64):
             xb = x[:batch]
-            rows[("bittrue", batch)] = rate(lambda: model.run(xb, "bittrue"), batch, args.seconds)
-            rows[("quant8", batch)] = rate(lambda: model.run(xb, "quant8"), batch, args.seconds)
-            rows[("fp32 numpy", batch)] = rate(lambda: model.run(xb, "fp32"), batch, args.seconds)
+            rows[("bittrue", batch)] = rate(lambda xb=xb: model.run(xb, "bittrue"), batch, args.seconds)
+            rows[("quant8", batch)] = rate(lambda xb=xb: model.run(xb, "quant8"), batch, args.seconds)
+            rows[("fp32 numpy", batch)] = rate(lambda xb=xb: model.run(xb, "fp32"), batch, args.seconds)
             if torch_run is not None:
-                rows[("torch eager", batch)] = rate(lambda: torch_run(xb), batch, args.seconds)
+                rows[("torch eager", batch)] = rate(lambda xb=xb: torch_run(xb), batch, args.seconds)
         runner, bit_note = torch_bittrue(model)
         bit = {}
         if runner is not None:

@@ -4,17 +4,22 @@ them into MODEL/model.json (`quant`). The new parameters are lowered for both in
 back ends before anything is written; the write itself is atomic."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from intsim.errors import CmambaError
 from cmamba_hls.cli_args import add_data_arguments, check_choice, split_arguments
 from cmamba_hls.texttable import text_table
+from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from intsim.executor import Model
 
 DEFAULT_MAX_WINDOWS = 1024
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS
     from intsim.formats import RMSNORM_MODES
 
@@ -34,7 +39,7 @@ def add_arguments(p) -> None:
                    help=f"calibrate on N windows evenly spaced over the split (default {DEFAULT_MAX_WINDOWS})")
 
 
-def format_table(model) -> str:
+def format_table(model: Model) -> str:
     """tensor, op, calibrated min/max, INT16 format, INT8 scale and zero point (the model's
     validated formats: graph.formats)."""
     from intsim.formats import q_name
@@ -52,9 +57,9 @@ def format_table(model) -> str:
     return text_table(head, lines[1:], left_columns=(0, 1))
 
 
-def run(args) -> int:
-    from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS, calibrate
+def run(args: argparse.Namespace) -> int:
     from cmamba_hls.evaluate import load_eval_data, resolve_data_path
+    from intsim.calibrate import FORMAT_CHOICES, INT8_METHODS, METHODS, calibrate
     from intsim.executor import load_model
     from intsim.formats import RMSNORM_MODES
     from intsim.graph import save_quant

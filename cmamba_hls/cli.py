@@ -11,6 +11,7 @@ import sys
 
 from cmamba_hls import (calibrate_cli, codegen_cli, compare_cli, demo, estimate_cli, eval_cli, export_int_cli, fetch_data,
                         import_cli, import_module_cli, info_cli, qat_cli, train_cli)
+from cmamba_hls import sweep_cli
 from intsim.errors import CmambaError
 
 # name -> (module, one-line help). Order is the order shown by --help.
@@ -27,6 +28,8 @@ COMMANDS = {
     "export-int": (export_int_cli, "write the integer deployment export: manifest + NPY of every layer's integers"),
     "compare": (compare_cli, "run golden model and compiled C++ on the same inputs; difference histogram"),
     "estimate": (estimate_cli, "cycles per window, DSPs, BRAM, buffers of the generated C++ on an FPGA part, on paper"),
+    "sweep": (sweep_cli, "design-space sweep: calibrate, evaluate and estimate every point of a space, on Dask; "
+                         "CSV, Pareto plot (needs the 'sweep' extra)"),
     "fetch-data": (fetch_data, "download and prepare a second public data set (epf) into data/ (not committed)"),
     "demo": (demo, "end to end on the shipped model and data: calibrate, eval, codegen, g++ testbench"),
 }

@@ -1,6 +1,9 @@
 """Argument helpers shared by the subcommands that read data (train, calibrate, eval)."""
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable
+
 from intsim.data import SPLITS, Split, parse_split
 from intsim.errors import CmambaError
 
@@ -8,7 +11,7 @@ SPLIT_SIZES_HELP = ("three fractions (0.7,0.1,0.2) or three row counts (8640,288
                     "train,val,test split")
 
 
-def add_data_arguments(p, default_split: str, split_purpose: str) -> None:
+def add_data_arguments(p: argparse.ArgumentParser, default_split: str, split_purpose: str) -> None:
     """--data CSV and --split, worded the same for every subcommand that reads a model's data."""
     p.add_argument("--data", metavar="CSV",
                    help="CSV (.csv or .csv.gz) with the model's columns (default: the file named by the "
@@ -19,7 +22,7 @@ def add_data_arguments(p, default_split: str, split_purpose: str) -> None:
                         f"--split twice for both, e.g. --split test --split 0.6,0.2,0.2")
 
 
-def split_arguments(values, default_part: str) -> tuple[str, Split | None]:
+def split_arguments(values: list[str] | None, default_part: str) -> tuple[str, Split | None]:
     """(part, sizes or None) from the --split values of add_data_arguments."""
     part, sizes = None, None
     for value in values or ():
@@ -35,7 +38,7 @@ def split_arguments(values, default_part: str) -> tuple[str, Split | None]:
     return part or default_part, sizes
 
 
-def check_choice(flag: str, value, choices) -> None:
+def check_choice(flag: str, value: str | None, choices: Iterable[str]) -> None:
     """One clear error line for a value outside `choices` (None means 'not given')."""
     if value is not None and value not in choices:
         raise CmambaError(f"unknown {flag} '{value}' (known: {', '.join(choices)})")

@@ -1,13 +1,14 @@
 """`cmamba-hls codegen MODEL --out DIR`: generate the HLS C++ project (codegen/project.py)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cmamba_hls.estimate_cli import add_reuse_arguments, reuse_spec
 from codegen.project import INTERFACES, PRECISIONS, TYPES, WEIGHTS, data_line, generate_project
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model directory (calibrated: model.json with quant.int16 / quant.int8)")
     p.add_argument("--out", required=True, help="project directory to write (replaced if it is a generated project)")
     p.add_argument("--precision", choices=PRECISIONS, default="int16", help="integer back end (default int16)")
@@ -33,7 +34,7 @@ def add_arguments(p) -> None:
                    help="also write every intermediate tensor (tb_data/layers/): the testbench checks each layer")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from codegen.reuse import resolve_reuse, rounded
     from intsim.graph import load_graph
     spec = reuse_spec(args)

@@ -12,20 +12,34 @@ manifest OUT/compare.json): a non-empty OUT without it is refused, other files a
 """
 from __future__ import annotations
 
+import argparse
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cmamba_hls.texttable import text_table
 from codegen.build import build, run_testbench
 from codegen.names import sanitize_names
-from codegen.project import (PRECISIONS, PROJECT_DIR, TYPES, as_model, data_line, generate_project,
-                             load_backend, project_options)
+from codegen.project import (
+    PRECISIONS,
+    PROJECT_DIR,
+    TYPES,
+    as_model,
+    data_line,
+    generate_project,
+    load_backend,
+    project_options,
+)
 from intsim.data import find_training_data
 from intsim.errors import CmambaError
 from intsim.manifest import DirKind, claim, publish, read_manifest, staged
-from cmamba_hls.texttable import text_table
+
+if TYPE_CHECKING:
+    from codegen.emission import Emission
+    from intsim.executor import Model
 
 DEFAULT_OUT = Path("reports") / "compare"
 COMPARE_DIR = DirKind("compare.json", "cmamba-hls compare report", 1, "the compare report", "compare")
@@ -65,7 +79,7 @@ class CompareResult:
         return dict(sorted(total.items()))
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="calibrated model directory")
     p.add_argument("--precision", choices=PRECISIONS, default="int16", help="integer back end (default int16)")
     p.add_argument("--types", choices=TYPES, default="stdint", help="C++ integer types (default stdint)")
@@ -83,7 +97,7 @@ def _reusable(project: Path, wanted: dict) -> bool:
     return have is not None and all(have.get(k) == v for k, v in wanted.items())
 
 
-def diff_layers(golden: dict, dump_dir: Path, emission) -> list[LayerDiff]:
+def diff_layers(golden: dict, dump_dir: Path, emission: Emission) -> list[LayerDiff]:
     """Per layer (graph order): C++ dump vs golden tensor, differences in LSB."""
     out = []
     for b in emission.buffers:
@@ -99,12 +113,13 @@ def diff_layers(golden: dict, dump_dir: Path, emission) -> list[LayerDiff]:
         bad = np.flatnonzero(diff)
         first = tuple(int(i) for i in np.unravel_index(bad[0], diff.shape)) if bad.size else None
         out.append(LayerDiff(b.tensor, b.cname, int(diff.size), int(bad.size),
-                             {int(v): int(c) for v, c in zip(values, counts)}, first))
+                             {int(v): int(c) for v, c in zip(values, counts, strict=True)}, first))
     return out
 
 
-def compare(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-            data=None, seed: int = 0, jobs: int = 2, project=None) -> CompareResult:
+def compare(model: Model | str | Path, out_dir: str | Path, precision: str = "int16", types: str = "stdint",
+            n_vectors: int = 1000, data: str | Path | None = None, seed: int = 0, jobs: int = 2,
+            project: str | Path | None = None) -> CompareResult:
     """Generate or reuse the project, build, dump every C++ layer, diff against the golden model.
     `project`: use this existing generated project instead (tests break one on purpose)."""
     model = as_model(model)
@@ -197,7 +212,7 @@ def format_report(res: CompareResult) -> str:
     return text_table(head, rows[1:], left_columns=(0, 5))
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.vectors < 1:
         raise CmambaError(f"--vectors must be >= 1, got {args.vectors}")
     res = compare(args.model, Path(args.out), args.precision, args.types, args.vectors, args.data, args.seed,

@@ -17,6 +17,7 @@ demo wrote.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ MODES = MODE_NAMES
 DEMO_DIR = DirKind("demo.json", "cmamba-hls demo", 1, "the demo", "demo")
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL),
                    help="model directory to demo (default: the shipped examples/default)")
     p.add_argument("--data", default=str(DEFAULT_DATA),
@@ -76,9 +77,9 @@ def _prepare_model(src: Path, out: Path) -> Path:
 
 
 def _calibrate(model, data: Path):
-    from intsim.calibrate import calibrate
     from cmamba_hls.calibrate_cli import DEFAULT_MAX_WINDOWS
     from cmamba_hls.evaluate import load_eval_data
+    from intsim.calibrate import calibrate
 
     # exactly what `cmamba-hls calibrate MODEL` does by default: Q8.8 maxabs; INT8 maxabs, RMSNorm V2
     x_cal, _ = load_eval_data(model, data=data, split="train", max_windows=DEFAULT_MAX_WINDOWS)
@@ -113,7 +114,7 @@ def _format_table(rows: list[dict], hls: dict) -> str:
     return text_table(head, lines[1:])
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cmamba_hls.evaluate import evaluate, load_eval_data
     from intsim.executor import load_model
 

@@ -9,6 +9,7 @@ a TOTAL row), estimate.png (stacked bars: cycles per layer, by kind). OUT is an 
 """
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -24,7 +25,7 @@ CSV_COLUMNS = ("layer", "op", "reuse", "lanes", "ii", "cycles", "compute_cycles"
                "dsp", "rom_bram18", "rom_luts", "rom_bits", "buffer_bram18", "buffer_bits", "fifo_bits", "memory_luts")
 
 
-def add_reuse_arguments(p) -> None:
+def add_reuse_arguments(p: argparse.ArgumentParser) -> None:
     """--reuse and --reuse-layer, worded the same for codegen and estimate."""
     p.add_argument("--reuse", default=None, metavar="N",
                    help="reuse factor of every layer with multipliers (convolutions, rmsnorm): the cycles in which "
@@ -35,7 +36,7 @@ def add_reuse_arguments(p) -> None:
                         "must be valid for each of them (repeatable, later ones win)")
 
 
-def reuse_spec(args) -> ReuseSpec:
+def reuse_spec(args: argparse.Namespace) -> ReuseSpec:
     default = None
     if args.reuse is not None:
         try:
@@ -46,9 +47,10 @@ def reuse_spec(args) -> ReuseSpec:
     return ReuseSpec(default, tuple(parse_reuse_layer(text) for text in args.reuse_layer))
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/; calibration not needed)")
-    p.add_argument("--precision", default="int16", metavar="|".join(PRECISIONS), help="integer back end (default int16)")
+    p.add_argument("--precision", default="int16", metavar="|".join(PRECISIONS),
+                   help="integer back end (default int16)")
     p.add_argument("--interface", default="memory", metavar="|".join(INTERFACES),
                    help="top function (default memory; stream: the DATAFLOW top)")
     add_reuse_arguments(p)
@@ -122,7 +124,7 @@ def write_png(est: Estimate, path: Path) -> None:
     for kind, color in colors.items():
         values = [s.parts()[kind] for s in est.stages]
         ax.bar(range(len(names)), values, bottom=bottom, color=color, label=kind)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if est.interface == "stream":
         ax.axhline(est.interval_cycles, color="black", linestyle="--", linewidth=1,
                    label=f"interval {est.interval_cycles:,} cycles")
@@ -135,7 +137,7 @@ def write_png(est: Estimate, path: Path) -> None:
     _save(fig, path)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from intsim.graph import load_graph
     spec = reuse_spec(args)
     out = Path(args.out)

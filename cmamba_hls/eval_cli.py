@@ -3,6 +3,7 @@ split against the ground truth and the fp32 model, saturations per layer, format
 prints a compact table and writes the report directory (docs/reports.md)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cmamba_hls.cli_args import add_data_arguments, split_arguments
@@ -14,7 +15,7 @@ DEFAULT_OUT = Path("reports") / "eval"
 MODE_CHOICES = MODE_NAMES + ("all",)
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/)")
     add_data_arguments(p, "test", "evaluate on, as in training")
     p.add_argument("--mode", default="all", metavar="|".join(MODE_CHOICES),
@@ -38,7 +39,7 @@ def format_table(summary: list[dict]) -> str:
     return text_table(head, lines[1:])
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from cmamba_hls.evaluate import REPORT_FILES, evaluate, load_eval_data, parse_modes, resolve_data_path
     from intsim.executor import load_model
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
+from intsim.chunks import merge_stats
 from intsim.data import SPLITS, Split, find_training_data, load_splits, open_text, split_from_record
 from intsim.errors import CmambaError, DataError, UnsupportedError
-from intsim.chunks import merge_stats
 from intsim.executor import Model
 from intsim.formats import lsb, q_name
 from intsim.graph import INPUT_NAME
@@ -83,7 +85,7 @@ class EvalReport:
 
 
 # ---------------------------------------------------------------------- data
-def resolve_data_path(model: Model, data=None) -> Path:
+def resolve_data_path(model: Model, data: str | Path | None = None) -> Path:
     """`data` if given; else the CSV named by the model's training record
     (`training.data.file`) found under the repository's `data/`, in the model directory
     or beside it. Anything else is a DataError asking for --data."""
@@ -109,8 +111,8 @@ def _header(path: Path) -> list[str]:
     return [h.strip() for h in row]
 
 
-def load_eval_data(model: Model, data=None, split: str = "test", max_windows: int | None = None,
-                   sizes: Split | None = None):
+def load_eval_data(model: Model, data: str | Path | None = None, split: str = "test", max_windows: int | None = None,
+                   sizes: Split | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Windows of one chronological split, in original units: ``(x_raw [N, C_in, L],
     y_raw [N, C_out, H])``. Columns are the model's input columns (by name); the split
     sizes (`intsim.data.Split`) default to the ones the model was trained with (its
@@ -153,7 +155,7 @@ def load_eval_data(model: Model, data=None, split: str = "test", max_windows: in
 
 
 # ----------------------------------------------------------------- running
-def parse_modes(modes) -> tuple[str, ...]:
+def parse_modes(modes: str | Iterable[str]) -> tuple[str, ...]:
     """Modes in the order given, duplicates dropped; "all" expands to DEFAULT_MODES."""
     if isinstance(modes, str):
         modes = [m.strip() for m in modes.split(",") if m.strip()]
@@ -170,7 +172,7 @@ def parse_modes(modes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_ready(model: Model, modes) -> None:
+def check_ready(model: Model, modes: Iterable[str]) -> None:
     """Fail before any work when a mode lacks its quantization parameters (the error
     names `cmamba-hls calibrate`) or cannot be lowered."""
     for m in modes:
@@ -339,8 +341,8 @@ def _write_csv(path: Path, columns, rows) -> None:
             w.writerow([_fmt(row[c]) for c in columns])
 
 
-def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, progress: bool = True,
-             batch: int = 256) -> EvalReport:
+def evaluate(model: Model, x_raw: ArrayLike, y_raw: ArrayLike, modes: str | Iterable[str] = DEFAULT_MODES,
+             out_dir: str | Path | None = None, progress: bool = True, batch: int = 256) -> EvalReport:
     """Evaluate `modes` (fp32 always runs: it is the reference) on windows in original
     units. With `out_dir`, writes the report (REPORT_FILES + report.json, docs/reports.md) all
     at once: every file is built in a temporary folder and moved in only when all succeeded."""
@@ -365,7 +367,7 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
         m = mode_metrics(model, runs[mode], ref, y)
         for name in CHANNEL_METRICS:
             metric_rows += [{"mode": mode, "metric": name, "channel": ch, "value": v}
-                            for ch, v in zip(channels, m[name])]
+                            for ch, v in zip(channels, m[name], strict=True)]
         metric_rows += [{"mode": mode, "metric": name, "channel": ALL_CHANNELS, "value": m[name]}
                         for name in RUN_METRICS]
         row = {"mode": mode} | {k: m[k][-1] for k in CHANNEL_METRICS} | {k: m[k] for k in RUN_METRICS}
@@ -378,7 +380,8 @@ def evaluate(model: Model, x_raw, y_raw, modes=DEFAULT_MODES, out_dir=None, prog
     return report
 
 
-def write_report(model: Model, report: EvalReport, runs: dict, modes, x_raw, y_raw, out_dir: Path) -> None:
+def write_report(model: Model, report: EvalReport, runs: dict[str, ModeRun], modes: Sequence[str], x_raw: NDArray,
+                 y_raw: NDArray, out_dir: Path) -> None:
     from cmamba_hls import report_plots
 
     with staged(out_dir, REPORT_DIR) as tmp:

@@ -2,19 +2,20 @@
 (codegen/deploy.py; format: docs/deploy-format.md)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from codegen.deploy import PRECISIONS, write_export
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model directory (calibrated: model.json with quant.int16 / quant.int8)")
     p.add_argument("--precision", choices=PRECISIONS, required=True, help="integer program to export")
     p.add_argument("--out", required=True,
                    help="export directory to write (new, empty, or an earlier export, which is replaced)")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from codegen.project import as_model
     model = as_model(args.model)
     exp, written = write_export(model, args.precision, Path(args.out))

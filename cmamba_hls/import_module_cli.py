@@ -8,6 +8,7 @@ inside `run()`, so `cmamba-hls --help` works without the 'train' extra.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.util
 import sys
@@ -17,7 +18,7 @@ from cmamba_hls.import_cli import command_line, like_model, print_written, requi
 from intsim.errors import CmambaError
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("factory", metavar="PY_FILE:FACTORY",
                    help="a Python file and the function in it that returns the module, or (module, example "
                         "input [B, C_in, L])")
@@ -40,7 +41,7 @@ def _input_shape(text: str) -> tuple[int, int]:
     return c, length
 
 
-def load_factory(spec: str):
+def load_factory(spec: str) -> object:
     """Import PY_FILE and call FACTORY(); returns its result. CmambaError names file and function."""
     file, sep, name = spec.rpartition(":")
     if not sep or not file or not name.isidentifier():
@@ -73,9 +74,10 @@ def load_factory(spec: str):
         raise CmambaError(f"{path}:{name}() raised {type(exc).__name__}: {exc}") from exc
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     require_torch("import-module")
     import torch
+
     from model.export import check_output_dir
     from model.frontend import check_against_module, from_module
 

@@ -3,17 +3,18 @@ shape, weight count, formats), totals, normalisation, the training record's metr
 the calibration status."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cmamba_hls.texttable import text_table
 from intsim.data import split_from_record
 from intsim.formats import q_name
-from intsim.graph import INPUT_NAME
+from intsim.graph import INPUT_NAME, Graph
 
 MAX_METRIC_DEPTH = 4
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="model directory (model.json + weights/)")
 
 
@@ -29,7 +30,7 @@ def _formats(graph, name: str) -> tuple[str, str]:
     return int16, int8
 
 
-def layer_lines(graph) -> list[str]:
+def layer_lines(graph: Graph) -> list[str]:
     rows = [("-", INPUT_NAME, "input", "-", f"[{graph.input_shape[0]}, {graph.input_shape[1]}]", 0,
              *_formats(graph, INPUT_NAME))]
     for k, layer in enumerate(graph.layers):
@@ -48,7 +49,7 @@ def _flatten(obj, prefix="", depth=0):
         yield prefix, obj
 
 
-def training_lines(graph) -> list[str]:
+def training_lines(graph: Graph) -> list[str]:
     tr = graph.raw.get("training")
     if not isinstance(tr, dict) or not tr:
         return ["training: not recorded"]
@@ -64,7 +65,7 @@ def training_lines(graph) -> list[str]:
     return lines
 
 
-def calibration_lines(graph) -> list[str]:
+def calibration_lines(graph: Graph) -> list[str]:
     where = graph.path or "MODEL"
     lines = []
     q16, q8 = graph.formats.int16_or_none, graph.formats.int8_or_none
@@ -83,7 +84,7 @@ def calibration_lines(graph) -> list[str]:
     return lines
 
 
-def normalisation_lines(graph) -> list[str]:
+def normalisation_lines(graph: Graph) -> list[str]:
     rows = []
     for c, name in enumerate(graph.input_columns):
         rows.append(("input", name, f"{graph.norm_in_mean[c]:.6g}", f"{graph.norm_in_std[c]:.6g}"))
@@ -93,7 +94,7 @@ def normalisation_lines(graph) -> list[str]:
         ["  " + s for s in _table(("side", "column", "mean", "std"), rows, right_from=2)]
 
 
-def describe(graph) -> str:
+def describe(graph: Graph) -> str:
     n_w = graph.n_weights()
     lines = [f"model '{graph.name}'  ({Path(graph.path) / 'model.json'}, format version "
              f"{graph.raw.get('format_version')})",
@@ -108,7 +109,7 @@ def describe(graph) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from intsim.graph import load_graph
 
     print(describe(load_graph(Path(args.model))))

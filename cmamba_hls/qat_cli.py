@@ -6,6 +6,7 @@ Imports torch only inside `run()`, so `cmamba-hls --help` works without the 'tra
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ D = QATConfig()                      # the defaults
 CALIBRATION_WINDOWS = 1024           # as `calibrate`: windows evenly spaced over the train split
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="calibrated model directory (`cmamba-hls calibrate`); read only")
     p.add_argument("--data", metavar="CSV",
                    help="CSV (.csv or .csv.gz) with the model's columns (default: the file named by the model's "
@@ -69,13 +70,14 @@ def _summary(model, net_before, net_after, splits) -> str:
         ref = model.run(x, "fp32").output
         rows.append((part, "fp32", f"{np.mean((ref - y) ** 2):.6f}", "-", "-", "0"))
         for label, res in (("calibrated start", net_before.run(x)), ("QAT", net_after.run(x))):
-            rows.append((part, label, f"{np.mean((res.output - y) ** 2):.6f}", f"{np.mean((res.output - ref) ** 2):.3e}",
+            rows.append((part, label, f"{np.mean((res.output - y) ** 2):.6f}",
+                         f"{np.mean((res.output - ref) ** 2):.3e}",
                          f"{np.max(np.abs(res.output - ref)) / res.output_lsb:.1f}",
                          str(sum(s["saturations"] for s in res.stats.values()))))
     return text_table(head, rows, left_columns=(0, 1))
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ModuleNotFoundError as exc:

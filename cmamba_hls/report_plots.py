@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from intsim.errors import CmambaError
 
@@ -54,7 +55,7 @@ def error_hist(path: Path, errors: dict) -> None:
     if not modes:
         _note(axes[0], "only fp32 evaluated:\nit is the reference (error 0)")
         axes[0].set_title("error vs fp32")
-    for ax, mode in zip(axes, modes):
+    for ax, mode in zip(axes, modes, strict=False):
         err, lsb = errors[mode]
         e = np.asarray(err, dtype=np.float64).ravel() / (lsb or 1.0)
         top = float(np.max(np.abs(e))) if e.size else 0.0
@@ -130,7 +131,7 @@ def format_distribution(path: Path, format_rows: list[dict]) -> None:
     _save(fig, path)
 
 
-def forecast(path: Path, x_raw, y_raw, predictions: dict, input_columns: list[str],
+def forecast(path: Path, x_raw: NDArray, y_raw: NDArray, predictions: dict[str, NDArray], input_columns: list[str],
              output_columns: list[str]) -> None:
     """x_raw [N, C_in, L], y_raw [N, C_out, H], predictions: mode -> [N, C_out, H], all in
     original units. Rows: the first FORECAST_CHANNELS output channels; columns:

@@ -16,7 +16,7 @@ from intsim.errors import CmambaError
 DEFAULT_EPOCHS = 60
 
 
-def add_arguments(p) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="CSV or CSV.gz with a header row")
     p.add_argument("--out", required=True, help="model directory to write (model.json + weights/)")
     p.add_argument("--columns", default=None,
@@ -95,7 +95,7 @@ def _check(args) -> None:
     parse_split(args.split)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ModuleNotFoundError as exc:
@@ -112,11 +112,13 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, columns=columns, lookback=args.lookback, horizon=args.horizon, split=args.split,
         train_stride=args.train_stride, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience, lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay, optimizer=args.optimizer, dropout=args.dropout, patience=args.patience,
+        lr_schedule=args.lr_schedule,
         seed=args.seed, threads=args.threads, patch=args.patch, stride=args.stride,
         d_model=args.d_model, d_inner=args.d_inner, n_blocks=args.n_blocks, d_conv=args.d_conv,
         block=args.block, d_state=args.d_state, dt_rank=args.dt_rank,
-        revin=args.revin, head_dim=args.head_dim, revin_affine=args.revin_affine, name=args.name, verbose=args.verbose, command=command or _reconstruct(args),
+        revin=args.revin, head_dim=args.head_dim, revin_affine=args.revin_affine, name=args.name, verbose=args.verbose,
+        command=command or _reconstruct(args),
         extra={"command_full": _reconstruct(args)},
     )
     train(cfg)

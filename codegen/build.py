@@ -16,6 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from intsim.errors import CmambaError
 
@@ -68,11 +69,12 @@ def ap_include(required: bool = True) -> Path | None:
     if not required:
         return None
     why = f"{AP_ENV} is not set" if path is None else f"{AP_ENV}={value} has no ap_int.h"
-    raise CmambaError(f"--types ap and --interface stream need the Vitis ap_int.h/ap_fixed.h/hls_stream.h headers: {why} (`make test` in the "
-                      f"repository extracts them to .venv/ap_types; or point {AP_ENV} at $XILINX_HLS/include)")
+    raise CmambaError(f"--types ap and --interface stream need the Vitis ap_int.h/ap_fixed.h/hls_stream.h headers: "
+                      f"{why} (`make test` in the repository extracts them to .venv/ap_types; "
+                      f"or point {AP_ENV} at $XILINX_HLS/include)")
 
 
-def project_option(out_dir: Path, key: str, default=None):
+def project_option(out_dir: Path, key: str, default: Any = None) -> Any:
     """One generation option from the project's project.json (`default` when an older project lacks it)."""
     try:
         options = json.loads((Path(out_dir) / "project.json").read_text())
@@ -96,7 +98,7 @@ def _first_errors(text: str, n: int = 12) -> str:
     return "\n".join(lines[idx:idx + n])
 
 
-def build(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
+def build(out_dir: str | Path, jobs: int = 2, extra_flags: str = "") -> float:
     """Compile the testbench (make build); returns the wall time in seconds."""
     out_dir = Path(out_dir)
     cxx, make = find_tools()
@@ -113,8 +115,8 @@ def build(out_dir, jobs: int = 2, extra_flags: str = "") -> float:
     return seconds
 
 
-def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: float = 3600,
-                  weights_dir=None) -> TestbenchResult:
+def run_testbench(out_dir: str | Path, data_dir: str = "tb_data", dump_dir: str | Path | None = None,
+                  timeout: float = 3600, weights_dir: str | Path | None = None) -> TestbenchResult:
     """Run build/tb in `out_dir` (after build()). Raises CmambaError when it cannot read its
     vectors or ends without its summary line (a crash). `weights_dir`: the integer export a
     `--weights external` build loads (default: its own export/)."""
@@ -141,7 +143,7 @@ def run_testbench(out_dir, data_dir: str = "tb_data", dump_dir=None, timeout: fl
                            first.group(0) if first else None)
 
 
-def build_and_run(out_dir, jobs: int = 2) -> TestbenchResult:
+def build_and_run(out_dir: str | Path, jobs: int = 2) -> TestbenchResult:
     """make build, then run the testbench on tb_data/. See the module docstring."""
     compile_seconds = build(out_dir, jobs)
     res = run_testbench(out_dir)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from codegen.emission import Emission
 from codegen.names import sanitize_names
 from intsim.errors import CmambaError
-from intsim.graph import INPUT_NAME
+from intsim.graph import INPUT_NAME, Graph
 
 MIN_DEPTH = 2
 _ACT_REF = re.compile(r"\bact\.([A-Za-z_]\w*)\b")
@@ -90,7 +90,7 @@ def local_call(call: str) -> str:
     return out
 
 
-def tensor_levels(graph) -> dict[str, int]:
+def tensor_levels(graph: Graph) -> dict[str, int]:
     """Level of every tensor: the window 0, a layer 1 + the deepest of its inputs."""
     level = {INPUT_NAME: 0}
     for layer in graph.layers:
@@ -98,7 +98,7 @@ def tensor_levels(graph) -> dict[str, int]:
     return level
 
 
-def read_order(graph) -> dict[str, list[str]]:
+def read_order(graph: Graph) -> dict[str, list[str]]:
     """Layer -> its distinct input tensors in the order its process reads them: ascending rank."""
     level = tensor_levels(graph)
     order = {name: k for k, name in enumerate(graph.tensor_names)}
@@ -106,7 +106,7 @@ def read_order(graph) -> dict[str, list[str]]:
             for layer in graph.layers}
 
 
-def fifo_depths(graph) -> dict[tuple[str, str], int]:
+def fifo_depths(graph: Graph) -> dict[tuple[str, str], int]:
     """(tensor, consuming layer) -> FIFO depth in tokens, by the rule of the module docstring."""
     level = tensor_levels(graph)
     depths: dict[tuple[str, str], int] = {}
@@ -118,7 +118,7 @@ def fifo_depths(graph) -> dict[tuple[str, str], int]:
     return depths
 
 
-def plan_dataflow(graph, em: Emission | None = None) -> Dataflow:
+def plan_dataflow(graph: Graph, em: Emission | None = None) -> Dataflow:
     names = {b.tensor: b.cname for b in em.buffers} if em is not None else \
         sanitize_names(layer.name for layer in graph.layers)
     names[INPUT_NAME] = INPUT_NAME

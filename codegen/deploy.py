@@ -19,12 +19,16 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from codegen.names import sanitize_names
 from intsim.errors import CmambaError, ModelFormatError, UnsupportedError
 from intsim.manifest import DirKind, owned_files, publish, read_manifest, staged
+
+if TYPE_CHECKING:
+    from intsim.executor import Model
 
 EXPORT_DIR = DirKind("manifest.json", "cmamba-hls integer export", 1, "the export", "export-int")
 PRECISIONS = ("int16", "int8")
@@ -73,7 +77,7 @@ def _format_scalars(formats: dict) -> list[tuple[str, int]]:
     return out
 
 
-def param_items(layer: str, params) -> tuple[list[tuple[str, int]], dict[str, np.ndarray]]:
+def param_items(layer: str, params: object) -> tuple[list[tuple[str, int]], dict[str, np.ndarray]]:
     """Generic walk of a typed params record: (scalars in field order, integer arrays).
     None fields are skipped; a float (e.g. RMSNorm V1's gain_float, eps) is not integer-only."""
     scalars, arrays = [], {}
@@ -118,7 +122,7 @@ def _constants(precision: str) -> dict:
             "REVIN_EXTRA_BITS": K8.REVIN_EXTRA_BITS, "REVIN_INV_BITS": K8.REVIN_INV_BITS_INT8}
 
 
-def export_records(model, precision: str) -> Export:
+def export_records(model: Model, precision: str) -> Export:
     """The lowered program of `precision` as an Export (no files)."""
     from codegen.project import model_digest
     prog = _program(model, precision)
@@ -193,7 +197,7 @@ def scalar_names(exp: Export) -> list[tuple[str, int]]:
     return [(f"{rec.name}.{k}", v) for rec in exp.layers for k, v in rec.scalars]
 
 
-def write_export(model, precision: str, out_dir) -> tuple[Export, list[Path]]:
+def write_export(model: Model, precision: str, out_dir: str | Path) -> tuple[Export, list[Path]]:
     """`cmamba-hls export-int`: write the export of `model` (a Model) to `out_dir`."""
     out_dir = Path(out_dir)
     owned_files(out_dir, EXPORT_DIR)             # refuse a foreign directory before any work
@@ -231,7 +235,7 @@ def _load_array(root: Path, entry: dict, where: str) -> np.ndarray:
     return arr
 
 
-def read_export(path) -> Export:
+def read_export(path: str | Path) -> Export:
     """Read and validate an export directory (ModelFormatError naming the file on any defect)."""
     root = Path(path)
     raw = read_manifest(root, EXPORT_DIR)
@@ -259,12 +263,12 @@ def read_export(path) -> Export:
     return exp
 
 
-def check_same_as(exp: Export, model, precision: str) -> None:
+def check_same_as(exp: Export, model: Model, precision: str) -> None:
     """Raise CmambaError naming the first layer/field where `exp` differs from the lowered program."""
     ref = export_records(model, precision)
     if [r.name for r in ref.layers] != [r.name for r in exp.layers]:
         raise CmambaError("the export's layers differ from the model's")
-    for a, b in zip(ref.layers, exp.layers):
+    for a, b in zip(ref.layers, exp.layers, strict=True):
         if a.scalars != b.scalars or a.formats != b.formats:
             raise CmambaError(f"layer '{a.name}': scalars or formats differ")
         if set(a.arrays) != set(b.arrays):

@@ -45,13 +45,19 @@ second; Vitis maps both to ROM). Operator templates take their constant arrays a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from intsim.graph import INPUT_NAME
 from intsim.lut import EXP_SIZE, exp_decay_table
+
+if TYPE_CHECKING:
+    from intsim.int8 import Int8Step
+    from intsim.int16 import Int16Step
+    from intsim.ops import BackendTable
 
 # ctype names defined by firmware/primitives.h, with the numpy dtype their values must fit.
 # The plain <stdint.h> names are storage types for constant ROMs in both flavours: the same
@@ -122,7 +128,7 @@ class LayerContext:
         """C++ expression of a tensor: the top's `input` or a member of `act`."""
         return "input" if tensor == INPUT_NAME else f"act.{self.names[tensor]}"
 
-    def binary_call(self, func: str, step) -> str:
+    def binary_call(self, func: str, step: Int16Step | Int8Step) -> str:
         """`func<cfg>(in0, in1, out);` for an op with two activation inputs."""
         return f"{func}<{self.cfg}>({self.ref(step.inputs[0])}, {self.ref(step.inputs[1])}, {self.out});"
 
@@ -142,7 +148,7 @@ class TemplateRow:
     emit: Callable[[object, LayerContext], LayerCode]
 
 
-def op_templates(table, first: tuple[str, ...] = ()) -> list[str]:
+def op_templates(table: BackendTable[TemplateRow], first: tuple[str, ...] = ()) -> list[str]:
     """`first`, then every row's template once, in registry order (the include order)."""
     out = list(first)
     for _, row in table.rows():
@@ -160,7 +166,7 @@ def exp_table_name(ctx: LayerContext) -> str:
     return ctx.shared["exp_decay"]
 
 
-def s6_call(func: str, st, ctx: LayerContext, consts: str) -> str:
+def s6_call(func: str, st: Int16Step | Int8Step, ctx: LayerContext, consts: str) -> str:
     """`func<cfg>(delta, x, B, C, <consts>, exp table, out);` of an s6_scan layer."""
     ins = ", ".join(ctx.ref(t) for t in st.inputs)
     return f"{func}<{ctx.cfg}>({ins}, {consts}, {exp_table_name(ctx)}, {ctx.out});"
@@ -191,5 +197,5 @@ class Emission:
         return {16: "<i2", 8: "|i1"}[self.elem_bits]
 
     @property
-    def np_dtype(self):
+    def np_dtype(self) -> type[np.signedinteger]:
         return {16: np.int16, 8: np.int8}[self.elem_bits]

@@ -10,19 +10,34 @@ vectorises), the ap flavour an ap_int of exactly that width.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates, s6_call)
+from codegen.emission import (
+    Buffer,
+    Config,
+    ConstArray,
+    Emission,
+    LayerCode,
+    LayerContext,
+    Step,
+    TemplateRow,
+    op_templates,
+    s6_call,
+)
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
 from intsim.formats import q_name
 from intsim.graph import INPUT_NAME
 from intsim.int16 import ConvParams, Int16Step
 from intsim.kernels_int16 import LUT_OFFSET, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
-from intsim.kernels_mac import acc_bits   # the golden model proves the same bound (int32 sums)
+from intsim.kernels_mac import acc_bits  # the golden model proves the same bound (int32 sums)
 from intsim.lut import EXP_SIZE, LUT_SIZE
 from intsim.ops import BackendTable
+
+if TYPE_CHECKING:
+    from intsim.executor import Model
 
 INT16_MAX_ABS = 1 << 15
 # One row per op: its template and its emitter (config fields + C++ call).
@@ -36,7 +51,7 @@ def acc_bits_any(weight_shape: tuple[int, ...]) -> int:
     return ((1 << 31) + INT16_MAX_ABS * INT16_MAX_ABS * taps).bit_length() + 1
 
 
-def emit(model, names: dict[str, str], types: str, external: bool = False) -> Emission:
+def emit(model: Model, names: dict[str, str], types: str, external: bool = False) -> Emission:
     graph = model.graph
     prog = model.program
     configs: list[Config] = []
@@ -68,7 +83,8 @@ def emit(model, names: dict[str, str], types: str, external: bool = False) -> Em
         return res.output_q.reshape(len(x_q), c_out, horizon), tensors
 
     return Emission(
-        precision="int16", elem_bits=16, typedefs=["typedef i16_t data_t;   // every activation: int16, per-tensor Q format"],
+        precision="int16", elem_bits=16,
+        typedefs=["typedef i16_t data_t;   // every activation: int16, per-tensor Q format"],
         op_templates=list(OP_TEMPLATES), configs=configs, consts=consts, buffers=buffers, steps=steps,
         input_shape=tuple(graph.input_shape), output_buffer=names[graph.output_tensor],
         output_shape=(c_out, horizon), quantize_input=quantize_input, run_golden=run_golden,
@@ -160,7 +176,8 @@ def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
 def _emit_s6(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p, cname = st.params, ctx.cname
     e, n_states = p.a.shape
-    ctx.consts.append(ConstArray(f"a_{cname}", "int16_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}"))
+    ctx.consts.append(ConstArray(f"a_{cname}", "int16_t", p.a, cname,
+                                 f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}"))
     ctx.consts.append(ConstArray(f"d_{cname}", "int16_t", p.d, cname, f"{st.name}.D [{e}] {q_name(p.d_frac)}"))
     ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE)] + \
         [(name.upper(), getattr(p, name)) for name in ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d",

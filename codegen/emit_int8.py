@@ -14,17 +14,34 @@ some integer approximation. Re-calibrate with `--int8-rmsnorm v2` to generate C+
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from codegen.emission import (Buffer, Config, ConstArray, Emission, LayerCode, LayerContext, Step, TemplateRow,
-                              op_templates, s6_call)
+from codegen.emission import (
+    Buffer,
+    Config,
+    ConstArray,
+    Emission,
+    LayerCode,
+    LayerContext,
+    Step,
+    TemplateRow,
+    op_templates,
+    s6_call,
+)
 from intsim.errors import UnsupportedError
 from intsim.formats import QParams
 from intsim.graph import INPUT_NAME
-from intsim.int8 import Int8Step, quantize_act
+from intsim.int8 import Int8Program, Int8Step, quantize_act
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.lut import EXP_FRAC_BITS, EXP_SIZE
 from intsim.ops import BackendTable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from intsim.executor import Model
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 # One row per op: its template and its emitter (config fields + C++ call).
@@ -35,7 +52,7 @@ def _qp(qp: QParams) -> str:
     return f"s={qp.scale:.6g} z={qp.zero_point}"
 
 
-def reject_mixed_precision(prog, model_dir=None) -> None:
+def reject_mixed_precision(prog: Int8Program, model_dir: str | Path | None = None) -> None:
     """RMSNorm V1 is float inside: no integer C++ kernel exists for it (spec 3.9)."""
     mixed = [st.name for st in prog.steps if st.mixed_precision]
     if mixed:
@@ -45,7 +62,7 @@ def reject_mixed_precision(prog, model_dir=None) -> None:
             f"re-run `cmamba-hls calibrate {model_dir or 'MODEL'} --int8-rmsnorm v2` to generate --precision int8")
 
 
-def emit(model, names: dict[str, str], types: str, external: bool = False) -> Emission:
+def emit(model: Model, names: dict[str, str], types: str, external: bool = False) -> Emission:
     graph = model.graph
     prog = model.program8
     reject_mixed_precision(prog, graph.path)
@@ -154,7 +171,8 @@ def _emit_lut(st: Int8Step, ctx: LayerContext) -> LayerCode:
     if key not in tables:
         tables[key] = f"lut_{ctx.cname}"
         ctx.consts.append(ConstArray(tables[key], "int8_t", table, "luts",
-                                     f"{st.op} table [256] of {st.name}: entry k = code of {st.op}(s_x (k - 128 - z_x)), "
+                                     f"{st.op} table [256] of {st.name}: "
+                                     f"entry k = code of {st.op}(s_x (k - 128 - z_x)), "
                                      f"in {_qp(st.in_qp[0])}, out {_qp(st.out_qp)}", [(st.name, "table")]))
     else:
         next(c for c in ctx.consts if c.name == tables[key]).sources.append((st.name, "table"))

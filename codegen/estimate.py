@@ -27,16 +27,20 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from codegen.dataflow import MIN_DEPTH, Dataflow, fifo_depths, plan_dataflow, read_order, simulate_dataflow
 from codegen.reuse import Plan, ReuseSpec, resolve_reuse, rounded
 from intsim.errors import CmambaError
-from intsim.kernels_int16 import LUT_LAST, REVIN_INV_BITS, RMS_INV_BITS
 from intsim.kernels_int8 import REVIN_INV_BITS_INT8, RMS_INV_BITS_INT8
+from intsim.kernels_int16 import LUT_LAST, REVIN_INV_BITS, RMS_INV_BITS
 from intsim.lut import EXP_SIZE
 from intsim.ops import BackendTable
+
+if TYPE_CHECKING:
+    from intsim.graph import Graph, Layer
 
 # ---- counter slots (templates/common/primitives.h.j2) ----
 SLOT_ISQRT, SLOT_READ, SLOT_WRITE = 7, 8, 9
@@ -154,7 +158,7 @@ class EstimateRow:
 ESTIMATE: BackendTable[EstimateRow] = BackendTable("estimator")
 
 
-def dims_of(graph, layer) -> Dims:
+def dims_of(graph: Graph, layer: Layer) -> Dims:
     return Dims(layer.name, layer.op, tuple(graph.tensor_shape(t) for t in layer.inputs), tuple(layer.shape),
                 int(layer.attrs.get("kernel", 1)), int(layer.attrs.get("stride", 1)))
 
@@ -324,7 +328,8 @@ def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[
 def _revin_norm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     loops, mults, extra = _revin_stats(c, length, precision)
-    loops.append(Loop("scale", 1, c, length, 1, 1 + MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0)))
+    loops.append(Loop("scale", 1, c, length, 1,
+                      1 + MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0)))
     if precision == "int16":
         mults.append(Mult("(x - mean) x 1/std", 1, 17, REVIN_INV_BITS + 1))
     else:
@@ -449,7 +454,7 @@ def _roms(cost: Cost) -> tuple[int, int, int]:
     return b, lut, bits
 
 
-def estimate(graph, precision: str = "int16", interface: str = "memory", reuse: ReuseSpec | None = None,
+def estimate(graph: Graph, precision: str = "int16", interface: str = "memory", reuse: ReuseSpec | None = None,
              clock_mhz: float = 250.0, part: str = "xczu7ev") -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
@@ -538,6 +543,6 @@ def _latency(graph, est: Estimate) -> int:
     return simulate_dataflow(df, compute_cycles(est, df), windows=1)[0]
 
 
-def describe_reuse(plans: dict[str, Plan], graph) -> str:
+def describe_reuse(plans: dict[str, Plan], graph: Graph) -> str:
     knobs = [(layer.name, plans[layer.name]) for layer in graph.layers if plans[layer.name].reuse is not None]
     return ", ".join(f"{name} R={p.reuse}" for name, p in knobs)

@@ -27,6 +27,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -39,6 +41,11 @@ from codegen.reuse import ReuseSpec, apply_plans, resolve_reuse
 from codegen.vectors import make_vectors
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.manifest import DirKind, owned_files, publish, staged
+
+if TYPE_CHECKING:
+    from codegen.deploy import Export
+    from intsim.executor import Model
+    from intsim.graph import Graph
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
@@ -72,7 +79,7 @@ class GenerateResult:
 
 
 # ----------------------------------------------------------------------------- back ends
-def load_backend(precision: str):
+def load_backend(precision: str) -> ModuleType:
     """The back end module of `precision` (codegen.emit_<precision>); UnsupportedError for others."""
     if precision not in PRECISIONS:
         raise UnsupportedError(f"--precision {precision!r} is not supported (known: {', '.join(PRECISIONS)})")
@@ -82,7 +89,7 @@ def load_backend(precision: str):
     return BACKENDS[precision]
 
 
-def as_model(model):
+def as_model(model: Model | str | Path) -> Model:
     """A Model, or a model directory loaded as one."""
     from intsim.executor import Model, load_model
     if isinstance(model, Model):
@@ -90,7 +97,7 @@ def as_model(model):
     return load_model(model)
 
 
-def model_digest(graph) -> str:
+def model_digest(graph: Graph) -> str:
     """SHA-256 of the model: its JSON (incl. quantization) and every weight array."""
     h = hashlib.sha256(json.dumps(graph.raw, sort_keys=True).encode())
     for layer in graph.layers:
@@ -187,7 +194,7 @@ def check_interface(interface: str, weights: str = "embedded") -> None:
                                "own ROMs, and one m_axi weights port cannot feed them all")
 
 
-def emit_with_reuse(model, backend, names: dict[str, str], types: str, reuse: ReuseSpec | None,
+def emit_with_reuse(model: Model, backend: ModuleType, names: dict[str, str], types: str, reuse: ReuseSpec | None,
                     external: bool = False) -> Emission:
     """The back end's Emission with every layer's parallelism (codegen/reuse.py) in its config."""
     plans = resolve_reuse(model.graph, reuse or ReuseSpec())
@@ -196,7 +203,7 @@ def emit_with_reuse(model, backend, names: dict[str, str], types: str, reuse: Re
     return em
 
 
-def render_files(model, em: Emission, types: str, weights: str = "embedded", exp=None,
+def render_files(model: Model, em: Emission, types: str, weights: str = "embedded", exp: Export | None = None,
                  interface: str = "memory") -> dict[str, str]:
     """Relative path -> text of every generated source file (no vectors). `weights="external"`
     needs `exp`, the model's integer export (codegen.deploy.export_records)."""
@@ -227,7 +234,7 @@ def render_files(model, em: Emission, types: str, weights: str = "embedded", exp
         "Makefile": env.get_template("common/Makefile.j2").render(ctx),
         "build_prj.tcl": env.get_template("common/build_prj.tcl.j2").render(ctx),
     }
-    for tpl, header in zip(em.op_templates, op_headers):
+    for tpl, header in zip(em.op_templates, op_headers, strict=True):
         files[f"firmware/ops/{header}"] = env.get_template(tpl).render(ctx)
     weight_tpl = env.get_template("common/weights.h.j2")
     for group, consts in groups.items():
@@ -253,7 +260,8 @@ def data_line(data_file: Path | None, note: str, n_real: int) -> str:
     return f"real windows: none ({note})"
 
 
-def project_options(model, precision: str, types: str, n_vectors: int, data, seed: int, layers: bool,
+def project_options(model: Model, precision: str, types: str, n_vectors: int, data: str | Path | None, seed: int,
+                    layers: bool,
                     weights: str = "embedded", interface: str = "memory", reuse: ReuseSpec | None = None) -> dict:
     return {"model": model.graph.name,
             "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
@@ -262,9 +270,10 @@ def project_options(model, precision: str, types: str, n_vectors: int, data, see
             "seed": int(seed), "layers": bool(layers), "weights": weights}
 
 
-def generate_project(model, out_dir, precision: str = "int16", types: str = "stdint", n_vectors: int = 1000,
-                     data=None, seed: int = 0, layers: bool = False, weights: str = "embedded",
-                     interface: str = "memory", reuse: ReuseSpec | None = None) -> GenerateResult:
+def generate_project(model: Model | str | Path, out_dir: str | Path, precision: str = "int16",
+                     types: str = "stdint", n_vectors: int = 1000, data: str | Path | None = None, seed: int = 0,
+                     layers: bool = False, weights: str = "embedded", interface: str = "memory",
+                     reuse: ReuseSpec | None = None) -> GenerateResult:
     """Generate the project (see the module docstring). model: a Model or a model directory.
     weights="external": the constant tables are loaded at start-up from an integer export
     (written to out_dir/export/, docs/deploy-format.md) instead of compiled in. interface:

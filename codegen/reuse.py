@@ -26,8 +26,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from codegen.emission import Emission
+    from codegen.estimate import Knob
+    from intsim.graph import Graph, Layer
 
 
 class ReuseError(CmambaError):
@@ -73,7 +79,7 @@ def plan_for(extent: int, body: int, reuse: int) -> Plan | None:
     return None
 
 
-def check_factor(value, what: str) -> int:
+def check_factor(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ReuseError(f"{what}: a reuse factor is a positive integer, got {value!r}")
     return value
@@ -91,13 +97,13 @@ def parse_reuse_layer(text: str) -> tuple[str, int]:
     return pattern, check_factor(factor, f"--reuse-layer {text}")
 
 
-def knob_of(graph, layer):
+def knob_of(graph: Graph, layer: Layer) -> Knob | None:
     """The estimator row's knob of a layer (codegen/estimate.py), or None."""
     from codegen.estimate import ESTIMATE, dims_of
     return ESTIMATE.row(layer.op, layer.name).knob(dims_of(graph, layer))
 
 
-def resolve_reuse(graph, spec: ReuseSpec) -> dict[str, Plan]:
+def resolve_reuse(graph: Graph, spec: ReuseSpec) -> dict[str, Plan]:
     """Layer name -> Plan for every layer (module docstring); ReuseError on an invalid request."""
     if spec.default is not None:
         check_factor(spec.default, "--reuse")
@@ -133,7 +139,7 @@ def resolve_reuse(graph, spec: ReuseSpec) -> dict[str, Plan]:
     return plans
 
 
-def apply_plans(em, names: dict[str, str], plans: dict[str, Plan]) -> None:
+def apply_plans(em: Emission, names: dict[str, str], plans: dict[str, Plan]) -> None:
     """Append each knob layer's REUSE, PAR and II to its config (params.h), in place."""
     by_cfg = {f"cfg_{names[layer]}": plan for layer, plan in plans.items()}
     for cfg in em.configs:

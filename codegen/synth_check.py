@@ -45,8 +45,13 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from intsim.errors import CmambaError
+
+if TYPE_CHECKING:
+    from codegen.reuse import ReuseSpec
+    from intsim.executor import Model
 
 TOP = "cmamba_top"
 # The only library functions firmware may call (g++ also turns array copies and fills into them),
@@ -150,7 +155,7 @@ class SynthReport:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SynthReport":
+    def from_json(cls, text: str) -> SynthReport:
         data = json.loads(text)
         data["findings"] = [Finding(**f) for f in data["findings"]]
         return cls(**data)
@@ -539,7 +544,7 @@ def _params(signature: str) -> list[tuple[str, str]]:
 
 
 def _writable(ptype: str) -> bool:
-    return (ptype.endswith("*") or ptype.endswith("&")) and not ptype.startswith("const ")
+    return ptype.endswith(("*", "&")) and not ptype.startswith("const ")
 
 
 def _base_object(arg: str) -> str | None:
@@ -567,7 +572,8 @@ def _compiler() -> str:
     return cxx
 
 
-def check_firmware(firmware_dir, types: str, ap_dir=None, workdir=None) -> SynthReport:
+def check_firmware(firmware_dir: str | Path, types: str, ap_dir: str | Path | None = None,
+                   workdir: str | Path | None = None) -> SynthReport:
     """Compile firmware_dir/top.cpp once with the check flags and apply every rule (module
     docstring). ap_dir: the folder with ap_int.h (types == "ap"). workdir: where the object and
     dumps go (a temporary folder, removed afterwards, by default)."""
@@ -616,8 +622,8 @@ def check_firmware(firmware_dir, types: str, ap_dir=None, workdir=None) -> Synth
     return chk.report
 
 
-def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdint", interface: str = "memory",
-                    reuse=None) -> Path:
+def render_firmware(model: Model | str | Path, out_dir: str | Path, precision: str = "int16", types: str = "stdint",
+                    interface: str = "memory", reuse: ReuseSpec | None = None) -> Path:
     """Write only the firmware/ folder that generate_project() would write for these options (no
     golden vectors, testbench or Makefile: nothing runs the golden model), for check_firmware().
     Returns out_dir/firmware."""
@@ -635,7 +641,7 @@ def render_firmware(model, out_dir, precision: str = "int16", types: str = "stdi
     return Path(out_dir) / "firmware"
 
 
-def check_project(out_dir, workdir=None) -> SynthReport:
+def check_project(out_dir: str | Path, workdir: str | Path | None = None) -> SynthReport:
     """check_firmware() on a generated project: its types from project.json, ap headers from
     $CMAMBA_HLS_AP_INCLUDE."""
     from codegen.build import ap_include, project_types

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from intsim.data import find_training_data, load_splits, split_from_record
+
+if TYPE_CHECKING:
+    from codegen.emission import Emission
+    from intsim.executor import Model
 
 RANDOM_SCALES = (0.25, 1.0, 4.0, 16.0)
 
@@ -38,7 +43,7 @@ def adversarial_codes(shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
     return np.stack([np.full(shape, hi), np.full(shape, lo), np.zeros(shape, np.int64), alt])
 
 
-def real_windows(model, path: Path, n: int) -> np.ndarray:
+def real_windows(model: Model, path: Path, n: int) -> np.ndarray:
     """n evenly spaced test-split windows of `path` (the model's recorded split), normalised
     (float [n, C, L])."""
     g = model.graph
@@ -50,7 +55,7 @@ def real_windows(model, path: Path, n: int) -> np.ndarray:
     return model.normalize_input(x[idx])
 
 
-def make_vectors(model, emission, n: int, data=None, seed: int = 0) -> VectorSet:
+def make_vectors(model: Model, emission: Emission, n: int, data: str | Path | None = None, seed: int = 0) -> VectorSet:
     shape = tuple(model.graph.input_shape)
     dtype = emission.np_dtype
     lo, hi = emission.input_limits

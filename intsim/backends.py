@@ -9,8 +9,12 @@ one instance per model. This project ships `torch` (model/torch_backend.py, the 
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from intsim.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from intsim.executor import Model
 
 GROUP = "cmamba_hls.backends"
 BUILTIN = "numba"          # the golden model itself (intsim.executor)
@@ -21,7 +25,7 @@ def plugin_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=GROUP))
 
 
-def load_backend(name: str, model):
+def load_backend(name: str, model: Model) -> object:
     """Instantiate back end `name` for `model`; UnsupportedError naming the known ones when it is
     not registered or its dependencies are missing."""
     found = [ep for ep in entry_points(group=GROUP) if ep.name == name]

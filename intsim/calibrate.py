@@ -7,12 +7,13 @@ layer), so INT16 (frac bits) and INT8 (scale/zero point) are chosen from one run
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 from intsim.errors import CmambaError
 from intsim.executor import Model
-from intsim.formats import RMSNORM_MODES
+from intsim.formats import FRAC_MAX, FRAC_MIN, RMSNORM_MODES
 from intsim.graph import INPUT_NAME, save_quant
 from intsim.int8 import INT8, asymmetric_params
 from intsim.ops import OPS
@@ -55,7 +56,12 @@ def frac_bits_for_range(r: float) -> int:
     return int(min(15, max(0, 15 - math.ceil(math.log2(r * 1.0001)))))
 
 
-def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", formats: str = "q88") -> dict:
+def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", formats: str = "q88",
+                         frac_offsets: Mapping[str, int] | None = None) -> dict:
+    """INT16 fractional bits of every tensor and weight (spec 4.2). `frac_offsets` (tensor -> k, for
+    design-space sweeps) adds k bits to a tensor's chosen format before the accumulator rule, kept in
+    [0, 15] and, for an op with a known output bound (sigmoid), within what keeps that bound representable."""
+    offsets = frac_offsets or {}
     if method not in METHODS:
         raise CmambaError(f"unknown calibration method '{method}' (known: {', '.join(METHODS)})")
     if formats not in FORMAT_CHOICES:
@@ -65,17 +71,20 @@ def choose_int16_formats(model: Model, stats: dict, method: str = "maxabs", form
     tensors: dict[str, dict] = {}
     weights: dict[str, dict] = {}
 
-    def pick(r):
-        return DEFAULT_FRAC if formats == "q88" else frac_bits_for_range(r)
+    def pick(r, tensor=None):
+        f = DEFAULT_FRAC if formats == "q88" else frac_bits_for_range(r)
+        return f if tensor is None else min(FRAC_MAX, max(FRAC_MIN, f + int(offsets.get(tensor, 0))))
 
-    tensors[INPUT_NAME] = {"frac_bits": pick(stats[INPUT_NAME][key])}
+    tensors[INPUT_NAME] = {"frac_bits": pick(stats[INPUT_NAME][key], INPUT_NAME)}
     for layer in graph.layers:
         for wkey, w in layer.weights.items():
             if wkey != "bias":
                 weights[f"{layer.name}.{wkey}"] = {"frac_bits": pick(float(np.max(np.abs(w))))}
         spec = OPS[layer.op]
         # An op with a known output bound (sigmoid: 1, which keeps lam = 1.0 representable, spec 2.7)
-        f_y = pick(spec.output_bound if spec.output_bound is not None else stats[layer.name][key])
+        f_y = pick(spec.output_bound if spec.output_bound is not None else stats[layer.name][key], layer.name)
+        if spec.output_bound is not None:
+            f_y = min(f_y, frac_bits_for_range(spec.output_bound))
         if spec.accumulates:   # spec 2: no left shift at the output, f_y <= f_x + f_w
             f_acc = tensors[layer.inputs[0]]["frac_bits"] + weights[f"{layer.name}.weight"]["frac_bits"]
             f_y = min(f_y, f_acc)
@@ -104,13 +113,16 @@ def choose_int8_params(model: Model, stats: dict, method: str = "maxabs", rmsnor
 
 
 def calibrate(model: Model, x_norm: np.ndarray, method: str = "maxabs", formats: str = "q88",
-              save: bool = True, int8_method: str | None = None, int8_rmsnorm: str = "v2") -> dict:
+              save: bool = True, int8_method: str | None = None, int8_rmsnorm: str = "v2",
+              stats: dict | None = None, frac_offsets: Mapping[str, int] | None = None) -> dict:
     """Collect statistics once; choose INT16 formats and INT8 scales/zero points from them;
-    store all of it in the model (and model.json). int8_method defaults to `method`."""
+    store all of it in the model (and model.json). int8_method defaults to `method`.
+    `stats`: what collect_stats(model, x_norm) returned before (a sweep reuses it across points);
+    `frac_offsets`: see choose_int16_formats."""
     if len(x_norm) == 0:
         raise CmambaError("calibration needs at least one window of data")
-    stats = collect_stats(model, x_norm)
-    q16 = choose_int16_formats(model, stats, method, formats)
+    stats = collect_stats(model, x_norm) if stats is None else stats
+    q16 = choose_int16_formats(model, stats, method, formats, frac_offsets)
     q16["n_samples"] = int(len(x_norm))
     quant = dict(model.graph.quant)
     quant["stats"] = {"n_samples": int(len(x_norm)), "tensors": stats}

@@ -13,9 +13,13 @@ exactly (saturations and sizes summed, min of minima, max of maxima).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from intsim.executor import RunResult
 
 CHUNK_WINDOWS = 1024
 
@@ -39,7 +43,7 @@ def _filled(first: np.ndarray, n: int) -> np.ndarray:
     return np.empty((n,) + first.shape[1:], dtype=first.dtype)
 
 
-def run_in_chunks(run_chunk: Callable, x: np.ndarray, chunk: int | None = None):
+def run_in_chunks(run_chunk: Callable[[np.ndarray], RunResult], x: np.ndarray, chunk: int | None = None) -> RunResult:
     """run_chunk(x[a:b]) -> RunResult for each chunk of `x` [N, ...]; one RunResult for all N.
     A batch of at most `chunk` (default CHUNK_WINDOWS) windows is a single call (no copy)."""
     chunk = chunk or CHUNK_WINDOWS

@@ -17,12 +17,18 @@ import csv
 import gzip
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from intsim.errors import DataError
+
+if TYPE_CHECKING:
+    from intsim.graph import Graph
 
 # Columns never used as channels when `columns=None` (case-insensitive).
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
@@ -33,7 +39,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and e
 
 
 # ------------------------------------------------------------------ loading
-def find_training_data(graph) -> tuple[Path | None, str]:
+def find_training_data(graph: Graph) -> tuple[Path | None, str]:
     """The CSV a model was trained on, for every command that reads a model's data without
     --data (calibrate, eval, codegen, compare): the file named by its training record
     (`training.data.file`), looked up in the repository's data/, in the model directory and
@@ -55,11 +61,11 @@ def find_training_data(graph) -> tuple[Path | None, str]:
 
 
 
-def open_text(path: Path):
+def open_text(path: Path) -> TextIO:
     """A text handle on a .csv or .csv.gz file (utf-8, csv-module newlines)."""
     if path.name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 def _parse_float(text: str) -> float | None:
@@ -79,7 +85,8 @@ def _csv_source(path, columns) -> tuple[Path, list[str] | None]:
     return path, columns
 
 
-def load_csv(path, columns=None, min_rows: int = 1):
+def load_csv(path: str | Path, columns: str | Sequence[str] | None = None,
+             min_rows: int = 1) -> tuple[NDArray[np.float64], list[str]]:
     """Read a .csv or .csv.gz with a header row.
 
     columns: list of column names (or a comma-separated string); None means every
@@ -157,7 +164,7 @@ def _choose_columns(path: Path, header: list[str], first: list[str], columns) ->
     return [header.index(c) for c in columns]
 
 
-def column_choice(path, columns=None) -> tuple[list[str], dict[str, str]]:
+def column_choice(path: str | Path, columns: str | Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """(the channel columns load_csv takes, {ignored column: why}) from the header and the
     first data row only: what `train` prints so that no column is dropped silently."""
     path, columns = _csv_source(path, columns)
@@ -233,7 +240,7 @@ def parse_split(text: str) -> Split:
     return Split(fractions=_check_fractions(numbers))
 
 
-def split_from_record(record) -> Split:
+def split_from_record(record: dict | None) -> Split:
     """The split a model was trained with (model.json training.data.split), else the default."""
     split = record.get("split") if isinstance(record, dict) else None
     if isinstance(split, dict):
@@ -244,7 +251,7 @@ def split_from_record(record) -> Split:
     return DEFAULT_SPLIT
 
 
-def chronological_split(values, fractions=(0.7, 0.1, 0.2)) -> dict:
+def chronological_split(values: np.ndarray, fractions: Sequence[float] | Split = (0.7, 0.1, 0.2)) -> dict:
     """Contiguous row blocks {"train", "val", "test"} in time order.
 
     `fractions`: three fractions (train gets floor(N * f_train) rows, val floor(N * f_val),
@@ -263,7 +270,8 @@ def n_windows(n_rows: int, lookback: int, horizon: int, stride: int = 1) -> int:
     return (n_rows - lookback - horizon) // stride + 1
 
 
-def make_windows(values, lookback: int, horizon: int, stride: int = 1):
+def make_windows(values: ArrayLike, lookback: int, horizon: int,
+                 stride: int = 1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Sliding windows of a series [N, C].
 
     Returns ``X float64[B, C, lookback]``, ``Y float64[B, C, horizon]`` with window b
@@ -286,8 +294,9 @@ def make_windows(values, lookback: int, horizon: int, stride: int = 1):
     return np.ascontiguousarray(win[:, :, :lookback]), np.ascontiguousarray(win[:, :, lookback:])
 
 
-def load_splits(path, columns=None, lookback: int = 64, horizon: int = 16, stride: int = 1,
-                fractions=(0.7, 0.1, 0.2), train_stride: int | None = None) -> dict:
+def load_splits(path: str | Path, columns: str | Sequence[str] | None = None, lookback: int = 64, horizon: int = 16,
+                stride: int = 1, fractions: Sequence[float] | Split = (0.7, 0.1, 0.2),
+                train_stride: int | None = None) -> dict:
     """The data entry point: CSV -> chronological split -> windows, ORIGINAL units.
 
     Returns ``{"train": (X, Y), "val": (X, Y), "test": (X, Y), "columns": names,
@@ -309,7 +318,7 @@ def load_splits(path, columns=None, lookback: int = 64, horizon: int = 16, strid
 
 
 # ------------------------------------------------------------ normalisation
-def fit_normalization(train_values) -> dict:
+def fit_normalization(train_values: ArrayLike) -> dict:
     """Per-channel mean/std (population std, floored at 1e-8) of a [N, C] series."""
     v = np.asarray(train_values, dtype=np.float64)
     if v.ndim != 2 or len(v) == 0:
@@ -333,20 +342,20 @@ def _channel_view(values, stats, channel_axis):
     return v, mean.reshape(shape), std.reshape(shape)
 
 
-def normalize(values, stats, channel_axis=None):
+def normalize(values: ArrayLike, stats: dict, channel_axis: int | None = None) -> NDArray[np.float64]:
     """(x - mean) / std per channel. Channel axis: last for [N, C], 1 for [B, C, L]."""
     v, mean, std = _channel_view(values, stats, channel_axis)
     return (v - mean) / std
 
 
-def denormalize(values, stats, channel_axis=None):
+def denormalize(values: ArrayLike, stats: dict, channel_axis: int | None = None) -> NDArray[np.float64]:
     """Inverse of :func:`normalize`: x * std + mean per channel."""
     v, mean, std = _channel_view(values, stats, channel_axis)
     return v * std + mean
 
 
 # ---------------------------------------------------------------- baselines
-def repeat_last(X, horizon: int):
+def repeat_last(X: np.ndarray, horizon: int) -> np.ndarray:
     """Forecast every future step as the last observed value: [B, C, L] -> [B, C, H]."""
     X = np.asarray(X, dtype=np.float64)
     return np.repeat(X[:, :, -1:], horizon, axis=2)
@@ -365,29 +374,29 @@ class LinearForecaster:
         self.coef: np.ndarray | None = None      # [C, L, H]
         self.intercept: np.ndarray | None = None  # [C, H]
 
-    def fit(self, X, Y) -> "LinearForecaster":
+    def fit(self, X: ArrayLike, Y: ArrayLike) -> LinearForecaster:
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
         if X.ndim != 3 or Y.ndim != 3 or X.shape[:2] != Y.shape[:2]:
             raise DataError(f"LinearForecaster.fit: X [B, C, L] and Y [B, C, H] expected, "
                             f"got {X.shape} and {Y.shape}")
-        b, c, l = X.shape
+        b, c, n_lag = X.shape
         h = Y.shape[2]
-        self.coef = np.empty((c, l, h))
+        self.coef = np.empty((c, n_lag, h))
         self.intercept = np.empty((c, h))
         for ch in range(c):
             A = np.concatenate([X[:, ch, :], np.ones((b, 1))], axis=1)   # [B, L+1]
             rhs = Y[:, ch, :]
             if self.ridge > 0:
-                pen = np.sqrt(self.ridge) * np.eye(l + 1)[:l]             # no penalty on intercept
+                pen = np.sqrt(self.ridge) * np.eye(n_lag + 1)[:n_lag]     # no penalty on intercept
                 A = np.concatenate([A, pen], axis=0)
-                rhs = np.concatenate([rhs, np.zeros((l, h))], axis=0)
+                rhs = np.concatenate([rhs, np.zeros((n_lag, h))], axis=0)
             w, *_ = np.linalg.lstsq(A, rhs, rcond=None)                  # [L+1, H]
-            self.coef[ch] = w[:l]
-            self.intercept[ch] = w[l]
+            self.coef[ch] = w[:n_lag]
+            self.intercept[ch] = w[n_lag]
         return self
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         if self.coef is None:
             raise DataError("LinearForecaster.predict called before fit")
         X = np.asarray(X, dtype=np.float64)
@@ -398,9 +407,9 @@ class LinearForecaster:
 
 
 # ------------------------------------------------------------------ metrics
-def mse(pred, target) -> float:
+def mse(pred: ArrayLike, target: ArrayLike) -> float:
     return float(np.mean((np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)) ** 2))
 
 
-def mae(pred, target) -> float:
+def mae(pred: ArrayLike, target: ArrayLike) -> float:
     return float(np.mean(np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64))))

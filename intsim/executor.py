@@ -12,9 +12,12 @@ sample). The model holds no global state: map it over shards freely.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from intsim import float_ref
 from intsim.backends import BUILTIN, load_backend
@@ -23,11 +26,14 @@ from intsim.errors import DataError
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.formats import lsb
 from intsim.graph import INPUT_NAME, Graph, load_graph
+from intsim.int8 import Int8Program, dequantize_act, lower_int8, pack_program8, run_step8
 from intsim.int16 import Int16Program, PackedInt16, int16_formats, lower_int16, pack_program
-from intsim.kernels_int16 import run_program_int16
-from intsim.int8 import Int8Program, dequantize_act, lower_int8, pack_program8, quantize_act, run_step8
 from intsim.kernels_int8 import run_program_int8
+from intsim.kernels_int16 import quantize_input, run_program_int16
 from intsim.modes import BITTRUE, MODE_NAMES, QUANT8, QUANT16, Mode, get_mode
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODES = MODE_NAMES
 
@@ -53,7 +59,8 @@ class Model:
         self._program: Int16Program | None = None
         self._packed: PackedInt16 | None = None
         self._program8: Int8Program | None = None
-        self._packed8: list = []        # [] not packed yet; [None]: a step has no packed kernel
+        self._packed8: list = []        # [] not packed yet; [None, ...]: a step has no packed kernel
+        self._k_out = 0                 # index of the output tensor in the packed INT16 program
         self._backends: dict[str, object] = {}     # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
@@ -89,11 +96,11 @@ class Model:
             raise DataError(f"x: {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf value(s) in the input")
         return arr, single
 
-    def normalize_input(self, x_raw):
+    def normalize_input(self, x_raw: ArrayLike) -> NDArray[np.float64]:
         g = self.graph
         return (np.asarray(x_raw, dtype=np.float64) - g.norm_in_mean[:, None]) / g.norm_in_std[:, None]
 
-    def denormalize_output(self, y):
+    def denormalize_output(self, y: np.ndarray) -> np.ndarray:
         g = self.graph
         return y * g.norm_out_std[:, None] + g.norm_out_mean[:, None]
 
@@ -114,7 +121,8 @@ class Model:
             self._program8 = lower_int8(self.graph)
         return self._program8
 
-    def run(self, x, mode: str | Mode = "fp32", capture=None, backend: str = BUILTIN) -> RunResult:
+    def run(self, x: ArrayLike, mode: str | Mode = "fp32", capture: bool | Iterable[str] | None = None,
+            backend: str = BUILTIN) -> RunResult:
         """x: float [B, C_in, L] or [C_in, L], normalised. mode: a name of intsim.modes.MODES
         (or a Mode). capture: None, True or names.
         Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
@@ -136,18 +144,32 @@ class Model:
 
     def _run_mode(self, xb, mode: Mode, capture) -> RunResult:
         if mode is BITTRUE:
-            prog = self.program
-            x_q, n_sat = quantize_q(xb, prog.input_frac, 16, "input")
-            res = self.run_int16(x_q.astype(np.int16), capture)
+            x_q, n_sat = self._quantize_input(xb, self.program.input_frac)
+            res = self._run_packed16(x_q, capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat   # host-side input quantization
         elif mode is QUANT8:
-            s_in, z_in = self.program8.input_qp
-            x_q, n_sat = quantize_act(xb, s_in, z_in, "input")
-            res = self.run_int8(x_q, capture)
+            x_q, n_sat = self._quantize_input(xb, None)
+            res = self._run_packed8(x_q, capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat
         else:
             res = self._run_float(xb, mode, capture)
         return res
+
+    def _quantize_input(self, xb: np.ndarray, frac: int | None) -> tuple[np.ndarray, int]:
+        """The finite float input as the integer program's input and its saturations, in one jitted
+        pass with the float operations of fixedpoint.quantize_q (frac: INT16, x 2^frac exact) or,
+        frac None, int8.quantize_act (RNE(x / s) + z): the same codes."""
+        if frac is None:
+            s_in, z_in = self.program8.input_qp
+            mul, div, zp, lo, hi, dtype = 1.0, float(s_in), float(z_in), -128.0, 127.0, np.int8
+        elif abs(frac) < 1000:                    # 2^frac a normal float64: x * 2^frac is ldexp(x, frac)
+            mul, div, zp, lo, hi, dtype = float(np.ldexp(1.0, frac)), 1.0, 0.0, -32768.0, 32767.0, np.int16
+        else:
+            x_q, n_sat = quantize_q(xb, frac, 16, "input")
+            return x_q.astype(np.int16), n_sat
+        xb = np.ascontiguousarray(xb)
+        x_q = np.empty(xb.shape, dtype)
+        return x_q, int(quantize_input(xb, mul, div, zp, lo, hi, x_q))
 
     def output_lsb(self, mode: str | Mode) -> float | None:
         """One output LSB of `mode` in network units (None for float modes without formats)."""
@@ -158,7 +180,7 @@ class Model:
             return float(self.program8.output_qp.scale)
         return None
 
-    def program_of(self, mode: str | Mode):
+    def program_of(self, mode: str | Mode) -> Int16Program | Int8Program | None:
         """The lowered program a mode runs (Int16Program, Int8Program) or None (fp32)."""
         mode = get_mode(mode)
         if mode.precision == "int16":
@@ -167,18 +189,22 @@ class Model:
             return self.program8
         return None
 
-    def predict(self, x_raw, mode: str = "fp32") -> np.ndarray:
+    def predict(self, x_raw: ArrayLike, mode: str = "fp32") -> np.ndarray:
         """Original units in and out: normalise, run, de-normalise."""
         return self.denormalize_output(self.run(self.normalize_input(x_raw), mode).output)
 
-    def run_int16(self, x_q, capture=None) -> RunResult:
+    def run_int16(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format.
         The whole program runs in one jitted call (kernels_int16.run_program_int16)."""
+        return self._run_packed16(self._int_batch(x_q, np.int16), capture)
+
+    def _run_packed16(self, xb: np.ndarray, capture) -> RunResult:
+        """run_int16 on a checked, contiguous int16 [B, C_in, L] batch."""
         prog = self.program
         if self._packed is None:
             self._packed = pack_program(prog, self.graph.input_shape)
+            self._k_out = self._packed.names.index(prog.output_tensor)
         pk = self._packed
-        xb = self._int_batch(x_q, np.int16)
         buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases,
                                                         pk.channels, pk.lengths)
         n_b = xb.shape[0]
@@ -189,42 +215,51 @@ class Model:
         # per-tensor stats in one vectorised pass (value = integer * 2**-frac)
         fracs = -pk.fracs
         rows = zip(n_sat.tolist(), np.ldexp(lo.astype(np.float64), fracs).tolist(),
-                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist())
+                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist(), strict=True)
         stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                 for name, (n, a, b, size) in zip(pk.names, rows)}
+                 for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
         tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
                    if capture else {})
-        k_out = pk.names.index(prog.output_tensor)
-        out_q, out_frac = self._shape_output(tensor(k_out)), int(pk.fracs[k_out])
+        out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])
         return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors,
                          out_frac, lsb(out_frac))
 
-    def run_int8(self, x_q, capture=None) -> RunResult:
+    def run_int8(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp).
         The whole program runs in one jitted call (kernels_int8.run_program_int8) unless a step
         has no packed kernel (RMSNorm V1, float inside): then layer by layer."""
+        return self._run_packed8(self._int_batch(x_q, np.int8), capture)
+
+    def _run_packed8(self, xb: np.ndarray, capture) -> RunResult:
+        """run_int8 on a checked, contiguous int8 [B, C_in, L] batch."""
         prog = self.program8
         if not self._packed8:
-            self._packed8 = [pack_program8(prog, self.graph.input_shape)]
-        pk = self._packed8[0]
+            pk = pack_program8(prog, self.graph.input_shape)
+            qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
+            # packed program, every tensor's (scale, zero point) and the output's index, once per model
+            self._packed8 = [pk, np.array([qp.scale for qp in qps], np.float64),
+                             np.array([qp.zero_point for qp in qps], np.float64),
+                             None if pk is None else pk.names.index(prog.output_tensor)]
+        pk, scale, zero, k_out = self._packed8
         if pk is not None:
-            xb = self._int_batch(x_q, np.int8)
             buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases,
                                                            pk.channels, pk.lengths)
-            qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
-            env = {name: buf[offsets[k]:offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
-                   for k, name in enumerate(pk.names)}
+
+            def tensor(k):
+                return buf[offsets[k]:offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
+
             # per-tensor stats in one vectorised pass: value = s * (q - z), as dequantize_act
-            scale = np.array([qp.scale for qp in qps], np.float64)
-            zero = np.array([qp.zero_point for qp in qps], np.float64)
             rows = zip(n_sat.tolist(), (scale * (lo - zero)).tolist(), (scale * (hi - zero)).tolist(),
-                       np.diff(offsets).tolist())
+                       np.diff(offsets).tolist(), strict=True)
             stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                     for name, (n, a, b, size) in zip(pk.names, rows)}
+                     for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
+            out_q = self._shape_output(tensor(k_out))
+            tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
+                       if capture else {})
         else:
-            env, stats = self._steps8(x_q, prog)
-        out_q = self._shape_output(env[prog.output_tensor])
-        tensors = {k: v for k, v in env.items() if _wants(capture, k)}
+            env, stats = self._steps8(xb, prog)
+            out_q = self._shape_output(env[prog.output_tensor])
+            tensors = {k: v for k, v in env.items() if _wants(capture, k)}
         return RunResult(QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
                          output_lsb=prog.output_qp.scale)
 
@@ -305,6 +340,6 @@ def _float_stats(y, n_sat):
     return {"saturations": n_sat, "min": float(y.min()), "max": float(y.max()), "size": int(y.size)}
 
 
-def load_model(path) -> Model:
+def load_model(path: str | Path) -> Model:
     """Load and validate a model directory (docs/model-format.md)."""
     return Model(load_graph(path))

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "MAX_SHIFT", "rne_shift", "shift_round", "saturate", "sat_limits",
@@ -31,7 +32,7 @@ class NonFiniteError(ValueError):
 
 
 @njit(cache=True, inline="always")
-def rne_shift(x, n):
+def rne_shift(x: int, n: int) -> int:
     """Round-half-to-even arithmetic right shift: RNE(x / 2**n), int64.
 
     x: int64 in [-2**63, 2**63); n: int in [0, 62]. Exact for every such input:
@@ -50,7 +51,7 @@ def rne_shift(x, n):
 
 
 @njit(cache=True, inline="always")
-def shift_round(x, n):
+def shift_round(x: int, n: int) -> int:
     """x * 2**(-n) for a signed shift count: RNE right shift when n > 0, exact
     left shift when n <= 0 (spec 1.3, format alignment). |n| <= 62, else
     ValueError (a shift count >= 64 is undefined in LLVM/C++; the caller
@@ -63,14 +64,14 @@ def shift_round(x, n):
 
 
 @njit(cache=True, inline="always")
-def sat_limits(bits):
+def sat_limits(bits: int) -> tuple[int, int]:
     """(lo, hi) of a signed two's-complement integer of ``bits`` bits, 2..63."""
     hi = (np.int64(1) << (bits - 1)) - 1
     return -hi - 1, hi
 
 
 @njit(cache=True, inline="always")
-def saturate(x, bits):
+def saturate(x: int, bits: int) -> tuple[int, bool]:
     """Clamp int64 x to signed ``bits`` (2..63). Returns (value, saturated: bool);
     callers add the flag to their layer's saturation counter (spec 1.4)."""
     lo, hi = sat_limits(bits)
@@ -78,7 +79,7 @@ def saturate(x, bits):
 
 
 @njit(cache=True)
-def rne_div(num, den):
+def rne_div(num: int, den: int) -> int:
     """RNE(num / den) for int64 num and den > 0 (ties to even). Spec 1.5.
 
     Compares rem with den - rem rather than 2*rem with den: 2*rem overflows
@@ -95,7 +96,7 @@ def rne_div(num, den):
 
 
 @njit(cache=True)
-def isqrt_floor(v):
+def isqrt_floor(v: int) -> int:
     """floor(sqrt(v)) for 0 <= v < 2**62 by the bit-by-bit (digit recurrence)
     method: shifts, compares and subtractions only. v outside [0, 2**62)
     raises ValueError (the recurrence starts at bit 2**60 and would silently
@@ -117,7 +118,7 @@ def isqrt_floor(v):
 
 
 @njit(cache=True)
-def isqrt_rne(v):
+def isqrt_rne(v: int) -> int:
     """Nearest integer to sqrt(v), 0 <= v < 2**62. sqrt of an integer is never
     exactly r + 1/2, so there are no ties: round up iff v - r*r > r. Spec 1.6."""
     r = isqrt_floor(v)
@@ -127,7 +128,7 @@ def isqrt_rne(v):
 
 
 @njit(cache=True)
-def rne_shift_array(x, n):
+def rne_shift_array(x: NDArray[np.int64], n: int) -> NDArray[np.int64]:
     """Element-wise rne_shift over an int64 array (any shape)."""
     flat = x.ravel()
     out = np.empty(flat.size, dtype=np.int64)
@@ -137,7 +138,7 @@ def rne_shift_array(x, n):
 
 
 @njit(cache=True)
-def saturate_array(x, bits):
+def saturate_array(x: NDArray[np.int64], bits: int) -> tuple[NDArray[np.int64], int]:
     """Element-wise saturate over an int64 array. Returns (values, count)."""
     flat = x.ravel()
     out = np.empty(flat.size, dtype=np.int64)
@@ -150,7 +151,7 @@ def saturate_array(x, bits):
 
 
 @njit(cache=True)
-def requantize(acc, m0, shift, zero_point, bits):
+def requantize(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tuple[int, bool]:
     """INT8 requantization (spec 3.3): sat_bits(RNE(acc * m0 / 2**shift) + zp).
 
     acc: int64 (an int32 accumulator, or the int64 RMSNorm product); m0: int64 in
@@ -161,7 +162,8 @@ def requantize(acc, m0, shift, zero_point, bits):
 
 
 @njit(cache=True)
-def requantize_array(acc, m0, shift, zero_point, bits):
+def requantize_array(acc: NDArray[np.int64], m0: int, shift: int, zero_point: int,
+                     bits: int) -> tuple[NDArray[np.int64], int]:
     """Element-wise requantize over an int64 array. Returns (values, count)."""
     flat = acc.ravel()
     out = np.empty(flat.size, dtype=np.int64)
@@ -177,7 +179,8 @@ def requantize_array(acc, m0, shift, zero_point, bits):
 # Host side (float allowed): quantizing weights and inputs, reading results back.
 # ----------------------------------------------------------------------------------
 
-def quantize_q(x, frac_bits: int, bits: int = 16, name: str = "tensor"):
+def quantize_q(x: ArrayLike, frac_bits: int, bits: int = 16,
+               name: str = "tensor") -> tuple[NDArray[np.int64], int]:
     """Float -> signed fixed point with ``frac_bits`` fractional bits (spec 1.1).
 
     RNE of x * 2**frac_bits (exact: scaling by a power of two loses nothing in
@@ -200,12 +203,12 @@ def quantize_q(x, frac_bits: int, bits: int = 16, name: str = "tensor"):
     return np.minimum(q, (1 << (bits - 1)) - 1), n_sat
 
 
-def dequantize(q, frac_bits: int):
+def dequantize(q: ArrayLike, frac_bits: int) -> NDArray[np.float64]:
     """Signed fixed point -> float64: q * 2**-frac_bits (exact)."""
     return np.ldexp(np.asarray(q, dtype=np.float64), -frac_bits)
 
 
-def quantize_multiplier(real_multiplier: float, bits: int = 31):
+def quantize_multiplier(real_multiplier: float, bits: int = 31) -> tuple[int, int]:
     """Real M > 0 -> (m0, shift) with M ~= m0 * 2**-shift (spec 3.2).
 
     `bits` (default 31) is the multiplier's width: m0 in [2**(bits-1), 2**bits); the S6 output

@@ -15,15 +15,19 @@ would let BLAS choose its blocking from B and change the last bits.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from intsim.ops import BackendTable
 
+if TYPE_CHECKING:
+    from intsim.graph import Layer
 
-def sigmoid(x):
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
     # Split by sign so exp never overflows.
     out = np.empty_like(x)
     pos = x >= 0
@@ -33,11 +37,11 @@ def sigmoid(x):
     return out
 
 
-def silu(x):
+def silu(x: np.ndarray) -> np.ndarray:
     return x * sigmoid(x)
 
 
-def conv_kx1(x, weight, bias, kernel, stride):
+def conv_kx1(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, stride: int) -> np.ndarray:
     """x: [B, C_in, L] -> [B, C_out, (L-K)//S+1]; weight [C_out, C_in, K]."""
     win = sliding_window_view(x, kernel, axis=2)[:, :, ::stride, :]   # [B, C_in, T, K]
     n_b, c_in, n_t, _ = win.shape
@@ -45,12 +49,12 @@ def conv_kx1(x, weight, bias, kernel, stride):
     return np.matmul(weight.reshape(weight.shape[0], c_in * kernel), cols) + bias[None, :, None]
 
 
-def conv1x1(x, weight, bias):
+def conv1x1(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x: [B, C_in, L] -> [B, C_out, L]; weight [C_out, C_in]."""
     return np.matmul(weight, x) + bias[None, :, None]
 
 
-def dwconv(x, weight, bias, kernel):
+def dwconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int) -> np.ndarray:
     """Causal depthwise: x [B, C, L] -> [B, C, L]; weight [C, K]; K-1 zeros on the left."""
     length = x.shape[2]
     padded = np.concatenate([np.zeros(x.shape[:2] + (kernel - 1,)), x], axis=2)
@@ -60,13 +64,13 @@ def dwconv(x, weight, bias, kernel):
     return out + bias[None, :, None]
 
 
-def rmsnorm(x, gain, eps):
+def rmsnorm(x: np.ndarray, gain: np.ndarray, eps: float) -> np.ndarray:
     """Over channels: y = x / sqrt(mean_c(x^2) + eps) * g."""
     ms = np.mean(x * x, axis=1, keepdims=True)
     return x / np.sqrt(ms + eps) * gain[None, :, None]
 
 
-def scan(lam, u):
+def scan(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     """s_t = lam_t * s_{t-1} + (1 - lam_t) * u_t, s_{-1} = 0. [B, E, T]."""
     out = np.empty_like(u)
     state = np.zeros(u.shape[:2])
@@ -76,12 +80,12 @@ def scan(lam, u):
     return out
 
 
-def softplus(x):
+def softplus(x: np.ndarray) -> np.ndarray:
     """ln(1 + exp(x)), overflow-free: max(x, 0) + log1p(exp(-|x|))."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
-def s6_scan(delta, x, b, c, a, d):
+def s6_scan(delta: np.ndarray, x: np.ndarray, b: np.ndarray, c: np.ndarray, a: np.ndarray, d: np.ndarray) -> np.ndarray:
     """The Mamba-1 selective scan (spec 2.12). delta, x [B, E, T]; b, c [B, N, T]; a [E, N]; d [E].
     h[e,n,t] = exp(delta[e,t] a[e,n]) h[e,n,t-1] + delta[e,t] b[n,t] x[e,t], h[., ., -1] = 0;
     y[e,t] = sum_n c[n,t] h[e,n,t] + d[e] x[e,t]."""
@@ -95,19 +99,19 @@ def s6_scan(delta, x, b, c, a, d):
     return out
 
 
-def revin_stats(x, eps):
+def revin_stats(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Per sample and channel of x [B, C, L]: (mean, sqrt(population variance + eps)), [B, C, 1]."""
     mean = np.mean(x, axis=2, keepdims=True)
     return mean, np.sqrt(np.mean((x - mean) ** 2, axis=2, keepdims=True) + eps)
 
 
-def revin_norm(x, eps):
+def revin_norm(x: np.ndarray, eps: float) -> np.ndarray:
     """RevIN in: (x - mean_t) / std_t per sample and channel. [B, C, L]."""
     mean, std = revin_stats(x, eps)
     return (x - mean) / std
 
 
-def revin_denorm(y, x, eps):
+def revin_denorm(y: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
     """RevIN out: y * std + mean with the statistics of the window x [B, C, L]; y [B, R, M] is read
     as C row-major chunks (channel c = chunk c)."""
     mean, std = revin_stats(x, eps)
@@ -133,6 +137,6 @@ FLOAT.register("revin_norm", lambda x, w, a: revin_norm(x[0], a["eps"]))
 FLOAT.register("revin_denorm", lambda x, w, a: revin_denorm(x[0], x[1], a["eps"]))
 
 
-def run_layer(layer, inputs, weights):
+def run_layer(layer: Layer, inputs: list[np.ndarray], weights: dict[str, np.ndarray]) -> np.ndarray:
     """Apply one layer in float. inputs: list of [B, C, L]; weights: dict name -> array."""
     return FLOAT.row(layer.op, layer.name)(inputs, weights, layer.attrs)

@@ -14,13 +14,19 @@ the raw dict by key path. Saving back to model.json serialises the raw dict (gra
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from intsim.errors import QuantizationError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from intsim.graph import Layer
 
 FRAC_MIN, FRAC_MAX = 0, 15
 RMSNORM_MODES = ("v2", "v1")          # INT8 RMSNorm: V2 integer, V1 float inside (spec 3.9)
@@ -57,7 +63,7 @@ class Int16Formats:
             raise QuantizationError(f"quant.int16: no frac_bits for weight '{name}' (re-run calibrate)")
         return self.weights[name]
 
-    def bias_frac(self, layer) -> int:
+    def bias_frac(self, layer: Layer) -> int:
         """A bias is int32 at the accumulator format f_x + f_w (spec 2)."""
         return self.frac(layer.inputs[0]) + self.weight_frac(layer.name)
 
@@ -143,7 +149,7 @@ def _calibrate_hint(graph_name: str, where) -> str:
     return f"run `cmamba-hls calibrate {where or 'MODEL_DIR'}` first"
 
 
-def parse_int16(q, graph_name: str, where=None) -> Int16Formats:
+def parse_int16(q: object, graph_name: str, where: str | Path | None = None) -> Int16Formats:
     if not isinstance(q, dict) or not isinstance(q.get("tensors"), dict) or not isinstance(q.get("weights"), dict):
         raise QuantizationError(f"model '{graph_name}' has no INT16 formats (quant.int16): "
                                 f"{_calibrate_hint(graph_name, where)}")
@@ -153,7 +159,7 @@ def parse_int16(q, graph_name: str, where=None) -> Int16Formats:
                         q.get("n_samples"))
 
 
-def parse_int8(q, graph_name: str, where=None) -> Int8Params:
+def parse_int8(q: object, graph_name: str, where: str | Path | None = None) -> Int8Params:
     if not isinstance(q, dict) or not isinstance(q.get("tensors"), dict):
         raise QuantizationError(f"model '{graph_name}' has no INT8 parameters (quant.int8): "
                                 f"{_calibrate_hint(graph_name, where)}")
@@ -164,7 +170,7 @@ def parse_int8(q, graph_name: str, where=None) -> Int8Params:
     return Int8Params(MappingProxyType(tensors), rms_mode, q.get("method"))
 
 
-def parse_quant(quant: dict, graph_name: str, where=None) -> QuantFormats:
+def parse_quant(quant: dict, graph_name: str, where: str | Path | None = None) -> QuantFormats:
     """Validate model.json's `quant` (see the module docstring); never raises."""
     parts = []
     for key, parse in (("int16", parse_int16), ("int8", parse_int8)):

@@ -145,7 +145,7 @@ def _load_npy(model_dir: Path, rel: str, where: str, ndim: int) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def load_graph(path) -> Graph:
+def load_graph(path: str | Path) -> Graph:
     """Read and validate MODEL_DIR/model.json and its weights."""
     model_dir = Path(path)
     json_path = model_dir / "model.json"
@@ -188,10 +188,14 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     norm = _req(raw, "normalization", where, dict)
     n_in = _req(norm, "input", f"{where}: normalization", dict)
     n_out = _req(norm, "output", f"{where}: normalization", dict)
-    mean_in = _float_vector(_req(n_in, "mean", f"{where}: normalization.input"), c_in, f"{where}: normalization.input.mean")
-    std_in = _float_vector(_req(n_in, "std", f"{where}: normalization.input"), c_in, f"{where}: normalization.input.std")
-    mean_out = _float_vector(_req(n_out, "mean", f"{where}: normalization.output"), c_out, f"{where}: normalization.output.mean")
-    std_out = _float_vector(_req(n_out, "std", f"{where}: normalization.output"), c_out, f"{where}: normalization.output.std")
+    mean_in = _float_vector(_req(n_in, "mean", f"{where}: normalization.input"), c_in,
+                            f"{where}: normalization.input.mean")
+    std_in = _float_vector(_req(n_in, "std", f"{where}: normalization.input"), c_in,
+                           f"{where}: normalization.input.std")
+    mean_out = _float_vector(_req(n_out, "mean", f"{where}: normalization.output"), c_out,
+                             f"{where}: normalization.output.mean")
+    std_out = _float_vector(_req(n_out, "std", f"{where}: normalization.output"), c_out,
+                            f"{where}: normalization.output.std")
     if np.any(std_in <= 0) or np.any(std_out <= 0):
         raise ModelFormatError(f"{where}: normalization std must be > 0")
 
@@ -236,7 +240,8 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
         files = entry.get("weights", {}) or {}
         if not isinstance(files, dict) or set(files) != set(spec.weights):
             raise ModelFormatError(
-                f"{lw}: op '{op}' needs weights {sorted(spec.weights)}, got {sorted(files) if isinstance(files, dict) else files!r}")
+                f"{lw}: op '{op}' needs weights {sorted(spec.weights)}, "
+                f"got {sorted(files) if isinstance(files, dict) else files!r}")
         weights = {k: _load_npy(model_dir, files[k], f"{lw}: weights.{k}", nd) for k, nd in spec.weights.items()}
         layer = Layer(name, op, tuple(inputs), attrs, weights, dict(files))
         layer.shape = spec.shape_rule(name, [shapes[s] for s in inputs], weights, attrs)

@@ -12,8 +12,8 @@ packed table) and `run` (params + inputs -> the public per-layer kernel call).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -23,8 +23,15 @@ from intsim.fixedpoint import MAX_SHIFT, quantize_q
 from intsim.formats import FRAC_MAX, FRAC_MIN, Int16Formats  # noqa: F401  (FRAC_*: re-exported)
 from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.kernels_mac import acc_bits, weight_cols
-from intsim.lut import (EXP_ADDR_FRAC_BITS, EXP_FRAC_BITS, IDENTITY_ABOVE_RANGE, LUT_FRAC_BITS, exp_decay_table,
-                        int16_table, int16_table_clamped)
+from intsim.lut import (
+    EXP_ADDR_FRAC_BITS,
+    EXP_FRAC_BITS,
+    IDENTITY_ABOVE_RANGE,
+    LUT_FRAC_BITS,
+    exp_decay_table,
+    int16_table,
+    int16_table_clamped,
+)
 from intsim.ops import BackendTable
 
 
@@ -325,7 +332,7 @@ def lower_int16(graph: Graph) -> Int16Program:
     return Int16Program(frac[INPUT_NAME], steps, graph.output_tensor)
 
 
-def run_step16(st: Int16Step, inputs: list[np.ndarray]):
+def run_step16(st: Int16Step, inputs: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """One lowered step through its public kernel: int16 [B, C, L] inputs -> (int16 output, saturations)."""
     return INT16.row(st.op, st.name).run(st.params, inputs)
 
@@ -374,7 +381,7 @@ def pack_steps(steps: list, table: BackendTable, input_shape: tuple[int, int]) -
         if len(st.inputs) - 2 != len(packed.kernel.extra_inputs) and len(st.inputs) > 2:
             raise UnsupportedError(f"layer '{st.name}': {len(st.inputs)} inputs, its kernel reads "
                                    f"{2 + len(packed.kernel.extra_inputs)}")
-        for col, tensor in zip(packed.kernel.extra_inputs, st.inputs[2:]):
+        for col, tensor in zip(packed.kernel.extra_inputs, st.inputs[2:], strict=False):
             r[packed.kernel.column(col)] = index[tensor]
         for name, value in packed.values.items():
             r[packed.kernel.column(name)] = value

@@ -13,7 +13,15 @@ import numpy as np
 from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
-from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
+from intsim.kernels_mac import (
+    INT32_LIMIT,
+    acc_bound,
+    conv_requant,
+    conv_scratch_size,
+    dwconv_requant,
+    scratch,
+    weight_cols,
+)
 from intsim.lut import EXP_SIZE, LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1
@@ -22,6 +30,9 @@ RMS_INV_BITS = 40        # Q, spec 2.4
 INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
 REVIN_EXTRA_BITS = 8     # G, spec 2.10
 REVIN_INV_BITS = 40      # Q, spec 2.10
+
+
+ONE = np.ones(1, dtype=np.int64)      # the INT16 narrowing as a requantization: m0 = 1 for every channel
 
 
 @njit(cache=True)
@@ -37,8 +48,12 @@ def conv_kx1_int16(x, w, b, stride, shift):
 def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
     """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
     narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
-    acc = conv_rows_acc(channels_last_rows(x), x.shape[1], w_cols, b, k_size, stride, narrow)
-    return _narrow_int16(acc, shift)
+    x = np.ascontiguousarray(x)
+    n_b, c_in, length = x.shape
+    y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int16)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    return y, conv_requant(x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow,
+                           work, part32, part64, y)
 
 
 @njit(cache=True)
@@ -53,30 +68,22 @@ def conv1x1_int16(x, w, b, shift):
 def dwconv_int16(x, w, b, shift):
     """Spec 2.3 (causal). x: int16[B, C, L] Q(f_x), w: int16[C, K] Q(f_w),
     b: int64[C] Q(f_x+f_w) -> y: int16[B, C, L] Q(f_x+f_w-shift)."""
-    return _narrow_int16(dwconv_acc(x, 0, w, b), shift)
-
-
-@njit(cache=True)
-def _narrow_int16(acc, shift):
-    """int64 sums [B, C, L] -> (sat16(rne_shift(acc, shift)) int16[B, C, L], saturations)."""
-    n_b, c, length = acc.shape
-    y = np.empty((n_b, c, length), dtype=np.int16)
-    nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                v, s = saturate(rne_shift(acc[bi, ch, t], shift), 16)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    y = np.empty(x.shape, dtype=np.int16)
+    return y, dwconv_requant(x, 0, w, b, ONE, np.full(1, shift), 0, 16, np.empty(x.shape[2], np.int64), y)
 
 
 @njit(cache=True)
 def rmsnorm_int16(x, g, eps_q, out_shift):
     """Spec 2.4 (V2). x: int16[B, D, L] Q(f_x), g: int16[D] Q(f_g), eps_q = RNE(eps*2^(2f_x))
     -> y: int16[B, D, L] Q(f_y), out_shift = Q + f_g - G - f_y."""
+    y = np.empty(x.shape, dtype=np.int16)
+    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y)
+
+
+@njit(cache=True)
+def rmsnorm_int16_into(x, g, eps_q, out_shift, y):
+    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations."""
     n_b, d, length = x.shape
-    y = np.empty((n_b, d, length), dtype=np.int16)
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
     for bi in range(n_b):
@@ -95,7 +102,7 @@ def rmsnorm_int16(x, g, eps_q, out_shift):
                 val, s = saturate(rne_shift(prod, out_shift), 16)
                 y[bi, ch, t] = val
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
@@ -103,34 +110,46 @@ def lut_int16(x, table, addr_shift, is_silu, identity_shift, clamped):
     """Spec 2.5/2.6. x: int16[B, C, L] Q(f_x) -> y: int16[B, C, L] Q(f_y) by table[4096].
     addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range); clamped[4096]
     (nonzero: the entry saturated when the table was built): each read of one counts (spec 5)."""
-    n_b, c, length = x.shape
-    y = np.empty((n_b, c, length), dtype=np.int16)
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape, dtype=np.int16)
+    return y, lut_int16_into(x, table, addr_shift, is_silu, identity_shift, clamped, y)
+
+
+@njit(cache=True)
+def lut_int16_into(x, table, addr_shift, is_silu, identity_shift, clamped, y):
+    """`lut_int16` into y; x, y contiguous (element-wise: one flat loop) -> saturations."""
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                xv = np.int64(x[bi, ch, t])
-                a = shift_round(xv, addr_shift) + LUT_OFFSET
-                if a > LUT_LAST:
-                    if is_silu:
-                        v, s = saturate(shift_round(xv, identity_shift), 16)
-                        y[bi, ch, t] = v
-                        nsat += s
-                        continue
-                    a = LUT_LAST
-                elif a < 0:
-                    a = 0
-                y[bi, ch, t] = table[a]
-                nsat += clamped[a] != 0
-    return y, nsat
+    for i in range(xf.shape[0]):
+        xv = np.int64(xf[i])
+        a = shift_round(xv, addr_shift) + LUT_OFFSET
+        if a > LUT_LAST:
+            if is_silu:
+                v, s = saturate(shift_round(xv, identity_shift), 16)
+                yf[i] = v
+                nsat += s
+                continue
+            a = LUT_LAST
+        elif a < 0:
+            a = 0
+        yf[i] = table[a]
+        nsat += clamped[a] != 0
+    return nsat
 
 
 @njit(cache=True)
 def scan_int16(lam, u, lam_frac, u_shift):
     """Spec 2.7. lam: int16[B, E, T] Q(f_l) in [0, 2^f_l], u: int16[B, E, T] Q(f_u)
     -> s: int16[B, E, T] Q(f_s); u_shift = f_u - f_s. One rounding per step."""
+    y = np.empty(u.shape, dtype=np.int16)
+    return y, scan_int16_into(lam, u, lam_frac, u_shift, y)
+
+
+@njit(cache=True)
+def scan_int16_into(lam, u, lam_frac, u_shift, y):
+    """`scan_int16` into y (int16[B, E, T]) -> saturations."""
     n_b, e, t_len = u.shape
-    y = np.empty((n_b, e, t_len), dtype=np.int16)
     one = np.int64(1) << lam_frac
     nsat = 0
     for bi in range(n_b):
@@ -144,39 +163,48 @@ def scan_int16(lam, u, lam_frac, u_shift):
                 state = v
                 y[bi, ch, t] = v
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
 def mul_int16(a, b, shift):
     """Spec 2.8. a: int16 Q(f_a), b: int16 Q(f_b) -> y: int16 Q(f_a+f_b-shift), [B, C, L]."""
-    n_b, c, length = a.shape
-    y = np.empty((n_b, c, length), dtype=np.int16)
+    a = np.ascontiguousarray(a)
+    y = np.empty(a.shape, dtype=np.int16)
+    return y, mul_int16_into(a, np.ascontiguousarray(b), shift, y)
+
+
+@njit(cache=True)
+def mul_int16_into(a, b, shift, y):
+    """`mul_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
+    af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                prod = np.int64(a[bi, ch, t]) * np.int64(b[bi, ch, t])
-                v, s = saturate(shift_round(prod, shift), 16)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    for i in range(af.shape[0]):
+        v, s = saturate(shift_round(np.int64(af[i]) * np.int64(bf[i]), shift), 16)
+        yf[i] = v
+        nsat += s
+    return nsat
 
 
 @njit(cache=True)
 def add_int16(a, b, a_up, b_up, shift):
     """Spec 2.9. a: Q(f_a), b: Q(f_b) -> y: Q(F - shift); a_up = F - f_a, b_up = F - f_b."""
-    n_b, c, length = a.shape
-    y = np.empty((n_b, c, length), dtype=np.int16)
+    a = np.ascontiguousarray(a)
+    y = np.empty(a.shape, dtype=np.int16)
+    return y, add_int16_into(a, np.ascontiguousarray(b), a_up, b_up, shift, y)
+
+
+@njit(cache=True)
+def add_int16_into(a, b, a_up, b_up, shift, y):
+    """`add_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
+    af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                acc = (np.int64(a[bi, ch, t]) << a_up) + (np.int64(b[bi, ch, t]) << b_up)
-                v, s = saturate(shift_round(acc, shift), 16)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    for i in range(af.shape[0]):
+        acc = (np.int64(af[i]) << a_up) + (np.int64(bf[i]) << b_up)
+        v, s = saturate(shift_round(acc, shift), 16)
+        yf[i] = v
+        nsat += s
+    return nsat
 
 
 @njit(cache=True)
@@ -187,10 +215,18 @@ def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_s
     State h: int32[E, N] Q(f_h) per sample. Shifts from the host (int16.py): addr_shift = f_d + f_A - 8,
     h_up, p_up, h_shift (state update), y_up_c, y_up_d, y_shift (output). Saturations: every
     clamped state value (sat32) and output value (sat16)."""
+    y = np.empty(x.shape, dtype=np.int16)
+    return y, s6_scan_int16_into(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift,
+                                 y_up_c, y_up_d, y_shift, y)
+
+
+@njit(cache=True)
+def s6_scan_int16_into(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d,
+                       y_shift, y):
+    """`s6_scan_int16` into y (int16[B, E, T]) -> saturations."""
     n_b, e, t_len = x.shape
     n_st = a.shape[1]
     last = exp_table.shape[0] - 1
-    y = np.empty((n_b, e, t_len), dtype=np.int16)
     h = np.zeros(n_st, dtype=np.int64)
     nsat = 0
     for bi in range(n_b):
@@ -214,7 +250,7 @@ def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_s
                 v, s = saturate(rne_shift(acc_y, y_shift), 16)
                 y[bi, ch, t] = v
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
@@ -238,8 +274,14 @@ def revin_stats_int16(x, bi, ch, eps_q):
 def revin_norm_int16(x, eps_q, shift):
     """Spec 2.10. x: int16[B, C, L] Q(f_x), eps_q = RNE(eps 2^(2 f_x))
     -> y: int16[B, C, L] Q(f_y), shift = Q - G - f_y: (x - mean) / std per sample and channel."""
+    y = np.empty(x.shape, dtype=np.int16)
+    return y, revin_norm_int16_into(x, eps_q, shift, y)
+
+
+@njit(cache=True)
+def revin_norm_int16_into(x, eps_q, shift, y):
+    """`revin_norm_int16` into y (int16[B, C, L]) -> saturations."""
     n_b, c, length = x.shape
-    y = np.empty((n_b, c, length), dtype=np.int16)
     one_q = np.int64(1) << REVIN_INV_BITS
     nsat = 0
     for bi in range(n_b):
@@ -250,7 +292,7 @@ def revin_norm_int16(x, eps_q, shift):
                 v, s = saturate(rne_shift((np.int64(x[bi, ch, t]) - mean_q) * inv, shift), 16)
                 y[bi, ch, t] = v
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
@@ -258,10 +300,16 @@ def revin_denorm_int16(y, x, eps_q, mean_up, shift):
     """Spec 2.10. y: int16[B, R, M] Q(f_y) (R*M = C*n, row-major chunks of n per channel),
     x: int16[B, C, L] Q(f_x) the window -> o: int16[B, R, M] Q(f_o); mean_up = f_y + G,
     shift = f_y + f_x + G - f_o: y * std + mean per sample and channel."""
+    o = np.empty(y.shape, dtype=np.int16)
+    return o, revin_denorm_int16_into(y, x, eps_q, mean_up, shift, o)
+
+
+@njit(cache=True)
+def revin_denorm_int16_into(y, x, eps_q, mean_up, shift, o):
+    """`revin_denorm_int16` into o (int16[B, R, M]) -> saturations."""
     n_b, rows, cols = y.shape
     c = x.shape[1]
     n = rows * cols // c
-    o = np.empty((n_b, rows, cols), dtype=np.int16)
     nsat = 0
     for bi in range(n_b):
         for ch in range(c):
@@ -272,7 +320,7 @@ def revin_denorm_int16(y, x, eps_q, mean_up, shift):
                 v, s = saturate(shift_round(acc, shift), 16)
                 o[bi, r, m] = v
                 nsat += s
-    return o, nsat
+    return nsat
 
 
 # ---------------------------------------------------------------- whole program
@@ -367,6 +415,42 @@ def tensor_ranges(buf, offsets):
 
 
 @njit(cache=True)
+def program_scratch(x, steps, channels, lengths):
+    """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
+    largest tensor and the largest conv (`conv_scratch_size`; code 0 in both precisions) of a
+    batch of x.shape[0] samples."""
+    n_b = x.shape[0]
+    need = n_b * np.max(channels * lengths)
+    for i in range(steps.shape[0]):
+        r = steps[i]
+        if r[COL_OP] == K_CONV:
+            k_in = r[COL_IN0]
+            need = max(need, conv_scratch_size(n_b, channels[k_in], lengths[k_in], r[COL_W0], r[COL_W2],
+                                               lengths[i + 1]))
+    return scratch(need, np.max(channels), np.max(lengths))
+
+
+@njit(cache=True)
+def quantize_input(xf, mul, div, zp, lo, hi, out):
+    """Host-side input quantization in one pass (intsim/fixedpoint.quantize_q: mul = 2^f, div = 1,
+    zp = 0; intsim/int8.quantize_act: mul = 1, div = s, zp = z): out = clamp(RNE(xf * mul / div) + zp,
+    lo, hi), the same float operations, so the same codes -> saturations (values outside [lo, hi]).
+    xf: finite float64 [B, C, L]; out: int16/int8 of the same shape."""
+    xs, ys = xf.reshape(xf.size), out.reshape(out.size)
+    nsat = 0
+    for i in range(xs.shape[0]):
+        v = np.rint(xs[i] * mul / div) + zp
+        if v > hi:
+            v = hi
+            nsat += 1
+        elif v < lo:
+            v = lo
+            nsat += 1
+        ys[i] = np.int64(v)
+    return nsat
+
+
+@njit(cache=True)
 def run_program_int16(x, steps, weights, biases, channels, lengths):
     """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
     steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
@@ -374,48 +458,54 @@ def run_program_int16(x, steps, weights, biases, channels, lengths):
     (k = 0 the input, k = i + 1 the output of step i).
     -> (buf int16[all tensors, flat], offsets int64[n + 2], saturations int64[n + 1],
         minimum int64[n + 1], maximum int64[n + 1]); tensor k is
-    buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]]."""
+    buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]].
+    Every kernel writes its output straight into its slice of buf; the conv scratch is allocated
+    once per call (no allocation per layer)."""
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
+    work, part32, part64, row = program_scratch(x, steps, channels, lengths)
+    shift1 = np.empty(1, dtype=np.int64)
     for i in range(steps.shape[0]):
         r = steps[i]
         kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
+        y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
         if kernel == K_CONV:
-            y, s = conv_kx1_cols_int16(a, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b,
-                                       r[COL_W2], r[CONV_STRIDE], r[CONV_SHIFT], r[CONV_NARROW] != 0)
+            shift1[0] = r[CONV_SHIFT]
+            s = conv_requant(a, 0, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b, r[COL_W2], r[CONV_STRIDE],
+                             ONE, shift1, 0, 16, r[CONV_NARROW] != 0, work, part32, part64, y)
         elif kernel == K_DWCONV:
-            y, s = dwconv_int16(a, w.reshape((r[COL_W0], r[COL_W2])), b, r[DWCONV_SHIFT])
+            shift1[0] = r[DWCONV_SHIFT]
+            s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
         elif kernel == K_RMSNORM:
-            y, s = rmsnorm_int16(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT])
+            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y)
         elif kernel == K_LUT:
             # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
-            y, s = lut_int16(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
-                             w[r[COL_W0]:])
+            s = lut_int16_into(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
+                               w[r[COL_W0]:], y)
         elif kernel == K_S6:
             n_rows, width = r[COL_W0], r[COL_W1]            # E, N + 1
             blob = weights[r[COL_W_OFF]:r[COL_W_OFF] + n_rows * width + EXP_SIZE]
             ad = blob[:n_rows * width].reshape((n_rows, width))
             p = r[COL_PARAMS:COL_PARAMS + N_S6_COLS]
-            y, s = s6_scan_int16(a, _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
-                                 _tensor(buf, offsets, channels, lengths, p[0], n_b),
-                                 _tensor(buf, offsets, channels, lengths, p[1], n_b),
-                                 ad[:, :width - 1], ad[:, width - 1], blob[n_rows * width:],
-                                 p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+            s = s6_scan_int16_into(a, _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
+                                   _tensor(buf, offsets, channels, lengths, p[0], n_b),
+                                   _tensor(buf, offsets, channels, lengths, p[1], n_b),
+                                   ad[:, :width - 1], ad[:, width - 1], blob[n_rows * width:],
+                                   p[2], p[3], p[4], p[5], p[6], p[7], p[8], y)
         elif kernel == K_REVIN_NORM:
-            y, s = revin_norm_int16(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT])
+            s = revin_norm_int16_into(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT], y)
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K_SCAN:
-                y, s = scan_int16(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT])
+                s = scan_int16_into(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT], y)
             elif kernel == K_MUL:
-                y, s = mul_int16(a, c, r[MUL_SHIFT])
+                s = mul_int16_into(a, c, r[MUL_SHIFT], y)
             elif kernel == K_ADD:
-                y, s = add_int16(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT])
+                s = add_int16_into(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT], y)
             else:
-                y, s = revin_denorm_int16(a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP],
-                                          r[REVIN_DENORM_SHIFT])
-        buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
+                s = revin_denorm_int16_into(a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP],
+                                            r[REVIN_DENORM_SHIFT], y)
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

@@ -12,8 +12,9 @@ from numba import njit
 
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
 from intsim.kernels_int16 import (COL_B_OFF, COL_IN1, COL_W0, COL_W1, COL_W2, PackedKernel, _tensor,
-                                  program_buffer, step_operands, tensor_ranges)
-from intsim.kernels_mac import INT32_LIMIT, acc_bound, channels_last_rows, conv_rows_acc, dwconv_acc, weight_cols
+                                  program_buffer, program_scratch, step_operands, tensor_ranges)
+from intsim.kernels_mac import (INT32_LIMIT, acc_bound, conv_requant, conv_scratch_size, dwconv_requant, scratch,
+                                weight_cols)
 from intsim.lut import EXP_FRAC_BITS
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
@@ -38,11 +39,13 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
 @njit(cache=True)
 def conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, k_size, stride, narrow):
     """Spec 3.4 with the weights as `kernels_mac.weight_cols(w)` (int8[K*C_in, C_out]); narrow:
-    int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1)."""
-    # zero point removed once: int16 values in [-255, 255]
-    x_rows = channels_last_rows(x).astype(np.int16) - np.int16(x_zp)
-    acc = conv_rows_acc(x_rows, x.shape[1], w_cols, b, k_size, stride, narrow)
-    return _requantize_per_channel(acc, m0, shift, y_zp)
+    int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1).
+    The zero point is removed once as the input is read (int16 values in [-255, 255])."""
+    x = np.ascontiguousarray(x)
+    n_b, c_in, length = x.shape
+    y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    return y, conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, work, part32, part64, y)
 
 
 @njit(cache=True)
@@ -56,22 +59,8 @@ def conv1x1_int8(x, x_zp, w, b, m0, shift, y_zp):
 def dwconv_int8(x, x_zp, w, b, m0, shift, y_zp):
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
-    return _requantize_per_channel(dwconv_acc(x, x_zp, w, b), m0, shift, y_zp)
-
-
-@njit(cache=True)
-def _requantize_per_channel(acc, m0, shift, y_zp):
-    """int64 sums [B, C, L] -> (requantize(acc, m0[c], shift[c], z_y) int8[B, C, L], saturations)."""
-    n_b, c, length = acc.shape
-    y = np.empty((n_b, c, length), dtype=np.int8)
-    nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                v, s = requantize(acc[bi, ch, t], m0[ch], shift[ch], y_zp, 8)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    y = np.empty(x.shape, dtype=np.int8)
+    return y, dwconv_requant(x, x_zp, w, b, m0, shift, y_zp, 8, np.empty(x.shape[2], np.int64), y)
 
 
 @njit(cache=True)
@@ -79,8 +68,14 @@ def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
     """Spec 3.9 (V2). x: int8[B, D, L] (s_x, z_x), g: int8[D] (s_g), eps_q =
     RNE(eps / s_x^2 * 2^(2G)); (m0, shift) from s_g / s_y with shift += Q8 - G
     -> y: int8[B, D, L] (s_y, z_y)."""
+    y = np.empty(x.shape, dtype=np.int8)
+    return y, rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y)
+
+
+@njit(cache=True)
+def rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y):
+    """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations."""
     n_b, d, length = x.shape
-    y = np.empty((n_b, d, length), dtype=np.int8)
     one_q = np.int64(1) << RMS_INV_BITS_INT8
     nsat = 0
     for bi in range(n_b):
@@ -98,23 +93,28 @@ def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
                 val, s = requantize(prod, m0, shift, y_zp, 8)
                 y[bi, ch, t] = val
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
 def lut_int8(x, table, clamped):
     """Spec 3.5. x: int8[B, C, L] -> y: int8[B, C, L] = table[x + 128] (exact 256-entry table);
     clamped[256] (nonzero: the entry saturated when the table was built): each read counts (spec 5)."""
-    n_b, c, length = x.shape
-    y = np.empty((n_b, c, length), dtype=np.int8)
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape, dtype=np.int8)
+    return y, lut_int8_into(x, table, clamped, y)
+
+
+@njit(cache=True)
+def lut_int8_into(x, table, clamped, y):
+    """`lut_int8` into y; x, y contiguous (one flat loop) -> saturations."""
+    xf, yf = x.reshape(x.size), y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                k = np.int64(x[bi, ch, t]) + 128
-                y[bi, ch, t] = table[k]
-                nsat += clamped[k] != 0
-    return y, nsat
+    for i in range(xf.shape[0]):
+        k = np.int64(xf[i]) + 128
+        yf[i] = table[k]
+        nsat += clamped[k] != 0
+    return nsat
 
 
 @njit(cache=True)
@@ -122,8 +122,14 @@ def scan_int8(lam, u, u_zp, m0, shift, y_zp):
     """Spec 3.6. lam: int8[B, E, T] with the fixed format s = 1/256, z = -128;
     u: int8[B, E, T] (s_u, z_u) -> y: int8[B, E, T] (s_y, z_y). State: int32 in
     units of s_u / 256, |S| <= 255 * 256 (17 bits)."""
+    y = np.empty(u.shape, dtype=np.int8)
+    return y, scan_int8_into(lam, u, u_zp, m0, shift, y_zp, y)
+
+
+@njit(cache=True)
+def scan_int8_into(lam, u, u_zp, m0, shift, y_zp, y):
+    """`scan_int8` into y (int8[B, E, T]) -> saturations."""
     n_b, e, t_len = u.shape
-    y = np.empty((n_b, e, t_len), dtype=np.int8)
     nsat = 0
     for bi in range(n_b):
         for ch in range(e):
@@ -135,39 +141,48 @@ def scan_int8(lam, u, u_zp, m0, shift, y_zp):
                 v, s = requantize(state, m0, shift, y_zp, 8)
                 y[bi, ch, t] = v
                 nsat += s
-    return y, nsat
+    return nsat
 
 
 @njit(cache=True)
 def mul_int8(a, a_zp, b, b_zp, m0, shift, y_zp):
     """Spec 3.7. y = requantize((a - z_a)(b - z_b)), all int8[B, C, L]."""
-    n_b, c, length = a.shape
-    y = np.empty((n_b, c, length), dtype=np.int8)
+    a = np.ascontiguousarray(a)
+    y = np.empty(a.shape, dtype=np.int8)
+    return y, mul_int8_into(a, a_zp, np.ascontiguousarray(b), b_zp, m0, shift, y_zp, y)
+
+
+@njit(cache=True)
+def mul_int8_into(a, a_zp, b, b_zp, m0, shift, y_zp, y):
+    """`mul_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
+    af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                acc = (np.int64(a[bi, ch, t]) - a_zp) * (np.int64(b[bi, ch, t]) - b_zp)
-                v, s = requantize(acc, m0, shift, y_zp, 8)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    for i in range(af.shape[0]):
+        v, s = requantize((np.int64(af[i]) - a_zp) * (np.int64(bf[i]) - b_zp), m0, shift, y_zp, 8)
+        yf[i] = v
+        nsat += s
+    return nsat
 
 
 @njit(cache=True)
 def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
     """Spec 3.8. y = sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y)."""
-    n_b, c, length = a.shape
-    y = np.empty((n_b, c, length), dtype=np.int8)
+    a = np.ascontiguousarray(a)
+    y = np.empty(a.shape, dtype=np.int8)
+    return y, add_int8_into(a, a_zp, m_a, np.ascontiguousarray(b), b_zp, m_b, shift, y_zp, y)
+
+
+@njit(cache=True)
+def add_int8_into(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp, y):
+    """`add_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
+    af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
-    for bi in range(n_b):
-        for ch in range(c):
-            for t in range(length):
-                acc = (np.int64(a[bi, ch, t]) - a_zp) * m_a + (np.int64(b[bi, ch, t]) - b_zp) * m_b
-                v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
-                y[bi, ch, t] = v
-                nsat += s
-    return y, nsat
+    for i in range(af.shape[0]):
+        acc = (np.int64(af[i]) - a_zp) * m_a + (np.int64(bf[i]) - b_zp) * m_b
+        v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
+        yf[i] = v
+        nsat += s
+    return nsat
 
 
 # ---------------------------------------------------------------- whole program
@@ -199,31 +214,32 @@ def run_program_int8(x, steps, weights, biases, channels, lengths):
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
+    work, part32, part64, row = program_scratch(x, steps, channels, lengths)
     for i in range(steps.shape[0]):
         r = steps[i]
         kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
+        y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
         c_out = r[COL_W0]
         b = biases[r[COL_B_OFF]:r[COL_B_OFF] + c_out]
         m0 = biases[r[COL_B_OFF] + c_out:r[COL_B_OFF] + 2 * c_out]
         sh = biases[r[COL_B_OFF] + 2 * c_out:r[COL_B_OFF] + 3 * c_out]
         if kernel == K8_CONV:
-            y, s = conv_kx1_cols_int8(a, r[C8_X_ZP], w.reshape((r[COL_W1] * r[COL_W2], c_out)), b, m0, sh,
-                                      r[C8_Y_ZP], r[COL_W2], r[C8_STRIDE], r[C8_NARROW] != 0)
+            s = conv_requant(a, r[C8_X_ZP], w.reshape((r[COL_W1] * r[COL_W2], c_out)), b, r[COL_W2], r[C8_STRIDE],
+                             m0, sh, r[C8_Y_ZP], 8, r[C8_NARROW] != 0, work, part32, part64, y)
         elif kernel == K8_DWCONV:
-            y, s = dwconv_int8(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP])
+            s = dwconv_requant(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP], 8, row, y)
         elif kernel == K8_RMSNORM:
-            y, s = rmsnorm_int8(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP])
+            s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y)
         elif kernel == K8_LUT:
-            y, s = lut_int8(a, w[:c_out], w[c_out:])     # the table, then its clamped flags
+            s = lut_int8_into(a, w[:c_out], w[c_out:], y)     # the table, then its clamped flags
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K8_SCAN:
-                y, s = scan_int8(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP])
+                s = scan_int8_into(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP], y)
             elif kernel == K8_MUL:
-                y, s = mul_int8(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP])
+                s = mul_int8_into(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP], y)
             else:
-                y, s = add_int8(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP])
-        buf[offsets[i + 1]:offsets[i + 2]] = y.ravel()
+                s = add_int8_into(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP], y)
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
@@ -256,7 +272,8 @@ def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp
                     addr = rne_shift(-(dc * np.int64(a[ch, n])) * m_a[ch], sh_a[ch])
                     addr = min(max(addr, 0), last)
                     inj = u * (np.int64(bm[bi, n, t]) - b_zp)
-                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS), EXP_FRAC_BITS), 32)
+                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS),
+                                              EXP_FRAC_BITS), 32)
                     h[n] = v
                     nsat += s
                     acc_h += (np.int64(cm[bi, n, t]) - c_zp) * v

@@ -1,16 +1,20 @@
 """Exact integer multiply-accumulate cores shared by the INT16 and INT8 convolutions.
 
-Only the sums live here (docs/quant-spec.md 2.2/2.3 and 3.4 share them): every
-product and the bias are added exactly: in int32 accumulators where the caller proved the
-layer's bound (`acc_bound`, from the weights and the input range: no partial sum can leave
-int32, so the sums are the spec's int64 sums bit for bit), else in int64. What happens to the sum next
-(INT16: RNE shift + saturation; INT8: multiplier + shift requantization) stays
-in each precision's kernel module. Numba, integer only.
+The sums (docs/quant-spec.md 2.2/2.3 and 3.4 share them): every product and the bias are added
+exactly: in int32 accumulators where the caller proved the layer's bound (`acc_bound`, from the
+weights and the input range: no partial sum can leave int32, so the sums are the spec's int64 sums
+bit for bit), else in int64. Each finished sum is narrowed at once by the one requantization both
+precisions share (fixedpoint.requantize: INT16 is m0 = 1, zero point 0, 16 bits; INT8 the
+per-channel multiplier and shift, 8 bits) into the caller's output array: no int64 sum tensor.
+Scratch (`work`, `part`, `row`) comes from the caller so a whole program reuses it across layers.
+Numba, integer only.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from intsim.fixedpoint import requantize
 
 
 @njit(cache=True)
@@ -19,14 +23,6 @@ def weight_rows(w):
     (the order of a channels-last input window)."""
     c_out, c_in, k_size = w.shape
     return np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(c_out, k_size * c_in)
-
-
-@njit(cache=True)
-def channels_last_rows(x):
-    """int[B, C, L] -> int[B, L*C]: the input read channels-last (layout only), so the
-    window of a Kx1 conv output is one contiguous run of K*C values."""
-    n_b, c, length = x.shape
-    return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n_b, length * c)
 
 
 INT32_LIMIT = (1 << 31) - 1
@@ -61,88 +57,238 @@ def weight_cols(w):
 
 
 @njit(cache=True)
-def conv_rows_acc(x_rows, c_in, w_cols, b, k_size, stride, narrow):
-    """Dense Kx1 conv sums. x_rows: int[B, L*C_in] (`channels_last_rows`),
-    w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; narrow: the caller proved
-    `acc_bound(...) <= 2^31 - 1` (every partial sum fits int32), so int32 accumulators give
-    the exact int64 sums; else int64 accumulators
-    -> acc: int64[B, C_out, (L-K)//S+1], acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] x[b,c,t*S+k]."""
-    if narrow:
-        return _conv_rows_acc(x_rows, c_in, w_cols, b, k_size, stride, np.empty((POS_BLOCK, w_cols.shape[1]), np.int32))
-    return _conv_rows_acc(x_rows, c_in, w_cols, b, k_size, stride, np.empty((POS_BLOCK, w_cols.shape[1]), np.int64))
+def fill_channels_last(x, x_zp, work):
+    """x: int[B, C, L] -> work[:B*L*C] as int[B, L*C] (layout only, the zero point x_zp subtracted:
+    0 for INT16, z_x for INT8 whose |x - z_x| <= 255 fits int16), so the window of a Kx1 conv output
+    is one contiguous run of K*C values. `work` is a caller's buffer (reused across layers)."""
+    n_b, c, length = x.shape
+    rows = work[:n_b * length * c].reshape((n_b, length * c))
+    for bi in range(n_b):
+        row = rows[bi]
+        for ch in range(c):
+            xs = x[bi, ch]
+            for t in range(length):
+                row[t * c + ch] = xs[t] - x_zp
+    return rows
 
 
 @njit(cache=True)
-def _conv_rows_acc(x_rows, c_in, w_cols, b, k_size, stride, part):
-    """conv_rows_acc with the accumulators `part` [POS_BLOCK, C_out] (int32 or int64): for a
-    block of output positions, acc[p, :] += w_cols[j, :] * window_p[j], the output channels
+def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part, y):
+    """Dense Kx1 conv, requantized as it is summed. x_rows: int[B, L*C_in] (`fill_channels_last`),
+    w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; per output channel o (or one value
+    for all when the array has length 1): m0 (INT16: 1), sh; zp; bits (16 or 8); y: int16/int8
+    [B, C_out, (L-K)//S+1] receives sat_bits(rne_shift(acc * m0[o], sh[o]) + zp) (spec 2.2; spec 3.3),
+    acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] x[b,c,t*S+k]; returns the saturations.
+    part: accumulators, at least POS_BLOCK*C_out of int32 when the caller proved
+    `acc_bound(...) <= 2^31 - 1` (every partial sum fits: the int64 sums bit for bit), else int64.
+    For a block of output positions, acc[p, :] += w_cols[j, :] * window_p[j]: the output channels
     innermost (contiguous, vectorised; each product exact in the accumulator's width)."""
     n_b = x_rows.shape[0]
     length = x_rows.shape[1] // c_in
     n_win, c_out = w_cols.shape
     t_out = (length - k_size) // stride + 1
-    acc = np.empty((n_b, c_out, t_out), dtype=np.int64)
+    acc = part[:POS_BLOCK * c_out].reshape((POS_BLOCK, c_out))
     n_pos = n_b * t_out
-    for p0 in range(0, n_pos - POS_BLOCK + 1, POS_BLOCK):
+    nsat = 0
+    for p0 in range(0, n_pos, POS_BLOCK):
+        n_q = min(POS_BLOCK, n_pos - p0)
         for q in range(POS_BLOCK):
             for o in range(c_out):
-                part[q, o] = b[o]
-        b0, t0 = divmod(p0, t_out)
-        b1, t1 = divmod(p0 + 1, t_out)
-        b2, t2 = divmod(p0 + 2, t_out)
-        b3, t3 = divmod(p0 + 3, t_out)
-        s0, s1, s2, s3 = t0 * stride * c_in, t1 * stride * c_in, t2 * stride * c_in, t3 * stride * c_in
-        a0, a1, a2, a3 = part[0], part[1], part[2], part[3]
-        for j in range(n_win):
-            x0 = x_rows[b0, s0 + j]
-            x1 = x_rows[b1, s1 + j]
-            x2 = x_rows[b2, s2 + j]
-            x3 = x_rows[b3, s3 + j]
-            w_col = w_cols[j]
-            for o in range(c_out):     # range indices: no negative-index checks, vectorises
-                wv = w_col[o]
-                a0[o] += wv * x0
-                a1[o] += wv * x1
-                a2[o] += wv * x2
-                a3[o] += wv * x3
-        for q in range(POS_BLOCK):
+                acc[q, o] = b[o]
+        if n_q == POS_BLOCK:
+            b0, t0 = divmod(p0, t_out)
+            b1, t1 = divmod(p0 + 1, t_out)
+            b2, t2 = divmod(p0 + 2, t_out)
+            b3, t3 = divmod(p0 + 3, t_out)
+            s0, s1, s2, s3 = t0 * stride * c_in, t1 * stride * c_in, t2 * stride * c_in, t3 * stride * c_in
+            a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+            for j in range(n_win):
+                x0 = x_rows[b0, s0 + j]
+                x1 = x_rows[b1, s1 + j]
+                x2 = x_rows[b2, s2 + j]
+                x3 = x_rows[b3, s3 + j]
+                w_col = w_cols[j]
+                for o in range(c_out):     # range indices: no negative-index checks, vectorises
+                    wv = w_col[o]
+                    a0[o] += wv * x0
+                    a1[o] += wv * x1
+                    a2[o] += wv * x2
+                    a3[o] += wv * x3
+        else:
+            for q in range(n_q):
+                bq, tq = divmod(p0 + q, t_out)
+                start = tq * stride * c_in
+                aq = acc[q]
+                for j in range(n_win):
+                    xv = x_rows[bq, start + j]
+                    w_col = w_cols[j]
+                    for o in range(c_out):
+                        aq[o] += w_col[o] * xv
+        for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
-            for o in range(c_out):
-                acc[bq, o, tq] = part[q, o]
-    for p in range(n_pos - n_pos % POS_BLOCK, n_pos):
-        bq, tq = divmod(p, t_out)
-        start = tq * stride * c_in
-        a0 = part[0]
-        for o in range(c_out):
-            a0[o] = b[o]
-        for j in range(n_win):
-            xv = x_rows[bq, start + j]
-            w_col = w_cols[j]
-            for o in range(c_out):
-                a0[o] += w_col[o] * xv
-        for o in range(c_out):
-            acc[bq, o, tq] = a0[o]
-    return acc
+            nsat += requant_row(acc[q], m0, sh, zp, bits, y[bq, :, tq])
+    return nsat
+
+
+@njit(cache=True, inline="always")
+def requant_row(acc, m0, sh, zp, bits, out):
+    """out[o] = sat_bits(rne_shift(acc[o] * m0[o], sh[o]) + zp) for every o (m0, sh of length 1:
+    one value for every o; INT16: m0 = 1, zp = 0) -> saturations (spec 2.2 narrowing; spec 3.3)."""
+    nsat = 0
+    per_channel = m0.shape[0] > 1
+    for o in range(acc.shape[0]):
+        j = o if per_channel else 0
+        v, s = requantize(acc[o], m0[j], sh[j], zp, bits)
+        out[o] = v
+        nsat += s
+    return nsat
 
 
 @njit(cache=True)
-def dwconv_acc(x, x_zp, w, b):
-    """Causal depthwise sums. x: int[B, C, L], x_zp: the input's zero point (0 for INT16),
-    w: int[C, K], b: int64[C] -> acc: int64[B, C, L],
-    acc[b, c, t] = b[c] + sum_k w[c, k] (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted
-    (the padding is the real zero). Tap by tap, time innermost (vectorised, no branch)."""
+def dwconv_requant(x, x_zp, w, b, m0, sh, zp, bits, row, y):
+    """Causal depthwise conv, requantized like `conv_rows_requant`. x: int[B, C, L], x_zp: the
+    input's zero point (0 for INT16), w: int[C, K], b: int64[C]; row: int64[>= L] scratch;
+    y: int16/int8[B, C, L] receives the requantized acc[b, c, t] = b[c] + sum_k w[c, k]
+    (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted (the padding is the real zero)
+    -> saturations. Tap by tap, time innermost (vectorised, no branch)."""
     n_b, c, length = x.shape
     k_size = w.shape[1]
-    acc = np.empty((n_b, c, length), dtype=np.int64)
+    acc = row[:length]
+    nsat = 0
     for bi in range(n_b):
         for ch in range(c):
-            row = acc[bi, ch]
             xs = x[bi, ch]
             for t in range(length):
-                row[t] = b[ch]
+                acc[t] = b[ch]
             for k in range(k_size):
                 wk = np.int64(w[ch, k])
                 lag = k_size - 1 - k              # tap k reads x[t - lag]
                 for t in range(lag, length):
-                    row[t] += wk * (np.int64(xs[t - lag]) - x_zp)
-    return acc
+                    acc[t] += wk * (np.int64(xs[t - lag]) - x_zp)
+            j = ch if m0.shape[0] > 1 else 0
+            out = y[bi, ch]
+            for t in range(length):
+                v, s = requantize(acc[t], m0[j], sh[j], zp, bits)
+                out[t] = v
+                nsat += s
+    return nsat
+
+
+GEMM_MIN_POSITIONS = 64   # from this many output positions (B * T_out) on, a conv runs as one GEMM
+
+
+@njit(cache=True)
+def conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, narrow, work, part32, part64, y):
+    """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
+    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
+    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1): position blocks with the
+    output channels innermost (`conv_rows_requant`, input read channels-last through `work`); more:
+    one GEMM over every position of the batch (`conv_gemm_requant`, input unrolled through `work`,
+    sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    n_b, c_in, length = x.shape
+    n_pos = n_b * ((length - k_size) // stride + 1)
+    if n_pos >= GEMM_MIN_POSITIONS:
+        cols = unroll_windows(x, x_zp, k_size, stride, work)
+        if narrow:
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, y)
+    x_rows = fill_channels_last(x, x_zp, work)
+    if narrow:
+        return conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, y)
+    return conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, y)
+
+
+@njit(cache=True)
+def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
+    """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
+    return max(n_b * c_in * length, n_b * t_out * k_size * c_in, n_b * t_out * c_out, POS_BLOCK * c_out)
+
+
+@njit(cache=True)
+def unroll_windows(x, x_zp, k_size, stride, work):
+    """x: int[B, C_in, L] -> cols int16[K*C_in, B*T_out] in `work` (im2col, zero point removed):
+    cols[k*C_in + c, b*T_out + t] = x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
+    n_b, c_in, length = x.shape
+    t_out = (length - k_size) // stride + 1
+    n_pos = n_b * t_out
+    cols = work[:k_size * c_in * n_pos].reshape((k_size * c_in, n_pos))
+    for k in range(k_size):
+        for c in range(c_in):
+            row = cols[k * c_in + c]
+            for bi in range(n_b):
+                xs = x[bi, c]
+                base = bi * t_out
+                for t in range(t_out):
+                    row[base + t] = xs[t * stride + k] - x_zp
+    return cols
+
+
+@njit(cache=True)
+def conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, y):
+    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j, n] for every position n = b*T_out + t of the
+    batch (accumulators `part`, int32 when proved, else int64: the exact sums either way), four
+    output channels at a time with the positions innermost (contiguous, vectorised); then
+    y[b, o, t] = requantized acc[o, n] (`requant_row`'s arithmetic) -> saturations."""
+    n_win, n_pos = cols.shape
+    c_out = w_cols.shape[1]
+    t_out = y.shape[2]
+    acc = part[:c_out * n_pos].reshape((c_out, n_pos))
+    cast = part.dtype.type
+    o4 = c_out - c_out % 4
+    for o in range(0, o4, 4):
+        r0, r1, r2, r3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
+        for n in range(n_pos):
+            r0[n] = b[o]
+            r1[n] = b[o + 1]
+            r2[n] = b[o + 2]
+            r3[n] = b[o + 3]
+        for j in range(n_win):
+            # operands in the accumulator's width (int32 products are exact: |w x| <= the proved bound)
+            w0, w1, w2, w3 = cast(w_cols[j, o]), cast(w_cols[j, o + 1]), cast(w_cols[j, o + 2]), cast(w_cols[j, o + 3])
+            xs = cols[j]
+            for n in range(n_pos):
+                xv = cast(xs[n])
+                r0[n] += w0 * xv
+                r1[n] += w1 * xv
+                r2[n] += w2 * xv
+                r3[n] += w3 * xv
+    for o in range(o4, c_out):
+        r0 = acc[o]
+        for n in range(n_pos):
+            r0[n] = b[o]
+        for j in range(n_win):
+            w0 = w_cols[j, o]
+            xs = cols[j]
+            for n in range(n_pos):
+                r0[n] += w0 * xs[n]
+    nsat = 0
+    row = np.empty(n_pos, dtype=y.dtype)
+    for o in range(c_out):
+        j = o if m0.shape[0] > 1 else 0
+        nsat += requant_flat(acc[o], m0[j], sh[j], zp, bits, row)
+        for bi in range(y.shape[0]):
+            out = y[bi, o]
+            for t in range(t_out):
+                out[t] = row[bi * t_out + t]
+    return nsat
+
+
+@njit(cache=True)
+def requant_flat(acc, m0, sh, zp, bits, out):
+    """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
+    multiplier and shift) -> saturations."""
+    nsat = 0
+    for i in range(acc.shape[0]):
+        v, s = requantize(acc[i], m0, sh, zp, bits)
+        out[i] = v
+        nsat += s
+    return nsat
+
+
+@njit(cache=True)
+def scratch(n_values, n_channels, length):
+    """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
+    row int64[length]); n_values at least `conv_scratch_size` of every conv it serves. One set serves
+    a whole program (reused by every layer)."""
+    return (np.empty(n_values, np.int16), np.empty(n_values, np.int32),
+            np.empty(n_values, np.int64), np.empty(length, np.int64))

@@ -16,7 +16,7 @@ import math
 import operator
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -43,7 +43,7 @@ EXP_SIZE = 4096
 EXP_FRAC_BITS = 14
 
 
-def exact_value(func: str, x) -> Decimal:
+def exact_value(func: str, x: Decimal | float | Fraction) -> Decimal:
     """sigmoid(x), silu(x) or softplus(x) to 50 significant digits (spec 2.6, 2.11): every
     decimal operation rounds to 50 digits, half to even: sig = 1 / (1 + exp(-x)), silu = x * sig,
     softplus = ln(1 + exp(x)). x is a Decimal or float (taken exactly) or a Fraction
@@ -73,7 +73,7 @@ def _round_scaled(value: Decimal, scale: Decimal, bits: int, offset: int = 0) ->
     return max(-hi - 1, min(hi, q)), not -hi - 1 <= q <= hi
 
 
-@lru_cache(maxsize=None)
+@cache
 def _int16_table_cached(func: str, out_frac_bits: int) -> tuple[bytes, bytes]:
     """(int16 entries, bool clamped flags) as bytes."""
     scale = Decimal(2) ** out_frac_bits
@@ -85,7 +85,7 @@ def _int16_table_cached(func: str, out_frac_bits: int) -> tuple[bytes, bytes]:
             np.asarray([c for _, c in pairs], dtype=np.bool_).tobytes())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _exp_decay_cached() -> bytes:
     scale = Decimal(2) ** EXP_FRAC_BITS
     with localcontext() as ctx:

@@ -25,10 +25,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from intsim.errors import CmambaError
 
@@ -80,7 +80,7 @@ def _fail(out_dir: Path, kind: DirKind, why):
     raise OutputDirError(f"cannot write {kind.what} to '{out_dir}': {why}") from None
 
 
-def owned_files(out_dir, kind: DirKind) -> list[str] | None:
+def owned_files(out_dir: str | Path, kind: DirKind) -> list[str] | None:
     """Check that `kind` may be written to `out_dir`: None when it is absent, the files the
     manifest lists when it is ours ([] when empty). OutputDirError otherwise."""
     out_dir = Path(out_dir)
@@ -114,7 +114,7 @@ def _default_dir_mode() -> int:
     return 0o777 & ~mask
 
 
-def claim(out_dir, kind: DirKind, meta: dict | None = None) -> Path:
+def claim(out_dir: str | Path, kind: DirKind, meta: dict | None = None) -> Path:
     """Make `out_dir` a `kind` directory (created when absent, manifest written when empty)
     before other writers fill sub-directories of it. Keeps an existing manifest's files."""
     out_dir = Path(out_dir)
@@ -128,7 +128,7 @@ def claim(out_dir, kind: DirKind, meta: dict | None = None) -> Path:
 
 
 @contextmanager
-def staged(out_dir, kind: DirKind) -> Iterator[Path]:
+def staged(out_dir: str | Path, kind: DirKind) -> Iterator[Path]:
     """Check `out_dir` (OutputDirError early), then yield an empty temporary sibling folder to
     write into; it is removed on exit. OSErrors inside become OutputDirError."""
     out_dir = Path(out_dir)
@@ -153,7 +153,7 @@ def _manifest(kind: DirKind, files, meta: dict | None) -> dict:
     return dict(meta or {}) | {"format": kind.format, "version": kind.version, "files": sorted(files)}
 
 
-def publish(tmp: Path, out_dir, kind: DirKind, meta: dict | None = None) -> list[Path]:
+def publish(tmp: Path, out_dir: str | Path, kind: DirKind, meta: dict | None = None) -> list[Path]:
     """Move every file under `tmp` into `out_dir` (see the module docstring) and write the
     manifest with `meta`. Returns the written paths (manifest last)."""
     out_dir = Path(out_dir)

@@ -43,7 +43,7 @@ MODE_NAMES: tuple[str, ...] = tuple(m.name for m in MODES)
 REFERENCE = FP32                                               # what every other mode is compared with
 
 
-def get_mode(name) -> Mode:
+def get_mode(name: str | Mode) -> Mode:
     """The Mode called `name` (a Mode passes through); UnsupportedError listing the known ones."""
     if isinstance(name, Mode):
         return name

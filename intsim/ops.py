@@ -20,8 +20,9 @@ Shapes are per sample, channel-major: (channels, length).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from intsim.errors import ModelFormatError, UnsupportedError
 
@@ -60,7 +61,7 @@ class BackendTable(Generic[Row]):
         self.name = name
         self._rows: dict[str, Row | Unsupported] = {}
 
-    def register(self, op: str, row: Row | None = None):
+    def register(self, op: str, row: Row | None = None) -> Row | Callable[[Row], Row]:
         if op not in OPS:
             raise KeyError(f"{self.name}: op '{op}' is not in the registry (intsim/ops.py OPS)")
         if op in self._rows:
@@ -69,7 +70,7 @@ class BackendTable(Generic[Row]):
             self._rows[op] = row
             return row
 
-        def decorate(value):
+        def decorate(value: Row) -> Row:
             self._rows[op] = value
             return value
         return decorate

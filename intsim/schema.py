@@ -51,7 +51,7 @@ def _field(raw, path) -> str:
     return text
 
 
-def validate_model_json(raw, where: str) -> None:
+def validate_model_json(raw: object, where: str) -> None:
     """ModelFormatError(f"{where}: {field}: {problem}") for the first (most relevant) error."""
     if _depth_exceeds(raw, MAX_DEPTH):
         raise ModelFormatError(f"{where}: nested deeper than {MAX_DEPTH} levels")

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from intsim import fixedpoint as fp
-from intsim import kernels_int8 as K8
-from intsim import kernels_int16 as K16
+from intsim import fixedpoint as fp, kernels_int8 as K8, kernels_int16 as K16
 from intsim.graph import write_json_atomic
 from intsim.int8 import asymmetric_params, lower_int8
 from intsim.int16 import lower_int16
@@ -142,8 +140,9 @@ KIT8.register("s6_scan", lambda a, p: K8.s6_scan_int8(
     a["sh_a"].astype(np.int64), a["D"], a["table"], p["m_h"], p["m_k"], p["shift"], p["y_zp"]))
 KIT8.register("revin_norm", lambda a, p: K8.revin_norm_int8(a["x"], p["x_zp"], np.int64(p["eps_q"]), p["m0"],
                                                             p["shift"], p["y_zp"]))
-KIT8.register("revin_denorm", lambda a, p: K8.revin_denorm_int8(a["f"], p["y_zp"], a["x"], p["x_zp"], np.int64(p["eps_q"]),
-                                                                p["m_a"], p["m_b"], p["shift"], p["o_zp"]))
+KIT8.register("revin_denorm", lambda a, p: K8.revin_denorm_int8(a["f"], p["y_zp"], a["x"], p["x_zp"],
+                                                                np.int64(p["eps_q"]), p["m_a"], p["m_b"], p["shift"],
+                                                                p["o_zp"]))
 
 
 def _device(table: BackendTable, case: Case) -> tuple[dict, int]:
@@ -292,7 +291,7 @@ def _entry(case: Case) -> dict:
     return entry
 
 
-def write_kit(cases: list[Case], out_dir) -> Path:
+def write_kit(cases: list[Case], out_dir: str | Path) -> Path:
     """Write the cases into `out_dir` (index.json, <id>/*.npy, <id>/params.txt). Files of
     earlier kits that the new one does not list are removed; nothing else is touched."""
     out = Path(out_dir)
@@ -304,7 +303,8 @@ def write_kit(cases: list[Case], out_dir) -> Path:
     if old.is_file():
         for entry in json.loads(old.read_text())["cases"]:
             if entry["id"] not in ids:
-                for rel in list(entry["inputs"].values()) + list(entry["outputs"].values()) + [f"{entry['id']}/{PARAMS}"]:
+                stale = list(entry["inputs"].values()) + list(entry["outputs"].values()) + [f"{entry['id']}/{PARAMS}"]
+                for rel in stale:
                     (out / rel).unlink(missing_ok=True)
                 if (out / entry["id"]).is_dir() and not any((out / entry["id"]).iterdir()):
                     (out / entry["id"]).rmdir()
@@ -327,7 +327,7 @@ def write_kit(cases: list[Case], out_dir) -> Path:
     return out
 
 
-def read_kit(kit_dir) -> list[Case]:
+def read_kit(kit_dir: str | Path) -> list[Case]:
     """Load every case of a kit (arrays, params, floats, expected results)."""
     root = Path(kit_dir)
     index = json.loads((root / INDEX).read_text())

@@ -70,14 +70,14 @@ def primitive_cases() -> list[Case]:
              (2, 2), (10, 2), (-2, 2), (-6, 2), (-10, 2), (1 << 61, 62), (-(1 << 61), 62), (3 << 61, 62),
              (3, 1), (-3, 1), (1, 1), (-1, 1),                                     # ties, both parities
              (5, 2), (-5, 2), (7, 3), (I64_MAX, 1), (I64_MIN, 1), (I64_MAX, 62), (I64_MIN, 0), (I64_MAX, 0)]
-    shift += list(zip(r.ints(I64_MIN, I64_MAX, 40).tolist(), r.ints(0, 62, 40).tolist()))
+    shift += list(zip(r.ints(I64_MIN, I64_MAX, 40).tolist(), r.ints(0, 62, 40).tolist(), strict=True))
     rounds = [(1, -62), (-2, -62), (-179, -15), (3, -1), (32767, -15), (-32768, -15), (I64_MAX, 0),
               (5, 1), (-5, 1), (6, 2), (-(1 << 62), 62), (1 << 61, 62)]
-    rounds += list(zip(r.ints(-32768, 32767, 20).tolist(), r.ints(-15, 0, 20).tolist()))
-    rounds += list(zip(r.ints(-(1 << 40), 1 << 40, 20).tolist(), r.ints(1, 20, 20).tolist()))
+    rounds += list(zip(r.ints(-32768, 32767, 20).tolist(), r.ints(-15, 0, 20).tolist(), strict=True))
+    rounds += list(zip(r.ints(-(1 << 40), 1 << 40, 20).tolist(), r.ints(1, 20, 20).tolist(), strict=True))
     div = [(344064, 4), (10, 4), (14, 4), (-10, 4), (-14, 4), (-6, 4), (6, 4), (1 << 40, 75081),
            (I64_MAX, (1 << 62) + 1), (I64_MIN, (1 << 62) + 1), ((1 << 62) + 1, 1 << 62), (7, 1), (-7, 1)]
-    div += list(zip(r.ints(-(1 << 50), 1 << 50, 20).tolist(), r.ints(1, 1 << 20, 20).tolist()))
+    div += list(zip(r.ints(-(1 << 50), 1 << 50, 20).tolist(), r.ints(1, 1 << 20, 20).tolist(), strict=True))
     roots = [0, 1, 2, 3, 4, 20, 21, 5637210112, (1 << 62) - 1, 1 << 60]
     roots += [v for k in (1, 2, 1000, 2147483646) for v in (k * k + k, k * k + k + 1)]
     roots += r.ints(0, (1 << 62) - 1, 16).tolist()
@@ -89,7 +89,7 @@ def primitive_cases() -> list[Case]:
            ((1 << 31) - 1, (1 << 31) - 1, 62, 0), (-(1 << 31) + 1, (1 << 31) - 1, 62, 0),           # extremes
            ((1 << 31) - 1, (1 << 31) - 1, 0, 0), (-(1 << 31), 1 << 30, 0, 127), (0, 1 << 30, 62, -128)]
     req += list(zip(r.ints(-(1 << 31) + 1, (1 << 31) - 1, 20).tolist(), r.ints(1 << 30, (1 << 31) - 1, 20).tolist(),
-                    r.ints(30, 45, 20).tolist(), r.ints(-128, 127, 20).tolist()))
+                    r.ints(30, 45, 20).tolist(), r.ints(-128, 127, 20).tolist(), strict=True))
     return [
         _case("primitive-rne_shift", "primitive", "rne_shift", "1.2", ["spec-example", "ties", "extremes"],
               "y = RNE(x / 2^n), 0 <= n <= 62, over the whole int64 range", _cols(shift, "x", "n")),
@@ -119,7 +119,8 @@ def host_cases() -> list[Case]:
              (0.05606394622302311 * 0.09554173266933418) / 0.16563353837374134,     # 3.7's order example
              0.05606394622302311 * (0.09554173266933418 / 0.16563353837374134)]
     # random multipliers over 2^-30 .. 2^10, built exactly (no libm: the same bits everywhere)
-    mults += [float(np.ldexp(m, e)) for m, e in zip(r.floats(0.5, 1.0, 12).tolist(), r.ints(-30, 10, 12).tolist())]
+    mults += [float(np.ldexp(m, e))
+              for m, e in zip(r.floats(0.5, 1.0, 12).tolist(), r.ints(-30, 10, 12).tolist(), strict=True)]
     xs = [0.7, 0.001953125, 200.0, -200.0, 0.005859375, -0.001953125, 127.99609375, 128.0, -128.0,
           -128.001953125, 1e-300, -0.0]
     cases = [
@@ -340,17 +341,17 @@ def int16_cases() -> list[Case]:
         _case("int16-s6_scan-spec-example", "int16", "s6_scan", "2.12", ["spec-example", "scan-state"],
               "spec 2.12's example: Q8.8, E = N = 1, two steps (y = 256, 411)",
               {**_s6_16([128, 128], [512, 512], [256, 256], [256, 256], [-256], [0], 1, 1, 2)},
-              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16)))),
+              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16), strict=True))),
         _case("int16-s6_scan-q88", "int16", "s6_scan", "2.12", ["scan-state", "ties"],
               "Q8.8 shifts, E = 3 channels, N = 4 states, T = 8: random steps, inputs and A in [-16, 0]",
               _s6_16(r.ints(0, 600, 24), r.ints(-800, 800, 24), r.ints(-800, 800, 32), r.ints(-800, 800, 32),
                      r.ints(-4096, 0, 12), r.ints(-512, 512, 3), 3, 4, 8),
-              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16)))),
+              dict(zip(_S6_16_PARAMS, (8, 0, 6, 14, 0, 8, 16), strict=True))),
         _case("int16-s6_scan-saturation", "int16", "s6_scan", "2.12, 5", ["scan-state", "extremes", "saturation"],
               "full-scale inputs, A = 0 (no decay): the int32 state and the output clamp, each counted",
               _s6_16([32767] * 12, [-32768] * 6 + [32767] * 6, [32767] * 12, [-32768] * 12, [0, -1, -32768, 0],
                      [32767, -32768], 2, 2, 6),
-              dict(zip(_S6_16_PARAMS, (8, 0, 0, 20, 0, 0, 10)))),
+              dict(zip(_S6_16_PARAMS, (8, 0, 0, 20, 0, 0, 10), strict=True))),
     ]
     return cases
 
@@ -406,7 +407,8 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
     cases.append(_case("int8-rmsnorm-lowered", "int8", "rmsnorm", "3.9", ["extremes", "bounds"],
                        "the constants of host-int8_rmsnorm-order; tokens: all at the zero point (v = eps_q), "
                        "one element at a code end, all at the ends, small values",
-                       {"x": np.array(tokens, I64).T.reshape(1, 4, len(tokens)).astype(I8), "gain": h.outputs["gain_q"]},
+                       {"x": np.array(tokens, I64).T.reshape(1, 4, len(tokens)).astype(I8),
+                        "gain": h.outputs["gain_q"]},
                        {"x_zp": h.params["z_x"], "eps_q": h.expect["eps_q"], "m0": h.expect["m0"],
                         "shift": h.expect["shift"], "y_zp": h.params["z_y"]}))
     h = host["host-int8_rmsnorm-zero-gain"]
@@ -419,7 +421,8 @@ def int8_cases(host: dict[str, Case]) -> list[Case]:
         h = host[f"host-int8_table-{name}"]
         func = ("sigmoid", "silu")[h.params["is_silu"]]
         cases.append(_case(f"int8-{func}-{name}", "int8", func,
-                           "3.5, 5", ["table-construction"] + (["saturation-count"] if h.outputs["clamped"].any() else []),
+                           "3.5, 5",
+                           ["table-construction"] + (["saturation-count"] if h.outputs["clamped"].any() else []),
                            f"every input code through the table of host-int8_table-{name}; reads of clamped "
                            "entries count as saturations",
                            {"x": codes, "table": h.outputs["table"], "clamped": h.outputs["clamped"]}))
@@ -513,7 +516,7 @@ def build_cases() -> list[Case]:
     return primitive_cases() + host + int16_cases() + int8_cases({c.id: c for c in host}) + revin_cases()
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m intsim.spec_vectors",
                                  description="write the conformance kit of docs/quant-spec.md (section 7)")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help=f"kit folder (default {DEFAULT_OUT})")

@@ -3,14 +3,11 @@ with it) and random CMamba-slim model directories (numpy only) for tests, benchm
 property tests."""
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from intsim.graph import FORMAT_NAME, FORMAT_VERSION, write_json_atomic
-
 
 BLOCKS = ("simple", "s6")
 
@@ -52,7 +49,7 @@ def _block_layers(p: str, prev: str, d_conv: int, eps: float, block: str) -> lis
 
 
 def cmamba_layers(n_blocks: int, patch: int, stride: int, d_conv: int, tokens: int, eps: float,
-                  revin: bool = False, head_proj: bool = False, block: str = "simple"):
+                  revin: bool = False, head_proj: bool = False, block: str = "simple") -> list[dict]:
     """Layer list (without weight files) of CMamba-slim, docs/model.md: the one definition of
     its layer names, ops, inputs and attributes (model/export.py and make_random_model use it).
     revin: instance normalisation around the network (`revin_in` first, `revin_out` last, which
@@ -94,9 +91,10 @@ def block_weight_shapes(d_model: int, d_inner: int, d_conv: int, block: str = "s
     return shapes
 
 
-def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, d_inner=16,
-                      n_blocks=1, d_conv=3, horizon=4, eps=1e-5, seed=0, weight_scale=1.0,
-                      revin=False, block="simple", d_state=4, dt_rank=2) -> Path:
+def make_random_model(out_dir: str | Path, c_in: int = 3, length: int = 16, patch: int = 4, stride: int = 4,
+                      d_model: int = 8, d_inner: int = 16, n_blocks: int = 1, d_conv: int = 3, horizon: int = 4,
+                      eps: float = 1e-5, seed: int = 0, weight_scale: float = 1.0, revin: bool = False,
+                      block: str = "simple", d_state: int = 4, dt_rank: int = 2) -> Path:
     """Write a random (untrained) CMamba-slim model directory and return its path.
     block: "simple" or "s6" (then d_state N and dt_rank R size the S6 mixer)."""
     rng = np.random.default_rng(seed)
@@ -138,7 +136,8 @@ def make_random_model(out_dir, c_in=3, length=16, patch=4, stride=4, d_model=8, 
         "normalization": {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
                           "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}},
         "hyper": {"d_model": d_model, "d_inner": d_inner, "n_blocks": n_blocks, "patch": patch,
-                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps, **({"revin": True} if revin else {}),
+                  "stride": stride, "d_conv": d_conv, "horizon": horizon, "eps": eps,
+                  **({"revin": True} if revin else {}),
                   **({"block": "s6", "d_state": d_state, "dt_rank": dt_rank} if block == "s6" else {})},
         "layers": layers,
     }

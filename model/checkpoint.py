@@ -8,21 +8,24 @@ CMamba-slim (`model.cmamba.CMambaSlim`). docs/import.md.
   model.json `quant` section, e.g. from a calibrated model) is kept.
 - `normalize_state_dict(state_dict, target)`: maps every key onto the target's keys (wrapper
   prefixes such as `module.` / `_orig_mod.`, `layers.N.` / `layers.N.mixer.` / `blkN.` naming,
-  aliases such as `conv1d` for `dwconv`), reshapes only where singleton axes differ (`Linear
-  [out, in]` vs `Conv1d [out, in, 1]`, the exported `dwconv [E, K]`), concatenates a split
-  `in_proj_u` / `in_proj_z` into the fused `in_proj`, and reports what it did: mapped (from ->
-  to), reshaped, unused, missing, mismatched.
+  aliases such as `conv1d` for `dwconv`; the Mamba-1 mixer's `x_proj`, `A_log`, `D` onto an S6
+  block), reshapes only where singleton axes differ (`Linear [out, in]` vs `Conv1d [out, in, 1]`,
+  the exported `dwconv [E, K]`), concatenates a split `in_proj_u` / `in_proj_z` into the fused
+  `in_proj`, gives a block layer whose checkpoint has a weight but no bias in any block (`bias=False`,
+  as Mamba's `in_proj`, `x_proj`, `out_proj`) a zero bias, and reports what it did: mapped (from -> to),
+  reshaped, zero biases, unused, missing, mismatched.
 """
 from __future__ import annotations
 
 import json
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import torch
+from torch import nn
 
 from intsim.errors import CmambaError
 
@@ -44,8 +47,11 @@ BLOCK_ALIASES = {
     "in_proj_z": ("in_proj_z",),
     "dwconv": ("dwconv", "conv1d", "conv"),
     "dt_proj": ("dt_proj",),
+    "x_proj": ("x_proj",),
     "out_proj": ("out_proj",),
 }
+BLOCK_PARAMS = ("A_log", "D")       # parameters held by the block (Mamba: the mixer) itself, not by a layer
+S6_ONLY = ("x_proj", "A_log", "D")  # what a Mamba-1 (S6) block has and a simple block lacks
 NORM_GAIN_ALIASES = ("weight", "gamma", "g", "gain")
 QUANT_KEY_RE = re.compile(r"(^|\.|_)(scale|zero_point|frac_bits|observer\w*|fake_quant\w*|activation_post_process"
                           r"|min_val|max_val)(\.|$)")
@@ -78,7 +84,7 @@ def _refusal(exc: BaseException) -> str:
     return m.group(1) if m else _first_line(exc)
 
 
-def load_checkpoint(path) -> Checkpoint:
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read `path` (see the module docstring). CheckpointError names the file on any problem."""
     path = Path(path)
     if not path.is_file():
@@ -167,12 +173,14 @@ def canonical_key(key: str) -> tuple[str, str | None] | None:
     if m and m.group(1) in BLOCK_CONTAINERS:                  # blk0.norm.weight
         parts = [m.group(1), m.group(2)] + parts[1:]
     *mods, param = parts
-    if len(mods) >= 3 and mods[0] in BLOCK_CONTAINERS and mods[1].isdigit():
+    if len(mods) >= 2 and mods[0] in BLOCK_CONTAINERS and mods[1].isdigit():
         rest = mods[2:]
-        if rest[0] == "mixer":
+        if rest[:1] == ["mixer"]:
             rest = rest[1:]
-        name = _alias(BLOCK_ALIASES, rest[0]) if len(rest) == 1 else None
         prefix = f"blocks.{int(mods[1])}."
+        if not rest:                                          # layers.N.mixer.A_log
+            return (f"{prefix}{param}", None) if param in BLOCK_PARAMS else None
+        name = _alias(BLOCK_ALIASES, rest[0]) if len(rest) == 1 else None
     elif len(mods) == 1:
         name = _alias(TOP_ALIASES, mods[0])
         prefix = ""
@@ -204,9 +212,12 @@ class Normalized:
     mapped: list[tuple[str, str]] = field(default_factory=list)           # (from, to)
     reshaped: list[tuple[str, str, str]] = field(default_factory=list)    # (key, from shape, to shape)
     merged: list[tuple[str, str, str]] = field(default_factory=list)      # (u key, z key, fused key)
+    zero_bias: list[str] = field(default_factory=list)     # target biases set to 0: the checkpoint's layer has none
     unused: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)      # shape mismatch, conflicts, bad values
+
+    hint: str | None = None                                # why the errors are likely, first among them
 
     def errors(self, strict: bool = False) -> list[str]:
         out = list(self.problems)
@@ -214,13 +225,14 @@ class Normalized:
             out.append(f"{len(self.missing)} required weight(s) missing: {', '.join(self.missing)}")
         if strict and self.unused:
             out.append(f"--strict: {len(self.unused)} unused key(s): {', '.join(self.unused)}")
-        return out
+        return [self.hint] + out if out and self.hint else out
 
     def report_lines(self) -> list[str]:
         lines = [f"mapped ({len(self.mapped)}, from -> to):"]
         lines += [f"  {a} -> {b}" if a != b else f"  {a}" for a, b in self.mapped]
         for title, rows in (("reshaped", [f"  {k}: {a} -> {b}" for k, a, b in self.reshaped]),
                             ("concatenated", [f"  {u} + {z} -> {to}" for u, z, to in self.merged]),
+                            ("zero bias (the checkpoint's layer has no bias)", [f"  {k}" for k in self.zero_bias]),
                             ("unused", [f"  {k}" + ("  (quantization parameter: not read)" if QUANT_KEY_RE.search(k)
                                                     else "") for k in self.unused]),
                             ("missing", [f"  {k}" for k in self.missing])):
@@ -229,14 +241,15 @@ class Normalized:
         return lines
 
 
-def target_shapes(target) -> dict[str, tuple[int, ...]]:
+def target_shapes(target: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """Key -> shape of `target`: an nn.Module (its state dict) or a mapping key -> shape."""
     if isinstance(target, torch.nn.Module):
         return {k: tuple(v.shape) for k, v in target.state_dict().items()}
     return {str(k): tuple(int(s) for s in v) for k, v in dict(target).items()}
 
 
-def normalize_state_dict(state_dict: Mapping[str, torch.Tensor], target) -> Normalized:
+def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
+                         target: nn.Module | Mapping[str, Sequence[int]]) -> Normalized:
     """Map `state_dict` onto `target`'s keys and shapes (see the module docstring). Never raises
     for a mismatch: the result lists problems, missing and unused keys (`Normalized.errors`)."""
     want = target_shapes(target)
@@ -254,8 +267,14 @@ def normalize_state_dict(state_dict: Mapping[str, torch.Tensor], target) -> Norm
             res.problems.append(f"{other} and {key} both map to {to}")
             continue
         have[part] = str(key)
+    biased = {_layer_kind(k) for k in sources if k.endswith(".bias")}
     for to, shape in want.items():
         have = sources.get(to)
+        if (not have and to.startswith("blocks.") and to.endswith(".bias") and _layer_kind(to) not in biased
+                and sources.get(to[:-len("bias")] + "weight")):
+            res.state_dict[to] = torch.zeros(shape)             # Mamba's bias=False layers: no block has a bias
+            res.zero_bias.append(to)
+            continue
         if not have:
             res.missing.append(to)
             continue
@@ -276,7 +295,18 @@ def normalize_state_dict(state_dict: Mapping[str, torch.Tensor], target) -> Norm
             res.merged.append((have["u"], have["z"], to))
         if value is not None:
             res.state_dict[to] = value
+    s6_keys = [k for k in res.unused if (c := canonical_key(k)) and _layer_kind(c[0]) in S6_ONLY]
+    if s6_keys and not any(k.endswith(".A_log") for k in want):
+        res.hint = (f"the checkpoint holds Mamba-1 (S6) weights ({', '.join(s6_keys[:3])}"
+                    f"{', ...' if len(s6_keys) > 3 else ''}) but the target has simple blocks: import it with "
+                    f"--config '{{\"block\": \"s6\", \"d_state\": N, \"dt_rank\": R, ...}}'")
     return res
+
+
+def _layer_kind(key: str) -> str:
+    """'blocks.3.x_proj.bias' -> 'x_proj' (the layer or parameter within any block); other keys: themselves."""
+    parts = key.split(".")
+    return parts[2] if len(parts) > 2 and parts[0] == "blocks" else key
 
 
 def _fit(res: Normalized, src: str, tensor, shape: tuple, to: str):

@@ -12,13 +12,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from intsim.errors import CmambaError
 from intsim.graph import FORMAT_NAME, FORMAT_VERSION
 from intsim.synth import cmamba_layers
+
+if TYPE_CHECKING:
+    from model.cmamba import CMambaSlim
 
 
 def _np(t) -> np.ndarray:
@@ -62,7 +67,7 @@ def _swap_into(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_output_dir(out_dir) -> Path:
+def check_output_dir(out_dir: str | Path) -> Path:
     """Raise unless `out_dir` is absent, empty, or an existing model directory (which
     export_model would replace). Cheap: call it before training to fail early."""
     out_dir = Path(out_dir)
@@ -85,7 +90,7 @@ def _is_model_dir(out_dir: Path) -> bool:
     return isinstance(raw, dict) and raw.get("format") == FORMAT_NAME
 
 
-def fold_revin_affine(module, weights: dict) -> None:
+def fold_revin_affine(module: CMambaSlim, weights: dict) -> None:
     """Fold a learned RevIN affine (model.cmamba.RevIN) into the convs around it, in float64:
     patch_embed(g x_n + b) = (W g) x_n + (bias + sum W b); (head(h) - b_c) / g_c per output row
     c*H + h. The graph then has plain revin_norm / revin_denorm and computes the same function."""
@@ -101,7 +106,7 @@ def fold_revin_affine(module, weights: dict) -> None:
     weights["head"] = {"weight": hd["weight"] / g[rows, None, None], "bias": (hd["bias"] - b[rows]) / g[rows]}
 
 
-def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
+def layer_weights(module: CMambaSlim) -> dict[str, dict[str, np.ndarray]]:
     """Layer name -> {weight key: float32 array} of a CMambaSlim, by the names of
     `intsim.synth.cmamba_layers` (the one CMamba-slim layer list)."""
     e = module.hyper["d_inner"]
@@ -119,7 +124,8 @@ def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
             # x_proj's R + 2N rows as three exact 1x1 convs (dt, B, C); A = -exp(A_log) as a constant
             r, n = blk.dt_rank, blk.d_state
             w_x, b_x = blk.x_proj.weight[:, :, 0], blk.x_proj.bias
-            for key, rows in (("x_proj_dt", slice(0, r)), ("x_proj_B", slice(r, r + n)), ("x_proj_C", slice(r + n, None))):
+            for key, rows in (("x_proj_dt", slice(0, r)), ("x_proj_B", slice(r, r + n)),
+                              ("x_proj_C", slice(r + n, None))):
                 out[p + key] = {"weight": _np(w_x[rows]), "bias": _np(b_x[rows])}
             out[p + "scan"] = {"A": _np(-blk.A_log.detach().double().exp()), "D": _np(blk.D)}
         out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
@@ -131,7 +137,7 @@ def layer_weights(module) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def model_layers(module) -> list[tuple[dict, dict]]:
+def model_layers(module: CMambaSlim) -> list[tuple[dict, dict]]:
     """[(layer entry without 'weights', {key: float32 array})] in execution order."""
     h = module.hyper
     weights = layer_weights(module)
@@ -140,8 +146,10 @@ def model_layers(module) -> list[tuple[dict, dict]]:
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
-def export_model(module, out_dir, normalization: dict | None, columns, training_info: dict | None = None,
-                 name: str = "cmamba-slim", output_columns=None, check=None, quant: dict | None = None) -> Path:
+def export_model(module: CMambaSlim, out_dir: str | Path, normalization: dict | None, columns: Sequence[str] | None,
+                 training_info: dict | None = None, name: str = "cmamba-slim",
+                 output_columns: Sequence[str] | None = None, check: Callable[[Path], object] | None = None,
+                 quant: dict | None = None) -> Path:
     """Write `module` (a CMambaSlim) as a model directory at `out_dir`; returns the path.
 
     normalization: either {"mean", "std"} (same stats for input and output channels,
@@ -168,7 +176,8 @@ def export_model(module, out_dir, normalization: dict | None, columns, training_
 
 
 def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, output_shape: tuple[int, int],
-                 normalization: dict | None = None, columns=None, output_columns=None, hyper: dict | None = None,
+                 normalization: dict | None = None, columns: Sequence[str] | None = None,
+                 output_columns: Sequence[str] | None = None, hyper: dict | None = None,
                  training_info: dict | None = None, quant: dict | None = None) -> dict:
     """model.json's keys other than the layers. input_shape (C_in, L); output_shape (C_out, H).
     normalization: {"mean", "std"} (both sides), {"input", "output"}, or None (identity).
@@ -210,7 +219,8 @@ def normalization_block(normalization: dict | None, c_in: int, c_out: int) -> di
             from exc
 
 
-def write_model_dir(out_dir, layers, header: dict, check=None) -> Path:
+def write_model_dir(out_dir: str | Path, layers: Iterable[tuple[dict, dict]], header: dict,
+                    check: Callable[[Path], object] | None = None) -> Path:
     """Write a model directory: `layers` [(entry without 'weights', {key: array})] in execution
     order, each array saved as float32 weights/<layer>.<key>.npy; `header` the other model.json
     keys (name, input, output, normalization, ...). `check(tmp_dir)`, when given, runs on the

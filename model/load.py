@@ -6,15 +6,17 @@ the validated graph, so `module.eval()(x)` equals the fp32 reference.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from intsim.errors import ModelFormatError
-from intsim.graph import load_graph
+from intsim.graph import Graph, load_graph
 from model.cmamba import CMambaSlim
 
 
-def sizes_from_weights(graph) -> dict:
+def sizes_from_weights(graph: Graph) -> dict:
     """The CMamba-slim hyper-parameters the layers' weights imply (no allocation)."""
     try:
         embed, inner = graph.layer("patch_embed"), graph.layer("blk0.in_proj_u")
@@ -29,10 +31,11 @@ def sizes_from_weights(graph) -> dict:
                          dt_rank=graph.layer("blk0.x_proj_dt").weights["weight"].shape[0])
         return sizes
     except KeyError as exc:
-        raise ModelFormatError(f"{graph.path}: not a CMamba-slim graph (no layer {exc}): cannot rebuild it in torch") from None
+        raise ModelFormatError(f"{graph.path}: not a CMamba-slim graph (no layer {exc}): "
+                               "cannot rebuild it in torch") from None
 
 
-def load_torch_model(model_dir) -> CMambaSlim:
+def load_torch_model(model_dir: str | Path) -> CMambaSlim:
     graph = load_graph(model_dir)
     hyper = graph.raw.get("hyper") or {}
     sizes = sizes_from_weights(graph)

@@ -23,17 +23,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import FunctionCtx
 
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.executor import Model, RunResult
 from intsim.fixedpoint import quantize_q
-from intsim.graph import INPUT_NAME, Graph
+from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.int8 import INT8, lower_int8, quantize_act
 from intsim.int16 import lower_int16
 from intsim.modes import BITTRUE, QUANT8
@@ -59,18 +60,18 @@ class IntegerOp(torch.autograd.Function):
     weights, then the output's fake quantizer: model/qat_ops.py) at the same saved inputs."""
 
     @staticmethod
-    def forward(ctx, node: _Node, *tensors):
+    def forward(ctx: FunctionCtx, node: _Node, *tensors: torch.Tensor) -> torch.Tensor:
         ctx.node = node
         ctx.save_for_backward(*tensors)
         return node.dequantize(node.integer_forward())
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         need = ctx.needs_input_grad[1:]
         with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(n) for t, n in zip(ctx.saved_tensors, need)]
+            leaves = [t.detach().requires_grad_(n) for t, n in zip(ctx.saved_tensors, need, strict=True)]
             out = ctx.node.surrogate(*leaves)
-            wanted = [leaf for leaf, n in zip(leaves, need) if n]
+            wanted = [leaf for leaf, n in zip(leaves, need, strict=True) if n]
             grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True) if wanted else ())
         return (None, *[next(grads) if n else None for n in need])
 
@@ -97,7 +98,7 @@ class QATNetwork(nn.Module):
     """A calibrated model's weights and quantization parameters, trainable; the forward is the
     integer program of `precision` ("int8" or "int16"). Tensors are channels-last inside."""
 
-    def __init__(self, model: Model, precision: str, device="cpu"):
+    def __init__(self, model: Model, precision: str, device: str | torch.device = "cpu"):
         super().__init__()
         if precision not in PRECISIONS:
             raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
@@ -141,7 +142,7 @@ class QATNetwork(nn.Module):
     def _weight(self, layer, key: str) -> torch.Tensor:
         return self.weights[_key(f"{layer.name}.{key}")]
 
-    def clip_range(self, layer) -> torch.Tensor:
+    def clip_range(self, layer: Layer) -> torch.Tensor:
         """INT8 per-output-channel clip of a weight: +-127 learned steps (float32)."""
         return INT8_WEIGHT_MAX * torch.exp(self.log_step[_key(layer.name)])
 
@@ -239,7 +240,8 @@ class QATNetwork(nn.Module):
         surrogate_op = SURROGATE.row(layer.op, layer.name)
 
         def surrogate(*t):
-            w = self._fake_weights(layer, dict(zip(keys, t[n_in:n_in + n_w])), t[n_in + n_w] if n_s else None)
+            w = self._fake_weights(layer, dict(zip(keys, t[n_in:n_in + n_w], strict=True)),
+                                   t[n_in + n_w] if n_s else None)
             v = surrogate_op(list(t[:n_in]), w, layer.attrs)
             return self._fake_act(layer.name, v, t[n_in + n_w + n_s:])
 
@@ -271,7 +273,7 @@ class QATNetwork(nn.Module):
         node = _Node(INPUT_NAME, (), lambda xs: (codes_in, torch.zeros((), dtype=torch.int64)),
                      self._dequantizer(INPUT_NAME), lambda *t: self._fake_act(INPUT_NAME, t[0], t[1:]), env, sats)
         values = {INPUT_NAME: IntegerOp.apply(node, x_float, *self._act_params(INPUT_NAME))}
-        for (_, run, prepared), layer in zip(program.steps, self.graph.layers):
+        for (_st, run, prepared), layer in zip(program.steps, self.graph.layers, strict=True):
             node, params = self._layer_node(layer, run, prepared, env, sats, self._dequantizer(layer.name))
             values[layer.name] = IntegerOp.apply(node, *[values[s] for s in layer.inputs], *params)
         shape = (len(x), self.graph.output_channels, self.graph.horizon)
@@ -283,7 +285,7 @@ class QATNetwork(nn.Module):
         return lower_int8(g) if self.precision == "int8" else lower_int16(g)
 
     @torch.no_grad()
-    def run(self, x: np.ndarray, capture=None) -> RunResult:
+    def run(self, x: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """The integer program of the current parameters on normalised windows (any count):
         `Model.run(x, mode)` of the exported model, byte for byte."""
         return self.runner().run(x, self.mode, capture)

@@ -18,8 +18,11 @@ so `Model.run(..., backend="torch")` works without intsim importing torch or thi
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from intsim.chunks import CHUNK_WINDOWS, run_in_chunks
 from intsim.errors import UnsupportedError
@@ -27,7 +30,8 @@ from intsim.executor import Model, RunResult, _wants
 from intsim.fixedpoint import dequantize, quantize_q
 from intsim.formats import lsb
 from intsim.graph import INPUT_NAME
-from intsim.int8 import dequantize_act, quantize_act
+from intsim.int8 import Int8Program, dequantize_act, quantize_act
+from intsim.int16 import Int16Program
 from intsim.modes import BITTRUE, QUANT8, Mode, get_mode
 from intsim.ops import BackendTable
 from model.torch_int8 import TORCH8
@@ -42,7 +46,7 @@ class TorchProgram:
     """A lowered program (Int16Program or Int8Program) prepared on a device: each step's row
     and its parameters as device tensors. `run(x_q)` -> (tensors, saturations) by name."""
 
-    def __init__(self, program, precision: str, device):
+    def __init__(self, program: Int16Program | Int8Program, precision: str, device: str | torch.device):
         table = TABLES[precision]
         self.program = program
         self.precision = precision
@@ -70,7 +74,7 @@ class TorchRunner:
     Batches run in chunks of `chunk` windows (default: 256 on CPU, where smaller tensors stay in
     cache; 1,024 on a GPU), merged exactly (intsim/chunks.py): the bits do not depend on it."""
 
-    def __init__(self, model: Model, device=None, chunk: int | None = None):
+    def __init__(self, model: Model, device: str | torch.device | None = None, chunk: int | None = None):
         self.model = model
         self.device = torch.device(device or "cpu")
         self.chunk = chunk or (CPU_CHUNK if self.device.type == "cpu" else CHUNK_WINDOWS)
@@ -90,7 +94,7 @@ class TorchRunner:
             self._programs[mode.precision] = cached
         return cached[1]
 
-    def run(self, x, mode: str | Mode = BITTRUE, capture=None) -> RunResult:
+    def run(self, x: ArrayLike, mode: str | Mode = BITTRUE, capture: bool | Iterable[str] | None = None) -> RunResult:
         """As `Model.run(x, mode, capture)` (x: float [B, C_in, L] or [C_in, L], normalised); the
         same RunResult, byte for byte, whatever `chunk`."""
         mode = get_mode(mode)
@@ -112,7 +116,8 @@ class TorchRunner:
             res.output, res.output_q = res.output[0], res.output_q[0]
         return res
 
-    def run_int(self, x_q, mode: str | Mode = BITTRUE, capture=None) -> RunResult:
+    def run_int(self, x_q: np.ndarray, mode: str | Mode = BITTRUE,
+                capture: bool | Iterable[str] | None = None) -> RunResult:
         """From integer codes: x_q int16 (bittrue) / int8 (quant8) [B, C_in, L] at the input format
         (`Model.run_int16` / `Model.run_int8`)."""
         mode = get_mode(mode)
@@ -120,7 +125,7 @@ class TorchRunner:
         xb = self.model._int_batch(x_q, INT_DTYPES[mode.precision])
         env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
-        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(torch.aminmax(env[n]) for n in names)))
+        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(torch.aminmax(env[n]) for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 
@@ -131,17 +136,19 @@ class TorchRunner:
         tensors = {n: host(env[n]) for n in names if _wants(capture, n)} if capture else {}
         if mode.precision == "int16":
             fracs = [prog.program.frac_of(n) for n in names]
-            values = [(float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f))) for a, b, f in zip(lo, hi, fracs)]
+            values = [(float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f)))
+                      for a, b, f in zip(lo, hi, fracs, strict=True)]
             out_frac = prog.program.output_frac
             output, out_lsb = dequantize(out_q, out_frac), lsb(out_frac)
         else:
             qps = [prog.program.input_qp] + [st.out_qp for st in prog.program.steps]
-            values = [tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp)) for a, b, qp in zip(lo, hi, qps)]
+            values = [tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp))
+                      for a, b, qp in zip(lo, hi, qps, strict=True)]
             out_frac = None
             output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
         size = {n: int(env[n].numel()) for n in names}
         stats = {n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
-                 for n, s, (a, b) in zip(names, n_sat, values)}
+                 for n, s, (a, b) in zip(names, n_sat, values, strict=True)}
         return RunResult(mode.name, output, out_q, stats, tensors, out_frac, out_lsb)
 
 

@@ -21,8 +21,18 @@ import torch
 from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
 from intsim.lut import LUT_OFFSET, exp_decay_table
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import (batch_major, exact_float_shift, isqrt_rne, narrow, rne_div, rne_shift_, saturate,
-                                    scan_steps, shift_round, time_major)
+from model.torch_fixedpoint import (
+    batch_major,
+    exact_float_shift,
+    isqrt_rne,
+    narrow,
+    rne_div,
+    rne_shift_,
+    saturate,
+    scan_steps,
+    shift_round,
+    time_major,
+)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
 

@@ -75,7 +75,7 @@ def set_determinism(seed: int, threads: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def make_optimizer(module, cfg: TrainConfig):
+def make_optimizer(module: CMambaSlim, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Weight decay on conv weights only; biases and RMSNorm gains are not decayed
     (decaying the gains lets whole blocks collapse to zero); nor is an S6 block's A_log (as in Mamba)."""
     decay = [p for name, p in module.named_parameters() if p.ndim >= 2 and not name.endswith("A_log")]
@@ -104,7 +104,7 @@ def _metrics(pred_n, y_n, norm, y_raw) -> dict:
 
 
 @torch.no_grad()
-def predict(module, x, batch_size: int = 1024) -> np.ndarray:
+def predict(module: CMambaSlim, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     module.eval()
     outs = [module(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))).double().numpy()
             for i in range(0, len(x), batch_size)]
@@ -146,7 +146,8 @@ def train(cfg: TrainConfig) -> dict:
     s6 = f", S6 blocks: N={cfg.d_state} states, R={module.hyper['dt_rank']}" if cfg.block == "s6" else ""
     print(f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
           f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}{s6}, "
-          f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); windows train/val/test = "
+          f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); "
+          f"windows train/val/test = "
           f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}")
 
     # Baselines on the same split, fitted on train only.

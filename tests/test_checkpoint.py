@@ -98,7 +98,8 @@ def test_naming_styles_import_to_the_shipped_weights(state_dict, style, make, su
         assert "lm_head.bias -> head.bias" in text and "reshaped (0): none" in text
     elif style == "linear":
         assert f"mapped ({N_KEYS + 4}, from -> to)" in text       # 2 blocks x 2 in_proj halves x (weight, bias)
-        assert "blk0.dt_proj.weight: [64, 64] -> [64, 64, 1]" in text and "blk1.dwconv.weight: [64, 4] -> [64, 1, 4]" in text
+        assert "blk0.dt_proj.weight: [64, 64] -> [64, 64, 1]" in text
+        assert "blk1.dwconv.weight: [64, 4] -> [64, 1, 4]" in text
         assert "reshaped (10):" in text and "blk1.in_proj_u.bias + blk1.in_proj_z.bias -> blocks.1.in_proj.bias" in text
     else:
         assert "under 'state_dict'); other entries not read: epoch, optimizer" in text
@@ -207,8 +208,11 @@ def test_unused_keys_listed_and_strict_makes_them_errors(state_dict, tmp_path, c
     assert "unused (2):\n  backbone.layers.0.mixer.A_log\n" in text
     assert "activation_post_process.scale  (quantization parameter: not read)" in text
     assert import_ckpt(ckpt, tmp_path / "strict", "--strict") == 2
-    err = capsys.readouterr().err
-    assert "--strict: 2 unused key(s): backbone.layers.0.mixer.A_log" in err and not (tmp_path / "strict").exists()
+    captured = capsys.readouterr()
+    assert "error: --strict: 2 unused key(s): backbone.layers.0.mixer.A_log" in captured.out
+    assert ("the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log) but the target has simple "
+            "blocks: import it with --config '{\"block\": \"s6\"" in captured.err)
+    assert not (tmp_path / "strict").exists()
 
 
 def test_bad_config_and_foreign_out_dir(state_dict, tmp_path, capsys):
@@ -238,8 +242,124 @@ def test_normalize_state_dict_with_a_shape_table():
     assert res.errors() == [] and res.unused == ["layers.0.mixer.D"] and res.missing == []
     w = res.state_dict["blocks.0.in_proj.weight"]
     assert w.shape == (8, 4, 1) and w[:4].eq(1).all() and w[4:].eq(0).all()
-    assert res.errors(strict=True) == ["--strict: 1 unused key(s): layers.0.mixer.D"]
+    assert res.errors(strict=True) == [res.hint, "--strict: 1 unused key(s): layers.0.mixer.D"]
+    assert res.hint.startswith("the checkpoint holds Mamba-1 (S6) weights (layers.0.mixer.D) but the target has simple")
     half = normalize_state_dict({"layers.0.in_proj_u.weight": torch.ones(4, 4)}, target)
     assert "blocks.0.in_proj.weight (the in_proj_z half; found only layers.0.in_proj_u.weight)" in half.errors()[0]
     assert canonical_key("module.blk3.conv1d.bias") == ("blocks.3.dwconv.bias", None)
     assert canonical_key("encoder.weight") is None and canonical_key("blocks.0.norm.bias") is None
+
+
+class MambaMixer(torch.nn.Module):
+    """A Mamba-1 mixer written the way mamba-minimal / mamba_ssm write it (time-major [B, L, D],
+    Linear projections without biases, Conv1d(padding=K-1) cut to L, A_log and D on the mixer):
+    an independent reference for the S6 block's import."""
+
+    def __init__(self, d_model: int, d_inner: int, d_state: int, dt_rank: int, d_conv: int):
+        super().__init__()
+        self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, dt_rank
+        self.in_proj = torch.nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = torch.nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
+        self.x_proj = torch.nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = torch.nn.Linear(dt_rank, d_inner, bias=True)
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = torch.nn.Parameter(torch.log(a) + 0.1 * torch.randn(d_inner, d_state))
+        self.D = torch.nn.Parameter(1.0 + 0.1 * torch.randn(d_inner))
+        self.out_proj = torch.nn.Linear(d_inner, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        u, res = self.in_proj(x).split([self.d_inner, self.d_inner], dim=-1)
+        u = torch.nn.functional.silu(self.conv1d(u.transpose(1, 2))[:, :, :length].transpose(1, 2))
+        delta, b, c = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = torch.nn.functional.softplus(self.dt_proj(delta))                      # [B, L, E]
+        decay = torch.exp(torch.einsum("ble,en->blen", delta, -torch.exp(self.A_log)))
+        inject = torch.einsum("ble,bln,ble->blen", delta, b, u)
+        h, ys = torch.zeros_like(decay[:, 0]), []
+        for t in range(length):
+            h = decay[:, t] * h + inject[:, t]
+            ys.append(torch.einsum("ben,bn->be", h, c[:, t]))
+        y = torch.stack(ys, dim=1) + u * self.D
+        return self.out_proj(y * torch.nn.functional.silu(res))
+
+
+class MambaRMSNorm(torch.nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(1.0 + 0.1 * torch.randn(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.weight
+
+
+class MambaForecaster(torch.nn.Module):
+    """backbone.{patch_embed, layers.N.{norm, mixer.*}, norm_f} + head: CMamba-slim's S6 network in
+    mamba_ssm's key naming (residual blocks x + mixer(norm(x)))."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        d, self.cfg = cfg["d_model"], cfg
+        self.backbone = torch.nn.Module()
+        self.backbone.patch_embed = torch.nn.Conv1d(cfg["c_in"], d, cfg["patch"], stride=cfg["stride"])
+        self.backbone.layers = torch.nn.ModuleList()
+        for _ in range(cfg["n_blocks"]):
+            layer = torch.nn.Module()
+            layer.norm = MambaRMSNorm(d)
+            layer.mixer = MambaMixer(d, cfg["d_inner"], cfg["d_state"], cfg["dt_rank"], cfg["d_conv"])
+            self.backbone.layers.append(layer)
+        self.backbone.norm_f = MambaRMSNorm(d)
+        tokens = (cfg["length"] - cfg["patch"]) // cfg["stride"] + 1
+        self.head = torch.nn.Conv1d(d, cfg["c_in"] * cfg["horizon"], tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.backbone.patch_embed(x).transpose(1, 2)                        # [B, T, D]
+        for layer in self.backbone.layers:
+            h = h + layer.mixer(layer.norm(h))
+        y = self.head(self.backbone.norm_f(h).transpose(1, 2))
+        return y.reshape(x.shape[0], self.cfg["c_in"], self.cfg["horizon"])
+
+
+MAMBA_CFG = {"c_in": 3, "c_out": 3, "length": 32, "patch": 8, "stride": 4, "d_model": 16, "d_inner": 24,
+             "n_blocks": 2, "d_conv": 4, "horizon": 4, "block": "s6", "d_state": 4, "dt_rank": 2}
+
+
+def test_mamba_mixer_checkpoint_imports_onto_s6_blocks(tmp_path, capsys):
+    torch.manual_seed(0)
+    ref = MambaForecaster(MAMBA_CFG).eval()
+    ckpt = save(ref.state_dict(), tmp_path / "mamba.pt")
+    assert main(["import", str(ckpt), "--config", json.dumps(MAMBA_CFG), "--out", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    for frm, to in (("backbone.layers.1.mixer.A_log", "blocks.1.A_log"), ("backbone.layers.0.mixer.D", "blocks.0.D"),
+                    ("backbone.layers.0.mixer.x_proj.weight", "blocks.0.x_proj.weight"),
+                    ("backbone.layers.1.mixer.conv1d.bias", "blocks.1.dwconv.bias")):
+        assert f"  {frm} -> {to}\n" in text
+    assert "backbone.layers.0.mixer.x_proj.weight: [10, 24] -> [10, 24, 1]" in text
+    assert "zero bias (the checkpoint's layer has no bias) (6):" in text and "  blocks.1.out_proj.bias\n" in text
+    assert "missing (0): none" in text and "unused (0): none" in text
+    x = torch.randn(16, 3, 32)
+    with torch.no_grad():
+        want = ref(x).numpy()
+    model = load_model(tmp_path / "out")
+    got = model.run(x.numpy().astype(np.float64), "fp32").output
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    calibrate(model, np.random.default_rng(0).standard_normal((64, 3, 32)))
+    model = load_model(tmp_path / "out")
+    for mode, tol in (("bittrue", 0.05), ("quant8", 0.25)):
+        res = model.run(x.numpy().astype(np.float64), mode)
+        err = np.abs(res.output - want).max()
+        assert res.output.shape == want.shape and err < tol * np.abs(want).max(), (mode, err)
+
+
+def test_mamba_checkpoint_onto_the_wrong_sizes_names_the_keys(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = save(MambaForecaster(MAMBA_CFG).state_dict(), tmp_path / "mamba.pt")
+    simple = {k: v for k, v in MAMBA_CFG.items() if k not in ("block", "d_state", "dt_rank")}
+    for cfg, expected in ((simple, "the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log, "
+                                   "backbone.layers.0.mixer.D, backbone.layers.0.mixer.x_proj.weight, ...) but the "
+                                   "target has simple blocks"),
+                          (MAMBA_CFG | {"d_state": 8}, "shape mismatch: backbone.layers.0.mixer.A_log is [24, 4], "
+                                                       "blocks.0.A_log needs [24, 8] (and 3 more")):
+        assert main(["import", str(ckpt), "--config", json.dumps(cfg), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
+        assert not (tmp_path / "out").exists()

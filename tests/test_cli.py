@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cmamba_hls.cli import main
+from cmamba_hls.evaluate import (
+    FORMATS_COLUMNS,
+    LAYERS_COLUMNS,
+    METRICS_COLUMNS,
+    REPORT_DIR,
+    REPORT_FILES,
+    load_eval_data,
+)
 from intsim import load_model
 from intsim.calibrate import calibrate
-from cmamba_hls.cli import main
-from cmamba_hls.evaluate import (FORMATS_COLUMNS, LAYERS_COLUMNS, METRICS_COLUMNS, REPORT_DIR, REPORT_FILES,
-                             load_eval_data)
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,17 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from cmamba_hls.cli import main as cli_main
+from cmamba_hls.compare_cli import compare
 from codegen import project as project_mod
 from codegen.build import build, build_and_run, find_tools, run_testbench
-from cmamba_hls.compare_cli import compare
 from codegen.names import NameError_, base_identifier, sanitize_names
 from codegen.project import generate_project, load_backend
 from intsim import load_model
 from intsim.calibrate import calibrate
-from cmamba_hls.cli import main as cli_main
 from intsim.errors import CmambaError, UnsupportedError
 from intsim.graph import save_quant, write_json_atomic
 from intsim.synth import make_random_model

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cmamba_hls.cli import main as cli_main
 from codegen.build import run_testbench
-from codegen.synth_check import check_project
 from codegen.deploy import EXPORT_DIR, check_same_as, read_export, write_export
 from codegen.project import generate_project
+from codegen.synth_check import check_project
 from intsim import load_model
 from intsim.calibrate import calibrate
 from intsim.errors import ModelFormatError

@@ -4,8 +4,8 @@
   loop of one window; they equal the estimator's trip counts, on the default model (memory and
   stream tops, INT16 and INT8, natural and non-trivial reuse factors: lanes > 1 and II > 1) and on
   random graphs (hypothesis: random dimensions, RevIN, interface, precision and per-layer reuse
-  factors) and on an S6 graph (softplus, s6_scan). The same builds are checked bit-exact against the golden model: reuse factors change
-  no arithmetic.
+  factors) and on an S6 graph (softplus, s6_scan). The same builds are checked bit-exact against the golden
+  model: reuse factors change no arithmetic.
 - The reuse rule: valid factors, lanes/II, the global rounding, per-layer overrides and their errors.
 - The hardware maps (DSP tiles, BRAM18 packing), the parts table, the issue's target on paper.
 - The CLI: table, CSV, PNG, an owned output folder, one-line errors and nothing written on bad input.
@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from cmamba_hls.cli import main as cli_main
 from codegen.build import COUNT_LOOPS_FLAG, loop_counts, run_testbench
 from codegen.estimate import ESTIMATE, PARTS, bram18, dims_of, dsp_tiles, estimate, get_part
 from codegen.project import generate_project
 from codegen.reuse import ReuseError, ReuseSpec, plan_for, resolve_reuse, valid_factors
-from cmamba_hls.cli import main as cli_main
 from intsim import load_model
 from intsim.calibrate import calibrate
 from intsim.errors import CmambaError

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from cmamba_hls import report_plots
+from cmamba_hls.evaluate import REPORT_FILES, SUMMARY_KEYS, evaluate, load_eval_data, parse_modes, resolve_data_path
 from intsim import load_model
 from intsim.data import load_splits
 from intsim.errors import DataError, UnsupportedError
-from cmamba_hls.evaluate import (REPORT_FILES, SUMMARY_KEYS, evaluate, load_eval_data, parse_modes,
-                             resolve_data_path)
 from tests.test_cli import write_series_csv
 
 COLUMNS = ["ch0", "ch1", "ch2"]

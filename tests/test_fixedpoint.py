@@ -12,8 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from intsim import fixedpoint as fp
 from intsim.fixedpoint import NonFiniteError
@@ -161,7 +160,7 @@ def test_rne_shift_largest_shifts(f):
 
 @pytest.mark.parametrize("f", both(fp.rne_shift))
 def test_rne_shift_small_grid_exhaustive(f):
-    for n in range(0, 6):
+    for n in range(6):
         for x in range(-70, 71):
             assert int(f(x, n)) == ref_rne_shift(x, n), (x, n)
 

@@ -11,8 +11,8 @@ import pytest
 
 from intsim import load_model
 from intsim.errors import DataError, ModelFormatError, QuantizationError, UnsupportedError
-from intsim.int16 import lower_int16, pack_program, run_step16
 from intsim.int8 import quantize_act
+from intsim.int16 import lower_int16, pack_program, run_step16
 from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent

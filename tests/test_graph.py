@@ -28,7 +28,7 @@ def edit_json(model_dir, edit):
 def test_round_trip_shapes_and_weights(model_dir):
     g = load_graph(model_dir)
     assert g.input_shape == (3, 16)
-    assert [l.name for l in g.layers][:3] == ["patch_embed", "blk0.norm", "blk0.in_proj_u"]
+    assert [layer.name for layer in g.layers][:3] == ["patch_embed", "blk0.norm", "blk0.in_proj_u"]
     assert g.layer("patch_embed").shape == (8, 4)
     assert g.layer("head").shape == (3 * 4, 1)
     w = np.load(model_dir / "weights" / "blk1.dt_proj.weight.npy")
@@ -74,18 +74,23 @@ def test_rejections_name_the_problem(model_dir, edit, match):
 
 
 @pytest.mark.parametrize("edit,match", [
-    (lambda r: r["layers"][3].update(inputs=[[1]]), r"layer 'blk0.in_proj_z': layers\[3\].inputs\[0\]: \[1\] is not of type 'string'"),
+    (lambda r: r["layers"][3].update(inputs=[[1]]),
+     r"layer 'blk0.in_proj_z': layers\[3\].inputs\[0\]: \[1\] is not of type 'string'"),
     (lambda r: r.update(training="abc"), r"training: 'abc' is not of type 'object'"),
     (lambda r: r.update(training={"data": {"file": 7}}), r"training.data.file: 7 is not of type 'string'"),
     (lambda r: r.update(training={"data": {"split": {"fractions": [0.7, 0.3]}}}), r"training.data.split.fractions"),
     (lambda r: r["layers"][0]["attrs"].update(kernel="8"), r"layers\[0\].attrs.kernel: '8' is not of type 'number'"),
-    (lambda r: r["layers"][0].update(weights=["weights/a.npy"]), r"layers\[0\].weights: \['weights/a.npy'\] is not of type"),
-    (lambda r: r["input"].update(channels=2 ** 40), r"input.channels: 1099511627776 is greater than the maximum"),
-    (lambda r: r["normalization"]["input"].update(mean="abc"), r"normalization.input.mean: 'abc' is not of type 'array'"),
+    (lambda r: r["layers"][0].update(weights=["weights/a.npy"]),
+     r"layers\[0\].weights: \['weights/a.npy'\] is not of type"),
+    (lambda r: r["input"].update(channels=2 ** 40),
+     r"input.channels: 1099511627776 is greater than the maximum"),
+    (lambda r: r["normalization"]["input"].update(mean="abc"),
+     r"normalization.input.mean: 'abc' is not of type 'array'"),
     (lambda r: r.update(layers={"patch_embed": {}}), r"layers: .* is not of type 'array'"),
     (lambda r: r.update(quant={"int8": {"tensors": {"input": {"scale": 0.1, "zero_point": 300}}}}),
      r"quant.int8.tensors.input.zero_point: 300 is greater than the maximum of 127"),
-    (lambda r: r.update(quant={"int16": {"tensors": {"input": {"frac_bits": 8.5}}}}), r"frac_bits: 8.5 is not of type 'integer'"),
+    (lambda r: r.update(quant={"int16": {"tensors": {"input": {"frac_bits": 8.5}}}}),
+     r"frac_bits: 8.5 is not of type 'integer'"),
     (lambda r: r.update(hyper={"d_model": -3}), r"hyper.d_model: -3 is less than the minimum of 1"),
     (lambda r: r.update(training={"deep": json.loads("[" * 40 + "]" * 40)}), "nested deeper than 32 levels"),
 ])
@@ -118,8 +123,9 @@ def test_npy_declaring_terabytes_rejected_before_allocating(model_dir):
 
 
 def test_the_schema_accepts_every_model_the_tool_writes(tiny_model_auto):
-    from intsim.schema import validate_model_json
     from pathlib import Path
+
+    from intsim.schema import validate_model_json
     for path in (tiny_model_auto.graph.path, Path(__file__).resolve().parent.parent / "examples" / "default"):
         validate_model_json(json.loads((Path(path) / "model.json").read_text()), str(path))
 

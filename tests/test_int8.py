@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import math
+import shutil
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from intsim import kernels_int8 as K8
-from intsim import load_model
+from intsim import kernels_int8 as K8, load_model
 from intsim.calibrate import calibrate
 from intsim.errors import QuantizationError
 from intsim.fixedpoint import quantize_multiplier
@@ -70,6 +68,28 @@ def test_conv_kernels_match_exact_reference(seed, k, stride):
                 assert yd[bi, c, t] == requant_ref(acc, int(m0[0]), int(sh[0]), y_zp)[0]
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 4), stride=st.integers(1, 3), c_out=st.integers(1, 9))
+def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out):
+    """INT8 twin of the INT16 test: the batch GEMM path (zero point removed as the windows are
+    unrolled, per-channel requantization) gives the bytes of the per-sample position blocks."""
+    from intsim.kernels_mac import GEMM_MIN_POSITIONS
+    rng = np.random.default_rng(seed)
+    c_in, length = 4, k + 3 * stride
+    n_b = GEMM_MIN_POSITIONS // ((length - k) // stride + 1) + 1
+    x = rng.integers(-128, 128, (n_b, c_in, length)).astype(I8)
+    w = rng.integers(-127, 128, (c_out, c_in, k)).astype(I8)
+    b = rng.integers(-5000, 5000, c_out).astype(np.int64)
+    mults = [quantize_multiplier(m) for m in rng.uniform(1e-4, 0.05, c_out)]
+    m0 = np.array([m for m, _ in mults], np.int64)
+    sh = np.array([s for _, s in mults], np.int64)
+    x_zp, y_zp = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+    y, n = K8.conv_kx1_int8(x, x_zp, w, b, m0, sh, y_zp, stride)
+    parts = [K8.conv_kx1_int8(x[i:i + 1], x_zp, w, b, m0, sh, y_zp, stride) for i in range(n_b)]
+    np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
+    assert n == sum(p[1] for p in parts)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2 ** 31))
 def test_elementwise_and_scan_match_exact_reference(seed):
@@ -79,11 +99,11 @@ def test_elementwise_and_scan_match_exact_reference(seed):
     za, zb, zy = (int(v) for v in rng.integers(-128, 128, 3))
     m0, sh = quantize_multiplier(float(rng.uniform(1e-3, 0.1)))
     y, n = K8.mul_int8(a, za, b, zb, m0, sh, zy)
-    ref = [requant_ref((int(p) - za) * (int(q) - zb), m0, sh, zy) for p, q in zip(a.ravel(), b.ravel())]
+    ref = [requant_ref((int(p) - za) * (int(q) - zb), m0, sh, zy) for p, q in zip(a.ravel(), b.ravel(), strict=True)]
     assert y.ravel().tolist() == [r for r, _ in ref] and n == sum(s for _, s in ref)
     m_a, m_b, shift = int(rng.integers(2 ** 28, 2 ** 31)), int(rng.integers(2 ** 20, 2 ** 31)), 31
     y, n = K8.add_int8(a, za, m_a, b, zb, m_b, shift, zy)
-    for p, q, got in zip(a.ravel(), b.ravel(), y.ravel()):
+    for p, q, got in zip(a.ravel(), b.ravel(), y.ravel(), strict=True):
         v = rne_exact(Fraction((int(p) - za) * m_a + (int(q) - zb) * m_b, 2 ** shift)) + zy
         assert got == max(-128, min(127, v))
     # scan: lam fixed format (q + 128) / 256, state int32 at s_u / 256

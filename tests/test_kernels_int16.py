@@ -13,8 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
@@ -132,6 +131,27 @@ def test_conv_kx1_matches_exact_reference(seed, k, stride, shift, big):
         np.testing.assert_array_equal(y[bi], ref)
         total += ns
     assert n == total
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 5), stride=st.integers(1, 4), c_out=st.integers(1, 9),
+       big=st.booleans())
+def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
+    """A batch with >= GEMM_MIN_POSITIONS output positions runs as one GEMM (kernels_mac), one sample
+    as position blocks (checked against the exact reference above): the same bytes and saturations,
+    int32 (proved) and int64 accumulators (big: the bound exceeds int32)."""
+    from intsim.kernels_mac import GEMM_MIN_POSITIONS
+    rng = np.random.default_rng(seed)
+    c_in, length = 3, k + 3 * stride
+    n_b = GEMM_MIN_POSITIONS // ((length - k) // stride + 1) + 1
+    lim = 32768 if big else 2000
+    x = rng.integers(-lim, lim, (n_b, c_in, length)).astype(I16)
+    w = rng.integers(-lim, lim, (c_out, c_in, k)).astype(I16)
+    b = rng.integers(-2 ** 20, 2 ** 20, c_out).astype(np.int64) * (2 ** 11 if big else 1)
+    y, n = K.conv_kx1_int16(x, w, b, stride, 12)
+    parts = [K.conv_kx1_int16(x[i:i + 1], w, b, stride, 12) for i in range(n_b)]
+    np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
+    assert n == sum(p[1] for p in parts)
 
 
 @settings(max_examples=25, deadline=None)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from intsim import lut
 from intsim.fixedpoint import rne_shift, shift_round
@@ -98,12 +97,12 @@ def x_of(j: int) -> Fraction:
     return Fraction(j - 2048, 256)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ref_values(func: str) -> tuple[Fraction, ...]:
     return tuple(ref_f(func, x_of(j)) for j in range(4096))
 
 
-@lru_cache(maxsize=None)
+@cache
 def ref_table16(func: str, f: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(saturated entries, unsaturated RNE values) for the INT16 table at Q(f)."""
     raw = tuple(ref_round(v * 2**f) for v in ref_values(func))
@@ -146,7 +145,7 @@ def test_int16_table_entries_exact(func, f):
     bad = [j for j in range(4096) if got[j] != want[j]]
     assert not bad, f"{len(bad)} entries differ, first j={bad[0]}: {got[bad[0]]} != {want[bad[0]]}"
     # the clamped flags (spec 2.6, counted by spec 5) are exactly the entries the reference clamps
-    assert lut.int16_table_clamped(func, f).tolist() == [r != w for r, w in zip(raw, want)]
+    assert lut.int16_table_clamped(func, f).tolist() == [r != w for r, w in zip(raw, want, strict=True)]
     # Error bound of spec 2.6: |T[j] * 2^-f - f(x_j)| <= 2^-(f+1) unless the entry saturated.
     vals = ref_values(func)
     for j in range(4096):
@@ -210,10 +209,10 @@ def test_int16_table_deterministic_and_cache_safe(func):
 @pytest.mark.parametrize("func", ["sigmoid", "silu"])
 def test_max_abs_error_int16(func, f):
     want, raw = ref_table16(func, f)
-    saturated = any(w != r for w, r in zip(want, raw))
+    saturated = any(w != r for w, r in zip(want, raw, strict=True))
     got = lut.max_abs_error_int16(func, f)
     vals = ref_values(func)
-    mine = max(abs(Fraction(w, 2**f) - v) for w, v in zip(want, vals))
+    mine = max(abs(Fraction(w, 2**f) - v) for w, v in zip(want, vals, strict=True))
     assert got == pytest.approx(float(mine), rel=1e-12, abs=0)
     if not saturated:
         assert got <= 2.0**-(f + 1)
@@ -271,12 +270,12 @@ def test_int8_table_entries_exact(case):
     assert table.shape == (256,) and table.dtype == np.int8
     want, raw = ref_table8(*case)
     assert table.tolist() == want
-    assert lut.int8_table_clamped(*case).tolist() == [r != w for r, w in zip(raw, want)]
+    assert lut.int8_table_clamped(*case).tolist() == [r != w for r, w in zip(raw, want, strict=True)]
     errs = [abs(Fraction(s_out) * (w - z_out) - ref_f(func, Fraction(s_in) * (q - z_in)))
-            for w, q in zip(want, range(-128, 128))]
+            for w, q in zip(want, range(-128, 128), strict=True)]
     err = lut.max_abs_error_int8(*case)
     assert err == pytest.approx(float(max(errs)), rel=1e-12, abs=0)
-    for w, r, e in zip(want, raw, errs):
+    for w, r, e in zip(want, raw, errs, strict=True):
         if w == r:                               # only the output rounding: <= half a step
             assert e <= Fraction(s_out) / 2
         else:                                    # saturated: clamped to a limit, beyond it
@@ -303,7 +302,7 @@ def test_int8_table_saturation_counts():
     want, raw = ref_table8("silu", 0.1, 0, 0.01, 0)
     t = lut.int8_table("silu", 0.1, 0, 0.01, 0).tolist()
     assert t == want
-    assert sum(w != r for w, r in zip(want, raw)) > 100
+    assert sum(w != r for w, r in zip(want, raw, strict=True)) > 100
     assert t[-1] == 127 and min(t) == -28
 
 

@@ -35,7 +35,8 @@ def test_hyper_sizes_are_checked_against_the_weights_before_allocating(tmp_path,
     expected = raw["hyper"][key]
     raw["hyper"][key] = value
     (model_dir / "model.json").write_text(json.dumps(raw))
-    with pytest.raises(ModelFormatError, match=f"hyper.{key} = {value} does not match the layer weights \\({expected}\\)"):
+    with pytest.raises(ModelFormatError,
+                       match=f"hyper.{key} = {value} does not match the layer weights \\({expected}\\)"):
         load_torch_model(model_dir)
     raw["hyper"].pop(key)
     (model_dir / "model.json").write_text(json.dumps(raw))

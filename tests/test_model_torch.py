@@ -14,9 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
-from intsim import data as D  # noqa: E402
-from intsim import load_model  # noqa: E402
 from cmamba_hls.cli import main  # noqa: E402
+from intsim import data as D, load_model  # noqa: E402
 from model.cmamba import CMambaSlim  # noqa: E402
 from model.export import export_model  # noqa: E402
 from model.load import load_torch_model  # noqa: E402

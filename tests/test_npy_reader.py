@@ -24,7 +24,8 @@ template<typename T> static int load(const std::string& path, const std::string&
     const std::vector<T> v = npy::load_or_exit<T>(path, descr, want, shape);
     long long sum = 0;
     for (size_t i = 0; i < v.size(); i++) sum += v[i];
-    std::printf("ok shape=%s sum=%lld first=%lld\n", npy::shape_str(shape).c_str(), sum, v.empty() ? 0LL : (long long)v[0]);
+    std::printf("ok shape=%s sum=%lld first=%lld\n", npy::shape_str(shape).c_str(), sum,
+                v.empty() ? 0LL : (long long)v[0]);
     return 0;
 }
 int main(int argc, char** argv) {

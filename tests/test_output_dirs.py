@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from codegen.project import MARKER, PROJECT_DIR, generate_project
 from cmamba_hls.cli import main
 from cmamba_hls.evaluate import REPORT_DIR, REPORT_FILES, evaluate, load_eval_data
+from codegen.project import MARKER, PROJECT_DIR, generate_project
 from intsim.manifest import DirKind, OutputDirError, claim, owned_files, publish, read_manifest, staged
 from tests.test_cli import assert_one_error_line, cli, write_series_csv
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from codegen.emit_int16 import EMIT16, OP_TEMPLATES as TEMPLATES16
 from codegen.emit_int8 import EMIT8, OP_TEMPLATES as TEMPLATES8
+from codegen.emit_int16 import EMIT16, OP_TEMPLATES as TEMPLATES16
 from codegen.estimate import ESTIMATE
-from intsim import kernels_int16 as K
-from intsim import kernels_int8 as K8
+from intsim import kernels_int8 as K8, kernels_int16 as K
 from intsim.errors import UnsupportedError
 from intsim.float_ref import FLOAT
-from intsim.int16 import INT16
 from intsim.int8 import INT8
+from intsim.int16 import INT16
 from intsim.ops import OPS, BackendTable
 from intsim.spec_kit import KIT8, KIT16
 

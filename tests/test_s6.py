@@ -9,12 +9,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from intsim import kernels_int8 as K8
-from intsim import kernels_int16 as K
-from intsim import lut
+from intsim import kernels_int8 as K8, kernels_int16 as K, lut
 from intsim.fixedpoint import quantize_multiplier
 
 EXP = lut.exp_decay_table()
@@ -221,6 +218,6 @@ def test_s6_model_every_mode_close_to_fp32_and_packed_equals_per_layer(tiny_s6_m
         assert float(np.mean((m.run(x, mode).output - ref) ** 2)) < tol * power, mode
     x_q = quantize_q(x, m.program.input_frac, 16)[0].astype(np.int16)
     res = m.run_int16(x_q, capture=True)
-    for st in m.program.steps:
-        y, _ = run_step16(st, [res.tensors[i] for i in st.inputs])
-        assert np.array_equal(y, res.tensors[st.name]), st.name
+    for step in m.program.steps:
+        y, _ = run_step16(step, [res.tensors[i] for i in step.inputs])
+        assert np.array_equal(y, res.tensors[step.name]), step.name

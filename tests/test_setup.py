@@ -46,7 +46,7 @@ def test_setup_prints_one_line_per_step_and_keeps_pip_quiet(tmp_path):
     installs = [c for c in calls if " install " in f" {c} "]
     assert installs and all("--quiet" in c for c in installs)
     assert "WARNING: Location" in (venv / "install.log").read_text()          # the noise is kept, not shown
-    assert any("-e .[test,plot,train]" in c for c in calls) and any("-e .[plot,train]" in c for c in calls)
+    assert any("-e .[test,plot,train,sweep]" in c for c in calls) and any("-e .[plot,train]" in c for c in calls)
 
 
 def test_a_failing_step_shows_the_end_of_its_log(tmp_path):

@@ -14,11 +14,10 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 import numpy as np
 import pytest
 
-from intsim import kernels_int8 as K8
-from intsim import kernels_int16 as K16
+from intsim import kernels_int8 as K8, kernels_int16 as K16
 from intsim.errors import QuantizationError
 from intsim.executor import Model
-from intsim.fixedpoint import isqrt_rne, quantize_multiplier, requantize, rne_div, rne_shift, shift_round
+from intsim.fixedpoint import isqrt_rne, quantize_multiplier, requantize, rne_div, shift_round
 from intsim.int8 import RMS_MAX_D, asymmetric_params, lower_int8, run_step8
 from intsim.int16 import lower_int16
 from intsim.lut import exact_value, int8_table, int8_table_clamped, int16_table, int16_table_clamped

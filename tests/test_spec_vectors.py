@@ -44,7 +44,7 @@ def test_kit_regenerates_to_the_committed_files(tmp_path, committed, capsys):
     assert _files(tmp_path) == _files(KIT)
     fresh = read_kit(tmp_path)
     assert [c.id for c in fresh] == [c.id for c in committed]
-    for want, got in zip(committed, fresh):
+    for want, got in zip(committed, fresh, strict=True):
         assert not case_differences(want, got), (want.id, case_differences(want, got))
     for name in (CASE_LIST,) + tuple(f"{c.id}/{PARAMS}" for c in committed):
         assert (tmp_path / name).read_text() == (KIT / name).read_text(), name
@@ -54,7 +54,7 @@ def test_kit_regenerates_to_the_committed_files(tmp_path, committed, capsys):
 def test_committed_vectors_replay_through_the_golden_model(committed):
     """Each case's outputs recomputed from its committed inputs alone (kernels for device cases,
     the lowering for host cases) equal the committed outputs, saturation counts included."""
-    for case, again in zip(committed, read_kit(KIT)):
+    for case, again in zip(committed, read_kit(KIT), strict=True):
         run_case(again)                       # overwrites outputs, expect, saturations
         assert not case_differences(case, again), (case.id, case_differences(case, again))
 
@@ -75,8 +75,9 @@ def test_kit_is_small_plain_and_consistent(committed):
     size = sum((KIT / f).stat().st_size for f in _files(KIT))
     assert size < 400 * 1024, f"kit is {size} bytes"
     index = json.loads((KIT / INDEX).read_text())
-    assert (KIT / CASE_LIST).read_text().splitlines() == [f"{e['id']} {e['precision']} {e['op']}" for e in index["cases"]]
-    for case, entry in zip(committed, index["cases"]):
+    assert (KIT / CASE_LIST).read_text().splitlines() == [f"{e['id']} {e['precision']} {e['op']}"
+                                                          for e in index["cases"]]
+    for case, entry in zip(committed, index["cases"], strict=True):
         for arr in list(case.inputs.values()) + list(case.outputs.values()):
             assert arr.dtype in KIT_DTYPES and arr.dtype.kind in "iuf", (case.id, arr.dtype)
             assert arr.dtype.kind != "f" or case.precision == "host", case.id

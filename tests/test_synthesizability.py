@@ -20,20 +20,25 @@ import shutil
 import subprocess
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from codegen import project as project_mod
-from codegen import synth_check
+from codegen import project as project_mod, synth_check
 from codegen.build import ap_include
 from codegen.names import sanitize_names
 from codegen.project import generate_project
-from codegen.synth_check import (AP_SIM_UNDEFINED, AP_SYSTEM_HEADERS, ALLOWED_UNDEFINED, SynthReport,
-                                 check_firmware, check_project, render_firmware)
+from codegen.synth_check import (
+    ALLOWED_UNDEFINED,
+    AP_SIM_UNDEFINED,
+    AP_SYSTEM_HEADERS,
+    SynthReport,
+    check_firmware,
+    check_project,
+    render_firmware,
+)
 from intsim.errors import CmambaError
 from tests.conftest import make_calibrated
 from tests.cpp_harness import _mkcache, ap_include_or_skip, require_gxx
@@ -44,7 +49,7 @@ KERNEL = {"int16": "conv1x1", "int8": "conv1x1_int8"}
 EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "1"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiler_version(cxx: str) -> str:
     return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
 
@@ -176,7 +181,8 @@ BREAKS = {
     "double_implicit": ("int16", "stdint", [("int16/mul.h.j2", MUL16, MUL16[:-1] + " * 1.5;")],
                         {"compile": "float-conversion"}),
     "new": ("int16", "stdint", [("int16/mul.h.j2", MUL16, "i64_t* tmp = new i64_t[1];\n"
-                                 "tmp[0] = i64_t(a[c][t]) * i64_t(b[c][t]);\nconst i64_t prod = tmp[0];\ndelete[] tmp;")],
+                                 "tmp[0] = i64_t(a[c][t]) * i64_t(b[c][t]);\n"
+                                 "const i64_t prod = tmp[0];\ndelete[] tmp;")],
             {"allocation": "operator new[]", "symbols": "undefined symbol operator new[]"}),
     # tail-recursive: g++ -O2 would make it a loop; the check reads the code before that
     "recursion": ("int16", "stdint", [
@@ -198,7 +204,8 @@ BREAKS = {
                {"calls": "calls printf", "symbols": "undefined symbol printf"}),
     # ap types: the C++ library and heap are there (the ap_int model uses them); the firmware may not
     "new_and_std_library_ap": ("int8", "ap", [
-        ("int8/mul.h.j2", MUL8, "i16_t* tmp = new i16_t[1];   // an ap_int (i32_t is native int32_t)\ndelete[] tmp;\n" + MUL8),
+        ("int8/mul.h.j2", MUL8,
+         "i16_t* tmp = new i16_t[1];   // an ap_int (i32_t is native int32_t)\ndelete[] tmp;\n" + MUL8),
         ("int8/add.h.j2", "#include \"primitives_int8.h\"", "#include \"primitives_int8.h\"\n#include <algorithm>"),
         ("int8/add.h.j2", "y[c][t] = ", "y[c][t] = std::min<int>(0, 1) + ")],
         # delete[] of ap_int elements runs their destructors over the count stored at run time: a loop too

@@ -132,7 +132,8 @@ S6_SHIFTS = ("ADDR_SHIFT", "H_UP", "P_UP", "H_SHIFT", "Y_UP_C", "Y_UP_D", "Y_SHI
 
 
 def s6_case_from(delta, x, bm, cm, a, d, shifts, expected, n_sat) -> Case:
-    ints = [("E", a.shape[0]), ("N", a.shape[1]), ("T", x.shape[2]), ("EXP_SIZE", EXP.size)] + list(zip(S6_SHIFTS, shifts))
+    ints = [("E", a.shape[0]), ("N", a.shape[1]), ("T", x.shape[2]), ("EXP_SIZE", EXP.size)]
+    ints += list(zip(S6_SHIFTS, shifts, strict=True))
     return Case("s6_scan", "s6_scan", ints, None, [("a", "int16_t", a), ("d", "int16_t", d), ("exp", "int16_t", EXP)],
                 [delta, x, bm, cm], expected, n_sat)
 
@@ -189,7 +190,8 @@ def revin_case(rng, op, i):
 
 # template -> case builder (rng, template, i); a template without one fails make_cases
 CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
-                 "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i), "lut_activation": lambda rng, op, i: lut_case(rng, i),
+                 "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i),
+                 "lut_activation": lambda rng, op, i: lut_case(rng, i),
                  "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case,
                  "revin": revin_case, "s6_scan": lambda rng, op, i: s6_case(rng, i)}
 
@@ -289,7 +291,8 @@ static const {{ ctype }} {{ name }}_{{ i }}{{ arr | c_dims }} = {{ arr | c_initi
 static void run_{{ i }}(const std::string& dir) {
     std::vector<long> shape;
 {% for x in c.inputs %}
-    const std::vector<int16_t> in{{ loop.index0 }} = npy::load_or_exit<int16_t>(dir + "/{{ i }}_in{{ loop.index0 }}.npy", "<i2", {-1, {{ x.shape[1] }}, {{ x.shape[2] }}}, shape);
+    const std::vector<int16_t> in{{ loop.index0 }} = npy::load_or_exit<int16_t>(
+        dir + "/{{ i }}_in{{ loop.index0 }}.npy", "<i2", {-1, {{ x.shape[1] }}, {{ x.shape[2] }}}, shape);
 {% endfor %}
     const long n = shape[0];
     std::vector<int16_t> out(n * {{ c.expected.shape[1] }} * {{ c.expected.shape[2] }});
@@ -301,11 +304,13 @@ static void run_{{ i }}(const std::string& dir) {
 {% for x in c.inputs %}
         fill(x{{ loop.index0 }}, in{{ loop.index0 }}, b);
 {% endfor %}
-        {{ c.func }}<cfg_{{ i }}>({% for x in c.inputs %}x{{ loop.index0 }}, {% endfor %}{% for name, ctype, arr in c.consts %}{{ name }}_{{ i }}, {% endfor %}y);
+        {{ c.func }}<cfg_{{ i }}>({% for x in c.inputs %}x{{ loop.index0 }}, {% endfor %}
+            {%- for name, ctype, arr in c.consts %}{{ name }}_{{ i }}, {% endfor %}y);
         store(y, out, b);
     }
     std::string err;
-    if (!npy::save(dir + "/{{ i }}_out.npy", "<i2", {n, {{ c.expected.shape[1] }}, {{ c.expected.shape[2] }}}, out, err)) {
+    if (!npy::save(dir + "/{{ i }}_out.npy", "<i2", {n, {{ c.expected.shape[1] }}, {{ c.expected.shape[2] }}},
+                   out, err)) {
         std::fprintf(stderr, "%s\n", err.c_str());
         std::exit(2);
     }

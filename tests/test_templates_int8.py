@@ -59,7 +59,7 @@ def case_source(case: Case) -> str:
         lines.append(f"static const {ctype} {name}{dims} = {cpp_array(values)};")
     rows, cols = case.out_shape
     args = case.args.format(**{name: name for name, _, _ in case.arrays})
-    lines += [f"static void run() {{",
+    lines += ["static void run() {",
               f"    static i8_t y[{rows}][{cols}];",
               f"    {case.func}<cfg>({args});",
               f'    print_codes("{case.name}", &y[0][0], {rows * cols});',
@@ -333,8 +333,8 @@ def kit_cases() -> list[Case]:
                 ints = dict(C=y.shape[0], L=y.shape[1], A_ZP=p["a_zp"], B_ZP=p["b_zp"], Y_ZP=p["y_zp"])
                 ints.update(dict(M0=p["m0"], SHIFT=p["shift"]) if op == "mul" else
                             dict(M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"]))
-                cases.append(Case(name, f"{op}_int8", _cfg(**ints), [("a", "i8_t", a["a"][bi]), ("b", "i8_t", a["b"][bi])],
-                                  y.shape, "{a}, {b}, y", y, 0))
+                cases.append(Case(name, f"{op}_int8", _cfg(**ints),
+                                  [("a", "i8_t", a["a"][bi]), ("b", "i8_t", a["b"][bi])], y.shape, "{a}, {b}, y", y, 0))
     return cases
 
 
