@@ -34,7 +34,7 @@ from model.torch_fixedpoint import (
     time_major,
 )
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -139,21 +139,18 @@ def _s6_scan(s: _S6, x: list[torch.Tensor]):
     check): delta, x [B, T, E], B, C [B, T, N] -> y [B, T, E]. Vectorised over batch, channels and
     states ([B, E, N] per step), a loop over time; one saturation count for states and outputs."""
     p = s.p
-    delta, xv, bm, cm = (t.to(torch.int64) for t in x)
     last = s.exp_table.shape[0] - 1
-    h = torch.zeros(delta.shape[0], s.a.shape[0], s.a.shape[1], dtype=torch.int64, device=delta.device)
-    y = torch.empty_like(delta)
-    n_sat = torch.zeros((), dtype=torch.int64, device=delta.device)
-    for t in range(delta.shape[1]):
-        d_t, x_t = delta[:, t, :, None], xv[:, t]                                # [B, E, 1], [B, E]
+
+    def step(d_t, x_t, b_t, c_t, h):
         addr = torch.clamp(shift_round(-(d_t * s.a), p.addr_shift), 0, last)      # [B, E, N]
-        inj = (d_t * x_t[:, :, None]) * bm[:, t, None, :]                          # |inj| <= 2^45
+        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| <= 2^45
         acc = (lookup(s.exp_table, addr).mul_(h) << p.h_up).add_(inj << p.p_up)
         h, n_h = saturate(rne_shift_(acc, p.h_shift), 32)
-        acc_y = ((cm[:, t, None, :] * h).sum(dim=2) << p.y_up_c).add_((s.d * x_t) << p.y_up_d)
-        y[:, t], n_y = saturate(rne_shift_(acc_y, p.y_shift), 16)
-        n_sat = n_sat + n_h + n_y
-    return y.to(torch.int32), n_sat
+        acc_y = ((c_t * h).sum(dim=2) << p.y_up_c).add_((s.d * x_t) << p.y_up_d)
+        y_t, n_y = saturate(rne_shift_(acc_y, p.y_shift), 16)
+        return h, y_t, n_h + n_y
+
+    return s6_recurrence(*(t.to(torch.int64) for t in x), s.a.shape[1], step)
 
 
 TORCH16.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))

@@ -23,7 +23,7 @@ from intsim.ops import BackendTable
 from model.torch_fixedpoint import (batch_major, exact_float_shift, float_multipliers, isqrt_rne, requantize,
                                     requantize_float, rne_div, rne_shift, saturate, scan_steps, time_major)
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
@@ -148,23 +148,19 @@ def _s6_scan(s: _S68, x: list[torch.Tensor]):
     lowering's check): delta, x [B, T, E], B, C [B, T, N] (int8 codes) -> y [B, T, E]. Vectorised over
     batch, channels and states ([B, E, N] per step), a loop over time."""
     p = s.p
-    z_d, z_x, z_b, z_c, z_y = p.zps
-    dc, xc = x[0].to(torch.int64) - z_d, x[1].to(torch.int64) - z_x
-    bc, cc = x[2].to(torch.int64) - z_b, x[3].to(torch.int64) - z_c
     last = s.exp_table.shape[0] - 1
-    h = torch.zeros(dc.shape[0], s.a.shape[0], s.a.shape[1], dtype=torch.int64, device=dc.device)
-    y = torch.empty_like(dc)
-    n_sat = torch.zeros((), dtype=torch.int64, device=dc.device)
-    for t in range(dc.shape[1]):
-        d_t, x_t = dc[:, t, :, None], xc[:, t]                                   # [B, E, 1], [B, E]
+
+    def step(d_t, x_t, b_t, c_t, h):
         addr = torch.clamp(rne_shift(-(d_t * s.a) * s.m_a, s.sh_a), 0, last)      # [B, E, N]
-        inj = (d_t * x_t[:, :, None]) * bc[:, t, None, :]                          # |inj| < 2^24
+        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| < 2^24
         acc = lookup(s.exp_table, addr).mul_(h).add_(inj << EXP_FRAC_BITS)
         h, n_h = saturate(rne_shift(acc, EXP_FRAC_BITS), 32)
-        acc_y = (cc[:, t, None, :] * h).sum(dim=2).mul_(p.m_h).add_(s.d * x_t * p.m_k)
-        y[:, t], n_y = saturate(rne_shift(acc_y, p.shift).add_(z_y), 8)
-        n_sat = n_sat + n_h + n_y
-    return y.to(torch.int32), n_sat
+        acc_y = (c_t * h).sum(dim=2).mul_(p.m_h).add_(s.d * x_t * p.m_k)
+        y_t, n_y = saturate(rne_shift(acc_y, p.shift).add_(p.zps[4]), 8)
+        return h, y_t, n_h + n_y
+
+    centred = [t.to(torch.int64) - z for t, z in zip(x, p.zps[:4], strict=True)]     # z_d, z_x, z_B, z_C
+    return s6_recurrence(*centred, s.a.shape[1], step)
 
 
 TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
