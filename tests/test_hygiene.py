@@ -21,10 +21,7 @@ NOT_YET_ANNOTATED = {
     "intsim/kernels_mac.py",
     "model/cmamba.py",
     "model/frontend.py",
-    "model/qat_train.py",
-    "model/torch_fixedpoint.py",
     "model/torch_mac.py",
-    "model/torch_rows.py",
 }
 
 
