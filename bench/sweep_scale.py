@@ -1,12 +1,12 @@
 """Points per hour of `cmamba-hls sweep` (README "Design-space sweeps", docs/sweep.md).
 
-Runs the example space (examples/sweep/space.yaml, 96 points) on the shipped model, every test
+Runs a space (default examples/sweep/space.yaml, 96 points) on the shipped model, every test
 window, alternately in one process (--workers 0) and on the local Dask cluster (--workers N, default
 the machine's cores), ROUNDS times each, and prints each run's points per hour and start-up time with
 the load average before and after, so both are measured in the same conditions. Also checks that
 every run wrote the same results apart from the run-time column.
 
-    python bench/sweep_scale.py [--rounds 2] [--workers N] [--samples N]
+    python bench/sweep_scale.py [--rounds 2] [--workers N] [--space FILE] [--samples N]
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def results_without_timings(path: Path) -> list[list[str]]:
     return [r[:i] + r[i + 1:] for r in rows]
 
 
-def one_run(out: Path, workers: int, samples: int | None) -> tuple[str, list[list[str]]]:
+def one_run(out: Path, space: Path, workers: int, samples: int | None) -> tuple[str, list[list[str]]]:
     cmd = [sys.executable, "-m", "cmamba_hls.cli", "sweep", str(REPO / "examples" / "default"), "--space",
-           str(REPO / "examples" / "sweep" / "space.yaml"), "--out", str(out), "--workers", str(workers)]
+           str(space), "--out", str(out), "--workers", str(workers)]
     if samples:
         cmd += ["--samples", str(samples)]
     load0 = os.getloadavg()[0]
@@ -48,14 +48,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--samples", type=int, help="a random subset of the space (default: all 96 points)")
+    p.add_argument("--space", type=Path, default=REPO / "examples" / "sweep" / "space.yaml",
+                   help="space file (default examples/sweep/space.yaml, 96 points; examples/sweep/large.yaml: 624)")
+    p.add_argument("--samples", type=int, help="a random subset of the space (default: all its points)")
     args = p.parse_args()
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for workers in (0, args.workers):
                 out = Path(tmp) / f"r{r}w{workers}"
-                text, rows = one_run(out, workers, args.samples)
+                text, rows = one_run(out, args.space, workers, args.samples)
                 what = "one process      " if workers == 0 else f"{workers} Dask worker(s)"
                 print(f"round {r + 1}, {what}: {len(rows) - 1} points, {text}", flush=True)
                 reference = reference or rows

@@ -5,6 +5,7 @@ Fraction rounds half to even) for the kernels."""
 from __future__ import annotations
 
 import math
+import subprocess
 from fractions import Fraction
 
 import numpy as np
@@ -221,3 +222,30 @@ def test_s6_model_every_mode_close_to_fp32_and_packed_equals_per_layer(tiny_s6_m
     for step in m.program.steps:
         y, _ = run_step16(step, [res.tensors[i] for i in step.inputs])
         assert np.array_equal(y, res.tensors[step.name]), step.name
+
+
+# ---------------------------------------------------------------- C++ primitive of the scan's hot loop
+SHIFT_ROUND_C_NS = (-3, 0, 1, 2, 8, 14, 30, 61)
+
+
+def test_cpp_shift_round_c_equals_spec_shift_round():
+    """templates' shift_round_c<N> (one biased shift; the S6 scan's RNE) equals spec 1.3 for
+    |x| < 2^62: exact ties of both parities and signs, the bounds, random values."""
+    from tests.cpp_harness import compile_program, render_primitives
+
+    rng = np.random.default_rng(0)
+    xs = [0, 1, -1, (1 << 62) - 1, -(1 << 62) + 1] + [int(v) for v in rng.integers(-(1 << 62) + 1, 1 << 62, 300)]
+    for n in SHIFT_ROUND_C_NS:
+        if n > 0:
+            xs += [s * ((k << n) + (1 << (n - 1)) + d) for k in (0, 1, 2, 3, 1001) for s in (1, -1) for d in (-1, 0, 1)]
+    xs = [x for x in xs if abs(x) < 1 << 62]
+    calls = "\n".join(f'        std::printf("%lld\\n", (long long)shift_round_c<{n}>(x));' for n in SHIFT_ROUND_C_NS)
+    main = ('#include <cstdio>\n#include "primitives.h"\nint main() {\n    long long v;\n'
+            '    while (std::scanf("%lld", &v) == 1) {\n        const i64_t x = v;\n' + calls + '\n    }\n}\n')
+    exe = compile_program({"primitives.h": render_primitives("stdint"), "main.cpp": main}, name="shift_round_c")
+    out = subprocess.run([str(exe)], input="\n".join(map(str, xs)), capture_output=True, text=True, check=True)
+    got = [int(v) for v in out.stdout.split()]
+    want = [_shift(x, n) for x in xs for n in SHIFT_ROUND_C_NS]
+    fits = [abs(w) < 1 << 63 for w in want]             # a left shift's result must fit int64 (the caller's bound)
+    assert len(got) == len(want) and sum(fits) > len(xs) * (len(SHIFT_ROUND_C_NS) - 1)
+    assert [g for g, f in zip(got, fits, strict=True) if f] == [w for w, f in zip(want, fits, strict=True) if f]

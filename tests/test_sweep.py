@@ -128,6 +128,29 @@ def test_resume_runs_only_unfinished_points_and_keeps_failed_ones(setup, in_proc
     assert without_timings(out / "results.csv") == without_timings(in_process / "results.csv")
 
 
+def test_an_interrupted_sweep_leaves_readable_results_and_resumes(setup, in_process, tmp_path, capsys,
+                                                                  monkeypatch):
+    model, data, space = setup
+    out = tmp_path / "sweep"
+    real, calls = sweep_point._measure, []
+
+    def interrupted(entry, ctx, values):
+        calls.append(values)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(entry, ctx, values)
+
+    monkeypatch.setattr(sweep_point, "_measure", interrupted)
+    rc, _, err = sweep(capsys, model, data, space, out, "--workers", 0)
+    assert rc == 130 and err.strip() == "cmamba-hls: interrupted"
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 2 == len(read_rows(out / JOURNAL)) and all(r["status"] == "ok" for r in rows)
+    monkeypatch.setattr(sweep_point, "_measure", real)
+    rc, stdout, _ = sweep(capsys, model, data, space, out, "--workers", 0)
+    assert rc == 0 and f", {N_POINTS - 2} to run" in stdout
+    assert without_timings(out / "results.csv") == without_timings(in_process / "results.csv")
+
+
 def test_a_sweep_directory_with_other_settings_is_refused(setup, in_process, tmp_path, capsys):
     model, data, space = setup
     out = tmp_path / "sweep"
