@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -13,7 +14,7 @@ PACKAGES = ("cmamba_hls", "intsim", "codegen", "hls_tb", "model")
 TORCH_FREE = ("cmamba_hls", "intsim", "codegen", "hls_tb")
 
 # TODO(hygiene): files whose public functions are not annotated yet (other branches were editing them);
-# remove a file from this set once it is annotated, and the set once it is empty.
+# remove a file from this set once it is annotated (the test warns), and the set once it is empty.
 NOT_YET_ANNOTATED = {
     "intsim/int8.py",
     "intsim/kernels_int16.py",
@@ -57,7 +58,8 @@ def test_public_functions_have_type_hints():
                 continue
             missing += [f"{rel}: {f}" for f in found]
     assert not missing, "public functions without full type hints:\n" + "\n".join(missing)
-    assert not stale, f"annotated now, remove from NOT_YET_ANNOTATED: {stale}"
+    if stale:   # a warning, not a failure: another branch annotating a listed file must not break main
+        warnings.warn(f"annotated now, remove from NOT_YET_ANNOTATED: {stale}", stacklevel=1)
 
 
 BLOCK_TORCH = """
