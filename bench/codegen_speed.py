@@ -8,7 +8,9 @@ On the default model (examples/default, calibrated into a temp copy on its real 
     1000 vectors repeated --repeat times) vs the golden model's bittrue samples/s at batch 1
     and batch 64 on the same inputs, single-threaded, with the ratios.
   - each rate as a fraction of the machine limit (golden_speed.machine_limit: the graph's MACs
-    per window against one core's peak int16 MAC rate).
+    per window against one core's peak int16 MAC rate) and against PyTorch eager float at batch 1.
+Rates are per CPU-second of the process (the testbench's std::clock, time.process_time here), so
+other jobs on a shared machine count less.
 Targets: generate + compile < 20 s on 2 cores; C++ (stdint, -O2) >= 20,000 samples/s, >= 4x the
 golden model at batch 1 and >= 25 % of the machine limit; ap testbench >= 2,000 samples/s.
 
@@ -38,7 +40,7 @@ from intsim import load_model  # noqa: E402
 from intsim.calibrate import calibrate  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
-from golden_speed import machine_limit  # noqa: E402
+from golden_speed import machine_limit, rate, torch_runner  # noqa: E402
 
 DATA = REPO / "data" / "daphnet_S06R02E0.csv.gz"
 N_VECTORS = 1000
@@ -60,15 +62,25 @@ def prepare_model(model_dir: str | None, work: Path):
 
 def golden_rate(model, x_q: np.ndarray, batch: int, seconds: float) -> float:
     model.run_int16(x_q[:batch])                      # warm (JIT cache load)
-    n, i, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    n, i, start = 0, 0, time.process_time()           # CPU time, as the testbench's std::clock
+    while time.process_time() - start < seconds:
         chunk = x_q[i:i + batch]
         if len(chunk) < batch:
             i, chunk = 0, x_q[:batch]
         model.run_int16(chunk)
         n += len(chunk)
         i += batch
-    return n / (time.perf_counter() - start)
+    return n / (time.process_time() - start)
+
+
+def torch_eager_rate(model, x_q: np.ndarray, seconds: float) -> float | None:
+    """PyTorch eager float at batch 1 (golden_speed.torch_runner, one thread, CPU time) on the
+    vectors' windows, or None without torch."""
+    run, _ = torch_runner(model.graph.path)
+    if run is None:
+        return None
+    x = np.ldexp(x_q[:1].astype(np.float64), -model.program.input_frac)     # the first vector's window
+    return rate(lambda: run(x), 1, seconds)
 
 
 def cpp_rate(project: Path, repeat: int) -> tuple[float, int, int]:
@@ -109,6 +121,7 @@ def main(argv=None) -> int:
         x_q = np.load(work / "hls_stdint" / "tb_data" / "input.npy")
         g1 = golden_rate(model, x_q, 1, args.seconds)
         g64 = golden_rate(model, x_q, 64, args.seconds)
+        torch_1 = torch_eager_rate(model, x_q, args.seconds)
 
     c_in, length = model.graph.input_shape
     print(f"codegen speed on '{model.graph.name}': {model.graph.n_weights()} weights, input [{c_in}, {length}], "
@@ -126,7 +139,8 @@ def main(argv=None) -> int:
     limit, how = machine_limit(model.graph)
     print(f"machine limit: {limit:,.0f} windows/s ({how})")
     for types, (_, _, sps, _, _) in results.items():
-        print(f"C++ {types}: {sps / limit:.3f} of the machine limit")
+        vs_torch = f", {sps / torch_1:.1f}x PyTorch eager float @1 ({torch_1:.0f}/s)" if torch_1 else ""
+        print(f"C++ {types}: {sps / limit:.3f} of the machine limit{vs_torch}")
     t_gen, t_cc, sps, _, failed = results["stdint"]
     print(f"target generate + compile < 20 s (stdint): {'met' if t_gen + t_cc < 20 else 'NOT met'} "
           f"({t_gen + t_cc:.1f} s)")

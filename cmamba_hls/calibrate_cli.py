@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--formats", default="q88", metavar="|".join(FORMAT_CHOICES),
                    help="q88: Q8.8 everywhere; auto: per-tensor fractional bits from the range (default q88)")
     p.add_argument("--int8-method", metavar="|".join(INT8_METHODS),
-                   help="INT8 activation range: min/max or signed percentiles (default: --method)")
+                   help="INT8 activation range: min/max, signed percentiles, or mse (per tensor the range of "
+                        "least INT8 quantization error on the calibration data) (default: --method)")
     p.add_argument("--int8-rmsnorm", default="v2", metavar="|".join(RMSNORM_MODES),
                    help="INT8 RMSNorm: v2 integer (bit-true in C++) or v1 float inside (default v2)")
     p.add_argument("--max-windows", type=int, default=DEFAULT_MAX_WINDOWS, metavar="N",

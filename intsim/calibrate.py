@@ -15,13 +15,18 @@ from intsim.errors import CmambaError
 from intsim.executor import Model
 from intsim.formats import FRAC_MAX, FRAC_MIN, RMSNORM_MODES
 from intsim.graph import INPUT_NAME, save_quant
-from intsim.int8 import INT8, asymmetric_params
+from intsim.int8 import INT8, asymmetric_params, dequantize_act, quantize_act
 from intsim.ops import OPS
 
 METHODS = ("maxabs", "p99")
-INT8_METHODS = ("maxabs", "p99", "p99.9")
-# INT8 activation range [lo, hi] per method (signed percentiles recorded below).
-INT8_RANGE_KEYS = {"maxabs": ("min", "max"), "p99": ("p1", "p99"), "p99.9": ("p0.1", "p99.9")}
+INT8_METHODS = ("maxabs", "p99", "p99.9", "mse")
+# INT8 activation range [lo, hi] per method (signed percentiles recorded below; "mse": the range
+# of least INT8 quantization error, mse_range).
+INT8_RANGE_KEYS = {"maxabs": ("min", "max"), "p99": ("p1", "p99"), "p99.9": ("p0.1", "p99.9"),
+                   "mse": ("mse_lo", "mse_hi")}
+# mse_range: the fraction of values each candidate range leaves out below / above it (each side on its own)
+MSE_TAILS = (0.0, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2)
+MSE_SAMPLE = 1 << 18     # values the quantization error of each candidate is measured on (evenly strided)
 FORMAT_CHOICES = ("q88", "auto")
 DEFAULT_FRAC = 8
 # Percentiles recorded per tensor: signed (for INT8 ranges) and of |x| (for INT16).
@@ -43,8 +48,28 @@ def collect_stats(model: Model, x_norm: np.ndarray, batch: int = 256) -> dict:
                  "abs_p99": float(np.percentile(a, 99.0)), "abs_p999": float(np.percentile(a, 99.9))}
         for p, val in zip(SIGNED_PCTS, np.percentile(v, SIGNED_PCTS)):
             entry[f"p{p:g}"] = float(val)
+        entry["mse_lo"], entry["mse_hi"] = mse_range(v)
         stats[name] = entry
     return stats
+
+
+def mse_range(v: np.ndarray) -> tuple[float, float]:
+    """The INT8 range [lo, hi] (spec 3.1) of least mean squared quantization error of the values v:
+    lo and hi are the quantiles leaving out a fraction `MSE_TAILS` of v below / above (each side on
+    its own; 0: min / max), the error is measured on MSE_SAMPLE evenly strided values of v (all of
+    them when fewer). Ties keep the widest range."""
+    quantiles = np.quantile(v, [*MSE_TAILS, *(1.0 - t for t in MSE_TAILS)])
+    los, his = quantiles[:len(MSE_TAILS)], quantiles[len(MSE_TAILS):]
+    sample = v[::max(1, len(v) // MSE_SAMPLE)]
+    best = (math.inf, float(los[0]), float(his[0]))
+    for lo in los:
+        for hi in his:
+            scale, zp = asymmetric_params(lo, hi)
+            q, _ = quantize_act(sample, scale, zp)
+            err = float(np.mean((sample - dequantize_act(q, scale, zp)) ** 2))
+            if err < best[0]:
+                best = (err, float(lo), float(hi))
+    return best[1], best[2]
 
 
 def frac_bits_for_range(r: float) -> int:

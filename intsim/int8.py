@@ -119,7 +119,7 @@ class RevinNormParams8:
     x_zp: int
     y_zp: int
     eps_q: int              # RNE((eps / s_x^2) * 2^16)
-    m0: int                 # 1 / s_y = m0 2^-(shift - Q8 + G)
+    m0: int                 # 1 / s_y = m0 2^-(shift - Q8)
     shift: int
 
 
@@ -417,10 +417,16 @@ def _check_total_shift(layer: Layer, shift: int) -> int:
     return shift
 
 
+REVIN_MAX_L_INT8 = 1 << 11    # spec 3.11: keeps |((xc << G) - mean) inv| below 2^31
+
+
 def _lower_revin_norm(layer: Layer, in_qp, out_qp: QParams, rms_mode: str):
     (s_x, z_x), (s_y, z_y) = in_qp[0], out_qp
+    if layer.shape[1] > REVIN_MAX_L_INT8:
+        raise QuantizationError(f"layer '{layer.name}': INT8 RevIN over {layer.shape[1]} samples; at most "
+                                f"{REVIN_MAX_L_INT8} (spec 3.11)")
     m0, sh = _multiplier(layer.name, "RevIN output", 1.0 / s_y)
-    shift = _check_total_shift(layer, sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS)
+    shift = _check_total_shift(layer, sh + K8.REVIN_INV_BITS_INT8)
     return RevinNormParams8(z_x, z_y, _revin_eps_q(layer, s_x), m0, shift), 0, False
 
 

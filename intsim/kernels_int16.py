@@ -82,25 +82,31 @@ def rmsnorm_int16(x, g, eps_q, out_shift):
 
 @njit(cache=True)
 def rmsnorm_int16_into(x, g, eps_q, out_shift, y):
-    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations."""
+    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations. Per sample: the sums of squares
+    of every position channel by channel, then the outputs channel by channel (time innermost:
+    contiguous loops)."""
     n_b, d, length = x.shape
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
+    ss = np.empty(length, dtype=np.int64)
+    inv = np.empty(length, dtype=np.int64)
     for bi in range(n_b):
+        ss[:] = 0
+        for ch in range(d):
+            xs = x[bi, ch]
+            for t in range(length):
+                xv = np.int64(xs[t])
+                ss[t] += xv * xv
         for t in range(length):
-            ss = np.int64(0)
-            for ch in range(d):
-                xv = np.int64(x[bi, ch, t])
-                ss += xv * xv
-            v = rne_div(ss, d) + eps_q
+            v = rne_div(ss[t], d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            rms_q = isqrt_rne(v << (2 * RMS_EXTRA_BITS))
-            inv = rne_div(one_q, rms_q)
-            for ch in range(d):
-                prod = np.int64(x[bi, ch, t]) * np.int64(g[ch]) * inv
-                val, s = saturate(rne_shift(prod, out_shift), 16)
-                y[bi, ch, t] = val
+            inv[t] = rne_div(one_q, isqrt_rne(v << (2 * RMS_EXTRA_BITS)))
+        for ch in range(d):
+            xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
+            for t in range(length):
+                val, s = saturate(rne_shift(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
+                ys[t] = val
                 nsat += s
     return nsat
 

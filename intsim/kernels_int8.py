@@ -286,7 +286,7 @@ def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp
 
 @njit(cache=True)
 def revin_stats_int8(x, x_zp, bi, ch, eps_q):
-    """Spec 3.11: (mean in units of s_x, std at 2^G) of x[bi, ch, :] - z_x (int8 (s_x, z_x))."""
+    """Spec 3.11: (mean at 2^G, std at 2^G, both in units of s_x) of x[bi, ch, :] - z_x (int8 (s_x, z_x))."""
     length = np.int64(x.shape[2])
     s1 = np.int64(0)
     s2 = np.int64(0)
@@ -294,7 +294,7 @@ def revin_stats_int8(x, x_zp, bi, ch, eps_q):
         xc = np.int64(x[bi, ch, t]) - x_zp
         s1 += xc
         s2 += xc * xc
-    mean = rne_div(s1, length)
+    mean = rne_div(s1 << REVIN_EXTRA_BITS, length)
     v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
     if v < 1:
         v = np.int64(1)
@@ -304,7 +304,7 @@ def revin_stats_int8(x, x_zp, bi, ch, eps_q):
 @njit(cache=True)
 def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
     """Spec 3.11. x: int8[B, C, L] (s_x, z_x) -> y: int8[B, C, L] (s_y, z_y); (m0, shift) from
-    1 / s_y with shift += Q8 - G: (x - mean) / std per sample and channel."""
+    1 / s_y with shift += Q8: (x - mean) / std per sample and channel."""
     n_b, c, length = x.shape
     y = np.empty((n_b, c, length), dtype=np.int8)
     one_q = np.int64(1) << REVIN_INV_BITS_INT8
@@ -314,7 +314,8 @@ def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
             mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
             inv = rne_div(one_q, std)
             for t in range(length):
-                val, s = requantize((np.int64(x[bi, ch, t]) - x_zp - mean) * inv, m0, shift, y_zp, 8)
+                xg = (np.int64(x[bi, ch, t]) - x_zp) << REVIN_EXTRA_BITS
+                val, s = requantize((xg - mean) * inv, m0, shift, y_zp, 8)
                 y[bi, ch, t] = val
                 nsat += s
     return y, nsat
@@ -334,7 +335,7 @@ def revin_denorm_int8(y, y_zp, x, x_zp, eps_q, m_a, m_b, shift, o_zp):
             mean, std = revin_stats_int8(x, x_zp, bi, ch, eps_q)
             for i in range(ch * n, (ch + 1) * n):
                 r, m = i // cols, i % cols
-                acc = (np.int64(y[bi, r, m]) - y_zp) * std * m_a + ((mean * m_b) << REVIN_EXTRA_BITS)
+                acc = (np.int64(y[bi, r, m]) - y_zp) * std * m_a + mean * m_b
                 v, s = saturate(rne_shift(acc, shift) + o_zp, 8)
                 o[bi, r, m] = v
                 nsat += s

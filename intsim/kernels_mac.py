@@ -87,7 +87,8 @@ def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits,
     length = x_rows.shape[1] // c_in
     n_win, c_out = w_cols.shape
     t_out = (length - k_size) // stride + 1
-    acc = part[:POS_BLOCK * c_out].reshape((POS_BLOCK, c_out))
+    step = padded(c_out)                              # aligned accumulator rows
+    acc = aligned(part)[:POS_BLOCK * step].reshape((POS_BLOCK, step))
     n_pos = n_b * t_out
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
@@ -126,7 +127,7 @@ def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits,
                         aq[o] += w_col[o] * xv
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
-            nsat += requant_row(acc[q], m0, sh, zp, bits, y[bq, :, tq])
+            nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
     return nsat
 
 
@@ -158,19 +159,16 @@ def dwconv_requant(x, x_zp, w, b, m0, sh, zp, bits, row, y):
     for bi in range(n_b):
         for ch in range(c):
             xs = x[bi, ch]
+            bc = np.int64(b[ch])
             for t in range(length):
-                acc[t] = b[ch]
+                acc[t] = bc
             for k in range(k_size):
                 wk = np.int64(w[ch, k])
                 lag = k_size - 1 - k              # tap k reads x[t - lag]
                 for t in range(lag, length):
                     acc[t] += wk * (np.int64(xs[t - lag]) - x_zp)
             j = ch if m0.shape[0] > 1 else 0
-            out = y[bi, ch]
-            for t in range(length):
-                v, s = requantize(acc[t], m0[j], sh[j], zp, bits)
-                out[t] = v
-                nsat += s
+            nsat += requant_flat(acc, m0[j], sh[j], zp, bits, y[bi, ch])
     return nsat
 
 
@@ -188,7 +186,7 @@ def conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, narrow, w
     n_b, c_in, length = x.shape
     n_pos = n_b * ((length - k_size) // stride + 1)
     if n_pos >= GEMM_MIN_POSITIONS:
-        cols = unroll_windows(x, x_zp, k_size, stride, work)
+        cols = unroll_windows(x, x_zp, k_size, stride, work)     # aligned rows, `padded` apart
         if narrow:
             return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
         return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, y)
@@ -201,42 +199,61 @@ def conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, narrow, w
 @njit(cache=True)
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
     """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
-    return max(n_b * c_in * length, n_b * t_out * k_size * c_in, n_b * t_out * c_out, POS_BLOCK * c_out)
+    n_pos = (n_b * t_out + 31) // 32 * 32        # `padded`, plus a cache line for `aligned`
+    return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * (c_out + 31)) + ALIGN_BYTES
 
 
 @njit(cache=True)
 def unroll_windows(x, x_zp, k_size, stride, work):
-    """x: int[B, C_in, L] -> cols int16[K*C_in, B*T_out] in `work` (im2col, zero point removed):
-    cols[k*C_in + c, b*T_out + t] = x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
+    """x: int[B, C_in, L] -> cols: int16 rows in `work` (im2col, zero point removed), row j = k*C_in + c
+    at cols[j * padded(B*T_out):][:B*T_out] (64-byte aligned rows), cols[j][b*T_out + t] =
+    x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
     n_b, c_in, length = x.shape
     t_out = (length - k_size) // stride + 1
     n_pos = n_b * t_out
-    cols = work[:k_size * c_in * n_pos].reshape((k_size * c_in, n_pos))
+    step = padded(n_pos)
+    base = aligned(work)
     for k in range(k_size):
         for c in range(c_in):
-            row = cols[k * c_in + c]
+            row = base[(k * c_in + c) * step:(k * c_in + c) * step + n_pos]
             for bi in range(n_b):
                 xs = x[bi, c]
-                base = bi * t_out
                 for t in range(t_out):
-                    row[base + t] = xs[t * stride + k] - x_zp
-    return cols
+                    row[bi * t_out + t] = xs[t * stride + k] - x_zp
+    return base
 
 
 @njit(cache=True)
 def conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, y):
-    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j, n] for every position n = b*T_out + t of the
-    batch (accumulators `part`, int32 when proved, else int64: the exact sums either way), four
-    output channels at a time with the positions innermost (contiguous, vectorised); then
-    y[b, o, t] = requantized acc[o, n] (`requant_row`'s arithmetic) -> saturations."""
-    n_win, n_pos = cols.shape
+    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
+    batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
+    exact sums either way), four output channels at a time with the positions innermost
+    (contiguous, 64-byte aligned rows, vectorised); then y[b, o, t] = requantized acc[o, n]
+    (`requant_row`'s arithmetic) -> saturations."""
+    n_win = w_cols.shape[0]
     c_out = w_cols.shape[1]
-    t_out = y.shape[2]
-    acc = part[:c_out * n_pos].reshape((c_out, n_pos))
+    n_b, _, t_out = y.shape
+    n_pos = n_b * t_out
+    x_step, a_step = padded(n_pos), padded(n_pos)
+    acc = aligned(part)
     cast = part.dtype.type
-    o4 = c_out - c_out % 4
-    for o in range(0, o4, 4):
-        r0, r1, r2, r3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
+    for o in range(0, c_out, 4):
+        n_o = min(4, c_out - o)
+        r0 = acc[o * a_step:o * a_step + n_pos]
+        r1 = acc[(o + 1) * a_step:(o + 1) * a_step + n_pos]
+        r2 = acc[(o + 2) * a_step:(o + 2) * a_step + n_pos]
+        r3 = acc[(o + 3) * a_step:(o + 3) * a_step + n_pos]
+        if n_o < 4:                    # the last channels one at a time (rows past c_out unused)
+            for q in range(n_o):
+                rq = acc[(o + q) * a_step:(o + q) * a_step + n_pos]
+                for n in range(n_pos):
+                    rq[n] = b[o + q]
+                for j in range(n_win):
+                    wv = cast(w_cols[j, o + q])
+                    xs = cols[j * x_step:j * x_step + n_pos]
+                    for n in range(n_pos):
+                        rq[n] += wv * cast(xs[n])
+            break
         for n in range(n_pos):
             r0[n] = b[o]
             r1[n] = b[o + 1]
@@ -245,32 +262,40 @@ def conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, y):
         for j in range(n_win):
             # operands in the accumulator's width (int32 products are exact: |w x| <= the proved bound)
             w0, w1, w2, w3 = cast(w_cols[j, o]), cast(w_cols[j, o + 1]), cast(w_cols[j, o + 2]), cast(w_cols[j, o + 3])
-            xs = cols[j]
+            xs = cols[j * x_step:j * x_step + n_pos]
             for n in range(n_pos):
                 xv = cast(xs[n])
                 r0[n] += w0 * xv
                 r1[n] += w1 * xv
                 r2[n] += w2 * xv
                 r3[n] += w3 * xv
-    for o in range(o4, c_out):
-        r0 = acc[o]
-        for n in range(n_pos):
-            r0[n] = b[o]
-        for j in range(n_win):
-            w0 = w_cols[j, o]
-            xs = cols[j]
-            for n in range(n_pos):
-                r0[n] += w0 * xs[n]
     nsat = 0
     row = np.empty(n_pos, dtype=y.dtype)
     for o in range(c_out):
         j = o if m0.shape[0] > 1 else 0
-        nsat += requant_flat(acc[o], m0[j], sh[j], zp, bits, row)
-        for bi in range(y.shape[0]):
+        nsat += requant_flat(acc[o * a_step:o * a_step + n_pos], m0[j], sh[j], zp, bits, row)
+        for bi in range(n_b):
             out = y[bi, o]
             for t in range(t_out):
                 out[t] = row[bi * t_out + t]
     return nsat
+
+
+ALIGN_BYTES = 64     # a cache line: vector loads and stores of an aligned row never split one
+
+
+@njit(cache=True, inline="always")
+def padded(n):
+    """n rounded up to a multiple of 32 values: rows that far apart stay 64-byte aligned (int16 and wider)."""
+    return (n + 31) // 32 * 32
+
+
+@njit(cache=True)
+def aligned(buf):
+    """buf from its first 64-byte aligned element on (numpy aligns allocations to 16 bytes only;
+    the scratch has ALIGN_BYTES to spare)."""
+    skip = (-buf.ctypes.data) % ALIGN_BYTES // buf.itemsize
+    return buf[skip:]
 
 
 @njit(cache=True)

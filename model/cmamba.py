@@ -34,6 +34,25 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(ms + self.eps) * self.weight[None, :, None]
 
 
+def revin_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample and channel over time: (mean, sqrt(population variance + eps)), each [B, C, 1]."""
+    mean = x.mean(dim=2, keepdim=True)
+    return mean, torch.sqrt((x - mean).pow(2).mean(dim=2, keepdim=True) + eps)
+
+
+def revin_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Graph op `revin_norm` (docs/quant-spec.md 2.10): (x - mean_t) / sqrt(var_t + eps) per
+    sample and channel. A function of its own so that model/frontend.py traces it as one call."""
+    mean, std = revin_stats(x, eps)
+    return (x - mean) / std
+
+
+def revin_denorm(y: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Graph op `revin_denorm`: the forecast y [B, C, H] times the window x's std plus its mean."""
+    mean, std = revin_stats(x, eps)
+    return y * std + mean
+
+
 class RevIN(nn.Module):
     """Instance normalisation per sample and channel over time (docs/quant-spec.md 2.10, 3.11):
     `norm(x) = (x - mean_t) / sqrt(var_t + eps)` (population variance), `denorm(y, x)` multiplies
@@ -50,20 +69,14 @@ class RevIN(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
-    def stats(self, x):
-        mean = x.mean(dim=2, keepdim=True)
-        return mean, torch.sqrt((x - mean).pow(2).mean(dim=2, keepdim=True) + self.eps)
-
     def norm(self, x):
-        mean, std = self.stats(x)
-        x = (x - mean) / std
+        x = revin_norm(x, self.eps)
         return x if self.weight is None else x * self.weight[None, :, None] + self.bias[None, :, None]
 
     def denorm(self, y, x):
         if self.weight is not None:
             y = (y - self.bias[None, :, None]) / self.weight[None, :, None]
-        mean, std = self.stats(x)
-        return y * std + mean
+        return revin_denorm(y, x, self.eps)
 
 
 def scan(lam, u):

@@ -15,6 +15,8 @@ input's shapes through every node, and maps each node onto one op of the registr
 | `model.cmamba.RMSNorm` on `[B, C, L]`; `nn.RMSNorm((C,))` on `[B, L, C]` | `rmsnorm`   |
 | `F.silu`, `nn.SiLU`; `torch.sigmoid`, `nn.Sigmoid`    | `silu`; `sigmoid`                  |
 | `model.cmamba.scan(lam, u)`                          | `scan`                             |
+| `model.cmamba.RevIN` without affine: `revin_norm(x, eps)` | `revin_norm`                       |
+| `revin_denorm(y, x, eps)`, `y` the `[B, C, H]` output  | `revin_denorm` (inputs head, x)    |
 | tensor `*` / `+` (torch.mul / torch.add, same shape)  | `mul` / `add`                      |
 | channel slice / `chunk` / `split` of a conv's output  | the conv split into one conv per part (weights sliced) |
 | `transpose(1, 2)` / `permute(0, 2, 1)`, `contiguous`  | layout bookkeeping, no layer       |
@@ -53,7 +55,7 @@ from intsim.errors import CmambaError
 from intsim.graph import INPUT_NAME, NAME_RE, graph_from_dict
 from intsim.ops import OPS
 from intsim.synth import cmamba_layers
-from model.cmamba import RMSNorm, scan
+from model.cmamba import RMSNorm, revin_denorm, revin_norm, scan
 from model.export import check_output_dir, model_header, write_model_dir
 
 REGISTRY = ", ".join(OPS)
@@ -143,10 +145,11 @@ class TracedGraph:
 
 # ----------------------------------------------------------------------------- tracing
 class _Tracer(torch.fx.Tracer):
-    """Keeps the project's RMSNorm (and every torch.nn module) as one node; `scan` as one call."""
+    """Keeps the project's RMSNorm (and every torch.nn module) as one node; `scan`, `revin_norm`
+    and `revin_denorm` as one call each."""
 
     def __init__(self):
-        super().__init__(autowrap_functions=(scan,))
+        super().__init__(autowrap_functions=(scan, revin_norm, revin_denorm))
         self.record_stack_traces = True
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -541,6 +544,30 @@ class _Mapper:
             self.fail(f"scan of lam {list(self.shapes[lam.name])} and u {list(self.shapes[u.name])}: shapes differ")
         return self.emit(self.layer_name(self.scoped_name()), "scan", [lam, u], {}, None, lam)
 
+    def revin_eps(self, node: torch.fx.Node, index: int) -> float:
+        eps = node.args[index] if len(node.args) > index else node.kwargs.get("eps")
+        if isinstance(eps, torch.fx.Node) or not isinstance(eps, (int, float)) or not eps > 0:
+            self.fail(f"RevIN eps must be a positive constant, got {eps!r}")
+        return float(eps)
+
+    def revin_norm(self, node: torch.fx.Node) -> _T:
+        t = self.tensor(node.args[0])
+        self.require_cl(t, "revin_norm (per channel over time)")
+        return self.emit(self.layer_name(self.scoped_name()), "revin_norm", [t], {},
+                         {"eps": self.revin_eps(node, 1)}, t)
+
+    def revin_denorm(self, node: torch.fx.Node) -> _View:
+        """revin_denorm(y, x, eps): y the forecast [B, C_out, H] (the head's [B, C_out*H, 1] output
+        reshaped, as the op reads it: row c*H + h is channel c), x the window. Its result is the
+        module's output, again seen as [B, C_out, H]."""
+        y, x = self.val(node.args[0]), self.tensor(node.args[1], "window")
+        self.require_cl(x, "revin_denorm's window")
+        if not isinstance(y, _View):
+            self.fail("revin_denorm's forecast must be the head's [B, C_out*H, 1] output reshaped to [B, C_out, H]")
+        out = self.emit(self.layer_name(self.scoped_name()), "revin_denorm", [y.src, x], {},
+                        {"eps": self.revin_eps(node, 2)}, y.src, at=node.args[0].args[0])
+        return _View(out, y.shape)
+
     def pad(self, node, pads, mode="constant", value=None):
         if mode != "constant" or value not in (None, 0, 0.0):
             self.fail(f"padding mode '{mode}' value {value!r}: only zero padding before a depthwise conv is supported")
@@ -736,6 +763,8 @@ _FUNCTIONS = {
     operator.iadd: lambda self, node: self.binary(node, "add"),
     torch.add: lambda self, node: self.binary(node, "add"),
     scan: _Mapper.scan,
+    revin_norm: _Mapper.revin_norm,
+    revin_denorm: _Mapper.revin_denorm,
     F.pad: lambda self, node: self.pad(node, node.args[1] if len(node.args) > 1 else node.kwargs["pad"],
                                        node.kwargs.get("mode", "constant"), node.kwargs.get("value")),
     operator.getitem: _Mapper.select,
@@ -825,32 +854,48 @@ def _live(layers: list[tuple[dict, dict]], output: str) -> list[tuple[dict, dict
     return [(e, w) for e, w in layers if e["name"] in needed]
 
 
+def _canonical_ref(entries: list[dict], revin: bool, head_proj: bool) -> list[dict] | None:
+    """The CMamba-slim layer list (`cmamba_layers`) with the sizes `entries` imply, or None."""
+    n_blocks, rest = divmod(len(entries) - 3 - 2 * revin - head_proj, 12)
+    first, head = entries[int(revin)], entries[-1 - int(revin)]
+    if rest or n_blocks < 1 or first["op"] != "conv_kx1" or head["op"] != "conv_kx1" \
+            or entries[int(revin) + 1]["op"] != "rmsnorm" or entries[int(revin) + 4]["op"] != "dwconv":
+        return None
+    return cmamba_layers(n_blocks, first["attrs"]["kernel"], first["attrs"]["stride"],
+                         entries[int(revin) + 4]["attrs"]["kernel"], head["attrs"]["kernel"],
+                         entries[int(revin) + 1]["attrs"]["eps"], revin, head_proj)
+
+
 def _canonical_names(traced: TracedGraph) -> None:
-    """Give a graph that is exactly the CMamba-slim layer list its canonical names and hyper."""
+    """Give a graph that is exactly the CMamba-slim layer list (with or without RevIN and
+    head_proj) its canonical names and hyper."""
     entries = [e for e, _ in traced.layers]
-    n_blocks, rest = divmod(len(entries) - 3, 12)
-    if rest or n_blocks < 1 or entries[0]["op"] != "conv_kx1" or entries[1]["op"] != "rmsnorm" \
-            or entries[-1]["op"] != "conv_kx1" or entries[4]["op"] != "dwconv":
+    for revin, head_proj in ((False, False), (False, True), (True, False), (True, True)):
+        ref = _canonical_ref(entries, revin, head_proj)
+        if ref is None:
+            continue
+        rename = {INPUT_NAME: INPUT_NAME}
+        for mine, want in zip(entries, ref):
+            if mine["op"] != want["op"] or mine.get("attrs", {}) != want.get("attrs", {}) or \
+                    [rename.get(i) for i in mine["inputs"]] != want["inputs"]:
+                break
+            rename[mine["name"]] = want["name"]
+        else:
+            break
+    else:
         return
-    a0 = entries[0]["attrs"]
-    ref = cmamba_layers(n_blocks, a0["kernel"], a0["stride"], entries[4]["attrs"]["kernel"],
-                        entries[-1]["attrs"]["kernel"], entries[1]["attrs"]["eps"])
-    rename = {INPUT_NAME: INPUT_NAME}
-    for mine, want in zip(entries, ref):
-        if mine["op"] != want["op"] or mine.get("attrs", {}) != want.get("attrs", {}) or \
-                [rename.get(i) for i in mine["inputs"]] != want["inputs"]:
-            return
-        rename[mine["name"]] = want["name"]
     shapes = traced.shapes
     for entry in entries:
         entry["name"], entry["inputs"] = rename[entry["name"]], [rename[i] for i in entry["inputs"]]
     traced.shapes = {rename.get(k, k): v for k, v in shapes.items() if k in rename}
     traced.output_tensor = rename[traced.output_tensor]
-    c_in, length = traced.input_shape
+    embed = next(e for e in entries if e["name"] == "patch_embed")
     traced.hyper = {"d_model": traced.shapes["patch_embed"][0], "d_inner": traced.shapes["blk0.in_proj_u"][0],
-                    "n_blocks": n_blocks, "patch": a0["kernel"], "stride": a0["stride"],
-                    "d_conv": entries[4]["attrs"]["kernel"], "horizon": traced.horizon,
-                    "eps": entries[1]["attrs"]["eps"]}
+                    "n_blocks": sum(e["op"] == "add" for e in ref), "patch": embed["attrs"]["kernel"], "stride": embed["attrs"]["stride"],
+                    "d_conv": ref[4 + int(revin)]["attrs"]["kernel"], "horizon": traced.horizon,
+                    "eps": ref[1 + int(revin)]["attrs"]["eps"],
+                    **({"revin": True} if revin else {}),
+                    **({"head_dim": traced.shapes["head_proj"][0]} if head_proj else {})}
 
 
 def check_against_module(model_dir, module: nn.Module, example_input) -> float:

@@ -144,28 +144,28 @@ TORCH8.register("add", TorchRow(lambda st, device: st.params, _add))
 
 
 def _revin_stats8(xc: torch.Tensor, eps_q: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spec 3.11, int64, per sample and channel of xc = x - z_x [B, L, C]: mean = rne_div(s1, L),
+    """Spec 3.11, int64, per sample and channel of xc = x - z_x [B, L, C]: mean = rne_div(s1 << G, L),
     v = max(rne_div((L s2 - s1^2) << 2G, L^2) + eps_q, 1), std = isqrt_rne(v). -> ([B, C], [B, C])."""
     length = xc.shape[1]
     s1, s2 = xc.sum(dim=1), (xc * xc).sum(dim=1)
     v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
-    return rne_div(s1, length), isqrt_rne(torch.clamp(v, min=1))
+    return rne_div(s1 << REVIN_EXTRA_BITS, length), isqrt_rne(torch.clamp(v, min=1))
 
 
 def _revin_norm8(p, x: list[torch.Tensor]):
-    """Spec 3.11: y = requantize((x - z_x - mean) inv, m0, shift, z_y), inv = rne_div(2^Q8, std)."""
+    """Spec 3.11: y = requantize((((x - z_x) << G) - mean) inv, m0, shift, z_y), inv = rne_div(2^Q8, std)."""
     xc = x[0].to(torch.int64) - p.x_zp
     mean, std = _revin_stats8(xc, p.eps_q)
     inv = rne_div(torch.full_like(std, 1 << REVIN_INV_BITS_INT8), std)
-    return requantize((xc - mean[:, None, :]) * inv[:, None, :], p.m0, p.shift, p.y_zp)
+    return requantize(((xc << REVIN_EXTRA_BITS) - mean[:, None, :]) * inv[:, None, :], p.m0, p.shift, p.y_zp)
 
 
 def _revin_denorm8(p, x: list[torch.Tensor]):
-    """Spec 3.11: o = sat8(rne_shift((y - z_y) std m_a + ((mean m_b) << G), shift) + z_o) per chunk."""
+    """Spec 3.11: o = sat8(rne_shift((y - z_y) std m_a + mean m_b, shift) + z_o) per chunk."""
     xc = x[1].to(torch.int64) - p.x_zp
     mean, std = _revin_stats8(xc, p.eps_q)
     chunks = channel_chunks(x[0].to(torch.int64) - p.y_zp, xc.shape[2])
-    acc = chunks * std[:, :, None] * p.m_a + ((mean * p.m_b) << REVIN_EXTRA_BITS)[:, :, None]
+    acc = chunks * std[:, :, None] * p.m_a + (mean * p.m_b)[:, :, None]
     y, n = saturate(rne_shift(acc, p.shift) + p.o_zp, 8)
     return from_channel_chunks(y.to(torch.int32), x[0]), n
 

@@ -29,6 +29,7 @@ from codegen.project import generate_project  # noqa: E402
 from cmamba_hls.cli import main  # noqa: E402
 from intsim import load_model  # noqa: E402
 from intsim.calibrate import calibrate  # noqa: E402
+from model.cmamba import CMambaSlim  # noqa: E402
 from model.export import export_model  # noqa: E402
 from model.frontend import FrontendError, from_module, trace_module  # noqa: E402
 from model.load import load_torch_model  # noqa: E402
@@ -70,6 +71,33 @@ def test_shipped_module_traces_to_the_exporters_graph(tmp_path):
     assert files == sorted(p.name for p in (traced / "weights").iterdir()) and len(files) == 27
     for name in files:
         assert (traced / "weights" / name).read_bytes() == (exported / "weights" / name).read_bytes(), name
+
+
+def test_revin_module_traces_to_the_revin_ops(tmp_path):
+    """`train`'s defaults (RevIN, head_proj): the traced graph is the exporter's, revin_norm first and
+    revin_denorm (forecast, window) last, with the hyper load_torch_model reads back; the learned
+    RevIN affine is refused naming the parameter (export folds it, a trace has no op for it)."""
+    torch.manual_seed(3)
+    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True, head_dim=5).eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = 3.0 + 2.0 * np.random.default_rng(5).standard_normal((6, 3, 16))
+    exported = export_model(module, tmp_path / "export", None, None, name="m")
+    traced = from_module(module, torch.from_numpy(x).float(), tmp_path / "traced", name="m")
+    a, b = (json.loads((d / "model.json").read_text()) for d in (traced, exported))
+    assert a["layers"] == b["layers"] and a["hyper"] == b["hyper"] and a["output"] == b["output"]
+    assert [(e["name"], e["op"], e["inputs"]) for e in (a["layers"][0], a["layers"][-1])] == \
+        [("revin_in", "revin_norm", ["input"]), ("revin_out", "revin_denorm", ["head", "input"])]
+    assert a["hyper"]["revin"] is True and a["hyper"]["head_dim"] == 5
+    np.testing.assert_allclose(load_model(traced).run(x, "fp32").output, torch_forward(module, x), atol=1e-5)
+    np.testing.assert_allclose(torch_forward(load_torch_model(traced), x), torch_forward(module, x), atol=1e-6)
+    affine = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
+                        d_conv=3, horizon=4, revin=True, revin_affine=True)
+    with pytest.raises(FrontendError, match="revin.weight"):
+        from_module(affine, torch.from_numpy(x).float(), tmp_path / "affine")
+    assert not (tmp_path / "affine").exists()
 
 
 # ------------------------------------------------------------------ variants, golden vs C++

@@ -14,7 +14,7 @@ from intsim import kernels_int8 as K8, load_model
 from intsim.calibrate import calibrate
 from intsim.errors import QuantizationError
 from intsim.fixedpoint import quantize_multiplier
-from intsim.int8 import asymmetric_params, lower_int8, quantize_act, quantize_weight_per_channel
+from intsim.int8 import asymmetric_params, dequantize_act, lower_int8, quantize_act, quantize_weight_per_channel
 from tests.test_kernels_int16 import rne_exact
 
 I8 = np.int8
@@ -205,7 +205,7 @@ def test_revin_kernels_match_exact_reference(seed, length, eps_q):
     fc = rng.integers(-128, 128, (2, c, per)).astype(I8)
     z_x, z_y, z_o = (int(v) for v in rng.integers(-128, 128, 3))
     m0, sh = quantize_multiplier(float(rng.uniform(0.5, 30.0)))
-    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    shift = sh + K8.REVIN_INV_BITS_INT8
     m_a, m_b = int(rng.integers(1, 2 ** 31)), int(rng.integers(1, 2 ** 31))
     sh_o = int(rng.integers(20, 50))
     y, n_y = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, shift, z_y)
@@ -215,19 +215,19 @@ def test_revin_kernels_match_exact_reference(seed, length, eps_q):
         for ch in range(c):
             xc = [int(v) - z_x for v in x[b, ch]]
             s1, s2 = sum(xc), sum(v * v for v in xc)
-            mean = rne_exact(Fraction(s1, length))
+            mean = rne_exact(Fraction(s1 * 256, length))           # at 2^G
             v = max(rne_exact(Fraction((length * s2 - s1 * s1) << 16, length * length)) + eps_q, 1)
             r = math.isqrt(v)
             std = r + 1 if v - r * r > r else r
             inv = rne_exact(Fraction(1 << K8.REVIN_INV_BITS_INT8, std))
             for t in range(length):
-                prod = (xc[t] - mean) * inv
+                prod = (xc[t] * 256 - mean) * inv
                 assert abs(prod) < 2 ** 31
                 want, s = requant_ref(prod, m0, shift, z_y)
                 assert y[b, ch, t] == want
                 sat_y += s
             for i in range(per):
-                acc = (int(fc[b, ch, i]) - z_y) * std * m_a + ((mean * m_b) << 8)
+                acc = (int(fc[b, ch, i]) - z_y) * std * m_a + mean * m_b
                 val = rne_exact(Fraction(acc, 2 ** sh_o)) + z_o
                 assert o[b, ch, i] == max(-128, min(127, val))
                 sat_o += int(val > 127 or val < -128)
@@ -242,11 +242,48 @@ def test_revin_norm_int8_close_to_float():
     x = rng.integers(-128, 128, (4, 3, 48)).astype(I8)
     m0, sh = quantize_multiplier(1.0 / s_y)
     eps_q = int(np.rint(1e-5 / (s_x * s_x) * 2 ** 16))
-    y, n = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS, z_y)
+    y, n = K8.revin_norm_int8(x, z_x, np.int64(eps_q), m0, sh + K8.REVIN_INV_BITS_INT8, z_y)
     codes = revin_norm(s_x * (x.astype(np.float64) - z_x), 1e-5) / s_y + z_y
     inside = (codes > -128.5) & (codes < 127.5)
     std_codes = np.std(x.astype(np.float64), axis=2, keepdims=True)
-    # 0.5 LSB + the rounded mean (at most 1/2 input code, i.e. 0.5 / std_codes in normalised units) + rsqrt
-    bound = 0.5 + 0.5 / std_codes / s_y + 0.02
+    # 0.5 LSB + the rounded mean (at most 2^-9 input code, i.e. 2^-9 / std_codes in normalised units) + rsqrt
+    bound = 0.5 + 2.0 ** -9 / std_codes / s_y + 0.02
     assert np.all((np.abs(y - codes) <= bound)[inside])
     assert n == np.count_nonzero(~inside)
+
+
+def test_int8_revin_window_limit_names_the_layer():
+    """Spec 3.11: INT8 revin_norm keeps |((xc << G) - mean) inv| < 2^31 only for L <= 2^11."""
+    from intsim.int8 import REVIN_MAX_L_INT8
+    from intsim.small_graph import small_graph
+    layers = [{"name": "n", "op": "revin_norm", "inputs": ["input"], "attrs": {"eps": 1e-5}}]
+    fmt = {"input": (0.05, 0), "n": (0.02, 0)}
+    assert lower_int8(small_graph((2, REVIN_MAX_L_INT8), layers, int8=fmt)).step("n").params.m0 > 0
+    with pytest.raises(QuantizationError, match=r"layer 'n'.*2049 samples.*3\.11"):
+        lower_int8(small_graph((2, REVIN_MAX_L_INT8 + 1), layers, int8=fmt))
+
+
+def test_mse_range_is_the_candidate_of_least_quantization_error(tmp_path):
+    """Spec 4.3 `mse`: of the candidate ranges, the one of least INT8 error (heavy tails: clipped,
+    below min/max's error), and calibrate(int8_method="mse") stores those ranges' scales."""
+    from intsim.calibrate import MSE_TAILS, mse_range
+    from intsim.synth import make_random_model
+
+    def err(v, lo, hi):
+        s, z = asymmetric_params(lo, hi)
+        return float(np.mean((v - dequantize_act(quantize_act(v, s, z)[0], s, z)) ** 2))
+
+    rng = np.random.default_rng(2)
+    heavy = rng.standard_t(2, 100_000)                  # heavy tails: some clipping pays
+    lo, hi = mse_range(heavy)
+    assert heavy.min() <= lo < 0.0 < hi <= heavy.max() and (lo, hi) != (heavy.min(), heavy.max())
+    cands = [(a, b) for a in np.quantile(heavy, MSE_TAILS) for b in np.quantile(heavy, [1 - t for t in MSE_TAILS])]
+    assert err(heavy, lo, hi) == min(err(heavy, a, b) for a, b in cands) < err(heavy, heavy.min(), heavy.max())
+    model = load_model(make_random_model(tmp_path / "m", revin=True))
+    x = rng.standard_normal((64,) + model.graph.input_shape)
+    quant = calibrate(model, x, int8_method="mse")
+    assert quant["int8"]["method"] == "mse"
+    for name, entry in quant["stats"]["tensors"].items():
+        if name != "blk0.lam":                 # sigmoid output: the spec's fixed format (3.5)
+            assert quant["int8"]["tensors"][name]["scale"] == asymmetric_params(entry["mse_lo"], entry["mse_hi"])[0]
+    assert model.run(x, "quant8").output.shape == (64, 3, 4)

@@ -256,7 +256,7 @@ def revin_cases(rng, idx, extreme):
     x_zp, y_zp, o_zp = _zp(rng), _zp(rng), _zp(rng)
     eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), 1 << 32]))
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.3), np.log(40.0)))))
-    shift = sh + K8.REVIN_INV_BITS_INT8 - K8.REVIN_EXTRA_BITS
+    shift = sh + K8.REVIN_INV_BITS_INT8
     y, n = K8.revin_norm_int8(x[None], x_zp, np.int64(eps_q), m0, shift, y_zp)
     cfg = _cfg(C=c, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
                REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=m0, SHIFT=shift)
