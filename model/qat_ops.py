@@ -94,5 +94,7 @@ SURROGATE.register("add", lambda x, w, a: x[0] + x[1])
 SURROGATE.register("revin_norm", lambda x, w, a: _revin_norm(x[0], a["eps"]))
 SURROGATE.register("revin_denorm", lambda x, w, a: _revin_denorm(x[0], x[1], a["eps"]))
 SURROGATE.register("softplus", lambda x, w, a: F.softplus(x[0]))
-# QAT's forward is the torch bit-true program, which has no s6_scan row (model/torch_int16.py says why).
-SURROGATE.unsupported("s6_scan", "QAT runs the torch bit-true program, which cannot run s6_scan yet")
+# The torch bit-true back end runs s6_scan (int64); its float surrogate (the gradient of the selective scan
+# through A, D and four inputs) is not written yet.
+SURROGATE.unsupported("s6_scan", "QAT has no straight-through surrogate (backward) for s6_scan yet; the forward "
+                                 "runs on the torch bit-true back end")

@@ -5,10 +5,10 @@ the integer program) with Adam on the MSE to a target (by default the float mode
 forecast: distillation, so the integer network learns to compute what the float one does; or
 the data's ground truth), keeps the parameters of the best validation epoch (validation runs
 the integer program) and starts from the calibrated parameters (epoch 0). An epoch is eligible
-only if, on validation, its largest error against the float model (MaxAE) and its saturation
-count are no worse than the calibrated start's; the best eligible epoch by validation MSE is kept,
-so QAT never returns anything worse on validation than post-training quantization in any of
-the three (epoch 0 is always eligible).
+only if, on validation, its saturation count is no worse than the calibrated start's and its
+largest error against the float model (MaxAE) is no worse at the output's resolution (at most one
+output LSB of the start above it); the best eligible epoch by validation MSE is kept (epoch 0 is
+always eligible).
 `export_qat(result, out_dir, x_cal)` writes the model directory: the learned weights and
 quantization parameters of the trained precision, the other precision calibrated afresh on the
 new weights, checked bit for bit against the QAT network before it is moved into place.
@@ -84,14 +84,15 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
     targets = {k: (float_out[k] if cfg.target == "fp32" else y) for k, (x, y) in data.items()}
     x_all, t_all = data["train"][0], torch.as_tensor(targets["train"], dtype=torch.float32)
 
-    def validate() -> tuple[float, float, int]:
-        """(MSE to the target, MaxAE vs the float model, saturations) of the integer program on val."""
+    def validate() -> tuple[float, float, int, float]:
+        """(MSE to the target, MaxAE vs the float model, saturations, output LSB) of the integer program on val."""
         res = net.run(data["val"][0])
         sats = sum(s["saturations"] for s in res.stats.values())
-        return D.mse(res.output, targets["val"]), float(np.max(np.abs(res.output - float_out["val"]))), sats
+        maxae = float(np.max(np.abs(res.output - float_out["val"])))
+        return D.mse(res.output, targets["val"]), maxae, sats, float(res.output_lsb)
 
     result = QATResult(net, cfg)
-    result.start_val, result.start_maxae, result.start_sats = validate()
+    result.start_val, result.start_maxae, result.start_sats, start_lsb = validate()
     result.best_val = result.start_val
     best_state = copy.deepcopy(net.state_dict())
     log(f"epoch  0/{cfg.epochs}  (calibrated start)  val {result.start_val:.6f}  MaxAE {result.start_maxae:.4f}  "
@@ -117,8 +118,8 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
             opt.step()
             net.constrain()
             total += loss.item() * len(idx)
-        val, maxae, sats = validate()
-        eligible = maxae <= result.start_maxae and sats <= result.start_sats
+        val, maxae, sats, _ = validate()
+        eligible = maxae <= result.start_maxae + start_lsb and sats <= result.start_sats
         if eligible and val < result.best_val:
             result.best_val, result.best_epoch, bad = val, epoch, 0
             best_state = copy.deepcopy(net.state_dict())

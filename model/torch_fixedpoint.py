@@ -188,10 +188,7 @@ def requantize_float(acc: torch.Tensor, mult: float | torch.Tensor, zero_point: 
     the nearest half-integer, so round() matches RNE(P) whenever |P| < 2^(53 - shift) (>= 2^9);
     a tie is representable, hence exact. A larger |P| saturates either way (|P| + |z| > 2^9 - 129
     exceeds int8), with the same sign: the clamped value and its count agree."""
-    if isinstance(mult, torch.Tensor) and mult.dim() > 0:
-        v = torch.mul(acc, mult)                 # per channel: float64 by promotion, one pass
-    else:
-        v = acc.to(torch.float64).mul_(mult)     # (acc is consumed if it is float64 already)
+    v = acc.to(torch.float64).mul_(mult)     # in place (acc is consumed if it is float64 already)
     y, n = saturate(v.round_().add_(zero_point), bits)
     return y.to(torch.int32), n
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from intsim.kernels_int16 import LUT_LAST, REVIN_EXTRA_BITS, REVIN_INV_BITS, RMS_EXTRA_BITS, RMS_INV_BITS
-from intsim.lut import LUT_OFFSET
+from intsim.lut import LUT_OFFSET, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
     batch_major,
@@ -27,13 +27,14 @@ from model.torch_fixedpoint import (
     isqrt_rne,
     narrow,
     rne_div,
+    rne_shift_,
     saturate,
     scan_steps,
     shift_round,
     time_major,
 )
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
 
@@ -118,8 +119,41 @@ def _prepare_lut(st, device) -> _Lut:
 
 for _op in ("sigmoid", "silu", "softplus"):      # softplus: identity above the table as SiLU (spec 2.11)
     TORCH16.register(_op, TorchRow(_prepare_lut, _lut))
-TORCH16.unsupported("s6_scan", "the S6 state update needs exact int64 products up to 2^61 (spec 2.12), beyond "
-                               "this back end's exact float64 arithmetic; run the Numba golden model (bittrue)")
+
+
+@dataclass
+class _S6:
+    a: torch.Tensor          # int64 [E, N] Q(f_A)
+    d: torch.Tensor          # int64 [E] Q(f_Dk)
+    exp_table: torch.Tensor  # int64 [EXP_SIZE] Q1.14
+    p: object                # S6Params: the shifts
+
+
+def _prepare_s6(st, device) -> _S6:
+    p = st.params
+    return _S6(as_long(p.a, device), as_long(p.d, device), as_long(exp_decay_table(), device), p)
+
+
+def _s6_scan(s: _S6, x: list[torch.Tensor]):
+    """Spec 2.12, in int64 (every product and sum below 2^63 by the spec's widths and the lowering's
+    check): delta, x [B, T, E], B, C [B, T, N] -> y [B, T, E]. Vectorised over batch, channels and
+    states ([B, E, N] per step), a loop over time; one saturation count for states and outputs."""
+    p = s.p
+    last = s.exp_table.shape[0] - 1
+
+    def step(d_t, x_t, b_t, c_t, h):
+        addr = torch.clamp(shift_round(-(d_t * s.a), p.addr_shift), 0, last)      # [B, E, N]
+        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| <= 2^45
+        acc = (lookup(s.exp_table, addr).mul_(h) << p.h_up).add_(inj << p.p_up)
+        h, n_h = saturate(rne_shift_(acc, p.h_shift), 32)
+        acc_y = ((c_t * h).sum(dim=2) << p.y_up_c).add_((s.d * x_t) << p.y_up_d)
+        y_t, n_y = saturate(rne_shift_(acc_y, p.y_shift), 16)
+        return h, y_t, n_h + n_y
+
+    return s6_recurrence(*(t.to(torch.int64) for t in x), s.a.shape[1], step)
+
+
+TORCH16.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 
 
 def _scan(p, x: list[torch.Tensor]):

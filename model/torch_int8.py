@@ -18,11 +18,23 @@ import torch
 
 from intsim.errors import UnsupportedError
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
+from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import (batch_major, exact_float_shift, float_multipliers, isqrt_rne, requantize,
-                                    requantize_float, rne_div, rne_shift, saturate, scan_steps, time_major)
+from model.torch_fixedpoint import (
+    batch_major,
+    exact_float_shift,
+    float_multipliers,
+    isqrt_rne,
+    requantize,
+    requantize_float,
+    rne_div,
+    rne_shift,
+    saturate,
+    scan_steps,
+    time_major,
+)
 from model.torch_mac import DenseSum, DepthwiseSum
-from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup
+from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
@@ -124,8 +136,45 @@ def _scan(p, x: list[torch.Tensor]):
     return batch_major(y), n
 
 
-TORCH8.unsupported("s6_scan", "the S6 output sum needs exact int64 products up to 2^62 (spec 3.13), beyond "
-                              "this back end's exact float64 arithmetic; run the Numba golden model (quant8)")
+
+
+@dataclass
+class _S68:
+    a: torch.Tensor          # int64 [E, N] per-row symmetric int8 codes
+    m_a: torch.Tensor        # int64 [E, 1] decay-address multipliers
+    sh_a: torch.Tensor       # int64 [E, 1] and their shifts
+    d: torch.Tensor          # int64 [E] skip codes
+    exp_table: torch.Tensor  # int64 [EXP_SIZE] Q1.14
+    p: object                # S6Params8: zero points, output multipliers and shift
+
+
+def _prepare_s6(st, device) -> _S68:
+    p = st.params
+    return _S68(as_long(p.a, device), as_long(p.m_a, device)[:, None], as_long(p.sh_a, device)[:, None],
+                as_long(p.d, device), as_long(exp_decay_table(), device), p)
+
+
+def _s6_scan(s: _S68, x: list[torch.Tensor]):
+    """Spec 3.13, in int64 (the spec's widths: address product < 2^46, state terms < 2^62 after the
+    lowering's check): delta, x [B, T, E], B, C [B, T, N] (int8 codes) -> y [B, T, E]. Vectorised over
+    batch, channels and states ([B, E, N] per step), a loop over time."""
+    p = s.p
+    last = s.exp_table.shape[0] - 1
+
+    def step(d_t, x_t, b_t, c_t, h):
+        addr = torch.clamp(rne_shift(-(d_t * s.a) * s.m_a, s.sh_a), 0, last)      # [B, E, N]
+        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| < 2^24
+        acc = lookup(s.exp_table, addr).mul_(h).add_(inj << EXP_FRAC_BITS)
+        h, n_h = saturate(rne_shift(acc, EXP_FRAC_BITS), 32)
+        acc_y = (c_t * h).sum(dim=2).mul_(p.m_h).add_(s.d * x_t * p.m_k)
+        y_t, n_y = saturate(rne_shift(acc_y, p.shift).add_(p.zps[4]), 8)
+        return h, y_t, n_h + n_y
+
+    centred = [t.to(torch.int64) - z for t, z in zip(x, p.zps[:4], strict=True)]     # z_d, z_x, z_B, z_C
+    return s6_recurrence(*centred, s.a.shape[1], step)
+
+
+TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
 TORCH8.register("mul", TorchRow(                    # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
     lambda st, device: st.params,

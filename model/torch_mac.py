@@ -10,7 +10,8 @@ that holds **every partial sum exactly**: with |x| <= x_max,
     bound = max_o (sum_j |w[o, j]|) * x_max + max_o |b[o]|
 
 bounds every partial sum in any order (BLAS blocking, FMA, GPU split-K alike); bound <= 2^24:
-float32, <= 2^53: float64. Every product and partial sum is then an integer that type
+float32 (only while float32 GEMMs are IEEE: no TF32 / reduced matmul precision, else float64),
+<= 2^53: float64. Every product and partial sum is then an integer that type
 represents, so the result is the exact integer sum whatever the summation order, on CPU and
 CUDA. The choice is made once per layer (`DenseSum`, `DepthwiseSum`) from the lowered weights.
 The sums are returned in that float type (exact integers, |acc| <= bound); a layer whose bound
@@ -33,6 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from model.torch_fixedpoint import FLOAT32_EXACT, FLOAT64_EXACT
+
+
+def float32_gemm_is_ieee() -> bool:
+    """True when float32 matrix products are plain IEEE float32 (torch's "highest" matmul precision,
+    no TF32 on CUDA): the float32 exactness proof needs it. Otherwise (`torch.set_float32_matmul_precision`
+    "high"/"medium", or TF32 allowed) every sum runs in float64."""
+    return torch.get_float32_matmul_precision() == "highest" and not torch.backends.cuda.matmul.allow_tf32
 
 
 def exact_float(bound: int) -> torch.dtype | None:
@@ -72,7 +80,7 @@ class RuntimeBound:
     bias: torch.Tensor         # float32 [C_out] (exact wherever `fits` holds: |b| <= 2^24)
 
     @classmethod
-    def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device) -> RuntimeBound:
+    def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device: str | torch.device) -> RuntimeBound:
         """rows: int [C_out, J] (the weights of each output); weight: the same in the layout the sum uses."""
         return cls(np.abs(rows.astype(np.int64)).sum(axis=1), np.abs(bias.astype(np.int64)),
                    torch.as_tensor(np.ascontiguousarray(weight), device=device).to(torch.float32),
@@ -101,9 +109,11 @@ class DenseSum:
     stride: int
     chunks: list[tuple[int, int]]   # runs of the reduction axis summed in float (one, unless huge)
     narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
+    wide: tuple[torch.Tensor, torch.Tensor] | None = None   # float64 (w_t, bias) when the static type is float32
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device) -> DenseSum:
+    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int,
+              device: str | torch.device) -> DenseSum:
         """weight: int [C_out, C_in, K] or [C_out, C_in] (1x1); x_max: the largest |input| (int16:
         32768; INT8: 255 once the zero point is removed)."""
         w3 = weight if weight.ndim == 3 else weight[:, :, None]
@@ -111,20 +121,25 @@ class DenseSum:
         dtype = exact_float(_bound(rows, bias, x_max))
         chunks = [(0, rows.shape[1])] if dtype is not None else _column_chunks(rows, x_max)
         w_t = torch.as_tensor(np.ascontiguousarray(rows.T), device=device).to(dtype or torch.float64)
+        wide = ((w_t.to(torch.float64), torch.as_tensor(bias, device=device).to(torch.float64))
+                if dtype == torch.float32 else None)
         return cls(w_t, torch.as_tensor(bias, device=device).to(dtype or torch.int64), w3.shape[2], stride, chunks,
-                   _runtime_bound(rows, bias, rows.T, dtype, device))
+                   _runtime_bound(rows, bias, rows.T, dtype, device), wide)
 
     @property
     def acc_dtype(self) -> torch.dtype:
         """The accumulator type when the input does not allow float32 (`narrow`)."""
-        return self.bias.dtype
+        return self.bias.dtype if self.wide is None or float32_gemm_is_ieee() else torch.float64
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: int [B, L, C_in] (zero point already removed) -> acc [B, (L-K)//S+1, C_out]: float32 when
         the input allows it (`narrow.fits`), else acc_dtype."""
         n_b, _, c_in = x.shape
-        small = self.narrow is not None and self.narrow.fits(x)
+        ieee = float32_gemm_is_ieee()
+        small = ieee and self.narrow is not None and self.narrow.fits(x)
         w_t, bias = (self.narrow.weight, self.narrow.bias) if small else (self.w_t, self.bias)
+        if self.wide is not None and not ieee:
+            w_t, bias = self.wide
         xf = x.to(w_t.dtype)
         if self.kernel == 1 and self.stride == 1:
             cols = xf.reshape(-1, c_in)
@@ -148,7 +163,7 @@ class DepthwiseSum:
     narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device) -> DepthwiseSum:
+    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device: str | torch.device) -> DepthwiseSum:
         dtype = exact_float(_bound(weight, bias, x_max)) or torch.int64
         return cls(torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
                    torch.as_tensor(bias, device=device).to(dtype),

@@ -44,3 +44,19 @@ def channel_chunks(forecast: torch.Tensor, channels: int) -> torch.Tensor:
 def from_channel_chunks(chunks: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The inverse of `channel_chunks`: [B, C, n] back to the layout of `like` ([B, M, R])."""
     return chunks.reshape(like.shape[0], like.shape[2], like.shape[1]).permute(0, 2, 1)
+
+
+def s6_recurrence(delta: torch.Tensor, xv: torch.Tensor, bm: torch.Tensor, cm: torch.Tensor, n_state: int,
+                  step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+    """The S6 scan's loop over time, shared by both precisions (spec 2.12, 3.13): delta, xv int64
+    [B, T, E], bm, cm int64 [B, T, N]; state h int64 [B, E, N], zero at t = 0. Each step is
+    `step(d_t [B, E, 1], x_t [B, E], b_t [B, 1, N], c_t [B, 1, N], h) -> (new h, y_t [B, E], saturations)`.
+    -> (y int32 [B, T, E], total saturations)."""
+    h = torch.zeros(delta.shape[0], delta.shape[2], n_state, dtype=torch.int64, device=delta.device)
+    y = torch.empty_like(delta)
+    n_sat = torch.zeros((), dtype=torch.int64, device=delta.device)
+    for t in range(delta.shape[1]):
+        h, y[:, t], n = step(delta[:, t, :, None], xv[:, t], bm[:, t, None, :], cm[:, t, None, :], h)
+        n_sat = n_sat + n
+    return y.to(torch.int32), n_sat

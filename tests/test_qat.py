@@ -118,6 +118,14 @@ def test_qat_exports_a_model_that_eval_and_cpp_reproduce_bit_for_bit(qat_inputs,
     assert record["training"]["qat"]["precision"] == precision and record["quant"]["int8"] and record["quant"]["int16"]
     if precision == "int8":
         assert record["quant"]["int8"]["method"] == "qat"
+    qat = record["training"]["qat"]          # the kept epoch: the best validation MSE among the eligible ones
+    eligible = [h for h in qat["history"] if h["eligible"]]
+    assert all(h["val_saturations"] <= qat["val_saturations_start"] for h in eligible)
+    assert all(h["eligible"] for h in qat["history"] if h["val_saturations"] <= qat["val_saturations_start"]
+               and h["val_maxae"] <= qat["val_maxae_start"])
+    best = min([qat["val_loss_start"]] + [h["val_loss"] for h in eligible])
+    assert qat["best_epoch"] == 0 or qat["history"][qat["best_epoch"] - 1]["eligible"]
+    assert abs(qat["val_loss_best"] - best) <= 1e-7
     x = 3.0 * np.random.default_rng(1).standard_normal((40,) + exported.graph.input_shape)
     _, codes = net(x)                                                     # the QAT network's own forward
     assert np.array_equal(exported.run(x, mode).output_q, codes.numpy())  # eval's mode == QAT, bit for bit
@@ -186,8 +194,8 @@ def test_uncalibrated_network_error_names_calibrate(tmp_path):
         QATNetwork(model, "int16")
 
 
-def test_an_op_without_a_torch_kernel_is_refused_before_training(tmp_path):
-    """An S6 block's scan has no torch bit-true row yet: the error names the layer, up front."""
+def test_an_op_without_a_surrogate_is_refused_before_training(tmp_path):
+    """An S6 block's scan has no QAT surrogate (backward) yet: the error names the layer, up front."""
     from tests.conftest import make_calibrated
     model = make_calibrated(tmp_path / "s6", block="s6", n_cal=32)
     with pytest.raises(UnsupportedError, match=r"layer 'blk0\.[a-z_0-9]*scan[a-z_0-9]*'.*s6"):

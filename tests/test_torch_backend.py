@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
 import shutil
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
@@ -31,8 +30,12 @@ from intsim.synth import make_random_model  # noqa: E402
 from model import torch_fixedpoint as tfp  # noqa: E402
 from model.torch_backend import TorchRunner  # noqa: E402
 from model.torch_mac import DenseSum, DepthwiseSum  # noqa: E402
-from tests.test_codegen import randomize_formats  # noqa: E402
-from tests.test_fixedpoint import ref_rne, ref_rne_shift, ref_requantize, ref_sat  # noqa: E402
+
+try:        # random INT16 formats; tests/test_codegen.py needs the codegen stack (jinja2), which a GPU
+    from tests.test_codegen import randomize_formats  # image may lack: those cases skip there
+except ImportError:
+    randomize_formats = None
+from tests.test_fixedpoint import ref_requantize, ref_rne, ref_rne_shift, ref_sat  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "6"))
 PRIMS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,7 +87,7 @@ def test_isqrt_is_exact(vs):
     got = tfp.isqrt_rne(_t(vs)).tolist()
     floors = tfp.isqrt_floor(_t(vs)).tolist()
     assert floors == [math.isqrt(v) for v in vs]
-    assert got == [r + (v - r * r > r) for v, r in zip(vs, floors)]
+    assert got == [r + (v - r * r > r) for v, r in zip(vs, floors, strict=True)]
 
 
 @PRIMS
@@ -111,7 +114,7 @@ def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
             accs, m0s = [o << (shift - 31) for o in odd], [2 ** 30] * len(accs)
     mult = tfp.float_multipliers(np.array(m0s), np.array([shift] * len(accs)))
     y, n = tfp.requantize_float(_t(accs), torch.as_tensor(mult), zp)
-    ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s)]
+    ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s, strict=True)]
     assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
     assert tfp.float_multipliers(np.array(m0s), np.array([tfp.FLOAT_REQUANT_MAX_SHIFT + 1])) is None
 
@@ -178,6 +181,24 @@ def test_sums_take_float32_exactly_when_the_input_allows(bias, dtype):
     dw = DepthwiseSum.build(np.full((4, 2), 2048), np.full(4, bias), 32768, "cpu")      # sum |w| = 4096
     acc = dw(torch.as_tensor(x, dtype=torch.int32))
     assert acc.dtype == dtype and int(acc[0, 1, 0]) == 2 ** 24 + bias
+
+
+def test_reduced_float32_matmul_precision_falls_back_to_float64():
+    """With TF32 / bf16 matmuls allowed (`set_float32_matmul_precision("medium")`) float32 GEMMs are not
+    IEEE: every dense sum runs in float64, still exact."""
+    rng = np.random.default_rng(3)
+    w, b = rng.integers(-127, 128, (6, 40, 1)), rng.integers(-2 ** 20, 2 ** 20, 6)
+    x = rng.integers(-255, 256, (2, 7, 40))
+    mac = DenseSum.build(w, b, 1, 255, "cpu")
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        got = mac(torch.as_tensor(x, dtype=torch.float64))
+        assert mac.acc_dtype == got.dtype == torch.float64
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert mac.acc_dtype == torch.float32
+    assert np.array_equal(got.to(torch.int64).numpy().astype(object), _dense_ref(x, w, b, 1))
 
 
 def test_depthwise_sum_is_causal_and_exact():
@@ -304,10 +325,67 @@ def test_random_graphs_every_layer_byte_equal(case):
             assert_same_run(model.run(xs, mode, capture=True), runner.run(xs, mode, capture=True))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has no GPU): the CPU tests cover "
-                                                          "the same kernels")
+S6_DIMS = dict(c_in=3, patch=4, stride=2, length=16, d_model=8, d_inner=12, n_blocks=2, d_conv=3, horizon=3,
+               block="s6", d_state=5, dt_rank=2)
+
+
+def random_s6_model(path: Path, formats: str):
+    """A random 2-block Mamba-1 (S6) model calibrated with `formats` (q88, auto, or random per-tensor)."""
+    make_random_model(path, seed=11, weight_scale=2.0, **S6_DIMS)
+    model = load_model(path)
+    x = np.random.default_rng(12).standard_normal((64,) + model.graph.input_shape)
+    calibrate(model, x, formats="q88" if formats == "random" else formats)
+    if formats == "random":
+        if randomize_formats is None:
+            pytest.skip("random formats need tests/test_codegen.py (codegen stack not installed)")
+        randomize_formats(model, np.random.default_rng(13))
+        model = load_model(path)
+    return model
+
+
+@pytest.mark.parametrize("formats", ["q88", "auto", "random"])
+def test_s6_model_every_layer_byte_equal(tmp_path, formats):
+    """The S6 block (softplus, s6_scan: spec 2.11-2.12, 3.12-3.13) on a random Mamba-1 model, both
+    precisions: real-scale, saturating and tie inputs; the states and outputs saturate somewhere."""
+    model = random_s6_model(tmp_path / "m", formats)
+    xs = stress_inputs(model, 40, seed=14)
+    for mode in ("bittrue", "quant8"):
+        golden = model.run(xs, mode, capture=True)
+        assert_same_run(golden, TorchRunner(model, chunk=29).run(xs, mode, capture=True))
+        assert sum(golden.stats[n]["saturations"] for n in golden.stats if n.endswith("scan")) > 0, mode
+
+
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has no GPU): the CPU tests "
+                                                                  "cover the same kernels")
+
+
+@NO_CUDA
 @pytest.mark.parametrize("mode", ["bittrue", "quant8"])
 def test_cuda_every_layer_byte_equal(default_calibrated, mode):
+    """Every kernel of the shipped model on the GPU (float32 GEMMs by the input's bound, float64 and int64
+    paths), real-scale, saturating and tie inputs; also full-scale integer codes."""
     model = default_calibrated
     x = stress_inputs(model, 512, seed=7)
-    assert_same_run(model.run(x, mode, capture=True), TorchRunner(model, device="cuda").run(x, mode, capture=True))
+    runner = TorchRunner(model, device="cuda")
+    assert_same_run(model.run(x, mode, capture=True), runner.run(x, mode, capture=True))
+    dtype = np.int16 if mode == "bittrue" else np.int8
+    info = np.iinfo(dtype)
+    x_q = np.random.default_rng(8).choice([info.min, info.max, 0], (16,) + model.graph.input_shape).astype(dtype)
+    golden = model.run_int16(x_q, capture=True) if mode == "bittrue" else model.run_int8(x_q, capture=True)
+    assert_same_run(golden, runner.run_int(x_q, mode, capture=True))
+
+
+@NO_CUDA
+@pytest.mark.parametrize("formats", ["q88", "random"])
+def test_cuda_s6_and_random_graphs_byte_equal(tmp_path, formats):
+    """The S6 kernels (softplus, s6_scan) and a RevIN model (revin_norm / revin_denorm) on the GPU."""
+    model = random_s6_model(tmp_path / "s6", formats)
+    revin = tmp_path / "revin"
+    make_random_model(revin, seed=5, revin=True, n_blocks=2, weight_scale=4.0)
+    revin_model = load_model(revin)
+    calibrate(revin_model, np.random.default_rng(6).standard_normal((64,) + revin_model.graph.input_shape),
+              formats="auto" if formats == "random" else "q88")
+    for m in (model, load_model(revin)):
+        xs = stress_inputs(m, 64, seed=15)
+        for mode in ("bittrue", "quant8"):
+            assert_same_run(m.run(xs, mode, capture=True), TorchRunner(m, device="cuda").run(xs, mode, capture=True))
