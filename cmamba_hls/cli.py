@@ -9,16 +9,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cmamba_hls import (calibrate_cli, codegen_cli, compare_cli, demo, estimate_cli, eval_cli, export_int_cli, fetch_data,
-                        import_cli, import_module_cli, info_cli, qat_cli, train_cli)
-from cmamba_hls import sweep_cli
+from cmamba_hls import (
+    calibrate_cli,
+    codegen_cli,
+    compare_cli,
+    demo,
+    estimate_cli,
+    eval_cli,
+    export_int_cli,
+    fetch_data,
+    import_cli,
+    import_module_cli,
+    info_cli,
+    qat_cli,
+    sweep_cli,
+    train_cli,
+)
 from intsim.errors import CmambaError
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS = {
     "train": (train_cli, "train CMamba-slim on a CSV and export a model directory (needs the 'train' extra)"),
-    "import-module": (import_module_cli, "trace a PyTorch module (torch.fx) into a model directory (needs the 'train' extra)"),
-    "import": (import_cli, "import a foreign checkpoint (.pt/.pth/.safetensors) into a model directory (needs the 'train' extra)"),
+    "import-module": (import_module_cli, "trace a PyTorch module (torch.fx) into a model directory "
+                                         "(needs the 'train' extra)"),
+    "import": (import_cli, "import a foreign checkpoint (.pt/.pth/.safetensors) into a model directory "
+                           "(needs the 'train' extra)"),
     "info": (info_cli, "show a model directory: layers, shapes, formats"),
     "calibrate": (calibrate_cli, "collect activation statistics and choose INT16/INT8 formats"),
     "qat": (qat_cli, "quantization-aware fine-tuning through the int8/int16 integer program; exports a calibrated "

@@ -46,7 +46,7 @@ def collect_stats(model: Model, x_norm: np.ndarray, batch: int = 256) -> dict:
         a = np.abs(v)
         entry = {"min": float(v.min()), "max": float(v.max()), "absmax": float(a.max()),
                  "abs_p99": float(np.percentile(a, 99.0)), "abs_p999": float(np.percentile(a, 99.9))}
-        for p, val in zip(SIGNED_PCTS, np.percentile(v, SIGNED_PCTS)):
+        for p, val in zip(SIGNED_PCTS, np.percentile(v, SIGNED_PCTS), strict=True):
             entry[f"p{p:g}"] = float(val)
         entry["mse_lo"], entry["mse_hi"] = mse_range(v)
         stats[name] = entry

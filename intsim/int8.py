@@ -11,12 +11,14 @@ Each op has one `Int8Row` in `INT8` (this back end's registry table, intsim/ops.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from intsim import kernels_int8 as K8
+from intsim.arrays import F64Array, I8Array
 from intsim.errors import QuantizationError
 from intsim.fixedpoint import MAX_SHIFT, quantize_multiplier
 from intsim.formats import RMSNORM_MODES, Int8Params, QParams  # noqa: F401  (RMSNORM_MODES: re-exported)
@@ -177,7 +179,7 @@ def asymmetric_params(lo: float, hi: float) -> tuple[float, int]:
     return scale, zero_point
 
 
-def quantize_act(x, scale: float, zero_point: int, name: str = "tensor"):
+def quantize_act(x: ArrayLike, scale: float, zero_point: int, name: str = "tensor") -> tuple[I8Array, int]:
     """Host side: float -> int8 asymmetric: sat8(RNE(x / s) + z). Returns (int8, n_sat)."""
     arr = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
@@ -187,11 +189,11 @@ def quantize_act(x, scale: float, zero_point: int, name: str = "tensor"):
     return np.clip(q, -128, 127).astype(np.int8), n_sat
 
 
-def dequantize_act(q, scale: float, zero_point: int):
+def dequantize_act(q: ArrayLike, scale: float, zero_point: int) -> F64Array:
     return scale * (np.asarray(q, dtype=np.float64) - zero_point)
 
 
-def quantize_weight_per_channel(w: np.ndarray, min_scale=0.0):
+def quantize_weight_per_channel(w: np.ndarray, min_scale: float | np.ndarray = 0.0) -> tuple[I8Array, F64Array]:
     """Spec 3.1: per output channel (axis 0) symmetric, codes in [-127, 127];
     scales are at least `min_scale` (scalar or per channel; 1.0 for an all-zero channel)."""
     flat = w.reshape(w.shape[0], -1)
@@ -219,7 +221,7 @@ class Int8Row:
     # (layer, input qparams, output qparams, RMSNorm mode) -> (typed params, weight saturations, mixed precision)
     lower: Callable[[Layer, tuple, QParams, str], tuple[object, int, bool]]
     # (step, int8 inputs [B, C, L]) -> (int8 output, saturations)
-    run: Callable[["Int8Step", list], tuple[np.ndarray, int]]
+    run: Callable[[Int8Step, list], tuple[np.ndarray, int]]
     fixed_output: QParams | None = None      # an output format fixed by the spec (calibration keeps it)
     # params -> the kernel's named columns of the packed table (kernels_int8.run_program_int8), or
     # None: this step has no packed kernel and the program runs layer by layer (RMSNorm V1)
@@ -476,6 +478,6 @@ def pack_program8(prog: Int8Program, input_shape: tuple[int, int]) -> PackedProg
     return pack_steps(prog.steps, INT8, input_shape)
 
 
-def run_step8(st: Int8Step, inputs: list[np.ndarray]):
+def run_step8(st: Int8Step, inputs: list[np.ndarray]) -> tuple[I8Array, int]:
     """Run one lowered INT8 step on int8 [B, C, L] inputs -> (int8 output, saturations)."""
     return INT8.row(st.op, st.name).run(st, inputs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from intsim.arrays import F64Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
 from intsim.kernels_mac import (
     INT32_LIMIT,
@@ -36,7 +37,7 @@ ONE = np.ones(1, dtype=np.int64)      # the INT16 narrowing as a requantization:
 
 
 @njit(cache=True)
-def conv_kx1_int16(x, w, b, stride, shift):
+def conv_kx1_int16(x: I16Array, w: I16Array, b: I64Array, stride: int, shift: int) -> tuple[I16Array, int]:
     """Spec 2.2. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in, K] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, (L-K)//S+1] Q(f_x+f_w-shift)."""
     w_cols = weight_cols(w)
@@ -45,7 +46,8 @@ def conv_kx1_int16(x, w, b, stride, shift):
 
 
 @njit(cache=True)
-def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
+def conv_kx1_cols_int16(x: I16Array, w_cols: I16Array, b: I64Array, k_size: int, stride: int, shift: int,
+                        narrow: bool) -> tuple[I16Array, int]:
     """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
     narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
     x = np.ascontiguousarray(x)
@@ -57,7 +59,7 @@ def conv_kx1_cols_int16(x, w_cols, b, k_size, stride, shift, narrow):
 
 
 @njit(cache=True)
-def conv1x1_int16(x, w, b, shift):
+def conv1x1_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I16Array, int]:
     """Spec 2.1. x: int16[B, C_in, L] Q(f_x), w: int16[C_out, C_in] Q(f_w),
     b: int64[C_out] Q(f_x+f_w) -> y: int16[B, C_out, L] Q(f_x+f_w-shift).
     The same sum as spec 2.2 with K = 1, S = 1 (identical arithmetic, one loop nest)."""
@@ -65,7 +67,7 @@ def conv1x1_int16(x, w, b, shift):
 
 
 @njit(cache=True)
-def dwconv_int16(x, w, b, shift):
+def dwconv_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I16Array, int]:
     """Spec 2.3 (causal). x: int16[B, C, L] Q(f_x), w: int16[C, K] Q(f_w),
     b: int64[C] Q(f_x+f_w) -> y: int16[B, C, L] Q(f_x+f_w-shift)."""
     y = np.empty(x.shape, dtype=np.int16)
@@ -73,7 +75,7 @@ def dwconv_int16(x, w, b, shift):
 
 
 @njit(cache=True)
-def rmsnorm_int16(x, g, eps_q, out_shift):
+def rmsnorm_int16(x: I16Array, g: I16Array, eps_q: int, out_shift: int) -> tuple[I16Array, int]:
     """Spec 2.4 (V2). x: int16[B, D, L] Q(f_x), g: int16[D] Q(f_g), eps_q = RNE(eps*2^(2f_x))
     -> y: int16[B, D, L] Q(f_y), out_shift = Q + f_g - G - f_y."""
     y = np.empty(x.shape, dtype=np.int16)
@@ -81,7 +83,7 @@ def rmsnorm_int16(x, g, eps_q, out_shift):
 
 
 @njit(cache=True)
-def rmsnorm_int16_into(x, g, eps_q, out_shift, y):
+def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array) -> int:
     """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations. Per sample: the sums of squares
     of every position channel by channel, then the outputs channel by channel (time innermost:
     contiguous loops)."""
@@ -112,7 +114,8 @@ def rmsnorm_int16_into(x, g, eps_q, out_shift, y):
 
 
 @njit(cache=True)
-def lut_int16(x, table, addr_shift, is_silu, identity_shift, clamped):
+def lut_int16(x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int,
+              clamped: IntArray) -> tuple[I16Array, int]:
     """Spec 2.5/2.6. x: int16[B, C, L] Q(f_x) -> y: int16[B, C, L] Q(f_y) by table[4096].
     addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range); clamped[4096]
     (nonzero: the entry saturated when the table was built): each read of one counts (spec 5)."""
@@ -122,7 +125,8 @@ def lut_int16(x, table, addr_shift, is_silu, identity_shift, clamped):
 
 
 @njit(cache=True)
-def lut_int16_into(x, table, addr_shift, is_silu, identity_shift, clamped, y):
+def lut_int16_into(x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int, clamped: IntArray,
+                   y: I16Array) -> int:
     """`lut_int16` into y; x, y contiguous (element-wise: one flat loop) -> saturations."""
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
@@ -145,7 +149,7 @@ def lut_int16_into(x, table, addr_shift, is_silu, identity_shift, clamped, y):
 
 
 @njit(cache=True)
-def scan_int16(lam, u, lam_frac, u_shift):
+def scan_int16(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int) -> tuple[I16Array, int]:
     """Spec 2.7. lam: int16[B, E, T] Q(f_l) in [0, 2^f_l], u: int16[B, E, T] Q(f_u)
     -> s: int16[B, E, T] Q(f_s); u_shift = f_u - f_s. One rounding per step."""
     y = np.empty(u.shape, dtype=np.int16)
@@ -153,7 +157,7 @@ def scan_int16(lam, u, lam_frac, u_shift):
 
 
 @njit(cache=True)
-def scan_int16_into(lam, u, lam_frac, u_shift, y):
+def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: I16Array) -> int:
     """`scan_int16` into y (int16[B, E, T]) -> saturations."""
     n_b, e, t_len = u.shape
     one = np.int64(1) << lam_frac
@@ -173,7 +177,7 @@ def scan_int16_into(lam, u, lam_frac, u_shift, y):
 
 
 @njit(cache=True)
-def mul_int16(a, b, shift):
+def mul_int16(a: I16Array, b: I16Array, shift: int) -> tuple[I16Array, int]:
     """Spec 2.8. a: int16 Q(f_a), b: int16 Q(f_b) -> y: int16 Q(f_a+f_b-shift), [B, C, L]."""
     a = np.ascontiguousarray(a)
     y = np.empty(a.shape, dtype=np.int16)
@@ -181,7 +185,7 @@ def mul_int16(a, b, shift):
 
 
 @njit(cache=True)
-def mul_int16_into(a, b, shift, y):
+def mul_int16_into(a: I16Array, b: I16Array, shift: int, y: I16Array) -> int:
     """`mul_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
@@ -193,7 +197,7 @@ def mul_int16_into(a, b, shift, y):
 
 
 @njit(cache=True)
-def add_int16(a, b, a_up, b_up, shift):
+def add_int16(a: I16Array, b: I16Array, a_up: int, b_up: int, shift: int) -> tuple[I16Array, int]:
     """Spec 2.9. a: Q(f_a), b: Q(f_b) -> y: Q(F - shift); a_up = F - f_a, b_up = F - f_b."""
     a = np.ascontiguousarray(a)
     y = np.empty(a.shape, dtype=np.int16)
@@ -201,7 +205,7 @@ def add_int16(a, b, a_up, b_up, shift):
 
 
 @njit(cache=True)
-def add_int16_into(a, b, a_up, b_up, shift, y):
+def add_int16_into(a: I16Array, b: I16Array, a_up: int, b_up: int, shift: int, y: I16Array) -> int:
     """`add_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
@@ -214,7 +218,9 @@ def add_int16_into(a, b, a_up, b_up, shift, y):
 
 
 @njit(cache=True)
-def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift):
+def s6_scan_int16(delta: I16Array, x: I16Array, bm: I16Array, cm: I16Array, a: I16Array, d: I16Array,
+                  exp_table: I16Array, addr_shift: int, h_up: int, p_up: int, h_shift: int, y_up_c: int, y_up_d: int,
+                  y_shift: int) -> tuple[I16Array, int]:
     """Spec 2.12, the Mamba-1 selective scan. delta: int16[B, E, T] Q(f_d), x: int16[B, E, T] Q(f_x),
     bm: int16[B, N, T] Q(f_B), cm: int16[B, N, T] Q(f_C), a: int16[E, N] Q(f_A) (A <= 0),
     d: int16[E] Q(f_D), exp_table: int16[EXP_SIZE] Q1.14 -> y: int16[B, E, T] Q(f_y).
@@ -227,8 +233,9 @@ def s6_scan_int16(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_s
 
 
 @njit(cache=True)
-def s6_scan_int16_into(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d,
-                       y_shift, y):
+def s6_scan_int16_into(delta: I16Array, x: I16Array, bm: I16Array, cm: I16Array, a: I16Array, d: I16Array,
+                       exp_table: I16Array, addr_shift: int, h_up: int, p_up: int, h_shift: int, y_up_c: int,
+                       y_up_d: int, y_shift: int, y: I16Array) -> int:
     """`s6_scan_int16` into y (int16[B, E, T]) -> saturations."""
     n_b, e, t_len = x.shape
     n_st = a.shape[1]
@@ -260,7 +267,7 @@ def s6_scan_int16_into(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up
 
 
 @njit(cache=True)
-def revin_stats_int16(x, bi, ch, eps_q):
+def revin_stats_int16(x: I16Array, bi: int, ch: int, eps_q: int) -> tuple[int, int]:
     """Spec 2.10: (mean_q at Q(f_x), std_q at Q(f_x + G)) of x[bi, ch, :] (int16 Q(f_x))."""
     length = np.int64(x.shape[2])
     s1 = np.int64(0)
@@ -277,7 +284,7 @@ def revin_stats_int16(x, bi, ch, eps_q):
 
 
 @njit(cache=True)
-def revin_norm_int16(x, eps_q, shift):
+def revin_norm_int16(x: I16Array, eps_q: int, shift: int) -> tuple[I16Array, int]:
     """Spec 2.10. x: int16[B, C, L] Q(f_x), eps_q = RNE(eps 2^(2 f_x))
     -> y: int16[B, C, L] Q(f_y), shift = Q - G - f_y: (x - mean) / std per sample and channel."""
     y = np.empty(x.shape, dtype=np.int16)
@@ -285,7 +292,7 @@ def revin_norm_int16(x, eps_q, shift):
 
 
 @njit(cache=True)
-def revin_norm_int16_into(x, eps_q, shift, y):
+def revin_norm_int16_into(x: I16Array, eps_q: int, shift: int, y: I16Array) -> int:
     """`revin_norm_int16` into y (int16[B, C, L]) -> saturations."""
     n_b, c, length = x.shape
     one_q = np.int64(1) << REVIN_INV_BITS
@@ -302,7 +309,7 @@ def revin_norm_int16_into(x, eps_q, shift, y):
 
 
 @njit(cache=True)
-def revin_denorm_int16(y, x, eps_q, mean_up, shift):
+def revin_denorm_int16(y: I16Array, x: I16Array, eps_q: int, mean_up: int, shift: int) -> tuple[I16Array, int]:
     """Spec 2.10. y: int16[B, R, M] Q(f_y) (R*M = C*n, row-major chunks of n per channel),
     x: int16[B, C, L] Q(f_x) the window -> o: int16[B, R, M] Q(f_o); mean_up = f_y + G,
     shift = f_y + f_x + G - f_o: y * std + mean per sample and channel."""
@@ -311,7 +318,7 @@ def revin_denorm_int16(y, x, eps_q, mean_up, shift):
 
 
 @njit(cache=True)
-def revin_denorm_int16_into(y, x, eps_q, mean_up, shift, o):
+def revin_denorm_int16_into(y: I16Array, x: I16Array, eps_q: int, mean_up: int, shift: int, o: I16Array) -> int:
     """`revin_denorm_int16` into o (int16[B, R, M]) -> saturations."""
     n_b, rows, cols = y.shape
     c = x.shape[1]
@@ -386,7 +393,7 @@ def _tensor(buf, offsets, channels, lengths, k, n_b):
 
 
 @njit(cache=True)
-def program_buffer(x, channels, lengths):
+def program_buffer(x: IntArray, channels: I64Array, lengths: I64Array) -> tuple[IntArray, I64Array, I64Array]:
     """The one flat buffer of every tensor of a packed program (dtype of x), the input copied
     in: -> (buf, offsets int64[n + 2], saturations int64[n + 1] zeroed); tensor k is
     buf[offsets[k]:offsets[k+1]]."""
@@ -401,14 +408,15 @@ def program_buffer(x, channels, lengths):
 
 
 @njit(cache=True)
-def step_operands(r, buf, offsets, channels, lengths, weights, n_b):
+def step_operands(r: I64Array, buf: IntArray, offsets: I64Array, channels: I64Array, lengths: I64Array,
+                  weights: IntArray, n_b: int) -> tuple[int, IntArray, IntArray]:
     """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
     w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
     return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
 
 
 @njit(cache=True)
-def tensor_ranges(buf, offsets):
+def tensor_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]:
     """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
     n_t = offsets.shape[0] - 1
     minimum = np.empty(n_t, dtype=np.int64)
@@ -421,7 +429,8 @@ def tensor_ranges(buf, offsets):
 
 
 @njit(cache=True)
-def program_scratch(x, steps, channels, lengths):
+def program_scratch(x: IntArray, steps: I64Array, channels: I64Array,
+                    lengths: I64Array) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
     largest tensor and the largest conv (`conv_scratch_size`; code 0 in both precisions) of a
     batch of x.shape[0] samples."""
@@ -437,7 +446,7 @@ def program_scratch(x, steps, channels, lengths):
 
 
 @njit(cache=True)
-def quantize_input(xf, mul, div, zp, lo, hi, out):
+def quantize_input(xf: F64Array, mul: float, div: float, zp: int, lo: int, hi: int, out: IntArray) -> int:
     """Host-side input quantization in one pass (intsim/fixedpoint.quantize_q: mul = 2^f, div = 1,
     zp = 0; intsim/int8.quantize_act: mul = 1, div = s, zp = z): out = clamp(RNE(xf * mul / div) + zp,
     lo, hi), the same float operations, so the same codes -> saturations (values outside [lo, hi]).
@@ -457,7 +466,8 @@ def quantize_input(xf, mul, div, zp, lo, hi, out):
 
 
 @njit(cache=True)
-def run_program_int16(x, steps, weights, biases, channels, lengths):
+def run_program_int16(x: I16Array, steps: I64Array, weights: I16Array, biases: I64Array, channels: I64Array,
+                      lengths: I64Array) -> tuple[I16Array, I64Array, I64Array, I64Array, I64Array]:
     """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
     steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
     biases: int64[...]; channels/lengths: int64[n + 1] per-sample shape of tensor k

@@ -10,11 +10,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from intsim.arrays import I8Array, I16Array, I64Array, IntArray
 from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
-from intsim.kernels_int16 import (COL_B_OFF, COL_IN1, COL_W0, COL_W1, COL_W2, PackedKernel, _tensor,
-                                  program_buffer, program_scratch, step_operands, tensor_ranges)
-from intsim.kernels_mac import (INT32_LIMIT, acc_bound, conv_requant, conv_scratch_size, dwconv_requant, scratch,
-                                weight_cols)
+from intsim.kernels_int16 import (
+    COL_B_OFF,
+    COL_IN1,
+    COL_W0,
+    COL_W1,
+    COL_W2,
+    PackedKernel,
+    _tensor,
+    program_buffer,
+    program_scratch,
+    step_operands,
+    tensor_ranges,
+)
+from intsim.kernels_mac import (
+    INT32_LIMIT,
+    acc_bound,
+    conv_requant,
+    conv_scratch_size,
+    dwconv_requant,
+    scratch,
+    weight_cols,
+)
 from intsim.lut import EXP_FRAC_BITS
 
 RMS_EXTRA_BITS = 8       # G, spec 3.9
@@ -27,7 +46,8 @@ REVIN_INV_BITS_INT8 = 24  # Q8, spec 3.11
 
 
 @njit(cache=True)
-def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
+def conv_kx1_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int,
+                  stride: int) -> tuple[I8Array, int]:
     """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
     b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
     -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
@@ -37,7 +57,8 @@ def conv_kx1_int8(x, x_zp, w, b, m0, shift, y_zp, stride):
 
 
 @njit(cache=True)
-def conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, k_size, stride, narrow):
+def conv_kx1_cols_int8(x: I8Array, x_zp: int, w_cols: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int,
+                       k_size: int, stride: int, narrow: bool) -> tuple[I8Array, int]:
     """Spec 3.4 with the weights as `kernels_mac.weight_cols(w)` (int8[K*C_in, C_out]); narrow:
     int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1).
     The zero point is removed once as the input is read (int16 values in [-255, 255])."""
@@ -49,14 +70,16 @@ def conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, k_size, stride, narr
 
 
 @njit(cache=True)
-def conv1x1_int8(x, x_zp, w, b, m0, shift, y_zp):
+def conv1x1_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array,
+                 y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.4. x: int8[B, C_in, L], w: int8[C_out, C_in], b/m0/shift: int64[C_out]
     -> y: int8[B, C_out, L]. The conv_kx1 sum with K = 1, S = 1 (identical arithmetic)."""
     return conv_kx1_int8(x, x_zp, w.reshape(w.shape[0], w.shape[1], 1), b, m0, shift, y_zp, 1)
 
 
 @njit(cache=True)
-def dwconv_int8(x, x_zp, w, b, m0, shift, y_zp):
+def dwconv_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array,
+                y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
     y = np.empty(x.shape, dtype=np.int8)
@@ -64,7 +87,7 @@ def dwconv_int8(x, x_zp, w, b, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
+def rmsnorm_int8(x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: int, y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.9 (V2). x: int8[B, D, L] (s_x, z_x), g: int8[D] (s_g), eps_q =
     RNE(eps / s_x^2 * 2^(2G)); (m0, shift) from s_g / s_y with shift += Q8 - G
     -> y: int8[B, D, L] (s_y, z_y)."""
@@ -73,7 +96,7 @@ def rmsnorm_int8(x, x_zp, g, eps_q, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y):
+def rmsnorm_int8_into(x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
     """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations."""
     n_b, d, length = x.shape
     one_q = np.int64(1) << RMS_INV_BITS_INT8
@@ -97,7 +120,7 @@ def rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y):
 
 
 @njit(cache=True)
-def lut_int8(x, table, clamped):
+def lut_int8(x: I8Array, table: I8Array, clamped: IntArray) -> tuple[I8Array, int]:
     """Spec 3.5. x: int8[B, C, L] -> y: int8[B, C, L] = table[x + 128] (exact 256-entry table);
     clamped[256] (nonzero: the entry saturated when the table was built): each read counts (spec 5)."""
     x = np.ascontiguousarray(x)
@@ -106,7 +129,7 @@ def lut_int8(x, table, clamped):
 
 
 @njit(cache=True)
-def lut_int8_into(x, table, clamped, y):
+def lut_int8_into(x: I8Array, table: I8Array, clamped: IntArray, y: I8Array) -> int:
     """`lut_int8` into y; x, y contiguous (one flat loop) -> saturations."""
     xf, yf = x.reshape(x.size), y.reshape(y.size)
     nsat = 0
@@ -118,7 +141,7 @@ def lut_int8_into(x, table, clamped, y):
 
 
 @njit(cache=True)
-def scan_int8(lam, u, u_zp, m0, shift, y_zp):
+def scan_int8(lam: I8Array, u: I8Array, u_zp: int, m0: int, shift: int, y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.6. lam: int8[B, E, T] with the fixed format s = 1/256, z = -128;
     u: int8[B, E, T] (s_u, z_u) -> y: int8[B, E, T] (s_y, z_y). State: int32 in
     units of s_u / 256, |S| <= 255 * 256 (17 bits)."""
@@ -127,7 +150,7 @@ def scan_int8(lam, u, u_zp, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def scan_int8_into(lam, u, u_zp, m0, shift, y_zp, y):
+def scan_int8_into(lam: I8Array, u: I8Array, u_zp: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
     """`scan_int8` into y (int8[B, E, T]) -> saturations."""
     n_b, e, t_len = u.shape
     nsat = 0
@@ -145,7 +168,7 @@ def scan_int8_into(lam, u, u_zp, m0, shift, y_zp, y):
 
 
 @njit(cache=True)
-def mul_int8(a, a_zp, b, b_zp, m0, shift, y_zp):
+def mul_int8(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.7. y = requantize((a - z_a)(b - z_b)), all int8[B, C, L]."""
     a = np.ascontiguousarray(a)
     y = np.empty(a.shape, dtype=np.int8)
@@ -153,7 +176,7 @@ def mul_int8(a, a_zp, b, b_zp, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def mul_int8_into(a, a_zp, b, b_zp, m0, shift, y_zp, y):
+def mul_int8_into(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
     """`mul_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
@@ -165,7 +188,8 @@ def mul_int8_into(a, a_zp, b, b_zp, m0, shift, y_zp, y):
 
 
 @njit(cache=True)
-def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
+def add_int8(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int,
+             y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.8. y = sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y)."""
     a = np.ascontiguousarray(a)
     y = np.empty(a.shape, dtype=np.int8)
@@ -173,7 +197,8 @@ def add_int8(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp):
 
 
 @njit(cache=True)
-def add_int8_into(a, a_zp, m_a, b, b_zp, m_b, shift, y_zp, y):
+def add_int8_into(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int, y_zp: int,
+                  y: I8Array) -> int:
     """`add_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
@@ -208,7 +233,8 @@ K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNE
 
 
 @njit(cache=True)
-def run_program_int8(x, steps, weights, biases, channels, lengths):
+def run_program_int8(x: I8Array, steps: I64Array, weights: I8Array, biases: I64Array, channels: I64Array,
+                     lengths: I64Array) -> tuple[I8Array, I64Array, I64Array, I64Array, I64Array]:
     """Every step of a packed INT8 program in order; x: int8[B, C_in, L] at the input's
     (scale, zero point); the rest as `kernels_int16.run_program_int16`
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
@@ -246,7 +272,9 @@ def run_program_int8(x, steps, weights, biases, channels, lengths):
 
 
 @njit(cache=True)
-def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp_table, m_h, m_k, shift, y_zp):
+def s6_scan_int8(delta: I8Array, d_zp: int, x: I8Array, x_zp: int, bm: I8Array, b_zp: int, cm: I8Array, c_zp: int,
+                 a: I8Array, m_a: I64Array, sh_a: I64Array, dk: I8Array, exp_table: I16Array, m_h: int, m_k: int,
+                 shift: int, y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.13, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
     (s_x, z_x), bm: int8[B, N, T] (s_B, z_B), cm: int8[B, N, T] (s_C, z_C); a: int8[E, N] per-row
     symmetric (s_A[e]); m_a/sh_a: int64[E] the decay-address multiplier of (s_d s_A[e]) 2^8;
@@ -285,7 +313,7 @@ def s6_scan_int8(delta, d_zp, x, x_zp, bm, b_zp, cm, c_zp, a, m_a, sh_a, dk, exp
 
 
 @njit(cache=True)
-def revin_stats_int8(x, x_zp, bi, ch, eps_q):
+def revin_stats_int8(x: I8Array, x_zp: int, bi: int, ch: int, eps_q: int) -> tuple[int, int]:
     """Spec 3.11: (mean at 2^G, std at 2^G, both in units of s_x) of x[bi, ch, :] - z_x (int8 (s_x, z_x))."""
     length = np.int64(x.shape[2])
     s1 = np.int64(0)
@@ -302,7 +330,7 @@ def revin_stats_int8(x, x_zp, bi, ch, eps_q):
 
 
 @njit(cache=True)
-def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
+def revin_norm_int8(x: I8Array, x_zp: int, eps_q: int, m0: int, shift: int, y_zp: int) -> tuple[I8Array, int]:
     """Spec 3.11. x: int8[B, C, L] (s_x, z_x) -> y: int8[B, C, L] (s_y, z_y); (m0, shift) from
     1 / s_y with shift += Q8: (x - mean) / std per sample and channel."""
     n_b, c, length = x.shape
@@ -322,7 +350,8 @@ def revin_norm_int8(x, x_zp, eps_q, m0, shift, y_zp):
 
 
 @njit(cache=True)
-def revin_denorm_int8(y, y_zp, x, x_zp, eps_q, m_a, m_b, shift, o_zp):
+def revin_denorm_int8(y: I8Array, y_zp: int, x: I8Array, x_zp: int, eps_q: int, m_a: int, m_b: int, shift: int,
+                      o_zp: int) -> tuple[I8Array, int]:
     """Spec 3.11. y: int8[B, R, M] (s_y, z_y) (row-major chunks of R*M/C per channel), x: int8[B, C, L]
     (s_x, z_x) the window -> o: int8[B, R, M] (s_o, z_o); shift = SH + G: y * std + mean."""
     n_b, rows, cols = y.shape

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from intsim.arrays import I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import requantize
 
 
 @njit(cache=True)
-def weight_rows(w):
+def weight_rows(w: IntArray) -> IntArray:
     """int[C_out, C_in, K] -> int[C_out, K*C_in]: row o lists w[o, :, k] for k = 0.. in turn
     (the order of a channels-last input window)."""
     c_out, c_in, k_size = w.shape
@@ -37,7 +38,7 @@ def acc_bits(weight: np.ndarray, bias: np.ndarray, x_max_abs: int = 1 << 15) -> 
 
 
 @njit(cache=True)
-def acc_bound(w_rows, b, x_max_abs):
+def acc_bound(w_rows: IntArray, b: I64Array, x_max_abs: int) -> int:
     """max_o |b[o]| + x_max_abs * sum_j |w_rows[o, j]|: bounds every partial sum of output o's
     accumulation in any order (each term and the bias at most their absolute values)."""
     worst = np.int64(0)
@@ -50,14 +51,14 @@ def acc_bound(w_rows, b, x_max_abs):
 
 
 @njit(cache=True)
-def weight_cols(w):
+def weight_cols(w: IntArray) -> IntArray:
     """int[C_out, C_in, K] -> int[K*C_in, C_out]: `weight_rows` transposed, so the output
     channels are the contiguous (vectorised) axis of the MAC loop."""
     return np.ascontiguousarray(weight_rows(w).T)
 
 
 @njit(cache=True)
-def fill_channels_last(x, x_zp, work):
+def fill_channels_last(x: IntArray, x_zp: int, work: I16Array) -> I16Array:
     """x: int[B, C, L] -> work[:B*L*C] as int[B, L*C] (layout only, the zero point x_zp subtracted:
     0 for INT16, z_x for INT8 whose |x - z_x| <= 255 fits int16), so the window of a Kx1 conv output
     is one contiguous run of K*C values. `work` is a caller's buffer (reused across layers)."""
@@ -73,7 +74,8 @@ def fill_channels_last(x, x_zp, work):
 
 
 @njit(cache=True)
-def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part, y):
+def conv_rows_requant(x_rows: IntArray, c_in: int, w_cols: IntArray, b: I64Array, k_size: int, stride: int,
+                      m0: I64Array, sh: I64Array, zp: int, bits: int, part: IntArray, y: IntArray) -> int:
     """Dense Kx1 conv, requantized as it is summed. x_rows: int[B, L*C_in] (`fill_channels_last`),
     w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; per output channel o (or one value
     for all when the array has length 1): m0 (INT16: 1), sh; zp; bits (16 or 8); y: int16/int8
@@ -132,7 +134,7 @@ def conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits,
 
 
 @njit(cache=True, inline="always")
-def requant_row(acc, m0, sh, zp, bits, out):
+def requant_row(acc: IntArray, m0: I64Array, sh: I64Array, zp: int, bits: int, out: IntArray) -> int:
     """out[o] = sat_bits(rne_shift(acc[o] * m0[o], sh[o]) + zp) for every o (m0, sh of length 1:
     one value for every o; INT16: m0 = 1, zp = 0) -> saturations (spec 2.2 narrowing; spec 3.3)."""
     nsat = 0
@@ -146,7 +148,8 @@ def requant_row(acc, m0, sh, zp, bits, out):
 
 
 @njit(cache=True)
-def dwconv_requant(x, x_zp, w, b, m0, sh, zp, bits, row, y):
+def dwconv_requant(x: IntArray, x_zp: int, w: IntArray, b: I64Array, m0: I64Array, sh: I64Array, zp: int, bits: int,
+                   row: I64Array, y: IntArray) -> int:
     """Causal depthwise conv, requantized like `conv_rows_requant`. x: int[B, C, L], x_zp: the
     input's zero point (0 for INT16), w: int[C, K], b: int64[C]; row: int64[>= L] scratch;
     y: int16/int8[B, C, L] receives the requantized acc[b, c, t] = b[c] + sum_k w[c, k]
@@ -176,7 +179,9 @@ GEMM_MIN_POSITIONS = 64   # from this many output positions (B * T_out) on, a co
 
 
 @njit(cache=True)
-def conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, narrow, work, part32, part64, y):
+def conv_requant(x: IntArray, x_zp: int, w_cols: IntArray, b: I64Array, k_size: int, stride: int, m0: I64Array,
+                 sh: I64Array, zp: int, bits: int, narrow: bool, work: I16Array, part32: I32Array, part64: I64Array,
+                 y: IntArray) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
     (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
     Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1): position blocks with the
@@ -204,7 +209,7 @@ def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int,
 
 
 @njit(cache=True)
-def unroll_windows(x, x_zp, k_size, stride, work):
+def unroll_windows(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Array) -> I16Array:
     """x: int[B, C_in, L] -> cols: int16 rows in `work` (im2col, zero point removed), row j = k*C_in + c
     at cols[j * padded(B*T_out):][:B*T_out] (64-byte aligned rows), cols[j][b*T_out + t] =
     x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
@@ -224,7 +229,8 @@ def unroll_windows(x, x_zp, k_size, stride, work):
 
 
 @njit(cache=True)
-def conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, y):
+def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Array, sh: I64Array, zp: int, bits: int,
+                      part: IntArray, y: IntArray) -> int:
     """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
     batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
     exact sums either way), four output channels at a time with the positions innermost
@@ -285,13 +291,13 @@ ALIGN_BYTES = 64     # a cache line: vector loads and stores of an aligned row n
 
 
 @njit(cache=True, inline="always")
-def padded(n):
+def padded(n: int) -> int:
     """n rounded up to a multiple of 32 values: rows that far apart stay 64-byte aligned (int16 and wider)."""
     return (n + 31) // 32 * 32
 
 
 @njit(cache=True)
-def aligned(buf):
+def aligned(buf: IntArray) -> IntArray:
     """buf from its first 64-byte aligned element on (numpy aligns allocations to 16 bytes only;
     the scratch has ALIGN_BYTES to spare)."""
     skip = (-buf.ctypes.data) % ALIGN_BYTES // buf.itemsize
@@ -299,7 +305,7 @@ def aligned(buf):
 
 
 @njit(cache=True)
-def requant_flat(acc, m0, sh, zp, bits, out):
+def requant_flat(acc: IntArray, m0: int, sh: int, zp: int, bits: int, out: IntArray) -> int:
     """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
     multiplier and shift) -> saturations."""
     nsat = 0
@@ -311,7 +317,7 @@ def requant_flat(acc, m0, sh, zp, bits, out):
 
 
 @njit(cache=True)
-def scratch(n_values, n_channels, length):
+def scratch(n_values: int, n_channels: int, length: int) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
     row int64[length]); n_values at least `conv_scratch_size` of every conv it serves. One set serves
     a whole program (reused by every layer)."""

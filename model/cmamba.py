@@ -29,7 +29,7 @@ class RMSNorm(nn.Module):
         self.eps = float(eps)
         self.weight = nn.Parameter(torch.ones(d))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         ms = x.pow(2).mean(dim=1, keepdim=True)
         return x * torch.rsqrt(ms + self.eps) * self.weight[None, :, None]
 
@@ -69,17 +69,17 @@ class RevIN(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
 
-    def norm(self, x):
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
         x = revin_norm(x, self.eps)
         return x if self.weight is None else x * self.weight[None, :, None] + self.bias[None, :, None]
 
-    def denorm(self, y, x):
+    def denorm(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.weight is not None:
             y = (y - self.bias[None, :, None]) / self.weight[None, :, None]
         return revin_denorm(y, x, self.eps)
 
 
-def scan(lam, u):
+def scan(lam: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """s_t = lam_t * s_{t-1} + (1 - lam_t) * u_t, s_{-1} = 0; lam, u [B, E, T].
 
     Vectorised over batch and channels; a Python loop over the T tokens only.
@@ -93,7 +93,8 @@ def scan(lam, u):
     return torch.stack(out, dim=2)
 
 
-def s6_scan(delta, x, b, c, a, d):
+def s6_scan(delta: torch.Tensor, x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, a: torch.Tensor,
+            d: torch.Tensor) -> torch.Tensor:
     """The Mamba-1 selective scan (docs/quant-spec.md 2.12): delta, x [B, E, T]; b, c [B, N, T];
     a [E, N] (= -exp(A_log)); d [E]. h_t = exp(delta_t a) h_{t-1} + delta_t b_t x_t, h_{-1} = 0;
     y_t = sum_n c_t h_t + d x_t. A Python loop over the T tokens only."""
@@ -119,7 +120,7 @@ class CMambaBlock(nn.Module):
         self.dt_proj = nn.Conv1d(d_inner, d_inner, 1, bias=True)
         self.out_proj = nn.Conv1d(d_inner, d_model, 1, bias=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_proj(self.norm(x))
         u, z = h[:, :self.d_inner], h[:, self.d_inner:]
         u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
@@ -149,7 +150,7 @@ class S6Block(CMambaBlock):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))      # softplus^-1(dt)
             self.x_proj.bias.zero_()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_proj(self.norm(x))
         u, z = h[:, :self.d_inner], h[:, self.d_inner:]
         u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
@@ -173,9 +174,10 @@ class CMambaSlim(nn.Module):
     dropout layer and computes exactly `module.eval()(x)`.
     """
 
-    def __init__(self, c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                 n_blocks=2, d_conv=4, horizon=16, eps=1e-5, dropout=0.0, revin=False, head_dim=0,
-                 revin_affine=False, block="simple", d_state=16, dt_rank=None):
+    def __init__(self, c_in: int = 9, c_out: int = 9, length: int = 64, patch: int = 8, stride: int = 4,
+                 d_model: int = 32, d_inner: int = 64, n_blocks: int = 2, d_conv: int = 4, horizon: int = 16,
+                 eps: float = 1e-5, dropout: float = 0.0, revin: bool = False, head_dim: int = 0,
+                 revin_affine: bool = False, block: str = "simple", d_state: int = 16, dt_rank: int | None = None):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
@@ -203,7 +205,7 @@ class CMambaSlim(nn.Module):
         self.head_proj = nn.Conv1d(d_model, head_dim, 1, bias=True) if head_dim else None
         self.head = nn.Conv1d(head_dim or d_model, c_out * horizon, self.tokens, stride=1, bias=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         for blk in self.blocks:
             h = blk(h)
@@ -215,7 +217,7 @@ class CMambaSlim(nn.Module):
         return self.revin.denorm(y, x) if self.revin is not None else y
 
     @torch.no_grad()
-    def block_gains(self, x) -> list[float]:
+    def block_gains(self, x: torch.Tensor) -> list[float]:
         """Per block: RMS(block output - block input) / RMS(block input) on batch x (eval).
 
         A value near 0 means the block has died (its weights decayed to nothing)."""

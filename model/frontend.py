@@ -32,7 +32,7 @@ output.
 Layer names: a module traced to exactly the CMamba-slim layer list (`intsim.synth.cmamba_layers`)
 gets its canonical names and `hyper` (so `model.load.load_torch_model` reads it back);
 any other graph is named after module paths (`blocks.0.in_proj`, `blocks.0.silu_1`, ...).
-"""
+"""  # noqa: E501  (the markdown table rows of this docstring)
 from __future__ import annotations
 
 import hashlib
@@ -41,6 +41,7 @@ import math
 import operator
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -614,7 +615,8 @@ class _Mapper:
 
     def parts(self, node, how: str):
         """chunk(x, n, dim) / split(x, size or sizes, dim) of a pending conv's output channels."""
-        sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks",
+                                                                        node.kwargs.get("split_size_or_sections"))
         dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
         v = self.val(node.args[0])
         shape = _meta_shape(node.args[0])
@@ -631,7 +633,7 @@ class _Mapper:
             bounds = list(range(0, total, sizes)) + [total]
         else:
             bounds = [0] + list(np.cumsum([int(s) for s in sizes]))
-        ranges = tuple((int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
+        ranges = tuple((int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=False))
         return _Parts(v, ranges)
 
     def reshape(self, node):
@@ -727,7 +729,7 @@ def _index_ranges(index, shape) -> list[range] | None:
         for part in (i.start, i.stop, i.step):
             if part is not None and not isinstance(part, int):
                 return None
-    return [range(*s.indices(n)) for s, n in zip(items, shape)]
+    return [range(*s.indices(n)) for s, n in zip(items, shape, strict=True)]
 
 
 def _fmt_range(r: range) -> str:
@@ -813,7 +815,7 @@ def _example(module: nn.Module, example_input) -> torch.Tensor:
     return x.to(params.dtype if params is not None else torch.float32)
 
 
-def trace_module(module: nn.Module, example_input) -> TracedGraph:
+def trace_module(module: nn.Module, example_input: torch.Tensor | np.ndarray) -> TracedGraph:
     """Trace `module` (in eval mode; its mode is restored) on `example_input` [B, C_in, L] and
     map every node onto the op registry. FrontendError names the node that cannot be mapped."""
     if not isinstance(module, nn.Module):
@@ -875,7 +877,7 @@ def _canonical_names(traced: TracedGraph) -> None:
         if ref is None:
             continue
         rename = {INPUT_NAME: INPUT_NAME}
-        for mine, want in zip(entries, ref):
+        for mine, want in zip(entries, ref, strict=False):
             if mine["op"] != want["op"] or mine.get("attrs", {}) != want.get("attrs", {}) or \
                     [rename.get(i) for i in mine["inputs"]] != want["inputs"]:
                 break
@@ -891,14 +893,15 @@ def _canonical_names(traced: TracedGraph) -> None:
     traced.output_tensor = rename[traced.output_tensor]
     embed = next(e for e in entries if e["name"] == "patch_embed")
     traced.hyper = {"d_model": traced.shapes["patch_embed"][0], "d_inner": traced.shapes["blk0.in_proj_u"][0],
-                    "n_blocks": sum(e["op"] == "add" for e in ref), "patch": embed["attrs"]["kernel"], "stride": embed["attrs"]["stride"],
+                    "n_blocks": sum(e["op"] == "add" for e in ref), "patch": embed["attrs"]["kernel"],
+                    "stride": embed["attrs"]["stride"],
                     "d_conv": ref[4 + int(revin)]["attrs"]["kernel"], "horizon": traced.horizon,
                     "eps": ref[1 + int(revin)]["attrs"]["eps"],
                     **({"revin": True} if revin else {}),
                     **({"head_dim": traced.shapes["head_proj"][0]} if head_proj else {})}
 
 
-def check_against_module(model_dir, module: nn.Module, example_input) -> float:
+def check_against_module(model_dir: str | Path, module: nn.Module, example_input: torch.Tensor | np.ndarray) -> float:
     """Run the numpy fp32 reference of `model_dir` and `module` on `example_input`; return the
     largest |difference|. FrontendError when it exceeds CHECK_TOL * max(1, max |output|)."""
     from intsim.executor import Model
@@ -921,9 +924,9 @@ def check_against_module(model_dir, module: nn.Module, example_input) -> float:
     return diff
 
 
-def from_module(module: nn.Module, example_input, out_dir, name: str | None = None,
-                normalization: dict | None = None, columns=None, output_columns=None,
-                training_info: dict | None = None) -> Path:
+def from_module(module: nn.Module, example_input: torch.Tensor | np.ndarray, out_dir: str | Path,
+                name: str | None = None, normalization: dict | None = None, columns: Sequence[str] | None = None,
+                output_columns: Sequence[str] | None = None, training_info: dict | None = None) -> Path:
     """Trace `module` on `example_input` (float [B, C_in, L]) and write it as a model directory
     at `out_dir` (docs/model-format.md); returns the path. The written graph's fp32 reference
     is checked against the module on the example input before it replaces `out_dir`.

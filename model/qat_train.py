@@ -18,9 +18,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from model.export import check_output_dir, write_model_dir
 from model.qat import QATNetwork
 from model.qat_config import SCALE_LR_FACTOR, TARGETS, ZERO_LR_FACTOR, QATConfig
 from model.train import set_determinism
+
 
 @dataclass
 class QATResult:
@@ -146,7 +147,8 @@ def _calibration_settings(quant: dict) -> dict:
             "int8_rmsnorm": q8.get("rmsnorm") or "v2"}
 
 
-def export_qat(result: QATResult, out_dir, x_cal: np.ndarray, probe: np.ndarray, record: dict | None = None) -> Path:
+def export_qat(result: QATResult, out_dir: str | Path, x_cal: np.ndarray, probe: np.ndarray,
+               record: dict | None = None) -> Path:
     """Write the QAT model to `out_dir` (model/export.py's writer: a temporary sibling renamed into
     place). quant.<precision> holds the learned parameters; the other precision is calibrated on
     `x_cal` (normalised windows) with the source model's settings. Before the directory is moved

@@ -24,13 +24,14 @@ import math
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 MAX_SHIFT = 62
 FLOAT64_EXACT = 1 << 53          # every integer of magnitude <= 2^53 is a float64
 FLOAT32_EXACT = 1 << 24          # ... <= 2^24 a float32
 
 
-def rne_shift(x: torch.Tensor, n) -> torch.Tensor:
+def rne_shift(x: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
     """RNE(x / 2^n) for an integer tensor x (int64: x <= 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
     and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when
     the remainder r exceeds 2^(n-1), or
@@ -129,7 +130,7 @@ def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clamp_(lo, hi), count
 
 
-def rne_div(num: torch.Tensor, den) -> torch.Tensor:
+def rne_div(num: torch.Tensor, den: int | torch.Tensor) -> torch.Tensor:
     """RNE(num / den), ties to even, for int64 num and den > 0 (an int or an int64 tensor
     broadcastable to num) (spec 1.5): floor quotient q, remainder r = num - q den in [0, den);
     round up when r > den - r, or r == den - r and q is odd."""
@@ -158,7 +159,8 @@ def isqrt_rne(v: torch.Tensor) -> torch.Tensor:
 FLOAT_REQUANT_MAX_SHIFT = 44     # requantization in float64 is exact up to this shift (see requantize)
 
 
-def requantize(acc: torch.Tensor, m0, shift, zero_point, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def requantize(acc: torch.Tensor, m0: int | torch.Tensor, shift: int | torch.Tensor, zero_point: int,
+               bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """sat_bits(rne_shift(acc * m0, shift) + zero_point) as int32, count (spec 3.3). acc: an integer
     tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
     int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
@@ -169,7 +171,7 @@ def requantize(acc: torch.Tensor, m0, shift, zero_point, bits: int = 8) -> tuple
     return y.to(torch.int32), n
 
 
-def float_multipliers(m0, shift) -> np.ndarray | None:
+def float_multipliers(m0: ArrayLike, shift: ArrayLike) -> np.ndarray | None:
     """m0 * 2^-shift as float64 (exact: m0 has 31 bits) for `requantize_float`, or None when a shift
     exceeds FLOAT_REQUANT_MAX_SHIFT (then the int64 path is the exact one)."""
     shift = np.asarray(shift, dtype=np.int64)
@@ -178,7 +180,8 @@ def float_multipliers(m0, shift) -> np.ndarray | None:
     return np.ldexp(np.asarray(m0, dtype=np.float64), -shift)
 
 
-def requantize_float(acc: torch.Tensor, mult, zero_point, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def requantize_float(acc: torch.Tensor, mult: float | torch.Tensor, zero_point: int,
+                     bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
     y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
     product's error is at most |P| 2^-53, while a P that is not a tie lies at least 2^-shift from

@@ -20,8 +20,19 @@ from intsim.errors import UnsupportedError
 from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA_BITS, RMS_INV_BITS_INT8
 from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
-from model.torch_fixedpoint import (batch_major, exact_float_shift, float_multipliers, isqrt_rne, requantize,
-                                    requantize_float, rne_div, rne_shift, saturate, scan_steps, time_major)
+from model.torch_fixedpoint import (
+    batch_major,
+    exact_float_shift,
+    float_multipliers,
+    isqrt_rne,
+    requantize,
+    requantize_float,
+    rne_div,
+    rne_shift,
+    saturate,
+    scan_steps,
+    time_major,
+)
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 

@@ -80,7 +80,7 @@ class RuntimeBound:
     bias: torch.Tensor         # float32 [C_out] (exact wherever `fits` holds: |b| <= 2^24)
 
     @classmethod
-    def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device) -> RuntimeBound:
+    def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device: str | torch.device) -> RuntimeBound:
         """rows: int [C_out, J] (the weights of each output); weight: the same in the layout the sum uses."""
         return cls(np.abs(rows.astype(np.int64)).sum(axis=1), np.abs(bias.astype(np.int64)),
                    torch.as_tensor(np.ascontiguousarray(weight), device=device).to(torch.float32),
@@ -112,7 +112,8 @@ class DenseSum:
     wide: tuple[torch.Tensor, torch.Tensor] | None = None   # float64 (w_t, bias) when the static type is float32
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device) -> DenseSum:
+    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int,
+              device: str | torch.device) -> DenseSum:
         """weight: int [C_out, C_in, K] or [C_out, C_in] (1x1); x_max: the largest |input| (int16:
         32768; INT8: 255 once the zero point is removed)."""
         w3 = weight if weight.ndim == 3 else weight[:, :, None]
@@ -162,7 +163,7 @@ class DepthwiseSum:
     narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device) -> DepthwiseSum:
+    def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device: str | torch.device) -> DepthwiseSum:
         dtype = exact_float(_bound(weight, bias, x_max)) or torch.int64
         return cls(torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
                    torch.as_tensor(bias, device=device).to(dtype),

@@ -9,12 +9,13 @@ holding int16 / int8 values, saturation count as a 0-d int64 tensor).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class TorchRow:
     run: Callable[[Any, list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]  # (prepared, inputs) -> (y, sats)
 
 
-def as_long(values, device) -> torch.Tensor:
+def as_long(values: ArrayLike, device: str | torch.device | None) -> torch.Tensor:
     """An int64 tensor on `device` from a numpy integer array (or int)."""
     return torch.as_tensor(np.asarray(values, dtype=np.int64), device=device)
 

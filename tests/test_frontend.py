@@ -24,9 +24,9 @@ torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not in
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from cmamba_hls.cli import main  # noqa: E402
 from codegen.build import run_testbench  # noqa: E402
 from codegen.project import generate_project  # noqa: E402
-from cmamba_hls.cli import main  # noqa: E402
 from intsim import load_model  # noqa: E402
 from intsim.calibrate import calibrate  # noqa: E402
 from model.cmamba import CMambaSlim  # noqa: E402

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
 import shutil
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
@@ -31,11 +30,12 @@ from intsim.synth import make_random_model  # noqa: E402
 from model import torch_fixedpoint as tfp  # noqa: E402
 from model.torch_backend import TorchRunner  # noqa: E402
 from model.torch_mac import DenseSum, DepthwiseSum  # noqa: E402
+
 try:        # random INT16 formats; tests/test_codegen.py needs the codegen stack (jinja2), which a GPU
-    from tests.test_codegen import randomize_formats  # noqa: E402    image may lack: those cases skip there
+    from tests.test_codegen import randomize_formats  # image may lack: those cases skip there
 except ImportError:
     randomize_formats = None
-from tests.test_fixedpoint import ref_rne, ref_rne_shift, ref_requantize, ref_sat  # noqa: E402
+from tests.test_fixedpoint import ref_requantize, ref_rne, ref_rne_shift, ref_sat  # noqa: E402
 
 EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "6"))
 PRIMS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -87,7 +87,7 @@ def test_isqrt_is_exact(vs):
     got = tfp.isqrt_rne(_t(vs)).tolist()
     floors = tfp.isqrt_floor(_t(vs)).tolist()
     assert floors == [math.isqrt(v) for v in vs]
-    assert got == [r + (v - r * r > r) for v, r in zip(vs, floors)]
+    assert got == [r + (v - r * r > r) for v, r in zip(vs, floors, strict=True)]
 
 
 @PRIMS
@@ -114,7 +114,7 @@ def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
             accs, m0s = [o << (shift - 31) for o in odd], [2 ** 30] * len(accs)
     mult = tfp.float_multipliers(np.array(m0s), np.array([shift] * len(accs)))
     y, n = tfp.requantize_float(_t(accs), torch.as_tensor(mult), zp)
-    ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s)]
+    ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s, strict=True)]
     assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
     assert tfp.float_multipliers(np.array(m0s), np.array([tfp.FLOAT_REQUANT_MAX_SHIFT + 1])) is None
 
