@@ -51,13 +51,12 @@ demo: install-demo
 	@$(VENV)/bin/cmamba-hls demo
 
 # Lint first (config: [tool.ruff] in pyproject.toml; findings fail the target), then the tests.
-# RUFF_FORMAT_CHECK: empty until the tree is formatted once with `ruff format`; then set it to
-# `$(VENV)/bin/ruff format --check .` so `make test` also fails on unformatted files.
-RUFF_FORMAT_CHECK ?=
+# The tree is formatted with `ruff format` ([tool.ruff.format]); unformatted files fail the target too.
 test: install-test
 	@echo "[test] $(VENV)/bin/ruff check ."
 	@$(VENV)/bin/ruff check --quiet .
-	@$(if $(RUFF_FORMAT_CHECK),echo "[test] $(RUFF_FORMAT_CHECK)" && $(RUFF_FORMAT_CHECK),:)
+	@echo "[test] $(VENV)/bin/ruff format --check ."
+	@$(VENV)/bin/ruff format --check --quiet .
 	@echo "[test] $(PY) -m pytest -q"
 	@$(PY) -m pytest -q
 

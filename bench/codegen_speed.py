@@ -16,6 +16,7 @@ golden model at batch 1 and >= 25 % of the machine limit; ap testbench >= 2,000 
 
 Usage: python bench/codegen_speed.py [MODEL_DIR] [--repeat R] [--seconds S] [--no-ap]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ from golden_speed import machine_limit, rate, torch_runner  # noqa: E402
 
 DATA = REPO / "data" / "daphnet_S06R02E0.csv.gz"
 N_VECTORS = 1000
-NATIVE_FLAGS = "-O3 -march=native"     # the documented host-side build (docs/hls.md)
+NATIVE_FLAGS = "-O3 -march=native"  # the documented host-side build (docs/hls.md)
 
 
 def prepare_model(model_dir: str | None, work: Path):
@@ -54,6 +55,7 @@ def prepare_model(model_dir: str | None, work: Path):
     model = load_model(dst)
     if "int16" not in model.graph.quant:
         from intsim.data import load_splits
+
         g = model.graph
         splits = load_splits(DATA, columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon)
         calibrate(model, model.normalize_input(splits["train"][0][::4]))
@@ -61,10 +63,10 @@ def prepare_model(model_dir: str | None, work: Path):
 
 
 def golden_rate(model, x_q: np.ndarray, batch: int, seconds: float) -> float:
-    model.run_int16(x_q[:batch])                      # warm (JIT cache load)
-    n, i, start = 0, 0, time.process_time()           # CPU time, as the testbench's std::clock
+    model.run_int16(x_q[:batch])  # warm (JIT cache load)
+    n, i, start = 0, 0, time.process_time()  # CPU time, as the testbench's std::clock
     while time.process_time() - start < seconds:
-        chunk = x_q[i:i + batch]
+        chunk = x_q[i : i + batch]
         if len(chunk) < batch:
             i, chunk = 0, x_q[:batch]
         model.run_int16(chunk)
@@ -79,7 +81,7 @@ def torch_eager_rate(model, x_q: np.ndarray, seconds: float) -> float | None:
     run, _ = torch_runner(model.graph.path)
     if run is None:
         return None
-    x = np.ldexp(x_q[:1].astype(np.float64), -model.program.input_frac)     # the first vector's window
+    x = np.ldexp(x_q[:1].astype(np.float64), -model.program.input_frac)  # the first vector's window
     return rate(lambda: run(x), 1, seconds)
 
 
@@ -124,16 +126,22 @@ def main(argv=None) -> int:
         torch_1 = torch_eager_rate(model, x_q, args.seconds)
 
     c_in, length = model.graph.input_shape
-    print(f"codegen speed on '{model.graph.name}': {model.graph.n_weights()} weights, input [{c_in}, {length}], "
-          f"{N_VECTORS} golden vectors; single-threaded; g++ -O2 with make -j2")
-    head = f"{'variant':<22}{'generate s':>11}{'compile s':>11}{'gen+compile s':>15}{'samples/s':>12}" \
-           f"{'x golden@1':>12}{'x golden@64':>13}{'bit-exact':>16}"
+    print(
+        f"codegen speed on '{model.graph.name}': {model.graph.n_weights()} weights, input [{c_in}, {length}], "
+        f"{N_VECTORS} golden vectors; single-threaded; g++ -O2 with make -j2"
+    )
+    head = (
+        f"{'variant':<22}{'generate s':>11}{'compile s':>11}{'gen+compile s':>15}{'samples/s':>12}"
+        f"{'x golden@1':>12}{'x golden@64':>13}{'bit-exact':>16}"
+    )
     print(head)
     print("-" * len(head))
     for types, (t_gen, t_cc, sps, passed, failed) in results.items():
         rows.append((f"C++ {types}", t_gen, t_cc, sps))
-        print(f"{'C++ ' + types:<22}{t_gen:>11.2f}{t_cc:>11.2f}{t_gen + t_cc:>15.2f}{sps:>12.0f}"
-              f"{sps / g1:>12.2f}{sps / g64:>13.2f}{f'{passed}/{passed + failed}':>16}")
+        print(
+            f"{'C++ ' + types:<22}{t_gen:>11.2f}{t_cc:>11.2f}{t_gen + t_cc:>15.2f}{sps:>12.0f}"
+            f"{sps / g1:>12.2f}{sps / g64:>13.2f}{f'{passed}/{passed + failed}':>16}"
+        )
     for label, r in (("golden bittrue @1", g1), ("golden bittrue @64", g64)):
         print(f"{label:<22}{'':>11}{'':>11}{'':>15}{r:>12.0f}{r / g1:>12.2f}{r / g64:>13.2f}{'(reference)':>16}")
     limit, how = machine_limit(model.graph)
@@ -142,12 +150,15 @@ def main(argv=None) -> int:
         vs_torch = f", {sps / torch_1:.1f}x PyTorch eager float @1 ({torch_1:.0f}/s)" if torch_1 else ""
         print(f"C++ {types}: {sps / limit:.3f} of the machine limit{vs_torch}")
     t_gen, t_cc, sps, _, failed = results["stdint"]
-    print(f"target generate + compile < 20 s (stdint): {'met' if t_gen + t_cc < 20 else 'NOT met'} "
-          f"({t_gen + t_cc:.1f} s)")
+    print(
+        f"target generate + compile < 20 s (stdint): {'met' if t_gen + t_cc < 20 else 'NOT met'} ({t_gen + t_cc:.1f} s)"
+    )
     print(f"target C++ stdint >= 20,000 samples/s: {'met' if sps >= 20000 else 'NOT met'} ({sps:.0f})")
     print(f"target C++ stdint >= 4x golden at batch 1: {'met' if sps >= 4 * g1 else 'NOT met'} ({sps / g1:.2f}x)")
-    print(f"target C++ stdint >= 25% of the machine limit: {'met' if sps >= 0.25 * limit else 'NOT met'} "
-          f"({sps / limit:.1%})")
+    print(
+        f"target C++ stdint >= 25% of the machine limit: {'met' if sps >= 0.25 * limit else 'NOT met'} "
+        f"({sps / limit:.1%})"
+    )
     if "ap" in results:
         ap_sps = results["ap"][2]
         print(f"target ap testbench >= 2,000 samples/s: {'met' if ap_sps >= 2000 else 'NOT met'} ({ap_sps:.0f})")

@@ -12,6 +12,7 @@ Usage: python bench/golden_speed.py [MODEL_DIR] [--seconds S]
 Default model: examples/default (calibrated into a temp copy if needed); if it is
 not there, a random model with the default dimensions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,7 @@ from intsim import load_model  # noqa: E402
 from intsim.calibrate import calibrate  # noqa: E402
 from intsim.synth import make_random_model  # noqa: E402
 
-DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                    n_blocks=2, d_conv=4, horizon=16)
+DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64, n_blocks=2, d_conv=4, horizon=16)
 
 
 def prepare_model(model_dir: str | None, work: Path):
@@ -80,20 +80,23 @@ def machine_limit(graph) -> tuple[float, str]:
                 mhz = float(line.split(":")[1])
     except OSError:
         pass
-    per_cycle, isa = ((32, "avx512_vnni") if "avx512_vnni" in flags else
-                      (16, "avx2") if " avx2" in flags else (8, "sse2"))
+    per_cycle, isa = (
+        (32, "avx512_vnni") if "avx512_vnni" in flags else (16, "avx2") if " avx2" in flags else (8, "sse2")
+    )
     mhz = mhz or 3000.0
     macs = macs_per_window(graph)
     mac_rate = per_cycle * mhz * 1e6
-    return mac_rate / macs, (f"{macs:,} MACs/window vs {per_cycle} int16 MACs/cycle ({isa}) x {mhz:.0f} MHz "
-                             f"= {mac_rate / 1e9:.0f} G MAC/s on one core")
+    return mac_rate / macs, (
+        f"{macs:,} MACs/window vs {per_cycle} int16 MACs/cycle ({isa}) x {mhz:.0f} MHz "
+        f"= {mac_rate / 1e9:.0f} G MAC/s on one core"
+    )
 
 
 def rate(fn, batch: int, seconds: float) -> float:
     """Samples per CPU-second of this process (time.process_time: every path here is single-threaded,
     so time the machine gives other jobs does not count) of fn() processing `batch` samples, over
     >= `seconds` of it."""
-    fn()                                   # warm
+    fn()  # warm
     n, start = 0, time.process_time()
     while True:
         fn()
@@ -117,6 +120,7 @@ def torch_runner(model_dir: Path):
     def run(x):
         with torch.no_grad():
             return module(torch.from_numpy(x.astype(np.float32)))
+
     return run, ""
 
 
@@ -139,8 +143,10 @@ def bittrue_rates(model, runner, x, seconds: float) -> dict:
         xb = x[:batch]
         for mode in ("bittrue", "quant8"):
             for _ in range(2):
-                for backend, fn in (("numba", lambda xb=xb, mode=mode: model.run(xb, mode)),
-                                    ("torch", lambda xb=xb, mode=mode: runner.run(xb, mode))):
+                for backend, fn in (
+                    ("numba", lambda xb=xb, mode=mode: model.run(xb, mode)),
+                    ("torch", lambda xb=xb, mode=mode: runner.run(xb, mode)),
+                ):
                     value = rate(fn, batch, seconds)
                     rates[(mode, backend, batch)] = max(rates.get((mode, backend, batch), 0.0), value)
     return rates
@@ -148,19 +154,27 @@ def bittrue_rates(model, runner, x, seconds: float) -> dict:
 
 def jit_times() -> tuple[float, float]:
     """Compile time with an empty Numba cache vs load time with a warm cache (subprocesses)."""
-    code = (f"import time,sys,numpy as np; sys.path.insert(0, {str(REPO)!r}); t=time.perf_counter();"
-            "from intsim.synth import make_random_model; from intsim import load_model;"
-            "from intsim.calibrate import calibrate; import tempfile;"
-            "d=make_random_model(tempfile.mkdtemp()); m=load_model(d);"
-            "calibrate(m, np.zeros((4,)+m.graph.input_shape), save=False);"
-            "t=time.perf_counter(); m.run(np.zeros(m.graph.input_shape),'bittrue');"
-            "m.run(np.zeros(m.graph.input_shape),'quant8'); print(time.perf_counter()-t)")
+    code = (
+        f"import time,sys,numpy as np; sys.path.insert(0, {str(REPO)!r}); t=time.perf_counter();"
+        "from intsim.synth import make_random_model; from intsim import load_model;"
+        "from intsim.calibrate import calibrate; import tempfile;"
+        "d=make_random_model(tempfile.mkdtemp()); m=load_model(d);"
+        "calibrate(m, np.zeros((4,)+m.graph.input_shape), save=False);"
+        "t=time.perf_counter(); m.run(np.zeros(m.graph.input_shape),'bittrue');"
+        "m.run(np.zeros(m.graph.input_shape),'quant8'); print(time.perf_counter()-t)"
+    )
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                    text=True, check=True).stdout.split()[-1])
-        warm = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                    text=True, check=True).stdout.split()[-1])
+        cold = float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        warm = float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
     return cold, warm
 
 
@@ -188,30 +202,40 @@ def main(argv=None) -> int:
             big = np.random.default_rng(2).standard_normal((1024, c_in, length))
             bit = bittrue_rates(model, runner, big, args.seconds)
     cold, warm = jit_times()
-    print(f"golden-model speed on {label}: {model.graph.n_weights()} weights, input [{c_in}, {length}], "
-          f"single-threaded (samples/s)")
+    print(
+        f"golden-model speed on {label}: {model.graph.n_weights()} weights, input [{c_in}, {length}], "
+        f"single-threaded (samples/s)"
+    )
     ref = "torch eager" if torch_run is not None else "fp32 numpy"
     limit, how = machine_limit(model.graph)
     print(f"machine limit: {limit:,.0f} windows/s ({how})")
-    print(f"{'path':<14}{'batch 1':>12}{'batch 64':>12}{'x ' + ref + ' @1':>22}{'x ' + ref + ' @64':>22}"
-          f"{'x limit @1':>12}{'x limit @64':>13}")
+    print(
+        f"{'path':<14}{'batch 1':>12}{'batch 64':>12}{'x ' + ref + ' @1':>22}{'x ' + ref + ' @64':>22}"
+        f"{'x limit @1':>12}{'x limit @64':>13}"
+    )
     for path in ("bittrue", "quant8", "fp32 numpy", "torch eager"):
         if (path, 1) not in rows:
             print(f"{path:<14}{torch_note:>12}")
             continue
         r1, r64 = rows[(path, 1)], rows[(path, 64)]
-        print(f"{path:<14}{r1:>12.0f}{r64:>12.0f}{r1 / rows[(ref, 1)]:>22.2f}{r64 / rows[(ref, 64)]:>22.2f}"
-              f"{r1 / limit:>12.3f}{r64 / limit:>13.3f}")
+        print(
+            f"{path:<14}{r1:>12.0f}{r64:>12.0f}{r1 / rows[(ref, 1)]:>22.2f}{r64 / rows[(ref, 64)]:>22.2f}"
+            f"{r1 / limit:>12.3f}{r64 / limit:>13.3f}"
+        )
     print(f"JIT: first run with an empty Numba cache {cold:.1f} s; with the cache (cache=True) {warm:.2f} s")
     for batch in (1, 64):
         bittrue_rate = rows[("bittrue", batch)]
-        print(f"target bittrue >= 10,000 samples/s at batch {batch}: "
-              f"{'met' if bittrue_rate >= 10_000 else 'NOT met'} ({bittrue_rate:.0f})")
+        print(
+            f"target bittrue >= 10,000 samples/s at batch {batch}: "
+            f"{'met' if bittrue_rate >= 10_000 else 'NOT met'} ({bittrue_rate:.0f})"
+        )
     if torch_run is not None:
         for batch, want in ((1, 10), (64, 2)):
             ratio = rows[("bittrue", batch)] / rows[("torch eager", batch)]
-            print(f"target bittrue >= {want}x torch eager at batch {batch}: "
-                  f"{'met' if ratio >= want else 'NOT met'} ({ratio:.2f}x)")
+            print(
+                f"target bittrue >= {want}x torch eager at batch {batch}: "
+                f"{'met' if ratio >= want else 'NOT met'} ({ratio:.2f}x)"
+            )
     for batch in (1, 64):
         q8, bt = rows[("quant8", batch)], rows[("bittrue", batch)]
         print(f"target quant8 >= bittrue at batch {batch}: {'met' if q8 >= bt else 'NOT met'} ({q8 / bt:.2f}x)")
@@ -225,8 +249,10 @@ def main(argv=None) -> int:
         n1, t1 = bit[(mode, "numba", 1)], bit[(mode, "torch", 1)]
         n2, t2 = bit[(mode, "numba", 1024)], bit[(mode, "torch", 1024)]
         print(f"{mode:<10}{n1:>11.0f}{t1:>11.0f}{t1 / n1:>8.2f}{n2:>14.0f}{t2:>14.0f}{t2 / n2:>8.2f}")
-        print(f"target torch bit-true ({mode}) >= 1x Numba at batch 1024: "
-              f"{'met' if t2 >= n2 else 'NOT met'} ({t2 / n2:.2f}x)")
+        print(
+            f"target torch bit-true ({mode}) >= 1x Numba at batch 1024: "
+            f"{'met' if t2 >= n2 else 'NOT met'} ({t2 / n2:.2f}x)"
+        )
     return 0
 
 

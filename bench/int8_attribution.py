@@ -10,6 +10,7 @@ RevIN statistics, the scan state) adds. Prints one table, largest cost first.
 Usage: python bench/int8_attribution.py MODEL [--split val|test] [--top 12]
 MODEL must be calibrated (`cmamba-hls calibrate MODEL`); its training data is looked up as eval does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,15 +67,20 @@ def main(argv: list[str] | None = None) -> int:
 
     base = float(np.mean((run_snapped(model, x, set(), set()) - y) ** 2))
     q8 = model.run(x, "quant8").output.reshape(y.shape)
-    print(f"{args.model}, {len(x)} {args.split} windows: fp32 MSE (normalised) {base:.5f}; "
-          f"quant8 {rel(q8):+.3f} %; every tensor on its INT8 grid (float arithmetic) "
-          f"{rel(run_snapped(model, x, set(g.tensor_names), set())):+.3f} %; every weight "
-          f"{rel(run_snapped(model, x, set(), {layer.name for layer in g.layers})):+.3f} %")
+    print(
+        f"{args.model}, {len(x)} {args.split} windows: fp32 MSE (normalised) {base:.5f}; "
+        f"quant8 {rel(q8):+.3f} %; every tensor on its INT8 grid (float arithmetic) "
+        f"{rel(run_snapped(model, x, set(g.tensor_names), set())):+.3f} %; every weight "
+        f"{rel(run_snapped(model, x, set(), {layer.name for layer in g.layers})):+.3f} %"
+    )
     rows = [(rel(run_snapped(model, x, {t}, set())), "tensor", t) for t in g.tensor_names]
-    rows += [(rel(run_snapped(model, x, set(), {layer.name})), "weights", layer.name)
-             for layer in g.layers if "weight" in layer.weights]
+    rows += [
+        (rel(run_snapped(model, x, set(), {layer.name})), "weights", layer.name)
+        for layer in g.layers
+        if "weight" in layer.weights
+    ]
     print("| snapped alone | what | MSE vs fp32's |\n|---|---|---:|")
-    for cost, what, name in sorted(rows, reverse=True)[:args.top]:
+    for cost, what, name in sorted(rows, reverse=True)[: args.top]:
         print(f"| `{name}` | {what} | {cost:+.3f} % |")
     return 0
 

@@ -11,6 +11,7 @@ all threads, less disturbed by other jobs on a shared machine). QAT's "win back"
 
 Usage: python bench/qat_report.py [--threads 2] [--work DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,17 @@ from intsim import load_model  # noqa: E402
 
 MODES = {"int8": "quant8", "int16": "bittrue"}
 # calibration label -> calibrate arguments
-CALIBRATIONS = {"maxabs": ["--method", "maxabs"], "p99": ["--method", "p99"],
-                "auto maxabs": ["--formats", "auto", "--method", "maxabs"],
-                "auto p99": ["--formats", "auto", "--method", "p99"]}
+CALIBRATIONS = {
+    "maxabs": ["--method", "maxabs"],
+    "p99": ["--method", "p99"],
+    "auto maxabs": ["--formats", "auto", "--method", "maxabs"],
+    "auto p99": ["--formats", "auto", "--method", "p99"],
+}
 # precision -> [(row label, calibration, QAT from it?)]
-ROWS = {"int8": [("maxabs", "maxabs", True), ("p99", "p99", True)],
-        "int16": [("Q8.8", "maxabs", True), ("auto maxabs", "auto maxabs", False), ("auto p99", "auto p99", True)]}
+ROWS = {
+    "int8": [("maxabs", "maxabs", True), ("p99", "p99", True)],
+    "int16": [("Q8.8", "maxabs", True), ("auto maxabs", "auto maxabs", False), ("auto p99", "auto p99", True)],
+}
 
 
 def quiet(args: list[str]) -> str:
@@ -53,9 +59,15 @@ def row(label, res, ref, y_raw, model, seconds=None, start=None) -> dict:
     pred = model.denormalize_output(res.output)
     lsb = res.output_lsb
     err = res.output - ref
-    r = {"model": label, "mse": float(np.mean((pred - y_raw) ** 2)), "mae": float(np.mean(np.abs(pred - y_raw))),
-         "mse_fp32": float(np.mean(err ** 2)), "maxae_lsb": float(np.max(np.abs(err)) / lsb) if lsb else 0.0,
-         "sats": sum(s["saturations"] for s in res.stats.values()), "seconds": seconds}
+    r = {
+        "model": label,
+        "mse": float(np.mean((pred - y_raw) ** 2)),
+        "mae": float(np.mean(np.abs(pred - y_raw))),
+        "mse_fp32": float(np.mean(err**2)),
+        "maxae_lsb": float(np.max(np.abs(err)) / lsb) if lsb else 0.0,
+        "sats": sum(s["saturations"] for s in res.stats.values()),
+        "seconds": seconds,
+    }
     if start is not None:
         r["win_back"] = 1.0 - r["mse_fp32"] / start["mse_fp32"]
     return r
@@ -90,22 +102,30 @@ def main(argv=None) -> int:
             out = work / f"qat_{precision}_{calibration.replace(' ', '_')}"
             shutil.rmtree(out, ignore_errors=True)
             t0, c0 = time.perf_counter(), time.process_time()
-            log = quiet(["qat", str(base[calibration]), "--precision", precision, "--out", str(out),
-                         "--threads", args.threads])
+            log = quiet(
+                ["qat", str(base[calibration]), "--precision", precision, "--out", str(out), "--threads", args.threads]
+            )
             seconds = (time.perf_counter() - t0, time.process_time() - c0)
             epochs = sum(1 for line in log.splitlines() if line.startswith("epoch ")) - 1
             qat = load_model(out)
             rows.append(row(f"QAT from {label} ({epochs} epochs)", qat.run(x, mode), ref, y_raw, qat, seconds, start))
-        print(f"\n{precision.upper()} ({mode}), {len(x)} test windows; MSE/MAE vs truth in milli-g^2 / milli-g; "
-              f"vs fp32: the original float model (normalised units)", flush=True)
-        print("| model | MSE | MAE | MSE vs fp32 | MaxAE vs fp32 (LSB) | saturations | QAT wins back "
-              "| QAT time (CPU) |")
+        print(
+            f"\n{precision.upper()} ({mode}), {len(x)} test windows; MSE/MAE vs truth in milli-g^2 / milli-g; "
+            f"vs fp32: the original float model (normalised units)",
+            flush=True,
+        )
+        print(
+            "| model | MSE | MAE | MSE vs fp32 | MaxAE vs fp32 (LSB) | saturations | QAT wins back | QAT time (CPU) |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             win = f"{100 * r['win_back']:.0f} %" if "win_back" in r else "-"
             secs = f"{r['seconds'][0]:.0f} s ({r['seconds'][1]:.0f} s CPU)" if r["seconds"] else "-"
-            print(f"| {r['model']} | {r['mse']:,.1f} | {r['mae']:.2f} | {r['mse_fp32']:.3e} | {r['maxae_lsb']:.1f} | "
-                  f"{r['sats']:,} | {win} | {secs} |", flush=True)
+            print(
+                f"| {r['model']} | {r['mse']:,.1f} | {r['mae']:.2f} | {r['mse_fp32']:.3e} | {r['maxae_lsb']:.1f} | "
+                f"{r['sats']:,} | {win} | {secs} |",
+                flush=True,
+            )
     print(f"\nmodels in {work}")
     return 0
 

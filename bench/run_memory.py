@@ -7,6 +7,7 @@ intsim/chunks.py).
 
 Usage: python bench/run_memory.py [MODEL_DIR] [--windows N]
 """
+
 from __future__ import annotations
 
 import argparse

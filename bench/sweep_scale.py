@@ -8,6 +8,7 @@ every run wrote the same results apart from the run-time column.
 
     python bench/sweep_scale.py [--rounds 2] [--workers N] [--space FILE] [--samples N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,23 @@ def results_without_timings(path: Path) -> list[list[str]]:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     i = rows[0].index("seconds")
-    return [r[:i] + r[i + 1:] for r in rows]
+    return [r[:i] + r[i + 1 :] for r in rows]
 
 
 def one_run(out: Path, space: Path, workers: int, samples: int | None) -> tuple[str, list[list[str]]]:
-    cmd = [sys.executable, "-m", "cmamba_hls.cli", "sweep", str(REPO / "examples" / "default"), "--space",
-           str(space), "--out", str(out), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cmamba_hls.cli",
+        "sweep",
+        str(REPO / "examples" / "default"),
+        "--space",
+        str(space),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+    ]
     if samples:
         cmd += ["--samples", str(samples)]
     load0 = os.getloadavg()[0]
@@ -39,8 +51,10 @@ def one_run(out: Path, space: Path, workers: int, samples: int | None) -> tuple[
     load1 = os.getloadavg()[0]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("finished"))
     rate = re.search(r"in ([\d.]+) s \(([\d,]+) points/hour; start-up ([\d.]+) s\)", line)
-    text = (f"{rate.group(2):>7} points/hour ({rate.group(1)} s, start-up {rate.group(3)} s), load average "
-            f"{load0:.1f} -> {load1:.1f}")
+    text = (
+        f"{rate.group(2):>7} points/hour ({rate.group(1)} s, start-up {rate.group(3)} s), load average "
+        f"{load0:.1f} -> {load1:.1f}"
+    )
     return text, results_without_timings(out / "results.csv")
 
 
@@ -48,8 +62,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--space", type=Path, default=REPO / "examples" / "sweep" / "space.yaml",
-                   help="space file (default examples/sweep/space.yaml, 96 points; examples/sweep/large.yaml: 624)")
+    p.add_argument(
+        "--space",
+        type=Path,
+        default=REPO / "examples" / "sweep" / "space.yaml",
+        help="space file (default examples/sweep/space.yaml, 96 points; examples/sweep/large.yaml: 624)",
+    )
     p.add_argument("--samples", type=int, help="a random subset of the space (default: all its points)")
     args = p.parse_args()
     reference = None

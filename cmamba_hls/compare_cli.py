@@ -10,6 +10,7 @@ OUT/compare_hist.png and OUT/cpp_layers/*.npy. On a correct build the histogram 
 at 0. Exit status 1 when any element differs. OUT is an owned directory (intsim/manifest.py,
 manifest OUT/compare.json): a non-empty OUT without it is refused, other files are kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,8 @@ class LayerDiff:
     cname: str
     elements: int
     mismatches: int
-    hist: dict                                  # diff in LSB -> count
-    first: tuple[int, int, int] | None = None   # (vector, channel, step)
+    hist: dict  # diff in LSB -> count
+    first: tuple[int, int, int] | None = None  # (vector, channel, step)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class CompareResult:
     reused: bool = False
     tb_first: str | None = None
     files: list[Path] = field(default_factory=list)
-    data: str = ""                      # which data the vectors came from (codegen.project.data_line)
+    data: str = ""  # which data the vectors came from (codegen.project.data_line)
 
     @property
     def mismatches(self) -> int:
@@ -84,11 +85,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="int16", help="integer back end (default int16)")
     p.add_argument("--types", choices=TYPES, default="stdint", help="C++ integer types (default stdint)")
     p.add_argument("--vectors", type=int, default=1000, help="test vectors (default 1000)")
-    p.add_argument("--data", default=None, help="CSV for real-data vectors (default: the model's training data, "
-                                                 "found as calibrate and eval find it)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="CSV for real-data vectors (default: the model's training data, found as calibrate and eval find it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
-    p.add_argument("--out", default=str(DEFAULT_OUT),
-                   help=f"report directory (default {DEFAULT_OUT}); the project goes to OUT/project")
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        help=f"report directory (default {DEFAULT_OUT}); the project goes to OUT/project",
+    )
     p.add_argument("--jobs", type=int, default=2, help="parallel g++ jobs (default 2)")
 
 
@@ -112,19 +119,35 @@ def diff_layers(golden: dict, dump_dir: Path, emission: Emission) -> list[LayerD
         values, counts = np.unique(diff, return_counts=True)
         bad = np.flatnonzero(diff)
         first = tuple(int(i) for i in np.unravel_index(bad[0], diff.shape)) if bad.size else None
-        out.append(LayerDiff(b.tensor, b.cname, int(diff.size), int(bad.size),
-                             {int(v): int(c) for v, c in zip(values, counts, strict=True)}, first))
+        out.append(
+            LayerDiff(
+                b.tensor,
+                b.cname,
+                int(diff.size),
+                int(bad.size),
+                {int(v): int(c) for v, c in zip(values, counts, strict=True)},
+                first,
+            )
+        )
     return out
 
 
-def compare(model: Model | str | Path, out_dir: str | Path, precision: str = "int16", types: str = "stdint",
-            n_vectors: int = 1000, data: str | Path | None = None, seed: int = 0, jobs: int = 2,
-            project: str | Path | None = None) -> CompareResult:
+def compare(
+    model: Model | str | Path,
+    out_dir: str | Path,
+    precision: str = "int16",
+    types: str = "stdint",
+    n_vectors: int = 1000,
+    data: str | Path | None = None,
+    seed: int = 0,
+    jobs: int = 2,
+    project: str | Path | None = None,
+) -> CompareResult:
     """Generate or reuse the project, build, dump every C++ layer, diff against the golden model.
     `project`: use this existing generated project instead (tests break one on purpose)."""
     model = as_model(model)
     out_dir = Path(out_dir)
-    claim(out_dir, COMPARE_DIR)               # ours (or new) before the project goes in OUT/project
+    claim(out_dir, COMPARE_DIR)  # ours (or new) before the project goes in OUT/project
     reused = project is not None
     if project is None:
         project = out_dir / "project"
@@ -132,16 +155,20 @@ def compare(model: Model | str | Path, out_dir: str | Path, precision: str = "in
         wanted.pop("data")
         reused = _reusable(project, wanted) and data is None
         if not reused:
-            generate_project(model, project, precision=precision, types=types, n_vectors=n_vectors,
-                             data=data, seed=seed)
+            generate_project(
+                model, project, precision=precision, types=types, n_vectors=n_vectors, data=data, seed=seed
+            )
     project = Path(project)
     manifest = read_manifest(project, PROJECT_DIR)
     if manifest is None:
         raise CmambaError(f"{project}: not a project generated by this cmamba-hls codegen (no valid project.json)")
     precision, types = manifest["precision"], manifest["types"]
     data_file = manifest.get("data") if isinstance(manifest.get("data"), str) else None
-    used = data_line(Path(data_file) if data_file else None, find_training_data(model.graph)[1] or "no --data",
-                     (manifest.get("vectors") or {}).get("real", 0))
+    used = data_line(
+        Path(data_file) if data_file else None,
+        find_training_data(model.graph)[1] or "no --data",
+        (manifest.get("vectors") or {}).get("real", 0),
+    )
     build(project, jobs)
     backend = load_backend(precision)
     names = sanitize_names(layer.name for layer in model.graph.layers)
@@ -174,6 +201,7 @@ def write_csv(res: CompareResult, path: Path) -> Path:
 
 def write_png(res: CompareResult, path: Path) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -207,23 +235,34 @@ def format_report(res: CompareResult) -> str:
     for d in res.layers:
         lo, hi = min(d.hist), max(d.hist)
         shown = ", ".join(f"{k:+d}: {v}" if k else f"0: {v}" for k, v in sorted(d.hist.items())[:7])
-        rows.append((d.tensor, str(d.elements), str(d.mismatches), f"{lo:+d}" if lo else "0",
-                     f"{hi:+d}" if hi else "0", shown + (" ..." if len(d.hist) > 7 else "")))
+        rows.append(
+            (
+                d.tensor,
+                str(d.elements),
+                str(d.mismatches),
+                f"{lo:+d}" if lo else "0",
+                f"{hi:+d}" if hi else "0",
+                shown + (" ..." if len(d.hist) > 7 else ""),
+            )
+        )
     return text_table(head, rows[1:], left_columns=(0, 5))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.vectors < 1:
         raise CmambaError(f"--vectors must be >= 1, got {args.vectors}")
-    res = compare(args.model, Path(args.out), args.precision, args.types, args.vectors, args.data, args.seed,
-                  args.jobs)
-    print(f"compare: {args.precision} ({args.types}) project {res.project}"
-          f"{' (reused)' if res.reused else ''}, {res.passed + res.failed} vectors")
+    res = compare(args.model, Path(args.out), args.precision, args.types, args.vectors, args.data, args.seed, args.jobs)
+    print(
+        f"compare: {args.precision} ({args.types}) project {res.project}"
+        f"{' (reused)' if res.reused else ''}, {res.passed + res.failed} vectors"
+    )
     print(res.data)
     print(format_report(res))
     total = sum(d.elements for d in res.layers)
-    print(f"mismatches: {res.mismatches} of {total} elements in {len(res.layers)} layers; "
-          f"histogram of all differences (LSB): {res.hist}")
+    print(
+        f"mismatches: {res.mismatches} of {total} elements in {len(res.layers)} layers; "
+        f"histogram of all differences (LSB): {res.hist}"
+    )
     first = next((d for d in res.layers if d.mismatches), None)
     if first is not None:
         v, c, t = first.first

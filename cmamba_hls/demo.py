@@ -15,6 +15,7 @@ It is an owned directory (intsim/manifest.py, manifest `demo.json`; `eval/` and 
 their own): a non-empty `--out` without it is refused, and a re-run replaces only the files the
 demo wrote.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,22 @@ DEMO_DIR = DirKind("demo.json", "cmamba-hls demo", 1, "the demo", "demo")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="model directory to demo (default: the shipped examples/default)")
-    p.add_argument("--data", default=str(DEFAULT_DATA),
-                   help="CSV with the model's columns (default: the shipped Daphnet recording)")
+    p.add_argument(
+        "--model", default=str(DEFAULT_MODEL), help="model directory to demo (default: the shipped examples/default)"
+    )
+    p.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA),
+        help="CSV with the model's columns (default: the shipped Daphnet recording)",
+    )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="report directory (default reports/demo)")
-    p.add_argument("--vectors", type=int, default=1000,
-                   help="golden test vectors per C++ testbench (default 1000)")
-    p.add_argument("--types", choices=("stdint", "ap"), default="stdint",
-                   help="C++ integer types of the generated project (default stdint; ap needs "
-                        "CMAMBA_HLS_AP_INCLUDE)")
+    p.add_argument("--vectors", type=int, default=1000, help="golden test vectors per C++ testbench (default 1000)")
+    p.add_argument(
+        "--types",
+        choices=("stdint", "ap"),
+        default="stdint",
+        help="C++ integer types of the generated project (default stdint; ap needs CMAMBA_HLS_AP_INCLUDE)",
+    )
     p.add_argument("--skip-hls", action="store_true", help="skip C++ generation and the g++ testbench")
 
 
@@ -109,8 +116,19 @@ def _format_table(rows: list[dict], hls: dict) -> str:
             cpp = f"{tb['passed']}/{tb['passed'] + tb['failed']} bit-exact"
             cpp_s = f"{tb['seconds']:.1f}"
         lsb = "-" if r["mode"] == REFERENCE.name else f"{r['maxae_vs_fp32_lsb']:.0f}"
-        lines.append((r["mode"], f"{r['mse']:.1f}", f"{r['mae']:.2f}", f"{r['maxae_vs_fp32']:.4f}", lsb,
-                      str(r["saturations"]), cpp, f"{r['eval_seconds']:.1f}", cpp_s))
+        lines.append(
+            (
+                r["mode"],
+                f"{r['mse']:.1f}",
+                f"{r['mae']:.2f}",
+                f"{r['maxae_vs_fp32']:.4f}",
+                lsb,
+                str(r["saturations"]),
+                cpp,
+                f"{r['eval_seconds']:.1f}",
+                cpp_s,
+            )
+        )
     return text_table(head, lines[1:])
 
 
@@ -133,8 +151,15 @@ def run(args: argparse.Namespace) -> int:
 
     x_test, y_test = load_eval_data(model, data=data, split="test")
     t_eval = time.perf_counter()
-    report = steps.run(f"evaluate {', '.join(MODES)} on {len(x_test)} test windows", evaluate,
-                       model, x_test, y_test, modes=MODES, out_dir=out / "eval")
+    report = steps.run(
+        f"evaluate {', '.join(MODES)} on {len(x_test)} test windows",
+        evaluate,
+        model,
+        x_test,
+        y_test,
+        modes=MODES,
+        out_dir=out / "eval",
+    )
     eval_total = time.perf_counter() - t_eval
     rows = []
     for r in report.summary:
@@ -148,15 +173,29 @@ def run(args: argparse.Namespace) -> int:
         hls = {m: "skipped" for m in HLS_PRECISION}
     else:
         for mode, precision in HLS_PRECISION.items():
-            gen, tb = steps.run(f"HLS C++ {precision} ({args.types}): generate, g++, testbench",
-                                _hls, model, out / f"hls_{precision}", precision, args.types, args.vectors, data)
-            hls[mode] = {"passed": tb.passed, "failed": tb.failed, "dir": gen.out_dir,
-                         "seconds": tb.compile_seconds + tb.run_seconds + gen.seconds}
+            gen, tb = steps.run(
+                f"HLS C++ {precision} ({args.types}): generate, g++, testbench",
+                _hls,
+                model,
+                out / f"hls_{precision}",
+                precision,
+                args.types,
+                args.vectors,
+                data,
+            )
+            hls[mode] = {
+                "passed": tb.passed,
+                "failed": tb.failed,
+                "dir": gen.out_dir,
+                "seconds": tb.compile_seconds + tb.run_seconds + gen.seconds,
+            }
 
     total = time.perf_counter() - steps.t0
     print()
-    print(f"CMamba demo: model '{model.graph.name}', {len(x_test)} test windows of {data.name} "
-          f"(MSE/MAE in original units; calibration on {n_cal} train windows)")
+    print(
+        f"CMamba demo: model '{model.graph.name}', {len(x_test)} test windows of {data.name} "
+        f"(MSE/MAE in original units; calibration on {n_cal} train windows)"
+    )
     print(_format_table(rows, hls))
     print()
     failed = [m for m, tb in hls.items() if isinstance(tb, dict) and tb["failed"]]

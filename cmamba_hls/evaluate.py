@@ -13,6 +13,7 @@ Library API (used by ``cmamba-hls eval`` and ``cmamba-hls demo``):
 ``load_eval_data(model, data=None, split="test", max_windows=None) -> (x_raw, y_raw)`` and
 ``evaluate(model, x_raw, y_raw, modes=..., out_dir=None, progress=True, batch=256) -> EvalReport``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,7 @@ from intsim.graph import INPUT_NAME
 from intsim.manifest import DirKind, owned_files, publish, staged
 from intsim.modes import MODE_NAMES, REFERENCE, get_mode
 
-DEFAULT_MODES = MODE_NAMES                 # report order of `--mode all`: intsim.modes.MODES
+DEFAULT_MODES = MODE_NAMES  # report order of `--mode all`: intsim.modes.MODES
 REFERENCE_MODE = REFERENCE.name
 
 METRICS_FILE, LAYERS_FILE, FORMATS_FILE = "metrics.csv", "layers.csv", "formats.csv"
@@ -45,40 +46,82 @@ REPORT_FILES = (METRICS_FILE, LAYERS_FILE, FORMATS_FILE) + PLOT_FILES
 REPORT_DIR = DirKind("report.json", "cmamba-hls eval report", 1, "the report", "eval")
 
 METRICS_COLUMNS = ("mode", "metric", "channel", "value")
-LAYERS_COLUMNS = ("mode", "layer", "op", "saturations", "elements", "rate", "min", "max",
-                  "format", "weight_saturations")
-FORMATS_COLUMNS = ("kind", "tensor", "op", "int16_frac_bits", "int16_format", "int16_lsb",
-                   "int8_scale", "int8_zero_point", "int8_min", "int8_max",
-                   "calib_min", "calib_max", "calib_absmax")
+LAYERS_COLUMNS = (
+    "mode",
+    "layer",
+    "op",
+    "saturations",
+    "elements",
+    "rate",
+    "min",
+    "max",
+    "format",
+    "weight_saturations",
+)
+FORMATS_COLUMNS = (
+    "kind",
+    "tensor",
+    "op",
+    "int16_frac_bits",
+    "int16_format",
+    "int16_lsb",
+    "int8_scale",
+    "int8_zero_point",
+    "int8_min",
+    "int8_max",
+    "calib_min",
+    "calib_max",
+    "calib_absmax",
+)
 # Per-channel metrics (one row per output channel plus channel "all"), in file order.
-CHANNEL_METRICS = ("mse", "mae", "mse_norm", "mae_norm", "mse_vs_fp32", "mae_vs_fp32",
-                   "rmse_vs_fp32", "maxae_vs_fp32", "maxae_vs_fp32_lsb")
+CHANNEL_METRICS = (
+    "mse",
+    "mae",
+    "mse_norm",
+    "mae_norm",
+    "mse_vs_fp32",
+    "mae_vs_fp32",
+    "rmse_vs_fp32",
+    "maxae_vs_fp32",
+    "maxae_vs_fp32_lsb",
+)
 # Whole-run metrics (channel "all" only).
 RUN_METRICS = ("saturations", "saturation_rate", "samples", "samples_per_second")
 ALL_CHANNELS = "all"
 # Keys of every EvalReport.summary row, first and in this order (cmamba-hls demo reads them).
-SUMMARY_KEYS = ("mode", "mse", "mae", "mse_norm", "mae_norm", "maxae_vs_fp32", "maxae_vs_fp32_lsb",
-                "rmse_vs_fp32", "saturations", "samples_per_second")
+SUMMARY_KEYS = (
+    "mode",
+    "mse",
+    "mae",
+    "mse_norm",
+    "mae_norm",
+    "maxae_vs_fp32",
+    "maxae_vs_fp32_lsb",
+    "rmse_vs_fp32",
+    "saturations",
+    "samples_per_second",
+)
 
 
 @dataclass
 class ModeRun:
     """One mode over all windows: outputs in network units, stats summed over batches."""
+
     mode: str
-    output: np.ndarray                  # float64 [N, C_out, H], normalised
-    stats: dict                         # tensor -> {"saturations", "size" (elements), "min", "max"}
+    output: np.ndarray  # float64 [N, C_out, H], normalised
+    stats: dict  # tensor -> {"saturations", "size" (elements), "min", "max"}
     seconds: float
-    output_lsb: float | None            # one output LSB in network units (None: fp32)
-    weight_saturations: dict = field(default_factory=dict)   # layer -> count at lowering
+    output_lsb: float | None  # one output LSB in network units (None: fp32)
+    weight_saturations: dict = field(default_factory=dict)  # layer -> count at lowering
 
 
 @dataclass
 class EvalReport:
-    summary: list[dict]                 # one dict per reported mode (keys: SUMMARY_KEYS and more)
-    metrics: list[dict]                 # rows of metrics.csv
-    layers: list[dict]                  # rows of layers.csv
-    formats: list[dict]                 # rows of formats.csv
-    predictions: dict                   # mode -> float64 [N, C_out, H], normalised units
+    summary: list[dict]  # one dict per reported mode (keys: SUMMARY_KEYS and more)
+    metrics: list[dict]  # rows of metrics.csv
+    layers: list[dict]  # rows of layers.csv
+    formats: list[dict]  # rows of formats.csv
+    predictions: dict  # mode -> float64 [N, C_out, H], normalised units
     n_samples: int
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
@@ -111,8 +154,13 @@ def _header(path: Path) -> list[str]:
     return [h.strip() for h in row]
 
 
-def load_eval_data(model: Model, data: str | Path | None = None, split: str = "test", max_windows: int | None = None,
-                   sizes: Split | None = None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def load_eval_data(
+    model: Model,
+    data: str | Path | None = None,
+    split: str = "test",
+    max_windows: int | None = None,
+    sizes: Split | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Windows of one chronological split, in original units: ``(x_raw [N, C_in, L],
     y_raw [N, C_out, H])``. Columns are the model's input columns (by name); the split
     sizes (`intsim.data.Split`) default to the ones the model was trained with (its
@@ -130,24 +178,28 @@ def load_eval_data(model: Model, data: str | Path | None = None, split: str = "t
     if named:
         missing = [c for c in graph.input_columns if c not in header]
         if missing:
-            raise DataError(f"{path}: has no column(s) {', '.join(repr(c) for c in missing)}; model "
-                            f"'{graph.name}' reads {c_in} channel(s): {', '.join(graph.input_columns)}")
+            raise DataError(
+                f"{path}: has no column(s) {', '.join(repr(c) for c in missing)}; model "
+                f"'{graph.name}' reads {c_in} channel(s): {', '.join(graph.input_columns)}"
+            )
         columns = list(graph.input_columns)
     else:
-        columns = None                     # the model does not name its channels: every numeric column
+        columns = None  # the model does not name its channels: every numeric column
     if sizes is None:
         sizes = split_from_record((graph.raw.get("training") or {}).get("data"))
     splits = load_splits(path, columns, lookback=length, horizon=graph.horizon, fractions=sizes)
     x, y = splits[split]
     names = splits["columns"]
     if x.shape[1] != c_in:
-        raise DataError(f"{path}: {x.shape[1]} numeric channel(s) ({', '.join(names)}); "
-                        f"model '{graph.name}' expects {c_in}")
+        raise DataError(
+            f"{path}: {x.shape[1]} numeric channel(s) ({', '.join(names)}); model '{graph.name}' expects {c_in}"
+        )
     if set(graph.output_columns) <= set(names):
         y = y[:, [names.index(c) for c in graph.output_columns]]
     elif graph.output_channels != c_in:
-        raise DataError(f"{path}: cannot find the model's output columns "
-                        f"{', '.join(graph.output_columns)} in {', '.join(names)}")
+        raise DataError(
+            f"{path}: cannot find the model's output columns {', '.join(graph.output_columns)} in {', '.join(names)}"
+        )
     if max_windows is not None and max_windows < len(x):
         idx = np.unique(np.rint(np.linspace(0, len(x) - 1, int(max_windows))).astype(np.int64))
         x, y = x[idx], y[idx]
@@ -187,22 +239,29 @@ def _weight_saturations(model: Model, mode: str) -> dict:
 def run_mode(model: Model, x_norm: np.ndarray, mode: str, batch: int = 256, progress: bool = True) -> ModeRun:
     """Run `mode` over x_norm [N, C_in, L] in batches; time it after one untimed warm-up
     sample (JIT load); sum saturations and elements, keep min/max, per tensor."""
-    model.run(x_norm[:1], mode)                       # warm-up: kernels compiled/loaded
+    model.run(x_norm[:1], mode)  # warm-up: kernels compiled/loaded
     outputs = []
     stats: dict[str, dict] = {}
     seconds = 0.0
-    with tqdm(total=len(x_norm), desc=f"eval {mode}", unit="win", file=sys.stderr,
-              disable=None if progress else True, leave=False) as bar:
+    with tqdm(
+        total=len(x_norm),
+        desc=f"eval {mode}",
+        unit="win",
+        file=sys.stderr,
+        disable=None if progress else True,
+        leave=False,
+    ) as bar:
         for start in range(0, len(x_norm), batch):
-            xb = x_norm[start:start + batch]
+            xb = x_norm[start : start + batch]
             t0 = time.perf_counter()
             res = model.run(xb, mode)
             seconds += time.perf_counter() - t0
             outputs.append(res.output)
             merge_stats(stats, res.stats)
             bar.update(len(xb))
-    return ModeRun(mode, np.concatenate(outputs), stats, seconds, model.output_lsb(mode),
-                   _weight_saturations(model, mode))
+    return ModeRun(
+        mode, np.concatenate(outputs), stats, seconds, model.output_lsb(mode), _weight_saturations(model, mode)
+    )
 
 
 # ----------------------------------------------------------------- metrics
@@ -260,11 +319,20 @@ def layer_rows(model: Model, run: ModeRun) -> list[dict]:
     rows = []
     for name in model.graph.tensor_names:
         st = run.stats[name]
-        rows.append({"mode": run.mode, "layer": name, "op": _op(model, name),
-                     "saturations": st["saturations"], "elements": st["size"],
-                     "rate": st["saturations"] / st["size"] if st["size"] else 0.0,
-                     "min": st["min"], "max": st["max"], "format": _format_name(model, run.mode, name),
-                     "weight_saturations": run.weight_saturations.get(name, 0)})
+        rows.append(
+            {
+                "mode": run.mode,
+                "layer": name,
+                "op": _op(model, name),
+                "saturations": st["saturations"],
+                "elements": st["size"],
+                "rate": st["saturations"] / st["size"] if st["size"] else 0.0,
+                "min": st["min"],
+                "max": st["max"],
+                "format": _format_name(model, run.mode, name),
+                "weight_saturations": run.weight_saturations.get(name, 0),
+            }
+        )
     return rows
 
 
@@ -286,17 +354,22 @@ def format_rows(model: Model) -> list[dict]:
             row.update(int8_scale=qp.scale, int8_zero_point=qp.zero_point, int8_min=lo, int8_max=hi)
         st = stats.get(name) or {}
         if st:
-            row.update(calib_min=st.get("min", ""), calib_max=st.get("max", ""),
-                       calib_absmax=st.get("absmax", ""))
+            row.update(calib_min=st.get("min", ""), calib_max=st.get("max", ""), calib_absmax=st.get("absmax", ""))
         rows.append(row)
     for layer in g.layers:
         for key, w in layer.weights.items():
-            if key == "bias":          # biases follow from their layer (spec 2, 3.1)
+            if key == "bias":  # biases follow from their layer (spec 2, 3.1)
                 continue
             name = f"{layer.name}.{key}"
             row = dict.fromkeys(FORMATS_COLUMNS, "")
-            row.update(kind="weight", tensor=name, op=layer.op, calib_min=float(w.min()),
-                       calib_max=float(w.max()), calib_absmax=float(np.abs(w).max()))
+            row.update(
+                kind="weight",
+                tensor=name,
+                op=layer.op,
+                calib_min=float(w.min()),
+                calib_max=float(w.max()),
+                calib_absmax=float(np.abs(w).max()),
+            )
             if q16 is not None and name in q16.weights:
                 row.update(_int16_cells(q16.weights[name]))
             rows.append(row)
@@ -341,8 +414,15 @@ def _write_csv(path: Path, columns, rows) -> None:
             w.writerow([_fmt(row[c]) for c in columns])
 
 
-def evaluate(model: Model, x_raw: ArrayLike, y_raw: ArrayLike, modes: str | Iterable[str] = DEFAULT_MODES,
-             out_dir: str | Path | None = None, progress: bool = True, batch: int = 256) -> EvalReport:
+def evaluate(
+    model: Model,
+    x_raw: ArrayLike,
+    y_raw: ArrayLike,
+    modes: str | Iterable[str] = DEFAULT_MODES,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    batch: int = 256,
+) -> EvalReport:
     """Evaluate `modes` (fp32 always runs: it is the reference) on windows in original
     units. With `out_dir`, writes the report (REPORT_FILES + report.json, docs/reports.md) all
     at once: every file is built in a temporary folder and moved in only when all succeeded."""
@@ -353,8 +433,9 @@ def evaluate(model: Model, x_raw: ArrayLike, y_raw: ArrayLike, modes: str | Iter
     check_ready(model, modes)
     if out_dir is not None:
         from cmamba_hls import report_plots
+
         report_plots.require_matplotlib()
-        owned_files(Path(out_dir), REPORT_DIR)          # someone else's directory: refused before running
+        owned_files(Path(out_dir), REPORT_DIR)  # someone else's directory: refused before running
     x_norm = model.normalize_input(x)
     runs: dict[str, ModeRun] = {}
     for mode in (REFERENCE_MODE,) + tuple(m for m in modes if m != REFERENCE_MODE):
@@ -366,22 +447,31 @@ def evaluate(model: Model, x_raw: ArrayLike, y_raw: ArrayLike, modes: str | Iter
     for mode in modes:
         m = mode_metrics(model, runs[mode], ref, y)
         for name in CHANNEL_METRICS:
-            metric_rows += [{"mode": mode, "metric": name, "channel": ch, "value": v}
-                            for ch, v in zip(channels, m[name], strict=True)]
-        metric_rows += [{"mode": mode, "metric": name, "channel": ALL_CHANNELS, "value": m[name]}
-                        for name in RUN_METRICS]
+            metric_rows += [
+                {"mode": mode, "metric": name, "channel": ch, "value": v}
+                for ch, v in zip(channels, m[name], strict=True)
+            ]
+        metric_rows += [
+            {"mode": mode, "metric": name, "channel": ALL_CHANNELS, "value": m[name]} for name in RUN_METRICS
+        ]
         row = {"mode": mode} | {k: m[k][-1] for k in CHANNEL_METRICS} | {k: m[k] for k in RUN_METRICS}
-        summary.append({k: row[k] for k in SUMMARY_KEYS} | row)      # demo keys first
+        summary.append({k: row[k] for k in SUMMARY_KEYS} | row)  # demo keys first
         layers += layer_rows(model, runs[mode])
-    report = EvalReport(summary, metric_rows, layers, format_rows(model),
-                        {m: runs[m].output for m in runs}, len(x))
+    report = EvalReport(summary, metric_rows, layers, format_rows(model), {m: runs[m].output for m in runs}, len(x))
     if out_dir is not None:
         write_report(model, report, runs, modes, x, y, Path(out_dir))
     return report
 
 
-def write_report(model: Model, report: EvalReport, runs: dict[str, ModeRun], modes: Sequence[str], x_raw: NDArray,
-                 y_raw: NDArray, out_dir: Path) -> None:
+def write_report(
+    model: Model,
+    report: EvalReport,
+    runs: dict[str, ModeRun],
+    modes: Sequence[str],
+    x_raw: NDArray,
+    y_raw: NDArray,
+    out_dir: Path,
+) -> None:
     from cmamba_hls import report_plots
 
     with staged(out_dir, REPORT_DIR) as tmp:
@@ -390,16 +480,24 @@ def write_report(model: Model, report: EvalReport, runs: dict[str, ModeRun], mod
         _write_csv(tmp / FORMATS_FILE, FORMATS_COLUMNS, report.formats)
         ref = runs[REFERENCE_MODE].output
         compared = [m for m in modes if m != REFERENCE_MODE]
-        report_plots.error_hist(tmp / "error_hist.png",
-                                {m: (runs[m].output - ref, runs[m].output_lsb) for m in compared})
-        report_plots.saturation_bars(tmp / "saturation.png", model.graph.tensor_names,
-                                     {m: [runs[m].stats[t]["saturations"] for t in model.graph.tensor_names]
-                                      for m in modes})
+        report_plots.error_hist(
+            tmp / "error_hist.png", {m: (runs[m].output - ref, runs[m].output_lsb) for m in compared}
+        )
+        report_plots.saturation_bars(
+            tmp / "saturation.png",
+            model.graph.tensor_names,
+            {m: [runs[m].stats[t]["saturations"] for t in model.graph.tensor_names] for m in modes},
+        )
         report_plots.format_distribution(tmp / "formats.png", report.formats)
         shown = (REFERENCE_MODE,) + tuple(compared)
-        report_plots.forecast(tmp / "forecast.png", x_raw, y_raw,
-                              {m: model.denormalize_output(runs[m].output) for m in shown},
-                              list(model.graph.input_columns), list(model.graph.output_columns))
+        report_plots.forecast(
+            tmp / "forecast.png",
+            x_raw,
+            y_raw,
+            {m: model.denormalize_output(runs[m].output) for m in shown},
+            list(model.graph.input_columns),
+            list(model.graph.output_columns),
+        )
         publish(tmp, out_dir, REPORT_DIR, {"model": model.graph.name, "modes": list(modes)})
     report.out_dir = out_dir
     report.files = [out_dir / name for name in REPORT_FILES]

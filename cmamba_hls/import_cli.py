@@ -8,6 +8,7 @@ reshaped, concatenated, unused, missing) is printed; missing or mismatched weigh
 --strict unused keys, are errors, reported before anything is written. Imports torch only
 inside `run()`, so `cmamba-hls --help` works without the 'train' extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +21,31 @@ from intsim.errors import CmambaError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT",
-                   help=".pt / .pth / .bin / .ckpt (read with torch.load(weights_only=True)) or .safetensors")
+    p.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help=".pt / .pth / .bin / .ckpt (read with torch.load(weights_only=True)) or .safetensors",
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", metavar="JSON",
-                     help="the architecture: a JSON file (or an inline JSON object) with CMamba-slim's sizes "
-                          "c_in, c_out, length, patch, stride, d_model, d_inner, n_blocks, d_conv, horizon, eps "
-                          "(absent ones: the shipped model's), block (simple | s6: Mamba-1, e.g. a checkpoint with "
-                          "layers.N.mixer.{in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj}) with d_state, "
-                          "dt_rank, optionally name, columns, output_columns, normalization")
-    src.add_argument("--like", metavar="MODEL_DIR",
-                     help="take the architecture, column names and normalisation from this model directory")
+    src.add_argument(
+        "--config",
+        metavar="JSON",
+        help="the architecture: a JSON file (or an inline JSON object) with CMamba-slim's sizes "
+        "c_in, c_out, length, patch, stride, d_model, d_inner, n_blocks, d_conv, horizon, eps "
+        "(absent ones: the shipped model's), block (simple | s6: Mamba-1, e.g. a checkpoint with "
+        "layers.N.mixer.{in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj}) with d_state, "
+        "dt_rank, optionally name, columns, output_columns, normalization",
+    )
+    src.add_argument(
+        "--like",
+        metavar="MODEL_DIR",
+        help="take the architecture, column names and normalisation from this model directory",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (model.json + weights/)")
     p.add_argument("--strict", action="store_true", help="unused checkpoint keys are errors (default: listed)")
-    p.add_argument("--name", help="model name stored in model.json (default: --config's name, else the "
-                                  "checkpoint's file name)")
+    p.add_argument(
+        "--name", help="model name stored in model.json (default: --config's name, else the checkpoint's file name)"
+    )
 
 
 def require_torch(what: str) -> None:
@@ -52,10 +63,14 @@ def like_model(model_dir: str | Path) -> dict:
     graph = load_graph(model_dir)
     named_in = bool((graph.raw.get("input") or {}).get("columns"))
     named_out = bool((graph.raw.get("output") or {}).get("columns"))
-    return {"normalization": {"input": {"mean": graph.norm_in_mean.tolist(), "std": graph.norm_in_std.tolist()},
-                              "output": {"mean": graph.norm_out_mean.tolist(), "std": graph.norm_out_std.tolist()}},
-            "columns": list(graph.input_columns) if named_in else None,
-            "output_columns": list(graph.output_columns) if named_out else None}
+    return {
+        "normalization": {
+            "input": {"mean": graph.norm_in_mean.tolist(), "std": graph.norm_in_std.tolist()},
+            "output": {"mean": graph.norm_out_mean.tolist(), "std": graph.norm_out_std.tolist()},
+        },
+        "columns": list(graph.input_columns) if named_in else None,
+        "output_columns": list(graph.output_columns) if named_out else None,
+    }
 
 
 def command_line(command: str, positional: str, args: argparse.Namespace, options: tuple[str, ...]) -> str:
@@ -81,8 +96,10 @@ def print_written(out: Path, what: str, table: bool = False) -> None:
     print(f"wrote {out}: {what}, {len(graph.layers)} layers, {graph.n_weights():,} weights")
     lacking = [p.upper() for p in ("int16", "int8") if p not in graph.quant]
     if lacking:
-        print(f"no {' / '.join(lacking)} quantization parameters: run `cmamba-hls calibrate {out} --data CSV` "
-              f"before eval --mode bittrue|quant8 or codegen")
+        print(
+            f"no {' / '.join(lacking)} quantization parameters: run `cmamba-hls calibrate {out} --data CSV` "
+            f"before eval --mode bittrue|quant8 or codegen"
+        )
 
 
 def _read_config(text: str) -> dict:
@@ -93,8 +110,9 @@ def _read_config(text: str) -> dict:
         try:
             body = Path(text).read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise CmambaError(f"{text}: cannot read the --config file ({getattr(exc, 'strerror', None) or exc})") \
-                from exc
+            raise CmambaError(
+                f"{text}: cannot read the --config file ({getattr(exc, 'strerror', None) or exc})"
+            ) from exc
     try:
         raw = json.loads(body)
     except ValueError as exc:
@@ -125,7 +143,7 @@ def config_target(text: str) -> tuple[object, dict]:
         elif key == "block":
             if value not in BLOCKS:
                 raise CmambaError(f"{where}: block must be one of {', '.join(BLOCKS)}, got {value!r}")
-        elif key == "dt_rank" and value is None:       # S6 default: ceil(d_model / 16)
+        elif key == "dt_rank" and value is None:  # S6 default: ceil(d_model / 16)
             pass
         elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise CmambaError(f"{where}: {key} must be a positive integer, got {value!r}")
@@ -152,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from model.load import load_torch_model
 
     ckpt = Path(args.checkpoint)
-    out = check_output_dir(args.out)                  # fail before any work
+    out = check_output_dir(args.out)  # fail before any work
     if args.like:
         module, meta = load_torch_model(args.like), like_model(args.like)
         source = f"like {args.like}"
@@ -162,9 +180,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(ckpt)
     norm = normalize_state_dict(loaded.tensors, module)
 
-    print(f"checkpoint {ckpt} ({loaded.kind}, {len(loaded.tensors)} tensors"
-          + (f" under '{loaded.container}'" if loaded.container else "") + ")"
-          + (f"; other entries not read: {', '.join(loaded.ignored)}" if loaded.ignored else ""))
+    print(
+        f"checkpoint {ckpt} ({loaded.kind}, {len(loaded.tensors)} tensors"
+        + (f" under '{loaded.container}'" if loaded.container else "")
+        + ")"
+        + (f"; other entries not read: {', '.join(loaded.ignored)}" if loaded.ignored else "")
+    )
     print(f"target: CMamba-slim ({source}): " + ", ".join(f"{k}={v}" for k, v in module.hyper.items()))
     print("\n".join(norm.report_lines()))
     errors = norm.errors(args.strict)
@@ -181,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         if not quant:
             return
         from intsim.executor import load_model
+
         try:
             model = load_model(tmp)
             if "int16" in quant:
@@ -188,16 +210,35 @@ def run(args: argparse.Namespace) -> int:
             if "int8" in quant:
                 _ = model.program8
         except CmambaError as exc:
-            raise CheckpointError(f"{ckpt}: its quantization parameters ('quant') do not fit the model: "
-                                  f"{str(exc).replace(str(tmp), str(out))}") from exc
+            raise CheckpointError(
+                f"{ckpt}: its quantization parameters ('quant') do not fit the model: "
+                f"{str(exc).replace(str(tmp), str(out))}"
+            ) from exc
 
-    record = {"command": command_line("import", str(ckpt), args, ("config", "like", "out", "strict", "name")),
-              "imported": {"checkpoint": ckpt.name, "sha256": _sha256(ckpt), "kind": loaded.kind,
-                           "mapped": len(norm.mapped), "reshaped": len(norm.reshaped),
-                           "concatenated": len(norm.merged), "unused": norm.unused}}
+    record = {
+        "command": command_line("import", str(ckpt), args, ("config", "like", "out", "strict", "name")),
+        "imported": {
+            "checkpoint": ckpt.name,
+            "sha256": _sha256(ckpt),
+            "kind": loaded.kind,
+            "mapped": len(norm.mapped),
+            "reshaped": len(norm.reshaped),
+            "concatenated": len(norm.merged),
+            "unused": norm.unused,
+        },
+    }
     name = args.name or meta.get("name") or ckpt.stem
-    export_model(module, out, meta.get("normalization"), meta.get("columns"), record, name=name,
-                 output_columns=meta.get("output_columns"), check=check, quant=quant)
+    export_model(
+        module,
+        out,
+        meta.get("normalization"),
+        meta.get("columns"),
+        record,
+        name=name,
+        output_columns=meta.get("output_columns"),
+        check=check,
+        quant=quant,
+    )
     if quant:
         kept = ", ".join(k for k in ("int16", "int8") if k in quant) or "stats only"
         print(f"quant: kept from the checkpoint ({kept})")

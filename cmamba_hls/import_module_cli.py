@@ -6,6 +6,7 @@ loaded) or `(module, example_input)` with example_input a float tensor [B, C_in,
 example input, --input-shape C,L gives one (random normal values, seed 0). Imports torch only
 inside `run()`, so `cmamba-hls --help` works without the 'train' extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,21 @@ from intsim.errors import CmambaError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("factory", metavar="PY_FILE:FACTORY",
-                   help="a Python file and the function in it that returns the module, or (module, example "
-                        "input [B, C_in, L])")
+    p.add_argument(
+        "factory",
+        metavar="PY_FILE:FACTORY",
+        help="a Python file and the function in it that returns the module, or (module, example input [B, C_in, L])",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (model.json + weights/)")
-    p.add_argument("--input-shape", metavar="C,L",
-                   help="input channels and length, when FACTORY returns no example input")
-    p.add_argument("--like", metavar="MODEL_DIR",
-                   help="copy column names and normalisation from this model directory (default: identity "
-                        "normalisation, unnamed channels)")
+    p.add_argument(
+        "--input-shape", metavar="C,L", help="input channels and length, when FACTORY returns no example input"
+    )
+    p.add_argument(
+        "--like",
+        metavar="MODEL_DIR",
+        help="copy column names and normalisation from this model directory (default: identity "
+        "normalisation, unnamed channels)",
+    )
     p.add_argument("--name", help="model name stored in model.json (default: the module's class name)")
 
 
@@ -59,7 +66,7 @@ def load_factory(spec: str) -> object:
     sys.modules[mod_name] = module
     try:
         loader_spec.loader.exec_module(module)
-    except Exception as exc:                  # the user's code: any exception, reported in one line
+    except Exception as exc:  # the user's code: any exception, reported in one line
         sys.modules.pop(mod_name, None)
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
         raise CmambaError(f"{path}: importing it failed{where}: {type(exc).__name__}: {exc}") from exc
@@ -81,25 +88,38 @@ def run(args: argparse.Namespace) -> int:
     from model.export import check_output_dir
     from model.frontend import check_against_module, from_module
 
-    out = check_output_dir(args.out)                  # fail before any work
+    out = check_output_dir(args.out)  # fail before any work
     shape = _input_shape(args.input_shape) if args.input_shape else None
     meta = like_model(args.like) if args.like else {}
     made = load_factory(args.factory)
     module, example = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not isinstance(module, torch.nn.Module):
-        raise CmambaError(f"{args.factory}: returned {type(module).__name__}, not a torch.nn.Module "
-                          f"(or a (module, example_input) pair)")
+        raise CmambaError(
+            f"{args.factory}: returned {type(module).__name__}, not a torch.nn.Module "
+            f"(or a (module, example_input) pair)"
+        )
     if shape is not None:
         example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     if example is None:
         raise CmambaError(f"{args.factory}: returned no example input: pass --input-shape C,L")
-    record = {"command": command_line("import-module", args.factory, args, ("out", "input_shape", "like", "name")),
-              "imported": {"module": args.factory, "class": type(module).__name__}}
-    from_module(module, example, out, name=args.name or type(module).__name__,
-                normalization=meta.get("normalization"), columns=meta.get("columns"),
-                output_columns=meta.get("output_columns"), training_info=record)
+    record = {
+        "command": command_line("import-module", args.factory, args, ("out", "input_shape", "like", "name")),
+        "imported": {"module": args.factory, "class": type(module).__name__},
+    }
+    from_module(
+        module,
+        example,
+        out,
+        name=args.name or type(module).__name__,
+        normalization=meta.get("normalization"),
+        columns=meta.get("columns"),
+        output_columns=meta.get("output_columns"),
+        training_info=record,
+    )
     diff = check_against_module(out, module, example)
-    print(f"traced {type(module).__name__} ({args.factory}) with torch.fx; fp32 reference vs the module on the "
-          f"example input {list(example.shape)}: max |diff| {diff:.3g}")
+    print(
+        f"traced {type(module).__name__} ({args.factory}) with torch.fx; fp32 reference vs the module on the "
+        f"example input {list(example.shape)}: max |diff| {diff:.3g}"
+    )
     print_written(out, f"from {type(module).__name__}", table=True)
     return 0

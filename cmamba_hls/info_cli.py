@@ -1,6 +1,7 @@
 """`cmamba-hls info MODEL`: what a model directory holds: layers (op, inputs, output
 shape, weight count, formats), totals, normalisation, the training record's metrics and
 the calibration status."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,39 @@ def _table(head, rows, right_from: int) -> list[str]:
 def _formats(graph, name: str) -> tuple[str, str]:
     q16, q8 = graph.formats.int16_or_none, graph.formats.int8_or_none
     int16 = q_name(q16.tensors[name]) if q16 is not None and name in q16.tensors else "-"
-    int8 = f"s={q8.tensors[name].scale:.4g} z={q8.tensors[name].zero_point}" \
-        if q8 is not None and name in q8.tensors else "-"
+    int8 = (
+        f"s={q8.tensors[name].scale:.4g} z={q8.tensors[name].zero_point}"
+        if q8 is not None and name in q8.tensors
+        else "-"
+    )
     return int16, int8
 
 
 def layer_lines(graph: Graph) -> list[str]:
-    rows = [("-", INPUT_NAME, "input", "-", f"[{graph.input_shape[0]}, {graph.input_shape[1]}]", 0,
-             *_formats(graph, INPUT_NAME))]
+    rows = [
+        (
+            "-",
+            INPUT_NAME,
+            "input",
+            "-",
+            f"[{graph.input_shape[0]}, {graph.input_shape[1]}]",
+            0,
+            *_formats(graph, INPUT_NAME),
+        )
+    ]
     for k, layer in enumerate(graph.layers):
         n_w = sum(w.size for w in layer.weights.values())
-        rows.append((k, layer.name, layer.op, ", ".join(layer.inputs), f"[{layer.shape[0]}, {layer.shape[1]}]",
-                     f"{n_w:,}", *_formats(graph, layer.name)))
+        rows.append(
+            (
+                k,
+                layer.name,
+                layer.op,
+                ", ".join(layer.inputs),
+                f"[{layer.shape[0]}, {layer.shape[1]}]",
+                f"{n_w:,}",
+                *_formats(graph, layer.name),
+            )
+        )
     return _table(("#", "name", "op", "inputs", "shape", "weights", "int16", "int8"), rows, right_from=5)
 
 
@@ -54,9 +76,11 @@ def training_lines(graph: Graph) -> list[str]:
     if not isinstance(tr, dict) or not tr:
         return ["training: not recorded"]
     data = tr.get("data") if isinstance(tr.get("data"), dict) else {}
-    lines = [f"training: data {data.get('file', '?')}, split {split_from_record(data).text()}, "
-             f"seed {tr.get('seed', '?')}, "
-             f"epochs run {tr.get('epochs_run', '?')} (best {tr.get('best_epoch', '?')})"]
+    lines = [
+        f"training: data {data.get('file', '?')}, split {split_from_record(data).text()}, "
+        f"seed {tr.get('seed', '?')}, "
+        f"epochs run {tr.get('epochs_run', '?')} (best {tr.get('best_epoch', '?')})"
+    ]
     metrics = list(_flatten(tr.get("metrics") or {}))
     if metrics:
         lines += [f"  {k} = {v:.6g}" for k, v in metrics]
@@ -90,21 +114,26 @@ def normalisation_lines(graph: Graph) -> list[str]:
         rows.append(("input", name, f"{graph.norm_in_mean[c]:.6g}", f"{graph.norm_in_std[c]:.6g}"))
     for c, name in enumerate(graph.output_columns):
         rows.append(("output", name, f"{graph.norm_out_mean[c]:.6g}", f"{graph.norm_out_std[c]:.6g}"))
-    return ["normalisation (network sees (x - mean) / std; outputs are y * std + mean):"] + \
-        ["  " + s for s in _table(("side", "column", "mean", "std"), rows, right_from=2)]
+    return ["normalisation (network sees (x - mean) / std; outputs are y * std + mean):"] + [
+        "  " + s for s in _table(("side", "column", "mean", "std"), rows, right_from=2)
+    ]
 
 
 def describe(graph: Graph) -> str:
     n_w = graph.n_weights()
-    lines = [f"model '{graph.name}'  ({Path(graph.path) / 'model.json'}, format version "
-             f"{graph.raw.get('format_version')})",
-             f"input  [{graph.input_shape[0]}, {graph.input_shape[1]}] (channels, look-back)",
-             f"output [{graph.output_channels}, {graph.horizon}] (channels, horizon) from tensor "
-             f"'{graph.output_tensor}'",
-             ""]
+    lines = [
+        f"model '{graph.name}'  ({Path(graph.path) / 'model.json'}, format version {graph.raw.get('format_version')})",
+        f"input  [{graph.input_shape[0]}, {graph.input_shape[1]}] (channels, look-back)",
+        f"output [{graph.output_channels}, {graph.horizon}] (channels, horizon) from tensor '{graph.output_tensor}'",
+        "",
+    ]
     lines += layer_lines(graph)
-    lines += ["", f"totals: {len(graph.layers)} layers, {n_w:,} weights "
-                  f"({2 * n_w / 1024:.1f} KiB as int16, {n_w / 1024:.1f} KiB as int8)", ""]
+    lines += [
+        "",
+        f"totals: {len(graph.layers)} layers, {n_w:,} weights "
+        f"({2 * n_w / 1024:.1f} KiB as int16, {n_w / 1024:.1f} KiB as int8)",
+        "",
+    ]
     lines += normalisation_lines(graph) + [""] + training_lines(graph) + [""] + calibration_lines(graph)
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ matplotlib draws through its Agg canvas (`matplotlib.figure.Figure`, never pyplo
 display and no global backend state are involved. Each function writes one PNG of fixed
 layout; an empty input still gives the figure, with a line saying why it is empty.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,11 +17,18 @@ from numpy.typing import NDArray
 from intsim.errors import CmambaError
 
 # One colour per series, the same in every figure.
-COLORS = {"truth": "black", "fp32": "tab:blue", "quant16": "tab:orange", "bittrue": "tab:green",
-          "quant8": "tab:red", "weight": "tab:gray", "activation": "tab:purple"}
+COLORS = {
+    "truth": "black",
+    "fp32": "tab:blue",
+    "quant16": "tab:orange",
+    "bittrue": "tab:green",
+    "quant8": "tab:red",
+    "weight": "tab:gray",
+    "activation": "tab:purple",
+}
 DPI = 100
-FORECAST_SAMPLES = 3      # windows shown in forecast.png (evenly spaced)
-FORECAST_CHANNELS = 3     # output channels shown (the first ones)
+FORECAST_SAMPLES = 3  # windows shown in forecast.png (evenly spaced)
+FORECAST_CHANNELS = 3  # output channels shown (the first ones)
 HIST_BINS = 101
 
 
@@ -33,6 +41,7 @@ def require_matplotlib() -> None:
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
@@ -59,7 +68,7 @@ def error_hist(path: Path, errors: dict) -> None:
         err, lsb = errors[mode]
         e = np.asarray(err, dtype=np.float64).ravel() / (lsb or 1.0)
         top = float(np.max(np.abs(e))) if e.size else 0.0
-        if top <= 40:          # small errors: one bin per LSB
+        if top <= 40:  # small errors: one bin per LSB
             edges = np.arange(-math.ceil(top) - 0.5, math.ceil(top) + 1.0, 1.0)
         else:
             edges = np.linspace(-top, top, HIST_BINS)
@@ -85,8 +94,13 @@ def saturation_bars(path: Path, tensors: list[str], counts: dict) -> None:
     for k, mode in enumerate(modes):
         c = np.asarray(counts[mode], dtype=np.int64)
         total += int(c.sum())
-        ax.barh(pos + (k - (len(modes) - 1) / 2) * height, c, height=height,
-                color=COLORS.get(mode, "tab:gray"), label=f"{mode} ({int(c.sum())})")
+        ax.barh(
+            pos + (k - (len(modes) - 1) / 2) * height,
+            c,
+            height=height,
+            color=COLORS.get(mode, "tab:gray"),
+            label=f"{mode} ({int(c.sum())})",
+        )
     ax.set_yticks(pos, tensors, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("symlog", linthresh=1)
@@ -131,8 +145,14 @@ def format_distribution(path: Path, format_rows: list[dict]) -> None:
     _save(fig, path)
 
 
-def forecast(path: Path, x_raw: NDArray, y_raw: NDArray, predictions: dict[str, NDArray], input_columns: list[str],
-             output_columns: list[str]) -> None:
+def forecast(
+    path: Path,
+    x_raw: NDArray,
+    y_raw: NDArray,
+    predictions: dict[str, NDArray],
+    input_columns: list[str],
+    output_columns: list[str],
+) -> None:
     """x_raw [N, C_in, L], y_raw [N, C_out, H], predictions: mode -> [N, C_out, H], all in
     original units. Rows: the first FORECAST_CHANNELS output channels; columns:
     FORECAST_SAMPLES evenly spaced windows. History (when the output channel is also an
@@ -155,8 +175,14 @@ def forecast(path: Path, x_raw: NDArray, y_raw: NDArray, predictions: dict[str, 
                 ax.plot(t_hist, x_raw[b, src, -hist_len:], color="0.6", lw=1, label="history")
             ax.plot(t_fut, y_raw[b, c], color=COLORS["truth"], lw=1.5, label="truth")
             for mode, pred in predictions.items():
-                ax.plot(t_fut, pred[b, c], color=COLORS.get(mode, "tab:gray"), lw=1,
-                        ls="--" if mode == "fp32" else "-", label=mode)
+                ax.plot(
+                    t_fut,
+                    pred[b, c],
+                    color=COLORS.get(mode, "tab:gray"),
+                    lw=1,
+                    ls="--" if mode == "fp32" else "-",
+                    label=mode,
+                )
             ax.axvline(-0.5, color="0.8", lw=0.8)
             ax.set_title(f"{name}, window {b}", fontsize=9)
             if i == len(channels) - 1:

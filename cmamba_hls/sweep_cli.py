@@ -8,6 +8,7 @@ point in OUT/points.csv as it finishes, then OUT/results.csv with the Pareto mar
 OUT/pareto.png (cmamba_hls/sweep_results.py, sweep_pareto.py). Finished points are kept: the
 same command resumes. Everything the input could get wrong is checked before anything is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,42 +27,87 @@ DEFAULT_TIMEOUT = 10.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cmamba_hls.sweep_pareto import OBJECTIVES
-    p.add_argument("models", nargs="+", metavar="MODEL", help="model directories (model.json + weights/; "
-                                                             "calibration not needed: every point calibrates)")
-    p.add_argument("--data", nargs="+", metavar="CSV",
-                   help="CSV file(s); every model runs on every file (default: each model's training data)")
-    p.add_argument("--space", required=True, metavar="SPACE.yaml|json",
-                   help="the knobs and their values (docs/sweep.md; examples/sweep/space.yaml)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="sweep directory: points.csv, results.csv, pareto.png; an existing one resumes")
+
+    p.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="model directories (model.json + weights/; calibration not needed: every point calibrates)",
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="CSV",
+        help="CSV file(s); every model runs on every file (default: each model's training data)",
+    )
+    p.add_argument(
+        "--space",
+        required=True,
+        metavar="SPACE.yaml|json",
+        help="the knobs and their values (docs/sweep.md; examples/sweep/space.yaml)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="sweep directory: points.csv, results.csv, pareto.png; an existing one resumes",
+    )
     p.add_argument("--samples", type=int, metavar="N", help="N random distinct points of the grid (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of --samples (default 0)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help=f"local Dask cluster of N worker processes (default: the machine's cores, "
-                        f"{os.cpu_count()}); 0 runs every point in this process without Dask")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run on the Dask cluster of this scheduler instead of a local one (its workers need "
-                        "cmamba-hls installed and the same paths to the models and data)")
-    p.add_argument("--connect-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help=f"seconds to reach --scheduler (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--split", default="test", metavar="val|test",
-                   help="the part of each model's chronological split to evaluate on (default test; val to choose "
-                        "points on data the test split then confirms); calibration uses the train part")
-    p.add_argument("--max-windows", type=int, metavar="N",
-                   help="evaluate N windows evenly spaced over the split (default: all)")
-    p.add_argument("--objective", default="mse", metavar="|".join(OBJECTIVES),
-                   help="the error the Pareto marks and plot minimise (default mse, against the truth)")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="run the points that failed in an earlier run again (default: keep their error)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"local Dask cluster of N worker processes (default: the machine's cores, "
+        f"{os.cpu_count()}); 0 runs every point in this process without Dask",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on the Dask cluster of this scheduler instead of a local one (its workers need "
+        "cmamba-hls installed and the same paths to the models and data)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to reach --scheduler (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--split",
+        default="test",
+        metavar="val|test",
+        help="the part of each model's chronological split to evaluate on (default test; val to choose "
+        "points on data the test split then confirms); calibration uses the train part",
+    )
+    p.add_argument(
+        "--max-windows", type=int, metavar="N", help="evaluate N windows evenly spaced over the split (default: all)"
+    )
+    p.add_argument(
+        "--objective",
+        default="mse",
+        metavar="|".join(OBJECTIVES),
+        help="the error the Pareto marks and plot minimise (default mse, against the truth)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the points that failed in an earlier run again (default: keep their error)",
+    )
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
     from cmamba_hls.cli_args import check_choice
     from cmamba_hls.sweep_pareto import OBJECTIVES
+
     check_choice("--objective", args.objective, OBJECTIVES)
     check_choice("--split", args.split, ("val", "test"))
-    for flag, value, low in (("--samples", args.samples, 1), ("--workers", args.workers, 0),
-                             ("--max-windows", args.max_windows, 1)):
+    for flag, value, low in (
+        ("--samples", args.samples, 1),
+        ("--workers", args.workers, 0),
+        ("--max-windows", args.max_windows, 1),
+    ):
         if value is not None and value < low:
             raise CmambaError(f"{flag} must be >= {low}, got {value}")
     if args.scheduler is not None and args.workers is not None:
@@ -83,10 +129,9 @@ def _contexts(args: argparse.Namespace, space: dict[str, list[str]]) -> list[tup
         model = load_model(Path(m))
         check_patterns(space, model.graph)
         for d in args.data or [str(resolve_data_path(model, None))]:
-            for split in ("train", args.split):     # both exist and have windows (calibration, evaluation)
+            for split in ("train", args.split):  # both exist and have windows (calibration, evaluation)
                 load_eval_data(model, resolve_data_path(model, d), split, 1)
-            pairs.append((m, d, Context(str(Path(m).resolve()), str(Path(d).resolve()), args.max_windows,
-                                        args.split)))
+            pairs.append((m, d, Context(str(Path(m).resolve()), str(Path(d).resolve()), args.max_windows, args.split)))
     return pairs
 
 
@@ -118,10 +163,18 @@ def run(args: argparse.Namespace) -> int:
             old = finished.get(key)
             if old is None or (args.retry_failed and old["status"] != "ok"):
                 todo.append(len(tasks) - 1)
-    meta = {"settings": settings, "models": list(args.models), "data": [p[1] for p in pairs],
-            "space": space, "samples": args.samples, "seed": args.seed}
-    print(f"sweep: {len(points)} point(s) x {len(pairs)} model/data pair(s) = {len(tasks)}; "
-          f"{len(tasks) - len(todo)} already in {out / sweep_results.JOURNAL}, {len(todo)} to run")
+    meta = {
+        "settings": settings,
+        "models": list(args.models),
+        "data": [p[1] for p in pairs],
+        "space": space,
+        "samples": args.samples,
+        "seed": args.seed,
+    }
+    print(
+        f"sweep: {len(points)} point(s) x {len(pairs)} model/data pair(s) = {len(tasks)}; "
+        f"{len(tasks) - len(todo)} already in {out / sweep_results.JOURNAL}, {len(todo)} to run"
+    )
 
     t_start = time.perf_counter()
     with open_client(args.scheduler, workers, args.connect_timeout) as client:
@@ -131,12 +184,14 @@ def run(args: argparse.Namespace) -> int:
         ran = 0
         try:
             with sweep_results.Journal(out) as journal:
+
                 def on_result(i: int, columns: dict) -> None:
                     nonlocal ran
                     row = dict(zip(sweep_results.KEY_COLUMNS, keys[todo[i]], strict=True)) | columns
                     journal.append(row)
                     finished[keys[todo[i]]] = row
                     ran += 1
+
                 run_points([tasks[i] for i in todo], on_result, client)
         finally:
             seconds = time.perf_counter() - t_ready
@@ -145,12 +200,16 @@ def run(args: argparse.Namespace) -> int:
             sweep_results.finish(out, rows, meta, lambda path: sweep_pareto.plot(path, rows, args.objective))
     failed = sum(r["status"] != "ok" for r in rows)
     rate = f"{3600.0 * ran / seconds:,.0f} points/hour" if ran and seconds > 0 else "nothing run"
-    print(f"finished {len(rows)} of {len(tasks)} point(s), {failed} failed; this run: {ran} point(s) in "
-          f"{seconds:.1f} s ({rate}; start-up {t_ready - t_start:.1f} s)")
+    print(
+        f"finished {len(rows)} of {len(tasks)} point(s), {failed} failed; this run: {ran} point(s) in "
+        f"{seconds:.1f} s ({rate}; start-up {t_ready - t_start:.1f} s)"
+    )
     best = [r for r in rows if r.get("pareto_dsp") == "1"]
     for r in sorted(best, key=lambda r: int(r["dsp"]))[:8]:
         knobs = ", ".join(f"{k}={r[k]}" for k in KNOB_NAMES if r[k] not in ("-", "") and r[k] != "0")
-        print(f"  Pareto (DSP): {args.objective} {float(r[args.objective]):.6g}, {r['dsp']} DSP, "
-              f"{float(r['latency_us']):.2f} us: {knobs}")
+        print(
+            f"  Pareto (DSP): {args.objective} {float(r[args.objective]):.6g}, {r['dsp']} DSP, "
+            f"{float(r['latency_us']):.2f} us: {knobs}"
+        )
     print(f"wrote {out / sweep_results.RESULTS}, {out / sweep_results.PLOT} and {out / sweep_results.JOURNAL}")
     return 0 if failed == 0 else 1

@@ -5,27 +5,30 @@ latency or the interval between windows, in microseconds) when no other point of
 lower-or-equal error and a lower-or-equal cost with one of the two strictly lower. The error is the `--objective` column
 (default `mse`, against the truth). Failed points are never marked.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 OBJECTIVES = ("mse", "mae", "mse_vs_fp32", "maxae_vs_fp32_lsb")
-COSTS = {"pareto_dsp": ("dsp", "DSP slices"),
-         "pareto_latency": ("latency_us", "latency (us, window in to forecast out)"),
-         "pareto_interval": ("interval_us", "interval (us between windows)")}
+COSTS = {
+    "pareto_dsp": ("dsp", "DSP slices"),
+    "pareto_latency": ("latency_us", "latency (us, window in to forecast out)"),
+    "pareto_interval": ("interval_us", "interval (us between windows)"),
+}
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     """For (cost, error) pairs, whether each is Pareto-optimal (both minimised); O(n log n)."""
     order = sorted(range(len(points)), key=lambda i: points[i])
     optimal = [False] * len(points)
-    best = float("inf")                 # the lowest error among strictly cheaper points
+    best = float("inf")  # the lowest error among strictly cheaper points
     k = 0
     while k < len(order):
         j = k
         while j < len(order) and points[order[j]][0] == points[order[k]][0]:
             j += 1
-        low = points[order[k]][1]       # sorted: the lowest error of this cost first
+        low = points[order[k]][1]  # sorted: the lowest error of this cost first
         if low < best:
             for i in order[k:j]:
                 optimal[i] = points[i][1] == low
@@ -53,6 +56,7 @@ def plot(path: Path, rows: list[dict], objective: str) -> None:
     """One row of three panels per (model, data) pair: error against DSPs, latency and interval, every
     finished point grey, the Pareto-optimal ones joined as a staircase."""
     from cmamba_hls.report_plots import _figure, _note, _save
+
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if r.get("status") == "ok":
@@ -72,8 +76,14 @@ def plot(path: Path, rows: list[dict], objective: str) -> None:
             front = sorted((x, y) for x, y, r in zip(xs, ys, members, strict=True) if r[col] == "1")
             if front:
                 ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", linewidth=1.2)
-                ax.scatter([p[0] for p in front], [p[1] for p in front], s=28, color="tab:red", zorder=3,
-                           label=f"Pareto-optimal ({len(front)})")
+                ax.scatter(
+                    [p[0] for p in front],
+                    [p[1] for p in front],
+                    s=28,
+                    color="tab:red",
+                    zorder=3,
+                    label=f"Pareto-optimal ({len(front)})",
+                )
             ax.scatter([], [], s=14, color="tab:blue", label="int16 (bittrue)")
             ax.scatter([], [], s=14, color="tab:orange", label="int8 (quant8)")
             ax.set_xlabel(label)

@@ -13,6 +13,7 @@ per calibration window count are loaded or computed once per process (once per D
 per point. Points of one context share its model, so they run one at a time per process (a lock):
 every point's numbers depend only on the point, whichever process runs it and whatever ran before.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,46 +27,67 @@ from cmamba_hls.sweep_space import KNOB_NAMES, NOT_USED, frac_offsets, reuse_spe
 
 MODE_OF = {"int16": "bittrue", "int8": "quant8"}
 # Measured per point, in CSV order (docs/sweep.md); "seconds" (run time) is kept apart: it varies run to run.
-METRIC_COLUMNS = ("status", "windows", "mse", "mae", "mse_norm", "mae_norm", "mse_vs_fp32", "mae_vs_fp32",
-                  "maxae_vs_fp32", "maxae_vs_fp32_lsb", "saturations", "weight_saturations", "cycles",
-                  "interval_us", "latency_cycles", "latency_us", "dsp", "bram18", "luts_memory", "fits_part",
-                  "error")
+METRIC_COLUMNS = (
+    "status",
+    "windows",
+    "mse",
+    "mae",
+    "mse_norm",
+    "mae_norm",
+    "mse_vs_fp32",
+    "mae_vs_fp32",
+    "maxae_vs_fp32",
+    "maxae_vs_fp32_lsb",
+    "saturations",
+    "weight_saturations",
+    "cycles",
+    "interval_us",
+    "latency_cycles",
+    "latency_us",
+    "dsp",
+    "bram18",
+    "luts_memory",
+    "fits_part",
+    "error",
+)
 TIMING_COLUMNS = ("seconds",)
 
 
 @dataclass(frozen=True)
 class Context:
     """What the points of one (model, data) pair share; the worker cache's key."""
-    model: str                     # model directory (absolute: workers may run elsewhere)
-    data: str                      # CSV file (absolute)
-    max_windows: int | None        # windows evaluated (None: all)
-    split: str = "test"            # the part evaluated (calibration: always the training part)
+
+    model: str  # model directory (absolute: workers may run elsewhere)
+    data: str  # CSV file (absolute)
+    max_windows: int | None  # windows evaluated (None: all)
+    split: str = "test"  # the part evaluated (calibration: always the training part)
 
 
 @dataclass(frozen=True)
 class Task:
     context: Context
-    values: tuple[str, ...]        # canonical knob values, KNOB_NAMES order
+    values: tuple[str, ...]  # canonical knob values, KNOB_NAMES order
 
 
 @dataclass
 class _Loaded:
-    model: object                  # intsim.executor.Model
+    model: object  # intsim.executor.Model
     x_test_norm: np.ndarray
     y_test: np.ndarray
-    reference: object              # cmamba_hls.evaluate.ModeRun of fp32
-    calibration: dict = field(default_factory=dict)    # calib windows -> (x_norm, stats)
+    reference: object  # cmamba_hls.evaluate.ModeRun of fp32
+    calibration: dict = field(default_factory=dict)  # calib windows -> (x_norm, stats)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _CACHE: dict[Context, _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
-LOADS: dict[Context, int] = {}     # how many times this process loaded each context (tests read it)
+LOADS: dict[Context, int] = {}  # how many times this process loaded each context (tests read it)
 
 
 def _load(ctx: Context) -> _Loaded:
     from cmamba_hls.evaluate import load_eval_data, run_mode
     from intsim.executor import load_model
+
     model = load_model(Path(ctx.model))
     x_raw, y = load_eval_data(model, Path(ctx.data), ctx.split, ctx.max_windows)
     x_norm = model.normalize_input(x_raw)
@@ -89,6 +111,7 @@ def cache_loads() -> dict[tuple[str, str], int]:
 def _calibration(entry: _Loaded, ctx: Context, windows: int) -> tuple[np.ndarray, dict]:
     from cmamba_hls.evaluate import load_eval_data
     from intsim.calibrate import collect_stats
+
     if windows not in entry.calibration:
         x_raw, _ = load_eval_data(entry.model, Path(ctx.data), "train", windows)
         x_norm = entry.model.normalize_input(x_raw)
@@ -104,24 +127,55 @@ def _measure(entry: _Loaded, ctx: Context, v: dict[str, str]) -> dict:
     model = entry.model
     x_cal, stats = _calibration(entry, ctx, int(v["calib_windows"]))
     int16 = v["precision"] == "int16"
-    calibrate(model, x_cal, method=v["method"] if v["method"] != NOT_USED else "maxabs",
-              formats=v["formats"] if int16 else "q88", save=False,
-              int8_method=None if int16 else v["int8_method"], int8_rmsnorm="v2" if int16 else v["int8_rmsnorm"],
-              stats=stats, frac_offsets=frac_offsets(model.graph, v["frac_offset"], v["frac_offset_layer"]))
+    calibrate(
+        model,
+        x_cal,
+        method=v["method"] if v["method"] != NOT_USED else "maxabs",
+        formats=v["formats"] if int16 else "q88",
+        save=False,
+        int8_method=None if int16 else v["int8_method"],
+        int8_rmsnorm="v2" if int16 else v["int8_rmsnorm"],
+        stats=stats,
+        frac_offsets=frac_offsets(model.graph, v["frac_offset"], v["frac_offset_layer"]),
+    )
     run = run_mode(model, entry.x_test_norm, MODE_OF[v["precision"]], progress=False)
     m = mode_metrics(model, run, entry.reference, entry.y_test)
-    est = estimate(model.graph, v["precision"], v["interface"], reuse_spec(v["reuse"], v["reuse_layer"]),
-                   float(v["clock_mhz"]), v["part"])
+    est = estimate(
+        model.graph,
+        v["precision"],
+        v["interface"],
+        reuse_spec(v["reuse"], v["reuse_layer"]),
+        float(v["clock_mhz"]),
+        v["part"],
+    )
     luts = sum(s.rom_luts + s.memory_luts for s in est.stages)
     p = est.part
-    out = {k: m[k][-1] for k in ("mse", "mae", "mse_norm", "mae_norm", "mse_vs_fp32", "mae_vs_fp32",
-                                 "maxae_vs_fp32", "maxae_vs_fp32_lsb")}
-    return out | {"windows": m["samples"], "saturations": m["saturations"],
-                  "weight_saturations": sum(run.weight_saturations.values()),
-                  "cycles": est.interval_cycles, "interval_us": est.interval_us,
-                  "latency_cycles": est.latency_cycles, "latency_us": est.latency_us, "dsp": est.dsp,
-                  "bram18": est.bram18, "luts_memory": luts,
-                  "fits_part": int(est.dsp <= p.dsp and est.bram18 <= p.bram18 and luts <= p.luts)}
+    out = {
+        k: m[k][-1]
+        for k in (
+            "mse",
+            "mae",
+            "mse_norm",
+            "mae_norm",
+            "mse_vs_fp32",
+            "mae_vs_fp32",
+            "maxae_vs_fp32",
+            "maxae_vs_fp32_lsb",
+        )
+    }
+    return out | {
+        "windows": m["samples"],
+        "saturations": m["saturations"],
+        "weight_saturations": sum(run.weight_saturations.values()),
+        "cycles": est.interval_cycles,
+        "interval_us": est.interval_us,
+        "latency_cycles": est.latency_cycles,
+        "latency_us": est.latency_us,
+        "dsp": est.dsp,
+        "bram18": est.bram18,
+        "luts_memory": luts,
+        "fits_part": int(est.dsp <= p.dsp and est.bram18 <= p.bram18 and luts <= p.luts),
+    }
 
 
 def error_line(exc: BaseException) -> str:
@@ -138,6 +192,6 @@ def evaluate_point(task: Task) -> dict:
         with entry.lock:
             values = dict(zip(KNOB_NAMES, task.values, strict=True))
             row = {"status": "ok", "error": ""} | _measure(entry, task.context, values)
-    except Exception as exc:          # a failing point is recorded, the sweep goes on
+    except Exception as exc:  # a failing point is recorded, the sweep goes on
         row = {"status": "error", "error": error_line(exc)}
     return row | {"seconds": time.perf_counter() - t0}

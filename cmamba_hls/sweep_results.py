@@ -13,6 +13,7 @@ Columns (docs/sweep.md): `point`, `model`, `data`, the knobs (sweep_space.KNOB_N
 columns (sweep_point.METRIC_COLUMNS), the Pareto marks, and last the run time (`seconds`), the
 only column that differs between two runs of the same sweep.
 """
+
 from __future__ import annotations
 
 import csv
@@ -63,10 +64,15 @@ def check_out(out: Path, settings: dict) -> None:
     manifest = read_manifest(out, SWEEP_DIR)
     old = (manifest or {}).get("settings")
     if manifest is not None and old != settings:
-        diff = ", ".join(f"{k} {old.get(k)!r} there, {settings.get(k)!r} now" for k in settings
-                         if (old or {}).get(k) != settings.get(k))
-        raise CmambaError(f"{out} holds a sweep with other evaluation settings ({diff}); its rows would not "
-                          f"compare: choose another --out or the same settings")
+        diff = ", ".join(
+            f"{k} {old.get(k)!r} there, {settings.get(k)!r} now"
+            for k in settings
+            if (old or {}).get(k) != settings.get(k)
+        )
+        raise CmambaError(
+            f"{out} holds a sweep with other evaluation settings ({diff}); its rows would not "
+            f"compare: choose another --out or the same settings"
+        )
 
 
 def read_journal(out: Path) -> list[dict]:
@@ -77,13 +83,14 @@ def read_journal(out: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as fh:
         text = fh.read()
     if not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]          # a torn last line: the point runs again
+        text = text[: text.rfind("\n") + 1]  # a torn last line: the point runs again
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return []
     if tuple(rows[0]) != JOURNAL_COLUMNS:
-        raise CmambaError(f"{path}: its columns are not this version's ({', '.join(JOURNAL_COLUMNS[:4])}, ...): "
-                          f"choose another --out")
+        raise CmambaError(
+            f"{path}: its columns are not this version's ({', '.join(JOURNAL_COLUMNS[:4])}, ...): choose another --out"
+        )
     return [dict(zip(JOURNAL_COLUMNS, r, strict=True)) for r in rows[1:] if len(r) == len(JOURNAL_COLUMNS)]
 
 

@@ -8,6 +8,7 @@ or the scheduler at `scheduler` (tcp://HOST:PORT). An address that cannot be rea
 in finishing order, with a progress bar on a terminal. A task whose worker dies records its error
 like any failed point.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,8 @@ def open_client(scheduler: str | None, workers: int, timeout: float) -> Iterator
     require_dask()
     import dask
     from dask.distributed import Client, LocalCluster
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)     # its retries and shutdown notes are not ours
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its retries and shutdown notes are not ours
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=timeout, set_as_default=False)
@@ -53,9 +55,17 @@ def open_client(scheduler: str | None, workers: int, timeout: float) -> Iterator
         with client:
             yield client
         return
-    with dask.config.set({SPAWN_ENV: worker_environ()}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as client:
+    with (
+        dask.config.set({SPAWN_ENV: worker_environ()}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         yield client
 
 
@@ -65,6 +75,7 @@ def worker_environ() -> dict:
     anew on each call; a point then costs twice the CPU time (measured: 0.34 s instead of 0.16 s of CPU
     for a default-model point)."""
     import dask
+
     return {k: v for k, v in (dask.config.get(SPAWN_ENV, default=None) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
 
 
@@ -76,11 +87,18 @@ def describe(client: Client | None) -> str:
     return f"on {n} Dask worker(s) at {client.scheduler.address}"
 
 
-def run_points(tasks: list[Task], on_result: Callable[[int, dict], None], client: Client | None = None,
-               progress: bool = True) -> None:
+def run_points(
+    tasks: list[Task], on_result: Callable[[int, dict], None], client: Client | None = None, progress: bool = True
+) -> None:
     """See the module docstring."""
-    with tqdm(total=len(tasks), desc="sweep", unit="pt", file=sys.stderr, disable=None if progress else True,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(tasks),
+        desc="sweep",
+        unit="pt",
+        file=sys.stderr,
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    ) as bar:
         errors = 0
 
         def done(i: int, columns: dict) -> None:
@@ -95,6 +113,7 @@ def run_points(tasks: list[Task], on_result: Callable[[int, dict], None], client
                 done(i, evaluate_point(task))
             return
         from dask.distributed import as_completed
+
         futures = client.map(evaluate_point, tasks, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         for future in as_completed(futures, loop=client.loop):

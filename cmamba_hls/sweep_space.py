@@ -15,6 +15,7 @@ change the result of its precision is written "-" (INT8 knobs in an INT16 point,
 an INT8 point, the range method with Q8.8 formats), and `int8_method` is resolved to the method
 it follows, so points that would compute the same thing are one point.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
     from codegen.reuse import ReuseSpec
     from intsim.graph import Graph
 
-NOT_USED = "-"             # a knob that does not apply to the point's precision
-NATURAL = "natural"        # reuse: each layer's natural factor (estimate/codegen without --reuse)
-SAME = "same"              # int8_method: follow `method` (calibrate without --int8-method)
+NOT_USED = "-"  # a knob that does not apply to the point's precision
+NATURAL = "natural"  # reuse: each layer's natural factor (estimate/codegen without --reuse)
+SAME = "same"  # int8_method: follow `method` (calibrate without --int8-method)
 
 
 class SpaceError(CmambaError):
@@ -47,9 +48,9 @@ class SpaceError(CmambaError):
 @dataclass(frozen=True)
 class Knob:
     name: str
-    default: str                              # canonical text (the CSV cell)
-    parse: Callable[[object], str]            # a space value -> canonical text; SpaceError when invalid
-    applies: str                              # "all", "int16" or "int8"
+    default: str  # canonical text (the CSV cell)
+    parse: Callable[[object], str]  # a space value -> canonical text; SpaceError when invalid
+    applies: str  # "all", "int16" or "int8"
     help: str
 
 
@@ -59,6 +60,7 @@ def _choice(name: str, choices) -> Callable[[object], str]:
         if text not in choices:
             raise SpaceError(f"space: knob '{name}': unknown value {value!r} (known: {', '.join(choices)})")
         return text
+
     return parse
 
 
@@ -75,6 +77,7 @@ def _integer(name: str, low: int, high: int | None, special: tuple[str, ...] = (
             extra = f" or {', '.join(special)}" if special else ""
             raise SpaceError(f"space: knob '{name}': unknown value {value!r} ({bound}{extra})")
         return str(number)
+
     return parse
 
 
@@ -87,12 +90,14 @@ def _positive_float(name: str) -> Callable[[object], str]:
         if not (math.isfinite(number) and number > 0):
             raise SpaceError(f"space: knob '{name}': unknown value {value!r} (a positive number)")
         return repr(number)
+
     return parse
 
 
 def _assignments(name: str) -> Callable[[object], str]:
     """One value: 'PATTERN=N' entries (a string with commas, a list of such strings or a mapping
     {PATTERN: N}) -> canonical 'P=N,P=N' ('' for none)."""
+
     def parse(value) -> str:
         if value is None or value == "":
             return ""
@@ -115,6 +120,7 @@ def _assignments(name: str) -> Callable[[object], str]:
                 raise SpaceError(f"space: knob '{name}': unknown value {item!r} (expected PATTERN=N, N an integer)")
             out.append(f"{pattern.strip()}={n}")
         return ",".join(out)
+
     return parse
 
 
@@ -135,20 +141,50 @@ def _knobs() -> tuple[Knob, ...]:
     from intsim.formats import FRAC_MAX, RMSNORM_MODES
 
     return (
-        Knob("precision", "int16", _choice("precision", PRECISIONS), "all",
-             "integer back end: int16 (evaluated bittrue) or int8 (evaluated quant8)"),
+        Knob(
+            "precision",
+            "int16",
+            _choice("precision", PRECISIONS),
+            "all",
+            "integer back end: int16 (evaluated bittrue) or int8 (evaluated quant8)",
+        ),
         Knob("formats", "q88", _choice("formats", FORMAT_CHOICES), "int16", "calibrate --formats"),
-        Knob("method", "maxabs", _choice("method", METHODS), "all",
-             "calibrate --method: the range behind auto formats, and the INT8 range unless int8_method is set"),
-        Knob("int8_method", SAME, _choice("int8_method", (SAME,) + INT8_METHODS), "int8",
-             "calibrate --int8-method (same: follow method)"),
+        Knob(
+            "method",
+            "maxabs",
+            _choice("method", METHODS),
+            "all",
+            "calibrate --method: the range behind auto formats, and the INT8 range unless int8_method is set",
+        ),
+        Knob(
+            "int8_method",
+            SAME,
+            _choice("int8_method", (SAME,) + INT8_METHODS),
+            "int8",
+            "calibrate --int8-method (same: follow method)",
+        ),
         Knob("int8_rmsnorm", "v2", _choice("int8_rmsnorm", RMSNORM_MODES), "int8", "calibrate --int8-rmsnorm"),
-        Knob("frac_offset", "0", _integer("frac_offset", -FRAC_MAX, FRAC_MAX), "int16",
-             "fractional bits added to every activation's INT16 format (kept in [0, 15])"),
-        Knob("frac_offset_layer", "", _assignments("frac_offset_layer"), "int16",
-             "PATTERN=K,...: K more fractional bits for the tensors matching PATTERN (added to frac_offset)"),
-        Knob("calib_windows", str(DEFAULT_MAX_WINDOWS), _integer("calib_windows", 1, None), "all",
-             "calibrate --max-windows: training windows the ranges are measured on"),
+        Knob(
+            "frac_offset",
+            "0",
+            _integer("frac_offset", -FRAC_MAX, FRAC_MAX),
+            "int16",
+            "fractional bits added to every activation's INT16 format (kept in [0, 15])",
+        ),
+        Knob(
+            "frac_offset_layer",
+            "",
+            _assignments("frac_offset_layer"),
+            "int16",
+            "PATTERN=K,...: K more fractional bits for the tensors matching PATTERN (added to frac_offset)",
+        ),
+        Knob(
+            "calib_windows",
+            str(DEFAULT_MAX_WINDOWS),
+            _integer("calib_windows", 1, None),
+            "all",
+            "calibrate --max-windows: training windows the ranges are measured on",
+        ),
         Knob("reuse", NATURAL, _integer("reuse", 1, None, (NATURAL,)), "all", "estimate/codegen --reuse"),
         Knob("reuse_layer", "", _assignments("reuse_layer"), "all", "estimate/codegen --reuse-layer NAME=N, ..."),
         Knob("interface", "memory", _choice("interface", INTERFACES), "all", "estimate/codegen --interface"),
@@ -192,6 +228,7 @@ def require_yaml() -> ModuleType:
         import yaml
     except ModuleNotFoundError:
         from cmamba_hls.sweep_runner import MISSING_EXTRA
+
         raise CmambaError(MISSING_EXTRA) from None
     return yaml
 
@@ -220,7 +257,7 @@ def canonical(values: dict[str, str]) -> tuple[str, ...]:
     if int16:
         v["int8_method"] = v["int8_rmsnorm"] = NOT_USED
         if v["formats"] == "q88":
-            v["method"] = NOT_USED          # Q8.8 everywhere whatever the range
+            v["method"] = NOT_USED  # Q8.8 everywhere whatever the range
     else:
         v["int8_method"] = v["method"] if v["int8_method"] == SAME else v["int8_method"]
         v["method"] = v["formats"] = v["frac_offset"] = v["frac_offset_layer"] = NOT_USED
@@ -232,8 +269,11 @@ def expand(space: dict[str, list[str]], samples: int | None = None, seed: int = 
     or `samples` of them drawn without replacement by numpy's generator seeded with `seed` (kept in grid
     order; all of them when the grid is smaller)."""
     names = list(space)
-    points = list(dict.fromkeys(canonical(dict(zip(names, combo, strict=True)))
-                                for combo in itertools.product(*(space[n] for n in names))))
+    points = list(
+        dict.fromkeys(
+            canonical(dict(zip(names, combo, strict=True))) for combo in itertools.product(*(space[n] for n in names))
+        )
+    )
     if samples is not None and samples < len(points):
         picked = np.sort(np.random.default_rng(seed).choice(len(points), size=samples, replace=False))
         points = [points[int(i)] for i in picked]
@@ -244,11 +284,14 @@ def check_patterns(space: dict[str, list[str]], graph: Graph) -> None:
     """Every PATTERN of frac_offset_layer matches a tensor of `graph`, and every reuse/reuse_layer
     value is valid for it (codegen/reuse.py rules): a SpaceError naming the value otherwise."""
     from codegen.reuse import resolve_reuse
+
     for text in space.get("frac_offset_layer", ()):
         for pattern, _ in assignments(text):
             if not any(fnmatch.fnmatchcase(t, pattern) for t in graph.tensor_names):
-                raise SpaceError(f"space: knob 'frac_offset_layer': {pattern!r} matches no tensor of model "
-                                 f"'{graph.name}' (tensors: {', '.join(graph.tensor_names)})")
+                raise SpaceError(
+                    f"space: knob 'frac_offset_layer': {pattern!r} matches no tensor of model "
+                    f"'{graph.name}' (tensors: {', '.join(graph.tensor_names)})"
+                )
     for reuse in space.get("reuse", (NATURAL,)):
         for text in space.get("reuse_layer", ("",)):
             try:
@@ -260,6 +303,7 @@ def check_patterns(space: dict[str, list[str]], graph: Graph) -> None:
 def reuse_spec(reuse: str, reuse_layer: str) -> ReuseSpec:
     """The codegen.reuse.ReuseSpec of a point's reuse and reuse_layer cells."""
     from codegen.reuse import ReuseSpec
+
     return ReuseSpec(None if reuse == NATURAL else int(reuse), tuple(assignments(reuse_layer)))
 
 

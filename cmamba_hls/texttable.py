@@ -1,4 +1,5 @@
 """Plain-text tables for the command line (info, calibrate, eval, compare, demo)."""
+
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Sequence
@@ -11,8 +12,12 @@ def text_table(head: Sequence[object], rows: Iterable[Sequence[object]], left_co
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for k, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i in left_columns else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(line, widths, strict=False))).rstrip())
+        out.append(
+            "  ".join(
+                c.ljust(w) if i in left_columns else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=False))
+            ).rstrip()
+        )
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

@@ -6,6 +6,7 @@ compiler's first error lines; a missing g++/make or (for `--types ap`) missing a
 raise a CmambaError that says what to install or set. A testbench that runs but finds
 mismatches is not an error: the result says how many vectors failed.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ _SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
 _RATE = re.compile(r"^timing: \d+ vectors in [0-9.]+ s \(([0-9.]+) samples/s\)$", re.M)
 _FIRST = re.compile(r"^first (?:layer )?mismatch: .*$", re.M)
 _LOOP_COUNT = re.compile(r"^loop count: row (\d+) slot (\d+) = (\d+)$", re.M)
-COUNT_LOOPS_FLAG = "-DCMAMBA_COUNT_LOOPS"     # the testbench then prints its loop counters
+COUNT_LOOPS_FLAG = "-DCMAMBA_COUNT_LOOPS"  # the testbench then prints its loop counters
 
 
 @dataclass
@@ -34,7 +35,7 @@ class TestbenchResult:
     failed: int
     compile_seconds: float
     run_seconds: float
-    samples_per_second: float      # cmamba_top calls only (measured inside the testbench)
+    samples_per_second: float  # cmamba_top calls only (measured inside the testbench)
     stdout: str
     returncode: int = 0
     first_mismatch: str | None = None
@@ -69,9 +70,11 @@ def ap_include(required: bool = True) -> Path | None:
     if not required:
         return None
     why = f"{AP_ENV} is not set" if path is None else f"{AP_ENV}={value} has no ap_int.h"
-    raise CmambaError(f"--types ap and --interface stream need the Vitis ap_int.h/ap_fixed.h/hls_stream.h headers: "
-                      f"{why} (`make test` in the repository extracts them to .venv/ap_types; "
-                      f"or point {AP_ENV} at $XILINX_HLS/include)")
+    raise CmambaError(
+        f"--types ap and --interface stream need the Vitis ap_int.h/ap_fixed.h/hls_stream.h headers: "
+        f"{why} (`make test` in the repository extracts them to .venv/ap_types; "
+        f"or point {AP_ENV} at $XILINX_HLS/include)"
+    )
 
 
 def project_option(out_dir: Path, key: str, default: Any = None) -> Any:
@@ -95,7 +98,7 @@ def needs_ap_include(out_dir: Path) -> bool:
 def _first_errors(text: str, n: int = 12) -> str:
     lines = text.splitlines()
     idx = next((i for i, ln in enumerate(lines) if "error" in ln.lower()), 0)
-    return "\n".join(lines[idx:idx + n])
+    return "\n".join(lines[idx : idx + n])
 
 
 def build(out_dir: str | Path, jobs: int = 2, extra_flags: str = "") -> float:
@@ -115,8 +118,13 @@ def build(out_dir: str | Path, jobs: int = 2, extra_flags: str = "") -> float:
     return seconds
 
 
-def run_testbench(out_dir: str | Path, data_dir: str = "tb_data", dump_dir: str | Path | None = None,
-                  timeout: float = 3600, weights_dir: str | Path | None = None) -> TestbenchResult:
+def run_testbench(
+    out_dir: str | Path,
+    data_dir: str = "tb_data",
+    dump_dir: str | Path | None = None,
+    timeout: float = 3600,
+    weights_dir: str | Path | None = None,
+) -> TestbenchResult:
     """Run build/tb in `out_dir` (after build()). Raises CmambaError when it cannot read its
     vectors or ends without its summary line (a crash). `weights_dir`: the integer export a
     `--weights external` build loads (default: its own export/)."""
@@ -134,13 +142,22 @@ def run_testbench(out_dir: str | Path, data_dir: str = "tb_data", dump_dir: str 
     seconds = time.perf_counter() - t0
     summary = _SUMMARY.search(proc.stdout)
     if summary is None:
-        raise CmambaError(f"testbench {exe} ended without its summary line (exit {proc.returncode}):\n"
-                          f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        raise CmambaError(
+            f"testbench {exe} ended without its summary line (exit {proc.returncode}):\n"
+            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+        )
     rate = _RATE.search(proc.stdout)
     first = _FIRST.search(proc.stdout)
-    return TestbenchResult(int(summary.group(1)), int(summary.group(2)), 0.0, seconds,
-                           float(rate.group(1)) if rate else 0.0, proc.stdout, proc.returncode,
-                           first.group(0) if first else None)
+    return TestbenchResult(
+        int(summary.group(1)),
+        int(summary.group(2)),
+        0.0,
+        seconds,
+        float(rate.group(1)) if rate else 0.0,
+        proc.stdout,
+        proc.returncode,
+        first.group(0) if first else None,
+    )
 
 
 def build_and_run(out_dir: str | Path, jobs: int = 2) -> TestbenchResult:

@@ -33,6 +33,7 @@ gets a FIFO of that many windows (its L tokens each); every other channel gets d
 these depths the process network runs at the pace of its slowest process
 (`simulate_dataflow`, a token-level timing model, checks it: tests/test_dataflow.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -50,25 +51,25 @@ _INPUT_REF = re.compile(r"\binput\b")
 
 @dataclass
 class Channel:
-    name: str            # C identifier of the hls::stream: s<k>_<producer>
-    tensor: str          # the tensor it carries (a layer name or "input")
-    consumer: str        # the layer that reads it ("output": the top's output port)
-    channels: int        # token width (values per token)
-    tokens: int          # tokens per window (the tensor's length)
-    depth: int           # FIFO depth in tokens
+    name: str  # C identifier of the hls::stream: s<k>_<producer>
+    tensor: str  # the tensor it carries (a layer name or "input")
+    consumer: str  # the layer that reads it ("output": the top's output port)
+    channels: int  # token width (values per token)
+    tokens: int  # tokens per window (the tensor's length)
+    depth: int  # FIFO depth in tokens
 
 
 @dataclass
 class Process:
-    name: str                                  # C function name
-    tensor: str                                # the layer it computes ("" for stream_in/stream_out)
-    layer_index: int                           # row of the loop counters (layer k; len(layers) for io)
+    name: str  # C function name
+    tensor: str  # the layer it computes ("" for stream_in/stream_out)
+    layer_index: int  # row of the loop counters (layer k; len(layers) for io)
     inputs: list[Channel] = field(default_factory=list)
     outputs: list[Channel] = field(default_factory=list)
-    buffers: list[tuple[str, int, int]] = field(default_factory=list)   # local arrays (name, C, L)
-    in_buffers: list[str] = field(default_factory=list)                 # buffer of each input
+    buffers: list[tuple[str, int, int]] = field(default_factory=list)  # local arrays (name, C, L)
+    in_buffers: list[str] = field(default_factory=list)  # buffer of each input
     out_buffer: str = ""
-    call: str = ""                             # the kernel call on the local buffers
+    call: str = ""  # the kernel call on the local buffers
     comment: str = ""
 
 
@@ -102,8 +103,9 @@ def read_order(graph: Graph) -> dict[str, list[str]]:
     """Layer -> its distinct input tensors in the order its process reads them: ascending rank."""
     level = tensor_levels(graph)
     order = {name: k for k, name in enumerate(graph.tensor_names)}
-    return {layer.name: sorted(dict.fromkeys(layer.inputs), key=lambda t: (level[t], order[t]))
-            for layer in graph.layers}
+    return {
+        layer.name: sorted(dict.fromkeys(layer.inputs), key=lambda t: (level[t], order[t])) for layer in graph.layers
+    }
 
 
 def fifo_depths(graph: Graph) -> dict[tuple[str, str], int]:
@@ -119,8 +121,11 @@ def fifo_depths(graph: Graph) -> dict[tuple[str, str], int]:
 
 
 def plan_dataflow(graph: Graph, em: Emission | None = None) -> Dataflow:
-    names = {b.tensor: b.cname for b in em.buffers} if em is not None else \
-        sanitize_names(layer.name for layer in graph.layers)
+    names = (
+        {b.tensor: b.cname for b in em.buffers}
+        if em is not None
+        else sanitize_names(layer.name for layer in graph.layers)
+    )
     names[INPUT_NAME] = INPUT_NAME
     depths = fifo_depths(graph)
     reads = read_order(graph)
@@ -136,8 +141,9 @@ def plan_dataflow(graph: Graph, em: Emission | None = None) -> Dataflow:
         key = (tensor, consumer)
         if key not in channels:
             c, length = graph.tensor_shape(tensor)
-            channels[key] = Channel(f"s{len(channels)}_{names[tensor]}", tensor, consumer or "output", c, length,
-                                    depths.get(key, MIN_DEPTH))
+            channels[key] = Channel(
+                f"s{len(channels)}_{names[tensor]}", tensor, consumer or "output", c, length, depths.get(key, MIN_DEPTH)
+            )
         return channels[key]
 
     def outputs_of(tensor: str) -> list[Channel]:
@@ -148,14 +154,29 @@ def plan_dataflow(graph: Graph, em: Emission | None = None) -> Dataflow:
 
     n_layers = len(graph.layers)
     c_in, l_in = graph.input_shape
-    procs = [Process("stream_in", "", n_layers, outputs=outputs_of(INPUT_NAME),
-                     buffers=[], comment=f"window [{c_in}][{l_in}] from the input port, one value per beat")]
+    procs = [
+        Process(
+            "stream_in",
+            "",
+            n_layers,
+            outputs=outputs_of(INPUT_NAME),
+            buffers=[],
+            comment=f"window [{c_in}][{l_in}] from the input port, one value per beat",
+        )
+    ]
     calls = {s.tensor: (local_call(s.call), s.comment) for s in em.steps} if em is not None else {}
     for k, layer in enumerate(graph.layers):
         call, comment = calls.get(layer.name, ("", layer.name))
         distinct = reads[layer.name]
-        p = Process(f"p_{names[layer.name]}", layer.name, k, inputs=[channel(t, layer.name) for t in distinct],
-                    outputs=outputs_of(layer.name), call=call, comment=comment)
+        p = Process(
+            f"p_{names[layer.name]}",
+            layer.name,
+            k,
+            inputs=[channel(t, layer.name) for t in distinct],
+            outputs=outputs_of(layer.name),
+            call=call,
+            comment=comment,
+        )
         for t in distinct:
             c, length = graph.tensor_shape(t)
             p.buffers.append((buffer_name(names[t]), c, length))
@@ -165,15 +186,23 @@ def plan_dataflow(graph: Graph, em: Emission | None = None) -> Dataflow:
         p.buffers.append((p.out_buffer, c, length))
         procs.append(p)
     c_o, l_o = graph.tensor_shape(out_tensor)
-    procs.append(Process("stream_out", "", n_layers, inputs=[channel(out_tensor, "")],
-                         buffers=[(buffer_name("output"), c_o, l_o)], in_buffers=[buffer_name("output")],
-                         comment=f"forecast [{graph.output_channels}][{graph.horizon}] to the output port, "
-                                 f"one value per beat"))
+    procs.append(
+        Process(
+            "stream_out",
+            "",
+            n_layers,
+            inputs=[channel(out_tensor, "")],
+            buffers=[(buffer_name("output"), c_o, l_o)],
+            in_buffers=[buffer_name("output")],
+            comment=f"forecast [{graph.output_channels}][{graph.horizon}] to the output port, one value per beat",
+        )
+    )
     return Dataflow(procs, list(channels.values()))
 
 
-def simulate_dataflow(df: Dataflow, compute: dict[str, int], windows: int = 8,
-                      depths: dict[str, int] | None = None) -> list[int]:
+def simulate_dataflow(
+    df: Dataflow, compute: dict[str, int], windows: int = 8, depths: dict[str, int] | None = None
+) -> list[int]:
     """Token-level timing of `windows` consecutive windows through the process network: every
     process reads its inputs' tokens one per cycle (one input after another), computes for
     `compute[name]` cycles, writes its tokens one per cycle to all its outputs, then starts the
@@ -181,8 +210,8 @@ def simulate_dataflow(df: Dataflow, compute: dict[str, int], windows: int = 8,
     FIFO (`depths[channel]`, default the planned depths) has room. Returns the cycle at which
     each window's last output value leaves stream_out. A deadlock raises CmambaError."""
     depth = {ch.name: ch.depth for ch in df.channels} if depths is None else depths
-    wrote: dict[str, list[int]] = {ch.name: [] for ch in df.channels}    # cycle each token was written
-    read: dict[str, list[int]] = {ch.name: [] for ch in df.channels}     # cycle each token was read
+    wrote: dict[str, list[int]] = {ch.name: [] for ch in df.channels}  # cycle each token was written
+    read: dict[str, list[int]] = {ch.name: [] for ch in df.channels}  # cycle each token was read
     actions = {}
     for p in df.processes:
         seq: list[tuple] = []
@@ -215,7 +244,7 @@ def simulate_dataflow(df: Dataflow, compute: dict[str, int], windows: int = 8,
                 elif act[0] == "write":
                     room = []
                     for ch in p.outputs:
-                        i = len(wrote[ch.name]) - depth[ch.name]   # the token that must have left first
+                        i = len(wrote[ch.name]) - depth[ch.name]  # the token that must have left first
                         if i >= 0 and i >= len(read[ch.name]):
                             break
                         room.append(read[ch.name][i] + 1 if i >= 0 else 0)

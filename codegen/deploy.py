@@ -13,6 +13,7 @@ The format is documented field by field in docs/deploy-format.md.
     DIR/scalars.npy                    int64 [n]: every layer's scalars, in manifest order
     DIR/layers/<NNN>_<cname>/<field>.npy   integer arrays (weights, biases, m0, shifts, LUTs)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,20 +41,21 @@ DTYPES = {"int8": "|i1", "int16": "<i2", "int32": "<i4", "int64": "<i8", "uint8"
 @dataclass
 class LayerRecord:
     """One lowered step as the export holds it."""
+
     name: str
     op: str
     inputs: list[str]
     shape: list[int]
-    formats: dict                          # {"in": [...], "out": {...}}: int16 {"frac"}; int8 {"scale", "zero_point"}
-    scalars: list[tuple[str, int]]         # (name, value) in order: format integers, then int/bool params
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)   # param field -> integer array
+    formats: dict  # {"in": [...], "out": {...}}: int16 {"frac"}; int8 {"scale", "zero_point"}
+    scalars: list[tuple[str, int]]  # (name, value) in order: format integers, then int/bool params
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # param field -> integer array
     weight_saturations: int = 0
 
 
 @dataclass
 class Export:
     precision: str
-    meta: dict                             # model name, digest, input/output, constants
+    meta: dict  # model name, digest, input/output, constants
     layers: list[LayerRecord]
 
     def scalar_vector(self) -> np.ndarray:
@@ -90,8 +92,10 @@ def param_items(layer: str, params: object) -> tuple[list[tuple[str, int]], dict
         elif isinstance(value, np.ndarray) and value.dtype.kind in "iub":
             arrays[f.name] = value
         else:
-            raise UnsupportedError(f"layer '{layer}': parameter '{f.name}' is not an integer "
-                                   f"({type(value).__name__}); the integer export holds integers only")
+            raise UnsupportedError(
+                f"layer '{layer}': parameter '{f.name}' is not an integer "
+                f"({type(value).__name__}); the integer export holds integers only"
+            )
     return scalars, arrays
 
 
@@ -101,9 +105,11 @@ def _program(model, precision: str):
     prog = model.program if precision == "int16" else model.program8
     mixed = [st.name for st in prog.steps if getattr(st, "mixed_precision", False)]
     if mixed:
-        raise UnsupportedError(f"layer '{mixed[0]}': RMSNorm V1 (quant.int8.rmsnorm = v1) has float inside "
-                               f"(docs/quant-spec.md 3.9) and no integer form; re-run `cmamba-hls calibrate MODEL "
-                               f"--int8-rmsnorm v2` to export --precision int8")
+        raise UnsupportedError(
+            f"layer '{mixed[0]}': RMSNorm V1 (quant.int8.rmsnorm = v1) has float inside "
+            f"(docs/quant-spec.md 3.9) and no integer form; re-run `cmamba-hls calibrate MODEL "
+            f"--int8-rmsnorm v2` to export --precision int8"
+        )
     return prog
 
 
@@ -112,19 +118,34 @@ def _constants(precision: str) -> dict:
     if precision == "int16":
         from intsim import kernels_int16 as K
         from intsim.lut import LUT_FRAC_BITS, LUT_SIZE
-        return {"RMS_EXTRA_BITS": K.RMS_EXTRA_BITS, "RMS_INV_BITS": K.RMS_INV_BITS, "LUT_OFFSET": K.LUT_OFFSET,
-                "LUT_SIZE": LUT_SIZE, "LUT_FRAC_BITS": LUT_FRAC_BITS, "REVIN_EXTRA_BITS": K.REVIN_EXTRA_BITS,
-                "REVIN_INV_BITS": K.REVIN_INV_BITS}
+
+        return {
+            "RMS_EXTRA_BITS": K.RMS_EXTRA_BITS,
+            "RMS_INV_BITS": K.RMS_INV_BITS,
+            "LUT_OFFSET": K.LUT_OFFSET,
+            "LUT_SIZE": LUT_SIZE,
+            "LUT_FRAC_BITS": LUT_FRAC_BITS,
+            "REVIN_EXTRA_BITS": K.REVIN_EXTRA_BITS,
+            "REVIN_INV_BITS": K.REVIN_INV_BITS,
+        }
     from intsim import kernels_int8 as K8
     from intsim.int8 import LAM_SCALE, LAM_ZERO_POINT
-    return {"RMS_EXTRA_BITS": K8.RMS_EXTRA_BITS, "RMS_INV_BITS": K8.RMS_INV_BITS_INT8, "LUT_SIZE": 256,
-            "LAM_ZERO_POINT": LAM_ZERO_POINT, "LAM_SCALE_INV": int(round(1 / LAM_SCALE)),
-            "REVIN_EXTRA_BITS": K8.REVIN_EXTRA_BITS, "REVIN_INV_BITS": K8.REVIN_INV_BITS_INT8}
+
+    return {
+        "RMS_EXTRA_BITS": K8.RMS_EXTRA_BITS,
+        "RMS_INV_BITS": K8.RMS_INV_BITS_INT8,
+        "LUT_SIZE": 256,
+        "LAM_ZERO_POINT": LAM_ZERO_POINT,
+        "LAM_SCALE_INV": int(round(1 / LAM_SCALE)),
+        "REVIN_EXTRA_BITS": K8.REVIN_EXTRA_BITS,
+        "REVIN_INV_BITS": K8.REVIN_INV_BITS_INT8,
+    }
 
 
 def export_records(model: Model, precision: str) -> Export:
     """The lowered program of `precision` as an Export (no files)."""
     from codegen.project import model_digest
+
     prog = _program(model, precision)
     graph = model.graph
     layers = []
@@ -134,17 +155,34 @@ def export_records(model: Model, precision: str) -> Export:
         else:
             formats = {"in": [_format8(q) for q in st.in_qp], "out": _format8(st.out_qp)}
         scalars, arrays = param_items(st.name, st.params)
-        layers.append(LayerRecord(st.name, st.op, list(st.inputs), [int(d) for d in st.shape], formats,
-                                  _format_scalars(formats) + scalars, arrays, int(st.weight_saturations)))
+        layers.append(
+            LayerRecord(
+                st.name,
+                st.op,
+                list(st.inputs),
+                [int(d) for d in st.shape],
+                formats,
+                _format_scalars(formats) + scalars,
+                arrays,
+                int(st.weight_saturations),
+            )
+        )
     if precision == "int16":
         in_fmt, out_fmt = _format16(prog.input_frac), _format16(prog.output_frac)
     else:
         in_fmt, out_fmt = _format8(prog.input_qp), _format8(prog.output_qp)
-    meta = {"model": graph.name, "model_sha256": model_digest(graph), "precision": precision,
-            "input": {"shape": [int(d) for d in graph.input_shape], "format": in_fmt},
-            "output": {"tensor": graph.output_tensor, "shape": [int(graph.output_channels), int(graph.horizon)],
-                       "format": out_fmt},
-            "constants": _constants(precision)}
+    meta = {
+        "model": graph.name,
+        "model_sha256": model_digest(graph),
+        "precision": precision,
+        "input": {"shape": [int(d) for d in graph.input_shape], "format": in_fmt},
+        "output": {
+            "tensor": graph.output_tensor,
+            "shape": [int(graph.output_channels), int(graph.horizon)],
+            "format": out_fmt,
+        },
+        "constants": _constants(precision),
+    }
     return Export(precision, meta, layers)
 
 
@@ -159,8 +197,9 @@ def dtype_name(arr: np.ndarray) -> str:
 
 
 def _stored(arr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(arr.astype(np.uint8) if arr.dtype.kind == "b" else arr,
-                                dtype=np.dtype(DTYPES[dtype_name(arr)]))
+    return np.ascontiguousarray(
+        arr.astype(np.uint8) if arr.dtype.kind == "b" else arr, dtype=np.dtype(DTYPES[dtype_name(arr)])
+    )
 
 
 def write_files(exp: Export, cnames: dict[str, str], root: Path) -> dict:
@@ -175,11 +214,22 @@ def write_files(exp: Export, cnames: dict[str, str], root: Path) -> dict:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             np.save(root / rel, _stored(arr), allow_pickle=False)
             arrays[name] = {"file": rel, "dtype": dtype_name(arr), "shape": list(arr.shape)}
-        layers.append({"index": i, "name": rec.name, "op": rec.op, "inputs": rec.inputs, "shape": rec.shape,
-                       "formats": rec.formats, "weight_saturations": rec.weight_saturations,
-                       "scalars": [{"name": k, "value": v} for k, v in rec.scalars], "arrays": arrays})
-    return dict(exp.meta, scalars_file=SCALARS_FILE, n_scalars=int(sum(len(r.scalars) for r in exp.layers)),
-                layers=layers)
+        layers.append(
+            {
+                "index": i,
+                "name": rec.name,
+                "op": rec.op,
+                "inputs": rec.inputs,
+                "shape": rec.shape,
+                "formats": rec.formats,
+                "weight_saturations": rec.weight_saturations,
+                "scalars": [{"name": k, "value": v} for k, v in rec.scalars],
+                "arrays": arrays,
+            }
+        )
+    return dict(
+        exp.meta, scalars_file=SCALARS_FILE, n_scalars=int(sum(len(r.scalars) for r in exp.layers)), layers=layers
+    )
 
 
 def write_nested(exp: Export, cnames: dict[str, str], root: Path) -> None:
@@ -188,8 +238,12 @@ def write_nested(exp: Export, cnames: dict[str, str], root: Path) -> None:
     root.mkdir(parents=True)
     meta = write_files(exp, cnames, root)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    (root / EXPORT_DIR.manifest).write_text(json.dumps(
-        dict(meta, format=EXPORT_DIR.format, version=EXPORT_DIR.version, files=files), indent=1, sort_keys=True) + "\n")
+    (root / EXPORT_DIR.manifest).write_text(
+        json.dumps(
+            dict(meta, format=EXPORT_DIR.format, version=EXPORT_DIR.version, files=files), indent=1, sort_keys=True
+        )
+        + "\n"
+    )
 
 
 def scalar_names(exp: Export) -> list[tuple[str, int]]:
@@ -200,7 +254,7 @@ def scalar_names(exp: Export) -> list[tuple[str, int]]:
 def write_export(model: Model, precision: str, out_dir: str | Path) -> tuple[Export, list[Path]]:
     """`cmamba-hls export-int`: write the export of `model` (a Model) to `out_dir`."""
     out_dir = Path(out_dir)
-    owned_files(out_dir, EXPORT_DIR)             # refuse a foreign directory before any work
+    owned_files(out_dir, EXPORT_DIR)  # refuse a foreign directory before any work
     exp = export_records(model, precision)
     cnames = sanitize_names(rec.name for rec in exp.layers)
     with staged(out_dir, EXPORT_DIR) as tmp:
@@ -218,16 +272,21 @@ def _load_array(root: Path, entry: dict, where: str) -> np.ndarray:
     if not isinstance(entry, dict) or not {"file", "dtype", "shape"} <= set(entry):
         _bad(root / EXPORT_DIR.manifest, f"{where}: needs 'file', 'dtype' and 'shape'")
     if entry["dtype"] not in DTYPES:
-        _bad(root / EXPORT_DIR.manifest, f"{where}: dtype {entry['dtype']!r} is not an integer type "
-                                         f"(known: {', '.join(DTYPES)})")
+        _bad(
+            root / EXPORT_DIR.manifest,
+            f"{where}: dtype {entry['dtype']!r} is not an integer type (known: {', '.join(DTYPES)})",
+        )
     path = root / entry["file"]
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         _bad(path, f"cannot read the NPY file ({exc})")
     if arr.dtype != np.dtype(DTYPES[entry["dtype"]]) or list(arr.shape) != list(entry["shape"]):
-        _bad(path, f"dtype {arr.dtype.str} shape {list(arr.shape)}, the manifest says "
-                   f"{DTYPES[entry['dtype']]} {list(entry['shape'])}")
+        _bad(
+            path,
+            f"dtype {arr.dtype.str} shape {list(arr.shape)}, the manifest says "
+            f"{DTYPES[entry['dtype']]} {list(entry['shape'])}",
+        )
     if entry["dtype"] == "bool":
         if arr.size and arr.max() > 1:
             _bad(path, "a flag array holds values other than 0 and 1")
@@ -240,16 +299,28 @@ def read_export(path: str | Path) -> Export:
     root = Path(path)
     raw = read_manifest(root, EXPORT_DIR)
     if raw is None:
-        raise ModelFormatError(f"{root}: not a cmamba-hls integer export (needs {EXPORT_DIR.manifest} with format "
-                               f"'{EXPORT_DIR.format}', version {EXPORT_DIR.version})")
+        raise ModelFormatError(
+            f"{root}: not a cmamba-hls integer export (needs {EXPORT_DIR.manifest} with format "
+            f"'{EXPORT_DIR.format}', version {EXPORT_DIR.version})"
+        )
     try:
         layers = []
         for i, entry in enumerate(raw["layers"]):
             where = f"layers[{i}] ('{entry['name']}')"
             arrays = {k: _load_array(root, v, f"{where}.arrays.{k}") for k, v in entry["arrays"].items()}
             scalars = [(s["name"], int(s["value"])) for s in entry["scalars"]]
-            layers.append(LayerRecord(entry["name"], entry["op"], list(entry["inputs"]), list(entry["shape"]),
-                                      entry["formats"], scalars, arrays, int(entry["weight_saturations"])))
+            layers.append(
+                LayerRecord(
+                    entry["name"],
+                    entry["op"],
+                    list(entry["inputs"]),
+                    list(entry["shape"]),
+                    entry["formats"],
+                    scalars,
+                    arrays,
+                    int(entry["weight_saturations"]),
+                )
+            )
         meta = {k: raw[k] for k in ("model", "model_sha256", "precision", "input", "output", "constants")}
     except (KeyError, TypeError, ValueError) as exc:
         _bad(root / EXPORT_DIR.manifest, f"malformed manifest ({type(exc).__name__}: {exc})")

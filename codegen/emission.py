@@ -43,6 +43,7 @@ BOTH flavours: an ap_int table of 93k entries takes g++ minutes to compile, a pl
 second; Vitis maps both to ROM). Operator templates take their constant arrays as
 `const int16_t w[...]` etc. and widen on use.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -63,18 +64,27 @@ if TYPE_CHECKING:
 # The plain <stdint.h> names are storage types for constant ROMs in both flavours: the same
 # bits, and g++ compiles a 70k-entry `static const int8_t` table in milliseconds where the
 # same table of ap_int<8> objects takes minutes (each element a constructor call).
-CTYPES = {"i8_t": np.int8, "i16_t": np.int16, "i32_t": np.int32, "i64_t": np.int64,
-          "int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32, "int64_t": np.int64}
+CTYPES = {
+    "i8_t": np.int8,
+    "i16_t": np.int16,
+    "i32_t": np.int32,
+    "i64_t": np.int64,
+    "int8_t": np.int8,
+    "int16_t": np.int16,
+    "int32_t": np.int32,
+    "int64_t": np.int64,
+}
 
 
 @dataclass
 class ConstArray:
     """A constant table emitted as `static const <ctype> <name>[d0][d1]... = {...};`."""
-    name: str              # C identifier (e.g. "w_l_blk0_in_proj_u")
-    ctype: str             # a key of CTYPES
-    values: np.ndarray     # integer array, 1 to 3 dimensions, emitted in C (row-major) order
-    group: str             # header stem: firmware/weights/<group>.h
-    comment: str = ""      # one line: what it holds, shape, format
+
+    name: str  # C identifier (e.g. "w_l_blk0_in_proj_u")
+    ctype: str  # a key of CTYPES
+    values: np.ndarray  # integer array, 1 to 3 dimensions, emitted in C (row-major) order
+    group: str  # header stem: firmware/weights/<group>.h
+    comment: str = ""  # one line: what it holds, shape, format
     # where the values come from: (layer name, field of its lowered params), one entry per layer
     # that uses this table (a shared LUT has several); `--weights external` loads it from there
     sources: list[tuple[str, str]] = field(default_factory=list)
@@ -83,16 +93,18 @@ class ConstArray:
 @dataclass
 class Config:
     """One layer's compile-time parameters: `struct <cname> { ... };` in params.h."""
-    cname: str                                  # e.g. "cfg_l_blk0_in_proj_u"
-    comment: str                                # one line: op, shapes, formats
-    ints: list[tuple[str, int]] = field(default_factory=list)    # static const int (or long long) NAME = v;
-    types: list[tuple[str, str]] = field(default_factory=list)   # typedef <ctype> NAME;
+
+    cname: str  # e.g. "cfg_l_blk0_in_proj_u"
+    comment: str  # one line: op, shapes, formats
+    ints: list[tuple[str, int]] = field(default_factory=list)  # static const int (or long long) NAME = v;
+    types: list[tuple[str, str]] = field(default_factory=list)  # typedef <ctype> NAME;
 
 
 @dataclass
 class Buffer:
     """One tensor the network computes: data_t <cname>[channels][length] in Activations."""
-    tensor: str            # the original layer name (golden-model tensor name)
+
+    tensor: str  # the original layer name (golden-model tensor name)
     cname: str
     shape: tuple[int, int]
 
@@ -100,6 +112,7 @@ class Buffer:
 @dataclass
 class Step:
     """One layer: a comment line and the C++ statement that computes its buffer."""
+
     tensor: str
     op: str
     comment: str
@@ -109,12 +122,13 @@ class Step:
 @dataclass
 class LayerContext:
     """What a row's `emit` may use for one layer (besides the lowered step)."""
-    graph: object                       # intsim.graph.Graph
-    names: dict[str, str]               # layer name -> C identifier
-    cname: str                          # this layer's C identifier
-    consts: list[ConstArray]            # append this layer's tables here
-    shared: dict                        # tables shared between layers (e.g. one LUT per format)
-    external: bool = False              # constants loaded at start-up (codegen --weights external)
+
+    graph: object  # intsim.graph.Graph
+    names: dict[str, str]  # layer name -> C identifier
+    cname: str  # this layer's C identifier
+    consts: list[ConstArray]  # append this layer's tables here
+    shared: dict  # tables shared between layers (e.g. one LUT per format)
+    external: bool = False  # constants loaded at start-up (codegen --weights external)
 
     @property
     def cfg(self) -> str:
@@ -136,6 +150,7 @@ class LayerContext:
 @dataclass
 class LayerCode:
     """A row's output for one layer: config fields, config typedefs and the C++ call."""
+
     ints: list[tuple[str, int]]
     call: str
     types: list[tuple[str, str]] = field(default_factory=list)
@@ -144,6 +159,7 @@ class LayerCode:
 @dataclass(frozen=True)
 class TemplateRow:
     """One op in one C++ back end: its template (path under templates/) and its emitter."""
+
     template: str
     emit: Callable[[object, LayerContext], LayerCode]
 
@@ -161,8 +177,15 @@ def exp_table_name(ctx: LayerContext) -> str:
     """The S6 decay table (spec 2.12), emitted once per project into weights/luts.h."""
     if "exp_decay" not in ctx.shared:
         ctx.shared["exp_decay"] = "exp_decay_q14"
-        ctx.consts.append(ConstArray("exp_decay_q14", "int16_t", exp_decay_table(), "luts",
-                                     f"S6 decay table [{EXP_SIZE}]: entry a = RNE(exp(-a / 256) * 2^14), Q1.14"))
+        ctx.consts.append(
+            ConstArray(
+                "exp_decay_q14",
+                "int16_t",
+                exp_decay_table(),
+                "luts",
+                f"S6 decay table [{EXP_SIZE}]: entry a = RNE(exp(-a / 256) * 2^14), Q1.14",
+            )
+        )
     return ctx.shared["exp_decay"]
 
 
@@ -174,23 +197,23 @@ def s6_call(func: str, st: Int16Step | Int8Step, ctx: LayerContext, consts: str)
 
 @dataclass
 class Emission:
-    precision: str                   # "int16" | "int8"
-    elem_bits: int                   # 16 | 8: width of data_t (and of the NPY vectors)
-    typedefs: list[str]              # lines for params.h, at least `typedef i16_t data_t;`
-    op_templates: list[str]          # e.g. ["int16/conv1x1.h.j2", ...], in include order
+    precision: str  # "int16" | "int8"
+    elem_bits: int  # 16 | 8: width of data_t (and of the NPY vectors)
+    typedefs: list[str]  # lines for params.h, at least `typedef i16_t data_t;`
+    op_templates: list[str]  # e.g. ["int16/conv1x1.h.j2", ...], in include order
     configs: list[Config]
     consts: list[ConstArray]
     buffers: list[Buffer]
     steps: list[Step]
-    input_shape: tuple[int, int]     # (C_in, L)
-    output_buffer: str               # cname of the output tensor ([C_out * H, 1])
-    output_shape: tuple[int, int]    # (C_out, H)
+    input_shape: tuple[int, int]  # (C_in, L)
+    output_buffer: str  # cname of the output tensor ([C_out * H, 1])
+    output_shape: tuple[int, int]  # (C_out, H)
     # float [N, C_in, L] (normalised) -> int [N, C_in, L] in the input's quantized format
     quantize_input: Callable[[np.ndarray], np.ndarray]
     # int [N, C_in, L] -> (output int [N, C_out, H], {tensor name: int [N, C, L]})
     run_golden: Callable[[np.ndarray], tuple[np.ndarray, dict]]
-    input_limits: tuple[int, int] = (-32768, 32767)   # extremes for adversarial vectors
-    notes: list[str] = field(default_factory=list)    # lines for the project README
+    input_limits: tuple[int, int] = (-32768, 32767)  # extremes for adversarial vectors
+    notes: list[str] = field(default_factory=list)  # lines for the project README
 
     @property
     def npy_descr(self) -> str:

@@ -8,6 +8,7 @@ so an accumulator of bit_length(bound) + 1 bits holds the exact int64 sum of spe
 bit ("HLS may narrow it", spec 2). The stdint flavour then uses int32_t when that fits (and
 vectorises), the ap flavour an ap_int of exactly that width.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -64,8 +65,10 @@ def emit(model: Model, names: dict[str, str], types: str, external: bool = False
         cname = names[st.name]
         channels, length = st.shape
         fmt_in = " x ".join(q_name(f) for f in st.in_frac)
-        comment = f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], " \
-                  f"{fmt_in} -> {q_name(st.out_frac)}"
+        comment = (
+            f"{st.name}: {st.op} {list(graph.tensor_shape(st.inputs[0]))} -> [{channels}, {length}], "
+            f"{fmt_in} -> {q_name(st.out_frac)}"
+        )
         buffers.append(Buffer(st.name, cname, (channels, length)))
         ctx = LayerContext(graph, names, cname, consts, shared, external)
         code = EMIT16.row(st.op, st.name).emit(st, ctx)
@@ -83,11 +86,19 @@ def emit(model: Model, names: dict[str, str], types: str, external: bool = False
         return res.output_q.reshape(len(x_q), c_out, horizon), tensors
 
     return Emission(
-        precision="int16", elem_bits=16,
+        precision="int16",
+        elem_bits=16,
         typedefs=["typedef i16_t data_t;   // every activation: int16, per-tensor Q format"],
-        op_templates=list(OP_TEMPLATES), configs=configs, consts=consts, buffers=buffers, steps=steps,
-        input_shape=tuple(graph.input_shape), output_buffer=names[graph.output_tensor],
-        output_shape=(c_out, horizon), quantize_input=quantize_input, run_golden=run_golden,
+        op_templates=list(OP_TEMPLATES),
+        configs=configs,
+        consts=consts,
+        buffers=buffers,
+        steps=steps,
+        input_shape=tuple(graph.input_shape),
+        output_buffer=names[graph.output_tensor],
+        output_shape=(c_out, horizon),
+        quantize_input=quantize_input,
+        run_golden=run_golden,
         notes=[f"input format {q_name(prog.input_frac)}, output format {q_name(prog.output_frac)}"],
     )
 
@@ -96,13 +107,27 @@ def emit(model: Model, names: dict[str, str], types: str, external: bool = False
 def _conv_consts(st: Int16Step, ctx: LayerContext) -> ConvParams:
     p: ConvParams = st.params
     w, cname = p.weight, ctx.cname
-    ctx.consts.append(ConstArray(f"w_{cname}", "int16_t", w.reshape(w.shape[0], -1), cname,
-                                 f"{st.name}.weight {list(w.shape)} {q_name(p.w_frac)}"
-                                 + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""),
-                                 [(st.name, "weight")]))
-    ctx.consts.append(ConstArray(f"b_{cname}", "int32_t", p.bias.astype(np.int32), cname,
-                                 f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}",
-                                 [(st.name, "bias")]))
+    ctx.consts.append(
+        ConstArray(
+            f"w_{cname}",
+            "int16_t",
+            w.reshape(w.shape[0], -1),
+            cname,
+            f"{st.name}.weight {list(w.shape)} {q_name(p.w_frac)}"
+            + (" (rows: [i][k] flattened, k fastest)" if w.ndim == 3 else ""),
+            [(st.name, "weight")],
+        )
+    )
+    ctx.consts.append(
+        ConstArray(
+            f"b_{cname}",
+            "int32_t",
+            p.bias.astype(np.int32),
+            cname,
+            f"{st.name}.bias [{w.shape[0]}] int32 at Q(f_x + f_w) = 2^-{p.b_frac}",
+            [(st.name, "bias")],
+        )
+    )
     return p
 
 
@@ -118,8 +143,19 @@ def _emit_conv_kx1(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = _conv_consts(st, ctx)
     c_in, l_in = ctx.graph.tensor_shape(st.inputs[0])
     channels, length = st.shape
-    return _conv_code(st, ctx, [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", channels), ("L_OUT", length),
-                                ("K", p.weight.shape[2]), ("S", p.stride), ("SHIFT", p.shift)])
+    return _conv_code(
+        st,
+        ctx,
+        [
+            ("C_IN", c_in),
+            ("L_IN", l_in),
+            ("C_OUT", channels),
+            ("L_OUT", length),
+            ("K", p.weight.shape[2]),
+            ("S", p.stride),
+            ("SHIFT", p.shift),
+        ],
+    )
 
 
 def _emit_conv1x1(st: Int16Step, ctx: LayerContext) -> LayerCode:
@@ -138,10 +174,24 @@ def _emit_dwconv(st: Int16Step, ctx: LayerContext) -> LayerCode:
 def _emit_rmsnorm(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = st.params
     channels, length = st.shape
-    ctx.consts.append(ConstArray(f"g_{ctx.cname}", "int16_t", p.gain, ctx.cname,
-                                 f"{st.name}.weight (gain) [{channels}] {q_name(p.g_frac)}", [(st.name, "gain")]))
-    ints = [("D", channels), ("L", length), ("EPS_Q", int(p.eps_q)), ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
-            ("RMS_INV_BITS", RMS_INV_BITS), ("SHIFT", p.shift)]
+    ctx.consts.append(
+        ConstArray(
+            f"g_{ctx.cname}",
+            "int16_t",
+            p.gain,
+            ctx.cname,
+            f"{st.name}.weight (gain) [{channels}] {q_name(p.g_frac)}",
+            [(st.name, "gain")],
+        )
+    )
+    ints = [
+        ("D", channels),
+        ("L", length),
+        ("EPS_Q", int(p.eps_q)),
+        ("RMS_EXTRA_BITS", RMS_EXTRA_BITS),
+        ("RMS_INV_BITS", RMS_INV_BITS),
+        ("SHIFT", p.shift),
+    ]
     return LayerCode(ints, f"rmsnorm<{ctx.cfg}>({ctx.ref(st.inputs[0])}, g_{ctx.cname}, {ctx.out});")
 
 
@@ -153,17 +203,30 @@ def _emit_lut(st: Int16Step, ctx: LayerContext) -> LayerCode:
     key = (st.op, st.out_frac)
     if key not in luts:
         luts[key] = f"lut_{st.op}_q{st.out_frac}"
-        ctx.consts.append(ConstArray(luts[key], "int16_t", p.table, "luts",
-                                     f"{st.op} table [{LUT_SIZE}], entry a = {st.op}((a - {LUT_OFFSET}) / 256) "
-                                     f"at {q_name(st.out_frac)}", [(st.name, "table")]))
+        ctx.consts.append(
+            ConstArray(
+                luts[key],
+                "int16_t",
+                p.table,
+                "luts",
+                f"{st.op} table [{LUT_SIZE}], entry a = {st.op}((a - {LUT_OFFSET}) / 256) at {q_name(st.out_frac)}",
+                [(st.name, "table")],
+            )
+        )
     else:
         prev = next(c for c in ctx.consts if c.name == luts[key])
         if not np.array_equal(prev.values, p.table):
             raise UnsupportedError(f"layer '{st.name}': {st.op} table differs from an earlier one of the same format")
         prev.sources.append((st.name, "table"))
-    ints = [("C", channels), ("L", length), ("ADDR_SHIFT", p.addr_shift),
-            ("IDENTITY_SHIFT", p.identity_shift), ("IS_SILU", int(bool(p.is_silu))),
-            ("LUT_OFFSET", LUT_OFFSET), ("LUT_SIZE", LUT_SIZE)]
+    ints = [
+        ("C", channels),
+        ("L", length),
+        ("ADDR_SHIFT", p.addr_shift),
+        ("IDENTITY_SHIFT", p.identity_shift),
+        ("IS_SILU", int(bool(p.is_silu))),
+        ("LUT_OFFSET", LUT_OFFSET),
+        ("LUT_SIZE", LUT_SIZE),
+    ]
     return LayerCode(ints, f"lut_activation<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {luts[key]}, {ctx.out});")
 
 
@@ -176,12 +239,14 @@ def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
 def _emit_s6(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p, cname = st.params, ctx.cname
     e, n_states = p.a.shape
-    ctx.consts.append(ConstArray(f"a_{cname}", "int16_t", p.a, cname,
-                                 f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}"))
+    ctx.consts.append(
+        ConstArray(f"a_{cname}", "int16_t", p.a, cname, f"{st.name}.A [{e}, {n_states}] {q_name(p.a_frac)}")
+    )
     ctx.consts.append(ConstArray(f"d_{cname}", "int16_t", p.d, cname, f"{st.name}.D [{e}] {q_name(p.d_frac)}"))
-    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE)] + \
-        [(name.upper(), getattr(p, name)) for name in ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d",
-                                                        "y_shift")]
+    ints = [("E", e), ("N", n_states), ("T", st.shape[1]), ("EXP_SIZE", EXP_SIZE)] + [
+        (name.upper(), getattr(p, name))
+        for name in ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift")
+    ]
     return LayerCode(ints, s6_call("s6_scan", st, ctx, f"a_{cname}, d_{cname}"))
 
 
@@ -199,16 +264,30 @@ def _emit_add(st: Int16Step, ctx: LayerContext) -> LayerCode:
 
 def _emit_revin_norm(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
-    ints = [("C", channels), ("L", length), ("EPS_Q", st.params.eps_q), ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS),
-            ("REVIN_INV_BITS", REVIN_INV_BITS), ("SHIFT", st.params.shift)]
+    ints = [
+        ("C", channels),
+        ("L", length),
+        ("EPS_Q", st.params.eps_q),
+        ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS),
+        ("REVIN_INV_BITS", REVIN_INV_BITS),
+        ("SHIFT", st.params.shift),
+    ]
     return LayerCode(ints, f"revin_norm<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {ctx.out});")
 
 
 def _emit_revin_denorm(st: Int16Step, ctx: LayerContext) -> LayerCode:
     rows, cols = st.shape
     channels, length = ctx.graph.tensor_shape(st.inputs[1])
-    ints = [("C", channels), ("L", length), ("R", rows), ("M", cols), ("EPS_Q", st.params.eps_q),
-            ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS), ("MEAN_UP", st.params.mean_up), ("SHIFT", st.params.shift)]
+    ints = [
+        ("C", channels),
+        ("L", length),
+        ("R", rows),
+        ("M", cols),
+        ("EPS_Q", st.params.eps_q),
+        ("REVIN_EXTRA_BITS", REVIN_EXTRA_BITS),
+        ("MEAN_UP", st.params.mean_up),
+        ("SHIFT", st.params.shift),
+    ]
     return LayerCode(ints, ctx.binary_call("revin_denorm", st))
 
 

@@ -24,6 +24,7 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
                   interval = the slowest process; latency = the first window through the
                   token-level timing model (codegen/dataflow.py simulate_dataflow)
 """
+
 from __future__ import annotations
 
 import math
@@ -45,15 +46,15 @@ if TYPE_CHECKING:
 # ---- counter slots (templates/common/primitives.h.j2) ----
 SLOT_ISQRT, SLOT_READ, SLOT_WRITE = 7, 8, 9
 # ---- latency assumptions (docs/hls.md "Estimate": what synthesis can change) ----
-DIV_LATENCY = 68          # a 64-bit / 64-bit divider (Vitis: sdiv_64ns_64ns_64_68): per rne_div call
-ISQRT_TAIL = 4            # the square root's final r * r compare and + 1
-COPY_DEPTH = 2            # read, write
-MUL_DEPTH = 3             # a DSP multiply, registered
-ROUND_DEPTH = 2           # rounding shift + saturation, write
-ROM_DEPTH = 2             # a BRAM/LUT ROM read
-SCAN8_II = 3              # the INT8 scan's state recurrence: multiply, add, round in one chain per step
-LUTRAM_MAX_WORDS = 64     # a ROM/buffer bank of <= 64 words goes to LUTs (LUT6 = 64 x 1), else BRAM18
-BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))   # (words, bits) modes
+DIV_LATENCY = 68  # a 64-bit / 64-bit divider (Vitis: sdiv_64ns_64ns_64_68): per rne_div call
+ISQRT_TAIL = 4  # the square root's final r * r compare and + 1
+COPY_DEPTH = 2  # read, write
+MUL_DEPTH = 3  # a DSP multiply, registered
+ROUND_DEPTH = 2  # rounding shift + saturation, write
+ROM_DEPTH = 2  # a BRAM/LUT ROM read
+SCAN8_II = 3  # the INT8 scan's state recurrence: multiply, add, round in one chain per step
+LUTRAM_MAX_WORDS = 64  # a ROM/buffer bank of <= 64 words goes to LUTs (LUT6 = 64 x 1), else BRAM18
+BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # (words, bits) modes
 
 
 @dataclass(frozen=True)
@@ -63,22 +64,49 @@ class Part:
     dsp: int
     bram18: int
     luts: int
-    dsp_a: int              # multiplier input widths of the DSP slice (signed): 27 x 18 or 25 x 18
+    dsp_a: int  # multiplier input widths of the DSP slice (signed): 27 x 18 or 25 x 18
     dsp_b: int
     source: str
 
 
 # Vendor data sheets (the DSP/BRAM/LUT columns of their device tables).
-PARTS = {p.name: p for p in (
-    Part("xczu7ev", "Zynq UltraScale+ MPSoC EV (ZCU104)", 1728, 624, 230400, 27, 18,
-         "AMD/Xilinx DS891, Zynq UltraScale+ MPSoC Data Sheet: Overview (ZU7EV: 1,728 DSP48E2, 312 BRAM36, "
-         "230,400 CLB LUTs)"),
-    Part("xcu250", "Alveo U250 (XCU250)", 12288, 5376, 1728000, 27, 18,
-         "AMD/Xilinx DS962, Alveo U200 and U250 Data Center Accelerator Cards Data Sheet (U250: 12,288 DSP, "
-         "2,688 BRAM36, 1,728K LUTs)"),
-    Part("xc7z020", "Zynq-7000 (PYNQ-Z1/Z2, ZedBoard)", 220, 280, 53200, 25, 18,
-         "AMD/Xilinx DS190, Zynq-7000 SoC Data Sheet: Overview (Z-7020: 220 DSP48E1, 140 BRAM36, 53,200 LUTs)"),
-)}
+PARTS = {
+    p.name: p
+    for p in (
+        Part(
+            "xczu7ev",
+            "Zynq UltraScale+ MPSoC EV (ZCU104)",
+            1728,
+            624,
+            230400,
+            27,
+            18,
+            "AMD/Xilinx DS891, Zynq UltraScale+ MPSoC Data Sheet: Overview (ZU7EV: 1,728 DSP48E2, 312 BRAM36, "
+            "230,400 CLB LUTs)",
+        ),
+        Part(
+            "xcu250",
+            "Alveo U250 (XCU250)",
+            12288,
+            5376,
+            1728000,
+            27,
+            18,
+            "AMD/Xilinx DS962, Alveo U200 and U250 Data Center Accelerator Cards Data Sheet (U250: 12,288 DSP, "
+            "2,688 BRAM36, 1,728K LUTs)",
+        ),
+        Part(
+            "xc7z020",
+            "Zynq-7000 (PYNQ-Z1/Z2, ZedBoard)",
+            220,
+            280,
+            53200,
+            25,
+            18,
+            "AMD/Xilinx DS190, Zynq-7000 SoC Data Sheet: Overview (Z-7020: 220 DSP48E1, 140 BRAM36, 53,200 LUTs)",
+        ),
+    )
+}
 
 
 def get_part(name: str) -> Part:
@@ -91,9 +119,9 @@ def get_part(name: str) -> Part:
 @dataclass(frozen=True)
 class Loop:
     name: str
-    slot: int              # its CMAMBA_COUNT slot
-    invocations: int       # starts per window
-    trips: int             # iterations per start
+    slot: int  # its CMAMBA_COUNT slot
+    invocations: int  # starts per window
+    trips: int  # iterations per start
     ii: int = 1
     depth: int = COPY_DEPTH
 
@@ -109,16 +137,16 @@ class Loop:
 @dataclass(frozen=True)
 class Mult:
     what: str
-    units: int             # multipliers instantiated
-    wa: int                # signed operand widths
+    units: int  # multipliers instantiated
+    wa: int  # signed operand widths
     wb: int
 
 
 @dataclass(frozen=True)
 class Rom:
     what: str
-    words: int             # per bank
-    width: int             # bits per word
+    words: int  # per bank
+    width: int  # bits per word
     banks: int = 1
 
 
@@ -127,12 +155,13 @@ class Cost:
     loops: list[Loop]
     mults: list[Mult] = field(default_factory=list)
     roms: list[Rom] = field(default_factory=list)
-    extra: int = 0          # cycles outside the loops (dividers, ...)
+    extra: int = 0  # cycles outside the loops (dividers, ...)
 
 
 @dataclass(frozen=True)
 class Dims:
     """A layer's sizes: inputs (C, L), output (C, L), kernel, stride."""
+
     name: str
     op: str
     inputs: tuple[tuple[int, int], ...]
@@ -144,9 +173,10 @@ class Dims:
 @dataclass(frozen=True)
 class Knob:
     """The loop a reuse factor splits: E iterations of N multiplies (codegen/reuse.py)."""
+
     extent: int
     body: int
-    what: str              # e.g. "64 output channels x 32 multiplies per position"
+    what: str  # e.g. "64 output channels x 32 multiplies per position"
 
 
 @dataclass(frozen=True)
@@ -159,8 +189,14 @@ ESTIMATE: BackendTable[EstimateRow] = BackendTable("estimator")
 
 
 def dims_of(graph: Graph, layer: Layer) -> Dims:
-    return Dims(layer.name, layer.op, tuple(graph.tensor_shape(t) for t in layer.inputs), tuple(layer.shape),
-                int(layer.attrs.get("kernel", 1)), int(layer.attrs.get("stride", 1)))
+    return Dims(
+        layer.name,
+        layer.op,
+        tuple(graph.tensor_shape(t) for t in layer.inputs),
+        tuple(layer.shape),
+        int(layer.attrs.get("kernel", 1)),
+        int(layer.attrs.get("stride", 1)),
+    )
 
 
 # ----------------------------------------------------------------------------- hardware maps
@@ -214,8 +250,10 @@ def _conv_cost(d: Dims, p: Plan, precision: str) -> Cost:
     n = c_in * d.kernel
     units = p.lanes * n // p.ii
     wbits = _bits(precision)
-    loops = [Loop("window" if d.op == "conv_kx1" else "column", 0, l_out, n),
-             Loop("mac", 1, l_out, c_out // p.lanes, p.ii, _mac_depth(n))]
+    loops = [
+        Loop("window" if d.op == "conv_kx1" else "column", 0, l_out, n),
+        Loop("mac", 1, l_out, c_out // p.lanes, p.ii, _mac_depth(n)),
+    ]
     if precision == "int16":
         mults = [Mult("w x x", units, 16, 16)]
     else:
@@ -257,19 +295,32 @@ def _rmsnorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     dim, length = d.out
     per_token = Loop("sumsq", 0, length, dim // p.lanes, 1, ROM_DEPTH + MUL_DEPTH + log2c(p.lanes + 1) + 1)
     isqrt = Loop("isqrt", SLOT_ISQRT, length, 31, 1, 2)
-    scale = Loop("scale", 1, length, dim // p.lanes, 1, ROM_DEPTH + 2 * MUL_DEPTH + ROUND_DEPTH
-                 + (MUL_DEPTH if precision == "int8" else 0))
-    divs = _div(dim) + _div(None) + ISQRT_TAIL      # rne_div(ss, D), rne_div(2^Q, rms), the root's tail
+    scale = Loop(
+        "scale",
+        1,
+        length,
+        dim // p.lanes,
+        1,
+        ROM_DEPTH + 2 * MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0),
+    )
+    divs = _div(dim) + _div(None) + ISQRT_TAIL  # rne_div(ss, D), rne_div(2^Q, rms), the root's tail
     if precision == "int16":
-        mults = [Mult("x x x", p.lanes, 16, 16), Mult("x x g", p.lanes, 16, 16),
-                 Mult("(x g) x 1/rms", p.lanes, 32, RMS_INV_BITS + 1)]
+        mults = [
+            Mult("x x x", p.lanes, 16, 16),
+            Mult("x x g", p.lanes, 16, 16),
+            Mult("(x g) x 1/rms", p.lanes, 32, RMS_INV_BITS + 1),
+        ]
     else:
-        mults = [Mult("xc x xc", p.lanes, 9, 9), Mult("xc x g", p.lanes, 9, 8),
-                 Mult("(xc g) x 1/rms", p.lanes, 17, RMS_INV_BITS_INT8 + 1),
-                 Mult("requantize", p.lanes, 32, 32)]
+        mults = [
+            Mult("xc x xc", p.lanes, 9, 9),
+            Mult("xc x g", p.lanes, 9, 8),
+            Mult("(xc g) x 1/rms", p.lanes, 17, RMS_INV_BITS_INT8 + 1),
+            Mult("requantize", p.lanes, 32, 32),
+        ]
     mults.append(Mult("isqrt r x r", 1, 32, 32))
-    return Cost([per_token, isqrt, scale], mults, [Rom("gain", dim // p.lanes, p.lanes * _bits(precision))],
-                extra=length * divs)
+    return Cost(
+        [per_token, isqrt, scale], mults, [Rom("gain", dim // p.lanes, p.lanes * _bits(precision))], extra=length * divs
+    )
 
 
 def _lut_cost(d: Dims, p: Plan, precision: str) -> Cost:
@@ -280,11 +331,15 @@ def _lut_cost(d: Dims, p: Plan, precision: str) -> Cost:
 
 def _scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
     e, t = d.out
-    if precision == "int16":     # t outer, channels inner: no recurrence inside the pipelined loop
-        return Cost([Loop("step", 0, t, e, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
-                    [Mult("lam x s", 1, 16, 16), Mult("(1 - lam) x u", 1, 17, 16)])
-    return Cost([Loop("step", 0, e, t, SCAN8_II, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
-                [Mult("lam x S", 1, 10, 32), Mult("(256 - lam) x u", 1, 10, 18), Mult("requantize", 1, 32, 32)])
+    if precision == "int16":  # t outer, channels inner: no recurrence inside the pipelined loop
+        return Cost(
+            [Loop("step", 0, t, e, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
+            [Mult("lam x s", 1, 16, 16), Mult("(1 - lam) x u", 1, 17, 16)],
+        )
+    return Cost(
+        [Loop("step", 0, e, t, SCAN8_II, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
+        [Mult("lam x S", 1, 10, 32), Mult("(256 - lam) x u", 1, 10, 18), Mult("requantize", 1, 32, 32)],
+    )
 
 
 def _s6_scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
@@ -295,26 +350,38 @@ def _s6_scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
     n = d.inputs[2][0]
     w = 16 if precision == "int16" else 9
     depth = 1 + MUL_DEPTH + ROM_DEPTH + 2 * MUL_DEPTH + ROUND_DEPTH
-    return Cost([Loop("step", 0, e, t, 1, depth)],
-                [Mult("Delta x x", 1, w, w), Mult("Delta x A", n, w, 16), Mult("exp x h", n, 16, 32),
-                 Mult("(Delta x) x B", n, 2 * w, w), Mult("C x h", n, w, 32), Mult("D x x", 1, w, w)],
-                [Rom("A", e, n * _bits(precision)), Rom("decay table", EXP_SIZE, 16, n)])
+    return Cost(
+        [Loop("step", 0, e, t, 1, depth)],
+        [
+            Mult("Delta x x", 1, w, w),
+            Mult("Delta x A", n, w, 16),
+            Mult("exp x h", n, 16, 32),
+            Mult("(Delta x) x B", n, 2 * w, w),
+            Mult("C x h", n, w, 32),
+            Mult("D x x", 1, w, w),
+        ],
+        [Rom("A", e, n * _bits(precision)), Rom("decay table", EXP_SIZE, 16, n)],
+    )
 
 
 def _mul_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     if precision == "int16":
         return Cost([Loop("elem", 0, c, length, 1, 1 + MUL_DEPTH + ROUND_DEPTH)], [Mult("a x b", 1, 16, 16)])
-    return Cost([Loop("elem", 0, c, length, 1, 1 + 2 * MUL_DEPTH + ROUND_DEPTH)],
-                [Mult("(a - z) x (b - z)", 1, 9, 9), Mult("requantize", 1, 32, 32)])
+    return Cost(
+        [Loop("elem", 0, c, length, 1, 1 + 2 * MUL_DEPTH + ROUND_DEPTH)],
+        [Mult("(a - z) x (b - z)", 1, 9, 9), Mult("requantize", 1, 32, 32)],
+    )
 
 
 def _add_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
-    if precision == "int16":     # aligning shifts only
+    if precision == "int16":  # aligning shifts only
         return Cost([Loop("elem", 0, c, length, 1, 1 + 1 + ROUND_DEPTH)])
-    return Cost([Loop("elem", 0, c, length, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
-                [Mult("(a - z) x M_A", 1, 9, 32), Mult("(b - z) x M_B", 1, 9, 32)])
+    return Cost(
+        [Loop("elem", 0, c, length, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
+        [Mult("(a - z) x M_A", 1, 9, 32), Mult("(b - z) x M_B", 1, 9, 32)],
+    )
 
 
 def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[Mult], int]:
@@ -328,8 +395,9 @@ def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[
 def _revin_norm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     loops, mults, extra = _revin_stats(c, length, precision)
-    loops.append(Loop("scale", 1, c, length, 1,
-                      1 + MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0)))
+    loops.append(
+        Loop("scale", 1, c, length, 1, 1 + MUL_DEPTH + ROUND_DEPTH + (MUL_DEPTH if precision == "int8" else 0))
+    )
     if precision == "int16":
         mults.append(Mult("(x - mean) x 1/std", 1, 17, REVIN_INV_BITS + 1))
     else:
@@ -359,7 +427,7 @@ ESTIMATE.register("dwconv", EstimateRow(_dwconv_knob, _dwconv_cost))
 ESTIMATE.register("rmsnorm", EstimateRow(_rmsnorm_knob, _rmsnorm_cost))
 ESTIMATE.register("sigmoid", EstimateRow(_no_knob, _lut_cost))
 ESTIMATE.register("silu", EstimateRow(_no_knob, _lut_cost))
-ESTIMATE.register("softplus", EstimateRow(_no_knob, _lut_cost))   # the same table activation as SiLU
+ESTIMATE.register("softplus", EstimateRow(_no_knob, _lut_cost))  # the same table activation as SiLU
 ESTIMATE.register("scan", EstimateRow(_no_knob, _scan_cost))
 ESTIMATE.register("mul", EstimateRow(_no_knob, _mul_cost))
 ESTIMATE.register("add", EstimateRow(_no_knob, _add_cost))
@@ -372,9 +440,10 @@ ESTIMATE.register("s6_scan", EstimateRow(_no_knob, _s6_scan_cost))
 @dataclass
 class StageEstimate:
     """One layer (or one of the top's own stages: "stream_in", "stream_out", "output copy")."""
+
     name: str
     op: str
-    row: int                 # counter row (the layer index; len(layers) for the top's loops)
+    row: int  # counter row (the layer index; len(layers) for the top's loops)
     plan: Plan
     loops: list[Loop]
     extra: int
@@ -386,7 +455,7 @@ class StageEstimate:
     buffer_bits: int
     buffer_bram18: int
     fifo_bits: int = 0
-    memory_luts: int = 0     # LUTs holding buffers and FIFOs (banks of <= 64 words)
+    memory_luts: int = 0  # LUTs holding buffers and FIFOs (banks of <= 64 words)
 
     @property
     def cycles(self) -> int:
@@ -454,11 +523,18 @@ def _roms(cost: Cost) -> tuple[int, int, int]:
     return b, lut, bits
 
 
-def estimate(graph: Graph, precision: str = "int16", interface: str = "memory", reuse: ReuseSpec | None = None,
-             clock_mhz: float = 250.0, part: str = "xczu7ev") -> Estimate:
+def estimate(
+    graph: Graph,
+    precision: str = "int16",
+    interface: str = "memory",
+    reuse: ReuseSpec | None = None,
+    clock_mhz: float = 250.0,
+    part: str = "xczu7ev",
+) -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
     from codegen.project import PRECISIONS, check_interface
+
     if precision not in PRECISIONS:
         raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     check_interface(interface)
@@ -477,18 +553,35 @@ def estimate(graph: Graph, precision: str = "int16", interface: str = "memory", 
             consumers[t] += 1
     consumers[graph.output_tensor] += 1
 
-    def stage(name, op, row, plan, cost: Cost, buffers: list[tuple[int, int]],
-              fifos: list[tuple[int, int]] = ()) -> StageEstimate:
+    def stage(
+        name, op, row, plan, cost: Cost, buffers: list[tuple[int, int]], fifos: list[tuple[int, int]] = ()
+    ) -> StageEstimate:
         """buffers: (words, banks) of `bits`-wide memories; fifos: (depth, token bits) of its input FIFOs."""
         dsp = sum(m.units * dsp_tiles(m.wa, m.wb, prt) for m in cost.mults)
         rb, rl, rbits = _roms(cost)
         bb = sum(bram18(w, bits) * banks for w, banks in buffers)
         bbits = sum(w * banks * bits for w, banks in buffers)
-        mem_luts = sum(lutram(w, bits) * banks for w, banks in buffers) + \
-            sum(lutram(depth, width) for depth, width in fifos)
+        mem_luts = sum(lutram(w, bits) * banks for w, banks in buffers) + sum(
+            lutram(depth, width) for depth, width in fifos
+        )
         bb += sum(bram18(depth, width) for depth, width in fifos)
-        return StageEstimate(name, op, row, plan, cost.loops, cost.extra, dsp, cost.mults, rb, rl, rbits, bbits,
-                             bb, sum(depth * width for depth, width in fifos), mem_luts)
+        return StageEstimate(
+            name,
+            op,
+            row,
+            plan,
+            cost.loops,
+            cost.extra,
+            dsp,
+            cost.mults,
+            rb,
+            rl,
+            rbits,
+            bbits,
+            bb,
+            sum(depth * width for depth, width in fifos),
+            mem_luts,
+        )
 
     c_in, l_in = graph.input_shape
     if interface == "stream":
@@ -498,8 +591,8 @@ def estimate(graph: Graph, precision: str = "int16", interface: str = "memory", 
         row = ESTIMATE.row(layer.op, layer.name)
         cost = row.cost(d, plans[layer.name], precision)
         c, length = d.out
-        if interface == "stream":   # whole-tensor process: token reads, the layer, token writes
-            distinct = reads[layer.name]     # one input after another
+        if interface == "stream":  # whole-tensor process: token reads, the layer, token writes
+            distinct = reads[layer.name]  # one input after another
             cost.loops = [Loop("read", SLOT_READ, 1, graph.tensor_shape(t)[1]) for t in distinct] + cost.loops
             if consumers[layer.name]:
                 cost.loops.append(Loop("write", SLOT_WRITE, 1, length))
@@ -507,15 +600,23 @@ def estimate(graph: Graph, precision: str = "int16", interface: str = "memory", 
             buffers = [graph.tensor_shape(t)[::-1] for t in distinct] + [(length, c)]
             fifos = [(depths[(t, layer.name)], graph.tensor_shape(t)[0] * bits) for t in distinct]
             stages.append(stage(layer.name, layer.op, k, plans[layer.name], cost, buffers, fifos))
-        else:                       # the layer's output buffer in struct Activations
+        else:  # the layer's output buffer in struct Activations
             lanes = plans[layer.name].lanes
             stages.append(stage(layer.name, layer.op, k, plans[layer.name], cost, [(c * length // lanes, lanes)]))
     c_o, l_o = graph.tensor_shape(graph.output_tensor)
     out_values = graph.output_channels * graph.horizon
     if interface == "stream":
-        stages.append(stage("stream_out", "io", n, Plan(), Cost([Loop("read", SLOT_READ, 1, l_o),
-                                                                Loop("write", SLOT_WRITE, 1, out_values)]),
-                            [(l_o, c_o)], [(MIN_DEPTH, c_o * bits)]))
+        stages.append(
+            stage(
+                "stream_out",
+                "io",
+                n,
+                Plan(),
+                Cost([Loop("read", SLOT_READ, 1, l_o), Loop("write", SLOT_WRITE, 1, out_values)]),
+                [(l_o, c_o)],
+                [(MIN_DEPTH, c_o * bits)],
+            )
+        )
     else:
         stages.append(stage("output copy", "io", n, Plan(), Cost([Loop("output copy", SLOT_WRITE, 1, out_values)]), []))
     note = describe_reuse(plans, graph)
@@ -530,8 +631,12 @@ def compute_cycles(est: Estimate, df: Dataflow) -> dict[str, int]:
     """Each process's cycles outside its token reads and writes (one cycle per token in
     simulate_dataflow): the kernel, and stream_in's / stream_out's port loops."""
     cycles = {s.name: s.cycles for s in est.stages}
-    return {p.name: cycles[p.tensor or p.name] - sum(ch.tokens for ch in p.inputs)
-            - (p.outputs[0].tokens if p.outputs else 0) for p in df.processes}
+    return {
+        p.name: cycles[p.tensor or p.name]
+        - sum(ch.tokens for ch in p.inputs)
+        - (p.outputs[0].tokens if p.outputs else 0)
+        for p in df.processes
+    }
 
 
 def _latency(graph, est: Estimate) -> int:

@@ -14,6 +14,7 @@ Rule (deterministic, order-independent):
 A name is rejected (NameError_, a CmambaError) only when it is empty or has no letter or
 digit at all: there is nothing meaningful to keep.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,7 @@ def base_identifier(name: str) -> str:
 
 
 def _hashed(name: str) -> str:
-    stem = base_identifier(name)[:MAX_LEN - 9].rstrip("_")
+    stem = base_identifier(name)[: MAX_LEN - 9].rstrip("_")
     return f"{stem}_{_digest(name)}"
 
 

@@ -20,6 +20,7 @@ those; other files in `out_dir` (notes, a Vitis project folder, build outputs) s
 directory that is not empty and holds no such manifest is refused. Output is deterministic
 (no timestamps, seeded vectors): the same model and options give byte-identical files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,14 +51,14 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates"
 NPY_HEADER = REPO / "hls_tb" / "npy.h"
-BACKENDS = {"int16": emit_int16, "int8": emit_int8}      # precision -> back end module (codegen/emission.py)
+BACKENDS = {"int16": emit_int16, "int8": emit_int8}  # precision -> back end module (codegen/emission.py)
 PRECISIONS = tuple(BACKENDS)
 TYPES = ("stdint", "ap")
-WEIGHTS = ("embedded", "external")      # constants compiled in as ROMs | loaded from an integer export
+WEIGHTS = ("embedded", "external")  # constants compiled in as ROMs | loaded from an integer export
 # memory: cmamba_top(input[C][L], output[C][H]) on ap_memory ports, the layers one after another;
 # stream: hls::stream ports (AXI-Stream), one DATAFLOW process per layer (codegen/dataflow.py).
 INTERFACES = ("memory", "stream")
-EXPORT_SUBDIR = "export"                # --weights external: the project's own export (codegen/deploy.py)
+EXPORT_SUBDIR = "export"  # --weights external: the project's own export (codegen/deploy.py)
 MARKER = "project.json"
 PROJECT_DIR = DirKind(MARKER, "cmamba-hls codegen project", 2, "the project", "codegen")
 
@@ -75,7 +76,7 @@ class GenerateResult:
     vector_counts: dict = field(default_factory=dict)
     data_file: Path | None = None
     layers: bool = False
-    data_note: str = ""                 # why no real data was used (no --data, nothing found)
+    data_note: str = ""  # why no real data was used (no --data, nothing found)
 
 
 # ----------------------------------------------------------------------------- back ends
@@ -84,14 +85,17 @@ def load_backend(precision: str) -> ModuleType:
     if precision not in PRECISIONS:
         raise UnsupportedError(f"--precision {precision!r} is not supported (known: {', '.join(PRECISIONS)})")
     if precision not in BACKENDS:
-        raise UnsupportedError(f"--precision {precision}: the {precision.upper()} C++ back end "
-                               f"(codegen/emit_{precision}.py) is not available in this version")
+        raise UnsupportedError(
+            f"--precision {precision}: the {precision.upper()} C++ back end "
+            f"(codegen/emit_{precision}.py) is not available in this version"
+        )
     return BACKENDS[precision]
 
 
 def as_model(model: Model | str | Path) -> Model:
     """A Model, or a model directory loaded as one."""
     from intsim.executor import Model, load_model
+
     if isinstance(model, Model):
         return model
     return load_model(model)
@@ -114,16 +118,18 @@ def _c_dims(values: np.ndarray) -> str:
 
 def _c_initializer(values: np.ndarray, per_line: int = 16) -> str:
     """Nested brace initializer, C order, `per_line` numbers per line."""
+
     def rows(arr, indent):
         pad = " " * indent
         if arr.ndim == 1:
             items = [str(int(v)) for v in arr.tolist()]
-            lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)] or [""]
+            lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)] or [""]
             if len(lines) == 1 and indent > 4:
                 return "{" + lines[0] + "}"
             return "{\n" + ",\n".join(pad + "    " + ln for ln in lines) + "\n" + pad + "}"
         inner = [pad + "    " + rows(sub, indent + 4) for sub in arr]
         return "{\n" + ",\n".join(inner) + "\n" + pad + "}"
+
     return rows(np.asarray(values), 0)
 
 
@@ -142,9 +148,14 @@ def _c_comment(text: str) -> str:
 
 
 def make_env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-                      autoescape=False)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
     env.filters.update(c_dims=_c_dims, c_initializer=_c_initializer, c_string=_c_string, c_comment=_c_comment)
     return env
 
@@ -165,6 +176,7 @@ def _check_emission(em: Emission, names: dict[str, str]) -> None:
 def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
     """--weights external: per constant table, the export files it is loaded from (codegen/deploy.py)."""
     from codegen.deploy import DTYPES, array_file, dtype_name
+
     index = {rec.name: i for i, rec in enumerate(exp.layers)}
     stypes = {"|i1": "int8_t", "<i2": "int16_t", "<i4": "int32_t", "<i8": "long long", "|u1": "uint8_t"}
     tables = []
@@ -174,15 +186,32 @@ def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
         for layer, fld in c.sources:
             arr = exp.layers[index[layer]].arrays[fld]
             if arr.size != np.asarray(c.values).size:
-                raise CmambaError(f"layer '{layer}': table {c.name} has {np.asarray(c.values).size} entries, "
-                                  f"its export array '{fld}' {arr.size}")
+                raise CmambaError(
+                    f"layer '{layer}': table {c.name} has {np.asarray(c.values).size} entries, "
+                    f"its export array '{fld}' {arr.size}"
+                )
             descr = DTYPES[dtype_name(arr)]
-            sources.append(dict(file=array_file(index[layer], cnames[layer], fld), descr=descr, stype=stypes[descr],
-                                shape=list(arr.shape)))
+            sources.append(
+                dict(
+                    file=array_file(index[layer], cnames[layer], fld),
+                    descr=descr,
+                    stype=stypes[descr],
+                    shape=list(arr.shape),
+                )
+            )
         if not sources:
             raise CmambaError(f"back end '{em.precision}': constant {c.name} names no export source")
-        tables.append(dict(name=c.name, ctype=c.ctype, ndim=np.asarray(c.values).ndim,
-                           count=int(np.asarray(c.values).size), lo=int(info.min), hi=int(info.max), sources=sources))
+        tables.append(
+            dict(
+                name=c.name,
+                ctype=c.ctype,
+                ndim=np.asarray(c.values).ndim,
+                count=int(np.asarray(c.values).size),
+                lo=int(info.min),
+                hi=int(info.max),
+                sources=sources,
+            )
+        )
     return tables
 
 
@@ -190,12 +219,20 @@ def check_interface(interface: str, weights: str = "embedded") -> None:
     if interface not in INTERFACES:
         raise UnsupportedError(f"--interface {interface!r} is not supported (known: {', '.join(INTERFACES)})")
     if interface == "stream" and weights == "external":
-        raise UnsupportedError("--interface stream takes --weights embedded only: every DATAFLOW process reads its "
-                               "own ROMs, and one m_axi weights port cannot feed them all")
+        raise UnsupportedError(
+            "--interface stream takes --weights embedded only: every DATAFLOW process reads its "
+            "own ROMs, and one m_axi weights port cannot feed them all"
+        )
 
 
-def emit_with_reuse(model: Model, backend: ModuleType, names: dict[str, str], types: str, reuse: ReuseSpec | None,
-                    external: bool = False) -> Emission:
+def emit_with_reuse(
+    model: Model,
+    backend: ModuleType,
+    names: dict[str, str],
+    types: str,
+    reuse: ReuseSpec | None,
+    external: bool = False,
+) -> Emission:
     """The back end's Emission with every layer's parallelism (codegen/reuse.py) in its config."""
     plans = resolve_reuse(model.graph, reuse or ReuseSpec())
     em = backend.emit(model, names, types, external=external)
@@ -203,8 +240,14 @@ def emit_with_reuse(model: Model, backend: ModuleType, names: dict[str, str], ty
     return em
 
 
-def render_files(model: Model, em: Emission, types: str, weights: str = "embedded", exp: Export | None = None,
-                 interface: str = "memory") -> dict[str, str]:
+def render_files(
+    model: Model,
+    em: Emission,
+    types: str,
+    weights: str = "embedded",
+    exp: Export | None = None,
+    interface: str = "memory",
+) -> dict[str, str]:
     """Relative path -> text of every generated source file (no vectors). `weights="external"`
     needs `exp`, the model's integer export (codegen.deploy.export_records)."""
     check_interface(interface, weights)
@@ -213,15 +256,28 @@ def render_files(model: Model, em: Emission, types: str, weights: str = "embedde
     groups: dict[str, list] = {}
     for c in em.consts if not external else ():
         groups.setdefault(c.group, []).append(c)
-    op_headers = [Path(t).name[:-len(".j2")] for t in em.op_templates]
+    op_headers = [Path(t).name[: -len(".j2")] for t in em.op_templates]
     ctx = dict(
-        model_name=model.graph.name, precision=em.precision, types=types, typedefs=em.typedefs,
-        configs=em.configs, buffers=em.buffers, steps=em.steps, input_shape=em.input_shape,
-        output_shape=em.output_shape, output_buffer=em.output_buffer,
-        output_tensor=model.graph.output_tensor, op_headers=op_headers, weight_groups=list(groups),
-        npy_descr=em.npy_descr, npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits], notes=em.notes,
-        weights=weights, consts=em.consts,
-        interface=interface, dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
+        model_name=model.graph.name,
+        precision=em.precision,
+        types=types,
+        typedefs=em.typedefs,
+        configs=em.configs,
+        buffers=em.buffers,
+        steps=em.steps,
+        input_shape=em.input_shape,
+        output_shape=em.output_shape,
+        output_buffer=em.output_buffer,
+        output_tensor=model.graph.output_tensor,
+        op_headers=op_headers,
+        weight_groups=list(groups),
+        npy_descr=em.npy_descr,
+        npy_ctype={16: "int16_t", 8: "int8_t"}[em.elem_bits],
+        notes=em.notes,
+        weights=weights,
+        consts=em.consts,
+        interface=interface,
+        dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
@@ -241,9 +297,11 @@ def render_files(model: Model, em: Emission, types: str, weights: str = "embedde
         files[f"firmware/weights/{group}.h"] = weight_tpl.render(ctx, group=group, consts=consts)
     if external:
         from codegen.deploy import scalar_names
+
         files["firmware/weights.h"] = env.get_template("common/weights_struct.h.j2").render(ctx)
         files["tb/load_weights.h"] = env.get_template("common/load_weights.h.j2").render(
-            ctx, scalars=scalar_names(exp), tables=_loader_tables(em, exp, sanitize_names(r.name for r in exp.layers)))
+            ctx, scalars=scalar_names(exp), tables=_loader_tables(em, exp, sanitize_names(r.name for r in exp.layers))
+        )
     return files
 
 
@@ -260,20 +318,46 @@ def data_line(data_file: Path | None, note: str, n_real: int) -> str:
     return f"real windows: none ({note})"
 
 
-def project_options(model: Model, precision: str, types: str, n_vectors: int, data: str | Path | None, seed: int,
-                    layers: bool,
-                    weights: str = "embedded", interface: str = "memory", reuse: ReuseSpec | None = None) -> dict:
-    return {"model": model.graph.name,
-            "model_sha256": model_digest(model.graph), "precision": precision, "types": types,
-            "interface": interface, "reuse": (reuse or ReuseSpec()).as_json(),
-            "n_vectors": int(n_vectors), "data": None if data is None else Path(data).name,
-            "seed": int(seed), "layers": bool(layers), "weights": weights}
+def project_options(
+    model: Model,
+    precision: str,
+    types: str,
+    n_vectors: int,
+    data: str | Path | None,
+    seed: int,
+    layers: bool,
+    weights: str = "embedded",
+    interface: str = "memory",
+    reuse: ReuseSpec | None = None,
+) -> dict:
+    return {
+        "model": model.graph.name,
+        "model_sha256": model_digest(model.graph),
+        "precision": precision,
+        "types": types,
+        "interface": interface,
+        "reuse": (reuse or ReuseSpec()).as_json(),
+        "n_vectors": int(n_vectors),
+        "data": None if data is None else Path(data).name,
+        "seed": int(seed),
+        "layers": bool(layers),
+        "weights": weights,
+    }
 
 
-def generate_project(model: Model | str | Path, out_dir: str | Path, precision: str = "int16",
-                     types: str = "stdint", n_vectors: int = 1000, data: str | Path | None = None, seed: int = 0,
-                     layers: bool = False, weights: str = "embedded", interface: str = "memory",
-                     reuse: ReuseSpec | None = None) -> GenerateResult:
+def generate_project(
+    model: Model | str | Path,
+    out_dir: str | Path,
+    precision: str = "int16",
+    types: str = "stdint",
+    n_vectors: int = 1000,
+    data: str | Path | None = None,
+    seed: int = 0,
+    layers: bool = False,
+    weights: str = "embedded",
+    interface: str = "memory",
+    reuse: ReuseSpec | None = None,
+) -> GenerateResult:
     """Generate the project (see the module docstring). model: a Model or a model directory.
     weights="external": the constant tables are loaded at start-up from an integer export
     (written to out_dir/export/, docs/deploy-format.md) instead of compiled in. interface:
@@ -289,7 +373,7 @@ def generate_project(model: Model | str | Path, out_dir: str | Path, precision: 
     backend = load_backend(precision)
     model = as_model(model)
     out_dir = Path(out_dir)
-    owned_files(out_dir, PROJECT_DIR)          # refuse someone else's directory before any work
+    owned_files(out_dir, PROJECT_DIR)  # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)
     external = weights == "external"
     em: Emission = emit_with_reuse(model, backend, names, types, reuse, external)
@@ -297,6 +381,7 @@ def generate_project(model: Model | str | Path, out_dir: str | Path, precision: 
     exp = None
     if external:
         from codegen.deploy import export_records
+
         exp = export_records(model, precision)
     files = render_files(model, em, types, weights, exp, interface)
 
@@ -316,11 +401,25 @@ def generate_project(model: Model | str | Path, out_dir: str | Path, precision: 
                 _save_npy(tmp / "tb_data" / "layers" / f"{b.cname}.npy", np.asarray(tensors[b.tensor]).astype(dtype))
         if external:
             from codegen.deploy import write_nested
+
             write_nested(exp, names, tmp / EXPORT_SUBDIR)
-        manifest = project_options(model, precision, types, n_vectors, vecs.data_file, seed, layers, weights,
-                                   interface, reuse)
+        manifest = project_options(
+            model, precision, types, n_vectors, vecs.data_file, seed, layers, weights, interface, reuse
+        )
         manifest["vectors"] = vecs.counts
         manifest["layers_map"] = {b.tensor: b.cname for b in em.buffers}
         written = publish(tmp, out_dir, PROJECT_DIR, manifest)
-    return GenerateResult(out_dir, int(len(vecs.x_q)), written, time.perf_counter() - t0, precision, types,
-                          interface, reuse or ReuseSpec(), dict(vecs.counts), vecs.data_file, layers, vecs.data_note)
+    return GenerateResult(
+        out_dir,
+        int(len(vecs.x_q)),
+        written,
+        time.perf_counter() - t0,
+        precision,
+        types,
+        interface,
+        reuse or ReuseSpec(),
+        dict(vecs.counts),
+        vecs.data_file,
+        layers,
+        vecs.data_note,
+    )

@@ -22,6 +22,7 @@ Choosing factors (`ReuseSpec`, CLI `--reuse N` and `--reuse-layer PATTERN=N`):
     invalid for a matched layer, a pattern matching no layer, or a matched layer without a knob
     is an error (one line, listing the valid factors).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -43,6 +44,7 @@ class ReuseError(CmambaError):
 @dataclass(frozen=True)
 class Plan:
     """A layer's parallelism: its reuse factor (None: the layer has no knob), lanes and II."""
+
     reuse: int | None = None
     lanes: int = 1
     ii: int = 1
@@ -54,7 +56,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class ReuseSpec:
-    default: int | None = None                               # --reuse N (None: natural factors)
+    default: int | None = None  # --reuse N (None: natural factors)
     layers: tuple[tuple[str, int], ...] = field(default=())  # --reuse-layer PATTERN=N, in order
 
     def as_json(self) -> dict:
@@ -100,6 +102,7 @@ def parse_reuse_layer(text: str) -> tuple[str, int]:
 def knob_of(graph: Graph, layer: Layer) -> Knob | None:
     """The estimator row's knob of a layer (codegen/estimate.py), or None."""
     from codegen.estimate import ESTIMATE, dims_of
+
     return ESTIMATE.row(layer.op, layer.name).knob(dims_of(graph, layer))
 
 
@@ -117,24 +120,30 @@ def resolve_reuse(graph: Graph, spec: ReuseSpec) -> dict[str, Plan]:
         elif spec.default is None:
             plans[layer.name] = plan_for(knob.extent, knob.body, knob.extent)
         else:
-            best = max(r for r in valid_factors(knob.extent, knob.body) if r <= spec.default)   # 1 is valid
+            best = max(r for r in valid_factors(knob.extent, knob.body) if r <= spec.default)  # 1 is valid
             plans[layer.name] = plan_for(knob.extent, knob.body, best)
     for pattern, factor in spec.layers:
         check_factor(factor, f"--reuse-layer {pattern}={factor}")
         matched = [layer for layer in graph.layers if fnmatch.fnmatchcase(layer.name, pattern)]
         if not matched:
-            raise ReuseError(f"--reuse-layer {pattern}={factor}: no layer matches '{pattern}' "
-                             f"(layers: {', '.join(layer.name for layer in graph.layers)})")
+            raise ReuseError(
+                f"--reuse-layer {pattern}={factor}: no layer matches '{pattern}' "
+                f"(layers: {', '.join(layer.name for layer in graph.layers)})"
+            )
         for layer in matched:
             knob = knobs[layer.name]
             if knob is None:
-                raise ReuseError(f"--reuse-layer {pattern}={factor}: layer '{layer.name}' ({layer.op}) has no reuse "
-                                 f"factor: it processes one element per cycle")
+                raise ReuseError(
+                    f"--reuse-layer {pattern}={factor}: layer '{layer.name}' ({layer.op}) has no reuse "
+                    f"factor: it processes one element per cycle"
+                )
             plan = plan_for(knob.extent, knob.body, factor)
             if plan is None:
-                raise ReuseError(f"--reuse-layer {pattern}={factor}: {factor} is not a valid reuse factor of layer "
-                                 f"'{layer.name}' ({layer.op}, {knob.what}): valid "
-                                 f"{', '.join(map(str, valid_factors(knob.extent, knob.body)))}")
+                raise ReuseError(
+                    f"--reuse-layer {pattern}={factor}: {factor} is not a valid reuse factor of layer "
+                    f"'{layer.name}' ({layer.op}, {knob.what}): valid "
+                    f"{', '.join(map(str, valid_factors(knob.extent, knob.body)))}"
+                )
             plans[layer.name] = plan
     return plans
 

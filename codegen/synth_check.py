@@ -33,6 +33,7 @@ synthesis view hls_tb/synth/hls_stream.h (SYNTH_VIEW), which only declares the c
 operations: Vitis turns them into FIFO port operations. Calls to them and their undefined
 symbols (CHANNEL_OPS) are accepted; the testbench builds with the real C-simulation header.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,44 +57,114 @@ if TYPE_CHECKING:
 TOP = "cmamba_top"
 # The only library functions firmware may call (g++ also turns array copies and fills into them),
 # and the undefined symbols its object may have: those, and the linker's GOT (position-independent code).
-ALLOWED_CALLS = frozenset({"memcpy", "memset", "memmove", "__builtin_memcpy", "__builtin_memset",
-                           "__builtin_memmove", "__builtin_unreachable", "__builtin_expect"})
+ALLOWED_CALLS = frozenset(
+    {
+        "memcpy",
+        "memset",
+        "memmove",
+        "__builtin_memcpy",
+        "__builtin_memset",
+        "__builtin_memmove",
+        "__builtin_unreachable",
+        "__builtin_expect",
+    }
+)
 ALLOWED_UNDEFINED = frozenset({"memcpy", "memset", "memmove", "_GLOBAL_OFFSET_TABLE_"})
 # What the open-source ap_int/ap_fixed headers (hls4ml 1.3.0 copy of Xilinx's C-simulation model)
 # reference when compiled without __SYNTHESIS__: heap buffers in the >64-bit multiply and divide,
 # range-check messages on stderr, asserts, and <iostream>'s static initialiser. Vitis replaces this
 # model by its own bit-level operators when it synthesizes; the firmware itself calls none of them.
-AP_SIM_UNDEFINED = frozenset({
-    "malloc", "free", "_Znam", "_ZdaPv", "_Znwm", "_ZdlPv", "_ZdlPvm",
-    "fprintf", "fputc", "fwrite", "fputs", "puts", "printf", "stderr", "stdout", "abort", "exit",
-    "__assert_fail", "_ZNSt8ios_base4InitC1Ev", "_ZNSt8ios_base4InitD1Ev", "__cxa_atexit", "__dso_handle",
-})
+AP_SIM_UNDEFINED = frozenset(
+    {
+        "malloc",
+        "free",
+        "_Znam",
+        "_ZdaPv",
+        "_Znwm",
+        "_ZdlPv",
+        "_ZdlPvm",
+        "fprintf",
+        "fputc",
+        "fwrite",
+        "fputs",
+        "puts",
+        "printf",
+        "stderr",
+        "stdout",
+        "abort",
+        "exit",
+        "__assert_fail",
+        "_ZNSt8ios_base4InitC1Ev",
+        "_ZNSt8ios_base4InitD1Ev",
+        "__cxa_atexit",
+        "__dso_handle",
+    }
+)
 # The system headers the ap headers include themselves (ap_common.h, ap_int_base.h, ap_fixed_base.h,
 # ap_fixed_ref.h, ap_int_ref.h, ap_int_special.h, ap_fixed_special.h, etc/ap_private.h): libstdc++'s
 # <iostream> <sstream> <string> <iomanip> <limits> <cassert> <cstdlib> <cstring> <cstdio> <cfenv> and
 # its <math.h>/<stdlib.h> wrappers, and the C library's <assert.h> <stdio.h> <string.h> <stdint.h>.
 # They pull in more of libstdc++ in turn; the firmware itself names none of it.
-AP_SYSTEM_HEADERS = frozenset({"iostream", "sstream", "string", "iomanip", "limits", "cassert", "cstdlib", "cstring",
-                               "cstdio", "cmath", "cfenv", "math.h", "stdlib.h", "assert.h", "stdio.h", "string.h",
-                               "stdint.h"})
-FIRMWARE_SYSTEM_HEADERS = frozenset({"stdint.h"})     # C header, typedefs only
+AP_SYSTEM_HEADERS = frozenset(
+    {
+        "iostream",
+        "sstream",
+        "string",
+        "iomanip",
+        "limits",
+        "cassert",
+        "cstdlib",
+        "cstring",
+        "cstdio",
+        "cmath",
+        "cfenv",
+        "math.h",
+        "stdlib.h",
+        "assert.h",
+        "stdio.h",
+        "string.h",
+        "stdint.h",
+    }
+)
+FIRMWARE_SYSTEM_HEADERS = frozenset({"stdint.h"})  # C header, typedefs only
 AP_TOP_HEADERS = frozenset({"ap_int.h", "ap_fixed.h"})
 # The synthesis view of hls::stream (module docstring) and its channel operations (mangled
 # hls::stream<T> members: constructors, read, write, empty, full, ...).
 SYNTH_VIEW = Path(__file__).resolve().parent.parent / "hls_tb" / "synth"
 TOOL_HEADERS = frozenset({"hls_stream.h"})
 CHANNEL_OPS = re.compile(r"^_ZN3hls6streamI.*E(?:C[12]E.*|[0-9]+(?:read|write|read_nb|write_nb|empty|full)E.*)$")
-ALLOCATORS = re.compile(r"^(?:malloc|calloc|realloc|free|aligned_alloc|posix_memalign|valloc|memalign|strdup|alloca"
-                        r"|__builtin_alloca\w*|_Zn[wa]\w*|_Zd[la]\w*)$")
-CXXFLAGS = ["-std=c++14", "-O1", "-fno-exceptions", "-fno-rtti", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror",
-            "-Werror=double-promotion", "-Werror=float-conversion", "-Werror=vla"]
+ALLOCATORS = re.compile(
+    r"^(?:malloc|calloc|realloc|free|aligned_alloc|posix_memalign|valloc|memalign|strdup|alloca"
+    r"|__builtin_alloca\w*|_Zn[wa]\w*|_Zd[la]\w*)$"
+)
+CXXFLAGS = [
+    "-std=c++14",
+    "-O1",
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unknown-pragmas",
+    "-Werror",
+    "-Werror=double-promotion",
+    "-Werror=float-conversion",
+    "-Werror=vla",
+]
 # -O1 (above): the fewest rewrites that still run GCC's loop iteration analysis; and no inlining, no
 # cloning, no interprocedural constants, no tail-call or complete-unroll rewriting: every function
 # keeps its own loops and calls, and a loop bound must be a constant in its own body.
-ANALYSIS_FLAGS = ["-fno-inline", "-fno-ipa-cp", "-fno-ipa-sra", "-fno-ipa-icf", "-fno-partial-inlining",
-                  "-fno-optimize-sibling-calls", "--param", "max-completely-peel-times=0"]
+ANALYSIS_FLAGS = [
+    "-fno-inline",
+    "-fno-ipa-cp",
+    "-fno-ipa-sra",
+    "-fno-ipa-icf",
+    "-fno-partial-inlining",
+    "-fno-optimize-sibling-calls",
+    "--param",
+    "max-completely-peel-times=0",
+]
 DUMP_FLAGS = ["-H", "-fdump-tree-cfg-lineno-asmname", "-fdump-tree-ssa-lineno-asmname", "-fdump-tree-ivcanon-details"]
-AP_FLAGS = ["-Wno-uninitialized", "-Wno-maybe-uninitialized"]     # as the projects' Makefile (docs/hls.md)
+AP_FLAGS = ["-Wno-uninitialized", "-Wno-maybe-uninitialized"]  # as the projects' Makefile (docs/hls.md)
 
 _LOC = re.compile(r"\[([^\[\]\s]+):(\d+):(\d+)\] ?")
 _FUNC = re.compile(r"^;; Function (.*) \(([^\s,()]+), funcdef_no=")
@@ -107,8 +178,8 @@ _KEYWORDS = {"if", "goto", "return", "switch", "else"}
 
 @dataclass
 class Finding:
-    rule: str          # compile headers symbols calls allocation float loop recursion alias
-    where: str         # function (demangled) and/or file:line
+    rule: str  # compile headers symbols calls allocation float loop recursion alias
+    where: str  # function (demangled) and/or file:line
     message: str
 
     def __str__(self) -> str:
@@ -120,14 +191,14 @@ class SynthReport:
     firmware: str
     types: str
     findings: list[Finding] = field(default_factory=list)
-    functions: int = 0                 # firmware functions checked (template instances counted each)
-    loops: int = 0                     # their loops (in the source's control flow graph)
-    loops_removed: int = 0             # of which the optimiser removed before the analysis
-    trip_counts: dict = field(default_factory=dict)     # function -> [iterations of each loop]
+    functions: int = 0  # firmware functions checked (template instances counted each)
+    loops: int = 0  # their loops (in the source's control flow graph)
+    loops_removed: int = 0  # of which the optimiser removed before the analysis
+    trip_counts: dict = field(default_factory=dict)  # function -> [iterations of each loop]
     undefined: list[str] = field(default_factory=list)  # nm -u of the object
-    ap_model_symbols: list[str] = field(default_factory=list)   # undefined, referenced by ap_int only
-    std_headers: list[str] = field(default_factory=list)        # system headers the ap headers include
-    channel_ops: list[str] = field(default_factory=list)        # undefined hls::stream operations (FIFO ports)
+    ap_model_symbols: list[str] = field(default_factory=list)  # undefined, referenced by ap_int only
+    std_headers: list[str] = field(default_factory=list)  # system headers the ap headers include
+    channel_ops: list[str] = field(default_factory=list)  # undefined hls::stream operations (FIFO ports)
     command: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -139,14 +210,18 @@ class SynthReport:
         return {f.rule for f in self.findings}
 
     def summary(self) -> str:
-        head = (f"synthesizability ({self.types}): {self.functions} firmware functions, {self.loops} loops "
-                f"({self.loops_removed} removed by the optimiser), undefined symbols "
-                f"{sorted(set(self.undefined) - set(self.ap_model_symbols) - set(self.channel_ops))}")
+        head = (
+            f"synthesizability ({self.types}): {self.functions} firmware functions, {self.loops} loops "
+            f"({self.loops_removed} removed by the optimiser), undefined symbols "
+            f"{sorted(set(self.undefined) - set(self.ap_model_symbols) - set(self.channel_ops))}"
+        )
         if self.channel_ops:
             head += f"; hls::stream channel operations: {len(self.channel_ops)}"
         if self.types == "ap":
-            head += (f"; ap_int C-simulation model only: {len(self.ap_model_symbols)} symbols, "
-                     f"system headers they include: {', '.join(self.std_headers)}")
+            head += (
+                f"; ap_int C-simulation model only: {len(self.ap_model_symbols)} symbols, "
+                f"system headers they include: {', '.join(self.std_headers)}"
+            )
         lines = [head] + [str(f) for f in self.findings]
         lines.append("OK" if self.ok else f"{len(self.findings)} finding(s)")
         return "\n".join(lines)
@@ -167,14 +242,14 @@ class Function:
     mangled: str
     name: str
     signature: str = ""
-    files: Counter = field(default_factory=Counter)        # location file -> statements
-    loops: dict = field(default_factory=dict)              # loop number -> (header bb, set of bbs)
-    succs: dict = field(default_factory=dict)              # bb -> [bb]
-    bb_line: dict = field(default_factory=dict)            # bb -> "file:line" of its first statement
-    calls: list = field(default_factory=list)              # (callee, args text, "file:line")
-    addr: dict = field(default_factory=dict)               # temporary -> object whose address it holds
-    float_line: str | None = None                          # first statement naming a floating type
-    origin: str = "generated"                              # firmware | ap | system | generated
+    files: Counter = field(default_factory=Counter)  # location file -> statements
+    loops: dict = field(default_factory=dict)  # loop number -> (header bb, set of bbs)
+    succs: dict = field(default_factory=dict)  # bb -> [bb]
+    bb_line: dict = field(default_factory=dict)  # bb -> "file:line" of its first statement
+    calls: list = field(default_factory=list)  # (callee, args text, "file:line")
+    addr: dict = field(default_factory=dict)  # temporary -> object whose address it holds
+    float_line: str | None = None  # first statement naming a floating type
+    origin: str = "generated"  # firmware | ap | system | generated
 
     @property
     def file(self) -> str | None:
@@ -228,7 +303,7 @@ def parse_cfg_dump(text: str) -> dict[str, Function]:
                 if _LOC.sub("", raw).strip() == "{":
                     in_body = True
                 elif raw and not raw.startswith(";;"):
-                    fn.signature = _LOC.sub("", raw)      # the line before the body's "{"
+                    fn.signature = _LOC.sub("", raw)  # the line before the body's "{"
                 continue
             m = re.match(r"^\s*<bb (\d+)> :", raw)
             if m:
@@ -273,8 +348,9 @@ def parse_ivcanon_dump(text: str) -> dict[str, dict[int, int | None]]:
     for _, mangled, lines in _sections(text):
         loops = out.setdefault(mangled, {})
         for line in lines:
-            m = re.match(r"^(?:Estimating|Analyzing) # of iterations of loop (\d+)$", line) or \
-                re.match(r"^Loop (\d+) (?:likely )?iterates", line)
+            m = re.match(r"^(?:Estimating|Analyzing) # of iterations of loop (\d+)$", line) or re.match(
+                r"^Loop (\d+) (?:likely )?iterates", line
+            )
             if m:
                 loops.setdefault(int(m.group(1)), None)
             m = re.match(r"^Loop (\d+) iterates (\d+) times\.$", line)
@@ -293,7 +369,7 @@ def parse_include_tree(stderr: str) -> list[tuple[str | None, str]]:
         if not m:
             continue
         depth, path = len(m.group(1)), os.path.normpath(m.group(2))
-        del stack[depth - 1:]
+        del stack[depth - 1 :]
         edges.append((stack[-1] if stack else None, path))
         stack.append(path)
     return edges
@@ -330,19 +406,29 @@ class _Checker:
             c_origin = self.origin(child)
             name = os.path.basename(child)
             if p_origin == "firmware" and c_origin != "firmware":
-                ok = (c_origin == "ap" and name in AP_TOP_HEADERS) or \
-                     (c_origin == "system" and name in FIRMWARE_SYSTEM_HEADERS) or \
-                     (c_origin == "tool" and name in TOOL_HEADERS)
+                ok = (
+                    (c_origin == "ap" and name in AP_TOP_HEADERS)
+                    or (c_origin == "system" and name in FIRMWARE_SYSTEM_HEADERS)
+                    or (c_origin == "tool" and name in TOOL_HEADERS)
+                )
                 if not ok:
-                    self.add("headers", parent or "top.cpp", f"includes {child}: firmware may include only firmware "
-                             f"headers, {', '.join(sorted(FIRMWARE_SYSTEM_HEADERS | AP_TOP_HEADERS | TOOL_HEADERS))}")
+                    self.add(
+                        "headers",
+                        parent or "top.cpp",
+                        f"includes {child}: firmware may include only firmware "
+                        f"headers, {', '.join(sorted(FIRMWARE_SYSTEM_HEADERS | AP_TOP_HEADERS | TOOL_HEADERS))}",
+                    )
             elif p_origin == "ap" and c_origin == "system":
                 std.add(name)
         self.report.std_headers = sorted(std)
         extra = std - AP_SYSTEM_HEADERS
         if extra:
-            self.add("headers", "ap headers", f"include {', '.join(sorted(extra))}, beyond the documented "
-                     f"{', '.join(sorted(AP_SYSTEM_HEADERS))} (a different ap_types version?)")
+            self.add(
+                "headers",
+                "ap headers",
+                f"include {', '.join(sorted(extra))}, beyond the documented "
+                f"{', '.join(sorted(AP_SYSTEM_HEADERS))} (a different ap_types version?)",
+            )
 
     # -- calls, allocation, recursion, floats, aliasing
     def functions(self, funcs: dict[str, Function]) -> list[Function]:
@@ -354,17 +440,22 @@ class _Checker:
                 at = f"{fn.name} ({where})"
                 if callee in funcs:
                     if funcs[callee].origin == "system":
-                        self.add("calls", at, f"calls {funcs[callee].name}, a C++ library function "
-                                 f"({funcs[callee].file})")
+                        self.add(
+                            "calls", at, f"calls {funcs[callee].name}, a C++ library function ({funcs[callee].file})"
+                        )
                 elif ALLOCATORS.match(callee):
                     self.add("allocation", at, f"dynamic allocation: calls {_demangle(callee)}")
                 elif callee.startswith("_") and not callee.startswith(("_Z", "__builtin")) and callee[1:2].isdigit():
                     self.add("calls", at, f"indirect call through {callee} (function pointer)")
                 elif CHANNEL_OPS.match(callee):
-                    continue                      # a FIFO read/write: Vitis's channel operation
+                    continue  # a FIFO read/write: Vitis's channel operation
                 elif callee not in ALLOWED_CALLS:
-                    self.add("calls", at, f"calls {_demangle(callee)}, which the firmware does not define "
-                             f"(allowed: {', '.join(sorted(ALLOWED_CALLS))})")
+                    self.add(
+                        "calls",
+                        at,
+                        f"calls {_demangle(callee)}, which the firmware does not define "
+                        f"(allowed: {', '.join(sorted(ALLOWED_CALLS))})",
+                    )
         # everything the firmware can reach: the ap_int operators it uses included
         reach = {fn.mangled for fn in firmware}
         todo = list(reach)
@@ -378,8 +469,11 @@ class _Checker:
             if fn.float_line is not None:
                 self.add("float", f"{fn.name} ({fn.file})", f"floating-point value: {fn.float_line}")
         for cycle in _cycles({m: [c for c, _, _ in funcs[m].calls if c in reach] for m in reach}):
-            self.add("recursion", funcs[cycle[0]].name,
-                     "recursive call chain: " + " -> ".join(funcs[m].name for m in cycle + [cycle[0]]))
+            self.add(
+                "recursion",
+                funcs[cycle[0]].name,
+                "recursive call chain: " + " -> ".join(funcs[m].name for m in cycle + [cycle[0]]),
+            )
         self.aliasing(funcs, firmware)
         return firmware
 
@@ -394,7 +488,7 @@ class _Checker:
         if top is None:
             self.add("alias", TOP, "top function not found in the firmware")
         else:
-            streams = "N3hls6stream" in top.mangled       # hls::stream ports are printed as `struct stream &`
+            streams = "N3hls6stream" in top.mangled  # hls::stream ports are printed as `struct stream &`
             for param in _params(top.signature):
                 if streams and param[0] == "struct stream &":
                     continue
@@ -402,8 +496,12 @@ class _Checker:
                 # --weights external: one read-only m_axi memory of constant tables) to
                 # `const struct Weights *`: read-only, so no writable port can alias it
                 if not re.search(r"\[\d+\] \*$", param[0]) and param[0] != "const struct Weights *":
-                    self.add("alias", TOP, f"port '{param[1]}' ({param[0]}) is not a fixed-size array: "
-                             "top-level ports must be distinct arrays")
+                    self.add(
+                        "alias",
+                        TOP,
+                        f"port '{param[1]}' ({param[0]}) is not a fixed-size array: "
+                        "top-level ports must be distinct arrays",
+                    )
         for fn in firmware:
             for callee, args, where in self.own_calls(fn):
                 target = funcs.get(callee)
@@ -417,9 +515,12 @@ class _Checker:
                             continue
                         writable = [params[k][1] for k in (i, j) if _writable(params[k][0])]
                         if writable:
-                            self.add("alias", f"{fn.name} ({where})",
-                                     f"passes {objs[i]} to {target.name} as both '{params[i][1]}' and "
-                                     f"'{params[j][1]}' (writable: {', '.join(writable)})")
+                            self.add(
+                                "alias",
+                                f"{fn.name} ({where})",
+                                f"passes {objs[i]} to {target.name} as both '{params[i][1]}' and "
+                                f"'{params[j][1]}' (writable: {', '.join(writable)})",
+                            )
 
     # -- loops
     def loops(self, firmware: list[Function], counts: dict[str, dict[int, int | None]]) -> None:
@@ -432,11 +533,19 @@ class _Checker:
                 where = f"{fn.name} ({fn.bb_line.get(header) or fn.file})"
                 exits = sorted({(a, b) for a in nodes for b in fn.succs.get(a, []) if b not in nodes})
                 if len(exits) != 1:
-                    self.add("loop", where, f"loop {num} has {len(exits)} exits (break, return or goto inside "
-                             "it): its trip count depends on the data")
+                    self.add(
+                        "loop",
+                        where,
+                        f"loop {num} has {len(exits)} exits (break, return or goto inside "
+                        "it): its trip count depends on the data",
+                    )
                 if num in found and found[num] is None:
-                    self.add("loop", where, f"loop {num}: g++ finds no constant iteration count (the bound is "
-                             "not a compile-time constant of this function)")
+                    self.add(
+                        "loop",
+                        where,
+                        f"loop {num}: g++ finds no constant iteration count (the bound is "
+                        "not a compile-time constant of this function)",
+                    )
                 elif num in found:
                     self.report.trip_counts.setdefault(fn.name, []).append(found[num])
                 elif fn.mangled not in counts:
@@ -459,9 +568,14 @@ class _Checker:
             if self.types == "ap" and sym in AP_SIM_UNDEFINED and sym not in called_by_firmware:
                 model.append(sym)
                 continue
-            self.add("symbols", "top.o", f"undefined symbol {_demangle(sym)} (allowed: "
-                     f"{', '.join(sorted(ALLOWED_UNDEFINED))}" + (", and the ap_int C-simulation model's "
-                     "documented list" if self.types == "ap" else "") + ")")
+            self.add(
+                "symbols",
+                "top.o",
+                f"undefined symbol {_demangle(sym)} (allowed: "
+                f"{', '.join(sorted(ALLOWED_UNDEFINED))}"
+                + (", and the ap_int C-simulation model's documented list" if self.types == "ap" else "")
+                + ")",
+            )
         self.report.ap_model_symbols = model
 
 
@@ -495,6 +609,7 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
                     break
             if len(comp) > 1 or v in graph.get(v, []):
                 out.append(sorted(comp))
+
     for v in sorted(graph):
         if v not in index:
             visit(v)
@@ -508,7 +623,7 @@ def _resolve(callee: str, funcs: dict[str, Function]) -> str:
         return callee
     for a, b in (("C1", "C2"), ("C2", "C1"), ("D1", "D2"), ("D2", "D1")):
         for m in re.finditer(a + r"(?=[EI])", callee):
-            alias = callee[:m.start()] + b + callee[m.end():]
+            alias = callee[: m.start()] + b + callee[m.end() :]
             if alias in funcs:
                 return alias
     return callee
@@ -572,8 +687,9 @@ def _compiler() -> str:
     return cxx
 
 
-def check_firmware(firmware_dir: str | Path, types: str, ap_dir: str | Path | None = None,
-                   workdir: str | Path | None = None) -> SynthReport:
+def check_firmware(
+    firmware_dir: str | Path, types: str, ap_dir: str | Path | None = None, workdir: str | Path | None = None
+) -> SynthReport:
     """Compile firmware_dir/top.cpp once with the check flags and apply every rule (module
     docstring). ap_dir: the folder with ap_int.h (types == "ap"). workdir: where the object and
     dumps go (a temporary folder, removed afterwards, by default)."""
@@ -591,8 +707,12 @@ def check_firmware(firmware_dir: str | Path, types: str, ap_dir: str | Path | No
     tmp = Path(tempfile.mkdtemp(prefix="synth-check-")) if workdir is None else Path(workdir)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        flags = CXXFLAGS + ANALYSIS_FLAGS + ["-I", str(SYNTH_VIEW)] + \
-            (["-nostdinc++"] if ap is None else ["-isystem", str(ap)] + AP_FLAGS)
+        flags = (
+            CXXFLAGS
+            + ANALYSIS_FLAGS
+            + ["-I", str(SYNTH_VIEW)]
+            + (["-nostdinc++"] if ap is None else ["-isystem", str(ap)] + AP_FLAGS)
+        )
         cmd = [cxx, *flags, *DUMP_FLAGS, "-I.", "-c", "top.cpp", "-o", str(tmp / "top.o"), "-dumpdir", f"{tmp}/"]
         chk.report.command = [c for c in cmd if c not in DUMP_FLAGS]
         proc = subprocess.run(cmd, cwd=fw, capture_output=True, text=True)
@@ -622,17 +742,25 @@ def check_firmware(firmware_dir: str | Path, types: str, ap_dir: str | Path | No
     return chk.report
 
 
-def render_firmware(model: Model | str | Path, out_dir: str | Path, precision: str = "int16", types: str = "stdint",
-                    interface: str = "memory", reuse: ReuseSpec | None = None) -> Path:
+def render_firmware(
+    model: Model | str | Path,
+    out_dir: str | Path,
+    precision: str = "int16",
+    types: str = "stdint",
+    interface: str = "memory",
+    reuse: ReuseSpec | None = None,
+) -> Path:
     """Write only the firmware/ folder that generate_project() would write for these options (no
     golden vectors, testbench or Makefile: nothing runs the golden model), for check_firmware().
     Returns out_dir/firmware."""
     from codegen.names import sanitize_names
     from codegen.project import as_model, emit_with_reuse, load_backend, render_files
+
     model = as_model(model)
     names = sanitize_names(layer.name for layer in model.graph.layers)
-    files = render_files(model, emit_with_reuse(model, load_backend(precision), names, types, reuse), types,
-                         interface=interface)
+    files = render_files(
+        model, emit_with_reuse(model, load_backend(precision), names, types, reuse), types, interface=interface
+    )
     for rel, text in files.items():
         if rel.startswith("firmware/"):
             path = Path(out_dir) / rel
@@ -645,6 +773,7 @@ def check_project(out_dir: str | Path, workdir: str | Path | None = None) -> Syn
     """check_firmware() on a generated project: its types from project.json, ap headers from
     $CMAMBA_HLS_AP_INCLUDE."""
     from codegen.build import ap_include, project_types
+
     out_dir = Path(out_dir)
     types = project_types(out_dir)
     return check_firmware(out_dir / "firmware", types, ap_include() if types == "ap" else None, workdir)

@@ -11,6 +11,7 @@ The mix, in file order (deterministic for a given model, data file, N and seed):
 Real windows take half of what remains after the extremes (as many as the split has);
 random windows fill the rest. Floats are quantized by the back end (`quantize_input`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,10 +31,10 @@ RANDOM_SCALES = (0.25, 1.0, 4.0, 16.0)
 
 @dataclass
 class VectorSet:
-    x_q: np.ndarray                                   # int [N, C_in, L]
-    counts: dict = field(default_factory=dict)        # kind -> number of vectors
+    x_q: np.ndarray  # int [N, C_in, L]
+    counts: dict = field(default_factory=dict)  # kind -> number of vectors
     data_file: Path | None = None
-    data_note: str = ""                               # why there is no data file
+    data_note: str = ""  # why there is no data file
 
 
 def adversarial_codes(shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
@@ -47,8 +48,13 @@ def real_windows(model: Model, path: Path, n: int) -> np.ndarray:
     """n evenly spaced test-split windows of `path` (the model's recorded split), normalised
     (float [n, C, L])."""
     g = model.graph
-    splits = load_splits(path, columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon,
-                         fractions=split_from_record((g.raw.get("training") or {}).get("data")))
+    splits = load_splits(
+        path,
+        columns=g.input_columns,
+        lookback=g.input_shape[1],
+        horizon=g.horizon,
+        fractions=split_from_record((g.raw.get("training") or {}).get("data")),
+    )
     x = splits["test"][0]
     n = min(n, len(x))
     idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(int)) if n else np.zeros(0, int)

@@ -6,6 +6,7 @@ The hls4ml wheel (fetched with `pip download --no-deps hls4ml==1.3.0`, no
 dependencies installed) ships them under hls4ml/templates/vivado/ap_types/.
 Only that folder is copied; nothing of hls4ml is installed or imported.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -28,7 +29,7 @@ def extract(wheel: pathlib.Path, dest: pathlib.Path) -> int:
         if not any(n.endswith("/ap_int.h") for n in members):
             raise SystemExit(f"fetch_ap_types: {wheel.name} has no {PREFIX}ap_int.h")
         for name in members:
-            target = pathlib.Path(tmp, name[len(PREFIX):])
+            target = pathlib.Path(tmp, name[len(PREFIX) :])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(zf.read(name))
         # Write the whole folder, then move it into place: nothing half-written.

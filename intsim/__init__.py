@@ -1,4 +1,5 @@
 """cmamba-hls golden model: fixed point, LUTs, kernels, graph executor, calibration."""
+
 from intsim.executor import MODES, Model, RunResult, load_model
 from intsim.graph import Graph, load_graph
 

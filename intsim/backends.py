@@ -6,6 +6,7 @@ with `run(x, mode, capture) -> RunResult`. `Model.run(x, mode, backend=NAME)` lo
 use (so intsim never imports the plug-in's dependencies, e.g. torch, unless asked) and keeps
 one instance per model. This project ships `torch` (model/torch_backend.py, the 'train' extra).
 """
+
 from __future__ import annotations
 
 from importlib.metadata import entry_points
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from intsim.executor import Model
 
 GROUP = "cmamba_hls.backends"
-BUILTIN = "numba"          # the golden model itself (intsim.executor)
+BUILTIN = "numba"  # the golden model itself (intsim.executor)
 
 
 def plugin_names() -> list[str]:
@@ -34,6 +35,8 @@ def load_backend(name: str, model: Model) -> object:
     try:
         factory = found[0].load()
     except ImportError as exc:
-        raise UnsupportedError(f"back end '{name}' needs {exc.name or exc} (install the extra that provides it, "
-                               f"e.g. pip install -e '.[train]')") from exc
+        raise UnsupportedError(
+            f"back end '{name}' needs {exc.name or exc} (install the extra that provides it, "
+            f"e.g. pip install -e '.[train]')"
+        ) from exc
     return factory(model)

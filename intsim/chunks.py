@@ -10,6 +10,7 @@ results are kept: the output, the integer output, captured tensors (all windows,
 `capture` on a huge batch still costs their full size) and per-tensor statistics, merged
 exactly (saturations and sizes summed, min of minima, max of maxima).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,12 @@ def merge_stats(total: dict, stats: dict) -> dict:
     for name, st in stats.items():
         acc = total.get(name)
         if acc is None:
-            total[name] = {"saturations": int(st["saturations"]), "min": float(st["min"]),
-                           "max": float(st["max"]), "size": int(st["size"])}
+            total[name] = {
+                "saturations": int(st["saturations"]),
+                "min": float(st["min"]),
+                "max": float(st["max"]),
+                "size": int(st["size"]),
+            }
             continue
         acc["saturations"] += int(st["saturations"])
         acc["min"] = min(acc["min"], float(st["min"]))
@@ -53,13 +58,15 @@ def run_in_chunks(run_chunk: Callable[[np.ndarray], RunResult], x: np.ndarray, c
     result = None
     stats: dict = {}
     for start in range(0, n, chunk):
-        part = run_chunk(x[start:start + chunk])
+        part = run_chunk(x[start : start + chunk])
         stop = start + len(part.output)
         if result is None:
             result = dataclasses.replace(
-                part, output=_filled(part.output, n),
+                part,
+                output=_filled(part.output, n),
                 output_q=None if part.output_q is None else _filled(part.output_q, n),
-                tensors={k: _filled(v, n) for k, v in part.tensors.items()})
+                tensors={k: _filled(v, n) for k, v in part.tensors.items()},
+            )
         result.output[start:stop] = part.output
         if part.output_q is not None:
             result.output_q[start:stop] = part.output_q

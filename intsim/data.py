@@ -11,6 +11,7 @@ Conventions
   blocks) and each part is windowed on its own, so no window straddles two splits.
 - Normalisation statistics and baselines are fitted on the train part only.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 EXCLUDED_COLUMNS = ("timestamp", "is_anomaly")
 SPLITS = ("train", "val", "test")
 STD_FLOOR = 1e-8
-REPO_DATA = Path(__file__).resolve().parent.parent / "data"     # the repository's shipped data sets
-FLOAT32_MAX = float(np.finfo(np.float32).max)   # the float model (trained and exported in float32)
+REPO_DATA = Path(__file__).resolve().parent.parent / "data"  # the repository's shipped data sets
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the float model (trained and exported in float32)
 
 
 # ------------------------------------------------------------------ loading
@@ -56,9 +57,9 @@ def find_training_data(graph: Graph) -> tuple[Path | None, str]:
     for place in places:
         if (place / base).is_file():
             return place / base, ""
-    return None, (f"model '{where}' was trained on '{base}', which is not in "
-                  f"{', '.join(str(p) for p in places)}: pass --data CSV")
-
+    return None, (
+        f"model '{where}' was trained on '{base}', which is not in {', '.join(str(p) for p in places)}: pass --data CSV"
+    )
 
 
 def open_text(path: Path) -> TextIO:
@@ -85,8 +86,9 @@ def _csv_source(path, columns) -> tuple[Path, list[str] | None]:
     return path, columns
 
 
-def load_csv(path: str | Path, columns: str | Sequence[str] | None = None,
-             min_rows: int = 1) -> tuple[NDArray[np.float64], list[str]]:
+def load_csv(
+    path: str | Path, columns: str | Sequence[str] | None = None, min_rows: int = 1
+) -> tuple[NDArray[np.float64], list[str]]:
     """Read a .csv or .csv.gz with a header row.
 
     columns: list of column names (or a comma-separated string); None means every
@@ -128,14 +130,14 @@ def load_csv(path: str | Path, columns: str | Sequence[str] | None = None,
             cell = row[i].strip()
             v = _parse_float(cell)
             if v is None:
-                raise DataError(f"{path}: column '{header[i]}', line {line}: "
-                                f"non-numeric value {cell!r}")
+                raise DataError(f"{path}: column '{header[i]}', line {line}: non-numeric value {cell!r}")
             if not math.isfinite(v):
-                raise DataError(f"{path}: column '{header[i]}', line {line}: "
-                                f"value {cell!r} is not finite (NaN/Inf)")
+                raise DataError(f"{path}: column '{header[i]}', line {line}: value {cell!r} is not finite (NaN/Inf)")
             if abs(v) > FLOAT32_MAX:
-                raise DataError(f"{path}: column '{header[i]}', line {line}: value {cell!r} is beyond "
-                                f"what the float model can hold (|x| <= {FLOAT32_MAX:.4g}, float32)")
+                raise DataError(
+                    f"{path}: column '{header[i]}', line {line}: value {cell!r} is beyond "
+                    f"what the float model can hold (|x| <= {FLOAT32_MAX:.4g}, float32)"
+                )
             values[r, j] = v
     if len(values) < min_rows:
         raise DataError(f"{path}: {len(values)} data rows, need at least {min_rows}")
@@ -146,9 +148,11 @@ def _choose_columns(path: Path, header: list[str], first: list[str], columns) ->
     """Indices of the channel columns: `columns` by name, or (None) every column whose first
     data row is a number, except EXCLUDED_COLUMNS."""
     if columns is None:
-        idx = [i for i, h in enumerate(header)
-               if h.lower() not in EXCLUDED_COLUMNS and i < len(first)
-               and _parse_float(first[i].strip()) is not None]
+        idx = [
+            i
+            for i, h in enumerate(header)
+            if h.lower() not in EXCLUDED_COLUMNS and i < len(first) and _parse_float(first[i].strip()) is not None
+        ]
         if not idx:
             raise DataError(f"{path}: no numeric columns found (header: {', '.join(header)})")
         return idx
@@ -157,8 +161,9 @@ def _choose_columns(path: Path, header: list[str], first: list[str], columns) ->
         raise DataError(f"{path}: empty column list")
     unknown = [c for c in columns if c not in header]
     if unknown:
-        raise DataError(f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown)} "
-                        f"(available: {', '.join(header)})")
+        raise DataError(
+            f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown)} (available: {', '.join(header)})"
+        )
     if len(set(columns)) != len(columns):
         raise DataError(f"{path}: column(s) listed twice in {columns}")
     return [header.index(c) for c in columns]
@@ -194,6 +199,7 @@ def column_choice(path: str | Path, columns: str | Sequence[str] | None = None) 
 class Split:
     """How a series is cut, chronologically, into train / val / test: three fractions of the
     rows (the last part takes the rounding rest) or three row counts (rows after them unused)."""
+
     fractions: tuple[float, float, float] | None = None
     row_counts: tuple[int, int, int] | None = None
 
@@ -229,8 +235,10 @@ def parse_split(text: str) -> Split:
     """'0.7,0.1,0.2' (fractions summing to 1) or '8640,2880,2880' (row counts: integers)."""
     items = [t.strip() for t in str(text).split(",")]
     if len(items) != 3:
-        raise DataError(f"--split {text!r}: give three sizes, train,val,test: fractions (0.7,0.1,0.2) "
-                        f"or row counts (8640,2880,2880)")
+        raise DataError(
+            f"--split {text!r}: give three sizes, train,val,test: fractions (0.7,0.1,0.2) "
+            f"or row counts (8640,2880,2880)"
+        )
     if all(t.isdigit() for t in items):
         return Split(row_counts=tuple(int(t) for t in items))
     try:
@@ -260,8 +268,11 @@ def chronological_split(values: np.ndarray, fractions: Sequence[float] | Split =
     values = np.asarray(values)
     split = fractions if isinstance(fractions, Split) else Split(fractions=_check_fractions(fractions))
     n_train, n_val, n_test = split.counts(len(values))
-    return {"train": values[:n_train], "val": values[n_train:n_train + n_val],
-            "test": values[n_train + n_val:n_train + n_val + n_test]}
+    return {
+        "train": values[:n_train],
+        "val": values[n_train : n_train + n_val],
+        "test": values[n_train + n_val : n_train + n_val + n_test],
+    }
 
 
 def n_windows(n_rows: int, lookback: int, horizon: int, stride: int = 1) -> int:
@@ -270,8 +281,9 @@ def n_windows(n_rows: int, lookback: int, horizon: int, stride: int = 1) -> int:
     return (n_rows - lookback - horizon) // stride + 1
 
 
-def make_windows(values: ArrayLike, lookback: int, horizon: int,
-                 stride: int = 1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def make_windows(
+    values: ArrayLike, lookback: int, horizon: int, stride: int = 1
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Sliding windows of a series [N, C].
 
     Returns ``X float64[B, C, lookback]``, ``Y float64[B, C, horizon]`` with window b
@@ -286,17 +298,25 @@ def make_windows(values: ArrayLike, lookback: int, horizon: int,
             raise DataError(f"{name} must be a positive integer, got {v}")
     b = n_windows(len(values), lookback, horizon, stride)
     if b == 0:
-        raise DataError(f"series has {len(values)} rows, fewer than one window "
-                        f"(lookback {lookback} + horizon {horizon} = {lookback + horizon})")
+        raise DataError(
+            f"series has {len(values)} rows, fewer than one window "
+            f"(lookback {lookback} + horizon {horizon} = {lookback + horizon})"
+        )
     total = lookback + horizon
     win = np.lib.stride_tricks.sliding_window_view(values, total, axis=0)[::stride][:b]  # [B, C, total]
     win = np.ascontiguousarray(win)
     return np.ascontiguousarray(win[:, :, :lookback]), np.ascontiguousarray(win[:, :, lookback:])
 
 
-def load_splits(path: str | Path, columns: str | Sequence[str] | None = None, lookback: int = 64, horizon: int = 16,
-                stride: int = 1, fractions: Sequence[float] | Split = (0.7, 0.1, 0.2),
-                train_stride: int | None = None) -> dict:
+def load_splits(
+    path: str | Path,
+    columns: str | Sequence[str] | None = None,
+    lookback: int = 64,
+    horizon: int = 16,
+    stride: int = 1,
+    fractions: Sequence[float] | Split = (0.7, 0.1, 0.2),
+    train_stride: int | None = None,
+) -> dict:
     """The data entry point: CSV -> chronological split -> windows, ORIGINAL units.
 
     Returns ``{"train": (X, Y), "val": (X, Y), "test": (X, Y), "columns": names,
@@ -310,8 +330,10 @@ def load_splits(path: str | Path, columns: str | Sequence[str] | None = None, lo
     for split in SPLITS:
         rows = parts[split]
         if len(rows) < lookback + horizon:
-            raise DataError(f"{path}: {split} split has {len(rows)} rows, fewer than one window "
-                            f"(lookback {lookback} + horizon {horizon}); the file has {len(values)} rows")
+            raise DataError(
+                f"{path}: {split} split has {len(rows)} rows, fewer than one window "
+                f"(lookback {lookback} + horizon {horizon}); the file has {len(values)} rows"
+            )
         s = train_stride if (split == "train" and train_stride) else stride
         out[split] = make_windows(rows, lookback, horizon, s)
     return out
@@ -335,8 +357,10 @@ def _channel_view(values, stats, channel_axis):
     mean = np.asarray(stats["mean"], dtype=np.float64)
     std = np.asarray(stats["std"], dtype=np.float64)
     if v.shape[channel_axis] != len(mean):
-        raise DataError(f"normalisation has {len(mean)} channels, data has {v.shape[channel_axis]} "
-                        f"(shape {v.shape}, channel axis {channel_axis})")
+        raise DataError(
+            f"normalisation has {len(mean)} channels, data has {v.shape[channel_axis]} "
+            f"(shape {v.shape}, channel axis {channel_axis})"
+        )
     shape = [1] * v.ndim
     shape[channel_axis] = len(mean)
     return v, mean.reshape(shape), std.reshape(shape)
@@ -371,27 +395,26 @@ class LinearForecaster:
 
     def __init__(self, ridge: float = 0.0):
         self.ridge = float(ridge)
-        self.coef: np.ndarray | None = None      # [C, L, H]
+        self.coef: np.ndarray | None = None  # [C, L, H]
         self.intercept: np.ndarray | None = None  # [C, H]
 
     def fit(self, X: ArrayLike, Y: ArrayLike) -> LinearForecaster:
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
         if X.ndim != 3 or Y.ndim != 3 or X.shape[:2] != Y.shape[:2]:
-            raise DataError(f"LinearForecaster.fit: X [B, C, L] and Y [B, C, H] expected, "
-                            f"got {X.shape} and {Y.shape}")
+            raise DataError(f"LinearForecaster.fit: X [B, C, L] and Y [B, C, H] expected, got {X.shape} and {Y.shape}")
         b, c, n_lag = X.shape
         h = Y.shape[2]
         self.coef = np.empty((c, n_lag, h))
         self.intercept = np.empty((c, h))
         for ch in range(c):
-            A = np.concatenate([X[:, ch, :], np.ones((b, 1))], axis=1)   # [B, L+1]
+            A = np.concatenate([X[:, ch, :], np.ones((b, 1))], axis=1)  # [B, L+1]
             rhs = Y[:, ch, :]
             if self.ridge > 0:
-                pen = np.sqrt(self.ridge) * np.eye(n_lag + 1)[:n_lag]     # no penalty on intercept
+                pen = np.sqrt(self.ridge) * np.eye(n_lag + 1)[:n_lag]  # no penalty on intercept
                 A = np.concatenate([A, pen], axis=0)
                 rhs = np.concatenate([rhs, np.zeros((n_lag, h))], axis=0)
-            w, *_ = np.linalg.lstsq(A, rhs, rcond=None)                  # [L+1, H]
+            w, *_ = np.linalg.lstsq(A, rhs, rcond=None)  # [L+1, H]
             self.coef[ch] = w[:n_lag]
             self.intercept[ch] = w[n_lag]
         return self
@@ -401,8 +424,9 @@ class LinearForecaster:
             raise DataError("LinearForecaster.predict called before fit")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 3 or X.shape[1:] != self.coef.shape[:2]:
-            raise DataError(f"LinearForecaster.predict: expected [B, {self.coef.shape[0]}, "
-                            f"{self.coef.shape[1]}], got {X.shape}")
+            raise DataError(
+                f"LinearForecaster.predict: expected [B, {self.coef.shape[0]}, {self.coef.shape[1]}], got {X.shape}"
+            )
         return np.einsum("bcl,clh->bch", X, self.coef) + self.intercept[None]
 
 

@@ -10,6 +10,7 @@ sees, `.output` what it produces. `predict` takes and returns original units.
 A leading batch axis is processed inside the kernels (no Python loop per
 sample). The model holds no global state: map it over shards freely.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -41,12 +42,12 @@ MODES = MODE_NAMES
 @dataclass
 class RunResult:
     mode: str
-    output: np.ndarray                          # float64 [B, C_out, H] (network units)
-    output_q: np.ndarray | None = None          # int16 (bittrue) / int8 (quant8) [B, C_out, H]
-    stats: dict = field(default_factory=dict)   # layer -> {"saturations", "min", "max"}
+    output: np.ndarray  # float64 [B, C_out, H] (network units)
+    output_q: np.ndarray | None = None  # int16 (bittrue) / int8 (quant8) [B, C_out, H]
+    stats: dict = field(default_factory=dict)  # layer -> {"saturations", "min", "max"}
     tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue)
-    output_frac: int | None = None              # bittrue: LSB = 2**-output_frac
-    output_lsb: float | None = None             # integer modes: one output LSB in network units
+    output_frac: int | None = None  # bittrue: LSB = 2**-output_frac
+    output_lsb: float | None = None  # integer modes: one output LSB in network units
 
 
 def _wants(capture, name: str) -> bool:
@@ -59,9 +60,9 @@ class Model:
         self._program: Int16Program | None = None
         self._packed: PackedInt16 | None = None
         self._program8: Int8Program | None = None
-        self._packed8: list = []        # [] not packed yet; [None, ...]: a step has no packed kernel
-        self._k_out = 0                 # index of the output tensor in the packed INT16 program
-        self._backends: dict[str, object] = {}     # plug-in back ends by name (intsim/backends.py)
+        self._packed8: list = []  # [] not packed yet; [None, ...]: a step has no packed kernel
+        self._k_out = 0  # index of the output tensor in the packed INT16 program
+        self._backends: dict[str, object] = {}  # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
         """Forget lowered programs and re-validate the formats (after the quantization
@@ -87,9 +88,10 @@ class Model:
         """x as a real, finite, non-empty [B, C_in, L] batch (dtype kept: chunks convert)."""
         arr, single = self._as_batch(x)
         if arr.dtype.kind not in "iuf":
-            raise DataError(f"x: expected real numbers (float or int), got dtype {arr.dtype}"
-                            + (" (complex values are never truncated to their real part)"
-                               if arr.dtype.kind == "c" else ""))
+            raise DataError(
+                f"x: expected real numbers (float or int), got dtype {arr.dtype}"
+                + (" (complex values are never truncated to their real part)" if arr.dtype.kind == "c" else "")
+            )
         if len(arr) == 0:
             raise DataError("x: empty batch (0 windows)")
         if not np.all(np.isfinite(arr)):
@@ -121,8 +123,13 @@ class Model:
             self._program8 = lower_int8(self.graph)
         return self._program8
 
-    def run(self, x: ArrayLike, mode: str | Mode = "fp32", capture: bool | Iterable[str] | None = None,
-            backend: str = BUILTIN) -> RunResult:
+    def run(
+        self,
+        x: ArrayLike,
+        mode: str | Mode = "fp32",
+        capture: bool | Iterable[str] | None = None,
+        backend: str = BUILTIN,
+    ) -> RunResult:
         """x: float [B, C_in, L] or [C_in, L], normalised. mode: a name of intsim.modes.MODES
         (or a Mode). capture: None, True or names.
         Batches of more than CHUNK_WINDOWS (1024) windows run in chunks of that size, so memory
@@ -146,7 +153,7 @@ class Model:
         if mode is BITTRUE:
             x_q, n_sat = self._quantize_input(xb, self.program.input_frac)
             res = self._run_packed16(x_q, capture)
-            res.stats[INPUT_NAME]["saturations"] = n_sat   # host-side input quantization
+            res.stats[INPUT_NAME]["saturations"] = n_sat  # host-side input quantization
         elif mode is QUANT8:
             x_q, n_sat = self._quantize_input(xb, None)
             res = self._run_packed8(x_q, capture)
@@ -162,7 +169,7 @@ class Model:
         if frac is None:
             s_in, z_in = self.program8.input_qp
             mul, div, zp, lo, hi, dtype = 1.0, float(s_in), float(z_in), -128.0, 127.0, np.int8
-        elif abs(frac) < 1000:                    # 2^frac a normal float64: x * 2^frac is ldexp(x, frac)
+        elif abs(frac) < 1000:  # 2^frac a normal float64: x * 2^frac is ldexp(x, frac)
             mul, div, zp, lo, hi, dtype = float(np.ldexp(1.0, frac)), 1.0, 0.0, -32768.0, 32767.0, np.int16
         else:
             x_q, n_sat = quantize_q(xb, frac, 16, "input")
@@ -205,24 +212,28 @@ class Model:
             self._packed = pack_program(prog, self.graph.input_shape)
             self._k_out = self._packed.names.index(prog.output_tensor)
         pk = self._packed
-        buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases,
-                                                        pk.channels, pk.lengths)
+        buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
         n_b = xb.shape[0]
 
         def tensor(k):
-            return buf[offsets[k]:offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
+            return buf[offsets[k] : offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
 
         # per-tensor stats in one vectorised pass (value = integer * 2**-frac)
         fracs = -pk.fracs
-        rows = zip(n_sat.tolist(), np.ldexp(lo.astype(np.float64), fracs).tolist(),
-                   np.ldexp(hi.astype(np.float64), fracs).tolist(), np.diff(offsets).tolist(), strict=True)
-        stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                 for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
-        tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
-                   if capture else {})
+        rows = zip(
+            n_sat.tolist(),
+            np.ldexp(lo.astype(np.float64), fracs).tolist(),
+            np.ldexp(hi.astype(np.float64), fracs).tolist(),
+            np.diff(offsets).tolist(),
+            strict=True,
+        )
+        stats = {
+            name: {"saturations": n, "min": a, "max": b, "size": size}
+            for name, (n, a, b, size) in zip(pk.names, rows, strict=True)
+        }
+        tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])
-        return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors,
-                         out_frac, lsb(out_frac))
+        return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors, out_frac, lsb(out_frac))
 
     def run_int8(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp).
@@ -237,37 +248,51 @@ class Model:
             pk = pack_program8(prog, self.graph.input_shape)
             qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
             # packed program, every tensor's (scale, zero point) and the output's index, once per model
-            self._packed8 = [pk, np.array([qp.scale for qp in qps], np.float64),
-                             np.array([qp.zero_point for qp in qps], np.float64),
-                             None if pk is None else pk.names.index(prog.output_tensor)]
+            self._packed8 = [
+                pk,
+                np.array([qp.scale for qp in qps], np.float64),
+                np.array([qp.zero_point for qp in qps], np.float64),
+                None if pk is None else pk.names.index(prog.output_tensor),
+            ]
         pk, scale, zero, k_out = self._packed8
         if pk is not None:
-            buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases,
-                                                           pk.channels, pk.lengths)
+            buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
 
             def tensor(k):
-                return buf[offsets[k]:offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
+                return buf[offsets[k] : offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
 
             # per-tensor stats in one vectorised pass: value = s * (q - z), as dequantize_act
-            rows = zip(n_sat.tolist(), (scale * (lo - zero)).tolist(), (scale * (hi - zero)).tolist(),
-                       np.diff(offsets).tolist(), strict=True)
-            stats = {name: {"saturations": n, "min": a, "max": b, "size": size}
-                     for name, (n, a, b, size) in zip(pk.names, rows, strict=True)}
+            rows = zip(
+                n_sat.tolist(),
+                (scale * (lo - zero)).tolist(),
+                (scale * (hi - zero)).tolist(),
+                np.diff(offsets).tolist(),
+                strict=True,
+            )
+            stats = {
+                name: {"saturations": n, "min": a, "max": b, "size": size}
+                for name, (n, a, b, size) in zip(pk.names, rows, strict=True)
+            }
             out_q = self._shape_output(tensor(k_out))
-            tensors = ({name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)}
-                       if capture else {})
+            tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         else:
             env, stats = self._steps8(xb, prog)
             out_q = self._shape_output(env[prog.output_tensor])
             tensors = {k: v for k, v in env.items() if _wants(capture, k)}
-        return RunResult(QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors,
-                         output_lsb=prog.output_qp.scale)
+        return RunResult(
+            QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors, output_lsb=prog.output_qp.scale
+        )
 
     def _steps8(self, x_q, prog: Int8Program):
         """The INT8 program one public kernel call per step -> (tensors by name, per-layer stats)."""
-        return self._run_steps(x_q, np.int8, prog.steps, run_step8,
-                               lambda y, st: _int8_stats(y, st.out_qp),
-                               _int8_stats(np.asarray(x_q), prog.input_qp))
+        return self._run_steps(
+            x_q,
+            np.int8,
+            prog.steps,
+            run_step8,
+            lambda y, st: _int8_stats(y, st.out_qp),
+            _int8_stats(np.asarray(x_q), prog.input_qp),
+        )
 
     def _int_batch(self, x_q, dtype) -> np.ndarray:
         xb, _ = self._as_batch(x_q, "x_q")
@@ -299,13 +324,15 @@ class Model:
             weights = layer.weights
             if snap:
                 weights = self._snapped_weights(layer, fmt)
-            try:       # an overflow anywhere inside a layer (even one a later step hides) is an error
+            try:  # an overflow anywhere inside a layer (even one a later step hides) is an error
                 with np.errstate(over="raise", invalid="raise"):
                     y = float_ref.run_layer(layer, [env[s] for s in layer.inputs], weights)
             except FloatingPointError:
-                raise DataError(f"{mode.name}: layer '{layer.name}' overflows float64 (largest |input| "
-                                f"{np.max(np.abs(xb)):.3g}): the input is beyond what the float model can "
-                                f"compute") from None
+                raise DataError(
+                    f"{mode.name}: layer '{layer.name}' overflows float64 (largest |input| "
+                    f"{np.max(np.abs(xb)):.3g}): the input is beyond what the float model can "
+                    f"compute"
+                ) from None
             n_sat = 0
             if snap:
                 y, n_sat = _snap(y, fmt.frac(layer.name), 16)
@@ -319,7 +346,7 @@ class Model:
     def _snapped_weights(layer, fmt):
         out = {}
         for key, w in layer.weights.items():
-            if key == "bias":   # int32 at the accumulator format f_x + f_w (spec 2)
+            if key == "bias":  # int32 at the accumulator format f_x + f_w (spec 2)
                 out[key] = _snap(w, fmt.bias_frac(layer), 32)[0]
             else:
                 out[key] = _snap(w, fmt.weight_frac(layer.name, key), 16)[0]

@@ -8,6 +8,7 @@ call; each has a plain-Python twin via ``.py_func`` (tests check they agree).
 Host-side helpers (``quantize_q``, ``dequantize``, ``quantize_multiplier``)
 use float and are never called on the bittrue path.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,21 @@ from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
-    "MAX_SHIFT", "rne_shift", "shift_round", "saturate", "sat_limits",
-    "rne_shift_array", "saturate_array", "rne_div", "isqrt_rne",
-    "quantize_q", "dequantize", "quantize_multiplier", "requantize",
-    "requantize_array", "NonFiniteError",
+    "MAX_SHIFT",
+    "rne_shift",
+    "shift_round",
+    "saturate",
+    "sat_limits",
+    "rne_shift_array",
+    "saturate_array",
+    "rne_div",
+    "isqrt_rne",
+    "quantize_q",
+    "dequantize",
+    "quantize_multiplier",
+    "requantize",
+    "requantize_array",
+    "NonFiniteError",
 ]
 
 # Right shifts of int64 values are defined for 0 <= n <= MAX_SHIFT (spec 1.2).
@@ -44,7 +56,7 @@ def rne_shift(x: int, n: int) -> int:
     if n < 0 or n > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
     x = np.int64(x)
-    q = x >> n                       # floor(x / 2**n)
+    q = x >> n  # floor(x / 2**n)
     twice_rem = (x - (q << n)) << 1  # 2r < 2**63: exact (wraps in q << n cancel)
     one = np.int64(1) << n
     return q + ((twice_rem > one) | ((twice_rem == one) & ((q & 1) == 1)))
@@ -87,9 +99,9 @@ def rne_div(num: int, den: int) -> int:
     raises ValueError."""
     if den <= 0:
         raise ValueError("rne_div: denominator must be > 0")
-    q = num // den                   # floor
-    rem = num % den                  # = num - q*den, in [0, den); never overflows
-    other = den - rem                # in (0, den]; rem > other <=> 2*rem > den
+    q = num // den  # floor
+    rem = num % den  # = num - q*den, in [0, den); never overflows
+    other = den - rem  # in (0, den]; rem > other <=> 2*rem > den
     if rem > other or (rem == other and (q & 1) == 1):
         q += 1
     return q
@@ -162,8 +174,9 @@ def requantize(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tup
 
 
 @njit(cache=True)
-def requantize_array(acc: NDArray[np.int64], m0: int, shift: int, zero_point: int,
-                     bits: int) -> tuple[NDArray[np.int64], int]:
+def requantize_array(
+    acc: NDArray[np.int64], m0: int, shift: int, zero_point: int, bits: int
+) -> tuple[NDArray[np.int64], int]:
     """Element-wise requantize over an int64 array. Returns (values, count)."""
     flat = acc.ravel()
     out = np.empty(flat.size, dtype=np.int64)
@@ -179,8 +192,8 @@ def requantize_array(acc: NDArray[np.int64], m0: int, shift: int, zero_point: in
 # Host side (float allowed): quantizing weights and inputs, reading results back.
 # ----------------------------------------------------------------------------------
 
-def quantize_q(x: ArrayLike, frac_bits: int, bits: int = 16,
-               name: str = "tensor") -> tuple[NDArray[np.int64], int]:
+
+def quantize_q(x: ArrayLike, frac_bits: int, bits: int = 16, name: str = "tensor") -> tuple[NDArray[np.int64], int]:
     """Float -> signed fixed point with ``frac_bits`` fractional bits (spec 1.1).
 
     RNE of x * 2**frac_bits (exact: scaling by a power of two loses nothing in
@@ -193,7 +206,7 @@ def quantize_q(x: ArrayLike, frac_bits: int, bits: int = 16,
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise NonFiniteError(f"{name}: {bad} non-finite value(s) (NaN/Inf) cannot be quantized")
-    with np.errstate(over="ignore"):            # overflow to +-inf saturates below
+    with np.errstate(over="ignore"):  # overflow to +-inf saturates below
         scaled = np.rint(np.ldexp(arr, frac_bits))  # np.rint rounds half to even
     # 2**(bits-1) is exact in float64 for every bits; 2**(bits-1) - 1 is not
     # once bits > 54, so clamp the top end in the integer domain.
@@ -224,13 +237,15 @@ def quantize_multiplier(real_multiplier: float, bits: int = 31) -> tuple[int, in
     m = float(real_multiplier)
     if not math.isfinite(m) or m <= 0.0:
         raise ValueError(f"quantize_multiplier: multiplier must be finite and > 0, got {m!r}")
-    frac, exp = math.frexp(m)                 # m = frac * 2**exp, 0.5 <= frac < 1
-    m0 = int(np.rint(math.ldexp(frac, bits)))   # exact scaling, RNE
-    if m0 == (1 << bits):                       # frac rounded up to 1.0
+    frac, exp = math.frexp(m)  # m = frac * 2**exp, 0.5 <= frac < 1
+    m0 = int(np.rint(math.ldexp(frac, bits)))  # exact scaling, RNE
+    if m0 == (1 << bits):  # frac rounded up to 1.0
         m0 //= 2
         exp += 1
     shift = bits - exp
     if not 0 <= shift <= MAX_SHIFT:
-        raise ValueError(f"quantize_multiplier: multiplier {m!r} needs shift {shift}, outside "
-                         f"[0, {MAX_SHIFT}] (accepted: [2**-32 - 2**-64, 2**31 - 1/2))")
+        raise ValueError(
+            f"quantize_multiplier: multiplier {m!r} needs shift {shift}, outside "
+            f"[0, {MAX_SHIFT}] (accepted: [2**-32 - 2**-64, 2**31 - 1/2))"
+        )
     return m0, shift

@@ -13,6 +13,7 @@ BLAS blocking never sees the batch size) and the depthwise convolution is a
 fixed-order sum over its K taps. A single batched GEMM (einsum over the batch)
 would let BLAS choose its blocking from B and change the last bits.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,7 +44,7 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 def conv_kx1(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, stride: int) -> np.ndarray:
     """x: [B, C_in, L] -> [B, C_out, (L-K)//S+1]; weight [C_out, C_in, K]."""
-    win = sliding_window_view(x, kernel, axis=2)[:, :, ::stride, :]   # [B, C_in, T, K]
+    win = sliding_window_view(x, kernel, axis=2)[:, :, ::stride, :]  # [B, C_in, T, K]
     n_b, c_in, n_t, _ = win.shape
     cols = win.transpose(0, 1, 3, 2).reshape(n_b, c_in * kernel, n_t)  # [B, C_in*K, T]
     return np.matmul(weight.reshape(weight.shape[0], c_in * kernel), cols) + bias[None, :, None]
@@ -59,8 +60,8 @@ def dwconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int) -> 
     length = x.shape[2]
     padded = np.concatenate([np.zeros(x.shape[:2] + (kernel - 1,)), x], axis=2)
     out = padded[:, :, :length] * weight[None, :, 0, None]
-    for k in range(1, kernel):                                         # taps in order k = 0..K-1
-        out += padded[:, :, k:k + length] * weight[None, :, k, None]
+    for k in range(1, kernel):  # taps in order k = 0..K-1
+        out += padded[:, :, k : k + length] * weight[None, :, k, None]
     return out + bias[None, :, None]
 
 
@@ -93,7 +94,7 @@ def s6_scan(delta: np.ndarray, x: np.ndarray, b: np.ndarray, c: np.ndarray, a: n
     h = np.zeros((n_b, e, a.shape[1]))
     out = np.empty_like(x)
     for t in range(length):
-        dt = delta[:, :, t, None]                                          # [B, E, 1]
+        dt = delta[:, :, t, None]  # [B, E, 1]
         h = np.exp(dt * a[None]) * h + (dt * x[:, :, t, None]) * b[:, None, :, t]
         out[:, :, t] = np.einsum("ben,bn->be", h, c[:, :, t]) + d[None, :] * x[:, :, t]
     return out

@@ -12,6 +12,7 @@ Derived facts live here and nowhere else: the bias format f_x + f_w (`bias_frac`
 Everything else (lowering, info, eval, calibrate tables, codegen) reads these fields, never
 the raw dict by key path. Saving back to model.json serialises the raw dict (graph.save_quant).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from intsim.graph import Layer
 
 FRAC_MIN, FRAC_MAX = 0, 15
-RMSNORM_MODES = ("v2", "v1")          # INT8 RMSNorm: V2 integer, V1 float inside (spec 3.9)
+RMSNORM_MODES = ("v2", "v1")  # INT8 RMSNorm: V2 integer, V1 float inside (spec 3.9)
 INT8_MIN, INT8_MAX = -128, 127
 
 
@@ -40,16 +41,17 @@ def q_name(frac_bits: int) -> str:
 
 def lsb(frac_bits: int) -> float:
     """One INT16 LSB, 2**-frac_bits."""
-    return 2.0 ** -frac_bits
+    return 2.0**-frac_bits
 
 
 @dataclass(frozen=True)
 class Int16Formats:
     """quant.int16: fractional bits of every tensor and of every weight/gain (spec 2, 4.2)."""
-    tensors: Mapping[str, int]            # tensor name -> f
-    weights: Mapping[str, int]            # "<layer>.<weight key>" -> f (biases follow: bias_frac)
+
+    tensors: Mapping[str, int]  # tensor name -> f
+    weights: Mapping[str, int]  # "<layer>.<weight key>" -> f (biases follow: bias_frac)
     method: str | None = None
-    formats: str | None = None            # "q88" | "auto"
+    formats: str | None = None  # "q88" | "auto"
     n_samples: int | None = None
 
     def frac(self, tensor: str) -> int:
@@ -71,6 +73,7 @@ class Int16Formats:
 @dataclass(frozen=True)
 class QParams:
     """INT8 asymmetric per-tensor parameters: x = scale * (q - zero_point) (spec 3.1)."""
+
     scale: float
     zero_point: int
 
@@ -79,13 +82,14 @@ class QParams:
         """The real values of the int8 codes -128 and 127."""
         return self.scale * (INT8_MIN - self.zero_point), self.scale * (INT8_MAX - self.zero_point)
 
-    def __iter__(self):          # (scale, zero_point) unpacking
+    def __iter__(self):  # (scale, zero_point) unpacking
         return iter((self.scale, self.zero_point))
 
 
 @dataclass(frozen=True)
 class Int8Params:
     """quant.int8: (scale, zero point) of every tensor and the RMSNorm mode (spec 3)."""
+
     tensors: Mapping[str, QParams]
     rmsnorm: str = "v2"
     method: str | None = None
@@ -99,10 +103,11 @@ class Int8Params:
 @dataclass(frozen=True)
 class QuantFormats:
     """Both precisions' parameters, or the error that says why one is unusable."""
+
     _int16: Int16Formats | QuantizationError
     _int8: Int8Params | QuantizationError
-    n_samples: int | None = None          # calibration windows (quant.stats.n_samples)
-    stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)   # tensor -> calibration stats
+    n_samples: int | None = None  # calibration windows (quant.stats.n_samples)
+    stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # tensor -> calibration stats
 
     @property
     def int16(self) -> Int16Formats:
@@ -151,18 +156,21 @@ def _calibrate_hint(graph_name: str, where) -> str:
 
 def parse_int16(q: object, graph_name: str, where: str | Path | None = None) -> Int16Formats:
     if not isinstance(q, dict) or not isinstance(q.get("tensors"), dict) or not isinstance(q.get("weights"), dict):
-        raise QuantizationError(f"model '{graph_name}' has no INT16 formats (quant.int16): "
-                                f"{_calibrate_hint(graph_name, where)}")
+        raise QuantizationError(
+            f"model '{graph_name}' has no INT16 formats (quant.int16): {_calibrate_hint(graph_name, where)}"
+        )
     tensors = {name: _frac_bits(q["tensors"], name, "tensor") for name in q["tensors"]}
     weights = {name: _frac_bits(q["weights"], name, "weight") for name in q["weights"]}
-    return Int16Formats(MappingProxyType(tensors), MappingProxyType(weights), q.get("method"), q.get("formats"),
-                        q.get("n_samples"))
+    return Int16Formats(
+        MappingProxyType(tensors), MappingProxyType(weights), q.get("method"), q.get("formats"), q.get("n_samples")
+    )
 
 
 def parse_int8(q: object, graph_name: str, where: str | Path | None = None) -> Int8Params:
     if not isinstance(q, dict) or not isinstance(q.get("tensors"), dict):
-        raise QuantizationError(f"model '{graph_name}' has no INT8 parameters (quant.int8): "
-                                f"{_calibrate_hint(graph_name, where)}")
+        raise QuantizationError(
+            f"model '{graph_name}' has no INT8 parameters (quant.int8): {_calibrate_hint(graph_name, where)}"
+        )
     rms_mode = q.get("rmsnorm", "v2")
     if rms_mode not in RMSNORM_MODES:
         raise QuantizationError(f"quant.int8.rmsnorm must be one of {RMSNORM_MODES}, got {rms_mode!r}")

@@ -3,6 +3,7 @@
 `load_graph(path) -> Graph`: the one validated, typed in-memory graph that every
 stage reads. Any problem raises ModelFormatError naming file, layer and field.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,15 +32,15 @@ class Layer:
     op: str
     inputs: tuple[str, ...]
     attrs: dict
-    weights: dict[str, np.ndarray]      # float64, validated shapes
+    weights: dict[str, np.ndarray]  # float64, validated shapes
     weight_files: dict[str, str]
-    shape: tuple[int, int] = (0, 0)     # output (channels, length), per sample
+    shape: tuple[int, int] = (0, 0)  # output (channels, length), per sample
 
 
 @dataclass
 class Graph:
     name: str
-    input_shape: tuple[int, int]        # (C_in, L)
+    input_shape: tuple[int, int]  # (C_in, L)
     output_tensor: str
     output_channels: int
     horizon: int
@@ -50,9 +51,9 @@ class Graph:
     norm_out_mean: np.ndarray
     norm_out_std: np.ndarray
     layers: list[Layer]
-    raw: dict                            # the parsed model.json (kept for saving)
+    raw: dict  # the parsed model.json (kept for saving)
     path: Path | None = None
-    formats: QuantFormats = field(init=False, repr=False)   # typed, validated `quant`
+    formats: QuantFormats = field(init=False, repr=False)  # typed, validated `quant`
 
     @property
     def quant(self) -> dict:
@@ -108,7 +109,7 @@ def _check_npy_size(path: Path, where: str) -> None:
     try:
         with open(path, "rb") as fh:
             fmt = np.lib.format
-            version = fmt.read_magic(fh)     # 3.0 differs from 2.0 only in the header's text encoding
+            version = fmt.read_magic(fh)  # 3.0 differs from 2.0 only in the header's text encoding
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read(fh)
             offset = fh.tell()
@@ -119,8 +120,10 @@ def _check_npy_size(path: Path, where: str) -> None:
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     actual = path.stat().st_size - offset
     if declared != actual:
-        raise ModelFormatError(f"{where}: {path} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
-                               f"but holds {actual:,} bytes of data")
+        raise ModelFormatError(
+            f"{where}: {path} declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
+            f"but holds {actual:,} bytes of data"
+        )
 
 
 def _load_npy(model_dir: Path, rel: str, where: str, ndim: int) -> np.ndarray:
@@ -168,8 +171,9 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     version = _req(raw, "format_version", where, int)
     if version != FORMAT_VERSION:
         raise ModelFormatError(
-            f"{where}: format_version {version} is not supported (this loader reads {FORMAT_VERSION})")
-    validate_model_json(raw, where)          # every field's structure and type (intsim/model.schema.json)
+            f"{where}: format_version {version} is not supported (this loader reads {FORMAT_VERSION})"
+        )
+    validate_model_json(raw, where)  # every field's structure and type (intsim/model.schema.json)
 
     inp = _req(raw, "input", where, dict)
     c_in = _req(inp, "channels", f"{where}: input", int)
@@ -188,14 +192,18 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     norm = _req(raw, "normalization", where, dict)
     n_in = _req(norm, "input", f"{where}: normalization", dict)
     n_out = _req(norm, "output", f"{where}: normalization", dict)
-    mean_in = _float_vector(_req(n_in, "mean", f"{where}: normalization.input"), c_in,
-                            f"{where}: normalization.input.mean")
-    std_in = _float_vector(_req(n_in, "std", f"{where}: normalization.input"), c_in,
-                           f"{where}: normalization.input.std")
-    mean_out = _float_vector(_req(n_out, "mean", f"{where}: normalization.output"), c_out,
-                             f"{where}: normalization.output.mean")
-    std_out = _float_vector(_req(n_out, "std", f"{where}: normalization.output"), c_out,
-                            f"{where}: normalization.output.std")
+    mean_in = _float_vector(
+        _req(n_in, "mean", f"{where}: normalization.input"), c_in, f"{where}: normalization.input.mean"
+    )
+    std_in = _float_vector(
+        _req(n_in, "std", f"{where}: normalization.input"), c_in, f"{where}: normalization.input.std"
+    )
+    mean_out = _float_vector(
+        _req(n_out, "mean", f"{where}: normalization.output"), c_out, f"{where}: normalization.output.mean"
+    )
+    std_out = _float_vector(
+        _req(n_out, "std", f"{where}: normalization.output"), c_out, f"{where}: normalization.output.std"
+    )
     if np.any(std_in <= 0) or np.any(std_out <= 0):
         raise ModelFormatError(f"{where}: normalization std must be > 0")
 
@@ -209,8 +217,7 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
         name = _req(entry, "name", lw, str)
         lw = f"{where}: layer '{name}'"
         if not NAME_RE.match(name) or name == INPUT_NAME:
-            raise ModelFormatError(
-                f"{lw}: bad name (must match [A-Za-z_][A-Za-z0-9_.]*, <= 64 chars, not 'input')")
+            raise ModelFormatError(f"{lw}: bad name (must match [A-Za-z_][A-Za-z0-9_.]*, <= 64 chars, not 'input')")
         if name in shapes:
             raise ModelFormatError(f"{lw}: duplicate name")
         op = _req(entry, "op", lw, str)
@@ -241,7 +248,8 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
         if not isinstance(files, dict) or set(files) != set(spec.weights):
             raise ModelFormatError(
                 f"{lw}: op '{op}' needs weights {sorted(spec.weights)}, "
-                f"got {sorted(files) if isinstance(files, dict) else files!r}")
+                f"got {sorted(files) if isinstance(files, dict) else files!r}"
+            )
         weights = {k: _load_npy(model_dir, files[k], f"{lw}: weights.{k}", nd) for k, nd in spec.weights.items()}
         layer = Layer(name, op, tuple(inputs), attrs, weights, dict(files))
         layer.shape = spec.shape_rule(name, [shapes[s] for s in inputs], weights, attrs)
@@ -255,18 +263,28 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     if shapes[out_tensor] != (c_out * horizon, 1):
         raise ModelFormatError(
             f"{where}: output tensor '{out_tensor}' has shape {shapes[out_tensor]}; "
-            f"expected ({c_out}*{horizon}, 1) for channels={c_out}, horizon={horizon}")
+            f"expected ({c_out}*{horizon}, 1) for channels={c_out}, horizon={horizon}"
+        )
     quant = raw.get("quant", {}) or {}
     if not isinstance(quant, dict):
         raise ModelFormatError(f"{where}: 'quant' must be an object")
     graph = Graph(
-        name=str(raw.get("name", model_dir.name)), input_shape=(c_in, length),
-        output_tensor=out_tensor, output_channels=c_out, horizon=horizon,
-        input_columns=in_cols, output_columns=out_cols,
-        norm_in_mean=mean_in, norm_in_std=std_in, norm_out_mean=mean_out, norm_out_std=std_out,
-        layers=layers, raw=raw, path=path,
+        name=str(raw.get("name", model_dir.name)),
+        input_shape=(c_in, length),
+        output_tensor=out_tensor,
+        output_channels=c_out,
+        horizon=horizon,
+        input_columns=in_cols,
+        output_columns=out_cols,
+        norm_in_mean=mean_in,
+        norm_in_std=std_in,
+        norm_out_mean=mean_out,
+        norm_out_std=std_out,
+        layers=layers,
+        raw=raw,
+        path=path,
     )
-    graph.quant = quant                  # validated once into graph.formats
+    graph.quant = quant  # validated once into graph.formats
     return graph
 
 

@@ -5,6 +5,7 @@ Every kernel takes batched channel-major int16 arrays ``[B, C, L]`` and returns
 are precomputed on the host (intsim/int16.py) from the calibrated formats; no
 float is touched here. Loops are plain so they read beside the spec.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,14 +27,14 @@ from intsim.kernels_mac import (
 from intsim.lut import EXP_SIZE, LUT_FRAC_BITS, LUT_OFFSET, LUT_SIZE  # noqa: F401  (LUT_FRAC_BITS: spec 2.5)
 
 LUT_LAST = LUT_SIZE - 1
-RMS_EXTRA_BITS = 8       # G, spec 2.4
-RMS_INV_BITS = 40        # Q, spec 2.4
+RMS_EXTRA_BITS = 8  # G, spec 2.4
+RMS_INV_BITS = 40  # Q, spec 2.4
 INT16_MAX_ABS = 1 << 15  # |x| of any int16 input (-32768 included): the accumulator bound's input range
-REVIN_EXTRA_BITS = 8     # G, spec 2.10
-REVIN_INV_BITS = 40      # Q, spec 2.10
+REVIN_EXTRA_BITS = 8  # G, spec 2.10
+REVIN_INV_BITS = 40  # Q, spec 2.10
 
 
-ONE = np.ones(1, dtype=np.int64)      # the INT16 narrowing as a requantization: m0 = 1 for every channel
+ONE = np.ones(1, dtype=np.int64)  # the INT16 narrowing as a requantization: m0 = 1 for every channel
 
 
 @njit(cache=True)
@@ -46,16 +47,18 @@ def conv_kx1_int16(x: I16Array, w: I16Array, b: I64Array, stride: int, shift: in
 
 
 @njit(cache=True)
-def conv_kx1_cols_int16(x: I16Array, w_cols: I16Array, b: I64Array, k_size: int, stride: int, shift: int,
-                        narrow: bool) -> tuple[I16Array, int]:
+def conv_kx1_cols_int16(
+    x: I16Array, w_cols: I16Array, b: I64Array, k_size: int, stride: int, shift: int, narrow: bool
+) -> tuple[I16Array, int]:
     """Spec 2.2 with the weights as `kernels_mac.weight_cols(w)` (int16[K*C_in, C_out]);
     narrow: int32 accumulators (the caller proved every partial sum fits, `acc_bound`)."""
     x = np.ascontiguousarray(x)
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int16)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
-    return y, conv_requant(x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow,
-                           work, part32, part64, y)
+    return y, conv_requant(
+        x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow, work, part32, part64, y
+    )
 
 
 @njit(cache=True)
@@ -114,8 +117,9 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
 
 
 @njit(cache=True)
-def lut_int16(x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int,
-              clamped: IntArray) -> tuple[I16Array, int]:
+def lut_int16(
+    x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int, clamped: IntArray
+) -> tuple[I16Array, int]:
     """Spec 2.5/2.6. x: int16[B, C, L] Q(f_x) -> y: int16[B, C, L] Q(f_y) by table[4096].
     addr_shift = f_x - 8; identity_shift = f_x - f_y (SiLU above the range); clamped[4096]
     (nonzero: the entry saturated when the table was built): each read of one counts (spec 5)."""
@@ -125,8 +129,9 @@ def lut_int16(x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, iden
 
 
 @njit(cache=True)
-def lut_int16_into(x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int, clamped: IntArray,
-                   y: I16Array) -> int:
+def lut_int16_into(
+    x: I16Array, table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int, clamped: IntArray, y: I16Array
+) -> int:
     """`lut_int16` into y; x, y contiguous (element-wise: one flat loop) -> saturations."""
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
@@ -218,9 +223,22 @@ def add_int16_into(a: I16Array, b: I16Array, a_up: int, b_up: int, shift: int, y
 
 
 @njit(cache=True)
-def s6_scan_int16(delta: I16Array, x: I16Array, bm: I16Array, cm: I16Array, a: I16Array, d: I16Array,
-                  exp_table: I16Array, addr_shift: int, h_up: int, p_up: int, h_shift: int, y_up_c: int, y_up_d: int,
-                  y_shift: int) -> tuple[I16Array, int]:
+def s6_scan_int16(
+    delta: I16Array,
+    x: I16Array,
+    bm: I16Array,
+    cm: I16Array,
+    a: I16Array,
+    d: I16Array,
+    exp_table: I16Array,
+    addr_shift: int,
+    h_up: int,
+    p_up: int,
+    h_shift: int,
+    y_up_c: int,
+    y_up_d: int,
+    y_shift: int,
+) -> tuple[I16Array, int]:
     """Spec 2.12, the Mamba-1 selective scan. delta: int16[B, E, T] Q(f_d), x: int16[B, E, T] Q(f_x),
     bm: int16[B, N, T] Q(f_B), cm: int16[B, N, T] Q(f_C), a: int16[E, N] Q(f_A) (A <= 0),
     d: int16[E] Q(f_D), exp_table: int16[EXP_SIZE] Q1.14 -> y: int16[B, E, T] Q(f_y).
@@ -228,14 +246,29 @@ def s6_scan_int16(delta: I16Array, x: I16Array, bm: I16Array, cm: I16Array, a: I
     h_up, p_up, h_shift (state update), y_up_c, y_up_d, y_shift (output). Saturations: every
     clamped state value (sat32) and output value (sat16)."""
     y = np.empty(x.shape, dtype=np.int16)
-    return y, s6_scan_int16_into(delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift,
-                                 y_up_c, y_up_d, y_shift, y)
+    return y, s6_scan_int16_into(
+        delta, x, bm, cm, a, d, exp_table, addr_shift, h_up, p_up, h_shift, y_up_c, y_up_d, y_shift, y
+    )
 
 
 @njit(cache=True)
-def s6_scan_int16_into(delta: I16Array, x: I16Array, bm: I16Array, cm: I16Array, a: I16Array, d: I16Array,
-                       exp_table: I16Array, addr_shift: int, h_up: int, p_up: int, h_shift: int, y_up_c: int,
-                       y_up_d: int, y_shift: int, y: I16Array) -> int:
+def s6_scan_int16_into(
+    delta: I16Array,
+    x: I16Array,
+    bm: I16Array,
+    cm: I16Array,
+    a: I16Array,
+    d: I16Array,
+    exp_table: I16Array,
+    addr_shift: int,
+    h_up: int,
+    p_up: int,
+    h_shift: int,
+    y_up_c: int,
+    y_up_d: int,
+    y_shift: int,
+    y: I16Array,
+) -> int:
     """`s6_scan_int16` into y (int16[B, E, T]) -> saturations."""
     n_b, e, t_len = x.shape
     n_st = a.shape[1]
@@ -342,7 +375,7 @@ def revin_denorm_int16_into(y: I16Array, x: I16Array, eps_q: int, mean_up: int, 
 # code, input tensors, weight/bias offsets and dims; then each kernel's own parameters in the
 # columns its PackedKernel names (the INT16 registry row of an op packs them by name).
 (COL_OP, COL_IN0, COL_IN1, COL_W_OFF, COL_W0, COL_W1, COL_W2, COL_B_OFF, COL_PARAMS) = range(9)
-N_PARAM_COLS = 9        # the most any kernel names (S6: 2 extra inputs + 7)
+N_PARAM_COLS = 9  # the most any kernel names (S6: 2 extra inputs + 7)
 N_COLS = COL_PARAMS + N_PARAM_COLS
 
 
@@ -351,6 +384,7 @@ class PackedKernel:
     """One kernel of the whole-program interpreter: its code and its named parameter columns.
     `extra_inputs`: columns (first in the parameter block) holding the tensor indices of the
     inputs after the second; `pack_program` fills them from the step's inputs."""
+
     code: int
     params: tuple[str, ...]
     extra_inputs: tuple[str, ...] = ()
@@ -359,15 +393,15 @@ class PackedKernel:
         return COL_PARAMS + (self.extra_inputs + self.params).index(name)
 
 
-CONV = PackedKernel(0, ("shift", "stride", "narrow"))   # weights as kernels_mac.weight_cols: [K*C_in, C_out]
-DWCONV = PackedKernel(1, ("shift",))                  # weights [C, K] (dims C, 1, K)
-RMSNORM = PackedKernel(2, ("shift", "eps_q"))         # gain [D] (dims D, 1, 1)
-LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))   # table [4096], clamped flags [4096]
-SCAN = PackedKernel(4, ("lam_frac", "u_shift"))       # second input: u
+CONV = PackedKernel(0, ("shift", "stride", "narrow"))  # weights as kernels_mac.weight_cols: [K*C_in, C_out]
+DWCONV = PackedKernel(1, ("shift",))  # weights [C, K] (dims C, 1, K)
+RMSNORM = PackedKernel(2, ("shift", "eps_q"))  # gain [D] (dims D, 1, 1)
+LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))  # table [4096], clamped flags [4096]
+SCAN = PackedKernel(4, ("lam_frac", "u_shift"))  # second input: u
 MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
 REVIN_NORM = PackedKernel(7, ("shift", "eps_q"))
-REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))   # second input: the window x
+REVIN_DENORM = PackedKernel(8, ("mean_up", "shift", "eps_q"))  # second input: the window x
 # inputs delta (IN0), x (IN1), B and C (tensor indices in_b, in_c); weights rows [A[e, :], D[e]]
 # (dims E, N + 1, 1) followed by the EXP_SIZE decay table
 S6 = PackedKernel(9, ("addr_shift", "h_up", "p_up", "h_shift", "y_up_c", "y_up_d", "y_shift"), ("in_b", "in_c"))
@@ -389,7 +423,7 @@ K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code
 
 @njit(cache=True)
 def _tensor(buf, offsets, channels, lengths, k, n_b):
-    return buf[offsets[k]:offsets[k + 1]].reshape((n_b, channels[k], lengths[k]))
+    return buf[offsets[k] : offsets[k + 1]].reshape((n_b, channels[k], lengths[k]))
 
 
 @njit(cache=True)
@@ -403,15 +437,16 @@ def program_buffer(x: IntArray, channels: I64Array, lengths: I64Array) -> tuple[
     for k in range(n_t):
         offsets[k + 1] = offsets[k] + n_b * channels[k] * lengths[k]
     buf = np.empty(offsets[n_t], dtype=x.dtype)
-    buf[:offsets[1]] = x.ravel()
+    buf[: offsets[1]] = x.ravel()
     return buf, offsets, np.zeros(n_t, dtype=np.int64)
 
 
 @njit(cache=True)
-def step_operands(r: I64Array, buf: IntArray, offsets: I64Array, channels: I64Array, lengths: I64Array,
-                  weights: IntArray, n_b: int) -> tuple[int, IntArray, IntArray]:
+def step_operands(
+    r: I64Array, buf: IntArray, offsets: I64Array, channels: I64Array, lengths: I64Array, weights: IntArray, n_b: int
+) -> tuple[int, IntArray, IntArray]:
     """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
-    w = weights[r[COL_W_OFF]:r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
+    w = weights[r[COL_W_OFF] : r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
     return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
 
 
@@ -422,15 +457,16 @@ def tensor_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]
     minimum = np.empty(n_t, dtype=np.int64)
     maximum = np.empty(n_t, dtype=np.int64)
     for k in range(n_t):
-        part = buf[offsets[k]:offsets[k + 1]]
+        part = buf[offsets[k] : offsets[k + 1]]
         minimum[k] = part.min()
         maximum[k] = part.max()
     return minimum, maximum
 
 
 @njit(cache=True)
-def program_scratch(x: IntArray, steps: I64Array, channels: I64Array,
-                    lengths: I64Array) -> tuple[I16Array, I32Array, I64Array, I64Array]:
+def program_scratch(
+    x: IntArray, steps: I64Array, channels: I64Array, lengths: I64Array
+) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
     largest tensor and the largest conv (`conv_scratch_size`; code 0 in both precisions) of a
     batch of x.shape[0] samples."""
@@ -440,8 +476,9 @@ def program_scratch(x: IntArray, steps: I64Array, channels: I64Array,
         r = steps[i]
         if r[COL_OP] == K_CONV:
             k_in = r[COL_IN0]
-            need = max(need, conv_scratch_size(n_b, channels[k_in], lengths[k_in], r[COL_W0], r[COL_W2],
-                                               lengths[i + 1]))
+            need = max(
+                need, conv_scratch_size(n_b, channels[k_in], lengths[k_in], r[COL_W0], r[COL_W2], lengths[i + 1])
+            )
     return scratch(need, np.max(channels), np.max(lengths))
 
 
@@ -466,8 +503,9 @@ def quantize_input(xf: F64Array, mul: float, div: float, zp: int, lo: int, hi: i
 
 
 @njit(cache=True)
-def run_program_int16(x: I16Array, steps: I64Array, weights: I16Array, biases: I64Array, channels: I64Array,
-                      lengths: I64Array) -> tuple[I16Array, I64Array, I64Array, I64Array, I64Array]:
+def run_program_int16(
+    x: I16Array, steps: I64Array, weights: I16Array, biases: I64Array, channels: I64Array, lengths: I64Array
+) -> tuple[I16Array, I64Array, I64Array, I64Array, I64Array]:
     """Every step of a packed program in order. x: int16[B, C_in, L] at the input format;
     steps: int64[n, N_COLS]; weights: int16[...] (weights, gains, tables, flat);
     biases: int64[...]; channels/lengths: int64[n + 1] per-sample shape of tensor k
@@ -484,12 +522,27 @@ def run_program_int16(x: I16Array, steps: I64Array, weights: I16Array, biases: I
     for i in range(steps.shape[0]):
         r = steps[i]
         kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
-        b = biases[r[COL_B_OFF]:r[COL_B_OFF] + r[COL_W0]]
+        b = biases[r[COL_B_OFF] : r[COL_B_OFF] + r[COL_W0]]
         y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
         if kernel == K_CONV:
             shift1[0] = r[CONV_SHIFT]
-            s = conv_requant(a, 0, w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])), b, r[COL_W2], r[CONV_STRIDE],
-                             ONE, shift1, 0, 16, r[CONV_NARROW] != 0, work, part32, part64, y)
+            s = conv_requant(
+                a,
+                0,
+                w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])),
+                b,
+                r[COL_W2],
+                r[CONV_STRIDE],
+                ONE,
+                shift1,
+                0,
+                16,
+                r[CONV_NARROW] != 0,
+                work,
+                part32,
+                part64,
+                y,
+            )
         elif kernel == K_DWCONV:
             shift1[0] = r[DWCONV_SHIFT]
             s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
@@ -497,18 +550,31 @@ def run_program_int16(x: I16Array, steps: I64Array, weights: I16Array, biases: I
             s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y)
         elif kernel == K_LUT:
             # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
-            s = lut_int16_into(a, w[:r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT],
-                               w[r[COL_W0]:], y)
+            s = lut_int16_into(
+                a, w[: r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT], w[r[COL_W0] :], y
+            )
         elif kernel == K_S6:
-            n_rows, width = r[COL_W0], r[COL_W1]            # E, N + 1
-            blob = weights[r[COL_W_OFF]:r[COL_W_OFF] + n_rows * width + EXP_SIZE]
-            ad = blob[:n_rows * width].reshape((n_rows, width))
-            p = r[COL_PARAMS:COL_PARAMS + N_S6_COLS]
-            s = s6_scan_int16_into(a, _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
-                                   _tensor(buf, offsets, channels, lengths, p[0], n_b),
-                                   _tensor(buf, offsets, channels, lengths, p[1], n_b),
-                                   ad[:, :width - 1], ad[:, width - 1], blob[n_rows * width:],
-                                   p[2], p[3], p[4], p[5], p[6], p[7], p[8], y)
+            n_rows, width = r[COL_W0], r[COL_W1]  # E, N + 1
+            blob = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_rows * width + EXP_SIZE]
+            ad = blob[: n_rows * width].reshape((n_rows, width))
+            p = r[COL_PARAMS : COL_PARAMS + N_S6_COLS]
+            s = s6_scan_int16_into(
+                a,
+                _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
+                _tensor(buf, offsets, channels, lengths, p[0], n_b),
+                _tensor(buf, offsets, channels, lengths, p[1], n_b),
+                ad[:, : width - 1],
+                ad[:, width - 1],
+                blob[n_rows * width :],
+                p[2],
+                p[3],
+                p[4],
+                p[5],
+                p[6],
+                p[7],
+                p[8],
+                y,
+            )
         elif kernel == K_REVIN_NORM:
             s = revin_norm_int16_into(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT], y)
         else:
@@ -520,8 +586,9 @@ def run_program_int16(x: I16Array, steps: I64Array, weights: I16Array, biases: I
             elif kernel == K_ADD:
                 s = add_int16_into(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT], y)
             else:
-                s = revin_denorm_int16_into(a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP],
-                                            r[REVIN_DENORM_SHIFT], y)
+                s = revin_denorm_int16_into(
+                    a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP], r[REVIN_DENORM_SHIFT], y
+                )
         nsat[i + 1] = s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

@@ -5,6 +5,7 @@ output channel; accumulators int32 (held in int64 here, bounded < 2^31 by the
 lowering's checks); requantization by integer multiplier + RNE shift (spec 3.3).
 Every kernel: batched channel-major ``[B, C, L]`` in, ``(int8 y, n_saturated)`` out.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,29 +37,40 @@ from intsim.kernels_mac import (
 )
 from intsim.lut import EXP_FRAC_BITS
 
-RMS_EXTRA_BITS = 8       # G, spec 3.9
-RMS_INV_BITS_INT8 = 24   # Q8, spec 3.9
-CENTERED_MAX_ABS = 255   # |x - z_x| of any int8 code: the accumulator bound's input range (spec 3.1)
+RMS_EXTRA_BITS = 8  # G, spec 3.9
+RMS_INV_BITS_INT8 = 24  # Q8, spec 3.9
+CENTERED_MAX_ABS = 255  # |x - z_x| of any int8 code: the accumulator bound's input range (spec 3.1)
 
 
-REVIN_EXTRA_BITS = 8     # G, spec 3.11
+REVIN_EXTRA_BITS = 8  # G, spec 3.11
 REVIN_INV_BITS_INT8 = 24  # Q8, spec 3.11
 
 
 @njit(cache=True)
-def conv_kx1_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int,
-                  stride: int) -> tuple[I8Array, int]:
+def conv_kx1_int8(
+    x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int, stride: int
+) -> tuple[I8Array, int]:
     """Spec 3.4. x: int8[B, C_in, L] (s_x, z_x), w: int8[C_out, C_in, K] (s_w[c]),
     b: int64[C_out] (int32 at s_x*s_w[c]), m0/shift: int64[C_out]
     -> y: int8[B, C_out, (L-K)//S+1] (s_y, z_y)."""
     w_cols = weight_cols(w)
-    narrow = acc_bound(w_cols.T, b, CENTERED_MAX_ABS) <= INT32_LIMIT     # always, for lowered weights
+    narrow = acc_bound(w_cols.T, b, CENTERED_MAX_ABS) <= INT32_LIMIT  # always, for lowered weights
     return conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, shift, y_zp, w.shape[2], stride, narrow)
 
 
 @njit(cache=True)
-def conv_kx1_cols_int8(x: I8Array, x_zp: int, w_cols: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int,
-                       k_size: int, stride: int, narrow: bool) -> tuple[I8Array, int]:
+def conv_kx1_cols_int8(
+    x: I8Array,
+    x_zp: int,
+    w_cols: I8Array,
+    b: I64Array,
+    m0: I64Array,
+    shift: I64Array,
+    y_zp: int,
+    k_size: int,
+    stride: int,
+    narrow: bool,
+) -> tuple[I8Array, int]:
     """Spec 3.4 with the weights as `kernels_mac.weight_cols(w)` (int8[K*C_in, C_out]); narrow:
     int32 accumulators (the lowering proves 255 * sum|w_q[c]| + |b_q[c]| <= 2^31 - 1, spec 3.1).
     The zero point is removed once as the input is read (int16 values in [-255, 255])."""
@@ -70,16 +82,18 @@ def conv_kx1_cols_int8(x: I8Array, x_zp: int, w_cols: I8Array, b: I64Array, m0: 
 
 
 @njit(cache=True)
-def conv1x1_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array,
-                 y_zp: int) -> tuple[I8Array, int]:
+def conv1x1_int8(
+    x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int
+) -> tuple[I8Array, int]:
     """Spec 3.4. x: int8[B, C_in, L], w: int8[C_out, C_in], b/m0/shift: int64[C_out]
     -> y: int8[B, C_out, L]. The conv_kx1 sum with K = 1, S = 1 (identical arithmetic)."""
     return conv_kx1_int8(x, x_zp, w.reshape(w.shape[0], w.shape[1], 1), b, m0, shift, y_zp, 1)
 
 
 @njit(cache=True)
-def dwconv_int8(x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array,
-                y_zp: int) -> tuple[I8Array, int]:
+def dwconv_int8(
+    x: I8Array, x_zp: int, w: I8Array, b: I64Array, m0: I64Array, shift: I64Array, y_zp: int
+) -> tuple[I8Array, int]:
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
     y = np.empty(x.shape, dtype=np.int8)
@@ -188,8 +202,9 @@ def mul_int8_into(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: 
 
 
 @njit(cache=True)
-def add_int8(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int,
-             y_zp: int) -> tuple[I8Array, int]:
+def add_int8(
+    a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int, y_zp: int
+) -> tuple[I8Array, int]:
     """Spec 3.8. y = sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y)."""
     a = np.ascontiguousarray(a)
     y = np.empty(a.shape, dtype=np.int8)
@@ -197,8 +212,9 @@ def add_int8(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, s
 
 
 @njit(cache=True)
-def add_int8_into(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int, y_zp: int,
-                  y: I8Array) -> int:
+def add_int8_into(
+    a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: int, shift: int, y_zp: int, y: I8Array
+) -> int:
     """`add_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
     nsat = 0
@@ -215,11 +231,11 @@ def add_int8_into(a: I8Array, a_zp: int, m_a: int, b: I8Array, b_zp: int, m_b: i
 # ranges; intsim/int8.py `pack_program8`), so quant8 runs in a single jitted call too. Weights,
 # gains and tables are stored as int16 (the int8 codes, exact); a convolution's int64 column
 # data is its bias, then m0, then shift, C_out values each.
-CONV8 = PackedKernel(0, ("x_zp", "y_zp", "stride", "narrow"))   # weights as kernels_mac.weight_cols
-DWCONV8 = PackedKernel(1, ("x_zp", "y_zp"))                      # weights [C, K] (dims C, 1, K)
-RMSNORM8 = PackedKernel(2, ("x_zp", "y_zp", "m0", "shift", "eps_q"))   # gain [D]
-LUT8 = PackedKernel(3, ())                                       # table [256], clamped flags [256]
-SCAN8 = PackedKernel(4, ("u_zp", "y_zp", "m0", "shift"))         # inputs lam, u
+CONV8 = PackedKernel(0, ("x_zp", "y_zp", "stride", "narrow"))  # weights as kernels_mac.weight_cols
+DWCONV8 = PackedKernel(1, ("x_zp", "y_zp"))  # weights [C, K] (dims C, 1, K)
+RMSNORM8 = PackedKernel(2, ("x_zp", "y_zp", "m0", "shift", "eps_q"))  # gain [D]
+LUT8 = PackedKernel(3, ())  # table [256], clamped flags [256]
+SCAN8 = PackedKernel(4, ("u_zp", "y_zp", "m0", "shift"))  # inputs lam, u
 MUL8 = PackedKernel(5, ("a_zp", "b_zp", "y_zp", "m0", "shift"))
 ADD8 = PackedKernel(6, ("a_zp", "b_zp", "y_zp", "shift", "m_a", "m_b"))
 KERNELS8 = (CONV8, DWCONV8, RMSNORM8, LUT8, SCAN8, MUL8, ADD8)
@@ -233,8 +249,9 @@ K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNE
 
 
 @njit(cache=True)
-def run_program_int8(x: I8Array, steps: I64Array, weights: I8Array, biases: I64Array, channels: I64Array,
-                     lengths: I64Array) -> tuple[I8Array, I64Array, I64Array, I64Array, I64Array]:
+def run_program_int8(
+    x: I8Array, steps: I64Array, weights: I8Array, biases: I64Array, channels: I64Array, lengths: I64Array
+) -> tuple[I8Array, I64Array, I64Array, I64Array, I64Array]:
     """Every step of a packed INT8 program in order; x: int8[B, C_in, L] at the input's
     (scale, zero point); the rest as `kernels_int16.run_program_int16`
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
@@ -246,18 +263,33 @@ def run_program_int8(x: I8Array, steps: I64Array, weights: I8Array, biases: I64A
         kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
         y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
         c_out = r[COL_W0]
-        b = biases[r[COL_B_OFF]:r[COL_B_OFF] + c_out]
-        m0 = biases[r[COL_B_OFF] + c_out:r[COL_B_OFF] + 2 * c_out]
-        sh = biases[r[COL_B_OFF] + 2 * c_out:r[COL_B_OFF] + 3 * c_out]
+        b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
+        m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
+        sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
         if kernel == K8_CONV:
-            s = conv_requant(a, r[C8_X_ZP], w.reshape((r[COL_W1] * r[COL_W2], c_out)), b, r[COL_W2], r[C8_STRIDE],
-                             m0, sh, r[C8_Y_ZP], 8, r[C8_NARROW] != 0, work, part32, part64, y)
+            s = conv_requant(
+                a,
+                r[C8_X_ZP],
+                w.reshape((r[COL_W1] * r[COL_W2], c_out)),
+                b,
+                r[COL_W2],
+                r[C8_STRIDE],
+                m0,
+                sh,
+                r[C8_Y_ZP],
+                8,
+                r[C8_NARROW] != 0,
+                work,
+                part32,
+                part64,
+                y,
+            )
         elif kernel == K8_DWCONV:
             s = dwconv_requant(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP], 8, row, y)
         elif kernel == K8_RMSNORM:
             s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y)
         elif kernel == K8_LUT:
-            s = lut_int8_into(a, w[:c_out], w[c_out:], y)     # the table, then its clamped flags
+            s = lut_int8_into(a, w[:c_out], w[c_out:], y)  # the table, then its clamped flags
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K8_SCAN:
@@ -272,9 +304,25 @@ def run_program_int8(x: I8Array, steps: I64Array, weights: I8Array, biases: I64A
 
 
 @njit(cache=True)
-def s6_scan_int8(delta: I8Array, d_zp: int, x: I8Array, x_zp: int, bm: I8Array, b_zp: int, cm: I8Array, c_zp: int,
-                 a: I8Array, m_a: I64Array, sh_a: I64Array, dk: I8Array, exp_table: I16Array, m_h: int, m_k: int,
-                 shift: int, y_zp: int) -> tuple[I8Array, int]:
+def s6_scan_int8(
+    delta: I8Array,
+    d_zp: int,
+    x: I8Array,
+    x_zp: int,
+    bm: I8Array,
+    b_zp: int,
+    cm: I8Array,
+    c_zp: int,
+    a: I8Array,
+    m_a: I64Array,
+    sh_a: I64Array,
+    dk: I8Array,
+    exp_table: I16Array,
+    m_h: int,
+    m_k: int,
+    shift: int,
+    y_zp: int,
+) -> tuple[I8Array, int]:
     """Spec 3.13, the Mamba-1 selective scan. delta: int8[B, E, T] (s_d, z_d), x: int8[B, E, T]
     (s_x, z_x), bm: int8[B, N, T] (s_B, z_B), cm: int8[B, N, T] (s_C, z_C); a: int8[E, N] per-row
     symmetric (s_A[e]); m_a/sh_a: int64[E] the decay-address multiplier of (s_d s_A[e]) 2^8;
@@ -300,8 +348,9 @@ def s6_scan_int8(delta: I8Array, d_zp: int, x: I8Array, x_zp: int, bm: I8Array, 
                     addr = rne_shift(-(dc * np.int64(a[ch, n])) * m_a[ch], sh_a[ch])
                     addr = min(max(addr, 0), last)
                     inj = u * (np.int64(bm[bi, n, t]) - b_zp)
-                    v, s = saturate(rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS),
-                                              EXP_FRAC_BITS), 32)
+                    v, s = saturate(
+                        rne_shift(np.int64(exp_table[addr]) * h[n] + (inj << EXP_FRAC_BITS), EXP_FRAC_BITS), 32
+                    )
                     h[n] = v
                     nsat += s
                     acc_h += (np.int64(cm[bi, n, t]) - c_zp) * v
@@ -350,8 +399,9 @@ def revin_norm_int8(x: I8Array, x_zp: int, eps_q: int, m0: int, shift: int, y_zp
 
 
 @njit(cache=True)
-def revin_denorm_int8(y: I8Array, y_zp: int, x: I8Array, x_zp: int, eps_q: int, m_a: int, m_b: int, shift: int,
-                      o_zp: int) -> tuple[I8Array, int]:
+def revin_denorm_int8(
+    y: I8Array, y_zp: int, x: I8Array, x_zp: int, eps_q: int, m_a: int, m_b: int, shift: int, o_zp: int
+) -> tuple[I8Array, int]:
     """Spec 3.11. y: int8[B, R, M] (s_y, z_y) (row-major chunks of R*M/C per channel), x: int8[B, C, L]
     (s_x, z_x) the window -> o: int8[B, R, M] (s_o, z_o); shift = SH + G: y * std + mean."""
     n_b, rows, cols = y.shape

@@ -9,6 +9,7 @@ per-channel multiplier and shift, 8 bits) into the caller's output array: no int
 Scratch (`work`, `part`, `row`) comes from the caller so a whole program reuses it across layers.
 Numba, integer only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ def weight_rows(w: IntArray) -> IntArray:
 
 
 INT32_LIMIT = (1 << 31) - 1
-POS_BLOCK = 4     # output positions accumulated together: each weight row is loaded once for four
+POS_BLOCK = 4  # output positions accumulated together: each weight row is loaded once for four
 
 
 def acc_bits(weight: np.ndarray, bias: np.ndarray, x_max_abs: int = 1 << 15) -> int:
@@ -63,7 +64,7 @@ def fill_channels_last(x: IntArray, x_zp: int, work: I16Array) -> I16Array:
     0 for INT16, z_x for INT8 whose |x - z_x| <= 255 fits int16), so the window of a Kx1 conv output
     is one contiguous run of K*C values. `work` is a caller's buffer (reused across layers)."""
     n_b, c, length = x.shape
-    rows = work[:n_b * length * c].reshape((n_b, length * c))
+    rows = work[: n_b * length * c].reshape((n_b, length * c))
     for bi in range(n_b):
         row = rows[bi]
         for ch in range(c):
@@ -74,8 +75,20 @@ def fill_channels_last(x: IntArray, x_zp: int, work: I16Array) -> I16Array:
 
 
 @njit(cache=True)
-def conv_rows_requant(x_rows: IntArray, c_in: int, w_cols: IntArray, b: I64Array, k_size: int, stride: int,
-                      m0: I64Array, sh: I64Array, zp: int, bits: int, part: IntArray, y: IntArray) -> int:
+def conv_rows_requant(
+    x_rows: IntArray,
+    c_in: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    bits: int,
+    part: IntArray,
+    y: IntArray,
+) -> int:
     """Dense Kx1 conv, requantized as it is summed. x_rows: int[B, L*C_in] (`fill_channels_last`),
     w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; per output channel o (or one value
     for all when the array has length 1): m0 (INT16: 1), sh; zp; bits (16 or 8); y: int16/int8
@@ -89,8 +102,8 @@ def conv_rows_requant(x_rows: IntArray, c_in: int, w_cols: IntArray, b: I64Array
     length = x_rows.shape[1] // c_in
     n_win, c_out = w_cols.shape
     t_out = (length - k_size) // stride + 1
-    step = padded(c_out)                              # aligned accumulator rows
-    acc = aligned(part)[:POS_BLOCK * step].reshape((POS_BLOCK, step))
+    step = padded(c_out)  # aligned accumulator rows
+    acc = aligned(part)[: POS_BLOCK * step].reshape((POS_BLOCK, step))
     n_pos = n_b * t_out
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
@@ -111,7 +124,7 @@ def conv_rows_requant(x_rows: IntArray, c_in: int, w_cols: IntArray, b: I64Array
                 x2 = x_rows[b2, s2 + j]
                 x3 = x_rows[b3, s3 + j]
                 w_col = w_cols[j]
-                for o in range(c_out):     # range indices: no negative-index checks, vectorises
+                for o in range(c_out):  # range indices: no negative-index checks, vectorises
                     wv = w_col[o]
                     a0[o] += wv * x0
                     a1[o] += wv * x1
@@ -148,8 +161,18 @@ def requant_row(acc: IntArray, m0: I64Array, sh: I64Array, zp: int, bits: int, o
 
 
 @njit(cache=True)
-def dwconv_requant(x: IntArray, x_zp: int, w: IntArray, b: I64Array, m0: I64Array, sh: I64Array, zp: int, bits: int,
-                   row: I64Array, y: IntArray) -> int:
+def dwconv_requant(
+    x: IntArray,
+    x_zp: int,
+    w: IntArray,
+    b: I64Array,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    bits: int,
+    row: I64Array,
+    y: IntArray,
+) -> int:
     """Causal depthwise conv, requantized like `conv_rows_requant`. x: int[B, C, L], x_zp: the
     input's zero point (0 for INT16), w: int[C, K], b: int64[C]; row: int64[>= L] scratch;
     y: int16/int8[B, C, L] receives the requantized acc[b, c, t] = b[c] + sum_k w[c, k]
@@ -167,7 +190,7 @@ def dwconv_requant(x: IntArray, x_zp: int, w: IntArray, b: I64Array, m0: I64Arra
                 acc[t] = bc
             for k in range(k_size):
                 wk = np.int64(w[ch, k])
-                lag = k_size - 1 - k              # tap k reads x[t - lag]
+                lag = k_size - 1 - k  # tap k reads x[t - lag]
                 for t in range(lag, length):
                     acc[t] += wk * (np.int64(xs[t - lag]) - x_zp)
             j = ch if m0.shape[0] > 1 else 0
@@ -175,13 +198,27 @@ def dwconv_requant(x: IntArray, x_zp: int, w: IntArray, b: I64Array, m0: I64Arra
     return nsat
 
 
-GEMM_MIN_POSITIONS = 64   # from this many output positions (B * T_out) on, a conv runs as one GEMM
+GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as one GEMM
 
 
 @njit(cache=True)
-def conv_requant(x: IntArray, x_zp: int, w_cols: IntArray, b: I64Array, k_size: int, stride: int, m0: I64Array,
-                 sh: I64Array, zp: int, bits: int, narrow: bool, work: I16Array, part32: I32Array, part64: I64Array,
-                 y: IntArray) -> int:
+def conv_requant(
+    x: IntArray,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    bits: int,
+    narrow: bool,
+    work: I16Array,
+    part32: I32Array,
+    part64: I64Array,
+    y: IntArray,
+) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
     (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
     Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1): position blocks with the
@@ -191,7 +228,7 @@ def conv_requant(x: IntArray, x_zp: int, w_cols: IntArray, b: I64Array, k_size: 
     n_b, c_in, length = x.shape
     n_pos = n_b * ((length - k_size) // stride + 1)
     if n_pos >= GEMM_MIN_POSITIONS:
-        cols = unroll_windows(x, x_zp, k_size, stride, work)     # aligned rows, `padded` apart
+        cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
         if narrow:
             return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
         return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, y)
@@ -204,7 +241,7 @@ def conv_requant(x: IntArray, x_zp: int, w_cols: IntArray, b: I64Array, k_size: 
 @njit(cache=True)
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
     """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
-    n_pos = (n_b * t_out + 31) // 32 * 32        # `padded`, plus a cache line for `aligned`
+    n_pos = (n_b * t_out + 31) // 32 * 32  # `padded`, plus a cache line for `aligned`
     return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * (c_out + 31)) + ALIGN_BYTES
 
 
@@ -220,7 +257,7 @@ def unroll_windows(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Ar
     base = aligned(work)
     for k in range(k_size):
         for c in range(c_in):
-            row = base[(k * c_in + c) * step:(k * c_in + c) * step + n_pos]
+            row = base[(k * c_in + c) * step : (k * c_in + c) * step + n_pos]
             for bi in range(n_b):
                 xs = x[bi, c]
                 for t in range(t_out):
@@ -229,8 +266,17 @@ def unroll_windows(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Ar
 
 
 @njit(cache=True)
-def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Array, sh: I64Array, zp: int, bits: int,
-                      part: IntArray, y: IntArray) -> int:
+def conv_gemm_requant(
+    cols: I16Array,
+    w_cols: IntArray,
+    b: I64Array,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    bits: int,
+    part: IntArray,
+    y: IntArray,
+) -> int:
     """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
     batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
     exact sums either way), four output channels at a time with the positions innermost
@@ -245,18 +291,18 @@ def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Arra
     cast = part.dtype.type
     for o in range(0, c_out, 4):
         n_o = min(4, c_out - o)
-        r0 = acc[o * a_step:o * a_step + n_pos]
-        r1 = acc[(o + 1) * a_step:(o + 1) * a_step + n_pos]
-        r2 = acc[(o + 2) * a_step:(o + 2) * a_step + n_pos]
-        r3 = acc[(o + 3) * a_step:(o + 3) * a_step + n_pos]
-        if n_o < 4:                    # the last channels one at a time (rows past c_out unused)
+        r0 = acc[o * a_step : o * a_step + n_pos]
+        r1 = acc[(o + 1) * a_step : (o + 1) * a_step + n_pos]
+        r2 = acc[(o + 2) * a_step : (o + 2) * a_step + n_pos]
+        r3 = acc[(o + 3) * a_step : (o + 3) * a_step + n_pos]
+        if n_o < 4:  # the last channels one at a time (rows past c_out unused)
             for q in range(n_o):
-                rq = acc[(o + q) * a_step:(o + q) * a_step + n_pos]
+                rq = acc[(o + q) * a_step : (o + q) * a_step + n_pos]
                 for n in range(n_pos):
                     rq[n] = b[o + q]
                 for j in range(n_win):
                     wv = cast(w_cols[j, o + q])
-                    xs = cols[j * x_step:j * x_step + n_pos]
+                    xs = cols[j * x_step : j * x_step + n_pos]
                     for n in range(n_pos):
                         rq[n] += wv * cast(xs[n])
             break
@@ -268,7 +314,7 @@ def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Arra
         for j in range(n_win):
             # operands in the accumulator's width (int32 products are exact: |w x| <= the proved bound)
             w0, w1, w2, w3 = cast(w_cols[j, o]), cast(w_cols[j, o + 1]), cast(w_cols[j, o + 2]), cast(w_cols[j, o + 3])
-            xs = cols[j * x_step:j * x_step + n_pos]
+            xs = cols[j * x_step : j * x_step + n_pos]
             for n in range(n_pos):
                 xv = cast(xs[n])
                 r0[n] += w0 * xv
@@ -279,7 +325,7 @@ def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Arra
     row = np.empty(n_pos, dtype=y.dtype)
     for o in range(c_out):
         j = o if m0.shape[0] > 1 else 0
-        nsat += requant_flat(acc[o * a_step:o * a_step + n_pos], m0[j], sh[j], zp, bits, row)
+        nsat += requant_flat(acc[o * a_step : o * a_step + n_pos], m0[j], sh[j], zp, bits, row)
         for bi in range(n_b):
             out = y[bi, o]
             for t in range(t_out):
@@ -287,7 +333,7 @@ def conv_gemm_requant(cols: I16Array, w_cols: IntArray, b: I64Array, m0: I64Arra
     return nsat
 
 
-ALIGN_BYTES = 64     # a cache line: vector loads and stores of an aligned row never split one
+ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one
 
 
 @njit(cache=True, inline="always")
@@ -321,5 +367,9 @@ def scratch(n_values: int, n_channels: int, length: int) -> tuple[I16Array, I32A
     """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
     row int64[length]); n_values at least `conv_scratch_size` of every conv it serves. One set serves
     a whole program (reused by every layer)."""
-    return (np.empty(n_values, np.int16), np.empty(n_values, np.int32),
-            np.empty(n_values, np.int64), np.empty(length, np.int64))
+    return (
+        np.empty(n_values, np.int16),
+        np.empty(n_values, np.int32),
+        np.empty(n_values, np.int64),
+        np.empty(length, np.int64),
+    )

@@ -10,6 +10,7 @@ fractional bits, clamped to [-LUT_RANGE, LUT_RANGE) = [-8, 8): 4096 entries.
 INT8: one entry per int8 input code (256 entries), so the only error is the
 output rounding.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,16 +22,28 @@ from functools import cache, lru_cache
 import numpy as np
 
 __all__ = [
-    "LUT_FRAC_BITS", "LUT_RANGE", "LUT_SIZE", "LUT_OFFSET", "FUNCTIONS",
-    "int16_table", "int8_table", "int16_table_clamped", "int8_table_clamped",
-    "max_abs_error_int16", "max_abs_error_int8", "exact_value",
-    "EXP_ADDR_FRAC_BITS", "EXP_SIZE", "EXP_FRAC_BITS", "exp_decay_table",
+    "LUT_FRAC_BITS",
+    "LUT_RANGE",
+    "LUT_SIZE",
+    "LUT_OFFSET",
+    "FUNCTIONS",
+    "int16_table",
+    "int8_table",
+    "int16_table_clamped",
+    "int8_table_clamped",
+    "max_abs_error_int16",
+    "max_abs_error_int8",
+    "exact_value",
+    "EXP_ADDR_FRAC_BITS",
+    "EXP_SIZE",
+    "EXP_FRAC_BITS",
+    "exp_decay_table",
 ]
 
-LUT_FRAC_BITS = 8                            # address resolution 2**-8
-LUT_RANGE = 8                                # table covers [-8, 8)
-LUT_SIZE = 2 * LUT_RANGE << LUT_FRAC_BITS    # 4096 entries
-LUT_OFFSET = LUT_RANGE << LUT_FRAC_BITS      # address of x = 0 is 2048
+LUT_FRAC_BITS = 8  # address resolution 2**-8
+LUT_RANGE = 8  # table covers [-8, 8)
+LUT_SIZE = 2 * LUT_RANGE << LUT_FRAC_BITS  # 4096 entries
+LUT_OFFSET = LUT_RANGE << LUT_FRAC_BITS  # address of x = 0 is 2048
 
 _DIGITS = 50
 FUNCTIONS = ("sigmoid", "silu", "softplus")
@@ -81,8 +94,10 @@ def _int16_table_cached(func: str, out_frac_bits: int) -> tuple[bytes, bytes]:
         _round_scaled(exact_value(func, Fraction(a - LUT_OFFSET, 1 << LUT_FRAC_BITS)), scale, 16)
         for a in range(LUT_SIZE)
     ]
-    return (np.asarray([v for v, _ in pairs], dtype="<i2").tobytes(),
-            np.asarray([c for _, c in pairs], dtype=np.bool_).tobytes())
+    return (
+        np.asarray([v for v, _ in pairs], dtype="<i2").tobytes(),
+        np.asarray([c for _, c in pairs], dtype=np.bool_).tobytes(),
+    )
 
 
 @cache
@@ -91,8 +106,10 @@ def _exp_decay_cached() -> bytes:
     with localcontext() as ctx:
         ctx.prec = _DIGITS
         ctx.rounding = ROUND_HALF_EVEN
-        entries = [_round_scaled((-(Decimal(a) / Decimal(1 << EXP_ADDR_FRAC_BITS))).exp(), scale, 16)[0]
-                   for a in range(EXP_SIZE)]
+        entries = [
+            _round_scaled((-(Decimal(a) / Decimal(1 << EXP_ADDR_FRAC_BITS))).exp(), scale, 16)[0]
+            for a in range(EXP_SIZE)
+        ]
     return np.asarray(entries, dtype="<i2").tobytes()
 
 
@@ -156,36 +173,38 @@ def _int8_params(in_scale, in_zero_point, out_scale, out_zero_point):
 
 
 @lru_cache(maxsize=256)
-def _int8_entries(func: str, in_scale: float, in_zero_point: int,
-                  out_scale: float, out_zero_point: int) -> tuple[tuple[int, bool], ...]:
+def _int8_entries(
+    func: str, in_scale: float, in_zero_point: int, out_scale: float, out_zero_point: int
+) -> tuple[tuple[int, bool], ...]:
     """(entry, clamped) for the 256 input codes, spec 3.5: the scales enter with their exact
     binary values; x = s_x * (q - z_x), 1 / s_y and f(x) * (1 / s_y) are each rounded to 50
     digits (half to even) before the final RNE to an integer."""
     if func not in FUNCTIONS:
         raise ValueError(f"unknown LUT function {func!r}; expected one of {FUNCTIONS}")
     in_scale, in_zero_point, out_scale, out_zero_point = _int8_params(
-        in_scale, in_zero_point, out_scale, out_zero_point)
+        in_scale, in_zero_point, out_scale, out_zero_point
+    )
     s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))
     with localcontext() as ctx:
         ctx.prec = _DIGITS
         ctx.rounding = ROUND_HALF_EVEN
         inv_out = Decimal(1) / s_out
         return tuple(
-            _round_scaled(exact_value(func, s_in * (q - int(in_zero_point))), inv_out, 8,
-                          int(out_zero_point))
-            for q in range(-128, 128))
+            _round_scaled(exact_value(func, s_in * (q - int(in_zero_point))), inv_out, 8, int(out_zero_point))
+            for q in range(-128, 128)
+        )
 
 
-def int8_table(func: str, in_scale: float, in_zero_point: int,
-               out_scale: float, out_zero_point: int) -> np.ndarray:
+def int8_table(func: str, in_scale: float, in_zero_point: int, out_scale: float, out_zero_point: int) -> np.ndarray:
     """int8[256]: entry k (input code q = k - 128) =
     sat8(RNE(f(in_scale * (q - in_zp)) / out_scale) + out_zp). Spec 3.5."""
     entries = _int8_entries(func, in_scale, in_zero_point, out_scale, out_zero_point)
     return np.asarray([v for v, _ in entries], dtype=np.int8)
 
 
-def int8_table_clamped(func: str, in_scale: float, in_zero_point: int,
-                       out_scale: float, out_zero_point: int) -> np.ndarray:
+def int8_table_clamped(
+    func: str, in_scale: float, in_zero_point: int, out_scale: float, out_zero_point: int
+) -> np.ndarray:
     """bool[256]: True where `int8_table` with the same arguments saturated the entry
     (reading it counts as a saturation, spec 5)."""
     entries = _int8_entries(func, in_scale, in_zero_point, out_scale, out_zero_point)
@@ -203,8 +222,7 @@ def max_abs_error_int16(func: str, out_frac_bits: int) -> float:
     return float(worst)
 
 
-def max_abs_error_int8(func: str, in_scale: float, in_zero_point: int,
-                       out_scale: float, out_zero_point: int) -> float:
+def max_abs_error_int8(func: str, in_scale: float, in_zero_point: int, out_scale: float, out_zero_point: int) -> float:
     """max over the 256 entries of |out_scale*(T[k]-out_zp) - f(in_scale*(q-in_zp))|."""
     table = int8_table(func, in_scale, in_zero_point, out_scale, out_zero_point)
     s_in, s_out = Decimal(float(in_scale)), Decimal(float(out_scale))

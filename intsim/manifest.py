@@ -19,6 +19,7 @@ Writing (`staged` + `publish`): every file is built in a temporary sibling folde
   the union of old and new files and last with the new list, so an interrupted run still
   names every file it may have moved in.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,12 @@ from intsim.errors import CmambaError
 @dataclass(frozen=True)
 class DirKind:
     """One kind of owned directory."""
-    manifest: str       # manifest file name in the directory
-    format: str         # the manifest's "format" value
-    version: int        # the manifest's "version" value
-    what: str           # for messages: "the report", "the project"
-    command: str        # for messages: the command that writes it
+
+    manifest: str  # manifest file name in the directory
+    format: str  # the manifest's "format" value
+    version: int  # the manifest's "version" value
+    what: str  # for messages: "the report", "the project"
+    command: str  # for messages: the command that writes it
 
 
 class OutputDirError(CmambaError):
@@ -95,10 +97,17 @@ def owned_files(out_dir: str | Path, kind: DirKind) -> list[str] | None:
         _fail(out_dir, kind, exc)
     manifest = read_manifest(out_dir, kind)
     if manifest is None:
-        what = (f"its {kind.manifest} is not a {kind.format} manifest" if (out_dir / kind.manifest).exists()
-                else f"it has no {kind.manifest}")
-        _fail(out_dir, kind, f"the directory is not empty and was not written by cmamba-hls {kind.command} "
-                             f"({what}); refusing to touch it: choose a new or empty directory")
+        what = (
+            f"its {kind.manifest} is not a {kind.format} manifest"
+            if (out_dir / kind.manifest).exists()
+            else f"it has no {kind.manifest}"
+        )
+        _fail(
+            out_dir,
+            kind,
+            f"the directory is not empty and was not written by cmamba-hls {kind.command} "
+            f"({what}); refusing to touch it: choose a new or empty directory",
+        )
     return list(manifest["files"])
 
 
@@ -159,7 +168,7 @@ def publish(tmp: Path, out_dir: str | Path, kind: DirKind, meta: dict | None = N
     out_dir = Path(out_dir)
     new = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file() or p.is_symlink())
     if kind.manifest in new:
-        raise CmambaError(f"{kind.command}: wrote its own {kind.manifest}")   # a bug, not a user error
+        raise CmambaError(f"{kind.command}: wrote its own {kind.manifest}")  # a bug, not a user error
     old = owned_files(out_dir, kind)
     try:
         if old is None:
@@ -169,8 +178,12 @@ def publish(tmp: Path, out_dir: str | Path, kind: DirKind, meta: dict | None = N
         else:
             taken = [f for f in new if f not in old and os.path.lexists(out_dir / f)]
             if taken:
-                _fail(out_dir, kind, f"{', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist(s) there "
-                                     f"but {kind.command} did not write it; move it away first")
+                _fail(
+                    out_dir,
+                    kind,
+                    f"{', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist(s) there "
+                    f"but {kind.command} did not write it; move it away first",
+                )
             _write_json(out_dir / kind.manifest, _manifest(kind, set(old) | set(new), meta))
             for rel in new:
                 (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)

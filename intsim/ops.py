@@ -18,6 +18,7 @@ registered op lacks a row in any back end. docs/adding-an-op.md is the recipe.
 
 Shapes are per sample, channel-major: (channels, length).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,11 +35,11 @@ Row = TypeVar("Row")
 class OpSpec:
     name: str
     n_inputs: int
-    weights: dict[str, int] = field(default_factory=dict)   # weight name -> ndim
-    int_attrs: tuple[str, ...] = ()                          # required positive ints
-    float_attrs: tuple[str, ...] = ()                        # required floats
+    weights: dict[str, int] = field(default_factory=dict)  # weight name -> ndim
+    int_attrs: tuple[str, ...] = ()  # required positive ints
+    float_attrs: tuple[str, ...] = ()  # required floats
     shape_rule: Callable[..., Shape] | None = None
-    spec: str = ""                                           # docs/quant-spec.md sections (INT16, INT8)
+    spec: str = ""  # docs/quant-spec.md sections (INT16, INT8)
     # A multiply-accumulate with weight + bias: the bias is stored at the accumulator format
     # f_x + f_w, and the output may not need a left shift (f_y <= f_x + f_w, spec 2).
     accumulates: bool = False
@@ -49,6 +50,7 @@ class OpSpec:
 @dataclass(frozen=True)
 class Unsupported:
     """An explicit "this back end cannot do this op" row; looking it up raises."""
+
     reason: str
 
 
@@ -73,6 +75,7 @@ class BackendTable(Generic[Row]):
         def decorate(value: Row) -> Row:
             self._rows[op] = value
             return value
+
         return decorate
 
     def unsupported(self, op: str, reason: str) -> None:
@@ -104,7 +107,7 @@ def _fail(layer: str, msg: str):
 
 
 def _conv_kx1_shape(layer, in_shapes, weights, attrs) -> Shape:
-    (c_in, length), = in_shapes
+    ((c_in, length),) = in_shapes
     w, b = weights["weight"], weights["bias"]
     k, s = attrs["kernel"], attrs["stride"]
     if w.shape[1:] != (c_in, k):
@@ -117,7 +120,7 @@ def _conv_kx1_shape(layer, in_shapes, weights, attrs) -> Shape:
 
 
 def _conv1x1_shape(layer, in_shapes, weights, attrs) -> Shape:
-    (c_in, length), = in_shapes
+    ((c_in, length),) = in_shapes
     w, b = weights["weight"], weights["bias"]
     if w.shape[1] != c_in:
         _fail(layer, f"weight shape {w.shape} does not match [C_out, C_in={c_in}]")
@@ -127,7 +130,7 @@ def _conv1x1_shape(layer, in_shapes, weights, attrs) -> Shape:
 
 
 def _dwconv_shape(layer, in_shapes, weights, attrs) -> Shape:
-    (c, length), = in_shapes
+    ((c, length),) = in_shapes
     w, b = weights["weight"], weights["bias"]
     if w.shape != (c, attrs["kernel"]):
         _fail(layer, f"weight shape {w.shape} does not match [C={c}, kernel={attrs['kernel']}]")
@@ -137,7 +140,7 @@ def _dwconv_shape(layer, in_shapes, weights, attrs) -> Shape:
 
 
 def _rmsnorm_shape(layer, in_shapes, weights, attrs) -> Shape:
-    (d, length), = in_shapes
+    ((d, length),) = in_shapes
     if weights["weight"].shape != (d,):
         _fail(layer, f"gain shape {weights['weight'].shape} does not match [D={d}]")
     _check_eps(layer, attrs)
@@ -149,7 +152,7 @@ def _check_eps(layer, attrs) -> None:
         _fail(layer, f"eps must be in (0, 1], got {attrs['eps']}")
 
 
-REVIN_MAX_L = 1 << 15    # spec 2.10 / 3.11: the integer variance numerator stays below 2^62
+REVIN_MAX_L = 1 << 15  # spec 2.10 / 3.11: the integer variance numerator stays below 2^62
 
 
 def _check_window(layer, attrs, window: Shape) -> None:
@@ -197,11 +200,20 @@ def _s6_scan_shape(layer, in_shapes, weights, attrs) -> Shape:
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("conv_kx1", 1, {"weight": 3, "bias": 1}, ("kernel", "stride"), (), _conv_kx1_shape,
-               spec="2.2, 3.4", accumulates=True),
+        OpSpec(
+            "conv_kx1",
+            1,
+            {"weight": 3, "bias": 1},
+            ("kernel", "stride"),
+            (),
+            _conv_kx1_shape,
+            spec="2.2, 3.4",
+            accumulates=True,
+        ),
         OpSpec("conv1x1", 1, {"weight": 2, "bias": 1}, (), (), _conv1x1_shape, spec="2.1, 3.4", accumulates=True),
-        OpSpec("dwconv", 1, {"weight": 2, "bias": 1}, ("kernel",), (), _dwconv_shape, spec="2.3, 3.4",
-               accumulates=True),
+        OpSpec(
+            "dwconv", 1, {"weight": 2, "bias": 1}, ("kernel",), (), _dwconv_shape, spec="2.3, 3.4", accumulates=True
+        ),
         OpSpec("rmsnorm", 1, {"weight": 1}, (), ("eps",), _rmsnorm_shape, spec="2.4, 3.9"),
         # A sigmoid's range is known: [0, 1]. Using 1 keeps lam = 1.0 representable (spec 2.7).
         OpSpec("sigmoid", 1, {}, (), (), _same_shape, spec="2.5-2.6, 3.5", output_bound=1.0),

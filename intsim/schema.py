@@ -7,6 +7,7 @@ RecursionError on a parseable but malformed document. The schema fixes types and
 every field the tool reads; cross-field rules (shapes against weights, names, known ops) stay
 in intsim/graph.py, which runs after it.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from importlib import resources
 from intsim.errors import ModelFormatError
 
 SCHEMA_FILE = "model.schema.json"
-MAX_DEPTH = 32          # nesting levels of any JSON value (the format needs 7)
+MAX_DEPTH = 32  # nesting levels of any JSON value (the format needs 7)
 
 
 @lru_cache(maxsize=1)
@@ -62,8 +63,9 @@ def validate_model_json(raw: object, where: str) -> None:
         return
     field = _field(raw, error.absolute_path)
     if error.validator == "required":
-        missing = next((k for k in error.validator_value if not isinstance(error.instance, dict)
-                        or k not in error.instance), "?")
+        missing = next(
+            (k for k in error.validator_value if not isinstance(error.instance, dict) or k not in error.instance), "?"
+        )
         problem = f"missing key '{missing}'"
     else:
         problem = error.message

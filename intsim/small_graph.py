@@ -8,6 +8,7 @@ the same float weights and scales into the same integers. Nothing is written to 
                     int8={"input": (0.05, 3), "y": (0.02, -100)})
     lower_int8(g).step("y").params["table"]
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,13 @@ from intsim.graph import INPUT_NAME, Graph, Layer
 from intsim.ops import OPS
 
 
-def small_graph(input_shape: tuple[int, int], layers: list[dict], int16: dict | None = None,
-                int8: dict | None = None, int8_rmsnorm: str = "v2") -> Graph:
+def small_graph(
+    input_shape: tuple[int, int],
+    layers: list[dict],
+    int16: dict | None = None,
+    int8: dict | None = None,
+    int8_rmsnorm: str = "v2",
+) -> Graph:
     """A validated in-memory Graph.
 
     input_shape: (C_in, L). layers: dicts with "name", "op", "inputs" and optional "weights"
@@ -38,19 +44,30 @@ def small_graph(input_shape: tuple[int, int], layers: list[dict], int16: dict | 
     if int16 is not None:
         quant["int16"] = {
             "tensors": {k: {"frac_bits": int(f)} for k, f in int16["tensors"].items()},
-            "weights": {k: {"frac_bits": int(f)} for k, f in int16.get("weights", {}).items()}}
+            "weights": {k: {"frac_bits": int(f)} for k, f in int16.get("weights", {}).items()},
+        }
     if int8 is not None:
-        quant["int8"] = {"rmsnorm": int8_rmsnorm,
-                         "tensors": {k: {"scale": float(s), "zero_point": int(z)} for k, (s, z) in int8.items()}}
+        quant["int8"] = {
+            "rmsnorm": int8_rmsnorm,
+            "tensors": {k: {"scale": float(s), "zero_point": int(z)} for k, (s, z) in int8.items()},
+        }
     out = built[-1]
     c_in = input_shape[0]
     zeros_in, ones_in = np.zeros(c_in), np.ones(c_in)
-    graph = Graph(name="small", input_shape=tuple(input_shape), output_tensor=out.name,
-                  output_channels=out.shape[0], horizon=out.shape[1],
-                  input_columns=[f"ch{i}" for i in range(c_in)],
-                  output_columns=[f"ch{i}" for i in range(out.shape[0])],
-                  norm_in_mean=zeros_in, norm_in_std=ones_in,
-                  norm_out_mean=np.zeros(out.shape[0]), norm_out_std=np.ones(out.shape[0]),
-                  layers=built, raw={})
-    graph.quant = quant                 # validated into graph.formats
+    graph = Graph(
+        name="small",
+        input_shape=tuple(input_shape),
+        output_tensor=out.name,
+        output_channels=out.shape[0],
+        horizon=out.shape[1],
+        input_columns=[f"ch{i}" for i in range(c_in)],
+        output_columns=[f"ch{i}" for i in range(out.shape[0])],
+        norm_in_mean=zeros_in,
+        norm_in_std=ones_in,
+        norm_out_mean=np.zeros(out.shape[0]),
+        norm_out_std=np.ones(out.shape[0]),
+        layers=built,
+        raw={},
+    )
+    graph.quant = quant  # validated into graph.formats
     return graph

@@ -15,6 +15,7 @@ CMamba-slim (`model.cmamba.CMambaSlim`). docs/import.md.
   as Mamba's `in_proj`, `x_proj`, `out_proj`) a zero bias, and reports what it did: mapped (from -> to),
   reshaped, zero biases, unused, missing, mismatched.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ from intsim.errors import CmambaError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
-SAFETENSORS_QUANT_KEY = "cmamba_hls.quant"      # safetensors metadata entry holding the quant JSON
+SAFETENSORS_QUANT_KEY = "cmamba_hls.quant"  # safetensors metadata entry holding the quant JSON
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
-WRAPPER_PREFIXES = ("module", "_orig_mod", "model", "backbone", "net")     # DataParallel, compile, Lightning, ...
+WRAPPER_PREFIXES = ("module", "_orig_mod", "model", "backbone", "net")  # DataParallel, compile, Lightning, ...
 BLOCK_CONTAINERS = ("blocks", "layers", "block", "layer", "blk", "h")
 TOP_ALIASES = {
     "patch_embed": ("patch_embed", "patch_embedding", "embed", "embedding", "stem"),
@@ -50,11 +51,13 @@ BLOCK_ALIASES = {
     "x_proj": ("x_proj",),
     "out_proj": ("out_proj",),
 }
-BLOCK_PARAMS = ("A_log", "D")       # parameters held by the block (Mamba: the mixer) itself, not by a layer
+BLOCK_PARAMS = ("A_log", "D")  # parameters held by the block (Mamba: the mixer) itself, not by a layer
 S6_ONLY = ("x_proj", "A_log", "D")  # what a Mamba-1 (S6) block has and a simple block lacks
 NORM_GAIN_ALIASES = ("weight", "gamma", "g", "gain")
-QUANT_KEY_RE = re.compile(r"(^|\.|_)(scale|zero_point|frac_bits|observer\w*|fake_quant\w*|activation_post_process"
-                          r"|min_val|max_val)(\.|$)")
+QUANT_KEY_RE = re.compile(
+    r"(^|\.|_)(scale|zero_point|frac_bits|observer\w*|fake_quant\w*|activation_post_process"
+    r"|min_val|max_val)(\.|$)"
+)
 
 
 class CheckpointError(CmambaError):
@@ -64,9 +67,9 @@ class CheckpointError(CmambaError):
 @dataclass
 class Checkpoint:
     tensors: dict[str, torch.Tensor]
-    kind: str                                   # "torch" or "safetensors"
-    container: str | None = None                # the key the tensors were found under
-    ignored: list[str] = field(default_factory=list)     # other top-level entries, not tensors
+    kind: str  # "torch" or "safetensors"
+    container: str | None = None  # the key the tensors were found under
+    ignored: list[str] = field(default_factory=list)  # other top-level entries, not tensors
     quant: dict | None = None
 
 
@@ -93,17 +96,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if suffix == SAFETENSORS_SUFFIX:
         return _load_safetensors(path)
     if suffix not in CHECKPOINT_SUFFIXES:
-        raise CheckpointError(f"{path}: unknown checkpoint type '{path.suffix}' (known: "
-                              f"{', '.join(CHECKPOINT_SUFFIXES + (SAFETENSORS_SUFFIX,))})")
+        raise CheckpointError(
+            f"{path}: unknown checkpoint type '{path.suffix}' (known: "
+            f"{', '.join(CHECKPOINT_SUFFIXES + (SAFETENSORS_SUFFIX,))})"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): {_refusal(exc)}; the file "
-                              f"pickles Python objects besides tensors: re-save the state dict "
-                              f"(torch.save(model.state_dict(), ...)) or convert it to .safetensors") from exc
-    except Exception as exc:            # truncated zip, not a torch file, ...: torch raises many kinds
-        raise CheckpointError(f"{path}: cannot read the checkpoint (truncated or not a torch file?): "
-                              f"{_first_line(exc)}") from exc
+        raise CheckpointError(
+            f"{path}: refused by torch.load(weights_only=True): {_refusal(exc)}; the file "
+            f"pickles Python objects besides tensors: re-save the state dict "
+            f"(torch.save(model.state_dict(), ...)) or convert it to .safetensors"
+        ) from exc
+    except Exception as exc:  # truncated zip, not a torch file, ...: torch raises many kinds
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint (truncated or not a torch file?): {_first_line(exc)}"
+        ) from exc
     return _find_tensors(path, obj, "torch")
 
 
@@ -111,15 +119,18 @@ def _load_safetensors(path: Path) -> Checkpoint:
     try:
         from safetensors import SafetensorError, safe_open
     except ModuleNotFoundError as exc:
-        raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package "
-                              f"(part of the 'train' extra: pip install -e '.[train]')") from exc
+        raise CheckpointError(
+            f"{path}: reading .safetensors needs the 'safetensors' package "
+            f"(part of the 'train' extra: pip install -e '.[train]')"
+        ) from exc
     try:
         with safe_open(str(path), framework="pt") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
             meta = fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read the safetensors file (truncated or corrupt?): "
-                              f"{_first_line(exc)}") from exc
+        raise CheckpointError(
+            f"{path}: cannot read the safetensors file (truncated or corrupt?): {_first_line(exc)}"
+        ) from exc
     quant = None
     if SAFETENSORS_QUANT_KEY in meta:
         try:
@@ -150,9 +161,11 @@ def _find_tensors(path: Path, obj, kind: str) -> Checkpoint:
             ignored = [str(k) for k in obj if k not in (key, "quant")]
             ignored += [f"{key}.{k}" for k in inner if str(k) not in tensors]
             return Checkpoint(tensors, kind, key, ignored, quant)
-    raise CheckpointError(f"{path}: holds no tensors at the top level or under "
-                          f"{', '.join(repr(k) for k in CONTAINER_KEYS)} (top-level keys: "
-                          f"{', '.join(map(str, list(obj)[:8])) or 'none'})")
+    raise CheckpointError(
+        f"{path}: holds no tensors at the top level or under "
+        f"{', '.join(repr(k) for k in CONTAINER_KEYS)} (top-level keys: "
+        f"{', '.join(map(str, list(obj)[:8])) or 'none'})"
+    )
 
 
 # ----------------------------------------------------------------------------- key mapping
@@ -170,7 +183,7 @@ def canonical_key(key: str) -> tuple[str, str | None] | None:
     while len(parts) > 2 and parts[0] in WRAPPER_PREFIXES:
         parts = parts[1:]
     m = re.fullmatch(r"([A-Za-z_]+?)_?(\d+)", parts[0])
-    if m and m.group(1) in BLOCK_CONTAINERS:                  # blk0.norm.weight
+    if m and m.group(1) in BLOCK_CONTAINERS:  # blk0.norm.weight
         parts = [m.group(1), m.group(2)] + parts[1:]
     *mods, param = parts
     if len(mods) >= 2 and mods[0] in BLOCK_CONTAINERS and mods[1].isdigit():
@@ -178,7 +191,7 @@ def canonical_key(key: str) -> tuple[str, str | None] | None:
         if rest[:1] == ["mixer"]:
             rest = rest[1:]
         prefix = f"blocks.{int(mods[1])}."
-        if not rest:                                          # layers.N.mixer.A_log
+        if not rest:  # layers.N.mixer.A_log
             return (f"{prefix}{param}", None) if param in BLOCK_PARAMS else None
         name = _alias(BLOCK_ALIASES, rest[0]) if len(rest) == 1 else None
     elif len(mods) == 1:
@@ -208,16 +221,17 @@ def _squeezed(shape) -> list[int]:
 @dataclass
 class Normalized:
     """normalize_state_dict's result: the target-named state dict and what was done to get it."""
+
     state_dict: dict[str, torch.Tensor]
-    mapped: list[tuple[str, str]] = field(default_factory=list)           # (from, to)
-    reshaped: list[tuple[str, str, str]] = field(default_factory=list)    # (key, from shape, to shape)
-    merged: list[tuple[str, str, str]] = field(default_factory=list)      # (u key, z key, fused key)
-    zero_bias: list[str] = field(default_factory=list)     # target biases set to 0: the checkpoint's layer has none
+    mapped: list[tuple[str, str]] = field(default_factory=list)  # (from, to)
+    reshaped: list[tuple[str, str, str]] = field(default_factory=list)  # (key, from shape, to shape)
+    merged: list[tuple[str, str, str]] = field(default_factory=list)  # (u key, z key, fused key)
+    zero_bias: list[str] = field(default_factory=list)  # target biases set to 0: the checkpoint's layer has none
     unused: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)      # shape mismatch, conflicts, bad values
+    problems: list[str] = field(default_factory=list)  # shape mismatch, conflicts, bad values
 
-    hint: str | None = None                                # why the errors are likely, first among them
+    hint: str | None = None  # why the errors are likely, first among them
 
     def errors(self, strict: bool = False) -> list[str]:
         out = list(self.problems)
@@ -230,12 +244,19 @@ class Normalized:
     def report_lines(self) -> list[str]:
         lines = [f"mapped ({len(self.mapped)}, from -> to):"]
         lines += [f"  {a} -> {b}" if a != b else f"  {a}" for a, b in self.mapped]
-        for title, rows in (("reshaped", [f"  {k}: {a} -> {b}" for k, a, b in self.reshaped]),
-                            ("concatenated", [f"  {u} + {z} -> {to}" for u, z, to in self.merged]),
-                            ("zero bias (the checkpoint's layer has no bias)", [f"  {k}" for k in self.zero_bias]),
-                            ("unused", [f"  {k}" + ("  (quantization parameter: not read)" if QUANT_KEY_RE.search(k)
-                                                    else "") for k in self.unused]),
-                            ("missing", [f"  {k}" for k in self.missing])):
+        for title, rows in (
+            ("reshaped", [f"  {k}: {a} -> {b}" for k, a, b in self.reshaped]),
+            ("concatenated", [f"  {u} + {z} -> {to}" for u, z, to in self.merged]),
+            ("zero bias (the checkpoint's layer has no bias)", [f"  {k}" for k in self.zero_bias]),
+            (
+                "unused",
+                [
+                    f"  {k}" + ("  (quantization parameter: not read)" if QUANT_KEY_RE.search(k) else "")
+                    for k in self.unused
+                ],
+            ),
+            ("missing", [f"  {k}" for k in self.missing]),
+        ):
             lines.append(f"{title} ({len(rows)}):" + ("" if rows else " none"))
             lines += rows
         return lines
@@ -248,13 +269,14 @@ def target_shapes(target: nn.Module | Mapping[str, Sequence[int]]) -> dict[str, 
     return {str(k): tuple(int(s) for s in v) for k, v in dict(target).items()}
 
 
-def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
-                         target: nn.Module | Mapping[str, Sequence[int]]) -> Normalized:
+def normalize_state_dict(
+    state_dict: Mapping[str, torch.Tensor], target: nn.Module | Mapping[str, Sequence[int]]
+) -> Normalized:
     """Map `state_dict` onto `target`'s keys and shapes (see the module docstring). Never raises
     for a mismatch: the result lists problems, missing and unused keys (`Normalized.errors`)."""
     want = target_shapes(target)
     res = Normalized({})
-    sources: dict[str, dict[str | None, str]] = {}          # target key -> part -> source key
+    sources: dict[str, dict[str | None, str]] = {}  # target key -> part -> source key
     for key in state_dict:
         canon = canonical_key(str(key))
         if canon is None or canon[0] not in want:
@@ -270,9 +292,14 @@ def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
     biased = {_layer_kind(k) for k in sources if k.endswith(".bias")}
     for to, shape in want.items():
         have = sources.get(to)
-        if (not have and to.startswith("blocks.") and to.endswith(".bias") and _layer_kind(to) not in biased
-                and sources.get(to[:-len("bias")] + "weight")):
-            res.state_dict[to] = torch.zeros(shape)             # Mamba's bias=False layers: no block has a bias
+        if (
+            not have
+            and to.startswith("blocks.")
+            and to.endswith(".bias")
+            and _layer_kind(to) not in biased
+            and sources.get(to[: -len("bias")] + "weight")
+        ):
+            res.state_dict[to] = torch.zeros(shape)  # Mamba's bias=False layers: no block has a bias
             res.zero_bias.append(to)
             continue
         if not have:
@@ -297,9 +324,11 @@ def normalize_state_dict(state_dict: Mapping[str, torch.Tensor],
             res.state_dict[to] = value
     s6_keys = [k for k in res.unused if (c := canonical_key(k)) and _layer_kind(c[0]) in S6_ONLY]
     if s6_keys and not any(k.endswith(".A_log") for k in want):
-        res.hint = (f"the checkpoint holds Mamba-1 (S6) weights ({', '.join(s6_keys[:3])}"
-                    f"{', ...' if len(s6_keys) > 3 else ''}) but the target has simple blocks: import it with "
-                    f"--config '{{\"block\": \"s6\", \"d_state\": N, \"dt_rank\": R, ...}}'")
+        res.hint = (
+            f"the checkpoint holds Mamba-1 (S6) weights ({', '.join(s6_keys[:3])}"
+            f"{', ...' if len(s6_keys) > 3 else ''}) but the target has simple blocks: import it with "
+            f"--config '{{\"block\": \"s6\", \"d_state\": N, \"dt_rank\": R, ...}}'"
+        )
     return res
 
 
@@ -315,8 +344,10 @@ def _fit(res: Normalized, src: str, tensor, shape: tuple, to: str):
         res.problems.append(f"{src} is a {type(tensor).__name__}, not a tensor")
         return None
     if not tensor.is_floating_point():
-        res.problems.append(f"{src} has dtype {str(tensor.dtype).replace('torch.', '')}; expected floating-point "
-                            f"weights (an integer-quantized checkpoint is not a float model)")
+        res.problems.append(
+            f"{src} has dtype {str(tensor.dtype).replace('torch.', '')}; expected floating-point "
+            f"weights (an integer-quantized checkpoint is not a float model)"
+        )
         return None
     if tuple(tensor.shape) != tuple(shape):
         if tensor.numel() != int(torch.Size(shape).numel()) or _squeezed(tensor.shape) != _squeezed(shape):

@@ -3,6 +3,7 @@
 Every op here has an exact counterpart in the exported graph (docs/model-format.md)
 and in `intsim.float_ref`; `model/export.py` writes the layers in that order.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULTS = dict(c_in=9, c_out=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                n_blocks=2, d_conv=4, horizon=16, eps=1e-5, block="simple", d_state=16, dt_rank=None)
+DEFAULTS = dict(
+    c_in=9,
+    c_out=9,
+    length=64,
+    patch=8,
+    stride=4,
+    d_model=32,
+    d_inner=64,
+    n_blocks=2,
+    d_conv=4,
+    horizon=16,
+    eps=1e-5,
+    block="simple",
+    d_state=16,
+    dt_rank=None,
+)
 BLOCKS = ("simple", "s6")
 
 
@@ -93,15 +108,16 @@ def scan(lam: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=2)
 
 
-def s6_scan(delta: torch.Tensor, x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, a: torch.Tensor,
-            d: torch.Tensor) -> torch.Tensor:
+def s6_scan(
+    delta: torch.Tensor, x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, a: torch.Tensor, d: torch.Tensor
+) -> torch.Tensor:
     """The Mamba-1 selective scan (docs/quant-spec.md 2.12): delta, x [B, E, T]; b, c [B, N, T];
     a [E, N] (= -exp(A_log)); d [E]. h_t = exp(delta_t a) h_{t-1} + delta_t b_t x_t, h_{-1} = 0;
     y_t = sum_n c_t h_t + d x_t. A Python loop over the T tokens only."""
     h = torch.zeros(x.shape[0], x.shape[1], a.shape[1], dtype=x.dtype, device=x.device)
     out = []
     for t in range(x.shape[2]):
-        dt = delta[:, :, t, None]                                           # [B, E, 1]
+        dt = delta[:, :, t, None]  # [B, E, 1]
         h = torch.exp(dt * a[None]) * h + (dt * x[:, :, t, None]) * b[:, None, :, t]
         out.append(torch.einsum("ben,bn->be", h, c[:, :, t]) + d[None, :] * x[:, :, t])
     return torch.stack(out, dim=2)
@@ -111,7 +127,7 @@ class CMambaBlock(nn.Module):
     def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5, dropout: float = 0.0):
         super().__init__()
         self.d_inner = d_inner
-        self.drop = nn.Dropout(dropout)      # training only: identity in eval / export
+        self.drop = nn.Dropout(dropout)  # training only: identity in eval / export
         self.d_conv = d_conv
         self.norm = RMSNorm(d_model, eps)
         self.in_proj = nn.Conv1d(d_model, 2 * d_inner, 1, bias=True)
@@ -122,7 +138,7 @@ class CMambaBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_proj(self.norm(x))
-        u, z = h[:, :self.d_inner], h[:, self.d_inner:]
+        u, z = h[:, : self.d_inner], h[:, self.d_inner :]
         u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
         lam = torch.sigmoid(self.dt_proj(u))
         y = scan(lam, u) * F.silu(z)
@@ -136,8 +152,16 @@ class S6Block(CMambaBlock):
     Initialisation as Mamba: A_log = log(1..N), D = 1, softplus(dt_proj.bias) log-uniform in
     [1e-3, 1e-1]."""
 
-    def __init__(self, d_model: int, d_inner: int, d_conv: int, eps: float = 1e-5, dropout: float = 0.0,
-                 d_state: int = 16, dt_rank: int = 2):
+    def __init__(
+        self,
+        d_model: int,
+        d_inner: int,
+        d_conv: int,
+        eps: float = 1e-5,
+        dropout: float = 0.0,
+        d_state: int = 16,
+        dt_rank: int = 2,
+    ):
         super().__init__(d_model, d_inner, d_conv, eps, dropout)
         self.d_state, self.dt_rank = d_state, dt_rank
         self.dt_proj = nn.Conv1d(dt_rank, d_inner, 1, bias=True)
@@ -145,19 +169,19 @@ class S6Block(CMambaBlock):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
         with torch.no_grad():
-            nn.init.uniform_(self.dt_proj.weight, -dt_rank ** -0.5, dt_rank ** -0.5)
+            nn.init.uniform_(self.dt_proj.weight, -(dt_rank**-0.5), dt_rank**-0.5)
             dt = torch.exp(torch.rand(d_inner) * (math.log(1e-1) - math.log(1e-3)) + math.log(1e-3))
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))      # softplus^-1(dt)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
             self.x_proj.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.in_proj(self.norm(x))
-        u, z = h[:, :self.d_inner], h[:, self.d_inner:]
+        u, z = h[:, : self.d_inner], h[:, self.d_inner :]
         u = F.silu(self.dwconv(F.pad(u, (self.d_conv - 1, 0))))
         xp = self.x_proj(u)
         r, n = self.dt_rank, self.d_state
         delta = F.softplus(self.dt_proj(xp[:, :r]))
-        y = s6_scan(delta, u, xp[:, r:r + n], xp[:, r + n:], -torch.exp(self.A_log), self.D) * F.silu(z)
+        y = s6_scan(delta, u, xp[:, r : r + n], xp[:, r + n :], -torch.exp(self.A_log), self.D) * F.silu(z)
         return x + self.drop(self.out_proj(y))
 
 
@@ -174,18 +198,48 @@ class CMambaSlim(nn.Module):
     dropout layer and computes exactly `module.eval()(x)`.
     """
 
-    def __init__(self, c_in: int = 9, c_out: int = 9, length: int = 64, patch: int = 8, stride: int = 4,
-                 d_model: int = 32, d_inner: int = 64, n_blocks: int = 2, d_conv: int = 4, horizon: int = 16,
-                 eps: float = 1e-5, dropout: float = 0.0, revin: bool = False, head_dim: int = 0,
-                 revin_affine: bool = False, block: str = "simple", d_state: int = 16, dt_rank: int | None = None):
+    def __init__(
+        self,
+        c_in: int = 9,
+        c_out: int = 9,
+        length: int = 64,
+        patch: int = 8,
+        stride: int = 4,
+        d_model: int = 32,
+        d_inner: int = 64,
+        n_blocks: int = 2,
+        d_conv: int = 4,
+        horizon: int = 16,
+        eps: float = 1e-5,
+        dropout: float = 0.0,
+        revin: bool = False,
+        head_dim: int = 0,
+        revin_affine: bool = False,
+        block: str = "simple",
+        d_state: int = 16,
+        dt_rank: int | None = None,
+    ):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
         if block not in BLOCKS:
             raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
-        self.hyper = dict(c_in=c_in, c_out=c_out, length=length, patch=patch, stride=stride,
-                          d_model=d_model, d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv,
-                          horizon=horizon, eps=float(eps), revin=bool(revin), head_dim=int(head_dim), block=block)
+        self.hyper = dict(
+            c_in=c_in,
+            c_out=c_out,
+            length=length,
+            patch=patch,
+            stride=stride,
+            d_model=d_model,
+            d_inner=d_inner,
+            n_blocks=n_blocks,
+            d_conv=d_conv,
+            horizon=horizon,
+            eps=float(eps),
+            revin=bool(revin),
+            head_dim=int(head_dim),
+            block=block,
+        )
         if revin_affine and (not revin or c_in != c_out):
             raise ValueError("--revin-affine needs --revin and as many output channels as input channels")
         self.revin = RevIN(eps, c_in, revin_affine) if revin else None
@@ -194,11 +248,11 @@ class CMambaSlim(nn.Module):
         if block == "s6":
             dt_rank = dt_rank or default_dt_rank(d_model)
             self.hyper.update(d_state=d_state, dt_rank=dt_rank)
-            self.blocks = nn.ModuleList(S6Block(d_model, d_inner, d_conv, eps, dropout, d_state, dt_rank)
-                                        for _ in range(n_blocks))
+            self.blocks = nn.ModuleList(
+                S6Block(d_model, d_inner, d_conv, eps, dropout, d_state, dt_rank) for _ in range(n_blocks)
+            )
         else:
-            self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps, dropout)
-                                        for _ in range(n_blocks))
+            self.blocks = nn.ModuleList(CMambaBlock(d_model, d_inner, d_conv, eps, dropout) for _ in range(n_blocks))
         self.norm_f = RMSNorm(d_model, eps)
         self.drop = nn.Dropout(dropout)
         # head_proj narrows the flatten head's input (the head holds C_out*H*width*T weights)
@@ -212,7 +266,7 @@ class CMambaSlim(nn.Module):
         h = self.drop(self.norm_f(h))
         if self.head_proj is not None:
             h = self.head_proj(h)
-        y = self.head(h)                                  # [B, C_out*H, 1]
+        y = self.head(h)  # [B, C_out*H, 1]
         y = y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
         return self.revin.denorm(y, x) if self.revin is not None else y
 

@@ -6,6 +6,7 @@ half-written (into an existing model directory, `weights/` and `model.json` are
 swapped in by rename; other files there, e.g. a README, are kept). The layer list is
 `intsim.synth.cmamba_layers`, shared with the random-model builder (docs/model.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,10 @@ def check_output_dir(out_dir: str | Path) -> Path:
         if not out_dir.is_dir():
             raise CmambaError(f"{out_dir}: exists and is not a directory")
         if any(out_dir.iterdir()) and not _is_model_dir(out_dir):
-            raise CmambaError(f"{out_dir}: refusing to write a model into a non-empty directory "
-                              f"that holds no model.json of format '{FORMAT_NAME}'")
+            raise CmambaError(
+                f"{out_dir}: refusing to write a model into a non-empty directory "
+                f"that holds no model.json of format '{FORMAT_NAME}'"
+            )
     return out_dir
 
 
@@ -99,9 +102,11 @@ def fold_revin_affine(module: CMambaSlim, weights: dict) -> None:
         return
     g, b = (t.detach().double().cpu().numpy() for t in (rev.weight, rev.bias))
     pe = {k: v.astype(np.float64) for k, v in weights["patch_embed"].items()}
-    weights["patch_embed"] = {"weight": pe["weight"] * g[None, :, None],
-                              "bias": pe["bias"] + np.einsum("oik,i->o", pe["weight"], b)}
-    rows = np.repeat(np.arange(len(g)), module.hyper["horizon"])          # head row c*H + h -> channel c
+    weights["patch_embed"] = {
+        "weight": pe["weight"] * g[None, :, None],
+        "bias": pe["bias"] + np.einsum("oik,i->o", pe["weight"], b),
+    }
+    rows = np.repeat(np.arange(len(g)), module.hyper["horizon"])  # head row c*H + h -> channel c
     hd = {k: v.astype(np.float64) for k, v in weights["head"].items()}
     weights["head"] = {"weight": hd["weight"] / g[rows, None, None], "bias": (hd["bias"] - b[rows]) / g[rows]}
 
@@ -124,8 +129,11 @@ def layer_weights(module: CMambaSlim) -> dict[str, dict[str, np.ndarray]]:
             # x_proj's R + 2N rows as three exact 1x1 convs (dt, B, C); A = -exp(A_log) as a constant
             r, n = blk.dt_rank, blk.d_state
             w_x, b_x = blk.x_proj.weight[:, :, 0], blk.x_proj.bias
-            for key, rows in (("x_proj_dt", slice(0, r)), ("x_proj_B", slice(r, r + n)),
-                              ("x_proj_C", slice(r + n, None))):
+            for key, rows in (
+                ("x_proj_dt", slice(0, r)),
+                ("x_proj_B", slice(r, r + n)),
+                ("x_proj_C", slice(r + n, None)),
+            ):
                 out[p + key] = {"weight": _np(w_x[rows]), "bias": _np(b_x[rows])}
             out[p + "scan"] = {"A": _np(-blk.A_log.detach().double().exp()), "D": _np(blk.D)}
         out[p + "out_proj"] = {"weight": _np(blk.out_proj.weight[:, :, 0]), "bias": _np(blk.out_proj.bias)}
@@ -141,15 +149,31 @@ def model_layers(module: CMambaSlim) -> list[tuple[dict, dict]]:
     """[(layer entry without 'weights', {key: float32 array})] in execution order."""
     h = module.hyper
     weights = layer_weights(module)
-    entries = cmamba_layers(len(module.blocks), h["patch"], h["stride"], h["d_conv"], module.tokens, float(h["eps"]),
-                            h.get("revin", False), bool(h.get("head_dim")), h["block"])
+    entries = cmamba_layers(
+        len(module.blocks),
+        h["patch"],
+        h["stride"],
+        h["d_conv"],
+        module.tokens,
+        float(h["eps"]),
+        h.get("revin", False),
+        bool(h.get("head_dim")),
+        h["block"],
+    )
     return [(entry, weights.get(entry["name"], {})) for entry in entries]
 
 
-def export_model(module: CMambaSlim, out_dir: str | Path, normalization: dict | None, columns: Sequence[str] | None,
-                 training_info: dict | None = None, name: str = "cmamba-slim",
-                 output_columns: Sequence[str] | None = None, check: Callable[[Path], object] | None = None,
-                 quant: dict | None = None) -> Path:
+def export_model(
+    module: CMambaSlim,
+    out_dir: str | Path,
+    normalization: dict | None,
+    columns: Sequence[str] | None,
+    training_info: dict | None = None,
+    name: str = "cmamba-slim",
+    output_columns: Sequence[str] | None = None,
+    check: Callable[[Path], object] | None = None,
+    quant: dict | None = None,
+) -> Path:
     """Write `module` (a CMambaSlim) as a model directory at `out_dir`; returns the path.
 
     normalization: either {"mean", "std"} (same stats for input and output channels,
@@ -161,8 +185,16 @@ def export_model(module: CMambaSlim, out_dir: str | Path, normalization: dict | 
     passed `check`, see write_model_dir).
     """
     h = module.hyper
-    hyper = {"d_model": h["d_model"], "d_inner": h["d_inner"], "n_blocks": h["n_blocks"], "patch": h["patch"],
-             "stride": h["stride"], "d_conv": h["d_conv"], "horizon": h["horizon"], "eps": float(h["eps"])}
+    hyper = {
+        "d_model": h["d_model"],
+        "d_inner": h["d_inner"],
+        "n_blocks": h["n_blocks"],
+        "patch": h["patch"],
+        "stride": h["stride"],
+        "d_conv": h["d_conv"],
+        "horizon": h["horizon"],
+        "eps": float(h["eps"]),
+    }
     if h["block"] == "s6":
         hyper.update(block="s6", d_state=h["d_state"], dt_rank=h["dt_rank"])
     if h.get("revin"):
@@ -170,15 +202,33 @@ def export_model(module: CMambaSlim, out_dir: str | Path, normalization: dict | 
     if h.get("head_dim"):
         hyper["head_dim"] = h["head_dim"]
     layers = model_layers(module)
-    header = model_header(name, (h["c_in"], h["length"]), layers[-1][0]["name"], (h["c_out"], h["horizon"]),
-                          normalization, columns, output_columns, hyper, training_info, quant)
+    header = model_header(
+        name,
+        (h["c_in"], h["length"]),
+        layers[-1][0]["name"],
+        (h["c_out"], h["horizon"]),
+        normalization,
+        columns,
+        output_columns,
+        hyper,
+        training_info,
+        quant,
+    )
     return write_model_dir(out_dir, layers, header, check)
 
 
-def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, output_shape: tuple[int, int],
-                 normalization: dict | None = None, columns: Sequence[str] | None = None,
-                 output_columns: Sequence[str] | None = None, hyper: dict | None = None,
-                 training_info: dict | None = None, quant: dict | None = None) -> dict:
+def model_header(
+    name: str,
+    input_shape: tuple[int, int],
+    output_tensor: str,
+    output_shape: tuple[int, int],
+    normalization: dict | None = None,
+    columns: Sequence[str] | None = None,
+    output_columns: Sequence[str] | None = None,
+    hyper: dict | None = None,
+    training_info: dict | None = None,
+    quant: dict | None = None,
+) -> dict:
     """model.json's keys other than the layers. input_shape (C_in, L); output_shape (C_out, H).
     normalization: {"mean", "std"} (both sides), {"input", "output"}, or None (identity).
     columns: input names or None (unnamed); output_columns default to `columns` when C_in == C_out."""
@@ -193,8 +243,12 @@ def model_header(name: str, input_shape: tuple[int, int], output_tensor: str, ou
             if len(cols) != n:
                 raise CmambaError(f"columns: the model has {n} {what} channel(s), got {len(cols)} {what} column names")
             block["columns"] = cols
-    header = {"name": name, "input": inp, "output": out,
-              "normalization": normalization_block(normalization, c_in, c_out)}
+    header = {
+        "name": name,
+        "input": inp,
+        "output": out,
+        "normalization": normalization_block(normalization, c_in, c_out),
+    }
     if hyper is not None:
         header["hyper"] = hyper
     header["training"] = training_info or {}
@@ -207,20 +261,29 @@ def normalization_block(normalization: dict | None, c_in: int, c_out: int) -> di
     """model.json's "normalization" from {"mean", "std"} (the same statistics for input and
     output channels), {"input": {...}, "output": {...}}, or None (identity: mean 0, std 1)."""
     if normalization is None:
-        return {"input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
-                "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out}}
+        return {
+            "input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},
+            "output": {"mean": [0.0] * c_out, "std": [1.0] * c_out},
+        }
     try:
         if "input" in normalization:
-            return {"input": _stats(normalization["input"], c_in, "input"),
-                    "output": _stats(normalization["output"], c_out, "output")}
+            return {
+                "input": _stats(normalization["input"], c_in, "input"),
+                "output": _stats(normalization["output"], c_out, "output"),
+            }
         return {"input": _stats(normalization, c_in, "input"), "output": _stats(normalization, c_out, "output")}
     except (KeyError, TypeError, ValueError) as exc:
-        raise CmambaError(f"normalization: {exc if isinstance(exc, ValueError) else f'missing or malformed {exc}'}") \
-            from exc
+        raise CmambaError(
+            f"normalization: {exc if isinstance(exc, ValueError) else f'missing or malformed {exc}'}"
+        ) from exc
 
 
-def write_model_dir(out_dir: str | Path, layers: Iterable[tuple[dict, dict]], header: dict,
-                    check: Callable[[Path], object] | None = None) -> Path:
+def write_model_dir(
+    out_dir: str | Path,
+    layers: Iterable[tuple[dict, dict]],
+    header: dict,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
     """Write a model directory: `layers` [(entry without 'weights', {key: array})] in execution
     order, each array saved as float32 weights/<layer>.<key>.npy; `header` the other model.json
     keys (name, input, output, normalization, ...). `check(tmp_dir)`, when given, runs on the
@@ -229,7 +292,7 @@ def write_model_dir(out_dir: str | Path, layers: Iterable[tuple[dict, dict]], he
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        os.chmod(tmp, 0o755)                  # mkdtemp makes 0700; a model dir is shared
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a model dir is shared
         (tmp / "weights").mkdir()
         entries = []
         for entry, weights in layers:
@@ -239,8 +302,7 @@ def write_model_dir(out_dir: str | Path, layers: Iterable[tuple[dict, dict]], he
                 for key, arr in weights.items():
                     arr = np.ascontiguousarray(np.asarray(arr).astype("<f4"))
                     if not np.all(np.isfinite(arr)):
-                        raise CmambaError(f"layer '{entry['name']}': {key} has non-finite values "
-                                          f"(training diverged?)")
+                        raise CmambaError(f"layer '{entry['name']}': {key} has non-finite values (training diverged?)")
                     rel = f"weights/{entry['name']}.{key}.npy"
                     np.save(tmp / rel, arr, allow_pickle=False)
                     entry["weights"][key] = rel
@@ -254,7 +316,7 @@ def write_model_dir(out_dir: str | Path, layers: Iterable[tuple[dict, dict]], he
         if check is not None:
             check(tmp)
         if not out_dir.exists():
-            os.rename(tmp, out_dir)          # fresh directory: one atomic rename
+            os.rename(tmp, out_dir)  # fresh directory: one atomic rename
             return out_dir
         _swap_into(tmp, out_dir)
     finally:

@@ -33,6 +33,7 @@ Layer names: a module traced to exactly the CMamba-slim layer list (`intsim.synt
 gets its canonical names and `hyper` (so `model.load.load_torch_model` reads it back);
 any other graph is named after module paths (`blocks.0.in_proj`, `blocks.0.silu_1`, ...).
 """  # noqa: E501  (the markdown table rows of this docstring)
+
 from __future__ import annotations
 
 import hashlib
@@ -80,6 +81,7 @@ class _T:
 
     layout 'CL': torch [B, C, L] (channel-major, the graph's own layout); 'LC': [B, L, C].
     flat: torch [B, C*L] (from 'CL') or [B, L*C] (from 'LC')."""
+
     name: str
     layout: str = "CL"
     flat: bool = False
@@ -90,6 +92,7 @@ class _Conv:
     """A convolution not emitted yet: its output is used only through channel selections
     (each becomes its own conv with the selected rows) or, for a symmetric-padded depthwise
     conv, through the slice that keeps its first `trim` steps (causal)."""
+
     node: torch.fx.Node
     name: str
     op: str
@@ -97,7 +100,7 @@ class _Conv:
     weight: np.ndarray
     bias: np.ndarray
     attrs: dict
-    out: _T                       # layout/flat of its output (name filled when emitted)
+    out: _T  # layout/flat of its output (name filled when emitted)
     trim: int | None = None
     emitted: _T | None = None
 
@@ -105,6 +108,7 @@ class _Conv:
 @dataclass(frozen=True)
 class _Parts:
     """chunk / split of a pending conv: the channel ranges of its parts."""
+
     conv: _Conv
     ranges: tuple[tuple[int, int], ...]
 
@@ -112,6 +116,7 @@ class _Parts:
 @dataclass(frozen=True)
 class _Padded:
     """`src` with `left` zeros in front of the time axis (the causal padding of a dwconv)."""
+
     src: _T
     left: int
 
@@ -119,6 +124,7 @@ class _Padded:
 @dataclass(frozen=True)
 class _View:
     """A length-1 tensor reshaped to [B, a, b] (the forecast [B, C_out, H]): only the output."""
+
     src: _T
     shape: tuple[int, int]
 
@@ -127,6 +133,7 @@ class _View:
 class _Other:
     """Not a tensor (a shape, a number, a parameter, an unused default argument); `value`: the
     concrete shape or size where it is one (so `x[..., :x.shape[1]]` resolves)."""
+
     what: str
     value: object = None
 
@@ -134,12 +141,13 @@ class _Other:
 @dataclass
 class TracedGraph:
     """The mapped graph, before it is written: layers [(entry, {key: float64 array})]."""
+
     layers: list[tuple[dict, dict]]
     input_shape: tuple[int, int]
     output_tensor: str
     output_channels: int
     horizon: int
-    hyper: dict | None = None                     # set when the graph is canonical CMamba-slim
+    hyper: dict | None = None  # set when the graph is canonical CMamba-slim
     n_nodes: int = 0
     shapes: dict = field(default_factory=dict)
 
@@ -243,15 +251,21 @@ class _Mapper:
             return v
         if isinstance(v, _Conv):
             if v.trim is not None:
-                self.fail(f"uses the output of the padded depthwise Conv1d '{v.name}' before its first "
-                          f"{v.trim} steps are kept (causal convolution: slice [..., :{v.trim}] right after it)")
+                self.fail(
+                    f"uses the output of the padded depthwise Conv1d '{v.name}' before its first "
+                    f"{v.trim} steps are kept (causal convolution: slice [..., :{v.trim}] right after it)"
+                )
             return self.emit_conv(v)
         if isinstance(v, _Padded):
-            self.fail("zero padding is supported only as the causal padding of a depthwise Conv1d "
-                      "(F.pad(x, (K-1, 0)) right before it)")
+            self.fail(
+                "zero padding is supported only as the causal padding of a depthwise Conv1d "
+                "(F.pad(x, (K-1, 0)) right before it)"
+            )
         if isinstance(v, _View):
-            self.fail(f"uses the reshaped output tensor '{v.src.name}' (a reshape to [B, C_out, H] must be "
-                      f"the module's output)")
+            self.fail(
+                f"uses the reshaped output tensor '{v.src.name}' (a reshape to [B, C_out, H] must be "
+                f"the module's output)"
+            )
         if isinstance(v, _Parts):
             self.fail("uses the tuple of a chunk/split as a tensor")
         self.fail(f"its {role} is {v.what}, not a tensor (registry ops take tensors only)")
@@ -268,7 +282,7 @@ class _Mapper:
         stem, k = name, 2
         while name in self.shapes:
             suffix = f"_{k}"
-            name = stem[:64 - len(suffix)] + suffix
+            name = stem[: 64 - len(suffix)] + suffix
             k += 1
         assert NAME_RE.match(name), name
         return name
@@ -279,22 +293,30 @@ class _Mapper:
             return str(node.target)
         stack = node.meta.get("nn_module_stack") or {}
         scope = next(reversed(stack.values()))[0] if stack else ""
-        base = re.sub(r"_\d+$", "", node.name)           # fx numbers nodes globally; layer_name per scope
+        base = re.sub(r"_\d+$", "", node.name)  # fx numbers nodes globally; layer_name per scope
         return f"{scope}.{base}" if scope else base
 
-    def emit(self, name: str, op: str, inputs: list[_T], weights: dict, attrs: dict | None, out: _T,
-             at: torch.fx.Node | None = None) -> _T:
+    def emit(
+        self,
+        name: str,
+        op: str,
+        inputs: list[_T],
+        weights: dict,
+        attrs: dict | None,
+        out: _T,
+        at: torch.fx.Node | None = None,
+    ) -> _T:
         """Append a layer; returns its output tensor `out` (renamed to `name`). `at`: the node whose
         torch shape the output has (default: the node being mapped)."""
         spec = OPS[op]
-        if name in self.shapes:                  # a pending conv's name taken meanwhile
+        if name in self.shapes:  # a pending conv's name taken meanwhile
             name = self.layer_name(name)
         entry = {"name": name, "op": op, "inputs": [t.name for t in inputs]}
         if attrs:
             entry["attrs"] = dict(attrs)
         try:
             shape = spec.shape_rule(name, [self.shapes[t.name] for t in inputs], weights, attrs or {})
-        except CmambaError as exc:               # a front-end bug, not a user error: say so
+        except CmambaError as exc:  # a front-end bug, not a user error: say so
             raise FrontendError(f"internal error mapping node '{self.node.name}': {exc}") from exc
         self.shapes[name] = shape
         self.layers.append((entry, weights))
@@ -311,26 +333,38 @@ class _Mapper:
     def check_shape(self, t: _T, node: torch.fx.Node) -> None:
         have = _meta_shape(node)
         if have is not None and have != self.torch_shape(t, have[0]):
-            raise FrontendError(f"internal error mapping node '{node.name}': torch shape {list(have)} "
-                                f"but the graph tensor '{t.name}' is {list(self.shapes[t.name])} ({t.layout})")
+            raise FrontendError(
+                f"internal error mapping node '{node.name}': torch shape {list(have)} "
+                f"but the graph tensor '{t.name}' is {list(self.shapes[t.name])} ({t.layout})"
+            )
 
     def emit_conv(self, conv: _Conv, rows: range | None = None) -> _T:
         """Emit `conv` whole (once) or the output channels `rows` of it (a new conv layer)."""
         if rows is None:
             if conv.emitted is None:
-                conv.emitted = self.emit(conv.name, conv.op, [conv.src],
-                                         {"weight": conv.weight, "bias": conv.bias}, conv.attrs, conv.out, conv.node)
+                conv.emitted = self.emit(
+                    conv.name,
+                    conv.op,
+                    [conv.src],
+                    {"weight": conv.weight, "bias": conv.bias},
+                    conv.attrs,
+                    conv.out,
+                    conv.node,
+                )
             return conv.emitted
         if conv.op == "dwconv":
-            self.fail(f"selects channels of the depthwise conv '{conv.name}' (each channel of a depthwise "
-                      f"conv reads its own input channel; select before it instead)")
+            self.fail(
+                f"selects channels of the depthwise conv '{conv.name}' (each channel of a depthwise "
+                f"conv reads its own input channel; select before it instead)"
+            )
         if len(rows) == 0:
             self.fail(f"selects no channel of '{conv.name}'")
         idx = np.asarray(rows)
         step = f"_{rows.step}" if rows.step != 1 else ""
         name = self.layer_name(f"{conv.name}.ch{rows.start}_{rows.stop}{step}")
-        return self.emit(name, conv.op, [conv.src], {"weight": conv.weight[idx], "bias": conv.bias[idx]},
-                         conv.attrs, conv.out)
+        return self.emit(
+            name, conv.op, [conv.src], {"weight": conv.weight[idx], "bias": conv.bias[idx]}, conv.attrs, conv.out
+        )
 
     @staticmethod
     def conv_channel_dim(conv: _Conv) -> int:
@@ -352,8 +386,9 @@ class _Mapper:
             try:
                 self.env[node] = self.visit(node)
             except _Unmappable as exc:
-                raise FrontendError(f"cannot map node '{node.name}' ({_what(node, self.modules)}) at "
-                                    f"{_source(node)}: {exc}") from None
+                raise FrontendError(
+                    f"cannot map node '{node.name}' ({_what(node, self.modules)}) at {_source(node)}: {exc}"
+                ) from None
 
     def visit(self, node: torch.fx.Node):
         if node.op == "placeholder":
@@ -407,8 +442,10 @@ class _Mapper:
             self.fail("the module returns its input unchanged")
         c, length = self.shapes[t.name]
         if length != 1 or c != c_out * horizon:
-            self.fail(f"the output tensor '{t.name}' is [{c}, {length}] per sample; the model format's output "
-                      f"is one [C_out*H, 1] tensor read as [C_out, H] (a head whose kernel spans every token)")
+            self.fail(
+                f"the output tensor '{t.name}' is [{c}, {length}] per sample; the model format's output "
+                f"is one [C_out*H, 1] tensor read as [C_out, H] (a head whose kernel spans every token)"
+            )
         self.output = (t.name, c_out, horizon)
         return v
 
@@ -423,19 +460,25 @@ class _Mapper:
             self.fail(f"torch.add with alpha={node.kwargs['alpha']} has no op in the registry")
         for arg in (a, b):
             if not isinstance(arg, torch.fx.Node):
-                self.fail(f"{op} with the constant {arg!r}: the registry's '{op}' combines two tensors of "
-                          f"the same shape (a constant factor or offset has no op)")
+                self.fail(
+                    f"{op} with the constant {arg!r}: the registry's '{op}' combines two tensors of "
+                    f"the same shape (a constant factor or offset has no op)"
+                )
         ta, tb = self.tensor(a, "first operand"), self.tensor(b, "second operand")
-        if (self.shapes[ta.name], ta.layout, ta.flat) != (self.shapes[tb.name], tb.layout, tb.flat) or \
-                _meta_shape(a) != _meta_shape(b):
-            self.fail(f"{op} of tensors shaped {list(_meta_shape(a))} and {list(_meta_shape(b))} "
-                      f"(broadcasting or mixed layouts have no op in the registry)")
+        if (self.shapes[ta.name], ta.layout, ta.flat) != (self.shapes[tb.name], tb.layout, tb.flat) or _meta_shape(
+            a
+        ) != _meta_shape(b):
+            self.fail(
+                f"{op} of tensors shaped {list(_meta_shape(a))} and {list(_meta_shape(b))} "
+                f"(broadcasting or mixed layouts have no op in the registry)"
+            )
         return self.emit(self.layer_name(self.scoped_name()), op, [ta, tb], {}, None, ta)
 
     def require_cl(self, t: _T, what: str) -> None:
         if t.flat or t.layout != "CL":
-            self.fail(f"{what} needs a channel-major [B, C, L] input; this one is "
-                      f"{'flattened' if t.flat else '[B, L, C]'}")
+            self.fail(
+                f"{what} needs a channel-major [B, C, L] input; this one is {'flattened' if t.flat else '[B, L, C]'}"
+            )
 
     def conv1d(self, node, m: nn.Conv1d):
         (k,), (s,), (d,) = m.kernel_size, m.stride, m.dilation
@@ -455,26 +498,32 @@ class _Mapper:
         name = self.layer_name(self.scoped_name())
         depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1
         if not depthwise and m.groups != 1:
-            self.fail(f"grouped Conv1d (groups={m.groups}, {m.in_channels} -> {m.out_channels}) has no op in the "
-                      f"registry (dense: groups=1; depthwise: groups = in = out channels)")
+            self.fail(
+                f"grouped Conv1d (groups={m.groups}, {m.in_channels} -> {m.out_channels}) has no op in the "
+                f"registry (dense: groups=1; depthwise: groups = in = out channels)"
+            )
         if depthwise or (m.groups == 1 and m.in_channels == m.out_channels == 1 and isinstance(x, _Padded)):
             if s != 1:
                 self.fail(f"depthwise Conv1d with stride {s} has no op in the registry")
             trim = None
             if isinstance(x, _Padded):
                 if pad != 0 or x.left != k - 1:
-                    self.fail(f"depthwise Conv1d (kernel {k}) after F.pad of {x.left} zeros on the left"
-                              f"{f' and padding={pad}' if pad else ''}: dwconv is causal, exactly K-1 = {k - 1} "
-                              f"zeros on the left")
+                    self.fail(
+                        f"depthwise Conv1d (kernel {k}) after F.pad of {x.left} zeros on the left"
+                        f"{f' and padding={pad}' if pad else ''}: dwconv is causal, exactly K-1 = {k - 1} "
+                        f"zeros on the left"
+                    )
                 src = x.src
             else:
                 src = self.tensor(node.args[0])
                 if pad == k - 1 and k > 1:
                     trim = self.shapes[src.name][1]
                 elif pad != 0 or k != 1:
-                    self.fail(f"depthwise Conv1d (kernel {k}) with padding={pad} is not causal: dwconv pads "
-                              f"K-1 zeros on the left only (F.pad(x, ({k - 1}, 0)) before it, or padding={k - 1} "
-                              f"and keep the first L outputs)")
+                    self.fail(
+                        f"depthwise Conv1d (kernel {k}) with padding={pad} is not causal: dwconv pads "
+                        f"K-1 zeros on the left only (F.pad(x, ({k - 1}, 0)) before it, or padding={k - 1} "
+                        f"and keep the first L outputs)"
+                    )
             self.require_cl(src, "a depthwise Conv1d")
             conv = _Conv(node, name, "dwconv", src, w[:, 0, :], bias, {"kernel": k}, _T("", "CL"), trim)
             return conv if trim is not None else self.pending_or_emit(node, conv)
@@ -498,8 +547,10 @@ class _Mapper:
         name = self.layer_name(self.scoped_name())
         if not src.flat:
             if src.layout != "LC":
-                self.fail("Linear acts on the last axis, which is time in a channel-major [B, C, L] tensor "
-                          "(no registry op mixes time steps that way); transpose to [B, L, C] first")
+                self.fail(
+                    "Linear acts on the last axis, which is time in a channel-major [B, C, L] tensor "
+                    "(no registry op mixes time steps that way); transpose to [B, L, C] first"
+                )
             conv = _Conv(node, name, "conv1x1", src, w, bias, {}, _T("", "LC"))
         elif length == 1:
             conv = _Conv(node, name, "conv1x1", src, w, bias, {}, _T("", "CL", flat=True))
@@ -508,8 +559,16 @@ class _Mapper:
                 wk = w.reshape(m.out_features, c, length)
             else:
                 wk = w.reshape(m.out_features, length, c).transpose(0, 2, 1)
-            conv = _Conv(node, name, "conv_kx1", src, np.ascontiguousarray(wk), bias,
-                         {"kernel": length, "stride": 1}, _T("", "CL", flat=True))
+            conv = _Conv(
+                node,
+                name,
+                "conv_kx1",
+                src,
+                np.ascontiguousarray(wk),
+                bias,
+                {"kernel": length, "stride": 1},
+                _T("", "CL", flat=True),
+            )
         return self.pending_or_emit(node, conv)
 
     def pending_or_emit(self, node, conv: _Conv):
@@ -521,16 +580,19 @@ class _Mapper:
     def rmsnorm(self, node, m: RMSNorm):
         t = self.tensor(node.args[0])
         self.require_cl(t, "the project's RMSNorm (over dim 1)")
-        return self.emit(self.layer_name(self.scoped_name()), "rmsnorm", [t], {"weight": _arr(m.weight)},
-                         {"eps": float(m.eps)}, t)
+        return self.emit(
+            self.layer_name(self.scoped_name()), "rmsnorm", [t], {"weight": _arr(m.weight)}, {"eps": float(m.eps)}, t
+        )
 
     def torch_rmsnorm(self, node, m: nn.RMSNorm):
         t = self.tensor(node.args[0])
         c, length = self.shapes[t.name]
         over_channels = (not t.flat and t.layout == "LC") or (t.flat and length == 1)
         if tuple(m.normalized_shape) != (c,) or not over_channels:
-            self.fail(f"nn.RMSNorm{tuple(m.normalized_shape)} on a tensor of shape {list(_meta_shape(node.args[0]))}: "
-                      f"rmsnorm normalises over the channels only ([B, L, C] with normalized_shape=({c},))")
+            self.fail(
+                f"nn.RMSNorm{tuple(m.normalized_shape)} on a tensor of shape {list(_meta_shape(node.args[0]))}: "
+                f"rmsnorm normalises over the channels only ([B, L, C] with normalized_shape=({c},))"
+            )
         eps = float(m.eps) if m.eps is not None else float(torch.finfo(torch.float32).eps)
         gain = _arr(m.weight) if m.weight is not None else np.ones(c)
         return self.emit(self.layer_name(self.scoped_name()), "rmsnorm", [t], {"weight": gain}, {"eps": eps}, t)
@@ -554,8 +616,9 @@ class _Mapper:
     def revin_norm(self, node: torch.fx.Node) -> _T:
         t = self.tensor(node.args[0])
         self.require_cl(t, "revin_norm (per channel over time)")
-        return self.emit(self.layer_name(self.scoped_name()), "revin_norm", [t], {},
-                         {"eps": self.revin_eps(node, 1)}, t)
+        return self.emit(
+            self.layer_name(self.scoped_name()), "revin_norm", [t], {}, {"eps": self.revin_eps(node, 1)}, t
+        )
 
     def revin_denorm(self, node: torch.fx.Node) -> _View:
         """revin_denorm(y, x, eps): y the forecast [B, C_out, H] (the head's [B, C_out*H, 1] output
@@ -565,8 +628,15 @@ class _Mapper:
         self.require_cl(x, "revin_denorm's window")
         if not isinstance(y, _View):
             self.fail("revin_denorm's forecast must be the head's [B, C_out*H, 1] output reshaped to [B, C_out, H]")
-        out = self.emit(self.layer_name(self.scoped_name()), "revin_denorm", [y.src, x], {},
-                        {"eps": self.revin_eps(node, 2)}, y.src, at=node.args[0].args[0])
+        out = self.emit(
+            self.layer_name(self.scoped_name()),
+            "revin_denorm",
+            [y.src, x],
+            {},
+            {"eps": self.revin_eps(node, 2)},
+            y.src,
+            at=node.args[0].args[0],
+        )
         return _View(out, y.shape)
 
     def pad(self, node, pads, mode="constant", value=None):
@@ -575,8 +645,10 @@ class _Mapper:
         pads = _positive_ints(pads)
         t = self.tensor(node.args[0])
         if len(pads) != 2 or pads[1] != 0 or pads[0] < 0 or t.flat or t.layout != "CL":
-            self.fail(f"pads {list(pads)}: only causal padding of the time axis (F.pad(x, (K-1, 0)) on [B, C, L]) "
-                      f"before a depthwise Conv1d is supported")
+            self.fail(
+                f"pads {list(pads)}: only causal padding of the time axis (F.pad(x, (K-1, 0)) on [B, C, L]) "
+                f"before a depthwise Conv1d is supported"
+            )
         return _Padded(t, pads[0])
 
     def select(self, node):
@@ -603,28 +675,36 @@ class _Mapper:
             if changed == [2] and dims[2] == range(v.trim):
                 conv = _Conv(node, v.name, v.op, v.src, v.weight, v.bias, v.attrs, v.out)
                 return self.pending_or_emit(node, conv)
-            self.fail(f"keeps steps {_fmt_range(dims[2])} of the padded depthwise Conv1d '{v.name}'; a causal conv "
-                      f"keeps the first {v.trim} ([..., :{v.trim}])")
+            self.fail(
+                f"keeps steps {_fmt_range(dims[2])} of the padded depthwise Conv1d '{v.name}'; a causal conv "
+                f"keeps the first {v.trim} ([..., :{v.trim}])"
+            )
         if isinstance(v, _Conv) and changed == [self.conv_channel_dim(v)]:
             return self.emit_conv(v, dims[changed[0]])
         t = self.tensor(base)
-        axes = ", ".join({0: "batch", self.channel_dim(t): "channel", self.time_dim(t): "time"}.get(i, str(i))
-                         for i in changed)
-        self.fail(f"selects part of the {axes} axis of '{t.name}': no registry op does (only a convolution's "
-                  f"output channels can be split; the front end folds such a slice into the convolution)")
+        axes = ", ".join(
+            {0: "batch", self.channel_dim(t): "channel", self.time_dim(t): "time"}.get(i, str(i)) for i in changed
+        )
+        self.fail(
+            f"selects part of the {axes} axis of '{t.name}': no registry op does (only a convolution's "
+            f"output channels can be split; the front end folds such a slice into the convolution)"
+        )
 
     def parts(self, node, how: str):
         """chunk(x, n, dim) / split(x, size or sizes, dim) of a pending conv's output channels."""
-        sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks",
-                                                                        node.kwargs.get("split_size_or_sections"))
+        sizes = (
+            node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        )
         dim = node.kwargs.get("dim", node.args[2] if len(node.args) > 2 else 0)
         v = self.val(node.args[0])
         shape = _meta_shape(node.args[0])
         dim = dim % len(shape)
         if not isinstance(v, _Conv) or v.trim is not None or dim != self.conv_channel_dim(v):
             t = self.tensor(node.args[0])
-            self.fail(f"{how} of '{t.name}' along axis {dim}: only the output channels of a convolution can be "
-                      f"split (the front end folds the split into the convolution)")
+            self.fail(
+                f"{how} of '{t.name}' along axis {dim}: only the output channels of a convolution can be "
+                f"split (the front end folds the split into the convolution)"
+            )
         total = shape[dim]
         if how == "chunk":
             step = math.ceil(total / int(sizes))
@@ -661,9 +741,11 @@ class _Mapper:
                 return _View(t, (a, b))
             if t.flat and (a, b) == ((c, length) if t.layout == "CL" else (length, c)):
                 return _T(t.name, t.layout)
-        self.fail(f"reshape {list(src_shape)} -> {list(out_shape)} of '{t.name}' ([{c}, {length}] per sample) "
-                  f"reorders the graph's values; supported: flatten before a Linear head, and a reshape of the "
-                  f"[B, C*H, 1] output to [B, C, H]")
+        self.fail(
+            f"reshape {list(src_shape)} -> {list(out_shape)} of '{t.name}' ([{c}, {length}] per sample) "
+            f"reorders the graph's values; supported: flatten before a Linear head, and a reshape of the "
+            f"[B, C*H, 1] output to [B, C, H]"
+        )
 
     def transpose(self, node, dims):
         t = self.tensor(node.args[0])
@@ -673,8 +755,10 @@ class _Mapper:
             return t
         if rank == 3 and dims in ((0, 2, 1), (1, 2), (2, 1)) and not t.flat:
             return _T(t.name, "LC" if t.layout == "CL" else "CL")
-        self.fail(f"permutes axes {list(dims)} of a {rank}-d tensor: only swapping the channel and time axes "
-                  f"of [B, C, L] is supported")
+        self.fail(
+            f"permutes axes {list(dims)} of a {rank}-d tensor: only swapping the channel and time axes "
+            f"of [B, C, L] is supported"
+        )
 
     def identity(self, node):
         return self.val(node.args[0])
@@ -687,7 +771,7 @@ class _Mapper:
 
     def shape_of(self, node):
         shape = _meta_shape(node.args[0])
-        if node.op == "call_function":                       # x.shape
+        if node.op == "call_function":  # x.shape
             return _Other("a tensor shape", shape)
         if node.target == "dim":
             return _Other("a tensor rank", len(shape))
@@ -721,7 +805,7 @@ def _index_ranges(index, shape) -> list[range] | None:
         return None
     if Ellipsis in items:
         k = items.index(Ellipsis)
-        items = items[:k] + [slice(None)] * (len(shape) - len(items) + 1) + items[k + 1:]
+        items = items[:k] + [slice(None)] * (len(shape) - len(items) + 1) + items[k + 1 :]
     items += [slice(None)] * (len(shape) - len(items))
     if len(items) != len(shape) or not all(isinstance(i, slice) for i in items):
         return None
@@ -767,12 +851,20 @@ _FUNCTIONS = {
     scan: _Mapper.scan,
     revin_norm: _Mapper.revin_norm,
     revin_denorm: _Mapper.revin_denorm,
-    F.pad: lambda self, node: self.pad(node, node.args[1] if len(node.args) > 1 else node.kwargs["pad"],
-                                       node.kwargs.get("mode", "constant"), node.kwargs.get("value")),
+    F.pad: lambda self, node: self.pad(
+        node,
+        node.args[1] if len(node.args) > 1 else node.kwargs["pad"],
+        node.kwargs.get("mode", "constant"),
+        node.kwargs.get("value"),
+    ),
     operator.getitem: _Mapper.select,
-    getattr: lambda self, node: (self.transpose(node, (0, 2, 1)) if node.args[1] == "mT"
-                                 else self.shape_of(node) if node.args[1] == "shape"
-                                 else _Other(f"the attribute .{node.args[1]}")),
+    getattr: lambda self, node: (
+        self.transpose(node, (0, 2, 1))
+        if node.args[1] == "mT"
+        else self.shape_of(node)
+        if node.args[1] == "shape"
+        else _Other(f"the attribute .{node.args[1]}")
+    ),
     torch.flatten: _Mapper.reshape,
     torch.reshape: _Mapper.reshape,
     torch.squeeze: _Mapper.reshape,
@@ -795,7 +887,8 @@ _METHODS = {
     "unsqueeze": _Mapper.reshape,
     "transpose": lambda self, node: self.transpose(node, node.args[1:3]),
     "permute": lambda self, node: self.transpose(
-        node, node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]),
+        node, node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+    ),
     "contiguous": _Mapper.identity,
     "clone": _Mapper.identity,
     "chunk": lambda self, node: self.parts(node, "chunk"),
@@ -809,8 +902,10 @@ _METHODS = {
 def _example(module: nn.Module, example_input) -> torch.Tensor:
     x = torch.as_tensor(example_input)
     if x.ndim != 3 or not x.is_floating_point() or min(x.shape) < 1:
-        raise FrontendError(f"the example input must be a float tensor [B, C_in, L] (channel-major, "
-                            f"as docs/model-format.md), got {x.dtype} {list(x.shape)}")
+        raise FrontendError(
+            f"the example input must be a float tensor [B, C_in, L] (channel-major, "
+            f"as docs/model-format.md), got {x.dtype} {list(x.shape)}"
+        )
     params = next(iter(module.parameters()), None)
     return x.to(params.dtype if params is not None else torch.float32)
 
@@ -826,23 +921,25 @@ def trace_module(module: nn.Module, example_input: torch.Tensor | np.ndarray) ->
     try:
         try:
             graph = _Tracer().trace(module)
-        except Exception as exc:          # fx raises many kinds: report the first line, never a traceback
+        except Exception as exc:  # fx raises many kinds: report the first line, never a traceback
             raise FrontendError(f"torch.fx cannot trace {type(module).__name__}: {_first_line(exc)}") from exc
         gm = torch.fx.GraphModule(module, graph)
         try:
             with torch.no_grad():
                 ShapeProp(gm).propagate(x)
         except Exception as exc:
-            raise FrontendError(f"{type(module).__name__} does not run on the example input {list(x.shape)}: "
-                                f"{_first_line(exc)}") from exc
+            raise FrontendError(
+                f"{type(module).__name__} does not run on the example input {list(x.shape)}: {_first_line(exc)}"
+            ) from exc
         mapper = _Mapper(gm)
         mapper.run()
     finally:
         module.train(was_training)
     name, c_out, horizon = mapper.output
     layers = _live(mapper.layers, name)
-    traced = TracedGraph(layers, mapper.shapes[INPUT_NAME], name, c_out, horizon,
-                         n_nodes=len(gm.graph.nodes), shapes=mapper.shapes)
+    traced = TracedGraph(
+        layers, mapper.shapes[INPUT_NAME], name, c_out, horizon, n_nodes=len(gm.graph.nodes), shapes=mapper.shapes
+    )
     _canonical_names(traced)
     return traced
 
@@ -860,12 +957,25 @@ def _canonical_ref(entries: list[dict], revin: bool, head_proj: bool) -> list[di
     """The CMamba-slim layer list (`cmamba_layers`) with the sizes `entries` imply, or None."""
     n_blocks, rest = divmod(len(entries) - 3 - 2 * revin - head_proj, 12)
     first, head = entries[int(revin)], entries[-1 - int(revin)]
-    if rest or n_blocks < 1 or first["op"] != "conv_kx1" or head["op"] != "conv_kx1" \
-            or entries[int(revin) + 1]["op"] != "rmsnorm" or entries[int(revin) + 4]["op"] != "dwconv":
+    if (
+        rest
+        or n_blocks < 1
+        or first["op"] != "conv_kx1"
+        or head["op"] != "conv_kx1"
+        or entries[int(revin) + 1]["op"] != "rmsnorm"
+        or entries[int(revin) + 4]["op"] != "dwconv"
+    ):
         return None
-    return cmamba_layers(n_blocks, first["attrs"]["kernel"], first["attrs"]["stride"],
-                         entries[int(revin) + 4]["attrs"]["kernel"], head["attrs"]["kernel"],
-                         entries[int(revin) + 1]["attrs"]["eps"], revin, head_proj)
+    return cmamba_layers(
+        n_blocks,
+        first["attrs"]["kernel"],
+        first["attrs"]["stride"],
+        entries[int(revin) + 4]["attrs"]["kernel"],
+        head["attrs"]["kernel"],
+        entries[int(revin) + 1]["attrs"]["eps"],
+        revin,
+        head_proj,
+    )
 
 
 def _canonical_names(traced: TracedGraph) -> None:
@@ -878,8 +988,11 @@ def _canonical_names(traced: TracedGraph) -> None:
             continue
         rename = {INPUT_NAME: INPUT_NAME}
         for mine, want in zip(entries, ref, strict=False):
-            if mine["op"] != want["op"] or mine.get("attrs", {}) != want.get("attrs", {}) or \
-                    [rename.get(i) for i in mine["inputs"]] != want["inputs"]:
+            if (
+                mine["op"] != want["op"]
+                or mine.get("attrs", {}) != want.get("attrs", {})
+                or [rename.get(i) for i in mine["inputs"]] != want["inputs"]
+            ):
                 break
             rename[mine["name"]] = want["name"]
         else:
@@ -892,13 +1005,18 @@ def _canonical_names(traced: TracedGraph) -> None:
     traced.shapes = {rename.get(k, k): v for k, v in shapes.items() if k in rename}
     traced.output_tensor = rename[traced.output_tensor]
     embed = next(e for e in entries if e["name"] == "patch_embed")
-    traced.hyper = {"d_model": traced.shapes["patch_embed"][0], "d_inner": traced.shapes["blk0.in_proj_u"][0],
-                    "n_blocks": sum(e["op"] == "add" for e in ref), "patch": embed["attrs"]["kernel"],
-                    "stride": embed["attrs"]["stride"],
-                    "d_conv": ref[4 + int(revin)]["attrs"]["kernel"], "horizon": traced.horizon,
-                    "eps": ref[1 + int(revin)]["attrs"]["eps"],
-                    **({"revin": True} if revin else {}),
-                    **({"head_dim": traced.shapes["head_proj"][0]} if head_proj else {})}
+    traced.hyper = {
+        "d_model": traced.shapes["patch_embed"][0],
+        "d_inner": traced.shapes["blk0.in_proj_u"][0],
+        "n_blocks": sum(e["op"] == "add" for e in ref),
+        "patch": embed["attrs"]["kernel"],
+        "stride": embed["attrs"]["stride"],
+        "d_conv": ref[4 + int(revin)]["attrs"]["kernel"],
+        "horizon": traced.horizon,
+        "eps": ref[1 + int(revin)]["attrs"]["eps"],
+        **({"revin": True} if revin else {}),
+        **({"head_dim": traced.shapes["head_proj"][0]} if head_proj else {}),
+    }
 
 
 def check_against_module(model_dir: str | Path, module: nn.Module, example_input: torch.Tensor | np.ndarray) -> float:
@@ -919,23 +1037,40 @@ def check_against_module(model_dir: str | Path, module: nn.Module, example_input
     want = want.reshape(got.shape)
     diff = float(np.max(np.abs(got - want)))
     if not diff <= CHECK_TOL * max(1.0, float(np.max(np.abs(want)))):
-        raise FrontendError(f"the traced graph's fp32 output differs from {type(module).__name__}'s by {diff:.3g} on "
-                            f"the example input (a front-end bug: please report it with the module)")
+        raise FrontendError(
+            f"the traced graph's fp32 output differs from {type(module).__name__}'s by {diff:.3g} on "
+            f"the example input (a front-end bug: please report it with the module)"
+        )
     return diff
 
 
-def from_module(module: nn.Module, example_input: torch.Tensor | np.ndarray, out_dir: str | Path,
-                name: str | None = None, normalization: dict | None = None, columns: Sequence[str] | None = None,
-                output_columns: Sequence[str] | None = None, training_info: dict | None = None) -> Path:
+def from_module(
+    module: nn.Module,
+    example_input: torch.Tensor | np.ndarray,
+    out_dir: str | Path,
+    name: str | None = None,
+    normalization: dict | None = None,
+    columns: Sequence[str] | None = None,
+    output_columns: Sequence[str] | None = None,
+    training_info: dict | None = None,
+) -> Path:
     """Trace `module` on `example_input` (float [B, C_in, L]) and write it as a model directory
     at `out_dir` (docs/model-format.md); returns the path. The written graph's fp32 reference
     is checked against the module on the example input before it replaces `out_dir`.
     normalization / columns: as model/export.py's export_model (default: identity, unnamed)."""
     out_dir = check_output_dir(out_dir)
     traced = trace_module(module, example_input)
-    header = model_header(name or type(module).__name__, traced.input_shape, traced.output_tensor,
-                          (traced.output_channels, traced.horizon), normalization, columns, output_columns,
-                          traced.hyper, training_info)
+    header = model_header(
+        name or type(module).__name__,
+        traced.input_shape,
+        traced.output_tensor,
+        (traced.output_channels, traced.horizon),
+        normalization,
+        columns,
+        output_columns,
+        traced.hyper,
+        training_info,
+    )
     where = f"{out_dir}/model.json"
 
     def check(tmp: Path) -> None:

@@ -4,6 +4,7 @@ The inverse of model/export.py: `load_torch_model(MODEL_DIR)` builds a
 `CMambaSlim` from model.json's hyper-parameters and copies every weight from
 the validated graph, so `module.eval()(x)` equals the fp32 reference.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,34 +22,53 @@ def sizes_from_weights(graph: Graph) -> dict:
     try:
         embed, inner = graph.layer("patch_embed"), graph.layer("blk0.in_proj_u")
         n_blocks = sum(1 for layer in graph.layers if layer.name.endswith(".norm") and layer.name.startswith("blk"))
-        sizes = {"d_model": embed.weights["weight"].shape[0], "d_inner": inner.weights["weight"].shape[0],
-                 "n_blocks": n_blocks, "patch": embed.attrs["kernel"], "stride": embed.attrs["stride"],
-                 "d_conv": graph.layer("blk0.dwconv").attrs["kernel"], "horizon": graph.horizon,
-                 **({"head_dim": graph.layer("head_proj").weights["weight"].shape[0]}
-                    if any(layer.name == "head_proj" for layer in graph.layers) else {})}
+        sizes = {
+            "d_model": embed.weights["weight"].shape[0],
+            "d_inner": inner.weights["weight"].shape[0],
+            "n_blocks": n_blocks,
+            "patch": embed.attrs["kernel"],
+            "stride": embed.attrs["stride"],
+            "d_conv": graph.layer("blk0.dwconv").attrs["kernel"],
+            "horizon": graph.horizon,
+            **(
+                {"head_dim": graph.layer("head_proj").weights["weight"].shape[0]}
+                if any(layer.name == "head_proj" for layer in graph.layers)
+                else {}
+            ),
+        }
         if graph.layer("blk0.scan").op == "s6_scan":
-            sizes.update(block="s6", d_state=graph.layer("blk0.x_proj_B").weights["weight"].shape[0],
-                         dt_rank=graph.layer("blk0.x_proj_dt").weights["weight"].shape[0])
+            sizes.update(
+                block="s6",
+                d_state=graph.layer("blk0.x_proj_B").weights["weight"].shape[0],
+                dt_rank=graph.layer("blk0.x_proj_dt").weights["weight"].shape[0],
+            )
         return sizes
     except KeyError as exc:
-        raise ModelFormatError(f"{graph.path}: not a CMamba-slim graph (no layer {exc}): "
-                               "cannot rebuild it in torch") from None
+        raise ModelFormatError(
+            f"{graph.path}: not a CMamba-slim graph (no layer {exc}): cannot rebuild it in torch"
+        ) from None
 
 
 def load_torch_model(model_dir: str | Path) -> CMambaSlim:
     graph = load_graph(model_dir)
     hyper = graph.raw.get("hyper") or {}
     sizes = sizes_from_weights(graph)
-    for key, value in sizes.items():       # before any allocation: absurd sizes never reach torch
+    for key, value in sizes.items():  # before any allocation: absurd sizes never reach torch
         if key not in hyper:
             raise ModelFormatError(f"{model_dir}: model.json 'hyper' lacks '{key}' (needed to rebuild the torch model)")
         if hyper[key] != value:
-            raise ModelFormatError(f"{model_dir}: model.json hyper.{key} = {hyper[key]} does not match the "
-                                   f"layer weights ({value})")
-    module = CMambaSlim(c_in=graph.input_shape[0], c_out=graph.output_channels, length=graph.input_shape[1],
-                        horizon=graph.horizon, eps=hyper.get("eps", 1e-5),
-                        revin=any(layer.op == "revin_norm" for layer in graph.layers),
-                        **{k: v for k, v in sizes.items() if k != "horizon"})
+            raise ModelFormatError(
+                f"{model_dir}: model.json hyper.{key} = {hyper[key]} does not match the layer weights ({value})"
+            )
+    module = CMambaSlim(
+        c_in=graph.input_shape[0],
+        c_out=graph.output_channels,
+        length=graph.input_shape[1],
+        horizon=graph.horizon,
+        eps=hyper.get("eps", 1e-5),
+        revin=any(layer.op == "revin_norm" for layer in graph.layers),
+        **{k: v for k, v in sizes.items() if k != "horizon"},
+    )
 
     def put(param, array):
         value = torch.from_numpy(np.asarray(array, dtype=np.float32)).reshape(param.shape)

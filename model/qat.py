@@ -18,6 +18,7 @@ So training sees the hardware's exact numbers (LUTs, rounding, saturation includ
 exported model directory reproduces the QAT forward bit for bit in `eval` (quant8 / bittrue),
 the golden model and the generated C++.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,7 +45,7 @@ from model.torch_backend import TABLES, TorchProgram, TorchRunner
 
 PRECISIONS = ("int8", "int16")
 MODE_OF = {"int8": QUANT8, "int16": BITTRUE}
-INT8_WEIGHT_MAX = 127            # symmetric int8 weight codes (spec 3.1)
+INT8_WEIGHT_MAX = 127  # symmetric int8 weight codes (spec 3.1)
 MIN_LOG_SCALE = math.log(1e-8)
 
 
@@ -80,9 +81,10 @@ class IntegerOp(torch.autograd.Function):
 class _Node:
     """One tensor of the forward: how its integer codes are computed from its inputs' codes, how
     they read as floats, and the float surrogate its backward differentiates."""
+
     name: str
     inputs: tuple[str, ...]
-    codes: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]   # int inputs -> (int output, sats)
+    codes: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]  # int inputs -> (int output, sats)
     dequantize: Callable[[torch.Tensor], torch.Tensor]
     surrogate: Callable[..., torch.Tensor]
     env: dict
@@ -108,34 +110,50 @@ class QATNetwork(nn.Module):
         self.device = torch.device(device)
         self.source_quant = copy.deepcopy(model.graph.quant)
         formats = model.graph.formats
-        self.int16 = formats.int16 if precision == "int16" else None       # QuantizationError if absent
+        self.int16 = formats.int16 if precision == "int16" else None  # QuantizationError if absent
         q8 = formats.int8 if precision == "int8" else None
         if q8 is not None and q8.rmsnorm != "v2":
-            raise UnsupportedError("INT8 RMSNorm V1 (float inside) is not integer: QAT trains the integer "
-                                   "program, calibrate with --int8-rmsnorm v2")
-        model.program_of(self.mode)           # the calibrated parameters lower (clear errors before training)
-        for layer in self.graph.layers:       # every op has a torch kernel and a surrogate (else: the layer named)
+            raise UnsupportedError(
+                "INT8 RMSNorm V1 (float inside) is not integer: QAT trains the integer "
+                "program, calibrate with --int8-rmsnorm v2"
+            )
+        model.program_of(self.mode)  # the calibrated parameters lower (clear errors before training)
+        for layer in self.graph.layers:  # every op has a torch kernel and a surrogate (else: the layer named)
             TABLES[precision].row(layer.op, layer.name)
             SURROGATE.row(layer.op, layer.name)
-        self.weights = nn.ParameterDict({
-            _key(f"{layer.name}.{k}"): nn.Parameter(torch.tensor(w, dtype=torch.float32))
-            for layer in self.graph.layers for k, w in layer.weights.items()})
+        self.weights = nn.ParameterDict(
+            {
+                _key(f"{layer.name}.{k}"): nn.Parameter(torch.tensor(w, dtype=torch.float32))
+                for layer in self.graph.layers
+                for k, w in layer.weights.items()
+            }
+        )
         self.fixed: dict = {}
         if q8 is not None:
-            self.fixed = {layer.name: INT8.row(layer.op, layer.name).fixed_output for layer in self.graph.layers
-                          if INT8.row(layer.op, layer.name).fixed_output is not None}
+            self.fixed = {
+                layer.name: INT8.row(layer.op, layer.name).fixed_output
+                for layer in self.graph.layers
+                if INT8.row(layer.op, layer.name).fixed_output is not None
+            }
             learned = [n for n in self.graph.tensor_names if n not in self.fixed]
-            self.log_scale = nn.ParameterDict({_key(n): nn.Parameter(torch.tensor(math.log(q8.qp(n).scale)))
-                                               for n in learned})
-            self.zero = nn.ParameterDict({_key(n): nn.Parameter(torch.tensor(float(q8.qp(n).zero_point)))
-                                          for n in learned})
+            self.log_scale = nn.ParameterDict(
+                {_key(n): nn.Parameter(torch.tensor(math.log(q8.qp(n).scale))) for n in learned}
+            )
+            self.zero = nn.ParameterDict(
+                {_key(n): nn.Parameter(torch.tensor(float(q8.qp(n).zero_point))) for n in learned}
+            )
             # the calibrated int8 range [s (-128 - z), s (127 - z)] of every learned tensor: the floor of
             # its learned range (`constrain`), so QAT never clips what calibration covered
             self.calibrated_range = {n: q8.qp(n).range for n in learned}
-            self.log_step = nn.ParameterDict({
-                _key(layer.name): nn.Parameter(torch.tensor(np.log(_initial_steps(layer.weights["weight"])),
-                                                            dtype=torch.float32))
-                for layer in self.graph.layers if OPS[layer.op].accumulates})
+            self.log_step = nn.ParameterDict(
+                {
+                    _key(layer.name): nn.Parameter(
+                        torch.tensor(np.log(_initial_steps(layer.weights["weight"])), dtype=torch.float32)
+                    )
+                    for layer in self.graph.layers
+                    if OPS[layer.op].accumulates
+                }
+            )
         self.to(self.device)
 
     # ---------------------------------------------------------------- parameters as the integer path sees them
@@ -182,9 +200,10 @@ class QATNetwork(nn.Module):
         """The graph as the integer path sees it now (weights as exported, float64 like a loaded model)."""
         weights = self.export_weights()
         g = copy.copy(self.graph)
-        g.layers = [dataclasses.replace(layer,
-                                        weights={k: w.astype(np.float64) for k, w in weights[layer.name].items()})
-                    for layer in self.graph.layers]
+        g.layers = [
+            dataclasses.replace(layer, weights={k: w.astype(np.float64) for k, w in weights[layer.name].items()})
+            for layer in self.graph.layers
+        ]
         quant = copy.deepcopy(self.source_quant)
         quant[self.precision] = self.quant_block()
         g.quant = quant
@@ -225,9 +244,13 @@ class QATNetwork(nn.Module):
     def _fake_weights(self, layer, w: dict, step) -> dict:
         if self.precision == "int16":
             fmt = self.int16
-            return {k: fixed_point_fake(v, fmt.bias_frac(layer), 32) if k == "bias"
-                    else fixed_point_fake(v, fmt.weight_frac(layer.name, k)) for k, v in w.items()}
-        if step is None:        # RMSNorm gain: per-tensor symmetric from its max (spec 3.9), straight through
+            return {
+                k: fixed_point_fake(v, fmt.bias_frac(layer), 32)
+                if k == "bias"
+                else fixed_point_fake(v, fmt.weight_frac(layer.name, k))
+                for k, v in w.items()
+            }
+        if step is None:  # RMSNorm gain: per-tensor symmetric from its max (spec 3.9), straight through
             return w
         s = torch.exp(step).reshape((-1,) + (1,) * (w["weight"].ndim - 1))
         return dict(w, weight=lsq_fake(w["weight"], s, 0.0, -INT8_WEIGHT_MAX, INT8_WEIGHT_MAX))
@@ -240,10 +263,11 @@ class QATNetwork(nn.Module):
         surrogate_op = SURROGATE.row(layer.op, layer.name)
 
         def surrogate(*t):
-            w = self._fake_weights(layer, dict(zip(keys, t[n_in:n_in + n_w], strict=True)),
-                                   t[n_in + n_w] if n_s else None)
+            w = self._fake_weights(
+                layer, dict(zip(keys, t[n_in : n_in + n_w], strict=True)), t[n_in + n_w] if n_s else None
+            )
             v = surrogate_op(list(t[:n_in]), w, layer.attrs)
-            return self._fake_act(layer.name, v, t[n_in + n_w + n_s:])
+            return self._fake_act(layer.name, v, t[n_in + n_w + n_s :])
 
         node = _Node(layer.name, layer.inputs, lambda xs: run(prepared, xs), dequantize, surrogate, env, sats)
         return node, params
@@ -252,7 +276,7 @@ class QATNetwork(nn.Module):
         if self.precision == "int16":
             lsb = 2.0 ** -self.int16.frac(name)
             return lambda q: q.to(torch.float32) * lsb
-        scale, zp = self._qparams(name)       # s (q - z) in float64 as the golden model, then float32
+        scale, zp = self._qparams(name)  # s (q - z) in float64 as the golden model, then float32
         return lambda q: ((q.to(torch.float64) - zp) * scale).to(torch.float32)
 
     def forward(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +294,15 @@ class QATNetwork(nn.Module):
         sats: dict = {}
         codes_in = torch.as_tensor(x_q, device=self.device).to(torch.int32).transpose(1, 2)
         x_float = torch.as_tensor(x, device=self.device).to(torch.float32).transpose(1, 2)
-        node = _Node(INPUT_NAME, (), lambda xs: (codes_in, torch.zeros((), dtype=torch.int64)),
-                     self._dequantizer(INPUT_NAME), lambda *t: self._fake_act(INPUT_NAME, t[0], t[1:]), env, sats)
+        node = _Node(
+            INPUT_NAME,
+            (),
+            lambda xs: (codes_in, torch.zeros((), dtype=torch.int64)),
+            self._dequantizer(INPUT_NAME),
+            lambda *t: self._fake_act(INPUT_NAME, t[0], t[1:]),
+            env,
+            sats,
+        )
         values = {INPUT_NAME: IntegerOp.apply(node, x_float, *self._act_params(INPUT_NAME))}
         for (_st, run, prepared), layer in zip(program.steps, self.graph.layers, strict=True):
             node, params = self._layer_node(layer, run, prepared, env, sats, self._dequantizer(layer.name))

@@ -16,6 +16,7 @@ the integer path saturates), and the learned step sizes get the LSQ gradient:
 INT16 formats are powers of two fixed by calibration: `fixed_point_fake(v, f)` has only the
 STE-with-clipping gradient.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -43,7 +44,7 @@ def lsq_fake(v: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | float, l
 def fixed_point_fake(v: torch.Tensor, frac: int, bits: int = 16) -> torch.Tensor:
     """Fake quantization to a signed fixed-point format Q(bits - frac).frac."""
     lim = 1 << (bits - 1)
-    return torch.clamp(round_ste(v * 2.0 ** frac), -lim, lim - 1) * 2.0 ** -frac
+    return torch.clamp(round_ste(v * 2.0**frac), -lim, lim - 1) * 2.0**-frac
 
 
 # ------------------------------------------------------------------ float surrogates
@@ -96,5 +97,7 @@ SURROGATE.register("revin_denorm", lambda x, w, a: _revin_denorm(x[0], x[1], a["
 SURROGATE.register("softplus", lambda x, w, a: F.softplus(x[0]))
 # The torch bit-true back end runs s6_scan (int64); its float surrogate (the gradient of the selective scan
 # through A, D and four inputs) is not written yet.
-SURROGATE.unsupported("s6_scan", "QAT has no straight-through surrogate (backward) for s6_scan yet; the forward "
-                                 "runs on the torch bit-true back end")
+SURROGATE.unsupported(
+    "s6_scan",
+    "QAT has no straight-through surrogate (backward) for s6_scan yet; the forward runs on the torch bit-true back end",
+)

@@ -13,6 +13,7 @@ always eligible).
 quantization parameters of the trained precision, the other precision calibrated afresh on the
 new weights, checked bit for bit against the QAT network before it is moved into place.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,25 +42,35 @@ class QATResult:
     config: QATConfig
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    start_val: float = math.nan      # validation loss of the calibrated start (epoch 0)
+    start_val: float = math.nan  # validation loss of the calibrated start (epoch 0)
     best_val: float = math.nan
-    start_maxae: float = math.nan    # validation MaxAE vs the float model, and saturations, of the start
+    start_maxae: float = math.nan  # validation MaxAE vs the float model, and saturations, of the start
     start_sats: int = 0
     wall_time_s: float = 0.0
 
     def record(self) -> dict:
         """The `training.qat` record of model.json."""
-        return {"precision": self.net.precision, "config": asdict(self.config), "epochs_run": len(self.history),
-                "best_epoch": self.best_epoch, "val_loss_start": self.start_val, "val_loss_best": self.best_val,
-                "val_maxae_start": self.start_maxae, "val_saturations_start": self.start_sats,
-                "wall_time_s": round(self.wall_time_s, 1), "history": self.history}
+        return {
+            "precision": self.net.precision,
+            "config": asdict(self.config),
+            "epochs_run": len(self.history),
+            "best_epoch": self.best_epoch,
+            "val_loss_start": self.start_val,
+            "val_loss_best": self.best_val,
+            "val_maxae_start": self.start_maxae,
+            "val_saturations_start": self.start_sats,
+            "wall_time_s": round(self.wall_time_s, 1),
+            "history": self.history,
+        }
 
 
 def _optimizer(net: QATNetwork, lr: float) -> torch.optim.Optimizer:
     groups = [{"params": list(net.weights.values()), "lr": lr}]
     if net.precision == "int8":
-        groups += [{"params": list(net.log_scale.values()) + list(net.log_step.values()), "lr": lr * SCALE_LR_FACTOR},
-                   {"params": list(net.zero.values()), "lr": lr * ZERO_LR_FACTOR}]
+        groups += [
+            {"params": list(net.log_scale.values()) + list(net.log_step.values()), "lr": lr * SCALE_LR_FACTOR},
+            {"params": list(net.zero.values()), "lr": lr * ZERO_LR_FACTOR},
+        ]
     return torch.optim.Adam(groups)
 
 
@@ -95,19 +106,21 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
     result.start_val, result.start_maxae, result.start_sats, start_lsb = validate()
     result.best_val = result.start_val
     best_state = copy.deepcopy(net.state_dict())
-    log(f"epoch  0/{cfg.epochs}  (calibrated start)  val {result.start_val:.6f}  MaxAE {result.start_maxae:.4f}  "
-        f"saturations {result.start_sats}")
+    log(
+        f"epoch  0/{cfg.epochs}  (calibrated start)  val {result.start_val:.6f}  MaxAE {result.start_maxae:.4f}  "
+        f"saturations {result.start_sats}"
+    )
     opt = _optimizer(net, cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     bad = 0
     for epoch in range(1, cfg.epochs + 1):
         te = time.perf_counter()
-        x_tr = x_all[(epoch - 1) % cfg.train_stride::cfg.train_stride]
-        t_tr = t_all[(epoch - 1) % cfg.train_stride::cfg.train_stride]
+        x_tr = x_all[(epoch - 1) % cfg.train_stride :: cfg.train_stride]
+        t_tr = t_all[(epoch - 1) % cfg.train_stride :: cfg.train_stride]
         perm = torch.randperm(len(x_tr), generator=gen).numpy()
         total = 0.0
         for i in range(0, len(perm), cfg.batch_size):
-            idx = np.sort(perm[i:i + cfg.batch_size])
+            idx = np.sort(perm[i : i + cfg.batch_size])
             opt.zero_grad(set_to_none=True)
             y, _ = net(x_tr[idx])
             loss = torch.mean((y - t_tr[idx]) ** 2)
@@ -125,11 +138,21 @@ def finetune(model: Model, data: dict, cfg: QATConfig, log: Callable[[str], None
             best_state = copy.deepcopy(net.state_dict())
         else:
             bad += 1
-        result.history.append({"epoch": epoch, "train_loss": round(total / len(perm), 8), "val_loss": round(val, 8),
-                               "val_maxae": round(maxae, 6), "val_saturations": sats, "eligible": eligible})
-        log(f"epoch {epoch:2d}/{cfg.epochs}  train {total / len(perm):.6f}  val {val:.6f}  MaxAE {maxae:.4f}  "
+        result.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(total / len(perm), 8),
+                "val_loss": round(val, 8),
+                "val_maxae": round(maxae, 6),
+                "val_saturations": sats,
+                "eligible": eligible,
+            }
+        )
+        log(
+            f"epoch {epoch:2d}/{cfg.epochs}  train {total / len(perm):.6f}  val {val:.6f}  MaxAE {maxae:.4f}  "
             f"saturations {sats}{'' if eligible else ' (worse than the start: not eligible)'}  "
-            f"best {result.best_val:.6f} @ {result.best_epoch}  ({time.perf_counter() - te:.1f} s)")
+            f"best {result.best_val:.6f} @ {result.best_epoch}  ({time.perf_counter() - te:.1f} s)"
+        )
         if bad >= cfg.patience:
             break
     net.load_state_dict(best_state)
@@ -142,13 +165,17 @@ def _calibration_settings(quant: dict) -> dict:
     calibrating the precision QAT did not train on the new weights."""
     q16, q8 = quant.get("int16") or {}, quant.get("int8") or {}
     method = q16.get("method") if q16.get("method") in METHODS else "maxabs"
-    return {"method": method, "formats": q16.get("formats") if q16.get("formats") in FORMAT_CHOICES else "q88",
-            "int8_method": q8.get("method") if q8.get("method") in INT8_METHODS else method,
-            "int8_rmsnorm": q8.get("rmsnorm") or "v2"}
+    return {
+        "method": method,
+        "formats": q16.get("formats") if q16.get("formats") in FORMAT_CHOICES else "q88",
+        "int8_method": q8.get("method") if q8.get("method") in INT8_METHODS else method,
+        "int8_rmsnorm": q8.get("rmsnorm") or "v2",
+    }
 
 
-def export_qat(result: QATResult, out_dir: str | Path, x_cal: np.ndarray, probe: np.ndarray,
-               record: dict | None = None) -> Path:
+def export_qat(
+    result: QATResult, out_dir: str | Path, x_cal: np.ndarray, probe: np.ndarray, record: dict | None = None
+) -> Path:
     """Write the QAT model to `out_dir` (model/export.py's writer: a temporary sibling renamed into
     place). quant.<precision> holds the learned parameters; the other precision is calibrated on
     `x_cal` (normalised windows) with the source model's settings. Before the directory is moved
@@ -173,7 +200,9 @@ def export_qat(result: QATResult, out_dir: str | Path, x_cal: np.ndarray, probe:
     def check(tmp: Path) -> None:
         got = load_model(tmp).run(probe, net.mode)
         if got.output_q.tobytes() != expected.output_q.tobytes():
-            raise CmambaError(f"internal error: the exported model's {net.mode.name} output differs from the QAT "
-                              f"network's; nothing written")
+            raise CmambaError(
+                f"internal error: the exported model's {net.mode.name} output differs from the QAT "
+                f"network's; nothing written"
+            )
 
     return write_model_dir(out_dir, layers, header, check=check)

@@ -16,6 +16,7 @@ statistics (saturations, min, max, size). Host-side input quantization is the go
 intsim discovers this back end through the `cmamba_hls.backends` entry point (pyproject.toml),
 so `Model.run(..., backend="torch")` works without intsim importing torch or this package.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -66,7 +67,7 @@ class TorchProgram:
         return env, sats
 
 
-CPU_CHUNK = 256                  # windows per program run on CPU: each layer's tensors stay cache-sized
+CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cache-sized
 
 
 class TorchRunner:
@@ -85,8 +86,10 @@ class TorchRunner:
         the model lowers again, e.g. after `Model.invalidate()`)."""
         mode = get_mode(mode)
         if not mode.integer:
-            raise UnsupportedError(f"mode '{mode.name}' is float; the torch bit-true back end runs the integer "
-                                   f"modes ({BITTRUE.name}, {QUANT8.name})")
+            raise UnsupportedError(
+                f"mode '{mode.name}' is float; the torch bit-true back end runs the integer "
+                f"modes ({BITTRUE.name}, {QUANT8.name})"
+            )
         lowered = self.model.program_of(mode)
         cached = self._programs.get(mode.precision)
         if cached is None or cached[0] is not lowered:
@@ -116,8 +119,9 @@ class TorchRunner:
             res.output, res.output_q = res.output[0], res.output_q[0]
         return res
 
-    def run_int(self, x_q: np.ndarray, mode: str | Mode = BITTRUE,
-                capture: bool | Iterable[str] | None = None) -> RunResult:
+    def run_int(
+        self, x_q: np.ndarray, mode: str | Mode = BITTRUE, capture: bool | Iterable[str] | None = None
+    ) -> RunResult:
         """From integer codes: x_q int16 (bittrue) / int8 (quant8) [B, C_in, L] at the input format
         (`Model.run_int16` / `Model.run_int8`)."""
         mode = get_mode(mode)
@@ -129,26 +133,32 @@ class TorchRunner:
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 
-        def host(t: torch.Tensor) -> np.ndarray:      # [B, L, C] int32 -> numpy [B, C, L] int16 / int8
+        def host(t: torch.Tensor) -> np.ndarray:  # [B, L, C] int32 -> numpy [B, C, L] int16 / int8
             return np.ascontiguousarray(t.transpose(1, 2).cpu().numpy().astype(dtype))
 
         out_q = self.model._shape_output(host(env[prog.program.output_tensor]))
         tensors = {n: host(env[n]) for n in names if _wants(capture, n)} if capture else {}
         if mode.precision == "int16":
             fracs = [prog.program.frac_of(n) for n in names]
-            values = [(float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f)))
-                      for a, b, f in zip(lo, hi, fracs, strict=True)]
+            values = [
+                (float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f)))
+                for a, b, f in zip(lo, hi, fracs, strict=True)
+            ]
             out_frac = prog.program.output_frac
             output, out_lsb = dequantize(out_q, out_frac), lsb(out_frac)
         else:
             qps = [prog.program.input_qp] + [st.out_qp for st in prog.program.steps]
-            values = [tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp))
-                      for a, b, qp in zip(lo, hi, qps, strict=True)]
+            values = [
+                tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp))
+                for a, b, qp in zip(lo, hi, qps, strict=True)
+            ]
             out_frac = None
             output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
         size = {n: int(env[n].numel()) for n in names}
-        stats = {n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
-                 for n, s, (a, b) in zip(names, n_sat, values, strict=True)}
+        stats = {
+            n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
+            for n, s, (a, b) in zip(names, n_sat, values, strict=True)
+        }
         return RunResult(mode.name, output, out_q, stats, tensors, out_frac, out_lsb)
 
 

@@ -18,6 +18,7 @@ float64): scaling by 2^-n is exact and `torch.round` rounds half to even, so
 round(x * 2^-n) == rne_shift(x, n). Kernels use it only where the spec's widths prove the
 bound (each kernel says which); `narrow` and `requantize` are the two output steps.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ import torch
 from numpy.typing import ArrayLike
 
 MAX_SHIFT = 62
-FLOAT64_EXACT = 1 << 53          # every integer of magnitude <= 2^53 is a float64
-FLOAT32_EXACT = 1 << 24          # ... <= 2^24 a float32
+FLOAT64_EXACT = 1 << 53  # every integer of magnitude <= 2^53 is a float64
+FLOAT32_EXACT = 1 << 24  # ... <= 2^24 a float32
 
 
 def rne_shift(x: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,7 @@ def rne_shift(x: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
         if n == 0:
             return x
         return (x + ((1 << (n - 1)) - 1) + ((x >> n) & 1)) >> n
-    half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)     # per channel: small
+    half_minus_one = torch.clamp((torch.ones_like(n) << n >> 1) - 1, min=0)  # per channel: small
     return (x + half_minus_one + ((x >> n) & (n > 0).to(x.dtype))) >> n
 
 
@@ -84,9 +85,9 @@ def scan_steps(a: torch.Tensor, b: torch.Tensor, bits: int | None) -> tuple[torc
     if bits is None or out.numel() == 0:
         return out, zero
     s_min, s_max = torch.aminmax(out)
-    if bool((s_min > lo) & (s_max < hi)):       # no state at a limit: nothing was clamped
+    if bool((s_min > lo) & (s_max < hi)):  # no state at a limit: nothing was clamped
         return out, zero
-    raw = torch.addcmul(b[1:], a[1:], out[:-1]).round_()      # each step recomputed before clamping
+    raw = torch.addcmul(b[1:], a[1:], out[:-1]).round_()  # each step recomputed before clamping
     return out, torch.count_nonzero(raw != out[1:]) + torch.count_nonzero(torch.round(b[0]) != out[0])
 
 
@@ -106,8 +107,8 @@ def exact_float_shift(x: torch.Tensor, n: int, out_of_place: bool = True) -> tor
     stays normal, torch.round is half to even). Result: the same float dtype; with
     out_of_place=False computed in x itself (x a temporary of the caller)."""
     if out_of_place:
-        return torch.round(x * (2.0 ** -n))
-    return x.mul_(2.0 ** -n).round_()
+        return torch.round(x * (2.0**-n))
+    return x.mul_(2.0**-n).round_()
 
 
 def sat_limits(bits: int) -> tuple[int, int]:
@@ -156,11 +157,12 @@ def isqrt_rne(v: torch.Tensor) -> torch.Tensor:
     return r + (v - r * r > r).to(torch.int64)
 
 
-FLOAT_REQUANT_MAX_SHIFT = 44     # requantization in float64 is exact up to this shift (see requantize)
+FLOAT_REQUANT_MAX_SHIFT = 44  # requantization in float64 is exact up to this shift (see requantize)
 
 
-def requantize(acc: torch.Tensor, m0: int | torch.Tensor, shift: int | torch.Tensor, zero_point: int,
-               bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def requantize(
+    acc: torch.Tensor, m0: int | torch.Tensor, shift: int | torch.Tensor, zero_point: int, bits: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """sat_bits(rne_shift(acc * m0, shift) + zero_point) as int32, count (spec 3.3). acc: an integer
     tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
     int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
@@ -180,15 +182,16 @@ def float_multipliers(m0: ArrayLike, shift: ArrayLike) -> np.ndarray | None:
     return np.ldexp(np.asarray(m0, dtype=np.float64), -shift)
 
 
-def requantize_float(acc: torch.Tensor, mult: float | torch.Tensor, zero_point: int,
-                     bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def requantize_float(
+    acc: torch.Tensor, mult: float | torch.Tensor, zero_point: int, bits: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
     y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
     product's error is at most |P| 2^-53, while a P that is not a tie lies at least 2^-shift from
     the nearest half-integer, so round() matches RNE(P) whenever |P| < 2^(53 - shift) (>= 2^9);
     a tie is representable, hence exact. A larger |P| saturates either way (|P| + |z| > 2^9 - 129
     exceeds int8), with the same sign: the clamped value and its count agree."""
-    v = acc.to(torch.float64).mul_(mult)     # in place (acc is consumed if it is float64 already)
+    v = acc.to(torch.float64).mul_(mult)  # in place (acc is consumed if it is float64 already)
     y, n = saturate(v.round_().add_(zero_point), bits)
     return y.to(torch.int32), n
 

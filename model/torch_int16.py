@@ -12,6 +12,7 @@ bounds keep every value below 2^53 the arithmetic runs in float64 on exact integ
 scan, mul, add: each kernel states its bound), where rounding by `torch.round` of a
 power-of-two scaling is exactly RNE; the RMSNorm product (< 2^63) is int64.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from model.torch_fixedpoint import (
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
-INT16_MAX_ABS = 1 << 15          # |x_q| <= 2^15 for every int16 activation
+INT16_MAX_ABS = 1 << 15  # |x_q| <= 2^15 for every int16 activation
 
 TORCH16: BackendTable[TorchRow] = BackendTable("INT16 torch bit-true")
 
@@ -54,13 +55,13 @@ def _prepare_conv(st, device) -> _Conv:
     return _Conv(DenseSum.build(p.weight, p.bias, p.stride, INT16_MAX_ABS, device), p.shift)
 
 
-for _op in ("conv_kx1", "conv1x1", "dwconv"):      # spec 2.2, 2.1 (K = 1, S = 1), 2.3: exact sums, one rounding
+for _op in ("conv_kx1", "conv1x1", "dwconv"):  # spec 2.2, 2.1 (K = 1, S = 1), 2.3: exact sums, one rounding
     TORCH16.register(_op, TorchRow(_prepare_conv, lambda c, x: narrow(c.mac(x[0]), c.shift, 16)))
 
 
 @dataclass
 class _RmsNorm:
-    gain: torch.Tensor       # int32 [D] (int16 values)
+    gain: torch.Tensor  # int32 [D] (int16 values)
     eps_q: int
     shift: int
 
@@ -76,15 +77,19 @@ def _rmsnorm(p: _RmsNorm, x: list[torch.Tensor]):
     return narrow((xv * p.gain).to(torch.int64).mul_(inv), p.shift, 16)
 
 
-TORCH16.register("rmsnorm", TorchRow(
-    lambda st, device: _RmsNorm(as_long(st.params.gain, device).to(torch.int32), st.params.eps_q, st.params.shift),
-    _rmsnorm))
+TORCH16.register(
+    "rmsnorm",
+    TorchRow(
+        lambda st, device: _RmsNorm(as_long(st.params.gain, device).to(torch.int32), st.params.eps_q, st.params.shift),
+        _rmsnorm,
+    ),
+)
 
 
 @dataclass
 class _Lut:
-    table: torch.Tensor      # int32 [4096]
-    clamped: torch.Tensor | None    # int32 [4096]: 1 where the entry saturated when built (None: no such entry)
+    table: torch.Tensor  # int32 [4096]
+    clamped: torch.Tensor | None  # int32 [4096]: 1 where the entry saturated when built (None: no such entry)
     addr_shift: int
     identity_shift: int
     is_silu: bool
@@ -100,7 +105,7 @@ def _lut(p: _Lut, x: list[torch.Tensor]):
     y = lookup(p.table, idx)
     above = addr > LUT_LAST if p.is_silu else None
     if above is not None and not torch.any(above):
-        above = None                                       # no input beyond the table: no identity path
+        above = None  # no input beyond the table: no identity path
     sats = torch.zeros((), dtype=torch.int64, device=xv.device)
     if p.clamped is not None:
         reads = lookup(p.clamped, idx)
@@ -117,16 +122,16 @@ def _prepare_lut(st, device) -> _Lut:
     return _Lut(as_long(p.table, device).to(torch.int32), clamped, p.addr_shift, p.identity_shift, p.is_silu)
 
 
-for _op in ("sigmoid", "silu", "softplus"):      # softplus: identity above the table as SiLU (spec 2.11)
+for _op in ("sigmoid", "silu", "softplus"):  # softplus: identity above the table as SiLU (spec 2.11)
     TORCH16.register(_op, TorchRow(_prepare_lut, _lut))
 
 
 @dataclass
 class _S6:
-    a: torch.Tensor          # int64 [E, N] Q(f_A)
-    d: torch.Tensor          # int64 [E] Q(f_Dk)
+    a: torch.Tensor  # int64 [E, N] Q(f_A)
+    d: torch.Tensor  # int64 [E] Q(f_Dk)
     exp_table: torch.Tensor  # int64 [EXP_SIZE] Q1.14
-    p: object                # S6Params: the shifts
+    p: object  # S6Params: the shifts
 
 
 def _prepare_s6(st, device) -> _S6:
@@ -142,8 +147,8 @@ def _s6_scan(s: _S6, x: list[torch.Tensor]):
     last = s.exp_table.shape[0] - 1
 
     def step(d_t, x_t, b_t, c_t, h):
-        addr = torch.clamp(shift_round(-(d_t * s.a), p.addr_shift), 0, last)      # [B, E, N]
-        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| <= 2^45
+        addr = torch.clamp(shift_round(-(d_t * s.a), p.addr_shift), 0, last)  # [B, E, N]
+        inj = (d_t * x_t[:, :, None]) * b_t  # |inj| <= 2^45
         acc = (lookup(s.exp_table, addr).mul_(h) << p.h_up).add_(inj << p.p_up)
         h, n_h = saturate(rne_shift_(acc, p.h_shift), 32)
         acc_y = ((c_t * h).sum(dim=2) << p.y_up_c).add_((s.d * x_t) << p.y_up_d)
@@ -163,7 +168,7 @@ def _scan(p, x: list[torch.Tensor]):
     (|acc| < 2^47, spec 2.7, any int16 lam). Vectorised over batch and channels, a loop over time
     (`scan_steps`, time-major)."""
     lam_frac, u_shift = p
-    scale = 2.0 ** -lam_frac
+    scale = 2.0**-lam_frac
     a = time_major(x[0], torch.float64)
     b = exact_float_shift(time_major(x[1], torch.float64), u_shift, out_of_place=False)
     b.mul_(torch.sub(float(1 << lam_frac), a)).mul_(scale)
@@ -172,7 +177,7 @@ def _scan(p, x: list[torch.Tensor]):
 
 
 TORCH16.register("scan", TorchRow(lambda st, device: (st.params.lam_frac, st.params.u_shift), _scan))
-INT32_HEADROOM = 1 << 30         # |acc| <= 2^30 and a right shift <= 30: `narrow` rounds in int32 without overflow
+INT32_HEADROOM = 1 << 30  # |acc| <= 2^30 and a right shift <= 30: `narrow` rounds in int32 without overflow
 
 
 def _mul(shift: int, x: list[torch.Tensor]):
@@ -186,7 +191,7 @@ def _mul(shift: int, x: list[torch.Tensor]):
 def _add(p, x: list[torch.Tensor]):
     """Spec 2.9: align up to F, add, round once: a 2^a_up + b 2^b_up, |sum| <= 2^15 (2^a_up + 2^b_up)
     < 2^47. int32 when that bound is <= 2^30 and the shift right <= 30, else float64 (exact)."""
-    if 2 ** 15 * ((1 << p.a_up) + (1 << p.b_up)) <= INT32_HEADROOM and 0 <= p.shift <= 30:
+    if 2**15 * ((1 << p.a_up) + (1 << p.b_up)) <= INT32_HEADROOM and 0 <= p.shift <= 30:
         return narrow((x[0] << p.a_up).add_(x[1] << p.b_up), p.shift, 16)
     acc = x[0].to(torch.float64).mul_(float(1 << p.a_up))
     return narrow(acc.add_(x[1], alpha=float(1 << p.b_up)), p.shift, 16)

@@ -10,6 +10,7 @@ the lowering's check (spec 3.1; summed exactly in float, model/torch_mac.py), re
 products int64 (< 2^62).
 RMSNorm V1 (float inside, spec 3.9) is mixed precision, not integer: refused, naming the layer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from model.torch_fixedpoint import (
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
-CENTERED_MAX_ABS = 255           # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
+CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 
 TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
 
@@ -46,23 +47,32 @@ class _Conv8:
     mac: DenseSum | DepthwiseSum
     x_zp: int
     y_zp: int
-    m0: torch.Tensor         # int64 [C_out]
-    shift: torch.Tensor      # int64 [C_out]
-    mult: torch.Tensor | None   # float64 [C_out] m0 2^-shift when every shift allows the float path
+    m0: torch.Tensor  # int64 [C_out]
+    shift: torch.Tensor  # int64 [C_out]
+    mult: torch.Tensor | None  # float64 [C_out] m0 2^-shift when every shift allows the float path
 
 
 def _prepare_conv(st, device) -> _Conv8:
     p = st.params
-    mac = (DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device) if st.op == "dwconv"
-           else DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device))
+    mac = (
+        DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device)
+        if st.op == "dwconv"
+        else DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
+    )
     mult = float_multipliers(p.m0, p.shift)
-    return _Conv8(mac, p.x_zp, p.y_zp, as_long(p.m0, device), as_long(p.shift, device),
-                  None if mult is None else torch.as_tensor(mult, device=device))
+    return _Conv8(
+        mac,
+        p.x_zp,
+        p.y_zp,
+        as_long(p.m0, device),
+        as_long(p.shift, device),
+        None if mult is None else torch.as_tensor(mult, device=device),
+    )
 
 
 def _conv(c: _Conv8, x: list[torch.Tensor]):
     """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
-    dtype = c.mac.acc_dtype           # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
+    dtype = c.mac.acc_dtype  # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
     acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
         return requantize_float(acc, c.mult, c.y_zp)
@@ -75,7 +85,7 @@ for _op in ("conv_kx1", "conv1x1", "dwconv"):
 
 @dataclass
 class _RmsNorm8:
-    gain: torch.Tensor       # int32 [D] (int8 values)
+    gain: torch.Tensor  # int32 [D] (int8 values)
     x_zp: int
     y_zp: int
     m0: int
@@ -85,8 +95,10 @@ class _RmsNorm8:
 
 def _prepare_rmsnorm(st, device) -> _RmsNorm8:
     if st.mixed_precision:
-        raise UnsupportedError(f"layer '{st.name}': RMSNorm V1 (float inside, spec 3.9) is mixed precision, not "
-                               f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)")
+        raise UnsupportedError(
+            f"layer '{st.name}': RMSNorm V1 (float inside, spec 3.9) is mixed precision, not "
+            f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)"
+        )
     p = st.params
     return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
 
@@ -94,7 +106,7 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     """Spec 3.9 V2: xc = x - z_x; v = max(rne_div(sum xc^2 << 2G, D) + eps_q, 1);
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
-    xc = x[0] - p.x_zp                                  # int32: xc^2, xc g <= 2^16 * 2^7
+    xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
     ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
     v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
     inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
@@ -136,22 +148,26 @@ def _scan(p, x: list[torch.Tensor]):
     return batch_major(y), n
 
 
-
-
 @dataclass
 class _S68:
-    a: torch.Tensor          # int64 [E, N] per-row symmetric int8 codes
-    m_a: torch.Tensor        # int64 [E, 1] decay-address multipliers
-    sh_a: torch.Tensor       # int64 [E, 1] and their shifts
-    d: torch.Tensor          # int64 [E] skip codes
+    a: torch.Tensor  # int64 [E, N] per-row symmetric int8 codes
+    m_a: torch.Tensor  # int64 [E, 1] decay-address multipliers
+    sh_a: torch.Tensor  # int64 [E, 1] and their shifts
+    d: torch.Tensor  # int64 [E] skip codes
     exp_table: torch.Tensor  # int64 [EXP_SIZE] Q1.14
-    p: object                # S6Params8: zero points, output multipliers and shift
+    p: object  # S6Params8: zero points, output multipliers and shift
 
 
 def _prepare_s6(st, device) -> _S68:
     p = st.params
-    return _S68(as_long(p.a, device), as_long(p.m_a, device)[:, None], as_long(p.sh_a, device)[:, None],
-                as_long(p.d, device), as_long(exp_decay_table(), device), p)
+    return _S68(
+        as_long(p.a, device),
+        as_long(p.m_a, device)[:, None],
+        as_long(p.sh_a, device)[:, None],
+        as_long(p.d, device),
+        as_long(exp_decay_table(), device),
+        p,
+    )
 
 
 def _s6_scan(s: _S68, x: list[torch.Tensor]):
@@ -162,23 +178,26 @@ def _s6_scan(s: _S68, x: list[torch.Tensor]):
     last = s.exp_table.shape[0] - 1
 
     def step(d_t, x_t, b_t, c_t, h):
-        addr = torch.clamp(rne_shift(-(d_t * s.a) * s.m_a, s.sh_a), 0, last)      # [B, E, N]
-        inj = (d_t * x_t[:, :, None]) * b_t                                        # |inj| < 2^24
+        addr = torch.clamp(rne_shift(-(d_t * s.a) * s.m_a, s.sh_a), 0, last)  # [B, E, N]
+        inj = (d_t * x_t[:, :, None]) * b_t  # |inj| < 2^24
         acc = lookup(s.exp_table, addr).mul_(h).add_(inj << EXP_FRAC_BITS)
         h, n_h = saturate(rne_shift(acc, EXP_FRAC_BITS), 32)
         acc_y = (c_t * h).sum(dim=2).mul_(p.m_h).add_(s.d * x_t * p.m_k)
         y_t, n_y = saturate(rne_shift(acc_y, p.shift).add_(p.zps[4]), 8)
         return h, y_t, n_h + n_y
 
-    centred = [t.to(torch.int64) - z for t, z in zip(x, p.zps[:4], strict=True)]     # z_d, z_x, z_B, z_C
+    centred = [t.to(torch.int64) - z for t, z in zip(x, p.zps[:4], strict=True)]  # z_d, z_x, z_B, z_C
     return s6_recurrence(*centred, s.a.shape[1], step)
 
 
 TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
-TORCH8.register("mul", TorchRow(                    # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
-    lambda st, device: st.params,
-    lambda p, x: requantize((x[0] - p.a_zp) * (x[1] - p.b_zp), p.m0, p.shift, p.y_zp)))
+TORCH8.register(
+    "mul",
+    TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
+        lambda st, device: st.params, lambda p, x: requantize((x[0] - p.a_zp) * (x[1] - p.b_zp), p.m0, p.shift, p.y_zp)
+    ),
+)
 
 
 def _add(p, x: list[torch.Tensor]):

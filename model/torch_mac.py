@@ -25,6 +25,7 @@ the float32 GEMM when `max_o (sum_j |w[o, j]| * max|x| + |b[o]|) <= 2^24` holds 
 input: the same proof, with the input's own bound, so the sum is exact either way
 (`RuntimeBound`; tests/test_torch_backend.py checks both sides of 2^24).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,17 +75,21 @@ def _column_chunks(rows: np.ndarray, x_max: int) -> list[tuple[int, int]]:
 class RuntimeBound:
     """A float32 copy of a layer's weights and the per-row sums that bound its accumulators:
     `fits(x)` says whether input x keeps every partial sum of every row within 2^24."""
-    row_abs: np.ndarray        # int64 [C_out]: sum_j |w[o, j]|
-    bias_abs: np.ndarray       # int64 [C_out]: |b[o]|
-    weight: torch.Tensor       # float32, the layer's weight layout
-    bias: torch.Tensor         # float32 [C_out] (exact wherever `fits` holds: |b| <= 2^24)
+
+    row_abs: np.ndarray  # int64 [C_out]: sum_j |w[o, j]|
+    bias_abs: np.ndarray  # int64 [C_out]: |b[o]|
+    weight: torch.Tensor  # float32, the layer's weight layout
+    bias: torch.Tensor  # float32 [C_out] (exact wherever `fits` holds: |b| <= 2^24)
 
     @classmethod
     def build(cls, rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, device: str | torch.device) -> RuntimeBound:
         """rows: int [C_out, J] (the weights of each output); weight: the same in the layout the sum uses."""
-        return cls(np.abs(rows.astype(np.int64)).sum(axis=1), np.abs(bias.astype(np.int64)),
-                   torch.as_tensor(np.ascontiguousarray(weight), device=device).to(torch.float32),
-                   torch.as_tensor(bias, device=device).to(torch.float32))
+        return cls(
+            np.abs(rows.astype(np.int64)).sum(axis=1),
+            np.abs(bias.astype(np.int64)),
+            torch.as_tensor(np.ascontiguousarray(weight), device=device).to(torch.float32),
+            torch.as_tensor(bias, device=device).to(torch.float32),
+        )
 
     def fits(self, x: torch.Tensor) -> bool:
         """True when the float32 sums of x are exact: max_o (row_abs[o] max|x| + |b[o]|) <= 2^24."""
@@ -103,17 +108,19 @@ def _runtime_bound(rows: np.ndarray, bias: np.ndarray, weight: np.ndarray, dtype
 @dataclass
 class DenseSum:
     """acc[b, t, o] = bias[o] + sum_{c,k} w[o, c, k] * x[b, t*S + k, c] (spec 2.2 / 3.4), exact."""
-    w_t: torch.Tensor          # [C_in*K, C_out] float (row order: k major, c minor: a channels-last window)
-    bias: torch.Tensor         # [C_out] in w_t's dtype (one run) or int64 (several runs)
+
+    w_t: torch.Tensor  # [C_in*K, C_out] float (row order: k major, c minor: a channels-last window)
+    bias: torch.Tensor  # [C_out] in w_t's dtype (one run) or int64 (several runs)
     kernel: int
     stride: int
-    chunks: list[tuple[int, int]]   # runs of the reduction axis summed in float (one, unless huge)
-    narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
-    wide: tuple[torch.Tensor, torch.Tensor] | None = None   # float64 (w_t, bias) when the static type is float32
+    chunks: list[tuple[int, int]]  # runs of the reduction axis summed in float (one, unless huge)
+    narrow: RuntimeBound | None = None  # float32 weights for inputs that allow them (static type wider)
+    wide: tuple[torch.Tensor, torch.Tensor] | None = None  # float64 (w_t, bias) when the static type is float32
 
     @classmethod
-    def build(cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int,
-              device: str | torch.device) -> DenseSum:
+    def build(
+        cls, weight: np.ndarray, bias: np.ndarray, stride: int, x_max: int, device: str | torch.device
+    ) -> DenseSum:
         """weight: int [C_out, C_in, K] or [C_out, C_in] (1x1); x_max: the largest |input| (int16:
         32768; INT8: 255 once the zero point is removed)."""
         w3 = weight if weight.ndim == 3 else weight[:, :, None]
@@ -121,10 +128,20 @@ class DenseSum:
         dtype = exact_float(_bound(rows, bias, x_max))
         chunks = [(0, rows.shape[1])] if dtype is not None else _column_chunks(rows, x_max)
         w_t = torch.as_tensor(np.ascontiguousarray(rows.T), device=device).to(dtype or torch.float64)
-        wide = ((w_t.to(torch.float64), torch.as_tensor(bias, device=device).to(torch.float64))
-                if dtype == torch.float32 else None)
-        return cls(w_t, torch.as_tensor(bias, device=device).to(dtype or torch.int64), w3.shape[2], stride, chunks,
-                   _runtime_bound(rows, bias, rows.T, dtype, device), wide)
+        wide = (
+            (w_t.to(torch.float64), torch.as_tensor(bias, device=device).to(torch.float64))
+            if dtype == torch.float32
+            else None
+        )
+        return cls(
+            w_t,
+            torch.as_tensor(bias, device=device).to(dtype or torch.int64),
+            w3.shape[2],
+            stride,
+            chunks,
+            _runtime_bound(rows, bias, rows.T, dtype, device),
+            wide,
+        )
 
     @property
     def acc_dtype(self) -> torch.dtype:
@@ -145,7 +162,7 @@ class DenseSum:
             cols = xf.reshape(-1, c_in)
         else:
             cols = xf.unfold(1, self.kernel, self.stride).transpose(2, 3).reshape(-1, self.kernel * c_in)
-        if small or len(self.chunks) == 1:      # bias inside the bound: one exact GEMM
+        if small or len(self.chunks) == 1:  # bias inside the bound: one exact GEMM
             acc = torch.addmm(bias, cols, w_t)
         else:
             acc = self.bias.expand(cols.shape[0], -1)
@@ -158,16 +175,19 @@ class DenseSum:
 class DepthwiseSum:
     """Causal depthwise: acc[b, t, c] = bias[c] + sum_k w[c, k] x[b, t-K+1+k, c], x[:, <0] = 0
     (spec 2.3 / 3.4: the padding is the real zero), exact."""
-    weight: torch.Tensor       # [K, C] in the exact dtype
-    bias: torch.Tensor         # [C]
-    narrow: RuntimeBound | None = None   # float32 weights for inputs that allow them (static type wider)
+
+    weight: torch.Tensor  # [K, C] in the exact dtype
+    bias: torch.Tensor  # [C]
+    narrow: RuntimeBound | None = None  # float32 weights for inputs that allow them (static type wider)
 
     @classmethod
     def build(cls, weight: np.ndarray, bias: np.ndarray, x_max: int, device: str | torch.device) -> DepthwiseSum:
         dtype = exact_float(_bound(weight, bias, x_max)) or torch.int64
-        return cls(torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
-                   torch.as_tensor(bias, device=device).to(dtype),
-                   _runtime_bound(weight, bias, weight.T, dtype, device))
+        return cls(
+            torch.as_tensor(np.ascontiguousarray(weight.T), device=device).to(dtype),
+            torch.as_tensor(bias, device=device).to(dtype),
+            _runtime_bound(weight, bias, weight.T, dtype, device),
+        )
 
     @property
     def acc_dtype(self) -> torch.dtype:
@@ -176,11 +196,14 @@ class DepthwiseSum:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: int [B, L, C] (zero point removed) -> acc [B, L, C]: float32 when the input allows it, else acc_dtype."""
-        weight, bias = ((self.narrow.weight, self.narrow.bias) if self.narrow is not None and self.narrow.fits(x)
-                        else (self.weight, self.bias))
+        weight, bias = (
+            (self.narrow.weight, self.narrow.bias)
+            if self.narrow is not None and self.narrow.fits(x)
+            else (self.weight, self.bias)
+        )
         k_size, length = weight.shape[0], x.shape[1]
         padded = F.pad(x.to(weight.dtype), (0, 0, k_size - 1, 0))
         acc = torch.addcmul(bias, padded[:, :length], weight[0])
         for k in range(1, k_size):
-            acc.addcmul_(padded[:, k:k + length], weight[k])
+            acc.addcmul_(padded[:, k : k + length], weight[k])
         return acc

@@ -7,6 +7,7 @@ records the Numba kernels and codegen read; no constant is derived again here):
 `run(prepared, inputs)` maps integer input tensors [B, L, C] (channels-last) to (int32 output [B, L_out, C_out]
 holding int16 / int8 values, saturation count as a 0-d int64 tensor).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from numpy.typing import ArrayLike
 
 @dataclass(frozen=True)
 class TorchRow:
-    prepare: Callable[[Any, torch.device], Any]                               # (lowered step, device) -> prepared
+    prepare: Callable[[Any, torch.device], Any]  # (lowered step, device) -> prepared
     run: Callable[[Any, list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]  # (prepared, inputs) -> (y, sats)
 
 
@@ -46,9 +47,14 @@ def from_channel_chunks(chunks: torch.Tensor, like: torch.Tensor) -> torch.Tenso
     return chunks.reshape(like.shape[0], like.shape[2], like.shape[1]).permute(0, 2, 1)
 
 
-def s6_recurrence(delta: torch.Tensor, xv: torch.Tensor, bm: torch.Tensor, cm: torch.Tensor, n_state: int,
-                  step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
-                                                                                                 torch.Tensor]:
+def s6_recurrence(
+    delta: torch.Tensor,
+    xv: torch.Tensor,
+    bm: torch.Tensor,
+    cm: torch.Tensor,
+    n_state: int,
+    step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The S6 scan's loop over time, shared by both precisions (spec 2.12, 3.13): delta, xv int64
     [B, T, E], bm, cm int64 [B, T, N]; state h int64 [B, E, N], zero at t = 0. Each step is
     `step(d_t [B, E, 1], x_t [B, E], b_t [B, 1, N], c_t [B, 1, N], h) -> (new h, y_t [B, E], saturations)`.

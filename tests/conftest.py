@@ -1,4 +1,5 @@
 """Shared fixtures: small random CMamba-slim models (numpy only), calibrated."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,7 @@ from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
 # Dimensions of the shipped default model (docs/model.md), for default-size tests.
-DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64,
-                    n_blocks=2, d_conv=4, horizon=16)
+DEFAULT_DIMS = dict(c_in=9, length=64, patch=8, stride=4, d_model=32, d_inner=64, n_blocks=2, d_conv=4, horizon=16)
 
 
 def make_calibrated(path, formats="q88", n_cal=256, seed=0, **dims):
@@ -50,6 +50,7 @@ def default_calibrated(tmp_path_factory):
     """A copy of examples/default, calibrated with the calibrate CLI's defaults (INT16 Q8.8 maxabs,
     INT8 maxabs, RMSNorm V2) on its training data. Read-only: copy it to change it."""
     from cmamba_hls.cli import main as cli_main
+
     path = tmp_path_factory.mktemp("default_calibrated") / "model"
     shutil.copytree(REPO / "examples" / "default", path)
     assert cli_main(["calibrate", str(path)]) == 0

@@ -7,6 +7,7 @@ projects' flags, skip the ap variants with a clear reason, cache builds by conte
   return the executable; cached in a per-session folder keyed on the sources' bytes + flags.
 - `render_primitives(types)`, `render_template(name, **ctx)`: framework templates alone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,12 @@ from codegen.build import ap_include
 from codegen.project import make_env
 
 CXXFLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-Werror"]
-AP_FLAGS = ["-Wno-uninitialized", "-Wno-maybe-uninitialized"]   # see templates/common/Makefile.j2
+AP_FLAGS = ["-Wno-uninitialized", "-Wno-maybe-uninitialized"]  # see templates/common/Makefile.j2
 _CACHE = Path(tempfile.gettempdir()) / f"cmamba-hls-test-builds-{os.getuid()}"
-SKIP_AP_REASON = ("--types ap needs the Vitis ap_int.h headers: set CMAMBA_HLS_AP_INCLUDE to a folder with "
-                  "ap_int.h (`make test` extracts them from the hls4ml 1.3.0 wheel into .venv/ap_types)")
+SKIP_AP_REASON = (
+    "--types ap needs the Vitis ap_int.h headers: set CMAMBA_HLS_AP_INCLUDE to a folder with "
+    "ap_int.h (`make test` extracts them from the hls4ml 1.3.0 wheel into .venv/ap_types)"
+)
 
 
 def ap_include_or_skip() -> Path:
@@ -60,8 +63,7 @@ def compile_program(sources: dict[str, str], types: str = "stdint", includes=(),
         (tmp / fname).parent.mkdir(parents=True, exist_ok=True)
         (tmp / fname).write_text(text)
     cpps = [str(tmp / f) for f in sources if f.endswith(".cpp")]
-    proc = subprocess.run([cxx, *flags, f"-I{tmp}", *inc, *cpps, "-o", str(tmp / name)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([cxx, *flags, f"-I{tmp}", *inc, *cpps, "-o", str(tmp / name)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(f"g++ failed for {name}:\n{proc.stderr[:4000]}")
     if folder.exists():
@@ -89,6 +91,7 @@ def build_project_cached(out_dir, jobs: int = 2, extra_flags: str = "") -> float
     before in this machine's test cache (with the same extra flags) reuses that executable.
     Returns compile seconds (0 when reused)."""
     from codegen.build import build, project_types
+
     out_dir = Path(out_dir)
     h = hashlib.sha256()
     for path in sorted(p for d in ("firmware", "tb") for p in (out_dir / d).rglob("*") if p.is_file()):

@@ -7,6 +7,7 @@ checkpoint are kept (and checked); a truncated file, a pickle that weights_only 
 wrong-shape / missing / non-finite / integer tensor, unused keys under --strict and a bad
 --config are one error line, with nothing written.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ from model.load import load_torch_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
-N_KEYS = 23                     # CMambaSlim state dict of the shipped model
+N_KEYS = 23  # CMambaSlim state dict of the shipped model
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,12 @@ def mamba_named(sd: dict) -> dict:
     """backbone.layers.N.mixer.{in_proj, conv1d, ...}, backbone.embedding, lm_head."""
     out = {}
     for key, value in sd.items():
-        key = (key.replace("blocks.", "backbone.layers.").replace("patch_embed", "backbone.embedding")
-               .replace("norm_f", "backbone.norm_f").replace("head", "lm_head"))
+        key = (
+            key.replace("blocks.", "backbone.layers.")
+            .replace("patch_embed", "backbone.embedding")
+            .replace("norm_f", "backbone.norm_f")
+            .replace("head", "lm_head")
+        )
         for sub in ("in_proj", "dwconv", "dt_proj", "out_proj"):
             key = key.replace(f".{sub}.", f".mixer.{sub}.")
         out[key.replace("mixer.dwconv", "mixer.conv1d")] = value
@@ -50,18 +55,21 @@ def linear_shaped(_sd=None) -> dict:
     """The model directory's own names and shapes: 1x1 convs as Linear [out, in], dwconv [E, K],
     in_proj split into in_proj_u / in_proj_z."""
     raw = json.loads((DEFAULT_MODEL / "model.json").read_text())
-    return {f"{layer['name']}.{key}": torch.from_numpy(np.load(DEFAULT_MODEL / rel))
-            for layer in raw["layers"] for key, rel in (layer.get("weights") or {}).items()}
+    return {
+        f"{layer['name']}.{key}": torch.from_numpy(np.load(DEFAULT_MODEL / rel))
+        for layer in raw["layers"]
+        for key, rel in (layer.get("weights") or {}).items()
+    }
 
 
 def data_parallel(sd: dict) -> dict:
-    return {"state_dict": {f"module._orig_mod.{k}": v for k, v in sd.items()}, "epoch": 3,
-            "optimizer": {"lr": 1e-3}}
+    return {"state_dict": {f"module._orig_mod.{k}": v for k, v in sd.items()}, "epoch": 3, "optimizer": {"lr": 1e-3}}
 
 
 def save(obj, path: Path) -> Path:
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
+
         save_file({k: v.contiguous() for k, v in obj.items()}, str(path))
     else:
         torch.save(obj, path)
@@ -81,9 +89,13 @@ def assert_shipped_weights(out: Path) -> None:
     assert a["layers"] == b["layers"] and a["normalization"] == b["normalization"] and a["hyper"] == b["hyper"]
 
 
-STYLES = [("mamba", mamba_named, ".pt"), ("mamba", mamba_named, ".safetensors"),
-          ("linear", linear_shaped, ".pth"), ("linear", linear_shaped, ".safetensors"),
-          ("dataparallel", data_parallel, ".pt")]
+STYLES = [
+    ("mamba", mamba_named, ".pt"),
+    ("mamba", mamba_named, ".safetensors"),
+    ("linear", linear_shaped, ".pth"),
+    ("linear", linear_shaped, ".safetensors"),
+    ("dataparallel", data_parallel, ".pt"),
+]
 
 
 @pytest.mark.parametrize("style,make,suffix", STYLES, ids=[f"{s}{x}" for s, _, x in STYLES])
@@ -97,7 +109,7 @@ def test_naming_styles_import_to_the_shipped_weights(state_dict, style, make, su
         assert "backbone.layers.1.mixer.conv1d.weight -> blocks.1.dwconv.weight" in text
         assert "lm_head.bias -> head.bias" in text and "reshaped (0): none" in text
     elif style == "linear":
-        assert f"mapped ({N_KEYS + 4}, from -> to)" in text       # 2 blocks x 2 in_proj halves x (weight, bias)
+        assert f"mapped ({N_KEYS + 4}, from -> to)" in text  # 2 blocks x 2 in_proj halves x (weight, bias)
         assert "blk0.dt_proj.weight: [64, 64] -> [64, 64, 1]" in text
         assert "blk1.dwconv.weight: [64, 4] -> [64, 1, 4]" in text
         assert "reshaped (10):" in text and "blk1.in_proj_u.bias + blk1.in_proj_z.bias -> blocks.1.in_proj.bias" in text
@@ -118,8 +130,9 @@ def test_config_instead_of_like(state_dict, tmp_path, capsys):
     assert raw["name"] == "from-config" and "columns" not in raw["input"]
     assert raw["normalization"]["input"] == {"mean": [0.0] * 9, "std": [1.0] * 9}
     x = np.random.default_rng(0).standard_normal((4, 9, 64))
-    np.testing.assert_array_equal(load_model(tmp_path / "out").run(x, "fp32").output,
-                                  load_model(DEFAULT_MODEL).run(x, "fp32").output)
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "out").run(x, "fp32").output, load_model(DEFAULT_MODEL).run(x, "fp32").output
+    )
     assert "no INT16 / INT8 quantization parameters: run `cmamba-hls calibrate" in capsys.readouterr().out
 
 
@@ -135,8 +148,9 @@ def test_quant_parameters_in_the_checkpoint_are_kept_and_checked(state_dict, tmp
     assert json.loads((tmp_path / "out" / "model.json").read_text())["quant"] == quant
     x = np.random.default_rng(1).standard_normal((8, 9, 64))
     for mode in ("bittrue", "quant8"):
-        np.testing.assert_array_equal(load_model(tmp_path / "out").run(x, mode).output_q,
-                                      load_model(calibrated).run(x, mode).output_q)
+        np.testing.assert_array_equal(
+            load_model(tmp_path / "out").run(x, mode).output_q, load_model(calibrated).run(x, mode).output_q
+        )
     del quant["int16"]["tensors"]["blk1.gate"]
     bad = save({"model": dict(state_dict), "quant": quant}, tmp_path / "bad_quant.pt")
     assert import_ckpt(bad, tmp_path / "out2") == 2
@@ -160,14 +174,22 @@ def _variants(sd):
     twice = dict(sd)
     twice["module.head.bias"] = sd["head.bias"]
     return [
-        ("wrong shape", wrong, ".pt", "shape mismatch: blocks.1.dt_proj.weight is [64, 32, 1], "
-                                      "blocks.1.dt_proj.weight needs [64, 64, 1]"),
+        (
+            "wrong shape",
+            wrong,
+            ".pt",
+            "shape mismatch: blocks.1.dt_proj.weight is [64, 32, 1], blocks.1.dt_proj.weight needs [64, 64, 1]",
+        ),
         ("missing", missing, ".pt", "1 required weight(s) missing: head.bias"),
         ("nan", nan, ".pt", "norm_f.weight contains NaN/Inf"),
         ("int8", ints, ".pt", "patch_embed.bias has dtype int8; expected floating-point"),
         ("conflict", twice, ".pt", "head.bias and module.head.bias both map to head.bias"),
-        ("refused pickle", {"state_dict": sd, "config": NotATensor()}, ".pt",
-         "refused by torch.load(weights_only=True): Unsupported global tests.test_checkpoint.NotATensor; "),
+        (
+            "refused pickle",
+            {"state_dict": sd, "config": NotATensor()},
+            ".pt",
+            "refused by torch.load(weights_only=True): Unsupported global tests.test_checkpoint.NotATensor; ",
+        ),
         ("no tensors", {"epoch": 3}, ".pt", "holds no tensors at the top level or under 'state_dict'"),
     ]
 
@@ -182,8 +204,10 @@ def test_bad_checkpoints_are_one_error_line_and_nothing_written(state_dict, tmp_
 
 
 def test_truncated_files_unknown_type_and_missing_file(state_dict, tmp_path, capsys):
-    for suffix, expected in ((".pt", "cannot read the checkpoint (truncated or not a torch file?)"),
-                             (".safetensors", "cannot read the safetensors file (truncated or corrupt?)")):
+    for suffix, expected in (
+        (".pt", "cannot read the checkpoint (truncated or not a torch file?)"),
+        (".safetensors", "cannot read the safetensors file (truncated or corrupt?)"),
+    ):
         ckpt = save(dict(state_dict), tmp_path / f"whole{suffix}")
         cut = tmp_path / f"cut{suffix}"
         cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
@@ -200,8 +224,10 @@ def test_truncated_files_unknown_type_and_missing_file(state_dict, tmp_path, cap
 
 
 def test_unused_keys_listed_and_strict_makes_them_errors(state_dict, tmp_path, capsys):
-    extra = mamba_named(state_dict) | {"backbone.layers.0.mixer.A_log": torch.zeros(64, 2),
-                                       "backbone.layers.0.mixer.in_proj.activation_post_process.scale": torch.ones(1)}
+    extra = mamba_named(state_dict) | {
+        "backbone.layers.0.mixer.A_log": torch.zeros(64, 2),
+        "backbone.layers.0.mixer.in_proj.activation_post_process.scale": torch.ones(1),
+    }
     ckpt = save(extra, tmp_path / "extra.pt")
     assert import_ckpt(ckpt, tmp_path / "out") == 0
     text = capsys.readouterr().out
@@ -210,18 +236,22 @@ def test_unused_keys_listed_and_strict_makes_them_errors(state_dict, tmp_path, c
     assert import_ckpt(ckpt, tmp_path / "strict", "--strict") == 2
     captured = capsys.readouterr()
     assert "error: --strict: 2 unused key(s): backbone.layers.0.mixer.A_log" in captured.out
-    assert ("the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log) but the target has simple "
-            "blocks: import it with --config '{\"block\": \"s6\"" in captured.err)
+    assert (
+        "the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log) but the target has simple "
+        "blocks: import it with --config '{\"block\": \"s6\"" in captured.err
+    )
     assert not (tmp_path / "strict").exists()
 
 
 def test_bad_config_and_foreign_out_dir(state_dict, tmp_path, capsys):
     ckpt = save(dict(state_dict), tmp_path / "plain.pt")
-    for config, expected in (('{"d_modle": 32}', "--config: unknown key(s) d_modle"),
-                             ('{"n_blocks": 0}', "--config: n_blocks must be a positive integer, got 0"),
-                             ('{"length": 4}', "--config: lookback 4 is shorter than the patch 8"),
-                             ("{oops", "--config: malformed JSON"),
-                             (str(tmp_path / "none.json"), "none.json: cannot read the --config file")):
+    for config, expected in (
+        ('{"d_modle": 32}', "--config: unknown key(s) d_modle"),
+        ('{"n_blocks": 0}', "--config: n_blocks must be a positive integer, got 0"),
+        ('{"length": 4}', "--config: lookback 4 is shorter than the patch 8"),
+        ("{oops", "--config: malformed JSON"),
+        (str(tmp_path / "none.json"), "none.json: cannot read the --config file"),
+    ):
         assert main(["import", str(ckpt), "--config", config, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err
@@ -235,10 +265,16 @@ def test_bad_config_and_foreign_out_dir(state_dict, tmp_path, capsys):
 
 def test_normalize_state_dict_with_a_shape_table():
     target = {"blocks.0.in_proj.weight": (8, 4, 1), "blocks.0.in_proj.bias": (8,), "norm_f.weight": (4,)}
-    res = normalize_state_dict({"model.layers_0.mixer.in_proj_x.weight": torch.ones(4, 4),
-                                "model.layers_0.mixer.in_proj_z.weight": torch.zeros(4, 4, 1),
-                                "layers.0.in_proj.bias": torch.arange(8.0), "final_norm.gamma": torch.ones(4),
-                                "layers.0.mixer.D": torch.ones(4)}, target)
+    res = normalize_state_dict(
+        {
+            "model.layers_0.mixer.in_proj_x.weight": torch.ones(4, 4),
+            "model.layers_0.mixer.in_proj_z.weight": torch.zeros(4, 4, 1),
+            "layers.0.in_proj.bias": torch.arange(8.0),
+            "final_norm.gamma": torch.ones(4),
+            "layers.0.mixer.D": torch.ones(4),
+        },
+        target,
+    )
     assert res.errors() == [] and res.unused == ["layers.0.mixer.D"] and res.missing == []
     w = res.state_dict["blocks.0.in_proj.weight"]
     assert w.shape == (8, 4, 1) and w[:4].eq(1).all() and w[4:].eq(0).all()
@@ -272,7 +308,7 @@ class MambaMixer(torch.nn.Module):
         u, res = self.in_proj(x).split([self.d_inner, self.d_inner], dim=-1)
         u = torch.nn.functional.silu(self.conv1d(u.transpose(1, 2))[:, :, :length].transpose(1, 2))
         delta, b, c = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = torch.nn.functional.softplus(self.dt_proj(delta))                      # [B, L, E]
+        delta = torch.nn.functional.softplus(self.dt_proj(delta))  # [B, L, E]
         decay = torch.exp(torch.einsum("ble,en->blen", delta, -torch.exp(self.A_log)))
         inject = torch.einsum("ble,bln,ble->blen", delta, b, u)
         h, ys = torch.zeros_like(decay[:, 0]), []
@@ -312,15 +348,28 @@ class MambaForecaster(torch.nn.Module):
         self.head = torch.nn.Conv1d(d, cfg["c_in"] * cfg["horizon"], tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.backbone.patch_embed(x).transpose(1, 2)                        # [B, T, D]
+        h = self.backbone.patch_embed(x).transpose(1, 2)  # [B, T, D]
         for layer in self.backbone.layers:
             h = h + layer.mixer(layer.norm(h))
         y = self.head(self.backbone.norm_f(h).transpose(1, 2))
         return y.reshape(x.shape[0], self.cfg["c_in"], self.cfg["horizon"])
 
 
-MAMBA_CFG = {"c_in": 3, "c_out": 3, "length": 32, "patch": 8, "stride": 4, "d_model": 16, "d_inner": 24,
-             "n_blocks": 2, "d_conv": 4, "horizon": 4, "block": "s6", "d_state": 4, "dt_rank": 2}
+MAMBA_CFG = {
+    "c_in": 3,
+    "c_out": 3,
+    "length": 32,
+    "patch": 8,
+    "stride": 4,
+    "d_model": 16,
+    "d_inner": 24,
+    "n_blocks": 2,
+    "d_conv": 4,
+    "horizon": 4,
+    "block": "s6",
+    "d_state": 4,
+    "dt_rank": 2,
+}
 
 
 def test_mamba_mixer_checkpoint_imports_onto_s6_blocks(tmp_path, capsys):
@@ -329,9 +378,12 @@ def test_mamba_mixer_checkpoint_imports_onto_s6_blocks(tmp_path, capsys):
     ckpt = save(ref.state_dict(), tmp_path / "mamba.pt")
     assert main(["import", str(ckpt), "--config", json.dumps(MAMBA_CFG), "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
-    for frm, to in (("backbone.layers.1.mixer.A_log", "blocks.1.A_log"), ("backbone.layers.0.mixer.D", "blocks.0.D"),
-                    ("backbone.layers.0.mixer.x_proj.weight", "blocks.0.x_proj.weight"),
-                    ("backbone.layers.1.mixer.conv1d.bias", "blocks.1.dwconv.bias")):
+    for frm, to in (
+        ("backbone.layers.1.mixer.A_log", "blocks.1.A_log"),
+        ("backbone.layers.0.mixer.D", "blocks.0.D"),
+        ("backbone.layers.0.mixer.x_proj.weight", "blocks.0.x_proj.weight"),
+        ("backbone.layers.1.mixer.conv1d.bias", "blocks.1.dwconv.bias"),
+    ):
         assert f"  {frm} -> {to}\n" in text
     assert "backbone.layers.0.mixer.x_proj.weight: [10, 24] -> [10, 24, 1]" in text
     assert "zero bias (the checkpoint's layer has no bias) (6):" in text and "  blocks.1.out_proj.bias\n" in text
@@ -354,11 +406,18 @@ def test_mamba_checkpoint_onto_the_wrong_sizes_names_the_keys(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = save(MambaForecaster(MAMBA_CFG).state_dict(), tmp_path / "mamba.pt")
     simple = {k: v for k, v in MAMBA_CFG.items() if k not in ("block", "d_state", "dt_rank")}
-    for cfg, expected in ((simple, "the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log, "
-                                   "backbone.layers.0.mixer.D, backbone.layers.0.mixer.x_proj.weight, ...) but the "
-                                   "target has simple blocks"),
-                          (MAMBA_CFG | {"d_state": 8}, "shape mismatch: backbone.layers.0.mixer.A_log is [24, 4], "
-                                                       "blocks.0.A_log needs [24, 8] (and 3 more")):
+    for cfg, expected in (
+        (
+            simple,
+            "the checkpoint holds Mamba-1 (S6) weights (backbone.layers.0.mixer.A_log, "
+            "backbone.layers.0.mixer.D, backbone.layers.0.mixer.x_proj.weight, ...) but the "
+            "target has simple blocks",
+        ),
+        (
+            MAMBA_CFG | {"d_state": 8},
+            "shape mismatch: backbone.layers.0.mixer.A_log is [24, 4], blocks.0.A_log needs [24, 8] (and 3 more",
+        ),
+    ):
         assert main(["import", str(ckpt), "--config", json.dumps(cfg), "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, err

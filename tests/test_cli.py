@@ -1,5 +1,6 @@
 """`cmamba-hls info | calibrate | eval` through cmamba_hls.cli.main on tiny models in tmp dirs:
 files, CSV columns and values; bad arguments give one error line, exit 2, no partial files."""
+
 from __future__ import annotations
 
 import csv
@@ -25,17 +26,19 @@ from intsim.synth import make_random_model
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "examples" / "default"
-N_ROWS = 300          # train 210 / val 30 / test 60 rows: >= 1 window (16 + 4) in every split
+N_ROWS = 300  # train 210 / val 30 / test 60 rows: >= 1 window (16 + 4) in every split
 
 
-def write_series_csv(path: Path, columns, n_rows: int = N_ROWS, seed: int = 0, nan_at=None,
-                     bad_value: float = np.nan) -> Path:
+def write_series_csv(
+    path: Path, columns, n_rows: int = N_ROWS, seed: int = 0, nan_at=None, bad_value: float = np.nan
+) -> Path:
     """A smooth multichannel series with a timestamp column (which loaders must skip);
     `bad_value` (default NaN) at row/column `nan_at`."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_rows)
-    values = np.stack([np.sin(t / (5.0 + c)) * (1 + c) + 0.1 * rng.standard_normal(n_rows)
-                       for c in range(len(columns))], axis=1)
+    values = np.stack(
+        [np.sin(t / (5.0 + c)) * (1 + c) + 0.1 * rng.standard_normal(n_rows) for c in range(len(columns))], axis=1
+    )
     if nan_at is not None:
         values[nan_at] = bad_value
     with open(path, "w", newline="") as fh:
@@ -122,8 +125,23 @@ def test_info_shows_training_metrics_of_the_shipped_model(capsys):
 # ----------------------------------------------------------------- calibrate
 def test_calibrate_matches_the_library_and_prints_its_table(capsys, tiny):
     model_dir, data = tiny
-    rc, out, _ = cli(capsys, "calibrate", model_dir, "--data", data, "--formats", "auto", "--method", "p99",
-                     "--int8-method", "p99.9", "--int8-rmsnorm", "v1", "--max-windows", 50)
+    rc, out, _ = cli(
+        capsys,
+        "calibrate",
+        model_dir,
+        "--data",
+        data,
+        "--formats",
+        "auto",
+        "--method",
+        "p99",
+        "--int8-method",
+        "p99.9",
+        "--int8-rmsnorm",
+        "v1",
+        "--max-windows",
+        50,
+    )
     assert rc == 0
     saved = json.loads((model_dir / "model.json").read_text())["quant"]
     assert saved["int16"]["method"] == "p99" and saved["int16"]["formats"] == "auto"
@@ -132,8 +150,9 @@ def test_calibrate_matches_the_library_and_prints_its_table(capsys, tiny):
     # the same windows through the library give the same parameters
     ref = load_model(model_dir)
     x, _ = load_eval_data(ref, data, "train", max_windows=50)
-    expect = calibrate(ref, ref.normalize_input(x), method="p99", formats="auto", save=False,
-                       int8_method="p99.9", int8_rmsnorm="v1")
+    expect = calibrate(
+        ref, ref.normalize_input(x), method="p99", formats="auto", save=False, int8_method="p99.9", int8_rmsnorm="v1"
+    )
     assert saved["int16"]["tensors"] == expect["int16"]["tensors"]
     assert saved["int8"]["tensors"] == expect["int8"]["tensors"]
     # table: one row per tensor with its format; where it wrote
@@ -154,13 +173,16 @@ def test_calibrate_finds_the_training_data_of_the_shipped_model(capsys, tmp_path
     _ = model.program, model.program8
 
 
-@pytest.mark.parametrize("extra, words", [
-    ((), ["records no training data file", "--data"]),                # random model: no training record
-    (("--data", "missing.csv"), ["missing.csv", "not found"]),
-    (("--method", "p50"), ["--method", "p50"]),
-    (("--int8-rmsnorm", "v3"), ["--int8-rmsnorm"]),
-    (("--max-windows", "0"), ["--max-windows"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ((), ["records no training data file", "--data"]),  # random model: no training record
+        (("--data", "missing.csv"), ["missing.csv", "not found"]),
+        (("--method", "p50"), ["--method", "p50"]),
+        (("--int8-rmsnorm", "v3"), ["--int8-rmsnorm"]),
+        (("--max-windows", "0"), ["--max-windows"]),
+    ],
+)
 def test_calibrate_bad_arguments_leave_the_model_untouched(capsys, tiny, extra, words):
     model_dir, _ = tiny
     before = (model_dir / "model.json").read_bytes()
@@ -195,8 +217,9 @@ def test_malformed_training_record_is_one_error_line(capsys, tmp_path, tiny, com
 def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
     model_dir, data = calibrated
     out_dir = tmp_path / "report"
-    rc, out, err = cli(capsys, "eval", model_dir, "--data", data, "--mode", mode, "--out", out_dir,
-                       "--max-windows", 24, "--batch", 10)
+    rc, out, err = cli(
+        capsys, "eval", model_dir, "--data", data, "--mode", mode, "--out", out_dir, "--max-windows", 24, "--batch", 10
+    )
     assert rc == 0, err
     reported = ["fp32", "quant16", "bittrue", "quant8"] if mode == "all" else [mode]
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(REPORT_FILES + (REPORT_DIR.manifest,))
@@ -209,8 +232,9 @@ def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
     for m in reported:
         row = next(line for line in out.splitlines() if line.startswith(m + " ")).split()
         _, summary_rows = read_csv(out_dir / "metrics.csv")
-        mae_norm = next(float(r["value"]) for r in summary_rows
-                        if (r["mode"], r["metric"], r["channel"]) == (m, "mae_norm", "all"))
+        mae_norm = next(
+            float(r["value"]) for r in summary_rows if (r["mode"], r["metric"], r["channel"]) == (m, "mae_norm", "all")
+        )
         assert row[4] == f"{mae_norm:.4f}"
     assert f"report: {out_dir}" in out
 
@@ -245,8 +269,7 @@ def test_eval_writes_the_report(capsys, tmp_path, calibrated, mode):
 def test_eval_bittrue_metrics_agree_with_model_run(capsys, tmp_path, calibrated):
     model_dir, data = calibrated
     out_dir = tmp_path / "report"
-    rc, _, _ = cli(capsys, "eval", model_dir, "--data", data, "--mode", "bittrue", "--split", "val",
-                   "--out", out_dir)
+    rc, _, _ = cli(capsys, "eval", model_dir, "--data", data, "--mode", "bittrue", "--split", "val", "--out", out_dir)
     assert rc == 0
     model = load_model(model_dir)
     x, y = load_eval_data(model, data, "val")
@@ -279,8 +302,9 @@ def test_eval_report_has_the_same_files_every_run(capsys, tmp_path, calibrated):
     second = {p.name: p.read_bytes() for p in out_dir.iterdir()}
     assert sorted(first) == sorted(second) == sorted(REPORT_FILES + (REPORT_DIR.manifest,))
 
-    def stable(csv_bytes):       # everything but the measured speed
+    def stable(csv_bytes):  # everything but the measured speed
         return [line for line in csv_bytes.decode().splitlines() if "samples_per_second" not in line]
+
     assert stable(first["metrics.csv"]) == stable(second["metrics.csv"])
     assert first["layers.csv"] == second["layers.csv"] and first["formats.csv"] == second["formats.csv"]
 
@@ -290,7 +314,7 @@ def test_eval_split_sizes_and_part_together(capsys, tmp_path, calibrated):
     argv = ("eval", model_dir, "--data", data, "--mode", "fp32", "--out", tmp_path / "r")
     rc, out, err = cli(capsys, *argv, "--split", "val", "--split", "0.5,0.25,0.25")
     assert rc == 0, err
-    assert "56 val windows" in out                       # 75 rows - (16 + 4) + 1
+    assert "56 val windows" in out  # 75 rows - (16 + 4) + 1
     rc, out, err = cli(capsys, *argv, "--split", "150,60,90")
     assert rc == 0, err
     assert "71 test windows" in out
@@ -306,16 +330,19 @@ def test_eval_default_out_dir_is_named_after_the_model(capsys, tmp_path, calibra
     assert (tmp_path / "reports" / "eval" / model_dir.name / "metrics.csv").is_file()
 
 
-@pytest.mark.parametrize("case, words", [
-    ("unknown_mode", ["unknown mode 'int4'", "all"]),
-    ("missing_model", ["no_such_model", "no model.json"]),
-    ("wrong_channels", ["ch2", "3 channel(s)"]),
-    ("nan_in_data", ["line 52", "not finite"]),
-    ("huge_in_data", ["column 'ch1', line 41", "'1e+300' is beyond what the float model can hold"]),
-    ("uncalibrated", ["cmamba-hls calibrate"]),
-    ("bad_split", ["--split", "holdout"]),
-    ("out_is_a_file", ["cannot write the report", "report"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("unknown_mode", ["unknown mode 'int4'", "all"]),
+        ("missing_model", ["no_such_model", "no model.json"]),
+        ("wrong_channels", ["ch2", "3 channel(s)"]),
+        ("nan_in_data", ["line 52", "not finite"]),
+        ("huge_in_data", ["column 'ch1', line 41", "'1e+300' is beyond what the float model can hold"]),
+        ("uncalibrated", ["cmamba-hls calibrate"]),
+        ("bad_split", ["--split", "holdout"]),
+        ("out_is_a_file", ["cannot write the report", "report"]),
+    ],
+)
 def test_eval_bad_arguments_one_error_line_no_report(capsys, tmp_path, tiny, calibrated, case, words):
     model_dir, data = calibrated
     mode = "all"

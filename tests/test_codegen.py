@@ -7,6 +7,7 @@
 - names: hostile names sanitised or rejected; colliding names end to end; determinism;
 - the CLI (codegen, compare), the project layout, errors that name what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ C_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 def calibrated_default(path: Path, formats: str):
     from intsim.data import load_splits
+
     shutil.copytree(DEFAULT_MODEL, path)
     model = load_model(path)
     g = model.graph
@@ -81,7 +83,7 @@ def test_default_model_bit_exact_1000_vectors(default_q88, tmp_path, types):
 def test_default_model_auto_formats_bit_exact(tmp_path):
     model = calibrated_default(tmp_path / "auto", "auto")
     fracs = {t["frac_bits"] for t in model.graph.quant["int16"]["tensors"].values()}
-    assert len(fracs) > 2 and fracs != {8}                 # per-tensor, non-Q8.8 formats
+    assert len(fracs) > 2 and fracs != {8}  # per-tensor, non-Q8.8 formats
     _, tb = run_project(model, tmp_path / "prj")
     assert (tb.passed, tb.failed) == (1000, 0), tb.stdout
 
@@ -96,8 +98,10 @@ def test_default_model_accumulators_are_int32(default_q88, tmp_path):
 # ------------------------------------------------------------------ a broken kernel is caught
 # both flavours share shift_round_c, the biased-shift RNE every hot loop rounds with (the ap one
 # computes on native int64): ties round up instead of to even (RNE -> round half up)
-_TIES_UP = ("(x + ((INT64_C(1) << (N > 0 ? N - 1 : 0)) - 1) + ((x >> (N > 0 ? N : 0)) & 1))",
-            "(x + (INT64_C(1) << (N > 0 ? N - 1 : 0)))")
+_TIES_UP = (
+    "(x + ((INT64_C(1) << (N > 0 ? N - 1 : 0)) - 1) + ((x >> (N > 0 ? N : 0)) & 1))",
+    "(x + (INT64_C(1) << (N > 0 ? N - 1 : 0)))",
+)
 BREAKS = {"stdint": _TIES_UP, "ap": _TIES_UP}
 
 
@@ -116,8 +120,12 @@ def test_broken_rounding_is_caught(tiny_model, tmp_path, types):
     assert tb.first_mismatch.startswith("first mismatch: vector ")
     assert re.search(r"^\d+ passed, [1-9]\d* failed$", tb.stdout, re.M)
     # `make test` fails too
-    proc = subprocess.run(["make", "-C", str(gen.out_dir), "test"], capture_output=True, text=True,
-                          env=dict(os.environ, CMAMBA_HLS_AP_INCLUDE=os.environ.get("CMAMBA_HLS_AP_INCLUDE", "")))
+    proc = subprocess.run(
+        ["make", "-C", str(gen.out_dir), "test"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CMAMBA_HLS_AP_INCLUDE=os.environ.get("CMAMBA_HLS_AP_INCLUDE", "")),
+    )
     assert proc.returncode != 0
     # and compare shows the differences (a non-zero bar, the first mismatching layer)
     res = compare(tiny_model, tmp_path / "cmp", project=gen.out_dir)
@@ -143,20 +151,65 @@ def randomize_formats(model, rng):
     model.invalidate()
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(c_in=st.integers(1, 4), patch=st.integers(1, 5), stride=st.integers(1, 4), tokens=st.integers(1, 6),
-       d_model=st.integers(1, 8), d_inner=st.integers(1, 8), n_blocks=st.integers(1, 2),
-       d_conv=st.integers(1, 4), horizon=st.integers(1, 3), seed=st.integers(0, 2 ** 16),
-       weight_scale=st.sampled_from([0.25, 1.0, 4.0]), formats=st.sampled_from(["q88", "auto", "random"]),
-       block=st.sampled_from(["simple", "s6"]), d_state=st.integers(1, 4), dt_rank=st.integers(1, 3))
-def test_random_graphs_bit_exact(tmp_path_factory, c_in, patch, stride, tokens, d_model, d_inner, n_blocks,
-                                 d_conv, horizon, seed, weight_scale, formats, block, d_state, dt_rank):
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    c_in=st.integers(1, 4),
+    patch=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    tokens=st.integers(1, 6),
+    d_model=st.integers(1, 8),
+    d_inner=st.integers(1, 8),
+    n_blocks=st.integers(1, 2),
+    d_conv=st.integers(1, 4),
+    horizon=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+    weight_scale=st.sampled_from([0.25, 1.0, 4.0]),
+    formats=st.sampled_from(["q88", "auto", "random"]),
+    block=st.sampled_from(["simple", "s6"]),
+    d_state=st.integers(1, 4),
+    dt_rank=st.integers(1, 3),
+)
+def test_random_graphs_bit_exact(
+    tmp_path_factory,
+    c_in,
+    patch,
+    stride,
+    tokens,
+    d_model,
+    d_inner,
+    n_blocks,
+    d_conv,
+    horizon,
+    seed,
+    weight_scale,
+    formats,
+    block,
+    d_state,
+    dt_rank,
+):
     root = tmp_path_factory.mktemp("rand")
     length = patch + stride * (tokens - 1)
-    make_random_model(root / "m", c_in=c_in, length=length, patch=patch, stride=stride, d_model=d_model,
-                      d_inner=d_inner, n_blocks=n_blocks, d_conv=d_conv, horizon=horizon, seed=seed,
-                      weight_scale=weight_scale, block=block, d_state=d_state, dt_rank=dt_rank)
+    make_random_model(
+        root / "m",
+        c_in=c_in,
+        length=length,
+        patch=patch,
+        stride=stride,
+        d_model=d_model,
+        d_inner=d_inner,
+        n_blocks=n_blocks,
+        d_conv=d_conv,
+        horizon=horizon,
+        seed=seed,
+        weight_scale=weight_scale,
+        block=block,
+        d_state=d_state,
+        dt_rank=dt_rank,
+    )
     model = load_model(root / "m")
     x = np.random.default_rng(seed).standard_normal((64, c_in, length))
     calibrate(model, x, formats="q88" if formats == "random" else formats)
@@ -168,16 +221,19 @@ def test_random_graphs_bit_exact(tmp_path_factory, c_in, patch, stride, tokens, 
 
 
 # ------------------------------------------------------------------ names
-@pytest.mark.parametrize("name, expected", [
-    ("blk0.in_proj_u", "l_blk0_in_proj_u"),
-    ("int", "l_int"),                       # keyword: prefixed, never shadowed
-    ("class", "l_class"),
-    ("a;system(\"rm -rf /\");", "l_a_system_rm_rf"),
-    ("x */ #include <evil>\n", "l_x_include_evil"),
-    ("données.ñ", "l_donn_es"),            # unicode -> '_' runs, trailing '_' dropped
-    ("__init__", "l_init"),                # no reserved double underscore
-    ("9lives", "l_9lives"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("blk0.in_proj_u", "l_blk0_in_proj_u"),
+        ("int", "l_int"),  # keyword: prefixed, never shadowed
+        ("class", "l_class"),
+        ("a;system(\"rm -rf /\");", "l_a_system_rm_rf"),
+        ("x */ #include <evil>\n", "l_x_include_evil"),
+        ("données.ñ", "l_donn_es"),  # unicode -> '_' runs, trailing '_' dropped
+        ("__init__", "l_init"),  # no reserved double underscore
+        ("9lives", "l_9lives"),
+    ],
+)
 def test_sanitizer_renames_deterministically(name, expected):
     assert base_identifier(name) == expected
     ident = sanitize_names([name])[name]
@@ -228,19 +284,48 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=10)
     d = gen.out_dir
     ops = sorted(p.name for p in (d / "firmware" / "ops").iterdir())
-    assert ops == ["add.h", "conv1x1.h", "conv_kx1.h", "dwconv.h", "lut_activation.h", "mul.h", "revin.h", "rmsnorm.h",
-                   "s6_scan.h", "scan.h"]
-    for rel in ("firmware/primitives.h", "firmware/params.h", "firmware/top.h", "firmware/top.cpp",
-                "firmware/weights/luts.h", "tb/tb_main.cpp", "tb/npy.h", "tb_data/input.npy",
-                "tb_data/output.npy", "Makefile", "build_prj.tcl", "project.json"):
+    assert ops == [
+        "add.h",
+        "conv1x1.h",
+        "conv_kx1.h",
+        "dwconv.h",
+        "lut_activation.h",
+        "mul.h",
+        "revin.h",
+        "rmsnorm.h",
+        "s6_scan.h",
+        "scan.h",
+    ]
+    for rel in (
+        "firmware/primitives.h",
+        "firmware/params.h",
+        "firmware/top.h",
+        "firmware/top.cpp",
+        "firmware/weights/luts.h",
+        "tb/tb_main.cpp",
+        "tb/npy.h",
+        "tb_data/input.npy",
+        "tb_data/output.npy",
+        "Makefile",
+        "build_prj.tcl",
+        "project.json",
+    ):
         assert (d / rel).is_file(), rel
     firmware = "\n".join(p.read_text() for p in (d / "firmware").rglob("*.h")) + (d / "firmware/top.cpp").read_text()
     code = re.sub(r"//[^\n]*", "", firmware)
     assert not re.search(r"\b(float|double|malloc|new|delete)\b", code)
     assert "#pragma HLS INTERFACE" in firmware and "#pragma HLS PIPELINE" in firmware
     tcl = (d / "build_prj.tcl").read_text()
-    for cmd in ("open_project", "set_top cmamba_top", "add_files", "csim_design", "csynth_design", "cosim_design",
-                "set_part", "create_clock"):
+    for cmd in (
+        "open_project",
+        "set_top cmamba_top",
+        "add_files",
+        "csim_design",
+        "csynth_design",
+        "cosim_design",
+        "set_part",
+        "create_clock",
+    ):
         assert cmd in tcl
     # every weight value in the header is the lowering's integer (never recomputed)
     step = tiny_model.program.step("blk0.in_proj_u")
@@ -256,7 +341,7 @@ def test_project_layout_and_constants_from_lowering(tiny_model, tmp_path):
 def test_generation_is_byte_identical(tiny_model_auto, tmp_path):
     a = generate_project(tiny_model_auto, tmp_path / "a", n_vectors=30, layers=True)
     b = generate_project(tiny_model_auto, tmp_path / "b", n_vectors=30, layers=True)
-    rel = lambda res: sorted(p.relative_to(res.out_dir) for p in res.files)   # noqa: E731
+    rel = lambda res: sorted(p.relative_to(res.out_dir) for p in res.files)  # noqa: E731
     assert rel(a) == rel(b) and len(rel(a)) > 30
     for r in rel(a):
         assert (a.out_dir / r).read_bytes() == (b.out_dir / r).read_bytes(), r
@@ -268,10 +353,10 @@ def test_refuses_to_overwrite_a_foreign_directory(tiny_model, tmp_path):
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(CmambaError, match="not written by cmamba-hls codegen"):
         generate_project(tiny_model, out, n_vectors=5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]       # no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary left behind
     assert (out / "notes.txt").read_text() == "keep me"
     generate_project(tiny_model, tmp_path / "gen", n_vectors=5)
-    generate_project(tiny_model, tmp_path / "gen", n_vectors=7)         # a generated project is replaced
+    generate_project(tiny_model, tmp_path / "gen", n_vectors=7)  # a generated project is replaced
     assert np.load(tmp_path / "gen" / "tb_data" / "input.npy").shape[0] == 7
 
 
@@ -360,19 +445,22 @@ def test_cli_codegen_then_make_test(tiny_model, tmp_path, capsys):
     assert cli_main(["codegen", str(tiny_model.graph.path), "--out", str(out), "--vectors", "25"]) == 0
     printed = capsys.readouterr().out
     assert "25 golden vectors (4 adversarial, 0 real, 21 random)" in printed
-    assert f"real windows: none (model '{tiny_model.graph.path}' records no training data file: pass --data CSV)" \
+    assert (
+        f"real windows: none (model '{tiny_model.graph.path}' records no training data file: pass --data CSV)"
         in printed
+    )
     proc = subprocess.run(["make", "-s", "-C", str(out), "test"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().splitlines()[-1] == "25 passed, 0 failed"
-    with pytest.raises(SystemExit):          # argparse: --precision is one of int16, int8
+    with pytest.raises(SystemExit):  # argparse: --precision is one of int16, int8
         cli_main(["codegen", str(tiny_model.graph.path), "--out", str(out), "--precision", "int4"])
 
 
 def test_codegen_finds_the_training_data_as_calibrate_and_eval_do(tiny_model, tmp_path, capsys):
     from tests.test_cli import write_series_csv
+
     model_dir = shutil.copytree(tiny_model.graph.path, tmp_path / "m")
-    data = write_series_csv(tmp_path / "series.csv", ["ch0", "ch1", "ch2"])     # beside the model, not in data/
+    data = write_series_csv(tmp_path / "series.csv", ["ch0", "ch1", "ch2"])  # beside the model, not in data/
     raw = json.loads((model_dir / "model.json").read_text())
     raw["training"] = {"data": {"file": "series.csv"}}
     write_json_atomic(model_dir / "model.json", raw)
@@ -393,8 +481,8 @@ def test_cli_compare_reports_zero_mismatches(tiny_model_auto, tmp_path, capsys):
     rows = (out / "compare.csv").read_text().splitlines()
     assert rows[0] == "layer,diff_lsb,count,elements,mismatches"
     layers = [r.split(",") for r in rows[1:]]
-    assert len(layers) == len(tiny_model_auto.graph.layers)           # one row per layer: diff 0 only
+    assert len(layers) == len(tiny_model_auto.graph.layers)  # one row per layer: diff 0 only
     assert all(r[1] == "0" and r[2] == r[3] and r[4] == "0" for r in layers)
     assert (out / "compare_hist.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cli_main(args) == 0                                         # second run reuses the project
+    assert cli_main(args) == 0  # second run reuses the project
     assert "(reused)" in capsys.readouterr().out

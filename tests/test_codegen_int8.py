@@ -10,6 +10,7 @@
 - RMSNorm V1 (float inside, spec 3.9) is rejected with one clear error naming the layer;
   generation is deterministic.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,14 @@ HYPOTHESIS_EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "3"))
 
 @pytest.fixture(scope="module")
 def default_stdint_project(default_calibrated, tmp_path_factory):
-    return generate_project(default_calibrated, tmp_path_factory.mktemp("p8") / "stdint", precision="int8",
-                            types="stdint", n_vectors=N_VECTORS, layers=True)
+    return generate_project(
+        default_calibrated,
+        tmp_path_factory.mktemp("p8") / "stdint",
+        precision="int8",
+        types="stdint",
+        n_vectors=N_VECTORS,
+        layers=True,
+    )
 
 
 def _check_vectors(gen):
@@ -92,8 +99,21 @@ def test_rmsnorm_v1_is_rejected(tiny_model, tmp_path):
     with pytest.raises(UnsupportedError, match=r"layer 'blk0.norm': RMSNorm V1 .*--int8-rmsnorm v2"):
         generate_project(model, tmp_path / "out", precision="int8")
     assert not (tmp_path / "out").exists()
-    proc = subprocess.run([sys.executable, "-m", "cmamba_hls.cli", "codegen", str(tmp_path / "m"),
-                           "--out", str(tmp_path / "out"), "--precision", "int8"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cmamba_hls.cli",
+            "codegen",
+            str(tmp_path / "m"),
+            "--out",
+            str(tmp_path / "out"),
+            "--precision",
+            "int8",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "blk0.norm" in proc.stderr and "mixed precision" in proc.stderr
     # the INT16 back end does not care about the INT8 RMSNorm mode
@@ -114,13 +134,22 @@ def small_graphs(draw):
     patch = draw(st.integers(1, 4))
     stride = draw(st.integers(1, 3))
     tokens = draw(st.integers(1, 5))
-    dims = dict(c_in=draw(st.integers(1, 4)), patch=patch, stride=stride,
-                length=patch + stride * (tokens - 1) + draw(st.integers(0, stride - 1)),
-                d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 12)),
-                n_blocks=draw(st.integers(1, 2)), d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 2 ** 16)), weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])),
-                block=draw(st.sampled_from(["simple", "s6"])), d_state=draw(st.integers(1, 4)),
-                dt_rank=draw(st.integers(1, 3)))
+    dims = dict(
+        c_in=draw(st.integers(1, 4)),
+        patch=patch,
+        stride=stride,
+        length=patch + stride * (tokens - 1) + draw(st.integers(0, stride - 1)),
+        d_model=draw(st.integers(1, 8)),
+        d_inner=draw(st.integers(1, 12)),
+        n_blocks=draw(st.integers(1, 2)),
+        d_conv=draw(st.integers(1, 4)),
+        horizon=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**16)),
+        weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])),
+        block=draw(st.sampled_from(["simple", "s6"])),
+        d_state=draw(st.integers(1, 4)),
+        dt_rank=draw(st.integers(1, 3)),
+    )
     return dims, draw(st.sampled_from(["maxabs", "p99", "p99.9"]))
 
 

@@ -3,6 +3,7 @@ model (the default model's dimensions with N = 16 states, R = 2) bit-exact again
 model on 1,000 vectors in both precisions, and a small S6 model driven into saturation (state
 and outputs) bit-exact in both precisions. Random S6 graphs run in the hypothesis tests of
 test_codegen.py / test_codegen_int8.py (block drawn from simple | s6)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """intsim/data.py: CSV parsing, chronological split, windows, normalisation, baselines, metrics."""
+
 from __future__ import annotations
 
 import gzip
@@ -58,21 +59,24 @@ def test_shipped_data_file():
     assert np.all(np.isfinite(values))
 
 
-@pytest.mark.parametrize("text, columns, match", [
-    ("a,b\n1,2\n,3\n", None, r"column 'a', line 3: non-numeric value ''"),            # missing value
-    ("a,b\n1,2\n3,x7\n", None, r"column 'b', line 3: non-numeric value 'x7'"),
-    ("a,b\n1,2\nnan,3\n", None, r"column 'a', line 3: value 'nan' is not finite"),
-    ("a,b\nNaN,2\nNaN,3\n", ["a"], r"column 'a', line 2: value 'NaN' is not finite"),  # NaN-only column
-    ("a,b\n1,2\n3,-inf\n", None, r"column 'b', line 3: value '-inf' is not finite"),
-    ("a,b\n1,2\n3\n", None, r"line 3: 1 fields, header has 2"),
-    ("a,b\n1,2\n", ["c"], r"unknown column\(s\) 'c' \(available: a, b\)"),
-    ("a,b\n1,2\n", ["a", "a"], r"listed twice"),
-    ("a,b\n1,2\n", [], r"empty column list"),
-    ("a,a\n1,2\n", None, r"duplicate column name\(s\) in header: a"),
-    ("", None, r"file is empty"),
-    ("a,b\n", None, r"no data rows after the header"),
-    ("timestamp,name\n0,x\n", None, r"no numeric columns found"),
-])
+@pytest.mark.parametrize(
+    "text, columns, match",
+    [
+        ("a,b\n1,2\n,3\n", None, r"column 'a', line 3: non-numeric value ''"),  # missing value
+        ("a,b\n1,2\n3,x7\n", None, r"column 'b', line 3: non-numeric value 'x7'"),
+        ("a,b\n1,2\nnan,3\n", None, r"column 'a', line 3: value 'nan' is not finite"),
+        ("a,b\nNaN,2\nNaN,3\n", ["a"], r"column 'a', line 2: value 'NaN' is not finite"),  # NaN-only column
+        ("a,b\n1,2\n3,-inf\n", None, r"column 'b', line 3: value '-inf' is not finite"),
+        ("a,b\n1,2\n3\n", None, r"line 3: 1 fields, header has 2"),
+        ("a,b\n1,2\n", ["c"], r"unknown column\(s\) 'c' \(available: a, b\)"),
+        ("a,b\n1,2\n", ["a", "a"], r"listed twice"),
+        ("a,b\n1,2\n", [], r"empty column list"),
+        ("a,a\n1,2\n", None, r"duplicate column name\(s\) in header: a"),
+        ("", None, r"file is empty"),
+        ("a,b\n", None, r"no data rows after the header"),
+        ("timestamp,name\n0,x\n", None, r"no numeric columns found"),
+    ],
+)
 def test_bad_csv_is_one_clear_error(tmp_path, text, columns, match):
     path = write(tmp_path / "bad.csv", text)
     with pytest.raises(DataError, match=match) as info:
@@ -125,8 +129,8 @@ def test_window_counts_and_contents(rows, lookback, horizon, stride):
     assert X.shape == (b, 3, lookback) and Y.shape == (b, 3, horizon)
     for w in range(b):
         start = w * stride
-        np.testing.assert_array_equal(X[w], values[start:start + lookback].T)
-        np.testing.assert_array_equal(Y[w], values[start + lookback:start + lookback + horizon].T)
+        np.testing.assert_array_equal(X[w], values[start : start + lookback].T)
+        np.testing.assert_array_equal(Y[w], values[start + lookback : start + lookback + horizon].T)
     assert X.flags.c_contiguous and Y.flags.c_contiguous
 
 

@@ -10,6 +10,7 @@
   pragma per channel with the planned depth; the synthesizability checks pass on stream projects
   (tests/test_synthesizability.py); a missing hls_stream.h is a clear build error.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,10 +37,15 @@ def test_fifo_depths_rule_on_the_default_model():
     # an input read before a later one holds the windows in flight on the longer path:
     # the residual skips (9 processes from the fork to out_proj), silu_u before the scan's lam
     # (dt_proj, lam: 2), silu_z before the gate's scan (4); L = 15 tokens per window
-    assert deep == {("patch_embed", "blk0.residual"): 9 * 15, ("blk0.residual", "blk1.residual"): 9 * 15,
-                    ("blk0.silu_u", "blk0.scan"): 2 * 15, ("blk1.silu_u", "blk1.scan"): 2 * 15,
-                    ("blk0.silu_z", "blk0.gate"): 4 * 15, ("blk1.silu_z", "blk1.gate"): 4 * 15}
-    assert read_order(g)["blk0.scan"] == ["blk0.silu_u", "blk0.lam"]      # ascending rank: lam comes last
+    assert deep == {
+        ("patch_embed", "blk0.residual"): 9 * 15,
+        ("blk0.residual", "blk1.residual"): 9 * 15,
+        ("blk0.silu_u", "blk0.scan"): 2 * 15,
+        ("blk1.silu_u", "blk1.scan"): 2 * 15,
+        ("blk0.silu_z", "blk0.gate"): 4 * 15,
+        ("blk1.silu_z", "blk1.gate"): 4 * 15,
+    }
+    assert read_order(g)["blk0.scan"] == ["blk0.silu_u", "blk0.lam"]  # ascending rank: lam comes last
 
 
 @pytest.mark.parametrize("reuse", [ReuseSpec(), TARGET_REUSE], ids=["natural", "target"])
@@ -56,7 +62,7 @@ def test_planned_depths_run_at_the_slowest_process(reuse):
     assert done[0] == est.latency_cycles
     shallow = simulate_dataflow(df, compute, 6, {ch.name: MIN_DEPTH for ch in df.channels})
     assert shallow[-1] - shallow[-2] > 3 * est.interval_cycles
-    simulate_dataflow(df, compute, 3, {ch.name: 1 for ch in df.channels})       # completes: no deadlock
+    simulate_dataflow(df, compute, 3, {ch.name: 1 for ch in df.channels})  # completes: no deadlock
 
 
 def test_a_deadlocked_network_is_reported():
@@ -70,8 +76,12 @@ def test_stream_project_has_the_interface_and_dataflow_pragmas(tiny_model, tmp_p
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=4, interface="stream", reuse=None)
     top = (gen.out_dir / "firmware" / "top.cpp").read_text()
     assert "void cmamba_top(hls::stream<data_t>& input, hls::stream<data_t>& output)" in top
-    for pragma in ("INTERFACE mode=axis port=input", "INTERFACE mode=axis port=output",
-                   "INTERFACE mode=ap_ctrl_chain port=return", "DATAFLOW"):
+    for pragma in (
+        "INTERFACE mode=axis port=input",
+        "INTERFACE mode=axis port=output",
+        "INTERFACE mode=ap_ctrl_chain port=return",
+        "DATAFLOW",
+    ):
         assert f"#pragma HLS {pragma}" in top
     depths = dict(re.findall(r"#pragma HLS STREAM variable=(\w+) depth=(\d+)", top))
     assert depths == {ch.name: str(ch.depth) for ch in plan_dataflow(tiny_model.graph).channels}
@@ -85,9 +95,16 @@ def test_stream_project_has_the_interface_and_dataflow_pragmas(tiny_model, tmp_p
 @pytest.mark.parametrize("precision", ["int16", "int8"])
 def test_default_model_stream_ap_bit_exact(default_calibrated, tmp_path, precision):
     ap_include_or_skip()
-    gen = generate_project(default_calibrated, tmp_path / "p", precision=precision, types="ap", n_vectors=300,
-                           interface="stream", reuse=TARGET_REUSE)
+    gen = generate_project(
+        default_calibrated,
+        tmp_path / "p",
+        precision=precision,
+        types="ap",
+        n_vectors=300,
+        interface="stream",
+        reuse=TARGET_REUSE,
+    )
     build_project_cached(gen.out_dir)
     tb = run_testbench(gen.out_dir)
     assert (tb.passed, tb.failed) == (300, 0), tb.first_mismatch
-    assert "stream top:" not in tb.stdout                  # no value left in a port stream
+    assert "stream top:" not in tb.stdout  # no value left in a port stream

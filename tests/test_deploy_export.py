@@ -8,6 +8,7 @@
   2, nothing written); a corrupted, truncated, out-of-range or re-calibrated export given to the
   external-weights binary (one line naming the file, exit 2).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def test_default_model_export_round_trips(default_calibrated, tmp_path, capsys, 
     assert [r.name for r in exp.layers] == [s.name for s in prog.steps]
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["format"], manifest["version"], manifest["precision"]) == (EXPORT_DIR.format, 1, precision)
-    for path in out.rglob("*.npy"):          # integers only, never a pickle
+    for path in out.rglob("*.npy"):  # integers only, never a pickle
         assert np.load(path, allow_pickle=False).dtype.kind in "iu", path
     by_name = {r.name: r for r in exp.layers}
     conv = by_name["blk0.in_proj_u"]
@@ -65,11 +66,20 @@ def test_default_model_export_round_trips(default_calibrated, tmp_path, capsys, 
 @st.composite
 def small_graphs(draw):
     patch, stride, tokens = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    return dict(c_in=draw(st.integers(1, 4)), patch=patch, stride=stride, length=patch + stride * (tokens - 1),
-                d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 12)), n_blocks=draw(st.integers(1, 2)),
-                d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2 ** 16)),
-                weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])), revin=draw(st.booleans())), \
-        draw(st.sampled_from(["q88", "auto"]))
+    return dict(
+        c_in=draw(st.integers(1, 4)),
+        patch=patch,
+        stride=stride,
+        length=patch + stride * (tokens - 1),
+        d_model=draw(st.integers(1, 8)),
+        d_inner=draw(st.integers(1, 12)),
+        n_blocks=draw(st.integers(1, 2)),
+        d_conv=draw(st.integers(1, 4)),
+        horizon=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**16)),
+        weight_scale=draw(st.sampled_from([0.3, 1.0, 4.0])),
+        revin=draw(st.booleans()),
+    ), draw(st.sampled_from(["q88", "auto"]))
 
 
 @settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -78,8 +88,9 @@ def test_random_graph_exports_round_trip(case):
     dims, formats = case
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(make_random_model(Path(tmp) / "m", **dims))
-        calibrate(model, np.random.default_rng(dims["seed"]).standard_normal((32,) + model.graph.input_shape),
-                  formats=formats)
+        calibrate(
+            model, np.random.default_rng(dims["seed"]).standard_normal((32,) + model.graph.input_shape), formats=formats
+        )
         for precision in ("int16", "int8"):
             write_export(model, precision, Path(tmp) / precision)
             check_same_as(read_export(Path(tmp) / precision), model, precision)
@@ -116,18 +127,20 @@ def _golden_dir(model, project: Path, precision: str, dest: Path) -> Path:
 def external_project(request, default_calibrated, tmp_path_factory):
     precision = request.param
     out = tmp_path_factory.mktemp(f"ext_{precision}") / "p"
-    gen = generate_project(default_calibrated, out, precision=precision, n_vectors=N_VECTORS, layers=True,
-                           weights="external")
+    gen = generate_project(
+        default_calibrated, out, precision=precision, n_vectors=N_VECTORS, layers=True, weights="external"
+    )
     build_project_cached(out)
     return precision, gen.out_dir
 
 
-def test_external_weights_bit_exact_and_new_weights_need_no_regeneration(external_project, default_calibrated,
-                                                                          tmp_path, capsys):
+def test_external_weights_bit_exact_and_new_weights_need_no_regeneration(
+    external_project, default_calibrated, tmp_path, capsys
+):
     precision, project = external_project
-    assert not (project / "firmware" / "weights").exists()      # no ROMs compiled in
+    assert not (project / "firmware" / "weights").exists()  # no ROMs compiled in
     assert "const Weights weights[1]" in (project / "firmware" / "top.h").read_text()
-    synth = check_project(project)                               # docs/hls.md: the same rules hold
+    synth = check_project(project)  # docs/hls.md: the same rules hold
     assert synth.ok, synth.summary()
     res = run_testbench(project)
     assert (res.passed, res.failed) == (N_VECTORS, 0), res.first_mismatch
@@ -139,13 +152,17 @@ def test_external_weights_bit_exact_and_new_weights_need_no_regeneration(externa
     assert not np.array_equal(np.load(data2 / "output.npy"), np.load(project / "tb_data" / "output.npy"))
     res2 = run_testbench(project, data_dir=str(data2), weights_dir=tmp_path / "x2")
     assert (res2.passed, res2.failed) == (N_VECTORS, 0), res2.first_mismatch
-    stale = run_testbench(project, data_dir=str(data2))          # the old weights: the outputs differ
+    stale = run_testbench(project, data_dir=str(data2))  # the old weights: the outputs differ
     assert stale.failed > 0 and stale.returncode == 1
 
 
 def _tb(project: Path, weights: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(project / "build" / "tb"), "tb_data", "--weights", str(weights)], cwd=project,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(project / "build" / "tb"), "tb_data", "--weights", str(weights)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _broken_copy(project: Path, dest: Path, edit) -> Path:
@@ -190,8 +207,14 @@ def test_external_binary_refuses_a_bad_export(external_project, default_calibrat
     # a re-calibrated model changes compile-time scalars: refused, naming the first one
     recal = tmp_path / "recal"
     shutil.copytree(default_calibrated.graph.path, recal)
-    assert cli_main(["calibrate", str(recal), "--formats", "auto"] if precision == "int16"
-                    else ["calibrate", str(recal), "--method", "p99"]) == 0
+    assert (
+        cli_main(
+            ["calibrate", str(recal), "--formats", "auto"]
+            if precision == "int16"
+            else ["calibrate", str(recal), "--method", "p99"]
+        )
+        == 0
+    )
     assert _export_cli(capsys, recal, precision, tmp_path / "xr")[0] == 0
     proc = _tb(project, tmp_path / "xr")
     assert proc.returncode == 2 and "scalars.npy: '" in proc.stderr and "regenerate" in proc.stderr

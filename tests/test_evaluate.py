@@ -1,5 +1,6 @@
 """cmamba_hls.evaluate as a library (the API `cmamba-hls demo` uses): summary keys, metric
 definitions, data selection, modes, and the all-or-nothing report write."""
+
 from __future__ import annotations
 
 import shutil
@@ -36,7 +37,7 @@ def test_summary_has_the_demo_keys_and_the_metric_definitions(tiny_model, window
     ref = tiny_model.run(xn, "fp32").output
     y_norm = (y - tiny_model.graph.norm_out_mean[:, None]) / tiny_model.graph.norm_out_std[:, None]
     for row in rep.summary:
-        assert tuple(row)[:len(SUMMARY_KEYS)] == SUMMARY_KEYS
+        assert tuple(row)[: len(SUMMARY_KEYS)] == SUMMARY_KEYS
         res = tiny_model.run(xn, row["mode"])
         np.testing.assert_array_equal(rep.predictions[row["mode"]], res.output)  # batching changes nothing
         pred = tiny_model.denormalize_output(res.output)
@@ -46,7 +47,7 @@ def test_summary_has_the_demo_keys_and_the_metric_definitions(tiny_model, window
         assert row["rmse_vs_fp32"] == pytest.approx(np.sqrt(np.mean((res.output - ref) ** 2)), rel=1e-12, abs=0)
         maxae = np.max(np.abs(res.output - ref))
         assert row["maxae_vs_fp32"] == maxae
-        lsb = {"fp32": None, "quant16": 2.0 ** -8, "bittrue": res.output_lsb, "quant8": res.output_lsb}[row["mode"]]
+        lsb = {"fp32": None, "quant16": 2.0**-8, "bittrue": res.output_lsb, "quant8": res.output_lsb}[row["mode"]]
         assert row["maxae_vs_fp32_lsb"] == (maxae / lsb if lsb else 0.0)
         assert row["saturations"] == sum(s["saturations"] for s in res.stats.values())
         assert row["samples_per_second"] > 0
@@ -69,7 +70,7 @@ def test_load_eval_data_windows_and_max_windows(tiny_model, data):
     np.testing.assert_array_equal(x, full["val"][0])
     np.testing.assert_array_equal(y, full["val"][1])
     xs, ys = load_eval_data(tiny_model, data, "train", max_windows=5)
-    idx = [0, 48, 95, 142, 190]          # np.rint(linspace(0, 190, 5)): evenly spaced, ends included
+    idx = [0, 48, 95, 142, 190]  # np.rint(linspace(0, 190, 5)): evenly spaced, ends included
     np.testing.assert_array_equal(xs, full["train"][0][idx])
     np.testing.assert_array_equal(ys, full["train"][1][idx])
     with pytest.raises(DataError, match="unknown split"):
@@ -107,8 +108,9 @@ def test_report_is_all_or_nothing(tmp_path, tiny_model, windows, monkeypatch):
 
     def broken(*args, **kwargs):
         raise RuntimeError("plot failed")
+
     monkeypatch.setattr(report_plots, "forecast", broken)
     with pytest.raises(RuntimeError, match="plot failed"):
         evaluate(tiny_model, x[:3], y[:3], modes=("quant8",), out_dir=out_dir, progress=False)
-    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before      # old report intact
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]                 # no temp folder left
+    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before  # old report intact
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temp folder left

@@ -5,6 +5,7 @@ no float except where the input itself is a float), so it cannot share a bug wit
 code under test. Each scalar primitive is checked twice: the Numba-jitted function and
 its plain-Python twin ``.py_func``, on the same hypothesis inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from intsim import fixedpoint as fp
 from intsim.fixedpoint import NonFiniteError
 
-I64_MIN, I64_MAX = -2**63, 2**63 - 1
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 
 # deadline=None: the first call of a jitted function compiles (or loads the cache).
 FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -29,10 +30,11 @@ SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 # Exact references (Python ints / Fraction only)
 # ----------------------------------------------------------------------------------
 
+
 def ref_rne(fr: Fraction) -> int:
     """Round half to even of an exact rational."""
-    fl = fr.numerator // fr.denominator          # floor (denominator > 0)
-    rem = fr - fl                                # in [0, 1)
+    fl = fr.numerator // fr.denominator  # floor (denominator > 0)
+    rem = fr - fl  # in [0, 1)
     if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2 == 1):
         fl += 1
     return fl
@@ -43,7 +45,7 @@ def ref_rne_shift(x: int, n: int) -> int:
 
 
 def ref_sat(v: int, bits: int) -> tuple[int, bool]:
-    lo, hi = -2**(bits - 1), 2**(bits - 1) - 1
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return min(max(v, lo), hi), (v < lo or v > hi)
 
 
@@ -55,11 +57,11 @@ def ref_quantize_multiplier(m: float) -> tuple[int, int]:
     """m0 = RNE(frac * 2**31), m = frac * 2**e, frac in [1/2, 1), exactly (spec 3.2)."""
     M = Fraction(m)
     e = 0
-    while M / Fraction(2)**e >= 1:
+    while M / Fraction(2) ** e >= 1:
         e += 1
-    while M / Fraction(2)**e < Fraction(1, 2):
+    while M / Fraction(2) ** e < Fraction(1, 2):
         e -= 1
-    m0 = ref_rne(M / Fraction(2)**e * 2**31)
+    m0 = ref_rne(M / Fraction(2) ** e * 2**31)
     if m0 == 2**31:
         m0, e = 2**30, e + 1
     return m0, 31 - e
@@ -81,8 +83,26 @@ def test_reference_rne_matches_python_round():
 # Strategies
 # ----------------------------------------------------------------------------------
 
-EDGE_I64 = [I64_MIN, I64_MIN + 1, I64_MIN + 2, -2**62 - 1, -2**62, -2**62 + 1, -3, -2, -1,
-            0, 1, 2, 3, 2**62 - 1, 2**62, 2**62 + 1, I64_MAX - 1, I64_MAX]
+EDGE_I64 = [
+    I64_MIN,
+    I64_MIN + 1,
+    I64_MIN + 2,
+    -(2**62) - 1,
+    -(2**62),
+    -(2**62) + 1,
+    -3,
+    -2,
+    -1,
+    0,
+    1,
+    2,
+    3,
+    2**62 - 1,
+    2**62,
+    2**62 + 1,
+    I64_MAX - 1,
+    I64_MAX,
+]
 int64s = st.one_of(st.integers(I64_MIN, I64_MAX), st.sampled_from(EDGE_I64))
 shifts = st.one_of(st.integers(0, 62), st.sampled_from([0, 1, 61, 62]))
 
@@ -91,22 +111,27 @@ shifts = st.one_of(st.integers(0, 62), st.sampled_from([0, 1, 61, 62]))
 def ties(draw):
     """(x, n): x / 2**n lies exactly halfway between two integers, x in int64."""
     n = draw(st.integers(1, 62))
-    k = draw(st.integers(-2**(63 - n), 2**(63 - n) - 1))
-    return k * 2**n + 2**(n - 1), n
+    k = draw(st.integers(-(2 ** (63 - n)), 2 ** (63 - n) - 1))
+    return k * 2**n + 2 ** (n - 1), n
 
 
 @st.composite
 def left_shifts(draw):
     """(x, n) with n in [-62, 0] and x << -n still inside int64."""
     s = draw(st.integers(0, 62))
-    x = draw(st.one_of(st.integers(-2**(63 - s), 2**(63 - s) - 1),
-                       st.sampled_from([-2**(63 - s), 2**(63 - s) - 1, 0, 1, -1])))
+    x = draw(
+        st.one_of(
+            st.integers(-(2 ** (63 - s)), 2 ** (63 - s) - 1),
+            st.sampled_from([-(2 ** (63 - s)), 2 ** (63 - s) - 1, 0, 1, -1]),
+        )
+    )
     return x, -s
 
 
 # ----------------------------------------------------------------------------------
 # rne_shift (spec 1.2)
 # ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("f", both(fp.rne_shift))
 @FAST
@@ -144,14 +169,22 @@ def test_rne_shift_negation_symmetry(f, x, n):
 
 @pytest.mark.parametrize("f", both(fp.rne_shift))
 def test_rne_shift_largest_shifts(f):
-    h = 2**61                                    # half of 2**62
+    h = 2**61  # half of 2**62
     cases = {
-        (I64_MIN, 62): -2, (I64_MAX, 62): 2,     # 1.99999... -> 2
-        (h, 62): 0, (-h, 62): 0,                 # +-0.5 -> 0 (even)
-        (3 * h, 62): 2, (-3 * h, 62): -2,        # +-1.5 -> +-2 (even)
-        (h + 1, 62): 1, (-h - 1, 62): -1,        # just above the tie
-        (h - 1, 62): 0, (-h + 1, 62): 0,         # just below the tie
-        (I64_MIN, 61): -4, (I64_MAX, 61): 4, (2**60, 61): 0, (3 * 2**60, 61): 2,
+        (I64_MIN, 62): -2,
+        (I64_MAX, 62): 2,  # 1.99999... -> 2
+        (h, 62): 0,
+        (-h, 62): 0,  # +-0.5 -> 0 (even)
+        (3 * h, 62): 2,
+        (-3 * h, 62): -2,  # +-1.5 -> +-2 (even)
+        (h + 1, 62): 1,
+        (-h - 1, 62): -1,  # just above the tie
+        (h - 1, 62): 0,
+        (-h + 1, 62): 0,  # just below the tie
+        (I64_MIN, 61): -4,
+        (I64_MAX, 61): 4,
+        (2**60, 61): 0,
+        (3 * 2**60, 61): 2,
     }
     for (x, n), want in cases.items():
         assert int(f(x, n)) == want == ref_rne_shift(x, n), (x, n)
@@ -176,12 +209,13 @@ def test_rne_shift_out_of_range_raises(f, n):
 # shift_round (spec 1.3)
 # ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("f", both(fp.shift_round))
 @FAST
 @given(xn=left_shifts())
 def test_shift_round_left_is_exact(f, xn):
     x, n = xn
-    assert int(f(x, n)) == x * 2**(-n)
+    assert int(f(x, n)) == x * 2 ** (-n)
 
 
 @pytest.mark.parametrize("f", both(fp.shift_round))
@@ -204,12 +238,13 @@ def test_shift_round_format_alignment_examples():
     # spec 2.5/2.6: Q6.10 717 -> Q8.8 address 179 (179.25 rounds down); Q8.8 -> Q6.10 exact.
     assert int(fp.shift_round(717, 10 - 8)) == 179
     assert int(fp.shift_round(179, 8 - 10)) == 716
-    assert int(fp.shift_round(-32768, -15)) == -2**30
+    assert int(fp.shift_round(-32768, -15)) == -(2**30)
 
 
 # ----------------------------------------------------------------------------------
 # saturate / sat_limits / saturate_array (spec 1.4)
 # ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("f", both(fp.saturate))
 @FAST
@@ -224,10 +259,16 @@ def test_saturate_exact(f, x, bits):
 @pytest.mark.parametrize("f", both(fp.saturate))
 @pytest.mark.parametrize("bits", [2, 8, 16, 32, 62, 63])
 def test_saturate_both_ends(f, bits):
-    lo, hi = -2**(bits - 1), 2**(bits - 1) - 1
-    for x, want, flag in [(hi, hi, False), (hi + 1, hi, True), (I64_MAX, hi, bits < 64),
-                          (lo, lo, False), (lo - 1, lo, True), (I64_MIN, lo, True),
-                          (0, 0, False)]:
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    for x, want, flag in [
+        (hi, hi, False),
+        (hi + 1, hi, True),
+        (I64_MAX, hi, bits < 64),
+        (lo, lo, False),
+        (lo - 1, lo, True),
+        (I64_MIN, lo, True),
+        (0, 0, False),
+    ]:
         if bits == 63 and x == I64_MAX:
             flag = True
         v, s = f(x, bits)
@@ -238,13 +279,12 @@ def test_saturate_both_ends(f, bits):
 def test_sat_limits(f):
     for bits in range(2, 64):
         lo, hi = f(bits)
-        assert (int(lo), int(hi)) == (-2**(bits - 1), 2**(bits - 1) - 1)
+        assert (int(lo), int(hi)) == (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 
 
 @pytest.mark.parametrize("f", both(fp.saturate_array))
 @MEDIUM
-@given(xs=st.lists(int64s, min_size=0, max_size=40), bits=st.integers(2, 63),
-       rows=st.sampled_from([1, 2]))
+@given(xs=st.lists(int64s, min_size=0, max_size=40), bits=st.integers(2, 63), rows=st.sampled_from([1, 2]))
 def test_saturate_array_values_and_count(f, xs, bits, rows):
     xs = xs[: len(xs) - len(xs) % rows]
     x = np.asarray(xs, dtype=np.int64).reshape(rows, -1)
@@ -266,6 +306,7 @@ def test_saturate_array_count_example():
 # rne_shift_array
 # ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("f", both(fp.rne_shift_array))
 @MEDIUM
 @given(xs=st.lists(int64s, min_size=1, max_size=36), n=shifts, cols=st.sampled_from([1, 3]))
@@ -286,8 +327,11 @@ def test_rne_shift_array_out_of_range_raises():
 # rne_div (spec 1.5)
 # ----------------------------------------------------------------------------------
 
-dens = st.one_of(st.integers(1, I64_MAX), st.integers(1, 1000),
-                 st.sampled_from([1, 2, 3, 2**62, 2**62 + 1, 2**62 + 10, I64_MAX - 1, I64_MAX]))
+dens = st.one_of(
+    st.integers(1, I64_MAX),
+    st.integers(1, 1000),
+    st.sampled_from([1, 2, 3, 2**62, 2**62 + 1, 2**62 + 10, I64_MAX - 1, I64_MAX]),
+)
 
 
 @pytest.mark.parametrize("f", both(fp.rne_div))
@@ -320,11 +364,23 @@ def test_rne_div_ties_go_to_even(f, t):
 def test_rne_div_large_denominator(f):
     # 2*rem would overflow int64 here (den > 2**62): regression for the fixed overflow.
     d = 2**62 + 10
-    cases = [(2**62 + 5, d, 1), (2**61 + 5, d, 0), (2**61 + 6, d, 1), (2**61 + 4, d, 0),
-             (3 * (2**61 + 5), d, 2), (-(2**61 + 5), d, 0), (-3 * (2**61 + 5), d, -2),
-             (I64_MAX, I64_MAX, 1), (I64_MAX - 1, I64_MAX, 1), (2**62 - 1, I64_MAX, 0), (2**62, I64_MAX, 1),
-             (2**62 + 1, I64_MAX, 1), (-(2**62) - 1, I64_MAX, -1), (I64_MIN, I64_MAX, -1),
-             (I64_MIN, 2**62 + 2**61, -1)]
+    cases = [
+        (2**62 + 5, d, 1),
+        (2**61 + 5, d, 0),
+        (2**61 + 6, d, 1),
+        (2**61 + 4, d, 0),
+        (3 * (2**61 + 5), d, 2),
+        (-(2**61 + 5), d, 0),
+        (-3 * (2**61 + 5), d, -2),
+        (I64_MAX, I64_MAX, 1),
+        (I64_MAX - 1, I64_MAX, 1),
+        (2**62 - 1, I64_MAX, 0),
+        (2**62, I64_MAX, 1),
+        (2**62 + 1, I64_MAX, 1),
+        (-(2**62) - 1, I64_MAX, -1),
+        (I64_MIN, I64_MAX, -1),
+        (I64_MIN, 2**62 + 2**61, -1),
+    ]
     for num, den, want in cases:
         assert ref_rne(Fraction(num, den)) == want
         assert int(f(num, den)) == want, (num, den)
@@ -346,8 +402,10 @@ SQRT_MAX = 2**62 - 1
 radicands = st.one_of(
     st.integers(0, SQRT_MAX),
     st.integers(0, 10_000),
-    st.integers(1, 2**31 - 1).flatmap(               # squares and their neighbours
-        lambda k: st.sampled_from([k * k - 1, k * k, k * k + 1, k * k + k, k * k + k + 1]))
+    st.integers(1, 2**31 - 1)
+    .flatmap(  # squares and their neighbours
+        lambda k: st.sampled_from([k * k - 1, k * k, k * k + 1, k * k + k, k * k + k + 1])
+    )
     .filter(lambda v: 0 <= v <= SQRT_MAX),
     st.sampled_from([0, 1, 2, 3, 4, SQRT_MAX, SQRT_MAX - 1, 2**60, 2**60 - 1]),
 )
@@ -366,7 +424,7 @@ def test_isqrt_floor_vs_math(f, v):
 def test_isqrt_rne_is_nearest(f, v):
     r = int(f(v))
     # |r - sqrt(v)| < 1/2  <=>  (2r - 1)^2 < 4v < (2r + 1)^2   (exact integers)
-    assert (2 * r - 1)**2 < 4 * v < (2 * r + 1)**2 or (r == 0 and v == 0)
+    assert (2 * r - 1) ** 2 < 4 * v < (2 * r + 1) ** 2 or (r == 0 and v == 0)
     s = math.isqrt(v)
     assert r == (s + 1 if v - s * s > s else s)
 
@@ -382,7 +440,7 @@ def test_isqrt_rne_boundaries(f):
 
 
 @pytest.mark.parametrize("f", both(fp.isqrt_floor) + both(fp.isqrt_rne))
-@pytest.mark.parametrize("v", [-1, -2**40, 2**62, 2**62 + 5, I64_MAX])
+@pytest.mark.parametrize("v", [-1, -(2**40), 2**62, 2**62 + 5, I64_MAX])
 def test_isqrt_out_of_range_raises(f, v):
     with pytest.raises(ValueError):
         f(v)
@@ -391,6 +449,7 @@ def test_isqrt_out_of_range_raises(f, v):
 # ----------------------------------------------------------------------------------
 # quantize_q / dequantize (spec 1.1)
 # ----------------------------------------------------------------------------------
+
 
 def ref_quantize_q(x: float, f: int, bits: int) -> tuple[int, bool]:
     return ref_sat(ref_rne(Fraction(x) * 2**f), bits)
@@ -410,8 +469,11 @@ def test_quantize_q_scalar_exact(x, f, bits):
 
 
 @MEDIUM
-@given(xs=st.lists(st.one_of(finite, st.floats(-200, 200)), min_size=1, max_size=30),
-       f=st.integers(0, 16), bits=st.sampled_from([8, 16, 32, 53, 54, 55, 62, 63]))
+@given(
+    xs=st.lists(st.one_of(finite, st.floats(-200, 200)), min_size=1, max_size=30),
+    f=st.integers(0, 16),
+    bits=st.sampled_from([8, 16, 32, 53, 54, 55, 62, 63]),
+)
 def test_quantize_q_array_exact(xs, f, bits):
     q, n_sat = fp.quantize_q(np.asarray(xs), f, bits)
     want = [ref_quantize_q(x, f, bits) for x in xs]
@@ -428,8 +490,7 @@ def test_quantize_q_rne_ties():
 
 @pytest.mark.filterwarnings("error")
 def test_quantize_q_saturation_both_ends():
-    xs = [200.0, -200.0, 127.99609375, -128.0, 127.998046875, -128.001953125, -128.005859375,
-          1e308, -1e308]
+    xs = [200.0, -200.0, 127.99609375, -128.0, 127.998046875, -128.001953125, -128.005859375, 1e308, -1e308]
     q, n_sat = fp.quantize_q(xs, 8, 16)
     # 127.998046875*256 = 32767.5 -> 32768 (even) -> clamps; -32768.5 -> -32768 (even) fits;
     # -32769.5 -> -32770 clamps. Six values clamp.
@@ -440,10 +501,11 @@ def test_quantize_q_saturation_both_ends():
 def test_quantize_q_wide_formats_clamp_exactly():
     # 2**(bits-1) - 1 is not a float64 once bits > 54: the top end must still clamp to it.
     for bits in (54, 55, 62, 63):
-        hi, lo = 2**(bits - 1) - 1, -2**(bits - 1)
-        q, n_sat = fp.quantize_q([2.0**(bits - 1), -2.0**(bits - 1), 2.0**70, -2.0**70,
-                                  float(2**(bits - 2))], 0, bits)
-        assert q.tolist() == [hi, lo, hi, lo, 2**(bits - 2)]
+        hi, lo = 2 ** (bits - 1) - 1, -(2 ** (bits - 1))
+        q, n_sat = fp.quantize_q(
+            [2.0 ** (bits - 1), -(2.0 ** (bits - 1)), 2.0**70, -(2.0**70), float(2 ** (bits - 2))], 0, bits
+        )
+        assert q.tolist() == [hi, lo, hi, lo, 2 ** (bits - 2)]
         assert n_sat == 3
 
 
@@ -467,7 +529,7 @@ def test_quantize_q_bad_bits_raises(bits):
 
 
 @FAST
-@given(q=st.integers(-2**53, 2**53), f=st.integers(0, 60))
+@given(q=st.integers(-(2**53), 2**53), f=st.integers(0, 60))
 def test_dequantize_exact(q, f):
     got = fp.dequantize(q, f)
     assert got.dtype == np.float64
@@ -485,7 +547,7 @@ def test_dequantize_arrays():
 @given(x=st.floats(-127, 127), f=st.integers(0, 8))
 def test_quantize_dequantize_roundtrip_within_half_lsb(x, f):
     q, _ = fp.quantize_q(x, f, 16)
-    assert abs(Fraction(float(fp.dequantize(q, f))) - Fraction(x)) <= Fraction(1, 2**(f + 1))
+    assert abs(Fraction(float(fp.dequantize(q, f))) - Fraction(x)) <= Fraction(1, 2 ** (f + 1))
 
 
 # ----------------------------------------------------------------------------------
@@ -496,7 +558,7 @@ multipliers = st.one_of(
     st.floats(min_value=2**-31, max_value=2**31 - 0.5, exclude_max=True),
     st.floats(min_value=1e-6, max_value=10.0),
     st.integers(-31, 30).map(lambda e: 2.0**e),
-    st.integers(-32, 29).map(lambda e: math.nextafter(2.0**(e + 1), 0.0)),   # frac -> 1
+    st.integers(-32, 29).map(lambda e: math.nextafter(2.0 ** (e + 1), 0.0)),  # frac -> 1
 )
 
 
@@ -526,14 +588,12 @@ def test_quantize_multiplier_domain_boundaries():
     assert fp.quantize_multiplier(2.0**-32) == (2**30, 62)
     assert fp.quantize_multiplier(2.0**-32 - 2.0**-64) == (2**30, 62)
     assert fp.quantize_multiplier(math.nextafter(2.0**31 - 0.5, 0.0)) == (2**31 - 1, 0)
-    for bad in (math.nextafter(2.0**-32 - 2.0**-64, 0.0), 2.0**-40, 5e-324,
-                2.0**31 - 0.5, 2.0**31, 1e300):
+    for bad in (math.nextafter(2.0**-32 - 2.0**-64, 0.0), 2.0**-40, 5e-324, 2.0**31 - 0.5, 2.0**31, 1e300):
         with pytest.raises(ValueError):
             fp.quantize_multiplier(bad)
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.0, -1.0, -2.0**-20, float("nan"), float("inf"),
-                                 float("-inf")])
+@pytest.mark.parametrize("bad", [0.0, -0.0, -1.0, -(2.0**-20), float("nan"), float("inf"), float("-inf")])
 def test_quantize_multiplier_rejects_nonpositive_and_nonfinite(bad):
     with pytest.raises(ValueError, match="quantize_multiplier"):
         fp.quantize_multiplier(bad)
@@ -543,8 +603,9 @@ def test_quantize_multiplier_rejects_nonpositive_and_nonfinite(bad):
 # requantize / requantize_array (spec 3.3)
 # ----------------------------------------------------------------------------------
 
-accs = st.one_of(st.integers(-2**31, 2**31 - 1), st.integers(-3000, 3000),
-                 st.sampled_from([-2**31, 2**31 - 1, 0, 1, -1]))
+accs = st.one_of(
+    st.integers(-(2**31), 2**31 - 1), st.integers(-3000, 3000), st.sampled_from([-(2**31), 2**31 - 1, 0, 1, -1])
+)
 m0s = st.one_of(st.integers(2**30, 2**31 - 1), st.sampled_from([2**30, 2**31 - 1, 1690499128]))
 zps = st.integers(-128, 127)
 out_bits = st.sampled_from([8, 8, 16, 32])
@@ -562,12 +623,12 @@ def test_requantize_exact(f, acc, m0, shift, zp, bits):
 
 @pytest.mark.parametrize("f", both(fp.requantize))
 @MEDIUM
-@given(shift=st.integers(31, 61), zp=zps, k=st.integers(-2**20, 2**20))
+@given(shift=st.integers(31, 61), zp=zps, k=st.integers(-(2**20), 2**20))
 def test_requantize_ties_go_to_even(f, shift, zp, k):
     # m0 = 2**30 makes acc*m0 / 2**shift = acc / 2**s: choose acc = (k + 1/2) * 2**s exactly.
     m0, s = 2**30, shift - 30
-    acc = k * 2**s + 2**(s - 1)
-    assume(-2**31 <= acc < 2**31)
+    acc = k * 2**s + 2 ** (s - 1)
+    assume(-(2**31) <= acc < 2**31)
     v, flag = f(acc, m0, shift, 0, 32)
     assert (int(v), bool(flag)) == (k if k % 2 == 0 else k + 1, False)
     v, flag = f(acc, m0, shift, zp, 32)
@@ -604,15 +665,17 @@ def test_requantize_array_example():
 # Jitted vs plain-Python twin, every scalar primitive on the same inputs
 # ----------------------------------------------------------------------------------
 
+
 @FAST
-@given(x=int64s, n=shifts, s=st.integers(-62, 62), bits=st.integers(2, 63),
-       den=dens, v=radicands, acc=accs, m0=m0s, zp=zps)
+@given(
+    x=int64s, n=shifts, s=st.integers(-62, 62), bits=st.integers(2, 63), den=dens, v=radicands, acc=accs, m0=m0s, zp=zps
+)
 def test_jit_and_py_func_agree(x, n, s, bits, den, v, acc, m0, zp):
     def same(name, *args):
         f = getattr(fp, name)
         try:
             a = f(*args)
-        except ValueError as e:                  # both must raise, same type
+        except ValueError as e:  # both must raise, same type
             with pytest.raises(type(e)):
                 f.py_func(*args)
             return
@@ -630,12 +693,13 @@ def test_jit_and_py_func_agree(x, n, s, bits, den, v, acc, m0, zp):
     same("isqrt_rne", v)
     same("requantize", acc, m0, n, zp, 8)
     # left shifts: fold x into [-2**(62+s), 2**(62+s)) so that x << -s fits int64
-    same("shift_round", x if s >= 0 else x % 2**(63 + s) - 2**(62 + s), s)
+    same("shift_round", x if s >= 0 else x % 2 ** (63 + s) - 2 ** (62 + s), s)
 
 
 # ----------------------------------------------------------------------------------
 # Worked examples of docs/quant-spec.md, one test each
 # ----------------------------------------------------------------------------------
+
 
 def test_spec_1_1_quantize_0_7():
     q, n_sat = fp.quantize_q(0.7, 8, 16)
@@ -652,9 +716,11 @@ def test_spec_1_1_quantize_saturates():
     assert (int(q), n_sat) == (32767, 1)
 
 
-@pytest.mark.parametrize("x,n,want", [(5, 1, 2), (7, 1, 4), (-5, 1, -2), (-7, 1, -4), (6, 2, 2),
-                                      (-2**63, 62, -2)],
-                         ids=["5>>1", "7>>1", "-5>>1", "-7>>1", "6>>2", "min>>62"])
+@pytest.mark.parametrize(
+    "x,n,want",
+    [(5, 1, 2), (7, 1, 4), (-5, 1, -2), (-7, 1, -4), (6, 2, 2), (-(2**63), 62, -2)],
+    ids=["5>>1", "7>>1", "-5>>1", "-7>>1", "6>>2", "min>>62"],
+)
 def test_spec_1_2_rne_shift_examples(x, n, want):
     assert int(fp.rne_shift(x, n)) == want
     assert int(fp.rne_shift.py_func(x, n)) == want
@@ -674,14 +740,12 @@ def test_spec_1_4_saturate_negative():
     assert (int(v), bool(s)) == (-32768, True)
 
 
-@pytest.mark.parametrize("num,den,want", [(344064, 4, 86016), (10, 4, 2), (14, 4, 4)],
-                         ids=["344064/4", "10/4", "14/4"])
+@pytest.mark.parametrize("num,den,want", [(344064, 4, 86016), (10, 4, 2), (14, 4, 4)], ids=["344064/4", "10/4", "14/4"])
 def test_spec_1_5_rne_div_examples(num, den, want):
     assert int(fp.rne_div(num, den)) == want
 
 
-@pytest.mark.parametrize("v,want", [(20, 4), (21, 5), (5637210112, 75081)],
-                         ids=["20", "21", "5637210112"])
+@pytest.mark.parametrize("v,want", [(20, 4), (21, 5), (5637210112, 75081)], ids=["20", "21", "5637210112"])
 def test_spec_1_6_isqrt_rne_examples(v, want):
     assert int(fp.isqrt_rne(v)) == want
 

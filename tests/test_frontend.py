@@ -11,6 +11,7 @@
   fail with the node, its source line and the op named, and nothing is written;
 - the command line: success, and one error line for each bad input.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ EXAMPLES = REPO / "examples" / "import" / "modules.py"
 
 def _examples():
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("frontend_example_modules", EXAMPLES)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -78,8 +80,20 @@ def test_revin_module_traces_to_the_revin_ops(tmp_path):
     revin_denorm (forecast, window) last, with the hyper load_torch_model reads back; the learned
     RevIN affine is refused naming the parameter (export folds it, a trace has no op for it)."""
     torch.manual_seed(3)
-    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True, head_dim=5).eval()
+    module = CMambaSlim(
+        c_in=3,
+        c_out=3,
+        length=16,
+        patch=4,
+        stride=4,
+        d_model=8,
+        d_inner=16,
+        n_blocks=1,
+        d_conv=3,
+        horizon=4,
+        revin=True,
+        head_dim=5,
+    ).eval()
     with torch.no_grad():
         for p in module.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -88,13 +102,27 @@ def test_revin_module_traces_to_the_revin_ops(tmp_path):
     traced = from_module(module, torch.from_numpy(x).float(), tmp_path / "traced", name="m")
     a, b = (json.loads((d / "model.json").read_text()) for d in (traced, exported))
     assert a["layers"] == b["layers"] and a["hyper"] == b["hyper"] and a["output"] == b["output"]
-    assert [(e["name"], e["op"], e["inputs"]) for e in (a["layers"][0], a["layers"][-1])] == \
-        [("revin_in", "revin_norm", ["input"]), ("revin_out", "revin_denorm", ["head", "input"])]
+    assert [(e["name"], e["op"], e["inputs"]) for e in (a["layers"][0], a["layers"][-1])] == [
+        ("revin_in", "revin_norm", ["input"]),
+        ("revin_out", "revin_denorm", ["head", "input"]),
+    ]
     assert a["hyper"]["revin"] is True and a["hyper"]["head_dim"] == 5
     np.testing.assert_allclose(load_model(traced).run(x, "fp32").output, torch_forward(module, x), atol=1e-5)
     np.testing.assert_allclose(torch_forward(load_torch_model(traced), x), torch_forward(module, x), atol=1e-6)
-    affine = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True, revin_affine=True)
+    affine = CMambaSlim(
+        c_in=3,
+        c_out=3,
+        length=16,
+        patch=4,
+        stride=4,
+        d_model=8,
+        d_inner=16,
+        n_blocks=1,
+        d_conv=3,
+        horizon=4,
+        revin=True,
+        revin_affine=True,
+    )
     with pytest.raises(FrontendError, match="revin.weight"):
         from_module(affine, torch.from_numpy(x).float(), tmp_path / "affine")
     assert not (tmp_path / "affine").exists()
@@ -117,12 +145,20 @@ def test_variants_trace_to_the_modules_function(variant):
     x = 1.5 * np.random.default_rng(7).standard_normal((16, *graph.input_shape))
     np.testing.assert_allclose(model.run(x, "fp32").output, torch_forward(module, x), atol=1e-5, rtol=0)
     ops = [layer.op for layer in graph.layers]
-    if name == "cmamba_wide":        # canonical CMamba-slim: export names, hyper, readable by load_torch_model
-        assert graph.raw["hyper"] | {} == {"d_model": 16, "d_inner": 24, "n_blocks": 3, "patch": 4, "stride": 2,
-                                           "d_conv": 3, "horizon": 5, "eps": 1e-5}
+    if name == "cmamba_wide":  # canonical CMamba-slim: export names, hyper, readable by load_torch_model
+        assert graph.raw["hyper"] | {} == {
+            "d_model": 16,
+            "d_inner": 24,
+            "n_blocks": 3,
+            "patch": 4,
+            "stride": 2,
+            "d_conv": 3,
+            "horizon": 5,
+            "eps": 1e-5,
+        }
         assert ops.count("add") == 3 and graph.layers[-1].name == "head"
         np.testing.assert_allclose(torch_forward(load_torch_model(graph.path), x), torch_forward(module, x), atol=1e-6)
-    else:                            # module-path names; the last block has no residual add
+    else:  # module-path names; the last block has no residual add
         assert "hyper" not in graph.raw
         assert [layer.name for layer in graph.layers if layer.op == "add"] == ["layers.0.add"]
         assert graph.layer("layers.1.conv1d").op == "dwconv" and graph.layer("head").attrs["kernel"] == 15
@@ -173,9 +209,18 @@ def test_plumbing_maps_exactly(tmp_path):
     path = from_module(module, torch.randn(2, 3, 12), tmp_path / "m")
     graph = load_model(path).graph
     assert [(layer.name, layer.op) for layer in graph.layers] == [
-        ("embed", "conv_kx1"), ("proj.ch0_10", "conv1x1"), ("proj.ch10_20", "conv1x1"), ("dw", "dwconv"),
-        ("silu", "silu"), ("mix", "conv1x1"), ("sigmoid", "sigmoid"), ("mul", "mul"), ("back.ch2_8", "conv1x1"),
-        ("add", "add"), ("head.ch0_6", "conv_kx1")]
+        ("embed", "conv_kx1"),
+        ("proj.ch0_10", "conv1x1"),
+        ("proj.ch10_20", "conv1x1"),
+        ("dw", "dwconv"),
+        ("silu", "silu"),
+        ("mix", "conv1x1"),
+        ("sigmoid", "sigmoid"),
+        ("mul", "mul"),
+        ("back.ch2_8", "conv1x1"),
+        ("add", "add"),
+        ("head.ch0_6", "conv_kx1"),
+    ]
     assert graph.layer("embed").weights["bias"].tolist() == [0.0] * 6
     assert (graph.output_channels, graph.horizon) == (3, 2)
     x = np.random.default_rng(5).standard_normal((8, 3, 12))
@@ -225,21 +270,49 @@ def _layer_norm(h):
 BAD = [
     ("layernorm", lambda: MODULES.with_layernorm(), "'act' (LayerNorm module 'act')", "LayerNorm has no op"),
     ("gelu", lambda: MODULES.with_gelu(), "'act' (GELU module 'act')", "GELU has no op"),
-    ("F.gelu", lambda: (_Seq(_Fn(_gelu)), torch.randn(1, 3, 16)), "node 'gelu' (function torch._C._nn.gelu)",
-     "return F.gelu(h)"),
-    ("F.layer_norm", lambda: (_Seq(_Fn(_layer_norm)), torch.randn(1, 3, 16)), "node 'layer_norm'",
-     "layer_norm has no op"),
+    (
+        "F.gelu",
+        lambda: (_Seq(_Fn(_gelu)), torch.randn(1, 3, 16)),
+        "node 'gelu' (function torch._C._nn.gelu)",
+        "return F.gelu(h)",
+    ),
+    (
+        "F.layer_norm",
+        lambda: (_Seq(_Fn(_layer_norm)), torch.randn(1, 3, 16)),
+        "node 'layer_norm'",
+        "layer_norm has no op",
+    ),
     ("constant", lambda: (_Seq(_Fn(_half)), torch.randn(1, 3, 16)), "node 'mul'", "with the constant 0.5"),
-    ("broadcast", lambda: (_Seq(_Fn(_broadcast)), torch.randn(1, 3, 16)), "node 'getitem'",
-     "selects part of the channel axis"),
-    ("same-padding dwconv", lambda: (_Seq(nn.Conv1d(8, 8, 3, groups=8, padding=1)), torch.randn(1, 3, 16)),
-     "node 'body'", "padding=1 is not causal"),
-    ("Linear over time", lambda: (_Seq(nn.Linear(4, 4)), torch.randn(1, 3, 16)), "node 'body'",
-     "transpose to [B, L, C] first"),
-    ("batchnorm", lambda: (_Seq(nn.BatchNorm1d(8)), torch.randn(1, 3, 16)), "BatchNorm1d module 'body'",
-     "BatchNorm1d has no op"),
-    ("seq2seq output", lambda: (nn.Sequential(nn.Conv1d(3, 3, 1)), torch.randn(1, 3, 16)), "node 'output'",
-     "[C_out*H, 1]"),
+    (
+        "broadcast",
+        lambda: (_Seq(_Fn(_broadcast)), torch.randn(1, 3, 16)),
+        "node 'getitem'",
+        "selects part of the channel axis",
+    ),
+    (
+        "same-padding dwconv",
+        lambda: (_Seq(nn.Conv1d(8, 8, 3, groups=8, padding=1)), torch.randn(1, 3, 16)),
+        "node 'body'",
+        "padding=1 is not causal",
+    ),
+    (
+        "Linear over time",
+        lambda: (_Seq(nn.Linear(4, 4)), torch.randn(1, 3, 16)),
+        "node 'body'",
+        "transpose to [B, L, C] first",
+    ),
+    (
+        "batchnorm",
+        lambda: (_Seq(nn.BatchNorm1d(8)), torch.randn(1, 3, 16)),
+        "BatchNorm1d module 'body'",
+        "BatchNorm1d has no op",
+    ),
+    (
+        "seq2seq output",
+        lambda: (nn.Sequential(nn.Conv1d(3, 3, 1)), torch.randn(1, 3, 16)),
+        "node 'output'",
+        "[C_out*H, 1]",
+    ),
 ]
 
 
@@ -251,8 +324,12 @@ def test_unsupported_nodes_fail_naming_node_line_and_op(case, tmp_path):
         from_module(module, example, tmp_path / "out")
     msg = str(err.value)
     assert msg.startswith("cannot map node '") and node_part in msg and reason in msg, msg
-    assert "\n" not in msg and (" at tests/test_frontend.py:" in msg or " at examples/import/modules.py:" in msg
-                                or "source line unknown" in msg and "output" in node_part), msg
+    assert "\n" not in msg and (
+        " at tests/test_frontend.py:" in msg
+        or " at examples/import/modules.py:" in msg
+        or "source line unknown" in msg
+        and "output" in node_part
+    ), msg
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
 
 
@@ -284,12 +361,26 @@ def test_cli_import_module_then_info(tmp_path, capsys):
 
 def test_cli_import_module_input_shape_and_like(tmp_path, capsys):
     factory = tmp_path / "mine.py"
-    factory.write_text("from model.load import load_torch_model\n"
-                       f"def build():\n    return load_torch_model({str(DEFAULT_MODEL)!r})\n")
+    factory.write_text(
+        f"from model.load import load_torch_model\ndef build():\n    return load_torch_model({str(DEFAULT_MODEL)!r})\n"
+    )
     assert main(["import-module", f"{factory}:build", "--out", str(tmp_path / "m")]) == 2
     assert "returned no example input: pass --input-shape C,L" in capsys.readouterr().err
-    assert main(["import-module", f"{factory}:build", "--out", str(tmp_path / "m"), "--input-shape", "9,64",
-                 "--like", str(DEFAULT_MODEL)]) == 0
+    assert (
+        main(
+            [
+                "import-module",
+                f"{factory}:build",
+                "--out",
+                str(tmp_path / "m"),
+                "--input-shape",
+                "9,64",
+                "--like",
+                str(DEFAULT_MODEL),
+            ]
+        )
+        == 0
+    )
     a, b = (json.loads((d / "model.json").read_text()) for d in (tmp_path / "m", DEFAULT_MODEL))
     assert a["layers"] == b["layers"] and a["normalization"] == b["normalization"] and a["input"] == b["input"]
 

@@ -1,4 +1,5 @@
 """Whole-network golden model: modes, determinism, integer-only path, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,7 @@ def test_modes_agree_within_documented_tolerance(tiny_model):
     fp = tiny_model.run(x, "fp32").output
     q16 = tiny_model.run(x, "quant16").output
     bt = tiny_model.run(x, "bittrue").output
-    lsb = 2.0 ** -tiny_model.program.output_frac
+    lsb = 2.0**-tiny_model.program.output_frac
     # bittrue vs quant16: integer rounding and LUTs only (a few LSB through the network)
     assert np.max(np.abs(bt - q16)) <= 8 * lsb
     # bittrue vs fp32: formats + rounding; Q8.8 everywhere on a random net
@@ -54,11 +55,10 @@ def test_integer_path_has_no_float(tiny_model_auto):
     for st in prog.steps:
         for key, val in vars(st.params).items():
             if isinstance(val, np.ndarray):
-                assert val.dtype.kind in "ib", (st.name, key, val.dtype)   # ints, or flags (LUT clamped)
+                assert val.dtype.kind in "ib", (st.name, key, val.dtype)  # ints, or flags (LUT clamped)
             else:
                 assert isinstance(val, (int, bool, np.integer)), (st.name, key, type(val))
-    res = tiny_model_auto.run_int16(np.zeros((2,) + tiny_model_auto.graph.input_shape, np.int16),
-                                    capture=True)
+    res = tiny_model_auto.run_int16(np.zeros((2,) + tiny_model_auto.graph.input_shape, np.int16), capture=True)
     assert all(t.dtype == np.int16 for t in res.tensors.values())
     packed = pack_program(prog, tiny_model_auto.graph.input_shape)
     for name in ("steps", "weights", "biases", "channels", "lengths", "fracs"):
@@ -118,13 +118,14 @@ def test_float_modes_are_batch_invariant(default_size_model, mode):
     x = inputs(default_size_model, n=70)
     whole = default_size_model.run(x, mode).output
     for size in (1, 3, 7, 64):
-        parts = [default_size_model.run(x[s:s + size], mode).output for s in range(0, len(x), size)]
+        parts = [default_size_model.run(x[s : s + size], mode).output for s in range(0, len(x), size)]
         np.testing.assert_array_equal(np.concatenate(parts), whole, err_msg=f"batch {size}")
 
 
 def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, monkeypatch):
     from intsim import chunks
-    x = inputs(tiny_model_auto, n=23, scale=4.0)                 # large enough to saturate somewhere
+
+    x = inputs(tiny_model_auto, n=23, scale=4.0)  # large enough to saturate somewhere
     whole = {mode: tiny_model_auto.run(x, mode, capture=True) for mode in ("fp32", "quant16", "bittrue", "quant8")}
     monkeypatch.setattr(chunks, "CHUNK_WINDOWS", 5)
     calls = []
@@ -146,13 +147,16 @@ def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, mon
     assert sum(s["saturations"] for s in whole["quant8"].stats.values()) > 0
 
 
-@pytest.mark.parametrize("x, match", [
-    (np.zeros((0, 3, 16)), "empty batch"),
-    (np.full((2, 3, 16), "1.0"), "expected real numbers.*dtype <U3"),
-    (np.zeros((2, 3, 16), complex) + 1j, "complex values are never truncated"),
-    (np.zeros((2, 3, 16), bool), "expected real numbers.*dtype bool"),
-    (np.full((2, 3, 16), None), "expected real numbers.*dtype object"),
-])
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.zeros((0, 3, 16)), "empty batch"),
+        (np.full((2, 3, 16), "1.0"), "expected real numbers.*dtype <U3"),
+        (np.zeros((2, 3, 16), complex) + 1j, "complex values are never truncated"),
+        (np.zeros((2, 3, 16), bool), "expected real numbers.*dtype bool"),
+        (np.full((2, 3, 16), None), "expected real numbers.*dtype object"),
+    ],
+)
 def test_inputs_that_are_not_real_numbers_are_data_errors(tiny_model, x, match):
     for mode in ("fp32", "bittrue", "quant8"):
         with pytest.raises(DataError, match=match):
@@ -161,11 +165,11 @@ def test_inputs_that_are_not_real_numbers_are_data_errors(tiny_model, x, match):
 
 def test_float_overflow_is_a_data_error_not_a_nan(tiny_model, recwarn):
     x = inputs(tiny_model, n=3)
-    x[1, 0, 5] = 1e200                                       # finite, but its square is not
+    x[1, 0, 5] = 1e200  # finite, but its square is not
     with pytest.raises(DataError, match="fp32: layer '.*' overflows float64.*1e\\+200"):
         tiny_model.run(x, "fp32")
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
-    assert np.all(np.isfinite(tiny_model.run(x, "bittrue").output))   # the integer path saturates
+    assert np.all(np.isfinite(tiny_model.run(x, "bittrue").output))  # the integer path saturates
 
 
 def test_capture_by_name_and_stats(tiny_model):
@@ -178,7 +182,7 @@ def test_capture_by_name_and_stats(tiny_model):
 
 
 def test_saturation_counted_on_large_inputs(tiny_model):
-    x = inputs(tiny_model, n=8, scale=500.0)      # far outside Q8.8's +-128
+    x = inputs(tiny_model, n=8, scale=500.0)  # far outside Q8.8's +-128
     res = tiny_model.run(x, "bittrue")
     assert res.stats["input"]["saturations"] > 0
     q16 = tiny_model.run(x, "quant16")
@@ -216,7 +220,7 @@ def test_inconsistent_formats_rejected_naming_the_layer(tmp_path, tiny_model):
         (tmp_path / "m" / "model.json").write_text(json.dumps(raw))
         load_model(tmp_path / "m").run(inputs(tiny_model, n=1), "bittrue")
 
-    def conv_needs_left_shift(q):      # f_y = 15 > f_x + f_w = 2 + 0
+    def conv_needs_left_shift(q):  # f_y = 15 > f_x + f_w = 2 + 0
         q["tensors"]["blk0.in_proj_u"]["frac_bits"] = 15
         q["weights"]["blk0.in_proj_u.weight"]["frac_bits"] = 0
         q["tensors"]["blk0.norm"]["frac_bits"] = 2
@@ -224,7 +228,7 @@ def test_inconsistent_formats_rejected_naming_the_layer(tmp_path, tiny_model):
     with pytest.raises(QuantizationError, match="blk0.in_proj_u"):
         run_with(conv_needs_left_shift)
     with pytest.raises(ModelFormatError, match="quant.int16.tensors.head.frac_bits: 16 is greater than the maximum"):
-        run_with(lambda q: q["tensors"]["head"].update(frac_bits=16))     # out of range: the schema, at load
+        run_with(lambda q: q["tensors"]["head"].update(frac_bits=16))  # out of range: the schema, at load
     with pytest.raises(QuantizationError, match="norm_f.weight"):
         run_with(lambda q: q["weights"].pop("norm_f.weight"))
 
@@ -233,8 +237,9 @@ def test_predict_round_trips_normalisation(tiny_model):
     g = tiny_model.graph
     x = inputs(tiny_model, n=3)
     raw = x * g.norm_in_std[:, None] + g.norm_in_mean[:, None]
-    np.testing.assert_allclose(tiny_model.predict(raw, "fp32"),
-                               tiny_model.denormalize_output(tiny_model.run(x, "fp32").output))
+    np.testing.assert_allclose(
+        tiny_model.predict(raw, "fp32"), tiny_model.denormalize_output(tiny_model.run(x, "fp32").output)
+    )
 
 
 def test_default_model_integer_paths_close_to_fp32(tmp_path):
@@ -246,15 +251,16 @@ def test_default_model_integer_paths_close_to_fp32(tmp_path):
     shutil.copytree(DEFAULT_MODEL, tmp_path / "m")
     model = load_model(tmp_path / "m")
     g = model.graph
-    splits = load_splits(REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns,
-                         lookback=g.input_shape[1], horizon=g.horizon)
+    splits = load_splits(
+        REPO / "data" / "daphnet_S06R02E0.csv.gz", columns=g.input_columns, lookback=g.input_shape[1], horizon=g.horizon
+    )
     x_cal = model.normalize_input(splits["train"][0][::4])
-    calibrate(model, x_cal)                       # Q8.8 everywhere (the default), maxabs
+    calibrate(model, x_cal)  # Q8.8 everywhere (the default), maxabs
     x = model.normalize_input(splits["test"][0][::2])
     fp = model.run(x, "fp32").output
     bt = model.run(x, "bittrue")
     q8 = model.run(x, "quant8")
-    rmse = lambda y: float(np.sqrt(np.mean((y - fp) ** 2)))   # noqa: E731  normalised units
+    rmse = lambda y: float(np.sqrt(np.mean((y - fp) ** 2)))  # noqa: E731  normalised units
     # Q8.8 costs ~8 output LSB RMS (measured 0.032); INT8 about the same (measured 0.030)
     assert rmse(bt.output) < 0.05
     assert rmse(q8.output) < 0.06

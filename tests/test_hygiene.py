@@ -1,5 +1,6 @@
 """Code hygiene the brief asks for and ruff cannot check: type hints on every public function, and
 the golden model, generator and application importing without torch."""
+
 from __future__ import annotations
 
 import ast
@@ -21,10 +22,14 @@ def _unannotated(body: list[ast.stmt], prefix: str) -> list[str]:
         if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             found += _unannotated(node.body, f"{prefix}{node.name}.")
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
-                not node.name.startswith("_") or node.name == "__init__"):
+            not node.name.startswith("_") or node.name == "__init__"
+        ):
             a = node.args
-            missing = [arg.arg for arg in a.posonlyargs + a.args + a.kwonlyargs
-                       if arg.annotation is None and arg.arg not in ("self", "cls")]
+            missing = [
+                arg.arg
+                for arg in a.posonlyargs + a.args + a.kwonlyargs
+                if arg.annotation is None and arg.arg not in ("self", "cls")
+            ]
             missing += [f"*{arg.arg}" for arg in (a.vararg, a.kwarg) if arg is not None and arg.annotation is None]
             if node.returns is None and node.name != "__init__":
                 missing.append("return")
@@ -57,6 +62,5 @@ for pkg in sys.argv[1:]:
 
 
 def test_golden_model_generator_and_cli_import_without_torch():
-    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *TORCH_FREE], cwd=REPO, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *TORCH_FREE], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,6 +6,7 @@
 - Extreme inputs (all +max / all -max / alternating): values clamp, never wrap,
   and every clamp is counted.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ from intsim.lut import int16_table, int16_table_clamped
 
 I16 = np.int16
 MAXV, MINV = 32767, -32768
-NONE_CLAMPED = np.zeros(4096, dtype=np.bool_)   # Q8.8 tables: no entry saturates
+NONE_CLAMPED = np.zeros(4096, dtype=np.bool_)  # Q8.8 tables: no entry saturates
 
 
 def rne_exact(fr: Fraction) -> int:
@@ -49,8 +50,7 @@ def test_spec_2_1_conv1x1_example():
 
 
 def test_spec_2_2_conv_kx1_example():
-    y, n = K.conv_kx1_int16(arr([256, 512, -256], (1, 1, 3)), arr([128, 64], (1, 1, 2)),
-                            np.array([0]), 1, 8)
+    y, n = K.conv_kx1_int16(arr([256, 512, -256], (1, 1, 3)), arr([128, 64], (1, 1, 2)), np.array([0]), 1, 8)
     assert y.tolist() == [[[256, 192]]] and n == 0
 
 
@@ -62,7 +62,7 @@ def test_spec_2_3_dwconv_example():
 def test_spec_2_4_rmsnorm_example():
     x = arr([256, -512, 128, 0], (1, 4, 1))
     g = arr([256, 256, 128, 512])
-    eps_q = int(np.rint(1e-5 * 2 ** 16))
+    eps_q = int(np.rint(1e-5 * 2**16))
     assert eps_q == 1
     y, n = K.rmsnorm_int16(x, g, np.int64(eps_q), K.RMS_INV_BITS + 8 - K.RMS_EXTRA_BITS - 8)
     assert y[0, :, 0].tolist() == [223, -447, 56, 0] and n == 0
@@ -107,23 +107,27 @@ def conv_kx1_reference(x, w, b, stride, shift):
     n_sat = 0
     for o in range(c_out):
         for t in range(t_out):
-            acc = int(b[o]) + sum(int(w[o, i, kk]) * int(x[i, t * stride + kk])
-                                  for i in range(c_in) for kk in range(k))
-            y[o, t], s = sat16(rne_exact(Fraction(acc, 2 ** shift)))
+            acc = int(b[o]) + sum(int(w[o, i, kk]) * int(x[i, t * stride + kk]) for i in range(c_in) for kk in range(k))
+            y[o, t], s = sat16(rne_exact(Fraction(acc, 2**shift)))
             n_sat += s
     return y, n_sat
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 5), stride=st.integers(1, 4),
-       shift=st.integers(0, 20), big=st.booleans())
+@given(
+    seed=st.integers(0, 2**31),
+    k=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    shift=st.integers(0, 20),
+    big=st.booleans(),
+)
 def test_conv_kx1_matches_exact_reference(seed, k, stride, shift, big):
     rng = np.random.default_rng(seed)
     c_in, c_out, length = 3, 4, k + 7
     lim = 32768 if big else 2000
     x = rng.integers(-lim, lim, (2, c_in, length)).astype(I16)
     w = rng.integers(-lim, lim, (c_out, c_in, k)).astype(I16)
-    b = rng.integers(-2 ** 31, 2 ** 31, c_out).astype(np.int64)
+    b = rng.integers(-(2**31), 2**31, c_out).astype(np.int64)
     y, n = K.conv_kx1_int16(x, w, b, stride, shift)
     total = 0
     for bi in range(2):
@@ -134,34 +138,40 @@ def test_conv_kx1_matches_exact_reference(seed, k, stride, shift, big):
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2 ** 31), k=st.integers(1, 5), stride=st.integers(1, 4), c_out=st.integers(1, 9),
-       big=st.booleans())
+@given(
+    seed=st.integers(0, 2**31),
+    k=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    c_out=st.integers(1, 9),
+    big=st.booleans(),
+)
 def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
     """A batch with >= GEMM_MIN_POSITIONS output positions runs as one GEMM (kernels_mac), one sample
     as position blocks (checked against the exact reference above): the same bytes and saturations,
     int32 (proved) and int64 accumulators (big: the bound exceeds int32)."""
     from intsim.kernels_mac import GEMM_MIN_POSITIONS
+
     rng = np.random.default_rng(seed)
     c_in, length = 3, k + 3 * stride
     n_b = GEMM_MIN_POSITIONS // ((length - k) // stride + 1) + 1
     lim = 32768 if big else 2000
     x = rng.integers(-lim, lim, (n_b, c_in, length)).astype(I16)
     w = rng.integers(-lim, lim, (c_out, c_in, k)).astype(I16)
-    b = rng.integers(-2 ** 20, 2 ** 20, c_out).astype(np.int64) * (2 ** 11 if big else 1)
+    b = rng.integers(-(2**20), 2**20, c_out).astype(np.int64) * (2**11 if big else 1)
     y, n = K.conv_kx1_int16(x, w, b, stride, 12)
-    parts = [K.conv_kx1_int16(x[i:i + 1], w, b, stride, 12) for i in range(n_b)]
+    parts = [K.conv_kx1_int16(x[i : i + 1], w, b, stride, 12) for i in range(n_b)]
     np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
     assert n == sum(p[1] for p in parts)
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2 ** 31), shift=st.integers(0, 20), big=st.booleans())
+@given(seed=st.integers(0, 2**31), shift=st.integers(0, 20), big=st.booleans())
 def test_conv1x1_and_dwconv_match_exact_reference(seed, shift, big):
     rng = np.random.default_rng(seed)
     lim = 32768 if big else 2000
     x = rng.integers(-lim, lim, (2, 5, 6)).astype(I16)
     w = rng.integers(-lim, lim, (3, 5)).astype(I16)
-    b = rng.integers(-2 ** 20, 2 ** 20, 3).astype(np.int64)
+    b = rng.integers(-(2**20), 2**20, 3).astype(np.int64)
     y, n = K.conv1x1_int16(x, w, b, shift)
     total = 0
     for bi in range(2):
@@ -172,13 +182,13 @@ def test_conv1x1_and_dwconv_match_exact_reference(seed, shift, big):
     # depthwise causal = per-channel conv_kx1 on a left-zero-padded input
     kd = 3
     wd = rng.integers(-lim, lim, (5, kd)).astype(I16)
-    bd = rng.integers(-2 ** 20, 2 ** 20, 5).astype(np.int64)
+    bd = rng.integers(-(2**20), 2**20, 5).astype(np.int64)
     y, n = K.dwconv_int16(x, wd, bd, shift)
     total = 0
     for bi in range(2):
         for c in range(5):
             padded = np.concatenate([np.zeros(kd - 1, dtype=np.int64), x[bi, c].astype(np.int64)])
-            ref, ns = conv_kx1_reference(padded[None], wd[c][None, None], bd[c:c + 1], 1, shift)
+            ref, ns = conv_kx1_reference(padded[None], wd[c][None, None], bd[c : c + 1], 1, shift)
             np.testing.assert_array_equal(y[bi, c], ref[0])
             total += ns
     assert n == total
@@ -186,7 +196,7 @@ def test_conv1x1_and_dwconv_match_exact_reference(seed, shift, big):
 
 def test_conv_output_within_half_lsb_of_float64():
     rng = np.random.default_rng(3)
-    x = rng.integers(-600, 600, (4, 8, 20)).astype(I16)      # Q8.8 values in [-2.3, 2.3]
+    x = rng.integers(-600, 600, (4, 8, 20)).astype(I16)  # Q8.8 values in [-2.3, 2.3]
     w = rng.integers(-200, 200, (6, 8)).astype(I16)
     b = rng.integers(-50000, 50000, 6).astype(np.int64)
     y, n = K.conv1x1_int16(x, w, b, 8)
@@ -199,22 +209,21 @@ def test_conv_output_within_half_lsb_of_float64():
 def test_rmsnorm_within_spec_bound_of_float64(fx, fg, fy):
     rng = np.random.default_rng(fx * 100 + fy)
     d, length = 16, 12
-    x = rng.integers(-(2 ** 14), 2 ** 14, (3, d, length)).astype(I16)
-    x[0, :, 0] = 0                                       # eps-only token
-    x[1, :, 1] = 1                                       # tiny token
-    g = rng.integers(-(2 ** fg), 2 ** fg, d).astype(I16)
+    x = rng.integers(-(2**14), 2**14, (3, d, length)).astype(I16)
+    x[0, :, 0] = 0  # eps-only token
+    x[1, :, 1] = 1  # tiny token
+    g = rng.integers(-(2**fg), 2**fg, d).astype(I16)
     eps = 1e-5
     eps_q = int(np.rint(np.ldexp(eps, 2 * fx)))
     shift = K.RMS_INV_BITS + fg - K.RMS_EXTRA_BITS - fy
     y, n = K.rmsnorm_int16(x, g, np.int64(eps_q), shift)
     xf = np.ldexp(x.astype(np.float64), -fx)
     # the spec's effective eps is eps_q * 2^-2fx, and v >= 1 LSB^2 (spec 2.4)
-    ms = np.maximum(np.mean(xf * xf, axis=1, keepdims=True) + np.ldexp(float(eps_q), -2 * fx),
-                    np.ldexp(1.0, -2 * fx))
-    exact = xf / np.sqrt(ms) * np.ldexp(g.astype(np.float64), -fg)[None, :, None] * 2.0 ** fy
+    ms = np.maximum(np.mean(xf * xf, axis=1, keepdims=True) + np.ldexp(float(eps_q), -2 * fx), np.ldexp(1.0, -2 * fx))
+    exact = xf / np.sqrt(ms) * np.ldexp(g.astype(np.float64), -fg)[None, :, None] * 2.0**fy
     inside = np.abs(exact) < MAXV
     # Spec 2.4 / 6: 0.5 LSB final rounding + relative error < 2^-9 from rms_q, + inv rounding
-    bound = 1.0 + np.abs(exact) * 2.0 ** -9
+    bound = 1.0 + np.abs(exact) * 2.0**-9
     assert np.all(np.abs(y - exact)[inside] <= bound[inside])
     assert n == int(np.count_nonzero(~inside))
 
@@ -229,18 +238,18 @@ def test_lut_within_half_lsb_inside_range(func, fx, fy):
     f = sigmoid if func == "sigmoid" else silu
     # the address rounds the input to 2^-8 when fx > 8; f is evaluated there
     x_addr = np.ldexp(np.rint(np.ldexp(xf, 8)), -8) if fx > 8 else xf
-    ref = f(x_addr) * 2.0 ** fy
+    ref = f(x_addr) * 2.0**fy
     inside = (x_addr >= -8) & (x_addr < 8) & (np.abs(ref) < MAXV)
     assert np.max(np.abs(y - ref)[inside]) <= 0.5 + 1e-9
     # outside [-8, 8): sigmoid clamps, SiLU is identity above (0.69 LSB at Q8.8) and T[0] below
-    lsb_err = np.abs(y - f(xf) * 2.0 ** fy)[~inside & (np.abs(f(xf) * 2.0 ** fy) < MAXV)]
-    assert lsb_err.size == 0 or np.max(lsb_err) <= 0.5 + 0.0027 * 2.0 ** fy + 1e-9
+    lsb_err = np.abs(y - f(xf) * 2.0**fy)[~inside & (np.abs(f(xf) * 2.0**fy) < MAXV)]
+    assert lsb_err.size == 0 or np.max(lsb_err) <= 0.5 + 0.0027 * 2.0**fy + 1e-9
 
 
 def test_scan_error_bounded_by_half_lsb_per_step():
     rng = np.random.default_rng(7)
     e, t_len = 32, 40
-    lam = rng.integers(0, 257, (2, e, t_len)).astype(I16)       # Q8.8 in [0, 1]
+    lam = rng.integers(0, 257, (2, e, t_len)).astype(I16)  # Q8.8 in [0, 1]
     u = rng.integers(-3000, 3000, (2, e, t_len)).astype(I16)
     y, n = K.scan_int16(lam, u, 8, 0)
     lf, uf = lam / 256.0, u / 256.0
@@ -251,18 +260,18 @@ def test_scan_error_bounded_by_half_lsb_per_step():
         err = np.max(np.abs(y[:, :, t] - state * 256))
         assert err <= 0.5 * (t + 1)
         worst = max(worst, err)
-    assert n == 0 and worst <= 2.0   # contraction keeps it far below the linear bound
+    assert n == 0 and worst <= 2.0  # contraction keeps it far below the linear bound
 
 
 def test_mul_add_within_half_lsb():
     rng = np.random.default_rng(9)
     a = rng.integers(-4000, 4000, (2, 4, 30)).astype(I16)
     b = rng.integers(-4000, 4000, (2, 4, 30)).astype(I16)
-    y, n = K.mul_int16(a, b, 10)                    # Q8.8 * Q8.8 -> Q2.6? shift 10 -> Q(6)
+    y, n = K.mul_int16(a, b, 10)  # Q8.8 * Q8.8 -> Q2.6? shift 10 -> Q(6)
     exact = a.astype(np.float64) * b / 1024
     ok = np.abs(exact) < MAXV
     assert np.max(np.abs(y - exact)[ok]) <= 0.5 and n == np.count_nonzero(~ok)
-    y, n = K.add_int16(a, b, 0, 3, 1)               # a Q(F), b Q(F-3), y Q(F-1)
+    y, n = K.add_int16(a, b, 0, 3, 1)  # a Q(F), b Q(F-3), y Q(F-1)
     exact = (a.astype(np.float64) + b * 8.0) / 2
     ok = np.abs(exact) < MAXV
     assert np.max(np.abs(y - exact)[ok]) <= 0.5 and n == np.count_nonzero(~ok)
@@ -278,12 +287,12 @@ EXTREMES = {
 
 @pytest.mark.parametrize("pattern", sorted(EXTREMES))
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2 ** 31))
+@given(seed=st.integers(0, 2**31))
 def test_extreme_inputs_clamp_never_wrap(pattern, seed):
     rng = np.random.default_rng(seed)
     x = EXTREMES[pattern]((2, 6, 9))
     w = rng.choice([MAXV, MINV, 1000, -1000], (5, 6, 3)).astype(I16)
-    b = rng.integers(-2 ** 31, 2 ** 31, 5).astype(np.int64)
+    b = rng.integers(-(2**31), 2**31, 5).astype(np.int64)
     y, n = K.conv_kx1_int16(x, w, b, 2, 8)
     total = 0
     for bi in range(2):
@@ -293,7 +302,7 @@ def test_extreme_inputs_clamp_never_wrap(pattern, seed):
     assert n == total and n > 0
     # element-wise ops: products and sums of extremes clamp to the int16 limits
     ym, nm = K.mul_int16(x, x, 0)
-    assert np.all(ym == MAXV) and nm == x.size          # (+-max)^2 always overflows
+    assert np.all(ym == MAXV) and nm == x.size  # (+-max)^2 always overflows
     ya, na = K.add_int16(x, x, 0, 0, 0)
     assert np.array_equal(ya, np.where(x > 0, MAXV, MINV)) and na == x.size
     # scan: a convex combination of in-range values stays in range: no saturation
@@ -332,14 +341,20 @@ def revin_stats_exact(row: list[int], eps_q: int) -> tuple[int, int]:
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2 ** 31), length=st.integers(1, 40), f_y=st.integers(0, 15), f_o=st.integers(0, 15),
-       eps_q=st.sampled_from([0, 1, 7, 2 ** 30]), wide=st.booleans())
+@given(
+    seed=st.integers(0, 2**31),
+    length=st.integers(1, 40),
+    f_y=st.integers(0, 15),
+    f_o=st.integers(0, 15),
+    eps_q=st.sampled_from([0, 1, 7, 2**30]),
+    wide=st.booleans(),
+)
 def test_revin_kernels_match_exact_reference(seed, length, f_y, f_o, eps_q, wide):
     rng = np.random.default_rng(seed)
     lim = MAXV if wide else 600
     c, per = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     x = rng.integers(-lim - 1, lim + 1, (2, c, length)).astype(I16)
-    x[1, 0] = x[1, 0, 0]                                  # a constant channel
+    x[1, 0] = x[1, 0, 0]  # a constant channel
     fc = rng.integers(MINV, MAXV + 1, (2, c * per, 1)).astype(I16)
     shift = K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - f_y
     y, n_y = K.revin_norm_int16(x, np.int64(eps_q), shift)
@@ -358,14 +373,15 @@ def test_revin_kernels_match_exact_reference(seed, length, f_y, f_o, eps_q, wide
                 want, s = sat16(rne_exact(Fraction(acc, 2 ** (f_y + 8 + K.REVIN_EXTRA_BITS - f_o))))
                 assert o[b, i, 0] == want
                 sat_o += s
-        assert np.all(y[1, 0] == 0)                       # a constant channel normalises to exactly 0
+        assert np.all(y[1, 0] == 0)  # a constant channel normalises to exactly 0
     assert (n_y, n_o) == (sat_y, sat_o)
 
 
 def test_revin_norm_within_one_lsb_of_float():
     from intsim.float_ref import revin_norm
+
     rng = np.random.default_rng(3)
-    x = (rng.standard_normal((20, 4, 64)) * 2 + rng.uniform(-20, 20, (20, 4, 1)))
+    x = rng.standard_normal((20, 4, 64)) * 2 + rng.uniform(-20, 20, (20, 4, 1))
     x_q = np.clip(np.rint(x * 256), MINV, MAXV).astype(I16)
     y, _ = K.revin_norm_int16(x_q, np.int64(1), K.REVIN_INV_BITS - K.REVIN_EXTRA_BITS - 8)
     want = revin_norm(x_q / 256.0, 1e-5) * 256

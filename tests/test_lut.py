@@ -9,6 +9,7 @@ under test uses decimal's own exp at 50). Entries are then rounded with an exact
 a rounding tie unless it is an exact tie, so the reference entry is provably the RNE of
 the true value.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,7 @@ from hypothesis import given, settings, strategies as st
 from intsim import lut
 from intsim.fixedpoint import rne_shift, shift_round
 
-PREC = 110                      # digits of the reference (the code uses 50)
+PREC = 110  # digits of the reference (the code uses 50)
 TIE_GUARD = Fraction(1, 10**60)
 HALF = Fraction(1, 2)
 
@@ -40,6 +41,7 @@ INT16_FORMATS = [0, 1, 4, 8, 11, 12, 13, 15]
 # ----------------------------------------------------------------------------------
 # Independent reference
 # ----------------------------------------------------------------------------------
+
 
 def my_exp(x: Fraction) -> Decimal:
     """exp(x) for a rational x to ~PREC digits: halve x until |x| <= 1/64, Taylor series,
@@ -90,7 +92,7 @@ def ref_round(v: Fraction) -> int:
 
 
 def sat(v: int, bits: int) -> int:
-    return max(-2**(bits - 1), min(2**(bits - 1) - 1, v))
+    return max(-(2 ** (bits - 1)), min(2 ** (bits - 1) - 1, v))
 
 
 def x_of(j: int) -> Fraction:
@@ -110,8 +112,7 @@ def ref_table16(func: str, f: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def ref_table8(func, s_in, z_in, s_out, z_out):
-    raw = [ref_round(ref_f(func, Fraction(s_in) * (q - z_in)) / Fraction(s_out)) + z_out
-           for q in range(-128, 128)]
+    raw = [ref_round(ref_f(func, Fraction(s_in) * (q - z_in)) / Fraction(s_out)) + z_out for q in range(-128, 128)]
     return [sat(r, 8) for r in raw], raw
 
 
@@ -119,8 +120,7 @@ def test_my_exp_sanity():
     # Known constants: e to 60 digits, exp(-8), exp(1/256) * exp(-1/256) == 1.
     e60 = Fraction(Decimal("2.71828182845904523536028747135266249775724709369995957496696763"))
     assert abs(Fraction(my_exp(Fraction(1))) - e60) < Fraction(1, 10**60)
-    assert abs(Fraction(my_exp(Fraction(-8))) - Fraction(Decimal("0.000335462627902511838821"))) \
-        < Fraction(1, 10**24)
+    assert abs(Fraction(my_exp(Fraction(-8))) - Fraction(Decimal("0.000335462627902511838821"))) < Fraction(1, 10**24)
     prod = Fraction(my_exp(Fraction(1, 256))) * Fraction(my_exp(Fraction(-1, 256)))
     assert abs(prod - 1) < Fraction(1, 10**100)
     assert my_exp(Fraction(0)) == 1
@@ -130,9 +130,10 @@ def test_my_exp_sanity():
 # INT16 tables (spec 2.5, 2.6)
 # ----------------------------------------------------------------------------------
 
+
 def test_lut_constants():
     assert (lut.LUT_FRAC_BITS, lut.LUT_RANGE, lut.LUT_SIZE, lut.LUT_OFFSET) == (8, 8, 4096, 2048)
-    assert lut.FUNCTIONS == ("sigmoid", "silu", "softplus")   # softplus: tests/test_s6.py
+    assert lut.FUNCTIONS == ("sigmoid", "silu", "softplus")  # softplus: tests/test_s6.py
 
 
 @pytest.mark.parametrize("f", range(16))
@@ -150,7 +151,7 @@ def test_int16_table_entries_exact(func, f):
     vals = ref_values(func)
     for j in range(4096):
         if raw[j] == want[j]:
-            assert abs(Fraction(got[j], 2**f) - vals[j]) <= Fraction(1, 2**(f + 1)), j
+            assert abs(Fraction(got[j], 2**f) - vals[j]) <= Fraction(1, 2 ** (f + 1)), j
         else:
             assert got[j] in (32767, -32768) and (vals[j] * 2**f > 32767 or vals[j] * 2**f < -32768)
 
@@ -164,18 +165,18 @@ def test_sigmoid_table_monotone_bounded_symmetric(f):
     k = np.arange(1, 2048)
     if f >= 1:
         assert np.all(t[2048 + k] + t[2048 - k] == 2**f)
-        assert t[2048] == 2**(f - 1)
+        assert t[2048] == 2 ** (f - 1)
     else:
-        assert t[2048] == 0                      # sigmoid(0) * 1 = 0.5, a tie: RNE -> 0
+        assert t[2048] == 0  # sigmoid(0) * 1 = 0.5, a tie: RNE -> 0
 
 
 @pytest.mark.parametrize("f", INT16_FORMATS)
 def test_silu_table_monotone_pieces(f):
     t = lut.int16_table("silu", f).astype(np.int64)
-    j_min = 2048 - 327                           # x = -327/256 = -1.27734 > argmin -1.27846
-    assert np.all(np.diff(t[j_min:]) >= 0)       # non-decreasing on [-1.278, 8)
-    assert np.all(np.diff(t[: j_min]) <= 0)      # non-increasing on [-8, -1.281]
-    assert t.min() == t[j_min - 1: j_min + 1].min()
+    j_min = 2048 - 327  # x = -327/256 = -1.27734 > argmin -1.27846
+    assert np.all(np.diff(t[j_min:]) >= 0)  # non-decreasing on [-1.278, 8)
+    assert np.all(np.diff(t[:j_min]) <= 0)  # non-increasing on [-8, -1.281]
+    assert t.min() == t[j_min - 1 : j_min + 1].min()
     assert t.min() >= ref_rne(Fraction(Decimal("-0.2784645427610738")) * 2**f) - 1
 
 
@@ -184,7 +185,7 @@ def test_silu_table_odd_relation(f):
     # silu(x) - silu(-x) = x, and x * 2^f is an integer for f >= 8 (no ties for x != 0).
     t = lut.int16_table("silu", f).astype(np.int64)
     k = np.arange(1, 2048)
-    assert np.all(t[2048 + k] - t[2048 - k] == k * 2**(f - 8))
+    assert np.all(t[2048 + k] - t[2048 - k] == k * 2 ** (f - 8))
     assert t[2048] == 0
 
 
@@ -199,9 +200,9 @@ def test_int16_table_pinned_hash(func):
 def test_int16_table_deterministic_and_cache_safe(func):
     a = lut.int16_table(func, 8)
     before = a.copy()
-    a[:] = 0                                     # mutating the returned copy ...
+    a[:] = 0  # mutating the returned copy ...
     b = lut.int16_table(func, 8)
-    assert b.tobytes() == before.tobytes()       # ... cannot alter the cached table
+    assert b.tobytes() == before.tobytes()  # ... cannot alter the cached table
     assert b.tobytes() == lut.int16_table(func, np.int64(8)).tobytes()
 
 
@@ -215,30 +216,30 @@ def test_max_abs_error_int16(func, f):
     mine = max(abs(Fraction(w, 2**f) - v) for w, v in zip(want, vals, strict=True))
     assert got == pytest.approx(float(mine), rel=1e-12, abs=0)
     if not saturated:
-        assert got <= 2.0**-(f + 1)
-    else:                                        # SiLU at f >= 13: values above 32767 clamp
-        assert func == "silu" and f >= 13 and got > 2.0**-(f + 1)
+        assert got <= 2.0 ** -(f + 1)
+    else:  # SiLU at f >= 13: values above 32767 clamp
+        assert func == "silu" and f >= 13 and got > 2.0 ** -(f + 1)
 
 
 def test_spec_2_6_example_q88():
     sig, silu = lut.int16_table("sigmoid", 8), lut.int16_table("silu", 8)
-    a = 179                                      # x = 0.69921875, Q8.8: a = x_q
+    a = 179  # x = 0.69921875, Q8.8: a = x_q
     assert int(shift_round(a, 0)) == 179
-    assert int(sig[a + 2048]) == 171             # exact 171.01
-    assert int(silu[a + 2048]) == 120            # exact 119.57
+    assert int(sig[a + 2048]) == 171  # exact 171.01
+    assert int(silu[a + 2048]) == 120  # exact 119.57
     assert 2227 == a + lut.LUT_OFFSET
 
 
 def test_spec_2_6_example_q6_10_address():
     a = int(shift_round(717, 10 - lut.LUT_FRAC_BITS))
-    assert a == int(rne_shift(717, 2)) == 179    # 179.25 rounds down
+    assert a == int(rne_shift(717, 2)) == 179  # 179.25 rounds down
     assert int(lut.int16_table("sigmoid", 8)[a + 2048]) == 171
     assert int(lut.int16_table("silu", 8)[a + 2048]) == 120
 
 
 def test_spec_2_6_range_ends_q88():
     sig, silu = lut.int16_table("sigmoid", 8), lut.int16_table("silu", 8)
-    assert int(silu[0]) == -1                    # RNE(silu(-8) * 256) = RNE(-0.687)
+    assert int(silu[0]) == -1  # RNE(silu(-8) * 256) = RNE(-0.687)
     assert int(sig[0]) == 0 and int(sig[4095]) == 256
     # Errors outside [-8, 8) quoted in the spec: sigmoid(-8) < 3.4e-4 (< 1 LSB of Q8.8);
     # SiLU identity above 8 costs 8*sigmoid(-8) < 0.0027 = 0.69 LSB.
@@ -252,14 +253,14 @@ def test_spec_2_6_range_ends_q88():
 # ----------------------------------------------------------------------------------
 
 INT8_CASES = [
-    ("sigmoid", 0.05, 3, 1 / 256, -128),         # lam format feeding a scan
+    ("sigmoid", 0.05, 3, 1 / 256, -128),  # lam format feeding a scan
     ("sigmoid", 0.0123, 10, 0.003, -128),
-    ("sigmoid", 0.2, -128, 1.0, 3),              # exact tie at x = 0: RNE(0.5) = 0, then + 3
+    ("sigmoid", 0.2, -128, 1.0, 3),  # exact tie at x = 0: RNE(0.5) = 0, then + 3
     ("silu", 0.031, -7, 0.017, -100),
     ("silu", 0.0625, 0, 0.03125, -20),
-    ("silu", 0.1, 0, 0.01, 0),                   # saturates at both ends of the codes
-    ("sigmoid", 0.02, 0, 1 / 256, -128),         # no entry saturates
-    ("silu", 0.02, 0, 0.025, -20),               # no entry saturates
+    ("silu", 0.1, 0, 0.01, 0),  # saturates at both ends of the codes
+    ("sigmoid", 0.02, 0, 1 / 256, -128),  # no entry saturates
+    ("silu", 0.02, 0, 0.025, -20),  # no entry saturates
 ]
 
 
@@ -271,14 +272,16 @@ def test_int8_table_entries_exact(case):
     want, raw = ref_table8(*case)
     assert table.tolist() == want
     assert lut.int8_table_clamped(*case).tolist() == [r != w for r, w in zip(raw, want, strict=True)]
-    errs = [abs(Fraction(s_out) * (w - z_out) - ref_f(func, Fraction(s_in) * (q - z_in)))
-            for w, q in zip(want, range(-128, 128), strict=True)]
+    errs = [
+        abs(Fraction(s_out) * (w - z_out) - ref_f(func, Fraction(s_in) * (q - z_in)))
+        for w, q in zip(want, range(-128, 128), strict=True)
+    ]
     err = lut.max_abs_error_int8(*case)
     assert err == pytest.approx(float(max(errs)), rel=1e-12, abs=0)
     for w, r, e in zip(want, raw, errs, strict=True):
-        if w == r:                               # only the output rounding: <= half a step
+        if w == r:  # only the output rounding: <= half a step
             assert e <= Fraction(s_out) / 2
-        else:                                    # saturated: clamped to a limit, beyond it
+        else:  # saturated: clamped to a limit, beyond it
             assert (w, r > 127) in ((127, True), (-128, False))
     if want == raw:
         assert err <= s_out / 2
@@ -286,7 +289,7 @@ def test_int8_table_entries_exact(case):
 
 def test_int8_table_tie_then_zero_point():
     t = lut.int8_table("sigmoid", 0.2, -128, 1.0, 3)
-    assert int(t[0]) == 3                        # RNE(0.5) + 3, not RNE(3.5) = 4
+    assert int(t[0]) == 3  # RNE(0.5) + 3, not RNE(3.5) = 4
     t = lut.int8_table("sigmoid", 0.2, -128, 1.0, 0)
     assert int(t[0]) == 0
 
@@ -294,7 +297,7 @@ def test_int8_table_tie_then_zero_point():
 def test_int8_table_lam_format():
     t = lut.int8_table("sigmoid", 0.05, 3, 1 / 256, -128).astype(np.int64)
     assert np.all(np.diff(t) >= 0)
-    assert int(t[3 + 128]) == 0                  # x = 0: sigmoid 0.5 -> 128 - 128
+    assert int(t[3 + 128]) == 0  # x = 0: sigmoid 0.5 -> 128 - 128
     assert t.min() >= -128 and t.max() <= 127
 
 
@@ -307,9 +310,13 @@ def test_int8_table_saturation_counts():
 
 
 @settings(max_examples=12, deadline=None)
-@given(func=st.sampled_from(["sigmoid", "silu"]),
-       s_in=st.floats(1e-3, 0.2), z_in=st.integers(-128, 127),
-       s_out=st.floats(1e-3, 0.1), z_out=st.integers(-128, 127))
+@given(
+    func=st.sampled_from(["sigmoid", "silu"]),
+    s_in=st.floats(1e-3, 0.2),
+    z_in=st.integers(-128, 127),
+    s_out=st.floats(1e-3, 0.1),
+    z_out=st.integers(-128, 127),
+)
 def test_int8_table_random_params(func, s_in, z_in, s_out, z_out):
     want, raw = ref_table8(func, s_in, z_in, s_out, z_out)
     assert lut.int8_table(func, s_in, z_in, s_out, z_out).tolist() == want
@@ -320,6 +327,7 @@ def test_int8_table_random_params(func, s_in, z_in, s_out, z_out):
 # ----------------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("func", ["tanh", "Sigmoid", "", "relu"])
 def test_unknown_function_raises(func):
@@ -339,11 +347,20 @@ def test_bad_frac_bits_raises(f):
         lut.int16_table("sigmoid", f)
 
 
-@pytest.mark.parametrize("params", [
-    (0.0, 0, 0.01, 0), (0.05, 0, 0.0, 0), (-0.05, 0, 0.01, 0), (0.05, 0, -0.01, 0),
-    (float("nan"), 0, 0.01, 0), (0.05, 0, float("inf"), 0),
-    (0.05, 128, 0.01, 0), (0.05, 0, 0.01, -129), (0.05, 0.5, 0.01, 0),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        (0.0, 0, 0.01, 0),
+        (0.05, 0, 0.0, 0),
+        (-0.05, 0, 0.01, 0),
+        (0.05, 0, -0.01, 0),
+        (float("nan"), 0, 0.01, 0),
+        (0.05, 0, float("inf"), 0),
+        (0.05, 128, 0.01, 0),
+        (0.05, 0, 0.01, -129),
+        (0.05, 0.5, 0.01, 0),
+    ],
+)
 def test_int8_bad_params_raise(params):
     with pytest.raises(ValueError, match="int8 LUT"):
         lut.int8_table("silu", *params)

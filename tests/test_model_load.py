@@ -1,4 +1,5 @@
 """model/load.py: an exported directory imported back into torch equals the fp32 reference."""
+
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_load_torch_model_matches_fp32_reference():
     assert np.max(np.abs(y_torch - y_ref)) < 1e-5
 
 
-@pytest.mark.parametrize("key, value", [("d_model", 10 ** 6), ("d_inner", 7), ("n_blocks", 4096), ("patch", 3)])
+@pytest.mark.parametrize("key, value", [("d_model", 10**6), ("d_inner", 7), ("n_blocks", 4096), ("patch", 3)])
 def test_hyper_sizes_are_checked_against_the_weights_before_allocating(tmp_path, key, value):
     import json
     import shutil
@@ -35,8 +36,9 @@ def test_hyper_sizes_are_checked_against_the_weights_before_allocating(tmp_path,
     expected = raw["hyper"][key]
     raw["hyper"][key] = value
     (model_dir / "model.json").write_text(json.dumps(raw))
-    with pytest.raises(ModelFormatError,
-                       match=f"hyper.{key} = {value} does not match the layer weights \\({expected}\\)"):
+    with pytest.raises(
+        ModelFormatError, match=f"hyper.{key} = {value} does not match the layer weights \\({expected}\\)"
+    ):
         load_torch_model(model_dir)
     raw["hyper"].pop(key)
     (model_dir / "model.json").write_text(json.dumps(raw))

@@ -3,6 +3,7 @@
 torch is installed in CI (the 'train' extra); importorskip is only a guard for a
 numpy-only install.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,14 @@ def test_shipped_model_reexports_identically_and_matches_fp32(tmp_path):
     shipped = json.loads((DEFAULT_MODEL / "model.json").read_text())
     module = load_torch_model(DEFAULT_MODEL)
     assert module.n_weights() == shipped["training"]["n_weights"] == 93264
-    out = export_model(module, tmp_path / "re", shipped["normalization"], shipped["input"]["columns"],
-                       shipped["training"], name=shipped["name"])
+    out = export_model(
+        module,
+        tmp_path / "re",
+        shipped["normalization"],
+        shipped["input"]["columns"],
+        shipped["training"],
+        name=shipped["name"],
+    )
     again = json.loads((out / "model.json").read_text())
     assert again["layers"] == shipped["layers"]
     for key in ("input", "output", "normalization", "hyper"):
@@ -75,15 +82,46 @@ DIMS = [
     dict(c_in=1, c_out=1, length=9, patch=9, stride=2, d_model=6, d_inner=5, n_blocks=2, d_conv=1, horizon=1),
     dict(c_in=2, c_out=2, length=40, patch=3, stride=1, d_model=4, d_inner=9, n_blocks=2, d_conv=5, horizon=7),
     # Mamba-1 (S6) blocks: N states, R = dt_rank (default ceil(D / 16))
-    dict(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=2, d_conv=4, horizon=4,
-         block="s6", d_state=3, dt_rank=2),
-    dict(c_in=2, c_out=2, length=21, patch=5, stride=2, d_model=5, d_inner=7, n_blocks=1, d_conv=3, horizon=2,
-         block="s6", d_state=1),
+    dict(
+        c_in=3,
+        c_out=3,
+        length=16,
+        patch=4,
+        stride=4,
+        d_model=8,
+        d_inner=16,
+        n_blocks=2,
+        d_conv=4,
+        horizon=4,
+        block="s6",
+        d_state=3,
+        dt_rank=2,
+    ),
+    dict(
+        c_in=2,
+        c_out=2,
+        length=21,
+        patch=5,
+        stride=2,
+        d_model=5,
+        d_inner=7,
+        n_blocks=1,
+        d_conv=3,
+        horizon=2,
+        block="s6",
+        d_state=1,
+    ),
 ]
 
 
-@pytest.mark.parametrize("dims", DIMS, ids=lambda d: "C{c_in}L{length}P{patch}S{stride}D{d_model}E{d_inner}"
-                         "N{n_blocks}K{d_conv}H{horizon}".format(**d) + d.get("block", ""))
+@pytest.mark.parametrize(
+    "dims",
+    DIMS,
+    ids=lambda d: (
+        "C{c_in}L{length}P{patch}S{stride}D{d_model}E{d_inner}N{n_blocks}K{d_conv}H{horizon}".format(**d)
+        + d.get("block", "")
+    ),
+)
 def test_random_module_export_load_round_trip(tmp_path, dims):
     torch.manual_seed(len(tmp_path.name))
     module = CMambaSlim(**dims)
@@ -104,11 +142,15 @@ def test_random_module_export_load_round_trip(tmp_path, dims):
     y_torch = torch_forward(module, x)
     y_ref = model.run(x, "fp32").output
     assert y_ref.shape == (16, dims["c_out"], dims["horizon"])
-    assert np.abs(y_ref).max() > 0.1                  # a real signal, not all ~0
+    assert np.abs(y_ref).max() > 0.1  # a real signal, not all ~0
     assert np.max(np.abs(y_torch - y_ref)) < TOL
     # Host-side normalisation comes from the export.
-    np.testing.assert_allclose(model.predict(x * 2.0 + np.arange(dims["c_in"])[:, None], "fp32"),
-                               y_ref * 2.0 + np.arange(dims["c_in"])[:, None], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        model.predict(x * 2.0 + np.arange(dims["c_in"])[:, None], "fp32"),
+        y_ref * 2.0 + np.arange(dims["c_in"])[:, None],
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
     # Back into torch: the same function, bit for bit.
     back = load_torch_model(tmp_path / "m")
@@ -126,7 +168,7 @@ def test_export_replaces_a_model_and_keeps_other_files(tmp_path):
     assert (out / "README.md").read_text() == "notes"
     x = np.random.default_rng(2).standard_normal((4, 3, 16))
     assert np.max(np.abs(load_model(out).run(x).output - torch_forward(second, x))) < TOL
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]        # no temp dirs left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp dirs left over
 
 
 def test_export_refuses_non_finite_weights_and_writes_nothing(tmp_path):
@@ -139,9 +181,30 @@ def test_export_refuses_non_finite_weights_and_writes_nothing(tmp_path):
 
 
 # ------------------------------------------------------- the train CLI
-TINY = ["--lookback", "16", "--horizon", "4", "--patch", "4", "--stride", "2", "--d-model", "8",
-        "--d-inner", "8", "--n-blocks", "1", "--d-conv", "3", "--epochs", "2", "--batch-size", "32",
-        "--threads", "1"]
+TINY = [
+    "--lookback",
+    "16",
+    "--horizon",
+    "4",
+    "--patch",
+    "4",
+    "--stride",
+    "2",
+    "--d-model",
+    "8",
+    "--d-inner",
+    "8",
+    "--n-blocks",
+    "1",
+    "--d-conv",
+    "3",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -214,21 +277,24 @@ def test_train_cli_s6_blocks(tmp_path, tiny_csv, capsys):
 def test_train_split_rows_columns_printed_and_reused_by_eval(tmp_path, capsys):
     from cmamba_hls.evaluate import load_eval_data
 
-    lines = ["date,x,y,z,is_anomaly"] + [f"2024-01-{1 + i % 28:02d},{math.sin(i / 5)!r},{math.cos(i / 7)!r},"
-                                         f"{math.sin(i / 3)!r},0" for i in range(300)]
+    lines = ["date,x,y,z,is_anomaly"] + [
+        f"2024-01-{1 + i % 28:02d},{math.sin(i / 5)!r},{math.cos(i / 7)!r},{math.sin(i / 3)!r},0" for i in range(300)
+    ]
     data = tmp_path / "dated.csv"
     data.write_text("\n".join(lines) + "\n")
     out = tmp_path / "m"
     assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--split", "150,50,80"]) == 0
     printed = capsys.readouterr().out
-    assert ("data dated.csv: 3 column(s): x, y, z; ignored: date (not numeric (first value '2024-01-01')), "
-            "is_anomaly (excluded by name)") in printed
+    assert (
+        "data dated.csv: 3 column(s): x, y, z; ignored: date (not numeric (first value '2024-01-01')), "
+        "is_anomaly (excluded by name)"
+    ) in printed
     assert "split 150,50,80: rows train/val/test = 150/50/80 of 300 (20 rows after the test part unused)" in printed
     model = load_model(out)
     split = model.graph.raw["training"]["data"]["split"]
     assert split["row_counts"] == [150, 50, 80] and split["rows"] == {"train": 150, "val": 50, "test": 80}
     assert "fractions" not in split
-    x, _ = load_eval_data(model, data, "test")                 # eval and calibrate reuse the recorded split
+    x, _ = load_eval_data(model, data, "test")  # eval and calibrate reuse the recorded split
     assert len(x) == 80 - 16 - 4 + 1
     np.testing.assert_array_equal(x[0, 0], np.sin(np.arange(200, 216) / 5))
     x, _ = load_eval_data(model, data, "test", sizes=D.parse_split("0.5,0.25,0.25"))
@@ -248,38 +314,56 @@ def _rows(n: int, second: str | None = None) -> str:
 BAD = [
     ("missing file", lambda tp: ["--data", str(tp / "nope.csv")], "data file not found"),
     ("unknown column", lambda tp: ["--data", _csv(tp, _rows(200)), "--columns", "a,q"], "unknown column(s) 'q'"),
-    ("lookback < patch", lambda tp: ["--data", _csv(tp, _rows(200)), "--patch", "32"],
-     "--patch 32 is longer than --lookback 16"),
-    ("NaN-only column", lambda tp: ["--data", _csv(tp, _rows(200, "nan"))],
-     "column 'b', line 2: value 'nan' is not finite"),
-    ("non-numeric cell", lambda tp: ["--data", _csv(tp, _rows(200).replace("\n3,3\n", "\n3,oops\n"))],
-     "non-numeric value 'oops'"),
+    (
+        "lookback < patch",
+        lambda tp: ["--data", _csv(tp, _rows(200)), "--patch", "32"],
+        "--patch 32 is longer than --lookback 16",
+    ),
+    (
+        "NaN-only column",
+        lambda tp: ["--data", _csv(tp, _rows(200, "nan"))],
+        "column 'b', line 2: value 'nan' is not finite",
+    ),
+    (
+        "non-numeric cell",
+        lambda tp: ["--data", _csv(tp, _rows(200).replace("\n3,3\n", "\n3,oops\n"))],
+        "non-numeric value 'oops'",
+    ),
     ("too few rows", lambda tp: ["--data", _csv(tp, _rows(60))], "val split has 6 rows, fewer than one window"),
-    ("out is a file", lambda tp: ["--data", _csv(tp, _rows(200)), "--out", str(tp / "in.csv")],
-     "exists and is not a directory"),
+    (
+        "out is a file",
+        lambda tp: ["--data", _csv(tp, _rows(200)), "--out", str(tp / "in.csv")],
+        "exists and is not a directory",
+    ),
     ("zero epochs", lambda tp: ["--data", _csv(tp, _rows(200)), "--epochs", "0"], "--epochs must be positive"),
     ("negative lr", lambda tp: ["--data", _csv(tp, _rows(200)), "--lr", "-1"], "--lr must be positive"),
     ("dropout 1", lambda tp: ["--data", _csv(tp, _rows(200)), "--dropout", "1"], "--dropout must be in [0, 1)"),
-    ("lookback off the patch grid", lambda tp: ["--data", _csv(tp, _rows(200)), "--lookback", "17"],
-     "--lookback 17 with --patch 4 --stride 2: the newest 1 sample(s) of every window would never be used"),
+    (
+        "lookback off the patch grid",
+        lambda tp: ["--data", _csv(tp, _rows(200)), "--lookback", "17"],
+        "--lookback 17 with --patch 4 --stride 2: the newest 1 sample(s) of every window would never be used",
+    ),
     ("split of two", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "0.5,0.5"], "give three sizes"),
     ("split fractions", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "0.5,0.3,0.3"], "summing to 1"),
-    ("split rows", lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "150,40,30"],
-     "--split 150,40,30 asks for 220 rows; the data has 200"),
+    (
+        "split rows",
+        lambda tp: ["--data", _csv(tp, _rows(200)), "--split", "150,40,30"],
+        "--split 150,40,30 asks for 220 rows; the data has 200",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, args, message", BAD, ids=[b[0] for b in BAD])
 def test_train_cli_bad_arguments(tmp_path, capsys, case, args, message):
     out = tmp_path / "out"
-    rc = main(["train", *TINY, "--out", str(out), *args(tmp_path)])     # a later --out wins
+    rc = main(["train", *TINY, "--out", str(out), *args(tmp_path)])  # a later --out wins
     err = capsys.readouterr().err
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cmamba-hls: error: "), err
     assert message in lines[0]
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]     # no temp dirs
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp dirs
 
 
 def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, tiny_csv, capsys):
@@ -289,9 +373,9 @@ def test_train_cli_refuses_a_foreign_directory_and_keeps_an_old_model(tmp_path, 
     assert main(["train", "--data", str(tiny_csv), "--out", str(foreign), *TINY, "--epochs", "1"]) == 2
     captured = capsys.readouterr()
     assert "refusing to write a model into a non-empty directory" in captured.err
-    assert captured.out == ""                         # refused before training, not after
+    assert captured.out == ""  # refused before training, not after
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
-    (foreign / "model.json").write_text('{"my": "settings"}')         # merely named model.json
+    (foreign / "model.json").write_text('{"my": "settings"}')  # merely named model.json
     (foreign / "weights").mkdir()
     (foreign / "weights" / "mine.npy").write_bytes(b"mine")
     assert main(["train", "--data", str(tiny_csv), "--out", str(foreign), *TINY, "--epochs", "1"]) == 2
@@ -311,11 +395,23 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     computes module.eval()(x), loads back into torch, and a window shifted and scaled per channel gives
     the forecast shifted and scaled the same way."""
     torch.manual_seed(0)
-    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True, head_dim=4).eval()
+    module = CMambaSlim(
+        c_in=3,
+        c_out=3,
+        length=16,
+        patch=4,
+        stride=4,
+        d_model=8,
+        d_inner=16,
+        n_blocks=1,
+        d_conv=3,
+        horizon=4,
+        revin=True,
+        head_dim=4,
+    ).eval()
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     model = load_model(tmp_path / "m")
-    assert [layer.op for layer in model.graph.layers][::len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
+    assert [layer.op for layer in model.graph.layers][:: len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
     x = np.random.default_rng(0).standard_normal((5, 3, 16))
     with torch.no_grad():
         want = module(torch.from_numpy(x).float()).double().numpy()
@@ -334,8 +430,21 @@ def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
     """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
     (plain revin_norm / revin_denorm) computes the module's function."""
     torch.manual_seed(1)
-    module = CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, d_model=8, d_inner=16, n_blocks=1,
-                        d_conv=3, horizon=4, revin=True, head_dim=4, revin_affine=True).eval()
+    module = CMambaSlim(
+        c_in=3,
+        c_out=3,
+        length=16,
+        patch=4,
+        stride=4,
+        d_model=8,
+        d_inner=16,
+        n_blocks=1,
+        d_conv=3,
+        horizon=4,
+        revin=True,
+        head_dim=4,
+        revin_affine=True,
+    ).eval()
     with torch.no_grad():
         module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
         module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))

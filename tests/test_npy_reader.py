@@ -1,6 +1,7 @@
 """hls_tb/npy.h, the testbenches' NPY reader/writer: good files load exactly; a wrong magic,
 version, dtype, fortran order, shape, a truncated or over-long file each give one clear
 message and exit status 2 (never garbage); the writer round-trips through numpy."""
+
 from __future__ import annotations
 
 import subprocess
@@ -116,11 +117,15 @@ def test_truncated_data_and_trailing_bytes(driver, tmp_path):
     path, _ = good(tmp_path)
     full = path.read_bytes()
     path.write_bytes(full[:-5])
-    check_error(run(driver, "load", path, "<i2", 2, 3, 4), path,
-                "truncated data: 43 bytes, expected 48 for shape (2, 3, 4)")
+    check_error(
+        run(driver, "load", path, "<i2", 2, 3, 4), path, "truncated data: 43 bytes, expected 48 for shape (2, 3, 4)"
+    )
     path.write_bytes(full + b"\0\0")
-    check_error(run(driver, "load", path, "<i2", 2, 3, 4), path,
-                "trailing bytes after the data: 50 bytes, expected 48 for shape (2, 3, 4)")
+    check_error(
+        run(driver, "load", path, "<i2", 2, 3, 4),
+        path,
+        "trailing bytes after the data: 50 bytes, expected 48 for shape (2, 3, 4)",
+    )
 
 
 def test_truncated_header_and_missing_file(driver, tmp_path):
@@ -137,4 +142,4 @@ def test_writer_round_trips_through_numpy(driver, tmp_path):
     arr = np.load(path, allow_pickle=False)
     assert arr.dtype == np.dtype("<i2") and arr.shape == (2, 3)
     assert arr.ravel().tolist() == [0, -1, 2, -3, 32767, -32768]
-    assert len(path.read_bytes()) % 64 == 12      # header padded to 64 bytes, then 12 data bytes
+    assert len(path.read_bytes()) % 64 == 12  # header padded to 64 bytes, then 12 data bytes

@@ -1,6 +1,7 @@
 """Output directories (intsim/manifest.py): a command writes only into a directory that is new,
 empty or proven its own by a manifest; a re-run replaces exactly the files it wrote before and
 leaves everything else (issue 13, item 1). codegen, eval, compare and demo all follow it."""
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ def test_new_directory_gets_the_files_and_a_manifest_listing_them(tmp_path):
     assert written == [tmp_path / "o" / "a.txt", tmp_path / "o" / "sub" / "b.txt", tmp_path / "o" / "out.json"]
     manifest = read_manifest(tmp_path / "o", KIND)
     assert manifest == {"format": "test output", "version": 1, "files": ["a.txt", "sub/b.txt"], "note": "meta"}
-    assert [p.name for p in tmp_path.iterdir()] == ["o"]                  # no temporary left
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no temporary left
 
 
 def test_rewrite_replaces_only_its_own_files(tmp_path):
@@ -45,9 +46,16 @@ def test_rewrite_replaces_only_its_own_files(tmp_path):
     (out / "vitis_prj").mkdir()
     (out / "vitis_prj" / "x.log").write_text("log")
     write(out, {"a.txt": "new", "sub/b.txt": "new", "c.txt": "3"})
-    assert tree(out) == {"a.txt": "new", "c.txt": "3", "notes.txt": "mine", "out.json": (out / "out.json").read_text(),
-                         "sub/b.txt": "new", "sub/user.txt": "mine too", "vitis_prj/x.log": "log"}
-    assert not (out / "old").exists()                                     # its emptied folder goes too
+    assert tree(out) == {
+        "a.txt": "new",
+        "c.txt": "3",
+        "notes.txt": "mine",
+        "out.json": (out / "out.json").read_text(),
+        "sub/b.txt": "new",
+        "sub/user.txt": "mine too",
+        "vitis_prj/x.log": "log",
+    }
+    assert not (out / "old").exists()  # its emptied folder goes too
     assert read_manifest(out, KIND)["files"] == ["a.txt", "c.txt", "sub/b.txt"]
 
 
@@ -57,16 +65,19 @@ def test_an_empty_directory_is_used(tmp_path):
     assert owned_files(tmp_path / "o", KIND) == ["a.txt"]
 
 
-@pytest.mark.parametrize("manifest", [
-    None,                                                              # no manifest at all
-    "{}",                                                              # a file merely named like it
-    "not json",
-    json.dumps({"format": "test output", "version": 1}),                # no file list
-    json.dumps({"format": "test output", "version": 99, "files": []}),  # unknown version
-    json.dumps({"format": "other tool", "version": 1, "files": []}),
-    json.dumps({"format": "test output", "version": 1, "files": ["../escape.txt"]}),
-    json.dumps({"format": "test output", "version": 1, "files": ["/etc/passwd"]}),
-])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        None,  # no manifest at all
+        "{}",  # a file merely named like it
+        "not json",
+        json.dumps({"format": "test output", "version": 1}),  # no file list
+        json.dumps({"format": "test output", "version": 99, "files": []}),  # unknown version
+        json.dumps({"format": "other tool", "version": 1, "files": []}),
+        json.dumps({"format": "test output", "version": 1, "files": ["../escape.txt"]}),
+        json.dumps({"format": "test output", "version": 1, "files": ["/etc/passwd"]}),
+    ],
+)
 def test_a_directory_without_a_proving_manifest_is_refused(tmp_path, manifest):
     out = tmp_path / "o"
     out.mkdir()
@@ -105,8 +116,7 @@ def test_codegen_refuses_a_directory_that_merely_holds_a_project_json(tiny_model
     (out / "design.cpp").write_text("// my code")
     rc = main(["codegen", str(tiny_model.graph.path), "--out", str(out), "--vectors", "5"])
     assert rc == 2
-    assert tree(out) == {MARKER: json.dumps({"name": "my own project", "types": "stdint"}),
-                         "design.cpp": "// my code"}
+    assert tree(out) == {MARKER: json.dumps({"name": "my own project", "types": "stdint"}), "design.cpp": "// my code"}
 
 
 def test_codegen_regeneration_keeps_user_files_and_drops_its_stale_ones(tiny_model, tmp_path):
@@ -119,7 +129,7 @@ def test_codegen_regeneration_keeps_user_files_and_drops_its_stale_ones(tiny_mod
     gen = generate_project(tiny_model, out, n_vectors=7, layers=False)
     assert (out / "NOTES.md").read_text() == "my notes"
     assert (out / "cmamba_int16_prj" / "solution1" / "csynth.rpt").read_text() == "report"
-    assert not (out / "tb_data" / "layers").exists()                     # written by the first run only
+    assert not (out / "tb_data" / "layers").exists()  # written by the first run only
     assert np.load(out / "tb_data" / "input.npy").shape[0] == 7
     manifest = read_manifest(out, PROJECT_DIR)
     assert sorted(out / f for f in manifest["files"] + [MARKER]) == sorted(gen.files)
@@ -131,8 +141,9 @@ def test_eval_never_overwrites_a_users_metrics_csv(capsys, tiny_model, tmp_path)
     mine = tmp_path / "analysis"
     mine.mkdir()
     (mine / "metrics.csv").write_text("my,own\n1,2\n")
-    rc, out, err = cli(capsys, "eval", tiny_model.graph.path, "--data", data, "--mode", "fp32", "--out", mine,
-                       "--max-windows", 4)
+    rc, out, err = cli(
+        capsys, "eval", tiny_model.graph.path, "--data", data, "--mode", "fp32", "--out", mine, "--max-windows", 4
+    )
     assert_one_error_line(rc, err, "cannot write the report", "not written by cmamba-hls eval", "report.json")
     assert tree(mine) == {"metrics.csv": "my,own\n1,2\n"}
     # a report directory of its own is rewritten in place, extra files kept
@@ -161,11 +172,17 @@ def test_unwritable_out_is_one_error_line(capsys, tiny_model, tmp_path, command,
     data = write_series_csv(tmp_path / "series.csv", ["ch0", "ch1", "ch2"])
     (tmp_path / "FILE").write_text("a file")
     out = where if where.startswith("/") else tmp_path / where
-    extra = {"codegen": ["--vectors", 3], "eval": ["--data", data, "--mode", "fp32", "--max-windows", 4],
-             "compare": ["--vectors", 3]}[command]
+    extra = {
+        "codegen": ["--vectors", 3],
+        "eval": ["--data", data, "--mode", "fp32", "--max-windows", 4],
+        "compare": ["--vectors", 3],
+    }[command]
     rc, _, err = cli(capsys, command, tiny_model.graph.path, "--out", out, *extra)
-    reason = {"/proc/x": "to '/proc/x': ", "FILE/sub": "is a file, not a directory",
-              "FILE": "exists and is not a directory"}[where]
+    reason = {
+        "/proc/x": "to '/proc/x': ",
+        "FILE/sub": "is a file, not a directory",
+        "FILE": "exists and is not a directory",
+    }[where]
     what = {"codegen": "the project", "eval": "the report", "compare": "the compare report"}[command]
     assert_one_error_line(rc, err, f"cannot write {what}", reason)
     assert (tmp_path / "FILE").read_text() == "a file"

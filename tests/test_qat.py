@@ -4,6 +4,7 @@ QAT network bit for bit in the golden model (eval) and in the generated C++.
 
 torch is installed in CI (the 'train' extra); importorskip only guards a numpy-only install.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,7 @@ def test_lsq_fake_value_and_gradients():
     inside, q - z clamped (LSQ); d/dz = 0 inside, -s clamped."""
     v = torch.tensor([0.26, -0.74, 30.0, -30.0], requires_grad=True)
     s = torch.tensor(0.1, requires_grad=True)
-    z = torch.tensor(2.2, requires_grad=True)              # rounds to 2: codes [-128 - 2, 127 - 2] real
+    z = torch.tensor(2.2, requires_grad=True)  # rounds to 2: codes [-128 - 2, 127 - 2] real
     y = lsq_fake(v, s, z, -128, 127)
     assert torch.allclose(y, torch.tensor([0.3, -0.7, 12.5, -13.0]))
     dv, ds, dz = torch.autograd.grad(y.sum(), [v, s, z])
@@ -46,7 +47,7 @@ def test_lsq_fake_value_and_gradients():
 
 
 def test_fixed_point_fake_clips_gradient_outside_the_format():
-    v = torch.tensor([0.5, 200.0, -0.0039], requires_grad=True)      # Q8.8: 200 saturates
+    v = torch.tensor([0.5, 200.0, -0.0039], requires_grad=True)  # Q8.8: 200 saturates
     y = fixed_point_fake(v, 8)
     assert y.tolist() == [0.5, 32767 / 256, -1 / 256]
     (dv,) = torch.autograd.grad(y.sum(), [v])
@@ -66,14 +67,15 @@ def test_forward_is_the_integer_program_and_gradients_reach_every_parameter(tiny
     torch.mean((y - teacher) ** 2).backward()
     assert [name for name, p in net.named_parameters() if p.grad is None] == []
     # zero points only learn from clipped values (d fake / d z = 0 inside the range): the others all move
-    assert [name for name, p in net.named_parameters() if not name.startswith("zero.") and not torch.any(p.grad != 0)] \
-        == []
+    assert [
+        name for name, p in net.named_parameters() if not name.startswith("zero.") and not torch.any(p.grad != 0)
+    ] == []
 
 
 def test_int8_export_weights_are_clipped_to_the_learned_step(tiny_model):
     net = QATNetwork(tiny_model, "int8")
     with torch.no_grad():
-        net.log_step["blk0/dt_proj"] -= 1.0                 # shrink the steps: the range now clips
+        net.log_step["blk0/dt_proj"] -= 1.0  # shrink the steps: the range now clips
     w = net.export_weights()["blk0.dt_proj"]["weight"]
     limit = (127 * torch.exp(net.log_step["blk0/dt_proj"])).detach().numpy()
     assert np.all(np.abs(w) <= limit[:, None]) and np.any(np.isclose(np.abs(w), limit[:, None]))
@@ -100,15 +102,33 @@ def qat_inputs(tmp_path_factory, tiny_model):
 
 
 @pytest.mark.parametrize("precision, mode", PRECISIONS)
-def test_qat_exports_a_model_that_eval_and_cpp_reproduce_bit_for_bit(qat_inputs, precision, mode, capsys,
-                                                                     monkeypatch):
+def test_qat_exports_a_model_that_eval_and_cpp_reproduce_bit_for_bit(qat_inputs, precision, mode, capsys, monkeypatch):
     root, model_dir, csv = qat_inputs
     trained = []
     real_finetune = qat_train.finetune
     monkeypatch.setattr(qat_train, "finetune", lambda *a, **k: trained.append(real_finetune(*a, **k)) or trained[-1])
     out = root / f"qat_{precision}"
-    assert main(["qat", str(model_dir), "--data", str(csv), "--precision", precision, "--out", str(out),
-                 "--epochs", "2", "--lr", "1e-3", "--batch-size", "128"]) == 0
+    assert (
+        main(
+            [
+                "qat",
+                str(model_dir),
+                "--data",
+                str(csv),
+                "--precision",
+                precision,
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--lr",
+                "1e-3",
+                "--batch-size",
+                "128",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 3 and "calibrated start" in epochs[0] and f"wrote {out}" in text
@@ -118,16 +138,19 @@ def test_qat_exports_a_model_that_eval_and_cpp_reproduce_bit_for_bit(qat_inputs,
     assert record["training"]["qat"]["precision"] == precision and record["quant"]["int8"] and record["quant"]["int16"]
     if precision == "int8":
         assert record["quant"]["int8"]["method"] == "qat"
-    qat = record["training"]["qat"]          # the kept epoch: the best validation MSE among the eligible ones
+    qat = record["training"]["qat"]  # the kept epoch: the best validation MSE among the eligible ones
     eligible = [h for h in qat["history"] if h["eligible"]]
     assert all(h["val_saturations"] <= qat["val_saturations_start"] for h in eligible)
-    assert all(h["eligible"] for h in qat["history"] if h["val_saturations"] <= qat["val_saturations_start"]
-               and h["val_maxae"] <= qat["val_maxae_start"])
+    assert all(
+        h["eligible"]
+        for h in qat["history"]
+        if h["val_saturations"] <= qat["val_saturations_start"] and h["val_maxae"] <= qat["val_maxae_start"]
+    )
     best = min([qat["val_loss_start"]] + [h["val_loss"] for h in eligible])
     assert qat["best_epoch"] == 0 or qat["history"][qat["best_epoch"] - 1]["eligible"]
     assert abs(qat["val_loss_best"] - best) <= 1e-7
     x = 3.0 * np.random.default_rng(1).standard_normal((40,) + exported.graph.input_shape)
-    _, codes = net(x)                                                     # the QAT network's own forward
+    _, codes = net(x)  # the QAT network's own forward
     assert np.array_equal(exported.run(x, mode).output_q, codes.numpy())  # eval's mode == QAT, bit for bit
     gen = generate_project(exported, root / f"hls_{precision}", precision=precision, n_vectors=64, layers=True)
     build_project_cached(gen.out_dir)
@@ -151,23 +174,31 @@ def test_bad_input_is_one_line_and_writes_nothing(qat_inputs, tmp_path, capsys):
     meta = json.loads((raw / "model.json").read_text())
     meta.pop("quant")
     (raw / "model.json").write_text(json.dumps(meta))
-    _fails_with_one_line(["qat", str(raw), "--data", str(csv), "--precision", "int8", "--out", str(out)], capsys,
-                         "no INT8 parameters", "calibrate")
+    _fails_with_one_line(
+        ["qat", str(raw), "--data", str(csv), "--precision", "int8", "--out", str(out)],
+        capsys,
+        "no INT8 parameters",
+        "calibrate",
+    )
     only16 = tmp_path / "only16"
     shutil.copytree(model_dir, only16)
     meta = json.loads((only16 / "model.json").read_text())
     del meta["quant"]["int8"]
     (only16 / "model.json").write_text(json.dumps(meta))
-    _fails_with_one_line(["qat", str(only16), "--data", str(csv), "--precision", "int8", "--out", str(out)], capsys,
-                         "INT8")
+    _fails_with_one_line(
+        ["qat", str(only16), "--data", str(csv), "--precision", "int8", "--out", str(out)], capsys, "INT8"
+    )
     wrong = write_series(tmp_path / "wrong.csv", ["a", "b", "c"])
-    _fails_with_one_line(["qat", str(model_dir), "--data", str(wrong), "--precision", "int16", "--out", str(out)],
-                         capsys, "column")
+    _fails_with_one_line(
+        ["qat", str(model_dir), "--data", str(wrong), "--precision", "int16", "--out", str(out)], capsys, "column"
+    )
     nan = write_series(tmp_path / "nan.csv", load_model(model_dir).graph.input_columns, nan_at=50)
-    _fails_with_one_line(["qat", str(model_dir), "--data", str(nan), "--precision", "int16", "--out", str(out)],
-                         capsys, "line")
-    _fails_with_one_line(["qat", str(model_dir), "--data", str(csv), "--precision", "int4", "--out", str(out)],
-                         capsys, "--precision")
+    _fails_with_one_line(
+        ["qat", str(model_dir), "--data", str(nan), "--precision", "int16", "--out", str(out)], capsys, "line"
+    )
+    _fails_with_one_line(
+        ["qat", str(model_dir), "--data", str(csv), "--precision", "int4", "--out", str(out)], capsys, "--precision"
+    )
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["nan.csv", "only16", "raw", "wrong.csv"]
 
 
@@ -182,8 +213,12 @@ def test_interrupted_qat_leaves_no_directory(qat_inputs, tmp_path, monkeypatch, 
 
     monkeypatch.setattr(QATNetwork, "constrain", interrupt)
     out = tmp_path / "out"
-    assert main(["qat", str(model_dir), "--data", str(csv), "--precision", "int8", "--out", str(out),
-                 "--batch-size", "32"]) == 130
+    assert (
+        main(
+            ["qat", str(model_dir), "--data", str(csv), "--precision", "int8", "--out", str(out), "--batch-size", "32"]
+        )
+        == 130
+    )
     assert "interrupted" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -197,6 +232,7 @@ def test_uncalibrated_network_error_names_calibrate(tmp_path):
 def test_an_op_without_a_surrogate_is_refused_before_training(tmp_path):
     """An S6 block's scan has no QAT surrogate (backward) yet: the error names the layer, up front."""
     from tests.conftest import make_calibrated
+
     model = make_calibrated(tmp_path / "s6", block="s6", n_cal=32)
     with pytest.raises(UnsupportedError, match=r"layer 'blk0\.[a-z_0-9]*scan[a-z_0-9]*'.*s6"):
         QATNetwork(model, "int8")

@@ -1,5 +1,6 @@
 """The op registry (intsim/ops.py): every registered op has a row, or an explicit unsupported
 row, in every back end; a missing row is a clear error naming the layer."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,12 +17,13 @@ from intsim.ops import OPS, BackendTable
 from intsim.spec_kit import KIT8, KIT16
 
 BACKENDS = [FLOAT, INT16, INT8, EMIT16, EMIT8, KIT16, KIT8, ESTIMATE]
-try:                                   # the bit-true PyTorch back end (the 'train' extra, installed in CI)
+try:  # the bit-true PyTorch back end (the 'train' extra, installed in CI)
     from model.qat_ops import SURROGATE
     from model.torch_int8 import TORCH8
     from model.torch_int16 import TORCH16
+
     BACKENDS += [TORCH16, TORCH8, SURROGATE]
-except ModuleNotFoundError:            # a numpy-only install: the golden model needs no torch
+except ModuleNotFoundError:  # a numpy-only install: the golden model needs no torch
     pass
 
 
@@ -64,10 +66,10 @@ def test_every_int16_and_int8_row_packs_exactly_its_kernels_named_columns(tiny_m
         packed = INT16.row(st.op, st.name).pack(st.params)
         assert set(packed.values) == set(packed.kernel.params), st.name
         ops.add(st.op)
-    assert ops == set(OPS)          # the two tiny models exercise every registered op
+    assert ops == set(OPS)  # the two tiny models exercise every registered op
     assert len({k.code for k in K8.KERNELS8}) == len(K8.KERNELS8)
     assert max(len(k.params) for k in K8.KERNELS8) <= K.N_PARAM_COLS
-    for st in tiny_model.program8.steps:       # a row without pack runs its program layer by layer
+    for st in tiny_model.program8.steps:  # a row without pack runs its program layer by layer
         pack = INT8.row(st.op, st.name).pack
         packed = pack(st.params) if pack is not None else None
         assert packed is None or set(packed.values) == set(packed.kernel.params), st.name

@@ -2,6 +2,7 @@
 2.11, 2.12, 3.12, 3.13) against independent references: float math for the tables (entries away
 from a rounding tie), and plain Python integers with Fraction rounding (Python's round() of a
 Fraction rounds half to even) for the kernels."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ EXP = lut.exp_decay_table()
 
 
 def _rne(value: Fraction) -> int:
-    return round(value)                       # half to even
+    return round(value)  # half to even
 
 
 def _sat(v: int, bits: int) -> tuple[int, int]:
@@ -56,7 +57,7 @@ def test_softplus_int16_table(f):
         if _near_tie(v):
             continue
         assert table[j] == min(round(v), 32767) and clamped[j] == (round(v) > 32767), j
-    first = {13: 3068, 14: 2523, 15: 2187}.get(f)           # spec 2.11: clamped entries only for f >= 13
+    first = {13: 3068, 14: 2523, 15: 2187}.get(f)  # spec 2.11: clamped entries only for f >= 13
     assert (np.flatnonzero(clamped)[0] if clamped.any() else None) == first
 
 
@@ -75,7 +76,7 @@ def test_softplus_spec_example_and_int8_table():
 def test_quantize_multiplier_15_bits():
     m, sh = quantize_multiplier(0.0123, 15)
     assert 2**14 <= m < 2**15 and m == round(Fraction(0.0123) * 2**sh)
-    assert quantize_multiplier(1.0 - 2.0**-17, 15) == (1 << 14, 14)      # rounds up to 2^15 -> 2^14, e + 1
+    assert quantize_multiplier(1.0 - 2.0**-17, 15) == (1 << 14, 14)  # rounds up to 2^15 -> 2^14, e + 1
 
 
 # ---------------------------------------------------------------- INT16 kernel
@@ -120,9 +121,16 @@ def _run16(delta, x, bm, cm, a, d, sh):
 
 def test_int16_spec_example():
     """docs/quant-spec.md 2.12's example: Q8.8, E = N = 1, two steps."""
-    one = lambda v: np.array([[v, v]], np.int16)             # noqa: E731
-    y, n = _run16(one(128), one(512), one(256), one(256), np.array([[-256]], np.int16),
-                  np.array([0], np.int16), (8, 0, 6, 14, 0, 8, 16))
+    one = lambda v: np.array([[v, v]], np.int16)  # noqa: E731
+    y, n = _run16(
+        one(128),
+        one(512),
+        one(256),
+        one(256),
+        np.array([[-256]], np.int16),
+        np.array([0], np.int16),
+        (8, 0, 6, 14, 0, 8, 16),
+    )
     assert y.tolist() == [[256, 411]] and n == 0
     assert EXP[128] == 9937
 
@@ -131,20 +139,42 @@ i16 = st.integers(-32768, 32767)
 
 
 @settings(max_examples=40, deadline=None)
-@given(data=st.data(), e=st.integers(1, 3), n_st=st.integers(1, 4), t_len=st.integers(1, 5),
-       q88=st.booleans())
+@given(data=st.data(), e=st.integers(1, 3), n_st=st.integers(1, 4), t_len=st.integers(1, 5), q88=st.booleans())
 def test_s6_scan_int16_matches_python_integers(data, e, n_st, t_len, q88):
-    arr = lambda shape, s=i16: np.array(data.draw(st.lists(s, min_size=int(np.prod(shape)),  # noqa: E731
-                                                          max_size=int(np.prod(shape)))), np.int16).reshape(shape)
+    def arr(shape, s=i16):
+        return np.array(
+            data.draw(
+                st.lists(
+                    s,
+                    min_size=int(np.prod(shape)),
+                    max_size=int(np.prod(shape)),
+                )
+            ),
+            np.int16,
+        ).reshape(shape)
+
     small = st.integers(-600, 600)
     delta = arr((e, t_len), st.integers(0, 32767) if not q88 else st.integers(0, 1200))
-    x, bm, cm = arr((e, t_len), small if q88 else i16), arr((n_st, t_len), small if q88 else i16), \
-        arr((n_st, t_len), small if q88 else i16)
+    x, bm, cm = (
+        arr((e, t_len), small if q88 else i16),
+        arr((n_st, t_len), small if q88 else i16),
+        arr((n_st, t_len), small if q88 else i16),
+    )
     a = arr((e, n_st), st.integers(-32768, 0) if not q88 else st.integers(-4096, 0))
     d = arr((e,))
-    sh = (8, 0, 6, 14, 0, 8, 16) if q88 else (data.draw(st.integers(-8, 22)), data.draw(st.integers(0, 16)),
-                                               data.draw(st.integers(0, 16)), data.draw(st.integers(14, 30)),
-                                               0, data.draw(st.integers(0, 14)), data.draw(st.integers(0, 40)))
+    sh = (
+        (8, 0, 6, 14, 0, 8, 16)
+        if q88
+        else (
+            data.draw(st.integers(-8, 22)),
+            data.draw(st.integers(0, 16)),
+            data.draw(st.integers(0, 16)),
+            data.draw(st.integers(14, 30)),
+            0,
+            data.draw(st.integers(0, 14)),
+            data.draw(st.integers(0, 40)),
+        )
+    )
     got = _run16(delta, x, bm, cm, a, d, sh)
     want = ref_s6_int16(delta, x, bm, cm, a, d, sh)
     assert np.array_equal(got[0], want[0]) and got[1] == want[1]
@@ -155,7 +185,7 @@ def test_s6_scan_int16_saturates_and_counts():
     e, n_st, t_len = 2, 3, 6
     full = np.full((e, t_len), 32767, np.int16)
     b = np.full((n_st, t_len), -32768, np.int16)
-    a = np.zeros((e, n_st), np.int16)                      # no decay: the state grows until sat32
+    a = np.zeros((e, n_st), np.int16)  # no decay: the state grows until sat32
     d = np.full(e, 32767, np.int16)
     sh = (8, 0, 0, 20, 0, 0, 10)
     got = _run16(full, full, b, b, a, d, sh)
@@ -188,8 +218,18 @@ i8 = st.integers(-128, 127)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), e=st.integers(1, 3), n_st=st.integers(1, 4), t_len=st.integers(1, 5))
 def test_s6_scan_int8_matches_python_integers(data, e, n_st, t_len):
-    arr = lambda shape, s=i8: np.array(data.draw(st.lists(s, min_size=int(np.prod(shape)),  # noqa: E731
-                                                         max_size=int(np.prod(shape)))), np.int8).reshape(shape)
+    def arr(shape, s=i8):
+        return np.array(
+            data.draw(
+                st.lists(
+                    s,
+                    min_size=int(np.prod(shape)),
+                    max_size=int(np.prod(shape)),
+                )
+            ),
+            np.int8,
+        ).reshape(shape)
+
     delta, x, bm, cm = arr((e, t_len)), arr((e, t_len)), arr((n_st, t_len)), arr((n_st, t_len))
     a = arr((e, n_st), st.integers(-127, 127))
     dk = arr((e,), st.integers(-127, 127))
@@ -199,8 +239,25 @@ def test_s6_scan_int8_matches_python_integers(data, e, n_st, t_len):
     m_h, m_k = data.draw(st.integers(1 << 14, (1 << 15) - 1)), data.draw(st.integers(0, 1 << 40))
     shift = data.draw(st.integers(20, 50))
     args = (a, m_a, sh_a, dk, m_h, m_k, shift)
-    got = K8.s6_scan_int8(delta[None], zps[0], x[None], zps[1], bm[None], zps[2], cm[None], zps[3], a, m_a, sh_a,
-                          dk, EXP, m_h, m_k, shift, zps[4])
+    got = K8.s6_scan_int8(
+        delta[None],
+        zps[0],
+        x[None],
+        zps[1],
+        bm[None],
+        zps[2],
+        cm[None],
+        zps[3],
+        a,
+        m_a,
+        sh_a,
+        dk,
+        EXP,
+        m_h,
+        m_k,
+        shift,
+        zps[4],
+    )
     want = ref_s6_int8(delta, zps, x, bm, cm, *args)
     assert np.array_equal(got[0][0], want[0]) and got[1] == want[1]
 
@@ -211,10 +268,11 @@ def test_s6_model_every_mode_close_to_fp32_and_packed_equals_per_layer(tiny_s6_m
     interpreter gives exactly the per-layer kernels' values (spec 2.12 in both paths)."""
     from intsim.fixedpoint import quantize_q
     from intsim.int16 import run_step16
+
     m = tiny_s6_model
     x = np.random.default_rng(7).standard_normal((32,) + tuple(m.graph.input_shape))
     ref = m.run(x, "fp32").output
-    power = float(np.mean(ref ** 2))
+    power = float(np.mean(ref**2))
     for mode, tol in (("quant16", 1e-3), ("bittrue", 1e-3), ("quant8", 2e-2)):
         assert float(np.mean((m.run(x, mode).output - ref) ** 2)) < tol * power, mode
     x_q = quantize_q(x, m.program.input_frac, 16)[0].astype(np.int16)
@@ -240,12 +298,14 @@ def test_cpp_shift_round_c_equals_spec_shift_round():
             xs += [s * ((k << n) + (1 << (n - 1)) + d) for k in (0, 1, 2, 3, 1001) for s in (1, -1) for d in (-1, 0, 1)]
     xs = [x for x in xs if abs(x) < 1 << 62]
     calls = "\n".join(f'        std::printf("%lld\\n", (long long)shift_round_c<{n}>(x));' for n in SHIFT_ROUND_C_NS)
-    main = ('#include <cstdio>\n#include "primitives.h"\nint main() {\n    long long v;\n'
-            '    while (std::scanf("%lld", &v) == 1) {\n        const i64_t x = v;\n' + calls + '\n    }\n}\n')
+    main = (
+        '#include <cstdio>\n#include "primitives.h"\nint main() {\n    long long v;\n'
+        '    while (std::scanf("%lld", &v) == 1) {\n        const i64_t x = v;\n' + calls + '\n    }\n}\n'
+    )
     exe = compile_program({"primitives.h": render_primitives("stdint"), "main.cpp": main}, name="shift_round_c")
     out = subprocess.run([str(exe)], input="\n".join(map(str, xs)), capture_output=True, text=True, check=True)
     got = [int(v) for v in out.stdout.split()]
     want = [_shift(x, n) for x in xs for n in SHIFT_ROUND_C_NS]
-    fits = [abs(w) < 1 << 63 for w in want]             # a left shift's result must fit int64 (the caller's bound)
+    fits = [abs(w) < 1 << 63 for w in want]  # a left shift's result must fit int64 (the caller's bound)
     assert len(got) == len(want) and sum(fits) > len(xs) * (len(SHIFT_ROUND_C_NS) - 1)
     assert [g for g, f in zip(got, fits, strict=True) if f] == [w for w, f in zip(want, fits, strict=True) if f]

@@ -1,6 +1,7 @@
 """The Makefile's set-up steps (issue 13 items 10 and 19), run with a fake Python so that nothing
 is installed: one line per step, pip's noise only in the install log (shown when a step fails),
 and the README's command for the train extra is a real target."""
+
 from __future__ import annotations
 
 import os
@@ -29,9 +30,12 @@ def run_make(tmp_path, *targets, fail="no-such-step"):
     fake.write_text(FAKE_PYTHON.format(calls=calls, fail=fail))
     fake.chmod(0o755)
     venv = tmp_path / "venv"
-    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *targets, f"VENV={venv}",
-                           f"PYTHON={fake}"], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *targets, f"VENV={venv}", f"PYTHON={fake}"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")},
+    )
     return proc, calls.read_text().splitlines() if calls.exists() else [], venv
 
 
@@ -39,13 +43,13 @@ def test_setup_prints_one_line_per_step_and_keeps_pip_quiet(tmp_path):
     proc, calls, venv = run_make(tmp_path, "install-test", "install-train")
     assert proc.returncode == 0, proc.stderr
     lines = (proc.stdout + proc.stderr).splitlines()
-    assert [ln.split(" ", 2)[:2] for ln in lines] == [["[setup]", "creating"]] + [["[setup]", w] for w in
-                                                                                   ("installing", "extracting",
-                                                                                    "installing")]
+    assert [ln.split(" ", 2)[:2] for ln in lines] == [["[setup]", "creating"]] + [
+        ["[setup]", w] for w in ("installing", "extracting", "installing")
+    ]
     assert not [ln for ln in lines if "WARNING" in ln or "Collecting" in ln]
     installs = [c for c in calls if " install " in f" {c} "]
     assert installs and all("--quiet" in c for c in installs)
-    assert "WARNING: Location" in (venv / "install.log").read_text()          # the noise is kept, not shown
+    assert "WARNING: Location" in (venv / "install.log").read_text()  # the noise is kept, not shown
     assert any("-e .[test,plot,train,sweep]" in c for c in calls) and any("-e .[plot,train]" in c for c in calls)
 
 

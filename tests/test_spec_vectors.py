@@ -6,6 +6,7 @@
   both precisions and every rule tag;
 - a C++ program written from the spec alone (examples/spec_replay/replay.cpp) replays it under g++.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,20 @@ from tests.cpp_harness import compile_program
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "tests" / "spec_vectors"
 SPEC = ROOT / "docs" / "quant-spec.md"
-RULES = {"spec-example", "ties", "extremes", "bounds", "saturation", "accumulator-bound", "table-construction",
-         "rmsnorm-constants", "float-order", "scan-state", "saturation-count", "shift-range"}
+RULES = {
+    "spec-example",
+    "ties",
+    "extremes",
+    "bounds",
+    "saturation",
+    "accumulator-bound",
+    "table-construction",
+    "rmsnorm-constants",
+    "float-order",
+    "scan-state",
+    "saturation-count",
+    "shift-range",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +68,7 @@ def test_committed_vectors_replay_through_the_golden_model(committed):
     """Each case's outputs recomputed from its committed inputs alone (kernels for device cases,
     the lowering for host cases) equal the committed outputs, saturation counts included."""
     for case, again in zip(committed, read_kit(KIT), strict=True):
-        run_case(again)                       # overwrites outputs, expect, saturations
+        run_case(again)  # overwrites outputs, expect, saturations
         assert not case_differences(case, again), (case.id, case_differences(case, again))
 
 
@@ -68,15 +81,16 @@ def test_a_changed_output_is_caught(tmp_path, committed):
     bad = {c.id: c for c in read_kit(tmp_path)}["int16-mul-spec-example"]
     good = {c.id: c for c in committed}["int16-mul-spec-example"]
     assert case_differences(good, bad) == ["outputs.y: int16[1, 1, 1] vs int16[1, 1, 1], 1 value(s) differ"]
-    assert int(good.outputs["y"].item()) == -268                     # spec 2.8's tie to even
+    assert int(good.outputs["y"].item()) == -268  # spec 2.8's tie to even
 
 
 def test_kit_is_small_plain_and_consistent(committed):
     size = sum((KIT / f).stat().st_size for f in _files(KIT))
     assert size < 400 * 1024, f"kit is {size} bytes"
     index = json.loads((KIT / INDEX).read_text())
-    assert (KIT / CASE_LIST).read_text().splitlines() == [f"{e['id']} {e['precision']} {e['op']}"
-                                                          for e in index["cases"]]
+    assert (KIT / CASE_LIST).read_text().splitlines() == [
+        f"{e['id']} {e['precision']} {e['op']}" for e in index["cases"]
+    ]
     for case, entry in zip(committed, index["cases"], strict=True):
         for arr in list(case.inputs.values()) + list(case.outputs.values()):
             assert arr.dtype in KIT_DTYPES and arr.dtype.kind in "iuf", (case.id, arr.dtype)
@@ -107,6 +121,11 @@ def test_cpp_replay_from_the_spec_alone(committed):
     assert run.returncode == 0, run.stdout + run.stderr
     quoted = re.search(r"\./replay tests/spec_vectors\s+# (replay: .*)", SPEC.read_text()).group(1)
     assert run.stdout.strip() == quoted
-    n = sum(1 for c in committed if c.op in ("scan", "sigmoid", "silu") and c.precision in ("int16", "int8")
-            or c.op in ("rne_shift", "shift_round", "rne_div", "requantize"))
+    n = sum(
+        1
+        for c in committed
+        if c.op in ("scan", "sigmoid", "silu")
+        and c.precision in ("int16", "int8")
+        or c.op in ("rne_shift", "shift_round", "rne_div", "requantize")
+    )
     assert f"replay: {n} cases" in run.stdout

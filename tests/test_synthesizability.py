@@ -12,6 +12,7 @@
 Reports are cached in the C++ test cache (tests/cpp_harness.py) by the firmware's bytes, the
 checker's source, the compiler and the ap headers: a re-run with nothing changed compiles nothing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,7 +103,7 @@ def assert_synthesizable(model, rep: SynthReport, precision: str) -> None:
         expected = Counter(n for n in (length, c_in, c_out, c_in) if n > 1)
         assert expected <= found, (layer.name, expected, found)
     if any(layer.op == "rmsnorm" for layer in g.layers):
-        assert rep.trip_counts["isqrt_rne"] == [31]          # the square root's 31 digit steps
+        assert rep.trip_counts["isqrt_rne"] == [31]  # the square root's 31 digit steps
     # the object file: nothing from a runtime library beyond memcpy/memset/memmove
     assert set(rep.undefined) - set(rep.ap_model_symbols) <= ALLOWED_UNDEFINED
     if rep.types == "stdint":
@@ -144,23 +145,47 @@ def test_default_model_stream_firmware_is_synthesizable(default_calibrated, defa
     assert set(rep.undefined) - set(rep.ap_model_symbols) - set(rep.channel_ops) <= ALLOWED_UNDEFINED
     g = default_calibrated.graph
     c_in, length = g.input_shape
-    assert c_in * length in rep.trip_counts["stream_in"]          # the window, one value per beat
+    assert c_in * length in rep.trip_counts["stream_in"]  # the window, one value per beat
     assert g.output_channels * g.horizon in rep.trip_counts["stream_out"]
     # blk0.in_proj_u at reuse 32: 2 lanes, 32 pipelined steps of its 64 outputs
     assert 32 in rep.trip_counts[f"{KERNEL[precision]}<cfg_l_blk0_in_proj_u>"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(c_in=st.integers(1, 4), patch=st.integers(1, 5), stride=st.integers(1, 4), tokens=st.integers(1, 6),
-       d_model=st.integers(1, 8), d_inner=st.integers(1, 8), n_blocks=st.integers(1, 2),
-       d_conv=st.integers(1, 4), horizon=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
-def test_random_graph_firmware_is_synthesizable(tmp_path_factory, c_in, patch, stride, tokens, d_model, d_inner,
-                                                n_blocks, d_conv, horizon, seed):
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    c_in=st.integers(1, 4),
+    patch=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    tokens=st.integers(1, 6),
+    d_model=st.integers(1, 8),
+    d_inner=st.integers(1, 8),
+    n_blocks=st.integers(1, 2),
+    d_conv=st.integers(1, 4),
+    horizon=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_graph_firmware_is_synthesizable(
+    tmp_path_factory, c_in, patch, stride, tokens, d_model, d_inner, n_blocks, d_conv, horizon, seed
+):
     root = tmp_path_factory.mktemp("synth_rand")
-    model = make_calibrated(root / "m", n_cal=64, seed=seed, c_in=c_in, length=patch + stride * (tokens - 1),
-                            patch=patch, stride=stride, d_model=d_model, d_inner=d_inner, n_blocks=n_blocks,
-                            d_conv=d_conv, horizon=horizon)
+    model = make_calibrated(
+        root / "m",
+        n_cal=64,
+        seed=seed,
+        c_in=c_in,
+        length=patch + stride * (tokens - 1),
+        patch=patch,
+        stride=stride,
+        d_model=d_model,
+        d_inner=d_inner,
+        n_blocks=n_blocks,
+        d_conv=d_conv,
+        horizon=horizon,
+    )
     for (precision, _), rep in check_all(model, root).items():
         assert_synthesizable(model, rep, precision)
 
@@ -175,42 +200,105 @@ INCLUDE = '#include "../types.h"'
 ALGORITHM = ("int16/add.h.j2", INCLUDE, INCLUDE + "\n#include <algorithm>")
 # name: (precision, types, [(template, old text, new text)], {rule that must fail: text of its finding})
 BREAKS = {
-    "double": ("int16", "stdint", [("int16/mul.h.j2", MUL16, "const double gain = 0.5;\n"
-                                    "const i64_t prod = i64_t(double(a[c][t]) * gain) * i64_t(b[c][t]);")],
-               {"float": "const double gain"}),
-    "double_implicit": ("int16", "stdint", [("int16/mul.h.j2", MUL16, MUL16[:-1] + " * 1.5;")],
-                        {"compile": "float-conversion"}),
-    "new": ("int16", "stdint", [("int16/mul.h.j2", MUL16, "i64_t* tmp = new i64_t[1];\n"
-                                 "tmp[0] = i64_t(a[c][t]) * i64_t(b[c][t]);\n"
-                                 "const i64_t prod = tmp[0];\ndelete[] tmp;")],
-            {"allocation": "operator new[]", "symbols": "undefined symbol operator new[]"}),
+    "double": (
+        "int16",
+        "stdint",
+        [
+            (
+                "int16/mul.h.j2",
+                MUL16,
+                "const double gain = 0.5;\nconst i64_t prod = i64_t(double(a[c][t]) * gain) * i64_t(b[c][t]);",
+            )
+        ],
+        {"float": "const double gain"},
+    ),
+    "double_implicit": (
+        "int16",
+        "stdint",
+        [("int16/mul.h.j2", MUL16, MUL16[:-1] + " * 1.5;")],
+        {"compile": "float-conversion"},
+    ),
+    "new": (
+        "int16",
+        "stdint",
+        [
+            (
+                "int16/mul.h.j2",
+                MUL16,
+                "i64_t* tmp = new i64_t[1];\n"
+                "tmp[0] = i64_t(a[c][t]) * i64_t(b[c][t]);\n"
+                "const i64_t prod = tmp[0];\ndelete[] tmp;",
+            )
+        ],
+        {"allocation": "operator new[]", "symbols": "undefined symbol operator new[]"},
+    ),
     # tail-recursive: g++ -O2 would make it a loop; the check reads the code before that
-    "recursion": ("int16", "stdint", [
-        ("int16/rmsnorm.h.j2", "template<class CFG>", "static i64_t gcd_steps(i64_t a, i64_t b) "
-         "{ return b == 0 ? a : gcd_steps(b, a % b); }\n\ntemplate<class CFG>"),
-        ("int16/rmsnorm.h.j2", RMS_DIV, RMS_DIV + "\nif (gcd_steps(ss, CFG::D) < 0) v = 1;")],
-        {"recursion": "gcd_steps -> gcd_steps"}),
-    "data_dependent_loop": ("int16", "stdint", [("int16/add.h.j2", ADD_LOOP,
-                                                 "for (int t = 0; t < (a[c][0] & 3) + 1; t++) {")],
-                            {"loop": "no constant iteration count"}),
-    "early_exit": ("int16", "stdint", [("int16/add.h.j2", ADD_STORE, ADD_STORE + "\nif (acc == 7) break;")],
-                   {"loop": "2 exits"}),
-    "std_library": ("int16", "stdint", [ALGORITHM, ("int16/add.h.j2", ADD_STORE, "y[c][t] = std::min<i16_t>(0, 1);")],
-                    {"compile": "algorithm: No such file"}),
-    "vla": ("int16", "stdint", [("int16/add.h.j2", ADD_STORE,
-                                 "data_t tmp[(a[c][t] & 3) + 1];\ntmp[0] = 0;\ny[c][t] = tmp[0];")],
-            {"compile": "variable length array"}),
-    "printf": ("int16", "stdint", [("int16/add.h.j2", ADD_STORE, ADD_STORE + '\n__builtin_printf("%d", int(acc));')],
-               {"calls": "calls printf", "symbols": "undefined symbol printf"}),
+    "recursion": (
+        "int16",
+        "stdint",
+        [
+            (
+                "int16/rmsnorm.h.j2",
+                "template<class CFG>",
+                "static i64_t gcd_steps(i64_t a, i64_t b) "
+                "{ return b == 0 ? a : gcd_steps(b, a % b); }\n\ntemplate<class CFG>",
+            ),
+            ("int16/rmsnorm.h.j2", RMS_DIV, RMS_DIV + "\nif (gcd_steps(ss, CFG::D) < 0) v = 1;"),
+        ],
+        {"recursion": "gcd_steps -> gcd_steps"},
+    ),
+    "data_dependent_loop": (
+        "int16",
+        "stdint",
+        [("int16/add.h.j2", ADD_LOOP, "for (int t = 0; t < (a[c][0] & 3) + 1; t++) {")],
+        {"loop": "no constant iteration count"},
+    ),
+    "early_exit": (
+        "int16",
+        "stdint",
+        [("int16/add.h.j2", ADD_STORE, ADD_STORE + "\nif (acc == 7) break;")],
+        {"loop": "2 exits"},
+    ),
+    "std_library": (
+        "int16",
+        "stdint",
+        [ALGORITHM, ("int16/add.h.j2", ADD_STORE, "y[c][t] = std::min<i16_t>(0, 1);")],
+        {"compile": "algorithm: No such file"},
+    ),
+    "vla": (
+        "int16",
+        "stdint",
+        [("int16/add.h.j2", ADD_STORE, "data_t tmp[(a[c][t] & 3) + 1];\ntmp[0] = 0;\ny[c][t] = tmp[0];")],
+        {"compile": "variable length array"},
+    ),
+    "printf": (
+        "int16",
+        "stdint",
+        [("int16/add.h.j2", ADD_STORE, ADD_STORE + '\n__builtin_printf("%d", int(acc));')],
+        {"calls": "calls printf", "symbols": "undefined symbol printf"},
+    ),
     # ap types: the C++ library and heap are there (the ap_int model uses them); the firmware may not
-    "new_and_std_library_ap": ("int8", "ap", [
-        ("int8/mul.h.j2", MUL8,
-         "i16_t* tmp = new i16_t[1];   // an ap_int (i32_t is native int32_t)\ndelete[] tmp;\n" + MUL8),
-        ("int8/add.h.j2", "#include \"primitives_int8.h\"", "#include \"primitives_int8.h\"\n#include <algorithm>"),
-        ("int8/add.h.j2", "y[c][t] = ", "y[c][t] = std::min<int>(0, 1) + ")],
+    "new_and_std_library_ap": (
+        "int8",
+        "ap",
+        [
+            (
+                "int8/mul.h.j2",
+                MUL8,
+                "i16_t* tmp = new i16_t[1];   // an ap_int (i32_t is native int32_t)\ndelete[] tmp;\n" + MUL8,
+            ),
+            ("int8/add.h.j2", "#include \"primitives_int8.h\"", "#include \"primitives_int8.h\"\n#include <algorithm>"),
+            ("int8/add.h.j2", "y[c][t] = ", "y[c][t] = std::min<int>(0, 1) + "),
+        ],
         # delete[] of ap_int elements runs their destructors over the count stored at run time: a loop too
-        {"allocation": "operator new[]", "symbols": "undefined symbol operator new[]", "calls": "std::min",
-         "headers": "includes /usr/include/c++/", "loop": "no constant iteration count"}),
+        {
+            "allocation": "operator new[]",
+            "symbols": "undefined symbol operator new[]",
+            "calls": "std::min",
+            "headers": "includes /usr/include/c++/",
+            "loop": "no constant iteration count",
+        },
+    ),
 }
 
 
@@ -229,15 +317,18 @@ def test_broken_template_fails_its_check(tiny_model, tmp_path, monkeypatch, name
     shutil.copytree(project_mod.TEMPLATES, templates)
     for template, old, new in edits:
         _edit(templates / template, old, new)
-    monkeypatch.setattr(project_mod, "TEMPLATES", templates)       # render from the modified copy
+    monkeypatch.setattr(project_mod, "TEMPLATES", templates)  # render from the modified copy
     rep = check_cached(render_firmware(tiny_model, tmp_path / "p", precision, types), types)
     assert rep.rules_failed() == set(expected), rep.summary()
     for rule, text in expected.items():
         assert any(text in f.message for f in rep.findings if f.rule == rule), rep.summary()
-        if rule in ("float", "allocation", "loop", "calls"):       # the finding names the kernel
+        if rule in ("float", "allocation", "loop", "calls"):  # the finding names the kernel
             kernels = {Path(t).name.split(".")[0] for t, _, _ in edits}
-            assert any(f.where.split("<")[0] in kernels | {k + "_int8" for k in kernels}
-                       for f in rep.findings if f.rule == rule), rep.summary()
+            assert any(
+                f.where.split("<")[0] in kernels | {k + "_int8" for k in kernels}
+                for f in rep.findings
+                if f.rule == rule
+            ), rep.summary()
 
 
 def test_aliased_buffers_in_a_call_are_caught(tiny_model, tmp_path):
@@ -245,7 +336,7 @@ def test_aliased_buffers_in_a_call_are_caught(tiny_model, tmp_path):
     fw = render_firmware(tiny_model, tmp_path / "p")
     top = fw / "top.cpp"
     call = next(ln for ln in top.read_text().splitlines() if ln.strip().startswith("add<"))
-    args = call[call.index("(") + 1:call.rindex(")")].split(", ")
+    args = call[call.index("(") + 1 : call.rindex(")")].split(", ")
     _edit(top, call, call.replace(f", {args[2]})", f", {args[1]})"))
     rep = check_cached(fw, "stdint")
     assert rep.rules_failed() == {"alias"}, rep.summary()

@@ -7,6 +7,7 @@ biases, LUT formats, scan/mul/add shifts of both signs) and on the extremes (all
 output element must equal intsim.kernels_int16 (docs/quant-spec.md section 2). All cases of
 one flavour are one program: one compile per flavour.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -26,8 +27,8 @@ from tests.cpp_harness import compile_program
 I16 = np.int16
 EXP = exp_decay_table()
 # The op templates under test: one per INT16 registry row (codegen/emit_int16.py EMIT16).
-OPS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
-N_RANDOM = 6                      # random cases per op, on top of the fixed ones
+OPS = [t.split("/")[-1][: -len(".h.j2")] for t in OP_TEMPLATES]
+N_RANDOM = 6  # random cases per op, on top of the fixed ones
 EXTREMES = ("max", "min", "zeros", "alternating")
 
 
@@ -35,11 +36,11 @@ EXTREMES = ("max", "min", "zeros", "alternating")
 class Case:
     op: str
     func: str
-    ints: list                    # (name, value) of the CFG struct
+    ints: list  # (name, value) of the CFG struct
     acc_bits: int | None
-    consts: list                  # (name, ctype, array)
-    inputs: list                  # int16 [B, C, L] arrays
-    expected: np.ndarray          # golden int16 [B, C_out, L_out]
+    consts: list  # (name, ctype, array)
+    inputs: list  # int16 [B, C, L] arrays
+    expected: np.ndarray  # golden int16 [B, C_out, L_out]
     n_sat: int
 
 
@@ -54,7 +55,7 @@ def batch(rng, c, length, lo=-32768, hi=32767, n_random=2):
 def weights(rng, shape, full: bool):
     lim = 32767 if full else 300
     w = rng.integers(-lim, lim + 1, shape)
-    if full:   # make the extremes appear
+    if full:  # make the extremes appear
         w.flat[0], w.flat[-1] = -32768, 32767
     return w.astype(I16)
 
@@ -69,7 +70,7 @@ def conv_case(rng, op, i):
         c_out = c_in
     shift = int(rng.integers(0, 31 if full else 16))
     x = batch(rng, c_in, length)
-    b = rng.integers(-(2 ** 31), 2 ** 31, c_out) if full else rng.integers(-5000, 5000, c_out)
+    b = rng.integers(-(2**31), 2**31, c_out) if full else rng.integers(-5000, 5000, c_out)
     b = b.astype(np.int64)
     if op == "conv_kx1":
         w = weights(rng, (c_out, c_in, k), full)
@@ -87,19 +88,33 @@ def conv_case(rng, op, i):
         y, n = K.dwconv_int16(x, w, b, shift)
         ints = [("C", c_in), ("L", length), ("K", k)]
         w_c = w
-    return Case(op, op, ints + [("SHIFT", shift)], acc_bits(w_c, b),
-                [("w", "int16_t", w_c), ("b", "int32_t", b.astype(np.int32))], [x], y, n)
+    return Case(
+        op,
+        op,
+        ints + [("SHIFT", shift)],
+        acc_bits(w_c, b),
+        [("w", "int16_t", w_c), ("b", "int32_t", b.astype(np.int32))],
+        [x],
+        y,
+        n,
+    )
 
 
 def rmsnorm_case(rng, i):
     d, length = int(rng.integers(1, 9)), int(rng.integers(1, 6))
     x = batch(rng, d, length)
     g = weights(rng, (d,), full=i % 2 == 1)
-    eps_q = int(rng.integers(1, 2 ** 20)) if i else 1
+    eps_q = int(rng.integers(1, 2**20)) if i else 1
     shift = int(rng.integers(17, 48))
     y, n = K.rmsnorm_int16(x, g, np.int64(eps_q), shift)
-    ints = [("D", d), ("L", length), ("EPS_Q", eps_q), ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
-            ("RMS_INV_BITS", K.RMS_INV_BITS), ("SHIFT", shift)]
+    ints = [
+        ("D", d),
+        ("L", length),
+        ("EPS_Q", eps_q),
+        ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
+        ("RMS_INV_BITS", K.RMS_INV_BITS),
+        ("SHIFT", shift),
+    ]
     return Case("rmsnorm", "rmsnorm", ints, None, [("g", "int16_t", g)], [x], y, n)
 
 
@@ -111,8 +126,15 @@ def lut_case(rng, i):
     table = int16_table(func, f_y)
     identity = func in IDENTITY_ABOVE_RANGE
     y, n = K.lut_int16(x, table, f_x - 8, identity, f_x - f_y, int16_table_clamped(func, f_y))
-    ints = [("C", c), ("L", length), ("ADDR_SHIFT", f_x - 8), ("IDENTITY_SHIFT", f_x - f_y),
-            ("IS_SILU", int(identity)), ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
+    ints = [
+        ("C", c),
+        ("L", length),
+        ("ADDR_SHIFT", f_x - 8),
+        ("IDENTITY_SHIFT", f_x - f_y),
+        ("IS_SILU", int(identity)),
+        ("LUT_OFFSET", K.LUT_OFFSET),
+        ("LUT_SIZE", K.LUT_LAST + 1),
+    ]
     return Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", table)], [x], y, n)
 
 
@@ -120,12 +142,20 @@ def scan_case(rng, i):
     e, t = int(rng.integers(1, 7)), int(rng.integers(1, 12))
     lam_frac = int(rng.integers(0, 16))
     u_shift = int(rng.integers(-15, 16))
-    lam = rng.integers(0, 2 ** lam_frac + 1, (6, e, t))
-    lam[0], lam[1] = 0, 2 ** lam_frac                 # no decay / no input
+    lam = rng.integers(0, 2**lam_frac + 1, (6, e, t))
+    lam[0], lam[1] = 0, 2**lam_frac  # no decay / no input
     u = batch(rng, e, t)
     y, n = K.scan_int16(lam.astype(I16), u, lam_frac, u_shift)
-    return Case("scan", "scan", [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift)], None, [],
-                [lam.astype(I16), u], y, n)
+    return Case(
+        "scan",
+        "scan",
+        [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift)],
+        None,
+        [],
+        [lam.astype(I16), u],
+        y,
+        n,
+    )
 
 
 S6_SHIFTS = ("ADDR_SHIFT", "H_UP", "P_UP", "H_SHIFT", "Y_UP_C", "Y_UP_D", "Y_SHIFT")
@@ -134,8 +164,16 @@ S6_SHIFTS = ("ADDR_SHIFT", "H_UP", "P_UP", "H_SHIFT", "Y_UP_C", "Y_UP_D", "Y_SHI
 def s6_case_from(delta, x, bm, cm, a, d, shifts, expected, n_sat) -> Case:
     ints = [("E", a.shape[0]), ("N", a.shape[1]), ("T", x.shape[2]), ("EXP_SIZE", EXP.size)]
     ints += list(zip(S6_SHIFTS, shifts, strict=True))
-    return Case("s6_scan", "s6_scan", ints, None, [("a", "int16_t", a), ("d", "int16_t", d), ("exp", "int16_t", EXP)],
-                [delta, x, bm, cm], expected, n_sat)
+    return Case(
+        "s6_scan",
+        "s6_scan",
+        ints,
+        None,
+        [("a", "int16_t", a), ("d", "int16_t", d), ("exp", "int16_t", EXP)],
+        [delta, x, bm, cm],
+        expected,
+        n_sat,
+    )
 
 
 def s6_case(rng, i):
@@ -146,8 +184,15 @@ def s6_case(rng, i):
     x, bm, cm = batch(rng, e, t, -lim, lim), batch(rng, n_st, t, -lim, lim), batch(rng, n_st, t, -lim, lim)
     a = rng.integers(-lim, 1, (e, n_st)).astype(I16)
     d = weights(rng, (e,), i % 2 == 1)
-    shifts = (int(rng.integers(-8, 23)), int(rng.integers(0, 17)), int(rng.integers(0, 17)), int(rng.integers(14, 31)),
-              int(rng.integers(0, 5)), int(rng.integers(0, 15)), int(rng.integers(8, 41)))
+    shifts = (
+        int(rng.integers(-8, 23)),
+        int(rng.integers(0, 17)),
+        int(rng.integers(0, 17)),
+        int(rng.integers(14, 31)),
+        int(rng.integers(0, 5)),
+        int(rng.integers(0, 15)),
+        int(rng.integers(8, 41)),
+    )
     y, n = K.s6_scan_int16(delta, x, bm, cm, a, d, EXP, *shifts)
     return s6_case_from(delta, x, bm, cm, a, d, shifts, y, n)
 
@@ -172,7 +217,7 @@ def revin_case(rng, op, i):
     [C*n, 1] or [C, n]); eps_q from 1 to 2^30 (spec 2.10)."""
     c, length = int(rng.integers(1, 6)), int(rng.integers(1, 10))
     x = batch(rng, c, length)
-    eps_q = 1 if i < 2 else int(rng.integers(1, 2 ** 30))
+    eps_q = 1 if i < 2 else int(rng.integers(1, 2**30))
     base = [("C", c), ("L", length), ("EPS_Q", eps_q), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS)]
     if i % 2 == 0:
         shift = int(rng.integers(17, 33))
@@ -189,11 +234,18 @@ def revin_case(rng, op, i):
 
 
 # template -> case builder (rng, template, i); a template without one fails make_cases
-CASE_BUILDERS = {"conv_kx1": conv_case, "conv1x1": conv_case, "dwconv": conv_case,
-                 "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i),
-                 "lut_activation": lambda rng, op, i: lut_case(rng, i),
-                 "scan": lambda rng, op, i: scan_case(rng, i), "mul": binary_case, "add": binary_case,
-                 "revin": revin_case, "s6_scan": lambda rng, op, i: s6_case(rng, i)}
+CASE_BUILDERS = {
+    "conv_kx1": conv_case,
+    "conv1x1": conv_case,
+    "dwconv": conv_case,
+    "rmsnorm": lambda rng, op, i: rmsnorm_case(rng, i),
+    "lut_activation": lambda rng, op, i: lut_case(rng, i),
+    "scan": lambda rng, op, i: scan_case(rng, i),
+    "mul": binary_case,
+    "add": binary_case,
+    "revin": revin_case,
+    "s6_scan": lambda rng, op, i: s6_case(rng, i),
+}
 
 
 def kit_cases() -> list[Case]:
@@ -208,42 +260,117 @@ def kit_cases() -> list[Case]:
         if op in ("conv_kx1", "conv1x1", "dwconv"):
             w, b = a["weight"], a["bias"]
             c_in, l_in = a["x"].shape[1:]
-            ints = {"conv_kx1": [("C_IN", c_in), ("L_IN", l_in), ("C_OUT", c_out), ("L_OUT", l_out),
-                                 ("K", w.shape[-1]), ("S", p.get("stride", 1))],
-                    "conv1x1": [("C_IN", c_in), ("C_OUT", c_out), ("L", l_out)],
-                    "dwconv": [("C", c_out), ("L", l_out), ("K", w.shape[-1])]}[op]
+            ints = {
+                "conv_kx1": [
+                    ("C_IN", c_in),
+                    ("L_IN", l_in),
+                    ("C_OUT", c_out),
+                    ("L_OUT", l_out),
+                    ("K", w.shape[-1]),
+                    ("S", p.get("stride", 1)),
+                ],
+                "conv1x1": [("C_IN", c_in), ("C_OUT", c_out), ("L", l_out)],
+                "dwconv": [("C", c_out), ("L", l_out), ("K", w.shape[-1])],
+            }[op]
             w_c = w.reshape(w.shape[0], -1)
-            cases.append(Case(op, op, ints + [("SHIFT", p["shift"])], acc_bits(w_c, b),
-                              [("w", "int16_t", w_c), ("b", "int32_t", b)], [a["x"]], y, kc.saturations))
+            cases.append(
+                Case(
+                    op,
+                    op,
+                    ints + [("SHIFT", p["shift"])],
+                    acc_bits(w_c, b),
+                    [("w", "int16_t", w_c), ("b", "int32_t", b)],
+                    [a["x"]],
+                    y,
+                    kc.saturations,
+                )
+            )
         elif op == "rmsnorm":
-            ints = [("D", c_out), ("L", l_out), ("EPS_Q", p["eps_q"]), ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
-                    ("RMS_INV_BITS", K.RMS_INV_BITS), ("SHIFT", p["shift"])]
+            ints = [
+                ("D", c_out),
+                ("L", l_out),
+                ("EPS_Q", p["eps_q"]),
+                ("RMS_EXTRA_BITS", K.RMS_EXTRA_BITS),
+                ("RMS_INV_BITS", K.RMS_INV_BITS),
+                ("SHIFT", p["shift"]),
+            ]
             cases.append(Case(op, op, ints, None, [("g", "int16_t", a["gain"])], [a["x"]], y, kc.saturations))
         elif op == "s6_scan":
-            cases.append(s6_case_from(a["delta"], a["x"], a["B"], a["C"], a["A"], a["D"],
-                                      [p[k.lower()] for k in S6_SHIFTS], y, kc.saturations))
+            cases.append(
+                s6_case_from(
+                    a["delta"],
+                    a["x"],
+                    a["B"],
+                    a["C"],
+                    a["A"],
+                    a["D"],
+                    [p[k.lower()] for k in S6_SHIFTS],
+                    y,
+                    kc.saturations,
+                )
+            )
         elif op in ("sigmoid", "silu", "softplus"):
-            ints = [("C", c_out), ("L", l_out), ("ADDR_SHIFT", p["addr_shift"]),
-                    ("IDENTITY_SHIFT", p["identity_shift"]), ("IS_SILU", int(op in IDENTITY_ABOVE_RANGE)),
-                    ("LUT_OFFSET", K.LUT_OFFSET), ("LUT_SIZE", K.LUT_LAST + 1)]
-            cases.append(Case("lut_activation", "lut_activation", ints, None, [("table", "int16_t", a["table"])],
-                              [a["x"]], y, kc.saturations))
+            ints = [
+                ("C", c_out),
+                ("L", l_out),
+                ("ADDR_SHIFT", p["addr_shift"]),
+                ("IDENTITY_SHIFT", p["identity_shift"]),
+                ("IS_SILU", int(op in IDENTITY_ABOVE_RANGE)),
+                ("LUT_OFFSET", K.LUT_OFFSET),
+                ("LUT_SIZE", K.LUT_LAST + 1),
+            ]
+            cases.append(
+                Case(
+                    "lut_activation",
+                    "lut_activation",
+                    ints,
+                    None,
+                    [("table", "int16_t", a["table"])],
+                    [a["x"]],
+                    y,
+                    kc.saturations,
+                )
+            )
         elif op == "scan":
             ints = [("E", c_out), ("T", l_out), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
             cases.append(Case(op, op, ints, None, [], [a["lam"], a["u"]], y, kc.saturations))
         elif op == "revin_norm":
-            ints = [("C", c_out), ("L", l_out), ("EPS_Q", p["eps_q"]), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
-                    ("REVIN_INV_BITS", K.REVIN_INV_BITS), ("SHIFT", p["shift"])]
+            ints = [
+                ("C", c_out),
+                ("L", l_out),
+                ("EPS_Q", p["eps_q"]),
+                ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
+                ("REVIN_INV_BITS", K.REVIN_INV_BITS),
+                ("SHIFT", p["shift"]),
+            ]
             cases.append(Case("revin", op, ints, None, [], [a["x"]], y, kc.saturations))
         elif op == "revin_denorm":
             c_in, l_in = a["x"].shape[1:]
-            ints = [("C", c_in), ("L", l_in), ("EPS_Q", p["eps_q"]), ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
-                    ("R", c_out), ("M", l_out), ("MEAN_UP", p["mean_up"]), ("SHIFT", p["shift"])]
+            ints = [
+                ("C", c_in),
+                ("L", l_in),
+                ("EPS_Q", p["eps_q"]),
+                ("REVIN_EXTRA_BITS", K.REVIN_EXTRA_BITS),
+                ("R", c_out),
+                ("M", l_out),
+                ("MEAN_UP", p["mean_up"]),
+                ("SHIFT", p["shift"]),
+            ]
             cases.append(Case("revin", op, ints, None, [], [a["f"], a["x"]], y, kc.saturations))
         else:
             extra = [("A_UP", p["a_up"]), ("B_UP", p["b_up"])] if op == "add" else []
-            cases.append(Case(op, op, [("C", c_out), ("L", l_out)] + extra + [("SHIFT", p["shift"])], None, [],
-                              [a["a"], a["b"]], y, kc.saturations))
+            cases.append(
+                Case(
+                    op,
+                    op,
+                    [("C", c_out), ("L", l_out)] + extra + [("SHIFT", p["shift"])],
+                    None,
+                    [],
+                    [a["a"], a["b"]],
+                    y,
+                    kc.saturations,
+                )
+            )
     return cases
 
 
@@ -330,9 +457,11 @@ int main(int argc, char** argv) {
 def render_program(cases, types: str) -> dict[str, str]:
     env = make_env()
     ctx = {"types": types, "precision": "int16"}
-    files = {"primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
-             "types.h": '#include "primitives.h"\ntypedef i16_t data_t;\n',
-             "npy.h": NPY_HEADER.read_text()}
+    files = {
+        "primitives.h": env.get_template("common/primitives.h.j2").render(ctx),
+        "types.h": '#include "primitives.h"\ntypedef i16_t data_t;\n',
+        "npy.h": NPY_HEADER.read_text(),
+    }
     headers = []
     for tpl in OP_TEMPLATES:
         name = tpl.split("/")[-1][:-3]
@@ -347,8 +476,7 @@ def render_program(cases, types: str) -> dict[str, str]:
 def outputs(request, tmp_path_factory):
     """(cases, {case index: C++ output}) for one flavour: one compile, one run."""
     cases = make_cases()
-    exe = compile_program(render_program(cases, request.param), types=request.param,
-                          name=f"int16_ops_{request.param}")
+    exe = compile_program(render_program(cases, request.param), types=request.param, name=f"int16_ops_{request.param}")
     data = tmp_path_factory.mktemp(f"ops_{request.param}")
     for i, c in enumerate(cases):
         for j, x in enumerate(c.inputs):
@@ -367,8 +495,10 @@ def test_op_template_matches_golden_kernel(outputs, op):
             continue
         assert got[i].shape == c.expected.shape, (types, op, i)
         bad = np.argwhere(got[i] != c.expected)
-        assert bad.size == 0, (f"{types} {op} case {i} ({dict(c.ints)}): first mismatch at {tuple(bad[0])}: "
-                               f"C++ {got[i][tuple(bad[0])]}, golden {c.expected[tuple(bad[0])]}")
+        assert bad.size == 0, (
+            f"{types} {op} case {i} ({dict(c.ints)}): first mismatch at {tuple(bad[0])}: "
+            f"C++ {got[i][tuple(bad[0])]}, golden {c.expected[tuple(bad[0])]}"
+        )
         checked += got[i].size
     assert checked > 0
 
@@ -378,9 +508,15 @@ def test_cases_cover_saturation_and_both_accumulator_widths():
     for op in OPS:
         assert any(c.n_sat > 0 for c in cases if c.op == op), f"{op}: no case saturates"
     conv_bits = [c.acc_bits for c in cases if c.acc_bits]
-    assert min(conv_bits) <= 32 < max(conv_bits)      # int32 and int64 accumulators in stdint
-    assert {sign for c in cases if c.op in ("mul", "add", "scan")
-            for n, v in c.ints if n in ("SHIFT", "U_SHIFT") for sign in [v < 0]} == {True, False}
+    assert min(conv_bits) <= 32 < max(conv_bits)  # int32 and int64 accumulators in stdint
+    assert {
+        sign
+        for c in cases
+        if c.op in ("mul", "add", "scan")
+        for n, v in c.ints
+        if n in ("SHIFT", "U_SHIFT")
+        for sign in [v < 0]
+    } == {True, False}
 
 
 def test_acc_bits_bounds_every_partial_sum():

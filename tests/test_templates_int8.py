@@ -7,6 +7,7 @@ compiled with g++ and run; each output must equal intsim.kernels_int8 bit for bi
 unit: one compile per flavour (stdint, and ap when CMAMBA_HLS_AP_INCLUDE is set), through
 the shared C++ test harness (tests/cpp_harness.py: the projects' flags, builds cached).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -25,19 +26,20 @@ from tests.cpp_harness import compile_program, render_primitives, render_templat
 
 I8 = np.int8
 EXP = exp_decay_table()
-N_CASES = 8        # random cases per op (plus the fixed extreme ones)
+N_CASES = 8  # random cases per op (plus the fixed extreme ones)
 # header stems in include order: primitives_int8, then the eight op kernels (as codegen emits them)
-HEADERS = [t.split("/")[-1][:-len(".h.j2")] for t in OP_TEMPLATES]
+HEADERS = [t.split("/")[-1][: -len(".h.j2")] for t in OP_TEMPLATES]
 
 
 @dataclass
 class Case:
     """One kernel call: its Cfg struct body, constant input arrays, the call's argument
     pattern ({array} names and `y`), and the golden output with its saturation count."""
+
     name: str
     func: str
     cfg: str
-    arrays: list            # (name, ctype, int array)
+    arrays: list  # (name, ctype, int array)
     out_shape: tuple
     args: str
     expected: np.ndarray
@@ -59,11 +61,14 @@ def case_source(case: Case) -> str:
         lines.append(f"static const {ctype} {name}{dims} = {cpp_array(values)};")
     rows, cols = case.out_shape
     args = case.args.format(**{name: name for name, _, _ in case.arrays})
-    lines += ["static void run() {",
-              f"    static i8_t y[{rows}][{cols}];",
-              f"    {case.func}<cfg>({args});",
-              f'    print_codes("{case.name}", &y[0][0], {rows * cols});',
-              "}", f"}}  // namespace {ns}"]
+    lines += [
+        "static void run() {",
+        f"    static i8_t y[{rows}][{cols}];",
+        f"    {case.func}<cfg>({args});",
+        f'    print_codes("{case.name}", &y[0][0], {rows * cols});',
+        "}",
+        f"}}  // namespace {ns}",
+    ]
     return "\n".join(lines)
 
 
@@ -72,11 +77,17 @@ def render_sources(cases: list[Case], types: str) -> dict[str, str]:
     sources = {"primitives.h": render_primitives(types)}
     for stem in HEADERS:
         sources[f"ops/{stem}.h"] = render_template(f"int8/{stem}.h.j2", types=types, precision="int8")
-    src = ["#include <cstdio>"] + [f'#include "ops/{stem}.h"' for stem in HEADERS] + [
-        "static void print_codes(const char* name, const i8_t* y, int n) {",
-        '    std::printf("%s", name);',
-        '    for (int i = 0; i < n; ++i) std::printf(" %d", int(y[i]));',
-        '    std::printf("\\n");', "}"]
+    src = (
+        ["#include <cstdio>"]
+        + [f'#include "ops/{stem}.h"' for stem in HEADERS]
+        + [
+            "static void print_codes(const char* name, const i8_t* y, int n) {",
+            '    std::printf("%s", name);',
+            '    for (int i = 0; i < n; ++i) std::printf(" %d", int(y[i]));',
+            '    std::printf("\\n");',
+            "}",
+        ]
+    )
     src += [case_source(c) for c in cases]
     src += ["int main() {"] + [f"    case_{c.name}::run();" for c in cases] + ["    return 0;", "}"]
     sources["main.cpp"] = "\n".join(src) + "\n"
@@ -117,8 +128,11 @@ def _zp(rng):
 
 def _cfg(**ints):
     """Body of a CFG struct, typed as params.h types it (long long outside int32)."""
-    return "".join(f" static const {'int' if -2 ** 31 <= v < 2 ** 31 else 'long long'} {k} = {int(v)}"
-                   f"{'' if -2 ** 31 <= v < 2 ** 31 else 'LL'};" for k, v in ints.items())
+    return "".join(
+        f" static const {'int' if -(2**31) <= v < 2**31 else 'long long'} {k} = {int(v)}"
+        f"{'' if -(2**31) <= v < 2**31 else 'LL'};"
+        for k, v in ints.items()
+    )
 
 
 EXTREMES = (None, None, "max", "min", "alt")
@@ -143,23 +157,56 @@ def conv_cases(rng, idx, extreme):
     t_out = (length - k) // s + 1
     y, n = K8.conv_kx1_int8(x[None], x_zp, w, b, m0, sh, y_zp, s)
     cfg = _cfg(C_IN=c_in, L_IN=length, C_OUT=c_out, L_OUT=t_out, K=k, S=s, X_ZP=x_zp, Y_ZP=y_zp)
-    cases.append(Case(f"conv_kx1_{idx}", "conv_kx1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "int8_t", w.reshape(c_out, c_in * k)), ("b", "int32_t", b),
-                       ("m0", "int32_t", m0), ("sh", "int8_t", sh)], (c_out, t_out), CONV_ARGS, y[0], n))
+    cases.append(
+        Case(
+            f"conv_kx1_{idx}",
+            "conv_kx1_int8",
+            cfg,
+            [
+                ("x", "i8_t", x),
+                ("w", "int8_t", w.reshape(c_out, c_in * k)),
+                ("b", "int32_t", b),
+                ("m0", "int32_t", m0),
+                ("sh", "int8_t", sh),
+            ],
+            (c_out, t_out),
+            CONV_ARGS,
+            y[0],
+            n,
+        )
+    )
     w1 = w[:, :, 0].copy()
     y, n = K8.conv1x1_int8(x[None], x_zp, w1, b, m0, sh, y_zp)
     cfg = _cfg(C_IN=c_in, C_OUT=c_out, L=length, X_ZP=x_zp, Y_ZP=y_zp)
-    cases.append(Case(f"conv1x1_{idx}", "conv1x1_int8", cfg,
-                      [("x", "i8_t", x), ("w", "int8_t", w1), ("b", "int32_t", b), ("m0", "int32_t", m0),
-                       ("sh", "int8_t", sh)], (c_out, length), CONV_ARGS, y[0], n))
+    cases.append(
+        Case(
+            f"conv1x1_{idx}",
+            "conv1x1_int8",
+            cfg,
+            [("x", "i8_t", x), ("w", "int8_t", w1), ("b", "int32_t", b), ("m0", "int32_t", m0), ("sh", "int8_t", sh)],
+            (c_out, length),
+            CONV_ARGS,
+            y[0],
+            n,
+        )
+    )
     wd = rng.integers(-127, 128, (c_in, k)).astype(I8)
     bd = rng.integers(-(1 << 14), 1 << 14, c_in).astype(np.int64)
     md, shd = _mults(rng, c_in, 2.0 / (5300 * np.sqrt(k)), hi / (5300 * np.sqrt(k)))
     y, n = K8.dwconv_int8(x[None], x_zp, wd, bd, md, shd, y_zp)
     cfg = _cfg(C=c_in, L=length, K=k, X_ZP=x_zp, Y_ZP=y_zp)
-    cases.append(Case(f"dwconv_{idx}", "dwconv_int8", cfg,
-                      [("x", "i8_t", x), ("w", "int8_t", wd), ("b", "int32_t", bd), ("m0", "int32_t", md),
-                       ("sh", "int8_t", shd)], (c_in, length), CONV_ARGS, y[0], n))
+    cases.append(
+        Case(
+            f"dwconv_{idx}",
+            "dwconv_int8",
+            cfg,
+            [("x", "i8_t", x), ("w", "int8_t", wd), ("b", "int32_t", bd), ("m0", "int32_t", md), ("sh", "int8_t", shd)],
+            (c_in, length),
+            CONV_ARGS,
+            y[0],
+            n,
+        )
+    )
     return cases
 
 
@@ -171,12 +218,31 @@ def rmsnorm_case(rng, idx, extreme):
     # s_g / s_y spans [0.01, 2]: the larger ones saturate (output ~ g * sqrt(D) codes)
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))))
     shift = sh + K8.RMS_INV_BITS_INT8 - K8.RMS_EXTRA_BITS
-    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1, 1 << 40]))   # int64 (spec 3.9)
+    eps_q = int(rng.choice([0, 1, int(rng.integers(0, 1 << 20)), (1 << 31) - 1, 1 << 40]))  # int64 (spec 3.9)
     y, n = K8.rmsnorm_int8(x[None], x_zp, g, np.int64(eps_q), m0, shift, y_zp)
-    cfg = _cfg(D=d, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
-               RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=m0, SHIFT=shift)
-    return [Case(f"rmsnorm_{idx}", "rmsnorm_int8", cfg, [("x", "i8_t", x), ("g", "int8_t", g)],
-                 (d, length), "{x}, {g}, y", y[0], n)]
+    cfg = _cfg(
+        D=d,
+        L=length,
+        X_ZP=x_zp,
+        Y_ZP=y_zp,
+        EPS_Q=eps_q,
+        RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
+        RMS_INV_BITS=K8.RMS_INV_BITS_INT8,
+        M0=m0,
+        SHIFT=shift,
+    )
+    return [
+        Case(
+            f"rmsnorm_{idx}",
+            "rmsnorm_int8",
+            cfg,
+            [("x", "i8_t", x), ("g", "int8_t", g)],
+            (d, length),
+            "{x}, {g}, y",
+            y[0],
+            n,
+        )
+    ]
 
 
 def elementwise_cases(rng, idx, extreme):
@@ -186,22 +252,50 @@ def elementwise_cases(rng, idx, extreme):
     za, zb, zy = _zp(rng), _zp(rng), _zp(rng)
     cases = []
     table = rng.integers(-128, 128, 256).astype(I8)
-    y, n = K8.lut_int8(a[None], table, table == 127)   # any flags: C++ does not count
-    cases.append(Case(f"lut_{idx}", "lut_int8", _cfg(C=c, L=length),
-                      [("x", "i8_t", a), ("table", "int8_t", table)], (c, length), "{x}, {table}, y", y[0], n))
+    y, n = K8.lut_int8(a[None], table, table == 127)  # any flags: C++ does not count
+    cases.append(
+        Case(
+            f"lut_{idx}",
+            "lut_int8",
+            _cfg(C=c, L=length),
+            [("x", "i8_t", a), ("table", "int8_t", table)],
+            (c, length),
+            "{x}, {table}, y",
+            y[0],
+            n,
+        )
+    )
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))))
     y, n = K8.mul_int8(a[None], za, b[None], zb, m0, sh, zy)
-    cases.append(Case(f"mul_{idx}", "mul_int8",
-                      _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M0=m0, SHIFT=sh),
-                      [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
+    cases.append(
+        Case(
+            f"mul_{idx}",
+            "mul_int8",
+            _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M0=m0, SHIFT=sh),
+            [("a", "i8_t", a), ("b", "i8_t", b)],
+            (c, length),
+            "{a}, {b}, y",
+            y[0],
+            n,
+        )
+    )
     # add: as lowered (spec 3.8): one shift from the larger multiplier, both rounded to it
     m_a, m_b = (float(np.exp(rng.uniform(np.log(0.05), np.log(2.0)))) for _ in range(2))
     _, sh = quantize_multiplier(max(m_a, m_b))
     ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
     y, n = K8.add_int8(a[None], za, ia, b[None], zb, ib, sh, zy)
-    cases.append(Case(f"add_{idx}", "add_int8",
-                      _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M_A=ia, M_B=ib, SHIFT=sh),
-                      [("a", "i8_t", a), ("b", "i8_t", b)], (c, length), "{a}, {b}, y", y[0], n))
+    cases.append(
+        Case(
+            f"add_{idx}",
+            "add_int8",
+            _cfg(C=c, L=length, A_ZP=za, B_ZP=zb, Y_ZP=zy, M_A=ia, M_B=ib, SHIFT=sh),
+            [("a", "i8_t", a), ("b", "i8_t", b)],
+            (c, length),
+            "{a}, {b}, y",
+            y[0],
+            n,
+        )
+    )
     # scan: lam in the fixed format (s = 1/256, z = -128). Odd cases: u within 3 codes of
     # its zero point and a multiplier up to 4 (one state unit up to 1/64 output code), so
     # a single wrong rounding of the state shows in the output.
@@ -212,9 +306,18 @@ def elementwise_cases(rng, idx, extreme):
         m_lo, m_hi = 0.1, 4.0
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(m_lo), np.log(m_hi)))))
     y, n = K8.scan_int8(lam[None], u[None], za, m0, sh, zy)
-    cases.append(Case(f"scan_{idx}", "scan_int8",
-                      _cfg(E=c, T=length, U_ZP=za, Y_ZP=zy, M0=m0, SHIFT=sh),
-                      [("lam", "i8_t", lam), ("u", "i8_t", u)], (c, length), "{lam}, {u}, y", y[0], n))
+    cases.append(
+        Case(
+            f"scan_{idx}",
+            "scan_int8",
+            _cfg(E=c, T=length, U_ZP=za, Y_ZP=zy, M0=m0, SHIFT=sh),
+            [("lam", "i8_t", lam), ("u", "i8_t", u)],
+            (c, length),
+            "{lam}, {u}, y",
+            y[0],
+            n,
+        )
+    )
     return cases
 
 
@@ -222,13 +325,35 @@ S6_ARGS = "{delta}, {x}, {bm}, {cm}, {a}, {ma}, {sha}, {d}, {exp}, y"
 
 
 def s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d) -> list:
-    return [("delta", "i8_t", delta), ("x", "i8_t", x), ("bm", "i8_t", bm), ("cm", "i8_t", cm), ("a", "int8_t", a),
-            ("ma", "int32_t", m_a), ("sha", "int8_t", sh_a), ("d", "int8_t", d), ("exp", "int16_t", EXP)]
+    return [
+        ("delta", "i8_t", delta),
+        ("x", "i8_t", x),
+        ("bm", "i8_t", bm),
+        ("cm", "i8_t", cm),
+        ("a", "int8_t", a),
+        ("ma", "int32_t", m_a),
+        ("sha", "int8_t", sh_a),
+        ("d", "int8_t", d),
+        ("exp", "int16_t", EXP),
+    ]
 
 
 def s6_cfg(e, n, t, zps, m_h, m_k, shift):
-    return _cfg(E=e, N=n, T=t, EXP_SIZE=EXP.size, EXP_FRAC=EXP_FRAC_BITS, D_ZP=zps[0], X_ZP=zps[1], B_ZP=zps[2],
-                C_ZP=zps[3], Y_ZP=zps[4], M_H=m_h, M_K=m_k, SHIFT=shift)
+    return _cfg(
+        E=e,
+        N=n,
+        T=t,
+        EXP_SIZE=EXP.size,
+        EXP_FRAC=EXP_FRAC_BITS,
+        D_ZP=zps[0],
+        X_ZP=zps[1],
+        B_ZP=zps[2],
+        C_ZP=zps[3],
+        Y_ZP=zps[4],
+        M_H=m_h,
+        M_K=m_k,
+        SHIFT=shift,
+    )
 
 
 def s6_case(rng, idx, extreme):
@@ -244,10 +369,39 @@ def s6_case(rng, idx, extreme):
     m_h, shift = quantize_multiplier(float(np.exp(rng.uniform(np.log(hi / 30), np.log(hi)))), 15)
     m_k = int(np.rint(np.ldexp(float(np.exp(rng.uniform(np.log(1e-3), np.log(0.05)))), shift)))
     zps = tuple(_zp(rng) for _ in range(5))
-    y, n_sat = K8.s6_scan_int8(delta[None], zps[0], x[None], zps[1], bm[None], zps[2], cm[None], zps[3], a, m_a,
-                               sh_a, d, EXP, m_h, m_k, shift, zps[4])
-    return [Case(f"s6_scan_{idx}", "s6_scan_int8", s6_cfg(e, n, t, zps, m_h, m_k, shift),
-                 s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d), (e, t), S6_ARGS, y[0], n_sat)]
+    y, n_sat = K8.s6_scan_int8(
+        delta[None],
+        zps[0],
+        x[None],
+        zps[1],
+        bm[None],
+        zps[2],
+        cm[None],
+        zps[3],
+        a,
+        m_a,
+        sh_a,
+        d,
+        EXP,
+        m_h,
+        m_k,
+        shift,
+        zps[4],
+    )
+    return [
+        Case(
+            f"s6_scan_{idx}",
+            "s6_scan_int8",
+            s6_cfg(e, n, t, zps, m_h, m_k, shift),
+            s6_arrays(delta, x, bm, cm, a, m_a, sh_a, d),
+            (e, t),
+            S6_ARGS,
+            y[0],
+            n_sat,
+        )
+    ]
+
+
 def revin_cases(rng, idx, extreme):
     """Both RevIN ops (spec 3.11): norm with 1/s_y from 0.3 to 40 (the larger saturate), denorm with
     the forecast as [C*n, 1] or [C, n] and multipliers as lowered (one shift from the larger)."""
@@ -258,8 +412,17 @@ def revin_cases(rng, idx, extreme):
     m0, sh = quantize_multiplier(float(np.exp(rng.uniform(np.log(0.3), np.log(40.0)))))
     shift = sh + K8.REVIN_INV_BITS_INT8
     y, n = K8.revin_norm_int8(x[None], x_zp, np.int64(eps_q), m0, shift, y_zp)
-    cfg = _cfg(C=c, L=length, X_ZP=x_zp, Y_ZP=y_zp, EPS_Q=eps_q, REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
-               REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=m0, SHIFT=shift)
+    cfg = _cfg(
+        C=c,
+        L=length,
+        X_ZP=x_zp,
+        Y_ZP=y_zp,
+        EPS_Q=eps_q,
+        REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+        REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8,
+        M0=m0,
+        SHIFT=shift,
+    )
     cases = [Case(f"revin_norm_{idx}", "revin_norm_int8", cfg, [("x", "i8_t", x)], (c, length), "{x}, y", y[0], n)]
     per = int(rng.integers(1, 5))
     rows, cols = (c * per, 1) if idx % 2 else (c, per)
@@ -267,12 +430,33 @@ def revin_cases(rng, idx, extreme):
     m_a, m_b = (float(np.exp(rng.uniform(np.log(0.01), np.log(2.0)))) for _ in range(2))
     _, sh = quantize_multiplier(max(m_a, m_b))
     ia, ib = int(np.rint(np.ldexp(m_a, sh))), int(np.rint(np.ldexp(m_b, sh)))
-    y, n = K8.revin_denorm_int8(fc[None], y_zp, x[None], x_zp, np.int64(eps_q), ia, ib, sh + K8.REVIN_EXTRA_BITS,
-                                o_zp)
-    cfg = _cfg(C=c, L=length, R=rows, M=cols, Y_ZP=y_zp, X_ZP=x_zp, O_ZP=o_zp, EPS_Q=eps_q,
-               REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, M_A=ia, M_B=ib, SHIFT=sh + K8.REVIN_EXTRA_BITS)
-    cases.append(Case(f"revin_denorm_{idx}", "revin_denorm_int8", cfg, [("f", "i8_t", fc), ("x", "i8_t", x)],
-                      (rows, cols), "{f}, {x}, y", y[0], n))
+    y, n = K8.revin_denorm_int8(fc[None], y_zp, x[None], x_zp, np.int64(eps_q), ia, ib, sh + K8.REVIN_EXTRA_BITS, o_zp)
+    cfg = _cfg(
+        C=c,
+        L=length,
+        R=rows,
+        M=cols,
+        Y_ZP=y_zp,
+        X_ZP=x_zp,
+        O_ZP=o_zp,
+        EPS_Q=eps_q,
+        REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+        M_A=ia,
+        M_B=ib,
+        SHIFT=sh + K8.REVIN_EXTRA_BITS,
+    )
+    cases.append(
+        Case(
+            f"revin_denorm_{idx}",
+            "revin_denorm_int8",
+            cfg,
+            [("f", "i8_t", fc), ("x", "i8_t", x)],
+            (rows, cols),
+            "{f}, {x}, y",
+            y[0],
+            n,
+        )
+    )
     return cases
 
 
@@ -290,51 +474,163 @@ def kit_cases() -> list[Case]:
             first = a["x"][bi] if "x" in a else None
             if op in CONV_OPS:
                 w = a["weight"]
-                dims = {"conv1x1": dict(C_IN=w.shape[1], C_OUT=w.shape[0], L=y.shape[1]),
-                        "dwconv": dict(C=w.shape[0], L=y.shape[1], K=w.shape[1])}.get(op) or dict(
-                    C_IN=w.shape[1], L_IN=first.shape[1], C_OUT=w.shape[0], L_OUT=y.shape[1], K=w.shape[2],
-                    S=p["stride"])
-                arrays = [("x", "i8_t", first), ("w", "int8_t", w.reshape(w.shape[0], -1)), ("b", "int32_t", a["bias"]),
-                          ("m0", "int32_t", a["m0"]), ("sh", "int8_t", a["shift"])]
-                cases.append(Case(name, f"{op}_int8", _cfg(**dims, X_ZP=p["x_zp"], Y_ZP=p["y_zp"]), arrays,
-                                  y.shape, CONV_ARGS, y, 0))
+                dims = {
+                    "conv1x1": dict(C_IN=w.shape[1], C_OUT=w.shape[0], L=y.shape[1]),
+                    "dwconv": dict(C=w.shape[0], L=y.shape[1], K=w.shape[1]),
+                }.get(op) or dict(
+                    C_IN=w.shape[1],
+                    L_IN=first.shape[1],
+                    C_OUT=w.shape[0],
+                    L_OUT=y.shape[1],
+                    K=w.shape[2],
+                    S=p["stride"],
+                )
+                arrays = [
+                    ("x", "i8_t", first),
+                    ("w", "int8_t", w.reshape(w.shape[0], -1)),
+                    ("b", "int32_t", a["bias"]),
+                    ("m0", "int32_t", a["m0"]),
+                    ("sh", "int8_t", a["shift"]),
+                ]
+                cases.append(
+                    Case(
+                        name,
+                        f"{op}_int8",
+                        _cfg(**dims, X_ZP=p["x_zp"], Y_ZP=p["y_zp"]),
+                        arrays,
+                        y.shape,
+                        CONV_ARGS,
+                        y,
+                        0,
+                    )
+                )
             elif op == "rmsnorm":
-                cfg = _cfg(D=y.shape[0], L=y.shape[1], X_ZP=p["x_zp"], Y_ZP=p["y_zp"], EPS_Q=p["eps_q"],
-                           RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS, RMS_INV_BITS=K8.RMS_INV_BITS_INT8, M0=p["m0"],
-                           SHIFT=p["shift"])
-                cases.append(Case(name, "rmsnorm_int8", cfg, [("x", "i8_t", first), ("g", "int8_t", a["gain"])],
-                                  y.shape, "{x}, {g}, y", y, 0))
+                cfg = _cfg(
+                    D=y.shape[0],
+                    L=y.shape[1],
+                    X_ZP=p["x_zp"],
+                    Y_ZP=p["y_zp"],
+                    EPS_Q=p["eps_q"],
+                    RMS_EXTRA_BITS=K8.RMS_EXTRA_BITS,
+                    RMS_INV_BITS=K8.RMS_INV_BITS_INT8,
+                    M0=p["m0"],
+                    SHIFT=p["shift"],
+                )
+                cases.append(
+                    Case(
+                        name,
+                        "rmsnorm_int8",
+                        cfg,
+                        [("x", "i8_t", first), ("g", "int8_t", a["gain"])],
+                        y.shape,
+                        "{x}, {g}, y",
+                        y,
+                        0,
+                    )
+                )
             elif op == "s6_scan":
                 zps = (p["d_zp"], p["x_zp"], p["b_zp"], p["c_zp"], p["y_zp"])
                 cfg = s6_cfg(y.shape[0], a["B"].shape[1], y.shape[1], zps, p["m_h"], p["m_k"], p["shift"])
-                cases.append(Case(name, "s6_scan_int8", cfg, s6_arrays(
-                    a["delta"][bi], a["x"][bi], a["B"][bi], a["C"][bi], a["A"], a["m_a"], a["sh_a"], a["D"]),
-                    y.shape, S6_ARGS, y, 0))
+                cases.append(
+                    Case(
+                        name,
+                        "s6_scan_int8",
+                        cfg,
+                        s6_arrays(
+                            a["delta"][bi], a["x"][bi], a["B"][bi], a["C"][bi], a["A"], a["m_a"], a["sh_a"], a["D"]
+                        ),
+                        y.shape,
+                        S6_ARGS,
+                        y,
+                        0,
+                    )
+                )
             elif op in ("sigmoid", "silu", "softplus"):
-                cases.append(Case(name, "lut_int8", _cfg(C=y.shape[0], L=y.shape[1]),
-                                  [("x", "i8_t", first), ("table", "int8_t", a["table"])], y.shape, "{x}, {table}, y",
-                                  y, 0))
+                cases.append(
+                    Case(
+                        name,
+                        "lut_int8",
+                        _cfg(C=y.shape[0], L=y.shape[1]),
+                        [("x", "i8_t", first), ("table", "int8_t", a["table"])],
+                        y.shape,
+                        "{x}, {table}, y",
+                        y,
+                        0,
+                    )
+                )
             elif op == "scan":
                 cfg = _cfg(E=y.shape[0], T=y.shape[1], U_ZP=p["u_zp"], Y_ZP=p["y_zp"], M0=p["m0"], SHIFT=p["shift"])
-                cases.append(Case(name, "scan_int8", cfg, [("lam", "i8_t", a["lam"][bi]), ("u", "i8_t", a["u"][bi])],
-                                  y.shape, "{lam}, {u}, y", y, 0))
+                cases.append(
+                    Case(
+                        name,
+                        "scan_int8",
+                        cfg,
+                        [("lam", "i8_t", a["lam"][bi]), ("u", "i8_t", a["u"][bi])],
+                        y.shape,
+                        "{lam}, {u}, y",
+                        y,
+                        0,
+                    )
+                )
             elif op == "revin_norm":
-                cfg = _cfg(C=y.shape[0], L=y.shape[1], X_ZP=p["x_zp"], Y_ZP=p["y_zp"], EPS_Q=p["eps_q"],
-                           REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS, REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8, M0=p["m0"],
-                           SHIFT=p["shift"])
+                cfg = _cfg(
+                    C=y.shape[0],
+                    L=y.shape[1],
+                    X_ZP=p["x_zp"],
+                    Y_ZP=p["y_zp"],
+                    EPS_Q=p["eps_q"],
+                    REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+                    REVIN_INV_BITS=K8.REVIN_INV_BITS_INT8,
+                    M0=p["m0"],
+                    SHIFT=p["shift"],
+                )
                 cases.append(Case(name, "revin_norm_int8", cfg, [("x", "i8_t", first)], y.shape, "{x}, y", y, 0))
             elif op == "revin_denorm":
-                cfg = _cfg(C=first.shape[0], L=first.shape[1], R=y.shape[0], M=y.shape[1], Y_ZP=p["y_zp"],
-                           X_ZP=p["x_zp"], O_ZP=p["o_zp"], EPS_Q=p["eps_q"], REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
-                           M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"])
-                cases.append(Case(name, "revin_denorm_int8", cfg, [("f", "i8_t", a["f"][bi]), ("x", "i8_t", first)],
-                                  y.shape, "{f}, {x}, y", y, 0))
+                cfg = _cfg(
+                    C=first.shape[0],
+                    L=first.shape[1],
+                    R=y.shape[0],
+                    M=y.shape[1],
+                    Y_ZP=p["y_zp"],
+                    X_ZP=p["x_zp"],
+                    O_ZP=p["o_zp"],
+                    EPS_Q=p["eps_q"],
+                    REVIN_EXTRA_BITS=K8.REVIN_EXTRA_BITS,
+                    M_A=p["m_a"],
+                    M_B=p["m_b"],
+                    SHIFT=p["shift"],
+                )
+                cases.append(
+                    Case(
+                        name,
+                        "revin_denorm_int8",
+                        cfg,
+                        [("f", "i8_t", a["f"][bi]), ("x", "i8_t", first)],
+                        y.shape,
+                        "{f}, {x}, y",
+                        y,
+                        0,
+                    )
+                )
             else:
                 ints = dict(C=y.shape[0], L=y.shape[1], A_ZP=p["a_zp"], B_ZP=p["b_zp"], Y_ZP=p["y_zp"])
-                ints.update(dict(M0=p["m0"], SHIFT=p["shift"]) if op == "mul" else
-                            dict(M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"]))
-                cases.append(Case(name, f"{op}_int8", _cfg(**ints),
-                                  [("a", "i8_t", a["a"][bi]), ("b", "i8_t", a["b"][bi])], y.shape, "{a}, {b}, y", y, 0))
+                ints.update(
+                    dict(M0=p["m0"], SHIFT=p["shift"])
+                    if op == "mul"
+                    else dict(M_A=p["m_a"], M_B=p["m_b"], SHIFT=p["shift"])
+                )
+                cases.append(
+                    Case(
+                        name,
+                        f"{op}_int8",
+                        _cfg(**ints),
+                        [("a", "i8_t", a["a"][bi]), ("b", "i8_t", a["b"][bi])],
+                        y.shape,
+                        "{a}, {b}, y",
+                        y,
+                        0,
+                    )
+                )
     return cases
 
 
@@ -343,8 +639,13 @@ def all_cases(seed=0):
     cases = []
     for idx in range(N_CASES + 3):
         extreme = EXTREMES[idx] if idx < len(EXTREMES) else None
-        cases += conv_cases(rng, idx, extreme) + rmsnorm_case(rng, idx, extreme) \
-            + elementwise_cases(rng, idx, extreme) + revin_cases(rng, idx, extreme) + s6_case(rng_s6, idx, extreme)
+        cases += (
+            conv_cases(rng, idx, extreme)
+            + rmsnorm_case(rng, idx, extreme)
+            + elementwise_cases(rng, idx, extreme)
+            + revin_cases(rng, idx, extreme)
+            + s6_case(rng_s6, idx, extreme)
+        )
     return cases + kit_cases()
 
 
@@ -356,7 +657,7 @@ def cases():
 def test_cases_cover_saturation_and_extremes(cases):
     """The case set is meaningful: every saturating op saturates somewhere, and over 40% of the
     outputs of every op lie strictly inside the int8 range (not just on the rails)."""
-    ops = [h for h in HEADERS if h != "primitives_int8"]      # one per INT8 registry row template
+    ops = [h for h in HEADERS if h != "primitives_int8"]  # one per INT8 registry row template
     for op in ops:
         mine = [c for c in cases if c.name.startswith(op + "_")]
         assert mine, f"INT8 template {op} has no test case"
@@ -368,7 +669,7 @@ def test_cases_cover_saturation_and_extremes(cases):
 
 @pytest.mark.parametrize("types", ["stdint", "ap"])
 def test_int8_templates_match_golden_kernels(cases, types):
-    got = run_cases(cases, types)      # the ap flavour skips, with the reason, without ap headers
+    got = run_cases(cases, types)  # the ap flavour skips, with the reason, without ap headers
     for case in cases:
         assert np.array_equal(got[case.name], case.expected.astype(np.int64)), case.name
 

@@ -8,6 +8,7 @@
 
 torch is installed in CI (the 'train' extra); importorskip only guards a numpy-only install.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ from model import torch_fixedpoint as tfp  # noqa: E402
 from model.torch_backend import TorchRunner  # noqa: E402
 from model.torch_mac import DenseSum, DepthwiseSum  # noqa: E402
 
-try:        # random INT16 formats; tests/test_codegen.py needs the codegen stack (jinja2), which a GPU
+try:  # random INT16 formats; tests/test_codegen.py needs the codegen stack (jinja2), which a GPU
     from tests.test_codegen import randomize_formats  # image may lack: those cases skip there
 except ImportError:
     randomize_formats = None
@@ -39,7 +40,7 @@ from tests.test_fixedpoint import ref_requantize, ref_rne, ref_rne_shift, ref_sa
 
 EXAMPLES = int(os.environ.get("CMAMBA_HLS_HYPOTHESIS_EXAMPLES", "6"))
 PRIMS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-I62 = 2 ** 62
+I62 = 2**62
 
 
 def _t(values) -> torch.Tensor:
@@ -48,40 +49,49 @@ def _t(values) -> torch.Tensor:
 
 # ------------------------------------------------------------------ primitives
 @PRIMS
-@given(xs=st.lists(st.integers(-3 * 2 ** 61, 3 * 2 ** 61), min_size=1, max_size=40), n=st.integers(0, 62))
+@given(xs=st.lists(st.integers(-3 * 2**61, 3 * 2**61), min_size=1, max_size=40), n=st.integers(0, 62))
 def test_rne_shift_matches_exact_rounding(xs, n):
     assert tfp.rne_shift(_t(xs), n).tolist() == [ref_rne_shift(x, n) for x in xs]
-    per_element = _t([n] * len(xs))          # per-channel shift tensors (INT8 requantization)
+    per_element = _t([n] * len(xs))  # per-channel shift tensors (INT8 requantization)
     assert tfp.rne_shift(_t(xs), per_element).tolist() == [ref_rne_shift(x, n) for x in xs]
 
 
 @PRIMS
-@given(xs=st.lists(st.integers(-2 ** 53, 2 ** 53), min_size=1, max_size=40), n=st.integers(-9, 62))
+@given(xs=st.lists(st.integers(-(2**53), 2**53), min_size=1, max_size=40), n=st.integers(-9, 62))
 def test_float_shift_is_exact_rne_below_2_53(xs, n):
     got = tfp.exact_float_shift(_t(xs).to(torch.float64), n)
     assert [int(v) for v in got.tolist()] == [ref_rne(Fraction(x) / Fraction(2) ** n) for x in xs]
 
 
 @PRIMS
-@given(q=st.integers(-2 ** 40, 2 ** 40), n=st.integers(1, 12))
+@given(q=st.integers(-(2**40), 2**40), n=st.integers(1, 12))
 def test_ties_go_to_even(q, n):
-    x = (2 * q + 1) << (n - 1)                # exactly half-way between q and q + 1
+    x = (2 * q + 1) << (n - 1)  # exactly half-way between q and q + 1
     want = q + (q & 1)
     assert tfp.rne_shift(_t([x]), n).item() == want
     assert tfp.exact_float_shift(_t([x]).double(), n).item() == want
 
 
 @PRIMS
-@given(nums=st.lists(st.integers(-2 ** 62, 2 ** 62), min_size=1, max_size=30), den=st.integers(1, 2 ** 62))
+@given(nums=st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=30), den=st.integers(1, 2**62))
 def test_rne_div_matches_exact_rounding(nums, den):
     assert tfp.rne_div(_t(nums), den).tolist() == [ref_rne(Fraction(x, den)) for x in nums]
     assert tfp.rne_div(_t(nums), _t([den] * len(nums))).tolist() == [ref_rne(Fraction(x, den)) for x in nums]
 
 
 @PRIMS
-@given(vs=st.lists(st.one_of(st.integers(0, I62 - 1), st.integers(0, 2 ** 31 - 1).map(lambda r: r * r),
-                             st.integers(1, 2 ** 31 - 1).map(lambda r: r * r - 1),
-                             st.integers(0, 2 ** 31 - 1).map(lambda r: r * r + r)), min_size=1, max_size=40))
+@given(
+    vs=st.lists(
+        st.one_of(
+            st.integers(0, I62 - 1),
+            st.integers(0, 2**31 - 1).map(lambda r: r * r),
+            st.integers(1, 2**31 - 1).map(lambda r: r * r - 1),
+            st.integers(0, 2**31 - 1).map(lambda r: r * r + r),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_isqrt_is_exact(vs):
     vs = [v for v in vs if v < I62]
     got = tfp.isqrt_rne(_t(vs)).tolist()
@@ -91,8 +101,12 @@ def test_isqrt_is_exact(vs):
 
 
 @PRIMS
-@given(accs=st.lists(st.integers(-2 ** 31 + 1, 2 ** 31 - 1), min_size=1, max_size=30),
-       m0=st.integers(2 ** 30, 2 ** 31 - 1), shift=st.integers(0, 62), zp=st.integers(-128, 127))
+@given(
+    accs=st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=30),
+    m0=st.integers(2**30, 2**31 - 1),
+    shift=st.integers(0, 62),
+    zp=st.integers(-128, 127),
+)
 def test_requantize_matches_exact(accs, m0, shift, zp):
     y, n = tfp.requantize(_t(accs), m0, shift, zp)
     ref = [ref_requantize(a, m0, shift, zp, 8) for a in accs]
@@ -100,18 +114,22 @@ def test_requantize_matches_exact(accs, m0, shift, zp):
 
 
 @PRIMS
-@given(accs=st.lists(st.integers(-2 ** 31 + 1, 2 ** 31 - 1), min_size=1, max_size=30),
-       m0s=st.lists(st.integers(2 ** 30, 2 ** 31 - 1), min_size=1, max_size=4),
-       shift=st.integers(0, tfp.FLOAT_REQUANT_MAX_SHIFT), zp=st.integers(-128, 127), tie=st.booleans())
+@given(
+    accs=st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=30),
+    m0s=st.lists(st.integers(2**30, 2**31 - 1), min_size=1, max_size=4),
+    shift=st.integers(0, tfp.FLOAT_REQUANT_MAX_SHIFT),
+    zp=st.integers(-128, 127),
+    tie=st.booleans(),
+)
 def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
     """The float64 path (shift <= 44) == exact RNE, per-channel multipliers, ties included."""
-    m0s = (m0s * len(accs))[:len(accs)]
-    if tie and shift >= 1:     # make acc * m0 / 2^shift = k + 1/2 exactly
+    m0s = (m0s * len(accs))[: len(accs)]
+    if tie and shift >= 1:  # make acc * m0 / 2^shift = k + 1/2 exactly
         odd = [2 * (a % 300) + 1 for a in accs]
-        if shift <= 30:        # m0 = 2^30 + 2^(shift-1): acc 2^(30-shift) + acc/2, a tie for odd acc
-            accs, m0s = odd, [2 ** 30 + (1 << (shift - 1))] * len(accs)
-        else:                  # m0 = 2^30: acc 2^(30-shift), a tie for acc = odd * 2^(shift-31)
-            accs, m0s = [o << (shift - 31) for o in odd], [2 ** 30] * len(accs)
+        if shift <= 30:  # m0 = 2^30 + 2^(shift-1): acc 2^(30-shift) + acc/2, a tie for odd acc
+            accs, m0s = odd, [2**30 + (1 << (shift - 1))] * len(accs)
+        else:  # m0 = 2^30: acc 2^(30-shift), a tie for acc = odd * 2^(shift-31)
+            accs, m0s = [o << (shift - 31) for o in odd], [2**30] * len(accs)
     mult = tfp.float_multipliers(np.array(m0s), np.array([shift] * len(accs)))
     y, n = tfp.requantize_float(_t(accs), torch.as_tensor(mult), zp)
     ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s, strict=True)]
@@ -120,12 +138,12 @@ def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
 
 
 @PRIMS
-@given(xs=st.lists(st.integers(-2 ** 53, 2 ** 53), min_size=1, max_size=30), shift=st.integers(-15, 40))
+@given(xs=st.lists(st.integers(-(2**53), 2**53), min_size=1, max_size=30), shift=st.integers(-15, 40))
 def test_narrow_float_and_integer_paths_agree_with_exact(xs, shift):
     ref = [ref_sat(ref_rne(Fraction(x) / Fraction(2) ** shift), 16) for x in xs]
     for acc in (_t(xs), _t(xs).double()):
         if not acc.is_floating_point() and shift < 0 and max(abs(x) for x in xs) >= 2 ** (62 + shift):
-            continue                           # a left shift must keep int64 (the caller's guarantee)
+            continue  # a left shift must keep int64 (the caller's guarantee)
         y, n = tfp.narrow(acc, shift, 16)
         assert y.dtype == torch.int32 and y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
 
@@ -141,26 +159,32 @@ def test_shift_counts_outside_the_spec_are_errors():
 def _dense_ref(x, w, b, stride):
     k = w.shape[2]
     t = (x.shape[1] - k) // stride + 1
-    win = np.stack([x[:, i * stride:i * stride + k, :] for i in range(t)], axis=1)        # [B, T, K, C]
+    win = np.stack([x[:, i * stride : i * stride + k, :] for i in range(t)], axis=1)  # [B, T, K, C]
     return np.einsum("btkc,ock->bto", win.astype(object), w.astype(object)) + b.astype(object)
 
 
-@pytest.mark.parametrize("x_max, w_max, b_max, c_in, dtype", [
-    (255, 127, 2 ** 20, 40, torch.float32), (32768, 32767, 2 ** 31, 700, torch.float64),
-    (2 ** 30, 32767, 2 ** 31, 700, torch.int64)])
+@pytest.mark.parametrize(
+    "x_max, w_max, b_max, c_in, dtype",
+    [
+        (255, 127, 2**20, 40, torch.float32),
+        (32768, 32767, 2**31, 700, torch.float64),
+        (2**30, 32767, 2**31, 700, torch.int64),
+    ],
+)
 def test_dense_sum_is_exact_in_each_number_type(x_max, w_max, b_max, c_in, dtype):
     """float32 / float64 when the bound allows, runs of columns summed in int64 beyond 2^53."""
     rng = np.random.default_rng(0)
     w = rng.integers(-w_max, w_max + 1, (5, c_in, 3))
     b = rng.integers(-b_max, b_max, 5)
     x = rng.integers(-x_max, x_max + 1, (2, 9, c_in), dtype=np.int64)
-    x[0, 0] = x_max                                            # a full-scale window
+    x[0, 0] = x_max  # a full-scale window
     mac = DenseSum.build(w, b, 2, x_max, "cpu")
     assert mac.acc_dtype == dtype and (len(mac.chunks) > 1) == (dtype == torch.int64)
     got = mac(torch.as_tensor(x))
     assert got.dtype == dtype
-    assert np.array_equal(got.to(torch.int64).numpy().astype(object) if dtype != torch.int64 else got.numpy(),
-                          _dense_ref(x, w, b, 2))
+    assert np.array_equal(
+        got.to(torch.int64).numpy().astype(object) if dtype != torch.int64 else got.numpy(), _dense_ref(x, w, b, 2)
+    )
 
 
 @pytest.mark.parametrize("bias, dtype", [(0, torch.float32), (1, torch.float64)])
@@ -168,26 +192,26 @@ def test_sums_take_float32_exactly_when_the_input_allows(bias, dtype):
     """INT16 layers (static bound at |x| = 2^15 needs float64) run float32 GEMMs when the input's own
     max |x| keeps sum|w| max|x| + |b| <= 2^24: at exactly 2^24 (float32, exact) and one above
     (2^24 + 1 is not a float32: float64 is taken, still exact)."""
-    w = np.stack([np.full((4, 2), 512), np.full((4, 2), -512)])          # sum |w| = 4096 per row
+    w = np.stack([np.full((4, 2), 512), np.full((4, 2), -512)])  # sum |w| = 4096 per row
     b = np.array([bias, -bias])
-    x = np.full((3, 5, 4), 4096, dtype=np.int64)                           # 4096 * 4096 = 2^24
+    x = np.full((3, 5, 4), 4096, dtype=np.int64)  # 4096 * 4096 = 2^24
     x[1] = np.random.default_rng(2).integers(-4096, 4097, (5, 4))
     mac = DenseSum.build(w, b, 1, 32768, "cpu")
     assert mac.acc_dtype == torch.float64
     got = mac(torch.as_tensor(x, dtype=torch.int32))
     assert got.dtype == dtype
     assert np.array_equal(got.to(torch.int64).numpy().astype(object), _dense_ref(x, w, b, 1))
-    assert int(got[0, 0, 0]) == 2 ** 24 + bias
-    dw = DepthwiseSum.build(np.full((4, 2), 2048), np.full(4, bias), 32768, "cpu")      # sum |w| = 4096
+    assert int(got[0, 0, 0]) == 2**24 + bias
+    dw = DepthwiseSum.build(np.full((4, 2), 2048), np.full(4, bias), 32768, "cpu")  # sum |w| = 4096
     acc = dw(torch.as_tensor(x, dtype=torch.int32))
-    assert acc.dtype == dtype and int(acc[0, 1, 0]) == 2 ** 24 + bias
+    assert acc.dtype == dtype and int(acc[0, 1, 0]) == 2**24 + bias
 
 
 def test_reduced_float32_matmul_precision_falls_back_to_float64():
     """With TF32 / bf16 matmuls allowed (`set_float32_matmul_precision("medium")`) float32 GEMMs are not
     IEEE: every dense sum runs in float64, still exact."""
     rng = np.random.default_rng(3)
-    w, b = rng.integers(-127, 128, (6, 40, 1)), rng.integers(-2 ** 20, 2 ** 20, 6)
+    w, b = rng.integers(-127, 128, (6, 40, 1)), rng.integers(-(2**20), 2**20, 6)
     x = rng.integers(-255, 256, (2, 7, 40))
     mac = DenseSum.build(w, b, 1, 255, "cpu")
     before = torch.get_float32_matmul_precision()
@@ -203,11 +227,11 @@ def test_reduced_float32_matmul_precision_falls_back_to_float64():
 
 def test_depthwise_sum_is_causal_and_exact():
     rng = np.random.default_rng(1)
-    w, b = rng.integers(-32767, 32768, (6, 4)), rng.integers(-2 ** 31, 2 ** 31, 6)
+    w, b = rng.integers(-32767, 32768, (6, 4)), rng.integers(-(2**31), 2**31, 6)
     x = rng.integers(-32768, 32768, (3, 11, 6))
     got = DepthwiseSum.build(w, b, 32768, "cpu")(torch.as_tensor(x)).to(torch.int64).numpy()
     xp = np.concatenate([np.zeros((3, 3, 6), np.int64), x], axis=1)
-    want = b + sum(xp[:, k:k + 11, :] * w[:, k] for k in range(4))
+    want = b + sum(xp[:, k : k + 11, :] * w[:, k] for k in range(4))
     assert np.array_equal(got, want)
 
 
@@ -222,8 +246,11 @@ def assert_same_run(golden, torch_res):
     assert torch_res.stats == golden.stats
     assert torch_res.output_q.tobytes() == golden.output_q.tobytes()
     assert torch_res.output.tobytes() == golden.output.tobytes()
-    assert (torch_res.output_frac, torch_res.output_lsb, torch_res.mode) == \
-        (golden.output_frac, golden.output_lsb, golden.mode)
+    assert (torch_res.output_frac, torch_res.output_lsb, torch_res.mode) == (
+        golden.output_frac,
+        golden.output_lsb,
+        golden.mode,
+    )
 
 
 def stress_inputs(model, n: int, seed: int) -> np.ndarray:
@@ -233,7 +260,7 @@ def stress_inputs(model, n: int, seed: int) -> np.ndarray:
     normal = rng.standard_normal((n,) + shape)
     big = 1e3 * rng.standard_normal((n // 4 + 1,) + shape)
     frac = model.program.input_frac
-    ties = (rng.integers(-400, 400, (n // 4 + 1,) + shape) + 0.5) * 2.0 ** -frac
+    ties = (rng.integers(-400, 400, (n // 4 + 1,) + shape) + 0.5) * 2.0**-frac
     s, z = model.program8.input_qp
     ties8 = (rng.integers(-128, 128, (n // 4 + 1,) + shape) - z + 0.5) * s
     return np.concatenate([normal, big, ties, ties8])
@@ -244,9 +271,9 @@ def test_default_model_every_layer_byte_equal(default_calibrated, mode):
     model = default_calibrated
     x = stress_inputs(model, 96, seed=3)
     golden = model.run(x, mode, capture=True)
-    res = TorchRunner(model, chunk=37).run(x, mode, capture=True)       # chunks merged exactly
+    res = TorchRunner(model, chunk=37).run(x, mode, capture=True)  # chunks merged exactly
     assert_same_run(golden, res)
-    assert sum(s["saturations"] for s in golden.stats.values()) > 0     # the saturating inputs did saturate
+    assert sum(s["saturations"] for s in golden.stats.values()) > 0  # the saturating inputs did saturate
 
 
 @pytest.mark.parametrize("mode, dtype", [("bittrue", np.int16), ("quant8", np.int8)])
@@ -256,9 +283,15 @@ def test_extreme_integer_inputs_byte_equal(default_calibrated, mode, dtype):
     info = np.iinfo(dtype)
     rng = np.random.default_rng(4)
     shape = (6,) + model.graph.input_shape
-    x_q = np.stack([np.full(shape[1:], info.min), np.full(shape[1:], info.max), np.zeros(shape[1:]),
-                    rng.choice([info.min, info.max], shape[1:]),
-                    *rng.integers(info.min, info.max + 1, (2,) + shape[1:])])
+    x_q = np.stack(
+        [
+            np.full(shape[1:], info.min),
+            np.full(shape[1:], info.max),
+            np.zeros(shape[1:]),
+            rng.choice([info.min, info.max], shape[1:]),
+            *rng.integers(info.min, info.max + 1, (2,) + shape[1:]),
+        ]
+    )
     x_q = x_q.astype(dtype)
     golden = model.run_int16(x_q, capture=True) if mode == "bittrue" else model.run_int8(x_q, capture=True)
     assert_same_run(golden, TorchRunner(model).run_int(x_q, mode, capture=True))
@@ -300,10 +333,19 @@ def test_runner_follows_recalibration(tiny_model, tmp_path):
 def graphs(draw):
     patch, stride = draw(st.integers(1, 5)), draw(st.integers(1, 4))
     tokens = draw(st.integers(1, 6))
-    dims = dict(c_in=draw(st.integers(1, 4)), patch=patch, stride=stride, length=patch + stride * (tokens - 1),
-                d_model=draw(st.integers(1, 8)), d_inner=draw(st.integers(1, 8)), n_blocks=draw(st.integers(1, 2)),
-                d_conv=draw(st.integers(1, 4)), horizon=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2 ** 16)),
-                weight_scale=draw(st.sampled_from([0.25, 1.0, 4.0])))
+    dims = dict(
+        c_in=draw(st.integers(1, 4)),
+        patch=patch,
+        stride=stride,
+        length=patch + stride * (tokens - 1),
+        d_model=draw(st.integers(1, 8)),
+        d_inner=draw(st.integers(1, 8)),
+        n_blocks=draw(st.integers(1, 2)),
+        d_conv=draw(st.integers(1, 4)),
+        horizon=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**16)),
+        weight_scale=draw(st.sampled_from([0.25, 1.0, 4.0])),
+    )
     return dims, draw(st.sampled_from(["q88", "auto", "random"])), draw(st.sampled_from(["maxabs", "p99", "p99.9"]))
 
 
@@ -325,8 +367,20 @@ def test_random_graphs_every_layer_byte_equal(case):
             assert_same_run(model.run(xs, mode, capture=True), runner.run(xs, mode, capture=True))
 
 
-S6_DIMS = dict(c_in=3, patch=4, stride=2, length=16, d_model=8, d_inner=12, n_blocks=2, d_conv=3, horizon=3,
-               block="s6", d_state=5, dt_rank=2)
+S6_DIMS = dict(
+    c_in=3,
+    patch=4,
+    stride=2,
+    length=16,
+    d_model=8,
+    d_inner=12,
+    n_blocks=2,
+    d_conv=3,
+    horizon=3,
+    block="s6",
+    d_state=5,
+    dt_rank=2,
+)
 
 
 def random_s6_model(path: Path, formats: str):
@@ -355,8 +409,9 @@ def test_s6_model_every_layer_byte_equal(tmp_path, formats):
         assert sum(golden.stats[n]["saturations"] for n in golden.stats if n.endswith("scan")) > 0, mode
 
 
-NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (CI has no GPU): the CPU tests "
-                                                                  "cover the same kernels")
+NO_CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device (CI has no GPU): the CPU tests cover the same kernels"
+)
 
 
 @NO_CUDA
@@ -383,8 +438,11 @@ def test_cuda_s6_and_random_graphs_byte_equal(tmp_path, formats):
     revin = tmp_path / "revin"
     make_random_model(revin, seed=5, revin=True, n_blocks=2, weight_scale=4.0)
     revin_model = load_model(revin)
-    calibrate(revin_model, np.random.default_rng(6).standard_normal((64,) + revin_model.graph.input_shape),
-              formats="auto" if formats == "random" else "q88")
+    calibrate(
+        revin_model,
+        np.random.default_rng(6).standard_normal((64,) + revin_model.graph.input_shape),
+        formats="auto" if formats == "random" else "q88",
+    )
     for m in (model, load_model(revin)):
         xs = stress_inputs(m, 64, seed=15)
         for mode in ("bittrue", "quant8"):

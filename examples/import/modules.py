@@ -9,6 +9,7 @@ time-major [B, L, D], `nn.Linear` projections, a fused `in_proj` cut with `chunk
 and its last block has no residual connection. `with_layernorm` / `with_gelu` use ops the
 registry lacks: importing them fails with the node named.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,10 +34,10 @@ class MambaStyleBlock(nn.Module):
 
     def forward(self, x):
         length = x.shape[1]
-        u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)                # [B, L, E] each
-        u = self.act(self.conv1d(u.transpose(1, 2))[..., :length])        # causal: [B, E, L]
+        u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)  # [B, L, E] each
+        u = self.act(self.conv1d(u.transpose(1, 2))[..., :length])  # causal: [B, E, L]
         lam = torch.sigmoid(self.dt_proj(u.transpose(1, 2))).transpose(1, 2)
-        y = scan(lam, u).transpose(1, 2) * F.silu(z)                      # [B, L, E]
+        y = scan(lam, u).transpose(1, 2) * F.silu(z)  # [B, L, E]
         out = self.out_proj(y)
         return x + out if self.residual else out
 
@@ -44,8 +45,18 @@ class MambaStyleBlock(nn.Module):
 class MambaStyle(nn.Module):
     """x [B, C, L] -> forecast [B, C, H]."""
 
-    def __init__(self, c: int = 9, length: int = 64, patch: int = 8, stride: int = 4, d_model: int = 12,
-                 d_inner: int = 20, d_conv: int = 3, horizon: int = 8, residual=(True, False)):
+    def __init__(
+        self,
+        c: int = 9,
+        length: int = 64,
+        patch: int = 8,
+        stride: int = 4,
+        d_model: int = 12,
+        d_inner: int = 20,
+        d_conv: int = 3,
+        horizon: int = 8,
+        residual=(True, False),
+    ):
         super().__init__()
         self.c, self.horizon = c, horizon
         tokens = (length - patch) // stride + 1
@@ -55,10 +66,10 @@ class MambaStyle(nn.Module):
         self.head = nn.Linear(tokens * d_model, c * horizon)
 
     def forward(self, x):
-        h = self.embed(x).transpose(1, 2)                                 # [B, T, D]
+        h = self.embed(x).transpose(1, 2)  # [B, T, D]
         for layer in self.layers:
             h = layer(h)
-        y = self.head(self.norm_f(h).flatten(1))                          # [B, C*H]
+        y = self.head(self.norm_f(h).flatten(1))  # [B, C*H]
         return y.view(-1, self.c, self.horizon)
 
 
@@ -82,8 +93,9 @@ def mamba_style():
 def cmamba_wide():
     """CMamba-slim with other widths and depth: C=4, L=32, P=4, S=2, D=16, E=24, N=3, K=3, H=5."""
     torch.manual_seed(0)
-    module = CMambaSlim(c_in=4, c_out=4, length=32, patch=4, stride=2, d_model=16, d_inner=24,
-                        n_blocks=3, d_conv=3, horizon=5)
+    module = CMambaSlim(
+        c_in=4, c_out=4, length=32, patch=4, stride=2, d_model=16, d_inner=24, n_blocks=3, d_conv=3, horizon=5
+    )
     return _randomised(module, 2), torch.randn(2, 4, 32)
 
 
