@@ -33,7 +33,7 @@ FLOAT32_EXACT = 1 << 24  # ... <= 2^24 a float32
 
 
 def rne_shift(x: torch.Tensor, n: int | torch.Tensor) -> torch.Tensor:
-    """RNE(x / 2^n) for an integer tensor x (int64: x <= 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
+    """RNE(x / 2^n) for an integer tensor x (int64: x < 2^63 - 2^61; int32: x <= 2^31 - 2^(n-1))
     and n in [0, 62]: a Python int or an int64 tensor broadcastable to x. q = x >> n; round up when
     the remainder r exceeds 2^(n-1), or
     equals it and q is odd: (x + 2^(n-1) - 1 + (q & 1)) >> n (n >= 1; n = 0 returns x)."""
@@ -157,18 +157,27 @@ def isqrt_rne(v: torch.Tensor) -> torch.Tensor:
     return r + (v - r * r > r).to(torch.int64)
 
 
+ACC_BOUND = (1 << 31) - 1  # |acc| of an INT8 accumulator (int32, spec 3.3)
+ROUND_MAGIC = 1.5 * 2.0**52  # x + ROUND_MAGIC rounds x half to even into the low bits (|x| <= 2^51)
+MAGIC_ROUND_MAX = 1 << 30  # |RNE(P)| bound under which requantize_float rounds through ROUND_MAGIC
 FLOAT_REQUANT_MAX_SHIFT = 44  # requantization in float64 is exact up to this shift (see requantize)
 
 
 def requantize(
-    acc: torch.Tensor, m0: int | torch.Tensor, shift: int | torch.Tensor, zero_point: int, bits: int = 8
+    acc: torch.Tensor,
+    m0: int | torch.Tensor,
+    shift: int | torch.Tensor,
+    zero_point: int,
+    bits: int = 8,
+    acc_bound: int = ACC_BOUND,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """sat_bits(rne_shift(acc * m0, shift) + zero_point) as int32, count (spec 3.3). acc: an integer
     tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
     int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
-    (`requantize_float`); otherwise the product acc * m0 < 2^62 is formed in int64."""
+    (`requantize_float`, given acc_bound >= max |acc|: the RMSNorm and RevIN products are wider);
+    otherwise the product acc * m0 < 2^62 is formed in int64."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
-        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits)
+        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
     y, n = saturate(rne_shift(acc.to(torch.int64) * m0, shift) + zero_point, bits)
     return y.to(torch.int32), n
 
@@ -183,17 +192,40 @@ def float_multipliers(m0: ArrayLike, shift: ArrayLike) -> np.ndarray | None:
 
 
 def requantize_float(
-    acc: torch.Tensor, mult: float | torch.Tensor, zero_point: int, bits: int = 8
+    acc: torch.Tensor,
+    mult: float | torch.Tensor,
+    zero_point: int,
+    bits: int = 8,
+    acc_bound: int = ACC_BOUND,
+    mult_max: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
     y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
     product's error is at most |P| 2^-53, while a P that is not a tie lies at least 2^-shift from
     the nearest half-integer, so round() matches RNE(P) whenever |P| < 2^(53 - shift) (>= 2^9);
     a tie is representable, hence exact. A larger |P| saturates either way (|P| + |z| > 2^9 - 129
-    exceeds int8), with the same sign: the clamped value and its count agree."""
+    exceeds int8), with the same sign: the clamped value and its count agree.
+
+    acc_bound (>= max |acc|; the spec's int32 accumulator by default) and mult_max (max |M|;
+    computed when None) decide the rounding: when acc_bound mult_max <= 2^30 (`magic_round_fits`),
+    |RNE(P)| <= 2^30 and adding ROUND_MAGIC = 1.5 2^52 rounds half to even (the sum's ulp is 1) and
+    leaves RNE(P) in the low 32 bits of the float64 (two's complement): read as int64 and
+    truncated to int32, then z added in int32 (z after the rounding: spec 3.3). Fewer and narrower
+    passes than round / add / convert in float64, the same bits."""
     v = acc.to(torch.float64).mul_(mult)  # in place (acc is consumed if it is float64 already)
+    if mult_max is None:
+        mult_max = abs(mult) if isinstance(mult, float) else float(mult.abs().max()) if mult.numel() else 0.0
+    if magic_round_fits(acc_bound, mult_max):
+        y = v.add_(ROUND_MAGIC).view(torch.int64).to(torch.int32)
+        return saturate(y.add_(zero_point) if zero_point else y, bits)
     y, n = saturate(v.round_().add_(zero_point), bits)
     return y.to(torch.int32), n
+
+
+def magic_round_fits(acc_bound: int, mult_max: float) -> bool:
+    """True when every |acc M| <= acc_bound mult_max <= 2^30: `requantize_float` may round through
+    ROUND_MAGIC (RNE(P) + z then fits int32 for |z| < 2^30)."""
+    return acc_bound * mult_max <= MAGIC_ROUND_MAX
 
 
 def narrow(acc: torch.Tensor, shift: int, bits: int) -> tuple[torch.Tensor, torch.Tensor]:

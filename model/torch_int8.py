@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from intsim.errors import UnsupportedError
@@ -50,6 +51,7 @@ class _Conv8:
     m0: torch.Tensor  # int64 [C_out]
     shift: torch.Tensor  # int64 [C_out]
     mult: torch.Tensor | None  # float64 [C_out] m0 2^-shift when every shift allows the float path
+    mult_max: float  # max |mult| (0 without the float path)
 
 
 def _prepare_conv(st, device) -> _Conv8:
@@ -67,6 +69,7 @@ def _prepare_conv(st, device) -> _Conv8:
         as_long(p.m0, device),
         as_long(p.shift, device),
         None if mult is None else torch.as_tensor(mult, device=device),
+        0.0 if mult is None or not mult.size else float(np.abs(mult).max()),
     )
 
 
@@ -75,7 +78,7 @@ def _conv(c: _Conv8, x: list[torch.Tensor]):
     dtype = c.mac.acc_dtype  # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
     acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
-        return requantize_float(acc, c.mult, c.y_zp)
+        return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max)
     return requantize(acc, c.m0, c.shift, c.y_zp)
 
 
@@ -110,7 +113,8 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
     v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
     inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
-    return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp)
+    acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
+    return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
 
 
 TORCH8.register("rmsnorm", TorchRow(_prepare_rmsnorm, _rmsnorm))
@@ -225,7 +229,11 @@ def _revin_norm8(p, x: list[torch.Tensor]):
     xc = x[0].to(torch.int64) - p.x_zp
     mean, std = _revin_stats8(xc, p.eps_q)
     inv = rne_div(torch.full_like(std, 1 << REVIN_INV_BITS_INT8), std)
-    return requantize(((xc << REVIN_EXTRA_BITS) - mean[:, None, :]) * inv[:, None, :], p.m0, p.shift, p.y_zp)
+    acc = ((xc << REVIN_EXTRA_BITS) - mean[:, None, :]) * inv[:, None, :]
+    acc_bound = (
+        2 * CENTERED_MAX_ABS << REVIN_EXTRA_BITS
+    ) << REVIN_INV_BITS_INT8  # |xc - mean| <= 2 255 2^G, inv <= 2^Q8
+    return requantize(acc, p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
 
 
 def _revin_denorm8(p, x: list[torch.Tensor]):

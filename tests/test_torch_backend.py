@@ -49,7 +49,7 @@ def _t(values) -> torch.Tensor:
 
 # ------------------------------------------------------------------ primitives
 @PRIMS
-@given(xs=st.lists(st.integers(-3 * 2**61, 3 * 2**61), min_size=1, max_size=40), n=st.integers(0, 62))
+@given(xs=st.lists(st.integers(-3 * 2**61, 3 * 2**61 - 1), min_size=1, max_size=40), n=st.integers(0, 62))
 def test_rne_shift_matches_exact_rounding(xs, n):
     assert tfp.rne_shift(_t(xs), n).tolist() == [ref_rne_shift(x, n) for x in xs]
     per_element = _t([n] * len(xs))  # per-channel shift tensors (INT8 requantization)
@@ -135,6 +135,24 @@ def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
     ref = [ref_requantize(a, m, shift, zp, 8) for a, m in zip(accs, m0s, strict=True)]
     assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
     assert tfp.float_multipliers(np.array(m0s), np.array([tfp.FLOAT_REQUANT_MAX_SHIFT + 1])) is None
+
+
+@PRIMS
+@given(
+    accs=st.lists(st.integers(-(2**31), 2**31), min_size=1, max_size=30),
+    extra=st.integers(0, 1),
+    zp=st.integers(-128, 127),
+)
+def test_magic_rounding_at_its_bound(accs, extra, zp):
+    """requantize_float rounds through ROUND_MAGIC while acc_bound max|M| <= 2^30 (|RNE(P)| fits
+    int32 beside z): at the bound (M = 1/2, |acc| <= 2^31: ties at every odd acc) and one step
+    past it (m0 = 2^30 + 1, the float64 round path), both exact against RNE at 32 bits."""
+    m0, shift = 2**30 + extra, 31
+    mult = math.ldexp(m0, -shift)
+    assert tfp.magic_round_fits(2**31, mult) == (extra == 0)
+    y, n = tfp.requantize_float(_t(accs), mult, zp, bits=32, acc_bound=2**31)
+    ref = [ref_requantize(a, m0, shift, zp, 32) for a in accs]
+    assert y.dtype == torch.int32 and y.tolist() == [v for v, _ in ref] and n.item() == 0
 
 
 @PRIMS
