@@ -119,16 +119,16 @@ def sat_limits(bits: int) -> tuple[int, int]:
 def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(clamp(x, -2^(bits-1), 2^(bits-1) - 1), number of clamped elements as a 0-d int64
     tensor) (spec 1.4). Works on integer tensors and on float tensors of integers alike.
-    **In place**: x is clamped where it lies (callers pass a temporary). One min/max pass decides
-    first: a tensor already inside the range (the common case) is returned as it is, count 0."""
+    Callers pass a temporary and use the returned tensor (x itself when nothing clamps). One min/max
+    pass decides first: a tensor already inside the range (the common case) is returned as it is, count 0."""
     lo, hi = sat_limits(bits)
     if x.numel() == 0:
         return x, torch.zeros((), dtype=torch.int64, device=x.device)
     x_min, x_max = torch.aminmax(x)
     if bool((x_min >= lo) & (x_max <= hi)):
         return x, torch.zeros((), dtype=torch.int64, device=x.device)
-    count = torch.count_nonzero(x < lo) + torch.count_nonzero(x > hi)
-    return x.clamp_(lo, hi), count
+    y = torch.clamp(x, lo, hi)  # clamped values differ from their input: one compare counts both sides
+    return y, torch.count_nonzero(y != x)
 
 
 def rne_div(num: torch.Tensor, den: int | torch.Tensor) -> torch.Tensor:
@@ -178,7 +178,9 @@ def requantize(
     otherwise the product acc * m0 < 2^62 is formed in int64."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
         return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
-    y, n = saturate(rne_shift(acc.to(torch.int64) * m0, shift) + zero_point, bits)
+    prod = acc.to(torch.int64) * m0  # a temporary: an int shift rounds it in place
+    y = rne_shift_(prod, shift) if isinstance(shift, int) else rne_shift(prod, shift)
+    y, n = saturate(y.add_(zero_point), bits)
     return y.to(torch.int32), n
 
 

@@ -23,6 +23,7 @@ from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA
 from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
+    FLOAT_REQUANT_MAX_SHIFT,
     batch_major,
     exact_float_shift,
     float_multipliers,
@@ -113,6 +114,8 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
     v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
     inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # int64: (xc g) (inv m0) = acc m0 (< 2^62, spec 3.9), one full-size product
+        return requantize((xc * p.gain).to(torch.int64), inv * p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
     return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
 
