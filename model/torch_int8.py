@@ -40,6 +40,7 @@ from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
+CODE_MAX_ABS = 128  # |x_q| <= 128 for int8 codes
 
 TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
 
@@ -57,15 +58,20 @@ class _Conv8:
 
 def _prepare_conv(st, device) -> _Conv8:
     p = st.params
-    mac = (
-        DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device)
-        if st.op == "dwconv"
-        else DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
-    )
+    x_zp = p.x_zp
+    if st.op == "dwconv":
+        mac = DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device)
+    else:
+        mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
+        if x_zp:  # b - z_x sum w folded into the bias: the GEMM reads the codes as they are (|x| <= 128)
+            rows = np.asarray(p.weight, dtype=np.int64).reshape(p.weight.shape[0], -1)
+            folded = DenseSum.build(p.weight, p.bias - x_zp * rows.sum(axis=1), p.stride, CODE_MAX_ABS, device)
+            if folded.bias.dtype == torch.float32:  # every partial sum still within 2^24: exact
+                mac, x_zp = folded, 0
     mult = float_multipliers(p.m0, p.shift)
     return _Conv8(
         mac,
-        p.x_zp,
+        x_zp,
         p.y_zp,
         as_long(p.m0, device),
         as_long(p.shift, device),
@@ -77,7 +83,10 @@ def _prepare_conv(st, device) -> _Conv8:
 def _conv(c: _Conv8, x: list[torch.Tensor]):
     """Spec 3.4: acc = b + sum w (x - z_x) (int32), y = requantize(acc, m0[c], shift[c], z_y)."""
     dtype = c.mac.acc_dtype  # centre the codes in the sum's own type (float32 for most layers: |x - z| <= 255)
-    acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
+    if not c.x_zp:  # zero point folded into the bias (or zero): the sum converts the codes itself
+        acc = c.mac(x[0])
+    else:
+        acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
         return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max)
     return requantize(acc, c.m0, c.shift, c.y_zp)

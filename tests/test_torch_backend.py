@@ -465,3 +465,30 @@ def test_cuda_s6_and_random_graphs_byte_equal(tmp_path, formats):
         xs = stress_inputs(m, 64, seed=15)
         for mode in ("bittrue", "quant8"):
             assert_same_run(m.run(xs, mode, capture=True), TorchRunner(m, device="cuda").run(xs, mode, capture=True))
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_int8_conv_zero_point_folding_at_its_bound(extra):
+    """A dense INT8 conv folds z_x into the bias (b - z_x sum w, codes summed as they are, |x| <= 128)
+    only while 128 sum|w| + |b - z_x sum w| <= 2^24 (float32 exact): at the bound (extra = 0) it
+    folds, one past it (extra = 1) it sums the centred codes in float64; both exact."""
+    from types import SimpleNamespace
+
+    from model.torch_int8 import TORCH8
+
+    j, z, m0, shift = 1024, 1, 2**30, 44
+    weight = np.full((1, j), 127, dtype=np.int64)
+    bias = np.array([2**24 - 127 * 128 * j + 127 * j * z + extra])  # b - z sum w = 2^24 - 128 sum|w| + extra
+    params = SimpleNamespace(
+        weight=weight, bias=bias, stride=1, x_zp=z, y_zp=-3, m0=np.array([m0]), shift=np.array([shift])
+    )
+    row = TORCH8.row("conv1x1", "fold")
+    prepared = row.prepare(SimpleNamespace(op="conv1x1", params=params), torch.device("cpu"))
+    assert prepared.x_zp == (0 if extra == 0 else z)
+    x = np.random.default_rng(extra).integers(-128, 128, size=(3, 5, j))
+    x[0, 0] = -128  # the extreme codes
+    x[0, 1] = 127
+    y, n = row.run(prepared, [torch.as_tensor(x, dtype=torch.int32)])
+    acc = bias[0] + ((x - z) * weight[0]).sum(axis=2)
+    ref = [ref_requantize(int(a), m0, shift, -3, 8) for a in acc.ravel()]
+    assert y.ravel().tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
