@@ -28,6 +28,7 @@ from model.torch_fixedpoint import (
     exact_float_shift,
     float_multipliers,
     isqrt_rne,
+    magic_round_fits,
     requantize,
     requantize_float,
     rne_div,
@@ -41,6 +42,7 @@ from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chu
 
 CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
 CODE_MAX_ABS = 128  # |x_q| <= 128 for int8 codes
+ADD_ACC_BOUND = 2 * CENTERED_MAX_ABS << 31  # |(a - z_a) m_a + (b - z_b) m_b| < 2 255 2^31 (spec 3.8)
 
 TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
 
@@ -220,6 +222,8 @@ def _add(p, x: list[torch.Tensor]):
     """Spec 3.8: sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y), one rounding; float64
     on exact integers (|sum| < 2 * 255 * 2^31 < 2^41)."""
     acc = x[0].to(torch.float64).sub_(p.a_zp).mul_(float(p.m_a)).add_(x[1] - p.b_zp, alpha=float(p.m_b))
+    if 0 <= p.shift <= FLOAT_REQUANT_MAX_SHIFT and magic_round_fits(ADD_ACC_BOUND, 2.0**-p.shift):
+        return requantize_float(acc, 2.0**-p.shift, p.y_zp, acc_bound=ADD_ACC_BOUND, mult_max=2.0**-p.shift)
     y, n = saturate(exact_float_shift(acc, p.shift, out_of_place=False).add_(p.y_zp), 8)
     return y.to(torch.int32), n
 
