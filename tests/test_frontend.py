@@ -35,6 +35,7 @@ from model.export import export_model  # noqa: E402
 from model.frontend import FrontendError, from_module, trace_module  # noqa: E402
 from model.load import load_torch_model  # noqa: E402
 from tests.cpp_harness import build_project_cached  # noqa: E402
+from tests.torch_models import TINY_REVIN_DIMS, tiny_revin_cmamba  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
@@ -79,21 +80,7 @@ def test_revin_module_traces_to_the_revin_ops(tmp_path):
     """`train`'s defaults (RevIN, head_proj): the traced graph is the exporter's, revin_norm first and
     revin_denorm (forecast, window) last, with the hyper load_torch_model reads back; the learned
     RevIN affine is refused naming the parameter (export folds it, a trace has no op for it)."""
-    torch.manual_seed(3)
-    module = CMambaSlim(
-        c_in=3,
-        c_out=3,
-        length=16,
-        patch=4,
-        stride=4,
-        d_model=8,
-        d_inner=16,
-        n_blocks=1,
-        d_conv=3,
-        horizon=4,
-        revin=True,
-        head_dim=5,
-    ).eval()
+    module = tiny_revin_cmamba(3, head_dim=5)
     with torch.no_grad():
         for p in module.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -109,20 +96,7 @@ def test_revin_module_traces_to_the_revin_ops(tmp_path):
     assert a["hyper"]["revin"] is True and a["hyper"]["head_dim"] == 5
     np.testing.assert_allclose(load_model(traced).run(x, "fp32").output, torch_forward(module, x), atol=1e-5)
     np.testing.assert_allclose(torch_forward(load_torch_model(traced), x), torch_forward(module, x), atol=1e-6)
-    affine = CMambaSlim(
-        c_in=3,
-        c_out=3,
-        length=16,
-        patch=4,
-        stride=4,
-        d_model=8,
-        d_inner=16,
-        n_blocks=1,
-        d_conv=3,
-        horizon=4,
-        revin=True,
-        revin_affine=True,
-    )
+    affine = CMambaSlim(**TINY_REVIN_DIMS, revin_affine=True)
     with pytest.raises(FrontendError, match="revin.weight"):
         from_module(affine, torch.from_numpy(x).float(), tmp_path / "affine")
     assert not (tmp_path / "affine").exists()

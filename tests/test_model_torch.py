@@ -20,6 +20,7 @@ from intsim import data as D, load_model  # noqa: E402
 from model.cmamba import CMambaSlim  # noqa: E402
 from model.export import export_model  # noqa: E402
 from model.load import load_torch_model  # noqa: E402
+from tests.torch_models import tiny_revin_cmamba  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "examples" / "default"
@@ -394,21 +395,7 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     """RevIN on and a head projection: the exported graph (revin_norm ... head_proj, head, revin_denorm)
     computes module.eval()(x), loads back into torch, and a window shifted and scaled per channel gives
     the forecast shifted and scaled the same way."""
-    torch.manual_seed(0)
-    module = CMambaSlim(
-        c_in=3,
-        c_out=3,
-        length=16,
-        patch=4,
-        stride=4,
-        d_model=8,
-        d_inner=16,
-        n_blocks=1,
-        d_conv=3,
-        horizon=4,
-        revin=True,
-        head_dim=4,
-    ).eval()
+    module = tiny_revin_cmamba(0, head_dim=4)
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     model = load_model(tmp_path / "m")
     assert [layer.op for layer in model.graph.layers][:: len(model.graph.layers) - 1] == ["revin_norm", "revin_denorm"]
@@ -429,22 +416,7 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
 def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
     """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
     (plain revin_norm / revin_denorm) computes the module's function."""
-    torch.manual_seed(1)
-    module = CMambaSlim(
-        c_in=3,
-        c_out=3,
-        length=16,
-        patch=4,
-        stride=4,
-        d_model=8,
-        d_inner=16,
-        n_blocks=1,
-        d_conv=3,
-        horizon=4,
-        revin=True,
-        head_dim=4,
-        revin_affine=True,
-    ).eval()
+    module = tiny_revin_cmamba(1, head_dim=4, revin_affine=True)
     with torch.no_grad():
         module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
         module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
