@@ -20,7 +20,10 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "MAX_SHIFT",
     "rne_shift",
+    "rne_shift_core",
     "shift_round",
+    "shift_round_core",
+    "shift_parts",
     "saturate",
     "sat_limits",
     "rne_shift_array",
@@ -31,6 +34,7 @@ __all__ = [
     "dequantize",
     "quantize_multiplier",
     "requantize",
+    "requantize_core",
     "requantize_array",
     "NonFiniteError",
 ]
@@ -55,11 +59,34 @@ def rne_shift(x: int, n: int) -> int:
     """
     if n < 0 or n > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
+    return rne_shift_core(x, n)
+
+
+@njit(cache=True, inline="always")
+def rne_shift_core(x: int, n: int) -> int:
+    """`rne_shift` without the range check: the caller has checked 0 <= n <= 62 once (a kernel,
+    before its loop: a loop without an exit vectorises). The same operations, so the same value."""
     x = np.int64(x)
     q = x >> n  # floor(x / 2**n)
     twice_rem = (x - (q << n)) << 1  # 2r < 2**63: exact (wraps in q << n cancel)
     one = np.int64(1) << n
     return q + ((twice_rem > one) | ((twice_rem == one) & ((q & 1) == 1)))
+
+
+@njit(cache=True, inline="always")
+def shift_round_core(x: int, up: int, down: int) -> int:
+    """`shift_round(x, n)` as rne_shift_core(x << up, down) with (up, down) = `shift_parts(n)`:
+    no branch and no check inside (the caller checked n once), the same value for every n."""
+    return rne_shift_core(np.int64(x) << up, down)
+
+
+@njit(cache=True)
+def shift_parts(n: int) -> tuple[int, int]:
+    """(up, down) = (max(-n, 0), max(n, 0)) of a signed shift count in [-62, 62] for
+    `shift_round_core`; a count outside that range raises ValueError (as `shift_round`)."""
+    if n < -62 or n > 62:
+        raise ValueError("shift_round: shift must be in [-62, 62]")
+    return max(-n, 0), max(n, 0)
 
 
 @njit(cache=True, inline="always")
@@ -169,8 +196,15 @@ def requantize(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tup
     acc: int64 (an int32 accumulator, or the int64 RMSNorm product); m0: int64 in
     [2**30, 2**31); shift in [0, 62]. One rounding, half to even (TFLite rounds
     half away from zero, twice; we do not). Returns (value, saturated)."""
-    prod = np.int64(acc) * np.int64(m0)
-    return saturate(rne_shift(prod, shift) + zero_point, bits)
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
+    return requantize_core(acc, m0, shift, zero_point, bits)
+
+
+@njit(cache=True, inline="always")
+def requantize_core(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tuple[int, bool]:
+    """`requantize` without the shift's range check (the caller checked it once, before its loop)."""
+    return saturate(rne_shift_core(np.int64(acc) * np.int64(m0), shift) + zero_point, bits)
 
 
 @njit(cache=True)

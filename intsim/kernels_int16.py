@@ -21,6 +21,7 @@ from intsim.kernels_mac import (
     conv_requant,
     conv_scratch_size,
     dwconv_requant,
+    dwconv_scratch_size,
     scratch,
     weight_cols,
 )
@@ -55,7 +56,7 @@ def conv_kx1_cols_int16(
     x = np.ascontiguousarray(x)
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int16)
-    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     return y, conv_requant(
         x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow, work, part32, part64, y
     )
@@ -73,8 +74,10 @@ def conv1x1_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I1
 def dwconv_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I16Array, int]:
     """Spec 2.3 (causal). x: int16[B, C, L] Q(f_x), w: int16[C, K] Q(f_w),
     b: int64[C] Q(f_x+f_w) -> y: int16[B, C, L] Q(f_x+f_w-shift)."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int16)
-    return y, dwconv_requant(x, 0, w, b, ONE, np.full(1, shift), 0, 16, np.empty(x.shape[2], np.int64), y)
+    row = np.empty(dwconv_scratch_size(x.shape[1], x.shape[2], w.shape[1]), np.int64)
+    return y, dwconv_requant(x, 0, w, b, ONE, np.full(1, shift), 0, 16, row, y)
 
 
 @njit(cache=True)
@@ -468,10 +471,11 @@ def program_scratch(
     x: IntArray, steps: I64Array, channels: I64Array, lengths: I64Array
 ) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
-    largest tensor and the largest conv (`conv_scratch_size`; code 0 in both precisions) of a
-    batch of x.shape[0] samples."""
+    largest tensor, the largest conv (`conv_scratch_size`; code 0 in both precisions) of a batch of
+    x.shape[0] samples and the largest dwconv (`dwconv_scratch_size`; code 1 in both)."""
     n_b = x.shape[0]
     need = n_b * np.max(channels * lengths)
+    n_row = 0
     for i in range(steps.shape[0]):
         r = steps[i]
         if r[COL_OP] == K_CONV:
@@ -479,7 +483,9 @@ def program_scratch(
             need = max(
                 need, conv_scratch_size(n_b, channels[k_in], lengths[k_in], r[COL_W0], r[COL_W2], lengths[i + 1])
             )
-    return scratch(need, np.max(channels), np.max(lengths))
+        elif r[COL_OP] == K_DWCONV:
+            n_row = max(n_row, dwconv_scratch_size(r[COL_W0], lengths[i + 1], r[COL_W2]))
+    return scratch(need, n_row)
 
 
 @njit(cache=True)

@@ -32,6 +32,7 @@ from intsim.kernels_mac import (
     conv_requant,
     conv_scratch_size,
     dwconv_requant,
+    dwconv_scratch_size,
     scratch,
     weight_cols,
 )
@@ -77,7 +78,7 @@ def conv_kx1_cols_int8(
     x = np.ascontiguousarray(x)
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
-    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     return y, conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, work, part32, part64, y)
 
 
@@ -96,8 +97,10 @@ def dwconv_int8(
 ) -> tuple[I8Array, int]:
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int8)
-    return y, dwconv_requant(x, x_zp, w, b, m0, shift, y_zp, 8, np.empty(x.shape[2], np.int64), y)
+    row = np.empty(dwconv_scratch_size(x.shape[1], x.shape[2], w.shape[1]), np.int64)
+    return y, dwconv_requant(x, x_zp, w, b, m0, shift, y_zp, 8, row, y)
 
 
 @njit(cache=True)

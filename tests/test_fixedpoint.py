@@ -234,6 +234,23 @@ def test_shift_round_out_of_range_raises(f, n):
         f(1, n)
 
 
+@FAST
+@given(x=int64s, n=shifts, left=left_shifts(), neg=st.booleans())
+def test_shift_round_core_is_shift_round(x, n, left, neg):
+    """The kernels' unchecked form (`shift_parts` once, `shift_round_core` in the loop) gives
+    shift_round's value for right shifts (any int64) and exact left shifts."""
+    x, n = left if neg else (x, n)
+    up, down = fp.shift_parts(n)
+    assert int(fp.shift_round_core(x, up, down)) == int(fp.shift_round(x, n)) == int(fp.shift_round.py_func(x, n))
+    assert int(fp.rne_shift_core(x, down)) == ref_rne_shift(x, down)
+
+
+@pytest.mark.parametrize("n", [63, -63, 100])
+def test_shift_parts_out_of_range_raises(n):
+    with pytest.raises(ValueError):
+        fp.shift_parts(n)
+
+
 def test_shift_round_format_alignment_examples():
     # spec 2.5/2.6: Q6.10 717 -> Q8.8 address 179 (179.25 rounds down); Q8.8 -> Q6.10 exact.
     assert int(fp.shift_round(717, 10 - 8)) == 179
