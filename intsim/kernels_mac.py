@@ -208,10 +208,10 @@ def dwconv_requant(
         for i in range(n):
             acc[i] = bias[i]
         for k in range(k_size):
-            lag = k_size - 1 - k  # tap k reads x[t - lag]
-            tk = taps[k]
-            for i in range(lag, n):
-                acc[i] += tk[i] * (np.int64(xs[i - lag]) - x_zp)
+            lag = k_size - 1 - k  # tap k reads x[t - lag]: acc[lag:] += taps[k, lag:] x[:n - lag]
+            at, tk, xk = acc[lag:], taps[k, lag:], xs[: n - lag]
+            for i in range(n - lag):  # range indices into offset views: no index arithmetic, vectorises
+                at[i] += tk[i] * (np.int64(xk[i]) - x_zp)
         for i in range(n):
             v, s = requantize_core(acc[i], mul[i], shift[i], zp, bits)
             ys[i] = v
