@@ -94,19 +94,20 @@ def rmsnorm_int16(x: I16Array, g: I16Array, eps_q: int, out_shift: int) -> tuple
     """Spec 2.4 (V2). x: int16[B, D, L] Q(f_x), g: int16[D] Q(f_g), eps_q = RNE(eps*2^(2f_x))
     -> y: int16[B, D, L] Q(f_y), out_shift = Q + f_g - G - f_y."""
     y = np.empty(x.shape, dtype=np.int16)
-    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y)
+    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y, np.empty(2 * x.shape[2], np.int64))
 
 
 @njit(cache=True)
-def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array) -> int:
-    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations. Per sample: the sums of squares
-    of every position channel by channel, then the outputs channel by channel (time innermost:
-    contiguous loops)."""
+def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array, row: I64Array) -> int:
+    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations; row: int64[>= 2 L] scratch. Per
+    sample: the sums of squares of every position channel by channel, then the outputs channel by
+    channel (time innermost: contiguous loops; the shift checked once)."""
     n_b, d, length = x.shape
+    if out_shift < 0 or out_shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
-    ss = np.empty(length, dtype=np.int64)
-    inv = np.empty(length, dtype=np.int64)
+    ss, inv = row[:length], row[length : 2 * length]
     for bi in range(n_b):
         ss[:] = 0
         for ch in range(d):
@@ -122,7 +123,7 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
         for ch in range(d):
             xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
             for t in range(length):
-                val, s = saturate(rne_shift(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
+                val, s = saturate(rne_shift_core(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
                 ys[t] = val
                 nsat += s
     return nsat
@@ -553,8 +554,8 @@ def program_scratch(
 ) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
     largest tensor, the largest conv (`conv_scratch_size`; code 0 in both precisions) of a batch of
-    x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) and scan
-    (`scan_scratch_size`; code 4 in both)."""
+    x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
+    (`scan_scratch_size`; code 4 in both) and RMSNorm (2 L; code 2 in both)."""
     n_b = x.shape[0]
     need = n_b * np.max(channels * lengths)
     n_row = 0
@@ -569,6 +570,8 @@ def program_scratch(
             n_row = max(n_row, dwconv_scratch_size(r[COL_W0], lengths[i + 1], r[COL_W2]))
         elif r[COL_OP] == K_SCAN:
             n_row = max(n_row, scan_scratch_size(channels[i + 1], lengths[i + 1]))
+        elif r[COL_OP] == K_RMSNORM:
+            n_row = max(n_row, 2 * lengths[i + 1])
     return scratch(need, n_row)
 
 
@@ -637,7 +640,7 @@ def run_program_int16(
             shift1[0] = r[DWCONV_SHIFT]
             s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
         elif kernel == K_RMSNORM:
-            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y)
+            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y, row)
         elif kernel == K_LUT:
             # weights: the layer's map of every int16 input, then its saturation flags (lut_int16_map)
             s = lut_int16_mapped(a, w[: r[COL_W0]], w[r[COL_W0] :], y)
