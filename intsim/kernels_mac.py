@@ -197,11 +197,14 @@ def dwconv_requant(
         j = ch if per_channel else 0
         if sh[j] < 0 or sh[j] > 62:
             raise ValueError("rne_shift: shift must be in [0, 62]")
+        bc, mc, sc = np.int64(b[ch]), np.int64(m0[j]), np.int64(sh[j])
+        bias_c, mul_c, shift_c = bias[ch * length :], mul[ch * length :], shift[ch * length :]
         for t in range(length):
-            i = ch * length + t
-            bias[i], mul[i], shift[i] = b[ch], m0[j], sh[j]
-            for k in range(k_size):
-                taps[k, i] = w[ch, k] if t >= k_size - 1 - k else 0
+            bias_c[t], mul_c[t], shift_c[t] = bc, mc, sc
+        for k in range(k_size):
+            lag, wk, tk = k_size - 1 - k, np.int64(w[ch, k]), taps[k, ch * length :]
+            for t in range(length):
+                tk[t] = wk if t >= lag else 0
     nsat = 0
     for bi in range(n_b):
         xs, ys = x[bi].reshape(n), y[bi].reshape(n)
