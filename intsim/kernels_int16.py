@@ -15,7 +15,7 @@ from numba import njit
 
 from intsim.arrays import F64Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import (
-    isqrt_rne,
+    isqrt_rne_fast,
     rne_div,
     rne_shift,
     rne_shift_core,
@@ -119,7 +119,7 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
             v = rne_div(ss[t], d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            inv[t] = rne_div(one_q, isqrt_rne(v << (2 * RMS_EXTRA_BITS)))
+            inv[t] = rne_div(one_q, isqrt_rne_fast(v << (2 * RMS_EXTRA_BITS)))
         for ch in range(d):
             xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
             for t in range(length):
@@ -398,7 +398,7 @@ def revin_stats_int16(x: I16Array, bi: int, ch: int, eps_q: int) -> tuple[int, i
     v = rne_div(length * s2 - s1 * s1, length * length) + eps_q
     if v < 1:
         v = np.int64(1)
-    return mean_q, isqrt_rne(v << (2 * REVIN_EXTRA_BITS))
+    return mean_q, isqrt_rne_fast(v << (2 * REVIN_EXTRA_BITS))
 
 
 @njit(cache=True)

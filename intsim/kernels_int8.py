@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import I8Array, I16Array, I64Array, IntArray
-from intsim.fixedpoint import isqrt_rne, requantize, requantize_core, rne_div, rne_shift, rne_shift_core, saturate
+from intsim.fixedpoint import isqrt_rne_fast, requantize, requantize_core, rne_div, rne_shift, rne_shift_core, saturate
 from intsim.kernels_int16 import (
     COL_B_OFF,
     COL_IN1,
@@ -138,7 +138,7 @@ def rmsnorm_int8_into(
             v = rne_div(ss[t] << (2 * RMS_EXTRA_BITS), d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            inv[t] = rne_div(one_q, isqrt_rne(v))
+            inv[t] = rne_div(one_q, isqrt_rne_fast(v))
         for ch in range(d):
             xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
             for t in range(length):
@@ -414,7 +414,7 @@ def revin_stats_int8(x: I8Array, x_zp: int, bi: int, ch: int, eps_q: int) -> tup
     v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
     if v < 1:
         v = np.int64(1)
-    return mean, isqrt_rne(v)
+    return mean, isqrt_rne_fast(v)
 
 
 @njit(cache=True)

@@ -435,7 +435,7 @@ def test_isqrt_floor_vs_math(f, v):
     assert int(f(v)) == math.isqrt(v)
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 @FAST
 @given(v=radicands)
 def test_isqrt_rne_is_nearest(f, v):
@@ -446,7 +446,7 @@ def test_isqrt_rne_is_nearest(f, v):
     assert r == (s + 1 if v - s * s > s else s)
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 def test_isqrt_rne_boundaries(f):
     # r^2 + r rounds down (sqrt < r + 1/2), r^2 + r + 1 rounds up.
     for r in (1, 2, 7, 255, 2**16 + 3, 2**31 - 2):
@@ -456,7 +456,7 @@ def test_isqrt_rne_boundaries(f):
     assert int(f(SQRT_MAX)) == 2**31
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_floor) + both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_floor) + both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 @pytest.mark.parametrize("v", [-1, -(2**40), 2**62, 2**62 + 5, I64_MAX])
 def test_isqrt_out_of_range_raises(f, v):
     with pytest.raises(ValueError):
