@@ -222,6 +222,31 @@ def scan_scratch_size(e: int, t_len: int) -> int:
 
 
 @njit(cache=True)
+def scan_views(row: I64Array, e: int, t_len: int) -> tuple[I64Array, I64Array, I64Array, I64Array]:
+    """A scan's scratch (`scan_scratch_size` values of row) as (lam [T, E], u [T, E], out [T, E],
+    state [E]); the state is its own array (a view of out would alias it: no vectorising)."""
+    n = e * t_len
+    lam_t, u_t = row[:n].reshape((t_len, e)), row[n : 2 * n].reshape((t_len, e))
+    return lam_t, u_t, row[2 * n : 3 * n].reshape((t_len, e)), row[3 * n : 3 * n + e]
+
+
+@njit(cache=True)
+def scan_sample_in(lam: IntArray, u: IntArray, lam_t: I64Array, u_t: I64Array, state: I64Array) -> None:
+    """One sample's scan inputs lam, u int[E, T] time-major into lam_t, u_t ([T, E]); the state zeroed."""
+    time_major(lam, lam_t)
+    time_major(u, u_t)
+    state[:] = 0
+
+
+@njit(cache=True)
+def channel_major(src: I64Array, y: IntArray) -> None:
+    """y[c, t] = src[t, c]: a scan's time-major result back into y int[C, T]."""
+    for c in range(y.shape[0]):
+        for t in range(y.shape[1]):
+            y[c, t] = src[t, c]
+
+
+@njit(cache=True)
 def time_major(x: IntArray, out: I64Array) -> None:
     """out[t, c] = x[c, t]: x int[C, T] -> out int64[T, C] (a scan's channels contiguous per step)."""
     for t in range(x.shape[1]):
@@ -239,16 +264,11 @@ def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: 
     if lam_frac < 0 or lam_frac > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
     up, down = shift_parts(u_shift)
-    n = e * t_len
-    lam_t, u_t = row[:n].reshape((t_len, e)), row[n : 2 * n].reshape((t_len, e))
-    s_t = row[2 * n : 3 * n].reshape((t_len, e))
-    prev = row[3 * n : 3 * n + e]  # the state, its own array (a view of s_t would alias: no vectorising)
+    lam_t, u_t, s_t, prev = scan_views(row, e, t_len)
     one = np.int64(1) << lam_frac
     nsat = 0
     for bi in range(n_b):
-        time_major(lam[bi], lam_t)
-        time_major(u[bi], u_t)
-        prev[:] = 0
+        scan_sample_in(lam[bi], u[bi], lam_t, u_t, prev)
         for t in range(t_len):
             lt, ut, st = lam_t[t], u_t[t], s_t[t]
             for c in range(e):
@@ -257,10 +277,7 @@ def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: 
                 prev[c] = v
                 st[c] = v
                 nsat += s
-        ys = y[bi]
-        for c in range(e):
-            for t in range(t_len):
-                ys[c, t] = s_t[t, c]
+        channel_major(s_t, y[bi])
     return nsat
 
 

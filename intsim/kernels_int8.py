@@ -21,12 +21,14 @@ from intsim.kernels_int16 import (
     COL_W2,
     PackedKernel,
     _tensor,
+    channel_major,
     program_buffer,
     program_scratch,
+    scan_sample_in,
     scan_scratch_size,
+    scan_views,
     step_operands,
     tensor_ranges,
-    time_major,
 )
 from intsim.kernels_mac import (
     INT32_LIMIT,
@@ -190,15 +192,10 @@ def scan_int8_into(
     n_b, e, t_len = u.shape
     if shift < 0 or shift > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
-    n = e * t_len
-    lam_t, u_t = row[:n].reshape((t_len, e)), row[n : 2 * n].reshape((t_len, e))
-    y_t = row[2 * n : 3 * n].reshape((t_len, e))
-    state = row[3 * n : 3 * n + e]
+    lam_t, u_t, y_t, state = scan_views(row, e, t_len)
     nsat = 0
     for bi in range(n_b):
-        time_major(lam[bi], lam_t)
-        time_major(u[bi], u_t)
-        state[:] = 0
+        scan_sample_in(lam[bi], u[bi], lam_t, u_t, state)
         for t in range(t_len):
             lt, ut, yt = lam_t[t], u_t[t], y_t[t]
             for c in range(e):
@@ -209,10 +206,7 @@ def scan_int8_into(
                 q, s = requantize_core(v, m0, shift, y_zp, 8)
                 yt[c] = q
                 nsat += s
-        ys = y[bi]
-        for c in range(e):
-            for t in range(t_len):
-                ys[c, t] = y_t[t, c]
+        channel_major(y_t, y[bi])
     return nsat
 
 
