@@ -24,7 +24,6 @@ from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
     FLOAT_REQUANT_MAX_SHIFT,
-    batch_major,
     exact_float_shift,
     float_multipliers,
     isqrt_rne,
@@ -35,9 +34,8 @@ from model.torch_fixedpoint import (
     rne_shift,
     saturate,
     scan_steps,
-    time_major,
 )
-from model.torch_mac import DenseSum, DepthwiseSum
+from model.torch_mac import DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
@@ -49,7 +47,7 @@ TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
 
 @dataclass
 class _Conv8:
-    mac: DenseSum | DepthwiseSum
+    mac: DenseSum | DepthwiseSum | Int8DenseSum
     x_zp: int
     y_zp: int
     m0: torch.Tensor  # int64 [C_out]
@@ -64,11 +62,15 @@ def _prepare_conv(st, device) -> _Conv8:
     if st.op == "dwconv":
         mac = DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device)
     else:
-        mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
-        if x_zp:  # b - z_x sum w folded into the bias: the GEMM reads the codes as they are (|x| <= 128)
-            rows = np.asarray(p.weight, dtype=np.int64).reshape(p.weight.shape[0], -1)
-            folded = DenseSum.build(p.weight, p.bias - x_zp * rows.sum(axis=1), p.stride, CODE_MAX_ABS, device)
-            if folded.bias.dtype == torch.float32:  # every partial sum still within 2^24: exact
+        rows = np.asarray(p.weight, dtype=np.int64).reshape(p.weight.shape[0], -1)
+        folded_bias = p.bias - x_zp * rows.sum(axis=1)  # b - z_x sum w: the sum reads the codes as they are
+        int8 = Int8DenseSum.build(p.weight, folded_bias, p.stride, device) if int8_gemm_is_exact(device) else None
+        if int8 is not None:  # int8 x int8 -> int32 GEMM, every partial sum within int32
+            mac, x_zp = int8, 0
+        else:
+            mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
+            folded = DenseSum.build(p.weight, folded_bias, p.stride, CODE_MAX_ABS, device) if x_zp else None
+            if folded is not None and folded.bias.dtype == torch.float32:  # every partial sum within 2^24: exact
                 mac, x_zp = folded, 0
     mult = float_multipliers(p.m0, p.shift)
     return _Conv8(
@@ -154,16 +156,22 @@ for _op in ("sigmoid", "silu", "softplus"):
     TORCH8.register(_op, TorchRow(_prepare_lut, _lut))
 
 
+SCAN_STATE_MAX_ABS = CENTERED_MAX_ABS << 8  # |S| <= 255 * 2^8 (spec 3.6: a convex mix of S and u_c << 8)
+
+
 def _scan(p, x: list[torch.Tensor]):
     """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
-    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float64 on exact values:
-    S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c (|acc| / 256 < 2^17).
-    A loop over time only (`scan_steps`, time-major)."""
-    lam_i = time_major(x[0], torch.float64).add_(128.0)
-    b = time_major(x[1], torch.float64).sub_(p.u_zp).mul_(torch.sub(256.0, lam_i))
-    states, _ = scan_steps(lam_i.mul_(1.0 / 256.0), b, None)
-    y, n = requantize(states, p.m0, p.shift, p.y_zp)
-    return batch_major(y), n
+    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float32 on exact values:
+    S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c = (128 - lam) u_c (int32).
+    Exact: |S| <= 255 * 256 by induction (lam_i S + (256 - lam_i)(u_c << 8) <= 256 * 255 * 256 before
+    the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
+    <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
+    A loop over time only (`scan_steps` on [L, B, C] views of the batch-major tensors)."""
+    lam, u = x
+    a = torch.mul(lam + 128, 1.0 / 256.0)  # int32 * float: float32, exact (|lam_i| <= 255)
+    b = (u - p.u_zp).mul_(lam.neg().add_(128)).to(torch.float32)
+    states, _ = scan_steps(a.transpose(0, 1), b.transpose(0, 1), None)
+    return requantize(states.transpose(0, 1), p.m0, p.shift, p.y_zp, acc_bound=SCAN_STATE_MAX_ABS)
 
 
 @dataclass
