@@ -21,6 +21,7 @@ bound (each kernel says which); `narrow` and `requantize` are the two output ste
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -161,6 +162,7 @@ ACC_BOUND = (1 << 31) - 1  # |acc| of an INT8 accumulator (int32, spec 3.3)
 ROUND_MAGIC = 1.5 * 2.0**52  # x + ROUND_MAGIC rounds x half to even into the low bits (|x| <= 2^51)
 MAGIC_ROUND_MAX = 1 << 30  # |RNE(P)| bound under which requantize_float rounds through ROUND_MAGIC
 FLOAT_REQUANT_MAX_SHIFT = 44  # requantization in float64 is exact up to this shift (see requantize)
+INT32_REQUANT_MIN_SHIFT = 32  # from this shift the rounded |acc m0| < 2^62 fits int32 (see requantize)
 
 
 def requantize(
@@ -175,11 +177,14 @@ def requantize(
     tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
     int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
     (`requantize_float`, given acc_bound >= max |acc|: the RMSNorm and RevIN products are wider);
-    otherwise the product acc * m0 < 2^62 is formed in int64."""
+    otherwise the product acc * m0 < 2^62 is formed in int64, and from an int shift >= 32 (|rounded|
+    <= 2^30) the zero point and the saturation run in int32."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
         return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
     prod = acc.to(torch.int64) * m0  # a temporary: an int shift rounds it in place
     y = rne_shift_(prod, shift) if isinstance(shift, int) else rne_shift(prod, shift)
+    if isinstance(shift, int) and shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16:  # |y| <= 2^(62 - shift) <= 2^30
+        return saturate(y.to(torch.int32).add_(zero_point), bits)  # (+ |z| <= 2^15: int32) narrower passes
     y, n = saturate(y.add_(zero_point), bits)
     return y.to(torch.int32), n
 
@@ -226,11 +231,17 @@ def requantize_float(
         if isinstance(mult, float):
             v.mul_(mult).add_(offset)
         else:
-            torch.addcmul(torch.tensor(offset, dtype=torch.float64, device=v.device), v, mult, out=v)
+            torch.addcmul(_scalar64(offset, v.device), v, mult, out=v)
         y = v.view(torch.int64).to(torch.int32)
         return saturate(y.add_(zero_point) if zero_point != folded else y, bits)
     y, n = saturate(v.mul_(mult).round_().add_(zero_point), bits)
     return y.to(torch.int32), n
+
+
+@functools.cache
+def _scalar64(value: float, device: torch.device) -> torch.Tensor:
+    """A 0-d float64 tensor of `value` on `device`, made once (creating one costs more than the pass it feeds)."""
+    return torch.tensor(value, dtype=torch.float64, device=device)
 
 
 def magic_round_fits(acc_bound: int, mult_max: float) -> bool:

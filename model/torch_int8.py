@@ -108,6 +108,11 @@ class _RmsNorm8:
     m0: int
     shift: int
     eps_q: int
+    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse_float`: exact within its bounds)
+
+
+RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
+RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
 
 
 def _prepare_rmsnorm(st, device) -> _RmsNorm8:
@@ -117,39 +122,82 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
             f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)"
         )
     p = st.params
-    return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
+    float_stats = len(p.gain) <= RMS_FLOAT_MAX_D and abs(p.eps_q) < RMS_FLOAT_MAX_EPS
+    return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q, float_stats)
+
+
+def _rms_inverse_float(ss: torch.Tensor, d: int, eps_q: int) -> torch.Tensor:
+    """inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) (spec 3.9) in float64, for integer
+    sums of squares ss <= d 255^2 (float64 [.., 1]) with d <= 2^20 and |eps_q| < 2^48. Each rounding is
+    exact: round(fl(a / n)) = RNE(a / n) for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is
+    a float64; any other quotient lies >= 1 / (2n) from a half-integer, more than fl's error): here
+    a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <= 1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25);
+    round(fl(sqrt(v))) is the nearest integer to sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4)
+    from k + 1/2, fl's error is <= sqrt(v) 2^-53). 2^24 fl(1 / r) = fl(2^24 / r) (a power-of-two scaling)."""
+    v = ss.mul_(float(1 << (2 * RMS_EXTRA_BITS))).div_(d).round_().add_(eps_q).clamp_(min=1.0)
+    return v.sqrt_().round_().reciprocal_().mul_(float(1 << RMS_INV_BITS_INT8)).round_()
 
 
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     """Spec 3.9 V2: xc = x - z_x; v = max(rne_div(sum xc^2 << 2G, D) + eps_q, 1);
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
-    ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
-    v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
-    inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    xg = xc * p.gain
+    if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
+        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=torch.int64).to(torch.float64)
+        inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
+    else:
+        ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
+        v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
+        inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
     if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # int64: (xc g) (inv m0) = acc m0 (< 2^62, spec 3.9), one full-size product
-        return requantize((xc * p.gain).to(torch.int64), inv * p.m0, p.shift, p.y_zp)
+        return requantize(xg.to(torch.int64), inv.to(torch.int64) * p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
-    return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
+    acc = xg.to(torch.float64).mul_(inv.to(torch.float64))  # (xc g) inv < 2^39: exact, the same P, one rounding
+    return requantize(acc, p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
 
 
 TORCH8.register("rmsnorm", TorchRow(_prepare_rmsnorm, _rmsnorm))
 
 
-def _lut(p, x: list[torch.Tensor]):
-    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts (none to count when
-    no entry of the table clamped)."""
-    table, clamped = p
+@dataclass
+class _Lut8:
+    table: torch.Tensor  # int32 [256]
+    clamped: torch.Tensor | None  # int32 [256] (1: the entry clamped) unless `ends` covers them, or none clamped
+    ends: tuple[int, int] | None  # (lo, hi): the clamped entries are exactly the codes < lo and >= hi
+
+
+def _lut(p: _Lut8, x: list[torch.Tensor]):
+    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts. Clamped entries at the
+    table's ends (codes < lo, >= hi: saturated activations) are counted without a gather: x clamped
+    to a side's limit differs from that limit exactly where x lies beyond it (one pass per side the
+    input reaches, by its min/max)."""
     idx = x[0] + 128
-    if clamped is None:
-        return lookup(table, idx), torch.zeros((), dtype=torch.int64, device=idx.device)
-    return lookup(table, idx), lookup(clamped, idx).sum()
+    y = lookup(p.table, idx)
+    if p.ends is None:
+        n = torch.zeros((), dtype=torch.int64, device=idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
+        return y, n
+    lo, hi = p.ends
+    x_min, x_max = (int(v) for v in torch.aminmax(x[0]))
+    n = torch.zeros((), dtype=torch.int64, device=idx.device)
+    if x_min < lo:  # codes < lo: clamp(x, max=lo) - lo != 0
+        n = n + torch.count_nonzero(torch.clamp(x[0], max=lo).sub_(lo))
+    if x_max >= hi:  # codes >= hi: clamp(x, min=hi - 1) - (hi - 1) != 0
+        n = n + torch.count_nonzero(torch.clamp(x[0], min=hi - 1).sub_(hi - 1))
+    return y, n
 
 
-def _prepare_lut(st, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _prepare_lut(st, device) -> _Lut8:
     p = st.params
-    clamped = as_long(p.clamped, device).to(torch.int32) if p.clamped.any() else None
-    return as_long(p.table, device).to(torch.int32), clamped
+    table = as_long(p.table, device).to(torch.int32)
+    flags = np.asarray(p.clamped) != 0
+    if not flags.any():
+        return _Lut8(table, None, None)
+    low = int(np.argmin(flags)) if not flags.all() else 256  # entries clamped from index 0 on
+    high = 256 - int(np.argmin(flags[::-1])) if not flags.all() else 256
+    if not flags[low:high].any():  # exactly a prefix and / or a suffix of the table
+        return _Lut8(table, None, (low - 128, high - 128))
+    return _Lut8(table, as_long(p.clamped, device).to(torch.int32), None)
 
 
 for _op in ("sigmoid", "silu", "softplus"):

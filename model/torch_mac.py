@@ -36,6 +36,7 @@ holds (int32 addition is exact below 2^31 in any order).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,11 +225,15 @@ def int8_gemm_is_exact(device: torch.device) -> bool:
     """True where `torch._int_mm` sums int8 products exactly into int32: on a CPU whose int8 dot
     products accumulate into 32 bits directly (AVX-512 VNNI or AMX) through oneDNN (mkldnn enabled).
     Elsewhere (CUDA, AVX2-only CPUs, mkldnn off) `Int8DenseSum` runs its float `DenseSum`."""
-    return (
-        device.type == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and (torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported())
+    return device.type == "cpu" and torch.backends.mkldnn.enabled and _cpu_sums_int8_into_int32()
+
+
+@functools.cache
+def _cpu_sums_int8_into_int32() -> bool:
+    """The CPU and build facts behind `int8_gemm_is_exact` (fixed for the process; cached: reading
+    them costs tens of microseconds a call)."""
+    return torch.backends.mkldnn.is_available() and (
+        torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()
     )
 
 

@@ -543,3 +543,47 @@ def test_int8_scan_float32_at_its_state_bound():
         )
         want, n_want = scan_int8(lam.transpose(0, 2, 1), u.transpose(0, 2, 1), u_zp, params.m0, params.shift, -3)
         assert np.array_equal(y.numpy(), want.transpose(0, 2, 1)) and n.item() == n_want
+
+
+@pytest.mark.parametrize("d", [1, 3, 32, 1000, 2**20])
+def test_rms_inverse_in_float64_at_its_bounds(d):
+    """INT8 RMSNorm's per-row chain inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) in float64
+    equals the int64 chain for every sum of squares up to d 255^2 (the largest, ties of the division
+    included) and |eps_q| up to the bound 2^48 - 1."""
+    from model.torch_int8 import RMS_FLOAT_MAX_D, RMS_FLOAT_MAX_EPS, _rms_inverse_float
+
+    assert d <= RMS_FLOAT_MAX_D
+    top = d * 255**2
+    rng = np.random.default_rng(d)
+    ss = np.unique(np.concatenate([[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2]))
+    ss = ss[ss <= top]
+    for eps in (0, 1, 1509, -(2**20), RMS_FLOAT_MAX_EPS - 1, -(RMS_FLOAT_MAX_EPS - 1)):
+        v = torch.clamp(tfp.rne_div(_t(ss) << 16, d) + eps, min=1)
+        want = tfp.rne_div(torch.full_like(v, 1 << 24), tfp.isqrt_rne(v))
+        got = _rms_inverse_float(_t(ss).to(torch.float64), d, eps)
+        assert got.to(torch.int64).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize(
+    "clamped",
+    [[], [255], [0, 1, 2, 253, 254, 255], [0], list(range(256)), [7, 200]],
+    ids=["none", "top", "both-ends", "bottom", "all", "inside"],
+)
+def test_int8_lut_counts_clamped_reads(clamped):
+    """The INT8 LUT's saturation count (one per read of a clamped entry): the ends counted by clamping,
+    any other set by a gather; equal to the Numba kernel, with the extreme codes read."""
+    from types import SimpleNamespace
+
+    from intsim.kernels_int8 import lut_int8
+    from model.torch_int8 import TORCH8
+
+    rng = np.random.default_rng(len(clamped))
+    flags = np.zeros(256, dtype=np.int64)
+    flags[clamped] = 1
+    params = SimpleNamespace(table=rng.integers(-128, 128, 256).astype(np.int8), clamped=flags)
+    row = TORCH8.row("silu", "lut")
+    prepared = row.prepare(SimpleNamespace(params=params), torch.device("cpu"))
+    for x in (rng.integers(-128, 128, (3, 7, 5)), np.full((1, 2, 3), 127), np.full((1, 2, 3), -128)):
+        y, n = row.run(prepared, [torch.as_tensor(x, dtype=torch.int32)])
+        want, n_want = lut_int8(x.astype(np.int8), params.table, flags)
+        assert np.array_equal(y.numpy(), want) and n.item() == n_want
