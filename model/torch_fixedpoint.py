@@ -217,8 +217,8 @@ def requantize_float(
     computed when None) decide the rounding: when acc_bound mult_max <= 2^30 (`magic_round_fits`),
     |RNE(P)| <= 2^30 and adding ROUND_MAGIC = 1.5 2^52 rounds half to even (the sum's ulp is 1) and
     leaves RNE(P) in the low 32 bits of the float64 (two's complement): read as int64 and
-    truncated to int32. An even z is added with the constant (ROUND_MAGIC + z, one fused pass
-    `addcmul`): the sum's ulp is still 1 and, z being even, the parity that breaks a tie is RNE(P)'s,
+    truncated to int32. An even z is added with the constant (ROUND_MAGIC + z + M acc in one pass,
+    `addcmul` / `add` with alpha): the sum's ulp is still 1 and, z being even, the parity that breaks a tie is RNE(P)'s,
     so the low bits hold RNE(P) + z whether P is rounded once (FMA) or first to float64 (then
     exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards.
     Fewer and narrower passes than round / add / convert in float64, the same bits."""
@@ -228,8 +228,8 @@ def requantize_float(
     if magic_round_fits(acc_bound, mult_max):
         folded = zero_point if zero_point % 2 == 0 else 0
         offset = ROUND_MAGIC + folded
-        if isinstance(mult, float):
-            v.mul_(mult).add_(offset)
+        if isinstance(mult, float):  # offset + M acc: one pass (M acc rounded once, or fused)
+            torch.add(_scalar64(offset, v.device), v, alpha=mult, out=v)
         else:
             torch.addcmul(_scalar64(offset, v.device), v, mult, out=v)
         y = v.view(torch.int64).to(torch.int32)

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.torch_fixedpoint import FLOAT32_EXACT, FLOAT64_EXACT
 
@@ -169,7 +168,7 @@ class DenseSum:
         w_t, bias = (self.narrow.weight, self.narrow.bias) if small else (self.w_t, self.bias)
         if self.wide is not None and not ieee:
             w_t, bias = self.wide
-        xf = x.to(w_t.dtype)
+        xf = x.to(w_t.dtype, memory_format=torch.contiguous_format)  # windows: contiguous runs of K * C_in
         if self.kernel == 1 and self.stride == 1:
             cols = xf.reshape(-1, c_in)
         else:
@@ -214,10 +213,12 @@ class DepthwiseSum:
             else (self.weight, self.bias)
         )
         k_size, length = weight.shape[0], x.shape[1]
-        padded = F.pad(x.to(weight.dtype), (0, 0, k_size - 1, 0))
-        acc = torch.addcmul(bias, padded[:, :length], weight[0])
-        for k in range(1, k_size):
-            acc.addcmul_(padded[:, k : k + length], weight[k])
+        xf = x.to(weight.dtype)
+        acc = torch.addcmul(bias, xf, weight[k_size - 1])  # tap k reads x[t - s], s = K - 1 - k: no padding
+        for k in range(k_size - 1):  # positions t < s get no tap k (it would read the zero padding)
+            s = k_size - 1 - k
+            if s < length:
+                acc[:, s:].addcmul_(xf[:, : length - s], weight[k])
         return acc
 
 
@@ -279,7 +280,7 @@ class Int8DenseSum:
         if not int8_gemm_is_exact(x.device):
             return self.fallback(x)
         n_b, _, c_in = x.shape
-        xb = x.to(torch.int8)
+        xb = x.to(torch.int8, memory_format=torch.contiguous_format)  # windows: runs of K * C_in bytes
         if self.kernel == 1 and self.stride == 1:
             cols = xb.reshape(-1, c_in)
         else:
