@@ -127,9 +127,26 @@ def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
         return x, torch.zeros((), dtype=torch.int64, device=x.device)
     x_min, x_max = torch.aminmax(x)
     if bool((x_min >= lo) & (x_max <= hi)):
-        return x, torch.zeros((), dtype=torch.int64, device=x.device)
+        return _with_range(x, x_min, x_max), torch.zeros((), dtype=torch.int64, device=x.device)
     y = torch.clamp(x, lo, hi)  # clamped values differ from their input: y - x != 0 counts both sides
-    return y, torch.count_nonzero(y - x)  # (a difference, not a compare: 2x faster; never 0 when y != x)
+    n = torch.count_nonzero(y - x)  # (a difference, not a compare: 2x faster; never 0 when y != x)
+    return _with_range(y, torch.clamp(x_min, lo, hi), torch.clamp(x_max, lo, hi)), n
+
+
+RANGE_ATTR = "_cmamba_min_max"  # (min, max) 0-d tensors of an int32 result of `saturate`, known from its own pass
+
+
+def _with_range(y: torch.Tensor, y_min: torch.Tensor, y_max: torch.Tensor) -> torch.Tensor:
+    if y.dtype == torch.int32:
+        setattr(y, RANGE_ATTR, (y_min, y_max))
+    return y
+
+
+def min_max(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) of a layer's int32 output: the one `saturate` found (the tensor as it returned it: rows
+    do not change their output afterwards), else one aminmax pass."""
+    known = getattr(t, RANGE_ATTR, None)
+    return known if known is not None else tuple(torch.aminmax(t))
 
 
 def rne_div(num: torch.Tensor, den: int | torch.Tensor) -> torch.Tensor:
