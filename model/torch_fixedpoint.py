@@ -246,9 +246,9 @@ def requantize_float(
         folded = zero_point if zero_point % 2 == 0 else 0
         offset = ROUND_MAGIC + folded
         if isinstance(mult, float):  # offset + M acc: one pass (M acc rounded once, or fused)
-            torch.add(_scalar64(offset, v.device), v, alpha=mult, out=v)
+            torch.add(const64(offset, v.device), v, alpha=mult, out=v)
         else:
-            torch.addcmul(_scalar64(offset, v.device), v, mult, out=v)
+            torch.addcmul(const64(offset, v.device), v, mult, out=v)
         y = v.view(torch.int64).to(torch.int32)
         return saturate(y.add_(zero_point) if zero_point != folded else y, bits)
     y, n = saturate(v.mul_(mult).round_().add_(zero_point), bits)
@@ -256,7 +256,7 @@ def requantize_float(
 
 
 @functools.cache
-def _scalar64(value: float, device: torch.device) -> torch.Tensor:
+def const64(value: float, device: torch.device) -> torch.Tensor:
     """A 0-d float64 tensor of `value` on `device`, made once (creating one costs more than the pass it feeds)."""
     return torch.tensor(value, dtype=torch.float64, device=device)
 

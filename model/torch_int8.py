@@ -24,6 +24,7 @@ from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
     FLOAT_REQUANT_MAX_SHIFT,
+    const64,
     exact_float_shift,
     float_multipliers,
     isqrt_rne,
@@ -276,8 +277,10 @@ TORCH8.register(
 
 def _add(p, x: list[torch.Tensor]):
     """Spec 3.8: sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y), one rounding; float64
-    on exact integers (|sum| < 2 * 255 * 2^31 < 2^41)."""
-    acc = x[0].to(torch.float64).sub_(p.a_zp).mul_(float(p.m_a)).add_(x[1] - p.b_zp, alpha=float(p.m_b))
+    on exact integers: acc = (-z_a m_a - z_b m_b) + a m_a + b m_b, every term and partial sum below
+    2^41 (|z m|, |a m| <= 128 * 2^31), so exact in any order."""
+    offset = const64(float(-p.a_zp * p.m_a - p.b_zp * p.m_b), x[0].device)
+    acc = torch.add(offset, x[0].to(torch.float64), alpha=float(p.m_a)).add_(x[1], alpha=float(p.m_b))
     if 0 <= p.shift <= FLOAT_REQUANT_MAX_SHIFT and magic_round_fits(ADD_ACC_BOUND, 2.0**-p.shift):
         return requantize_float(acc, 2.0**-p.shift, p.y_zp, acc_bound=ADD_ACC_BOUND, mult_max=2.0**-p.shift)
     y, n = saturate(exact_float_shift(acc, p.shift, out_of_place=False).add_(p.y_zp), 8)
