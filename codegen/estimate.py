@@ -53,7 +53,6 @@ COPY_DEPTH = 2  # read, write
 MUL_DEPTH = 3  # a DSP multiply, registered
 ROUND_DEPTH = 2  # rounding shift + saturation, write
 ROM_DEPTH = 2  # a BRAM/LUT ROM read
-SCAN8_II = 3  # the INT8 scan's state recurrence: multiply, add, round in one chain per step
 LUTRAM_MAX_WORDS = 64  # a ROM/buffer bank of <= 64 words goes to LUTs (LUT6 = 64 x 1), else BRAM18
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # (words, bits) modes
 
@@ -332,13 +331,14 @@ def _lut_cost(d: Dims, p: Plan, precision: str) -> Cost:
 
 def _scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
     e, t = d.out
-    if precision == "int16":  # t outer, channels inner: no recurrence inside the pipelined loop
+    # t outer, channels inner: no recurrence inside the pipelined loop (the state is per channel)
+    if precision == "int16":
         return Cost(
             [Loop("step", 0, t, e, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
             [Mult("lam x s", 1, 16, 16), Mult("(1 - lam) x u", 1, 17, 16)],
         )
     return Cost(
-        [Loop("step", 0, e, t, SCAN8_II, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
+        [Loop("step", 0, t, e, 1, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
         [Mult("lam x S", 1, 10, 32), Mult("(256 - lam) x u", 1, 10, 18), Mult("requantize", 1, 32, 32)],
     )
 
