@@ -71,7 +71,7 @@ def batch_major(y: torch.Tensor) -> torch.Tensor:
 
 
 def scan_steps(a: torch.Tensor, b: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first-order recurrence of the scans (spec 2.7, 3.6) on time-major float64 [L, B, C]:
+    """The first-order recurrence of the INT16 scan (spec 2.7) on time-major float64 [L, B, C]:
     s_t = sat_bits(round(a_t s_{t-1} + b_t)), s_{-1} = 0 (no saturation when bits is None), and the
     number of clamped steps. Exact when every a_t s + b_t is a float64 integer or tie (the callers'
     bounds). -> (states float64 [L, B, C], count)."""

@@ -34,7 +34,6 @@ from model.torch_fixedpoint import (
     rne_div,
     rne_shift,
     saturate,
-    scan_steps,
 )
 from model.torch_mac import DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
@@ -215,12 +214,18 @@ def _scan(p, x: list[torch.Tensor]):
     Exact: |S| <= 255 * 256 by induction (lam_i S + (256 - lam_i)(u_c << 8) <= 256 * 255 * 256 before
     the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
     <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
-    A loop over time only (`scan_steps` on [L, B, C] views of the batch-major tensors)."""
-    lam, u = x
-    a = torch.mul(lam + 128, 1.0 / 256.0)  # int32 * float: float32, exact (|lam_i| <= 255)
-    b = (u - p.u_zp).mul_(lam.neg().add_(128)).to(torch.float32)
-    states, _ = scan_steps(a.transpose(0, 1), b.transpose(0, 1), None)
-    return requantize(states.transpose(0, 1), p.m0, p.shift, p.y_zp, acc_bound=SCAN_STATE_MAX_ABS)
+    A loop over time only, in place: b [B, L, C] becomes the states, step t on the strided [B, C] views
+    (`unbind`: one call for every view; a = lam / 256 + 1/2 and b = (128 - lam)(u - z_u) from float32 codes,
+    each value an exact float32: |b| <= 255 * 255)."""
+    lam_f = x[0].to(torch.float32)
+    states = lam_f.neg().add_(128).mul_(x[1].to(torch.float32).sub_(p.u_zp))  # b, then S in place
+    a = lam_f.mul_(1.0 / 256.0).add_(0.5)
+    prev = None
+    for a_t, s_t in zip(a.unbind(1), states.unbind(1), strict=True):
+        if prev is not None:  # S_0 = round(b_0) = b_0 (an integer)
+            s_t.addcmul_(a_t, prev)
+        prev = s_t.round_()
+    return requantize(states, p.m0, p.shift, p.y_zp, acc_bound=SCAN_STATE_MAX_ABS)
 
 
 @dataclass
