@@ -166,6 +166,27 @@ def test_narrow_float_and_integer_paths_agree_with_exact(xs, shift):
         assert y.dtype == torch.int32 and y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
 
 
+@pytest.mark.parametrize(
+    "rows_hit", [0, 1, 5, 16, 63, 64]
+)  # the row-restricted count, and from 16 rows on the full one
+@pytest.mark.parametrize("dtype", [torch.int32, torch.float64])
+def test_saturation_count_on_sparse_and_dense_rows(rows_hit, dtype):
+    g = torch.Generator().manual_seed(rows_hit)
+    x = torch.randint(-128, 128, (4, 16, 8), generator=g).to(dtype)
+    flat, placed = x.view(-1, 8), 0
+    for r in torch.randperm(64, generator=g)[:rows_hit].tolist():  # one or both sides, at and past the limits
+        flat[r, r % 8] = 128 + r
+        placed += 1 + r % 2
+        if r % 2:
+            flat[r, (r + 3) % 8] = -129 - r
+    for t in (x, x.transpose(0, 1), x[:, :, :1], x.reshape(-1)):  # contiguous rows, strided, one column, 1-D
+        expected = int(((t < -128) | (t > 127)).sum())
+        y, n = tfp.saturate(t.clone(), 8)
+        assert n.item() == expected and torch.equal(y, t.clamp(-128, 127))
+        if t is x:
+            assert expected == placed
+
+
 def test_shift_counts_outside_the_spec_are_errors():
     with pytest.raises(ValueError, match="shift"):
         tfp.rne_shift(_t([1]), 63)
