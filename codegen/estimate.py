@@ -19,7 +19,9 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
   loop cycles   = invocations x (trips x II + depth)        (an inner pipelined loop restarts
                                                              every time its outer loop runs)
   layer cycles  = sum of its loops + non-loop latency (dividers: DIV_LATENCY each, per token)
-  memory top    = sum of all layers + the output copy        (one window at a time)
+  memory top    = sum of all layers + the output copy        (one window at a time; a channel-
+                                                             independent graph: SERIES body passes
+                                                             in sequence, every loop x SERIES)
   stream top    = DATAFLOW: each process = token reads + its layer + token writes;
                   interval = the slowest process; latency = the first window through the
                   token-level timing model (codegen/dataflow.py simulate_dataflow)
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from codegen.dataflow import MIN_DEPTH, Dataflow, fifo_depths, plan_dataflow, read_order, simulate_dataflow
@@ -533,11 +535,12 @@ def estimate(
 ) -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
-    from codegen.project import PRECISIONS, check_interface
+    from codegen.project import PRECISIONS, check_channels, check_interface
 
     if precision not in PRECISIONS:
         raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     check_interface(interface)
+    check_channels(graph, interface)
     if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
         raise CmambaError(f"--clock-mhz must be a positive number, got {clock_mhz!r}")
     prt = get_part(part)
@@ -589,7 +592,7 @@ def estimate(
     for k, layer in enumerate(graph.layers):
         d = dims_of(graph, layer)
         row = ESTIMATE.row(layer.op, layer.name)
-        cost = row.cost(d, plans[layer.name], precision)
+        cost = per_window(row.cost(d, plans[layer.name], precision), graph.series)
         c, length = d.out
         if interface == "stream":  # whole-tensor process: token reads, the layer, token writes
             distinct = reads[layer.name]  # one input after another
@@ -618,13 +621,25 @@ def estimate(
             )
         )
     else:
-        stages.append(stage("output copy", "io", n, Plan(), Cost([Loop("output copy", SLOT_WRITE, 1, out_values)]), []))
+        series = graph.series  # channel-independent: one copy loop of H per series
+        copy = Loop("output copy", SLOT_WRITE, series, out_values // series)
+        stages.append(stage("output copy", "io", n, Plan(), Cost([copy]), []))
     note = describe_reuse(plans, graph)
     if rounded(plans, reuse or ReuseSpec()):
         note += f" (--reuse {reuse.default} rounded down where not valid)"
     est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note)
     est.latency_cycles = _latency(graph, est)
     return est
+
+
+def per_window(cost: Cost, series: int) -> Cost:
+    """A layer's cost per window when the body runs `series` times (channel-independent graphs: one
+    pass per input channel, in sequence, with the same multipliers and ROMs): every loop's invocations
+    and the cycles outside loops times `series`; resources unchanged (weights stored once)."""
+    if series == 1:
+        return cost
+    loops = [replace(lp, invocations=lp.invocations * series) for lp in cost.loops]
+    return replace(cost, loops=loops, extra=cost.extra * series)
 
 
 def compute_cycles(est: Estimate, df: Dataflow) -> dict[str, int]:

@@ -123,10 +123,13 @@ class TorchRunner:
         self, x_q: np.ndarray, mode: str | Mode = BITTRUE, capture: bool | Iterable[str] | None = None
     ) -> RunResult:
         """From integer codes: x_q int16 (bittrue) / int8 (quant8) [B, C_in, L] at the input format
-        (`Model.run_int16` / `Model.run_int8`)."""
+        (`Model.run_int16` / `Model.run_int8`); a channel-independent graph runs as the batch of its
+        series, [B*C_in, 1, L], like the golden model (`Graph.fold`)."""
         mode = get_mode(mode)
         prog = self.program(mode)
-        xb = self.model._int_batch(x_q, INT_DTYPES[mode.precision])
+        xb = self.model.graph.fold(
+            self.model._int_batch(x_q, INT_DTYPES[mode.precision])
+        )  # channel-independent: series
         env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(torch.aminmax(env[n]) for n in names), strict=True))
