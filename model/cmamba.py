@@ -27,6 +27,7 @@ DEFAULTS = dict(
     block="simple",
     d_state=16,
     dt_rank=None,
+    channel_independent=False,
 )
 BLOCKS = ("simple", "s6")
 

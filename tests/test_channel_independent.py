@@ -144,3 +144,12 @@ def test_stream_top_is_refused(ci_model, tmp_path):
         generate_project(ci_model, tmp_path / "s", interface="stream", n_vectors=4)
     with pytest.raises(UnsupportedError, match="channel-independent"):
         estimate(ci_model.graph, interface="stream")
+
+
+@pytest.mark.parametrize("mode", ["bittrue", "quant8"])
+def test_torch_backend_byte_equal(ci_model, mode):
+    pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
+    from tests.test_torch_backend import assert_same_run, stress_inputs
+
+    x = stress_inputs(ci_model, 24, seed=5)
+    assert_same_run(ci_model.run(x, mode, capture=True), ci_model.run(x, mode, capture=True, backend="torch"))

@@ -427,3 +427,34 @@ def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
     assert np.allclose(load_model(tmp_path / "m").run(x, "fp32").output, want, atol=1e-4)
     with pytest.raises(ValueError, match="needs --revin"):
         CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, revin=False, revin_affine=True)
+
+
+def test_train_cli_channel_independent_end_to_end(tmp_path, tiny_csv, capsys):
+    """--channels independent: one series through shared weights (graph input.channel_independent);
+    the float reference equals the torch module, a channel's forecast depends on that channel only,
+    and calibrate, eval (every mode) and QAT run on it."""
+    out = tmp_path / "ci"
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), *TINY, "--channels", "independent"]) == 0
+    assert "channels independent" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.graph.channel_independent and model.graph.body_input_shape == (1, 16)
+    assert model.graph.raw["training"]["command_full"].endswith("--channels independent")
+    module = load_torch_model(out)
+    x = np.random.default_rng(3).standard_normal((8, 3, 16))
+    y = torch_forward(module, x)
+    assert np.max(np.abs(model.run(x, "fp32").output - y)) < TOL
+    x2 = x.copy()
+    x2[:, 1] = 5.0 * x2[:, 1] + 1.0  # channel 1 changed: channels 0 and 2 keep their forecasts
+    y2 = torch_forward(module, x2)
+    assert np.array_equal(y2[:, [0, 2]], y[:, [0, 2]]) and not np.allclose(y2[:, 1], y[:, 1])
+
+    data = ["--data", str(tiny_csv)]
+    assert main(["calibrate", str(out), *data]) == 0
+    assert main(["eval", str(out), *data, "--mode", "all", "--out", str(tmp_path / "eval")]) == 0
+    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
+    assert all(mode in metrics for mode in ("fp32", "quant16", "bittrue", "quant8"))
+    assert main(["qat", str(out), *data, "--precision", "int8", "--out", str(tmp_path / "qat"), "--epochs", "1"]) == 0
+    qat = load_model(tmp_path / "qat")
+    assert qat.graph.channel_independent
+    res, res_t = qat.run(x, "quant8"), qat.run(x, "quant8", backend="torch")
+    assert res_t.output_q.tobytes() == res.output_q.tobytes()
