@@ -62,6 +62,9 @@ def test_graph_shapes(ci_model):
     assert g.layer("patch_embed").weights["weight"].shape[1] == 1
     assert g.layer(g.output_tensor).shape == (g.horizon, 1)
     assert g.fold(np.zeros((5, C, L))).shape == (5 * C, 1, L)
+    from cmamba_hls.info_cli import describe
+
+    assert f"channel-independent: the layers see one series [1, {L}]" in describe(g)
 
 
 @pytest.mark.parametrize(
