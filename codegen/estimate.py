@@ -482,6 +482,7 @@ class Estimate:
     stages: list[StageEstimate]
     reuse_note: str
     latency_cycles: int = 0
+    series: int = 1  # body passes per window (channel-independent graphs: C, in sequence)
 
     @property
     def interval_cycles(self) -> int:
@@ -627,7 +628,7 @@ def estimate(
     note = describe_reuse(plans, graph)
     if rounded(plans, reuse or ReuseSpec()):
         note += f" (--reuse {reuse.default} rounded down where not valid)"
-    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note)
+    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note, series=graph.series)
     est.latency_cycles = _latency(graph, est)
     return est
 

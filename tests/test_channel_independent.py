@@ -138,6 +138,9 @@ def test_loop_counts_equal_the_estimate(ci_model, tmp_path, precision):
     assert [s.cycles for s in est.stages] == [C * s.cycles for s in one.stages]
     assert [s.dsp for s in est.stages] == [s.dsp for s in one.stages]
     assert [s.rom_bits for s in est.stages] == [s.rom_bits for s in one.stages]
+    from cmamba_hls.estimate_cli import summary
+
+    assert f"the layers run {C} times per window" in "\n".join(summary(est))
 
 
 def test_stream_top_is_refused(ci_model, tmp_path):
