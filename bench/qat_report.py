@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            win = f"{100 * r['win_back']:.0f} %" if "win_back" in r else "-"
+            win = f"{round(100 * r['win_back'])} %" if "win_back" in r else "-"
             secs = f"{r['seconds'][0]:.0f} s ({r['seconds'][1]:.0f} s CPU)" if r["seconds"] else "-"
             print(
                 f"| {r['model']} | {r['mse']:,.1f} | {r['mae']:.2f} | {r['mse_fp32']:.3e} | {r['maxae_lsb']:.1f} | "

@@ -5,14 +5,16 @@
 or the scheduler at `scheduler` (tcp://HOST:PORT). An address that cannot be reached within
 `timeout` seconds is one CmambaError line. `run_points(tasks, on_result, client)` runs every task
 (cmamba_hls.sweep_point.evaluate_point) and calls `on_result(index, columns)` as each finishes,
-in finishing order, with a progress bar on a terminal. A task whose worker dies records its error
-like any failed point.
+in finishing order, with a progress bar on a terminal and, when stderr is not a terminal (a log
+file, CI, `nohup`), one progress line every `LOG_EVERY_S` seconds and at the end. A task whose
+worker dies records its error like any failed point.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 SPAWN_ENV = "distributed.nanny.pre-spawn-environ"
+LOG_EVERY_S = 30.0  # progress line interval when stderr is not a terminal
 MISSING_EXTRA = "cmamba-hls sweep needs the 'sweep' extra (Dask, PyYAML): pip install 'cmamba-hls[sweep]'"
 
 
@@ -87,6 +90,15 @@ def describe(client: Client | None) -> str:
     return f"on {n} Dask worker(s) at {client.scheduler.address}"
 
 
+def progress_line(finished: int, total: int, errors: int, elapsed_s: float) -> str:
+    """One line of sweep progress for a log: points done, errors, elapsed and (linear) remaining time."""
+    left = elapsed_s / finished * (total - finished) if finished else float("nan")
+    return (
+        f"sweep: {finished}/{total} points ({100 * finished / total:.1f} %), {errors} error(s), "
+        f"{elapsed_s / 60:.1f} min elapsed, about {left / 60:.1f} min left"
+    )
+
+
 def run_points(
     tasks: list[Task], on_result: Callable[[int, dict], None], client: Client | None = None, progress: bool = True
 ) -> None:
@@ -100,13 +112,21 @@ def run_points(
         dynamic_ncols=True,
     ) as bar:
         errors = 0
+        finished = 0
+        start = last_line = time.monotonic()
+        log_lines = progress and bool(bar.disable)
 
         def done(i: int, columns: dict) -> None:
-            nonlocal errors
+            nonlocal errors, finished, last_line
             errors += columns.get("status") != "ok"
+            finished += 1
             on_result(i, columns)
             bar.update(1)
             bar.set_postfix(errors=errors, refresh=False)
+            now = time.monotonic()
+            if log_lines and (now - last_line >= LOG_EVERY_S or finished == len(tasks)):
+                last_line = now
+                print(progress_line(finished, len(tasks), errors, now - start), file=sys.stderr, flush=True)
 
         if client is None:
             for i, task in enumerate(tasks):
