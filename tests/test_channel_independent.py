@@ -159,3 +159,52 @@ def test_torch_backend_byte_equal(ci_model, mode):
 
     x = stress_inputs(ci_model, 24, seed=5)
     assert_same_run(ci_model.run(x, mode, capture=True), ci_model.run(x, mode, capture=True, backend="torch"))
+
+
+def test_import_paths(tmp_path, capsys):
+    """`import --config` takes channel_independent (fp32 of the import == the module); `import-module`
+    refuses the fold of channels into the batch with one line naming both ways in."""
+    torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
+    from cmamba_hls.cli import main as cli_main
+    from model.frontend import FrontendError, trace_module
+    from tests.torch_models import TINY_REVIN_DIMS, tiny_revin_cmamba
+
+    module = tiny_revin_cmamba(0, revin=False, channel_independent=True)
+    with pytest.raises(FrontendError, match=r"channels folded into the batch.*train --channels independent"):
+        trace_module(module, torch.randn(2, C, L))
+    ckpt = tmp_path / "ci.pt"
+    torch.save(module.state_dict(), ckpt)
+    dims = {k: v for k, v in TINY_REVIN_DIMS.items() if k != "revin"}
+    assert (
+        cli_main(
+            [
+                "import",
+                str(ckpt),
+                "--config",
+                json.dumps({**dims, "channel_independent": "yes"}),
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
+    assert "channel_independent must be true or false, got 'yes'" in capsys.readouterr().err
+    assert (
+        cli_main(
+            [
+                "import",
+                str(ckpt),
+                "--config",
+                json.dumps({**dims, "channel_independent": True}),
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
+    model = load_model(tmp_path / "m")
+    assert model.graph.channel_independent
+    x = np.random.default_rng(0).standard_normal((4, C, L))
+    with torch.no_grad():
+        y = module(torch.from_numpy(x).float()).double().numpy()
+    assert np.max(np.abs(model.run(x, "fp32").output - y)) < 1e-5
