@@ -208,3 +208,14 @@ def test_import_paths(tmp_path, capsys):
     with torch.no_grad():
         y = module(torch.from_numpy(x).float()).double().numpy()
     assert np.max(np.abs(model.run(x, "fp32").output - y)) < 1e-5
+
+
+def test_channel_mixing_model_is_unchanged(tiny_model, tmp_path):
+    """Absent flag: the channel-mixing graph, whose generated C++ has no series loop at all."""
+    g = tiny_model.graph
+    assert not g.channel_independent and g.series == 1 and g.body_input_shape == g.input_shape
+    x = np.zeros((2,) + g.input_shape)
+    assert g.fold(x).shape == x.shape
+    gen = generate_project(tiny_model, tmp_path / "p", n_vectors=4, layers=False)
+    texts = [p.read_text() for d in ("firmware", "tb") for p in (gen.out_dir / d).rglob("*.*")]
+    assert texts and not any("SERIES" in t or "BODY_C" in t for t in texts)
