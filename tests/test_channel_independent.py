@@ -110,11 +110,11 @@ def test_each_channel_is_the_body_run_alone(ci_model, tmp_path, mode):
     assert {k: v["saturations"] for k, v in res.stats.items()} == sats
 
 
-@pytest.mark.parametrize("precision", ["int16", "int8"])
-def test_cpp_bit_exact_with_per_layer_checks(ci_model, tmp_path, precision):
-    gen = generate_project(ci_model, tmp_path / "p", precision=precision, n_vectors=60, layers=True)
+@pytest.mark.parametrize("precision, weights", [("int16", "embedded"), ("int8", "embedded"), ("int8", "external")])
+def test_cpp_bit_exact_with_per_layer_checks(ci_model, tmp_path, precision, weights):
+    gen = generate_project(ci_model, tmp_path / "p", precision=precision, n_vectors=60, layers=True, weights=weights)
     top = (gen.out_dir / "firmware" / "top.cpp").read_text()
-    assert "for (int c = 0; c < SERIES; c++)" in top and "cmamba_forward(&input[c], act)" in top
+    assert "for (int c = 0; c < SERIES; c++)" in top and "cmamba_forward(&input[c], act" in top
     build_project_cached(gen.out_dir)
     tb = run_testbench(gen.out_dir)
     assert (tb.passed, tb.failed) == (60, 0), tb.stdout
