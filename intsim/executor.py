@@ -144,7 +144,11 @@ class Model:
                 self._backends[backend] = load_backend(backend, self)
             return self._backends[backend].run(x, mode, capture)
         xb, single = self._check_float(x)
-        res = run_in_chunks(lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture), xb)
+        res = run_in_chunks(
+            lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture),
+            xb,
+            series=self.graph.series,
+        )
         if single:
             res.output = res.output[0]
             if res.output_q is not None:

@@ -73,7 +73,8 @@ CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cac
 class TorchRunner:
     """`Model.run` for the integer modes, on torch (CPU by default; device="cuda" on a GPU).
     Batches run in chunks of `chunk` windows (default: 256 on CPU, where smaller tensors stay in
-    cache; 1,024 on a GPU), merged exactly (intsim/chunks.py): the bits do not depend on it."""
+    cache; 1,024 on a GPU; a channel-independent model's chunk holds `chunk` series, i.e.
+    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it."""
 
     def __init__(self, model: Model, device: str | torch.device | None = None, chunk: int | None = None):
         self.model = model
@@ -114,7 +115,7 @@ class TorchRunner:
             res.stats[INPUT_NAME]["saturations"] = n_sat
             return res
 
-        res = run_in_chunks(chunk, xb, self.chunk)
+        res = run_in_chunks(chunk, xb, self.chunk, self.model.graph.series)
         if single:
             res.output, res.output_q = res.output[0], res.output_q[0]
         return res

@@ -159,10 +159,13 @@ def test_stream_top_is_refused(ci_model, tmp_path):
 @pytest.mark.parametrize("mode", ["bittrue", "quant8"])
 def test_torch_backend_byte_equal(ci_model, mode):
     pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
+    from model.torch_backend import TorchRunner
     from tests.test_torch_backend import assert_same_run, stress_inputs
 
     x = stress_inputs(ci_model, 24, seed=5)
-    assert_same_run(ci_model.run(x, mode, capture=True), ci_model.run(x, mode, capture=True, backend="torch"))
+    golden = ci_model.run(x, mode, capture=True)
+    assert_same_run(golden, ci_model.run(x, mode, capture=True, backend="torch"))
+    assert_same_run(golden, TorchRunner(ci_model, chunk=7).run(x, mode, capture=True))  # chunks of 2 windows
 
 
 def test_import_paths(tmp_path, capsys):
@@ -223,3 +226,23 @@ def test_channel_mixing_model_is_unchanged(tiny_model, tmp_path):
     gen = generate_project(tiny_model, tmp_path / "p", n_vectors=4, layers=False)
     texts = [p.read_text() for d in ("firmware", "tb") for p in (gen.out_dir / d).rglob("*.*")]
     assert texts and not any("SERIES" in t or "BODY_C" in t for t in texts)
+
+
+def test_chunks_hold_series_and_give_the_same_bits(ci_model, monkeypatch):
+    """A chunk holds CHUNK_WINDOWS series (CHUNK_WINDOWS // C windows): the same bytes, stats and
+    captured [B*C, ...] tensors as one call."""
+    from intsim import chunks
+
+    x = np.random.default_rng(4).standard_normal((11, C, L)) * 3.0
+    whole = {mode: ci_model.run(x, mode, capture=True) for mode in ("fp32", "bittrue", "quant8")}
+    monkeypatch.setattr(chunks, "CHUNK_WINDOWS", 7)  # 7 // 3 = 2 windows per chunk
+    calls = []
+    real = ci_model._run_mode
+    monkeypatch.setattr(ci_model, "_run_mode", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
+    for mode, ref in whole.items():
+        calls.clear()
+        res = ci_model.run(x, mode, capture=True)
+        assert calls == [2, 2, 2, 2, 2, 1], mode
+        assert res.output.tobytes() == ref.output.tobytes() and res.stats == ref.stats, mode
+        for name, value in ref.tensors.items():
+            assert value.shape[0] == 11 * C and res.tensors[name].tobytes() == value.tobytes(), (mode, name)
