@@ -231,14 +231,11 @@ def test_channel_mixing_model_is_unchanged(tiny_model, tmp_path):
 def test_chunks_hold_series_and_give_the_same_bits(ci_model, monkeypatch):
     """A chunk holds CHUNK_WINDOWS series (CHUNK_WINDOWS // C windows): the same bytes, stats and
     captured [B*C, ...] tensors as one call."""
-    from intsim import chunks
+    from tests.test_golden_model import chunked
 
     x = np.random.default_rng(4).standard_normal((11, C, L)) * 3.0
     whole = {mode: ci_model.run(x, mode, capture=True) for mode in ("fp32", "bittrue", "quant8")}
-    monkeypatch.setattr(chunks, "CHUNK_WINDOWS", 7)  # 7 // 3 = 2 windows per chunk
-    calls = []
-    real = ci_model._run_mode
-    monkeypatch.setattr(ci_model, "_run_mode", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
+    calls = chunked(ci_model, monkeypatch, 7)  # 7 // 3 = 2 windows per chunk
     for mode, ref in whole.items():
         calls.clear()
         res = ci_model.run(x, mode, capture=True)
