@@ -413,13 +413,16 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     assert np.allclose(again, want, atol=1e-6)
 
 
-def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
+@pytest.mark.parametrize("independent", [False, True])
+def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path, independent):
     """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
-    (plain revin_norm / revin_denorm) computes the module's function."""
-    module = tiny_revin_cmamba(1, head_dim=4, revin_affine=True)
+    (plain revin_norm / revin_denorm) computes the module's function (channel-independent: one
+    affine shared by every series)."""
+    module = tiny_revin_cmamba(1, head_dim=4, revin_affine=True, channel_independent=independent)
+    gain, bias = ([0.5], [0.3]) if independent else ([0.5, 2.0, -1.5], [0.3, -1.0, 0.0])
     with torch.no_grad():
-        module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
-        module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
+        module.revin.weight.copy_(torch.tensor(gain))
+        module.revin.bias.copy_(torch.tensor(bias))
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     x = np.random.default_rng(1).standard_normal((4, 3, 16))
     with torch.no_grad():
