@@ -92,7 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--revin-affine",
         action="store_true",
-        help="a learned per-channel affine inside RevIN (needs --revin); export folds it into "
+        help="a learned per-channel affine inside RevIN (one shared by every series with --channels independent; "
+        "needs --revin); export folds it into "
         "patch_embed and the head, so the graph is unchanged (default off)",
     )
     g.add_argument(
