@@ -19,7 +19,8 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
   loop cycles   = invocations x (trips x II + depth)        (an inner pipelined loop restarts
                                                              every time its outer loop runs)
   layer cycles  = sum of its loops + non-loop latency (dividers: DIV_LATENCY each, per token)
-  memory top    = sum of all layers + the output copy        (one window at a time; a channel-
+  memory top    = the input copy (to time-major) + sum of all layers + the output copy
+                                                             (one window at a time; a channel-
                                                              independent graph: SERIES body passes
                                                              in sequence, every loop x SERIES)
   stream top    = DATAFLOW: each process = token reads + its layer + token writes;
@@ -54,7 +55,6 @@ COPY_DEPTH = 2  # read, write
 MUL_DEPTH = 3  # a DSP multiply, registered
 ROUND_DEPTH = 2  # rounding shift + saturation, write
 ROM_DEPTH = 2  # a BRAM/LUT ROM read
-SCAN8_II = 3  # the INT8 scan's state recurrence: multiply, add, round in one chain per step
 LUTRAM_MAX_WORDS = 64  # a ROM/buffer bank of <= 64 words goes to LUTs (LUT6 = 64 x 1), else BRAM18
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # (words, bits) modes
 
@@ -328,18 +328,19 @@ def _rmsnorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
 def _lut_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     words = LUT_LAST + 1 if precision == "int16" else 256
-    return Cost([Loop("elem", 0, c, length, 1, 2 + ROM_DEPTH + 1)], [], [Rom("table", words, _bits(precision))])
+    return Cost([Loop("elem", 0, length, c, 1, 2 + ROM_DEPTH + 1)], [], [Rom("table", words, _bits(precision))])
 
 
 def _scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
     e, t = d.out
-    if precision == "int16":  # t outer, channels inner: no recurrence inside the pipelined loop
+    # t outer, channels inner: no recurrence inside the pipelined loop (the state is per channel)
+    if precision == "int16":
         return Cost(
             [Loop("step", 0, t, e, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
             [Mult("lam x s", 1, 16, 16), Mult("(1 - lam) x u", 1, 17, 16)],
         )
     return Cost(
-        [Loop("step", 0, e, t, SCAN8_II, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
+        [Loop("step", 0, t, e, 1, MUL_DEPTH + 2 + MUL_DEPTH + ROUND_DEPTH)],
         [Mult("lam x S", 1, 10, 32), Mult("(256 - lam) x u", 1, 10, 18), Mult("requantize", 1, 32, 32)],
     )
 
@@ -369,9 +370,9 @@ def _s6_scan_cost(d: Dims, p: Plan, precision: str) -> Cost:
 def _mul_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     if precision == "int16":
-        return Cost([Loop("elem", 0, c, length, 1, 1 + MUL_DEPTH + ROUND_DEPTH)], [Mult("a x b", 1, 16, 16)])
+        return Cost([Loop("elem", 0, length, c, 1, 1 + MUL_DEPTH + ROUND_DEPTH)], [Mult("a x b", 1, 16, 16)])
     return Cost(
-        [Loop("elem", 0, c, length, 1, 1 + 2 * MUL_DEPTH + ROUND_DEPTH)],
+        [Loop("elem", 0, length, c, 1, 1 + 2 * MUL_DEPTH + ROUND_DEPTH)],
         [Mult("(a - z) x (b - z)", 1, 9, 9), Mult("requantize", 1, 32, 32)],
     )
 
@@ -379,9 +380,9 @@ def _mul_cost(d: Dims, p: Plan, precision: str) -> Cost:
 def _add_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     if precision == "int16":  # aligning shifts only
-        return Cost([Loop("elem", 0, c, length, 1, 1 + 1 + ROUND_DEPTH)])
+        return Cost([Loop("elem", 0, length, c, 1, 1 + 1 + ROUND_DEPTH)])
     return Cost(
-        [Loop("elem", 0, c, length, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
+        [Loop("elem", 0, length, c, 1, 1 + MUL_DEPTH + 1 + ROUND_DEPTH)],
         [Mult("(a - z) x M_A", 1, 9, 32), Mult("(b - z) x M_B", 1, 9, 32)],
     )
 
@@ -441,7 +442,7 @@ ESTIMATE.register("s6_scan", EstimateRow(_no_knob, _s6_scan_cost))
 # ----------------------------------------------------------------------------- the whole model
 @dataclass
 class StageEstimate:
-    """One layer (or one of the top's own stages: "stream_in", "stream_out", "output copy")."""
+    """One layer (or one of the top's own stages: "stream_in", "stream_out", "input copy", "output copy")."""
 
     name: str
     op: str
@@ -465,7 +466,7 @@ class StageEstimate:
 
     def parts(self) -> dict[str, int]:
         """Cycles by kind, for the stacked bar: compute loops, copies/streams, non-loop latency."""
-        io = {"window", "column", "row", "read", "write", "window in", "output copy"}
+        io = {"window", "column", "row", "read", "write", "window in", "input copy", "output copy"}
         out = {"compute": 0, "copy / stream I/O": 0, "dividers": self.extra}
         for lp in self.loops:
             out["copy / stream I/O" if lp.name in io else "compute"] += lp.cycles
@@ -590,6 +591,9 @@ def estimate(
     c_in, l_in = graph.input_shape
     if interface == "stream":
         stages.append(stage("stream_in", "io", n, Plan(), Cost([Loop("window in", 0, 1, c_in * l_in)]), []))
+    else:  # cmamba_forward's copy of the window (channel-independent: of each series) into the time-major layout
+        copy_in = per_window(Cost([Loop("input copy", SLOT_READ, l_in, graph.body_input_shape[0])]), graph.series)
+        stages.append(stage("input copy", "io", n, Plan(), copy_in, []))
     for k, layer in enumerate(graph.layers):
         d = dims_of(graph, layer)
         row = ESTIMATE.row(layer.op, layer.name)

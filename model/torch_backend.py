@@ -35,6 +35,7 @@ from intsim.int8 import Int8Program, dequantize_act, quantize_act
 from intsim.int16 import Int16Program
 from intsim.modes import BITTRUE, QUANT8, Mode, get_mode
 from intsim.ops import BackendTable
+from model.torch_fixedpoint import min_max
 from model.torch_int8 import TORCH8
 from model.torch_int16 import TORCH16
 from model.torch_rows import TorchRow
@@ -133,7 +134,7 @@ class TorchRunner:
         )  # channel-independent: series
         env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
-        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(torch.aminmax(env[n]) for n in names), strict=True))
+        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(min_max(env[n]) for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 

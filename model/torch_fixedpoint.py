@@ -21,6 +21,7 @@ bound (each kernel says which); `narrow` and `requantize` are the two output ste
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -126,9 +127,26 @@ def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
         return x, torch.zeros((), dtype=torch.int64, device=x.device)
     x_min, x_max = torch.aminmax(x)
     if bool((x_min >= lo) & (x_max <= hi)):
-        return x, torch.zeros((), dtype=torch.int64, device=x.device)
-    y = torch.clamp(x, lo, hi)  # clamped values differ from their input: one compare counts both sides
-    return y, torch.count_nonzero(y != x)
+        return _with_range(x, x_min, x_max), torch.zeros((), dtype=torch.int64, device=x.device)
+    y = torch.clamp(x, lo, hi)  # clamped values differ from their input: y - x != 0 counts both sides
+    n = torch.count_nonzero(y - x)  # (a difference, not a compare: 2x faster; never 0 when y != x)
+    return _with_range(y, torch.clamp(x_min, lo, hi), torch.clamp(x_max, lo, hi)), n
+
+
+RANGE_ATTR = "_cmamba_min_max"  # (min, max) 0-d tensors of an int32 result of `saturate`, known from its own pass
+
+
+def _with_range(y: torch.Tensor, y_min: torch.Tensor, y_max: torch.Tensor) -> torch.Tensor:
+    if y.dtype == torch.int32:
+        setattr(y, RANGE_ATTR, (y_min, y_max))
+    return y
+
+
+def min_max(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) of a layer's int32 output: the one `saturate` found (the tensor as it returned it: rows
+    do not change their output afterwards), else one aminmax pass."""
+    known = getattr(t, RANGE_ATTR, None)
+    return known if known is not None else tuple(torch.aminmax(t))
 
 
 def rne_div(num: torch.Tensor, den: int | torch.Tensor) -> torch.Tensor:
@@ -161,6 +179,7 @@ ACC_BOUND = (1 << 31) - 1  # |acc| of an INT8 accumulator (int32, spec 3.3)
 ROUND_MAGIC = 1.5 * 2.0**52  # x + ROUND_MAGIC rounds x half to even into the low bits (|x| <= 2^51)
 MAGIC_ROUND_MAX = 1 << 30  # |RNE(P)| bound under which requantize_float rounds through ROUND_MAGIC
 FLOAT_REQUANT_MAX_SHIFT = 44  # requantization in float64 is exact up to this shift (see requantize)
+INT32_REQUANT_MIN_SHIFT = 32  # from this shift the rounded |acc m0| < 2^62 fits int32 (see requantize)
 
 
 def requantize(
@@ -175,11 +194,14 @@ def requantize(
     tensor (or a float tensor of exact integers) with |acc| < 2^31 (spec 3.3); m0, shift: ints, or
     int64 tensors broadcastable to acc (per channel). An int shift <= 44 takes the exact float path
     (`requantize_float`, given acc_bound >= max |acc|: the RMSNorm and RevIN products are wider);
-    otherwise the product acc * m0 < 2^62 is formed in int64."""
+    otherwise the product acc * m0 < 2^62 is formed in int64, and from an int shift >= 32 (|rounded|
+    <= 2^30) the zero point and the saturation run in int32."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
         return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
     prod = acc.to(torch.int64) * m0  # a temporary: an int shift rounds it in place
     y = rne_shift_(prod, shift) if isinstance(shift, int) else rne_shift(prod, shift)
+    if isinstance(shift, int) and shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16:  # |y| <= 2^(62 - shift) <= 2^30
+        return saturate(y.to(torch.int32).add_(zero_point), bits)  # (+ |z| <= 2^15: int32) narrower passes
     y, n = saturate(y.add_(zero_point), bits)
     return y.to(torch.int32), n
 
@@ -212,16 +234,31 @@ def requantize_float(
     computed when None) decide the rounding: when acc_bound mult_max <= 2^30 (`magic_round_fits`),
     |RNE(P)| <= 2^30 and adding ROUND_MAGIC = 1.5 2^52 rounds half to even (the sum's ulp is 1) and
     leaves RNE(P) in the low 32 bits of the float64 (two's complement): read as int64 and
-    truncated to int32, then z added in int32 (z after the rounding: spec 3.3). Fewer and narrower
-    passes than round / add / convert in float64, the same bits."""
-    v = acc.to(torch.float64).mul_(mult)  # in place (acc is consumed if it is float64 already)
+    truncated to int32. An even z is added with the constant (ROUND_MAGIC + z + M acc in one pass,
+    `addcmul` / `add` with alpha): the sum's ulp is still 1 and, z being even, the parity that breaks a tie is RNE(P)'s,
+    so the low bits hold RNE(P) + z whether P is rounded once (FMA) or first to float64 (then
+    exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards.
+    Fewer and narrower passes than round / add / convert in float64, the same bits."""
+    v = acc.to(torch.float64)  # in place from here (acc is consumed if it is float64 already)
     if mult_max is None:
         mult_max = abs(mult) if isinstance(mult, float) else float(mult.abs().max()) if mult.numel() else 0.0
     if magic_round_fits(acc_bound, mult_max):
-        y = v.add_(ROUND_MAGIC).view(torch.int64).to(torch.int32)
-        return saturate(y.add_(zero_point) if zero_point else y, bits)
-    y, n = saturate(v.round_().add_(zero_point), bits)
+        folded = zero_point if zero_point % 2 == 0 else 0
+        offset = ROUND_MAGIC + folded
+        if isinstance(mult, float):  # offset + M acc: one pass (M acc rounded once, or fused)
+            torch.add(const64(offset, v.device), v, alpha=mult, out=v)
+        else:
+            torch.addcmul(const64(offset, v.device), v, mult, out=v)
+        y = v.view(torch.int64).to(torch.int32)
+        return saturate(y.add_(zero_point) if zero_point != folded else y, bits)
+    y, n = saturate(v.mul_(mult).round_().add_(zero_point), bits)
     return y.to(torch.int32), n
+
+
+@functools.cache
+def const64(value: float, device: torch.device) -> torch.Tensor:
+    """A 0-d float64 tensor of `value` on `device`, made once (creating one costs more than the pass it feeds)."""
+    return torch.tensor(value, dtype=torch.float64, device=device)
 
 
 def magic_round_fits(acc_bound: int, mult_max: float) -> bool:

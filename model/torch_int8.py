@@ -24,7 +24,7 @@ from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
     FLOAT_REQUANT_MAX_SHIFT,
-    batch_major,
+    const64,
     exact_float_shift,
     float_multipliers,
     isqrt_rne,
@@ -35,9 +35,8 @@ from model.torch_fixedpoint import (
     rne_shift,
     saturate,
     scan_steps,
-    time_major,
 )
-from model.torch_mac import DenseSum, DepthwiseSum
+from model.torch_mac import DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
@@ -49,7 +48,7 @@ TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
 
 @dataclass
 class _Conv8:
-    mac: DenseSum | DepthwiseSum
+    mac: DenseSum | DepthwiseSum | Int8DenseSum
     x_zp: int
     y_zp: int
     m0: torch.Tensor  # int64 [C_out]
@@ -64,11 +63,15 @@ def _prepare_conv(st, device) -> _Conv8:
     if st.op == "dwconv":
         mac = DepthwiseSum.build(p.weight, p.bias, CENTERED_MAX_ABS, device)
     else:
-        mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
-        if x_zp:  # b - z_x sum w folded into the bias: the GEMM reads the codes as they are (|x| <= 128)
-            rows = np.asarray(p.weight, dtype=np.int64).reshape(p.weight.shape[0], -1)
-            folded = DenseSum.build(p.weight, p.bias - x_zp * rows.sum(axis=1), p.stride, CODE_MAX_ABS, device)
-            if folded.bias.dtype == torch.float32:  # every partial sum still within 2^24: exact
+        rows = np.asarray(p.weight, dtype=np.int64).reshape(p.weight.shape[0], -1)
+        folded_bias = p.bias - x_zp * rows.sum(axis=1)  # b - z_x sum w: the sum reads the codes as they are
+        int8 = Int8DenseSum.build(p.weight, folded_bias, p.stride, device) if int8_gemm_is_exact(device) else None
+        if int8 is not None:  # int8 x int8 -> int32 GEMM, every partial sum within int32
+            mac, x_zp = int8, 0
+        else:
+            mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
+            folded = DenseSum.build(p.weight, folded_bias, p.stride, CODE_MAX_ABS, device) if x_zp else None
+            if folded is not None and folded.bias.dtype == torch.float32:  # every partial sum within 2^24: exact
                 mac, x_zp = folded, 0
     mult = float_multipliers(p.m0, p.shift)
     return _Conv8(
@@ -106,6 +109,11 @@ class _RmsNorm8:
     m0: int
     shift: int
     eps_q: int
+    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse_float`: exact within its bounds)
+
+
+RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
+RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
 
 
 def _prepare_rmsnorm(st, device) -> _RmsNorm8:
@@ -115,55 +123,104 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
             f"integer; the torch bit-true back end runs V2 (calibrate --int8-rmsnorm v2)"
         )
     p = st.params
-    return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q)
+    float_stats = len(p.gain) <= RMS_FLOAT_MAX_D and abs(p.eps_q) < RMS_FLOAT_MAX_EPS
+    return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q, float_stats)
+
+
+def _rms_inverse_float(ss: torch.Tensor, d: int, eps_q: int) -> torch.Tensor:
+    """inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) (spec 3.9) in float64, for integer
+    sums of squares ss <= d 255^2 (float64 [.., 1]) with d <= 2^20 and |eps_q| < 2^48. Each rounding is
+    exact: round(fl(a / n)) = RNE(a / n) for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is
+    a float64; any other quotient lies >= 1 / (2n) from a half-integer, more than fl's error): here
+    a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <= 1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25);
+    round(fl(sqrt(v))) is the nearest integer to sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4)
+    from k + 1/2, fl's error is <= sqrt(v) 2^-53). 2^24 fl(1 / r) = fl(2^24 / r) (a power-of-two scaling)."""
+    v = ss.mul_(float(1 << (2 * RMS_EXTRA_BITS))).div_(d).round_().add_(eps_q).clamp_(min=1.0)
+    return v.sqrt_().round_().reciprocal_().mul_(float(1 << RMS_INV_BITS_INT8)).round_()
 
 
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     """Spec 3.9 V2: xc = x - z_x; v = max(rne_div(sum xc^2 << 2G, D) + eps_q, 1);
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
-    ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
-    v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
-    inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    xg = xc * p.gain
+    if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
+        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=torch.int64).to(torch.float64)
+        inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
+    else:
+        ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
+        v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
+        inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
     if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # int64: (xc g) (inv m0) = acc m0 (< 2^62, spec 3.9), one full-size product
-        return requantize((xc * p.gain).to(torch.int64), inv * p.m0, p.shift, p.y_zp)
+        return requantize(xg.to(torch.int64), inv.to(torch.int64) * p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
-    return requantize((xc * p.gain).to(torch.int64).mul_(inv), p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
+    acc = xg.to(torch.float64).mul_(inv.to(torch.float64))  # (xc g) inv < 2^39: exact, the same P, one rounding
+    return requantize(acc, p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
 
 
 TORCH8.register("rmsnorm", TorchRow(_prepare_rmsnorm, _rmsnorm))
 
 
-def _lut(p, x: list[torch.Tensor]):
-    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts (none to count when
-    no entry of the table clamped)."""
-    table, clamped = p
+@dataclass
+class _Lut8:
+    table: torch.Tensor  # int32 [256]
+    clamped: torch.Tensor | None  # int32 [256] (1: the entry clamped) unless `ends` covers them, or none clamped
+    ends: tuple[int, int] | None  # (lo, hi): the clamped entries are exactly the codes < lo and >= hi
+
+
+def _lut(p: _Lut8, x: list[torch.Tensor]):
+    """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts. Clamped entries at the
+    table's ends (codes < lo, >= hi: saturated activations) are counted without a gather: x clamped
+    to a side's limit differs from that limit exactly where x lies beyond it (one pass per side the
+    input reaches, by its min/max)."""
     idx = x[0] + 128
-    if clamped is None:
-        return lookup(table, idx), torch.zeros((), dtype=torch.int64, device=idx.device)
-    return lookup(table, idx), lookup(clamped, idx).sum()
+    y = lookup(p.table, idx)
+    if p.ends is None:
+        n = torch.zeros((), dtype=torch.int64, device=idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
+        return y, n
+    lo, hi = p.ends
+    x_min, x_max = (int(v) for v in torch.aminmax(x[0]))
+    n = torch.zeros((), dtype=torch.int64, device=idx.device)
+    if x_min < lo:  # codes < lo: clamp(x, max=lo) - lo != 0
+        n = n + torch.count_nonzero(torch.clamp(x[0], max=lo).sub_(lo))
+    if x_max >= hi:  # codes >= hi: clamp(x, min=hi - 1) - (hi - 1) != 0
+        n = n + torch.count_nonzero(torch.clamp(x[0], min=hi - 1).sub_(hi - 1))
+    return y, n
 
 
-def _prepare_lut(st, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _prepare_lut(st, device) -> _Lut8:
     p = st.params
-    clamped = as_long(p.clamped, device).to(torch.int32) if p.clamped.any() else None
-    return as_long(p.table, device).to(torch.int32), clamped
+    table = as_long(p.table, device).to(torch.int32)
+    flags = np.asarray(p.clamped) != 0
+    if not flags.any():
+        return _Lut8(table, None, None)
+    low = int(np.argmin(flags)) if not flags.all() else 256  # entries clamped from index 0 on
+    high = 256 - int(np.argmin(flags[::-1])) if not flags.all() else 256
+    if not flags[low:high].any():  # exactly a prefix and / or a suffix of the table
+        return _Lut8(table, None, (low - 128, high - 128))
+    return _Lut8(table, as_long(p.clamped, device).to(torch.int32), None)
 
 
 for _op in ("sigmoid", "silu", "softplus"):
     TORCH8.register(_op, TorchRow(_prepare_lut, _lut))
 
 
+SCAN_STATE_MAX_ABS = CENTERED_MAX_ABS << 8  # |S| <= 255 * 2^8 (spec 3.6: a convex mix of S and u_c << 8)
+
+
 def _scan(p, x: list[torch.Tensor]):
     """Spec 3.6: lam_i = lam + 128, u_c = u - z_u; S = rne_shift(lam_i S + (256 - lam_i)(u_c << 8), 8),
-    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float64 on exact values:
-    S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c (|acc| / 256 < 2^17).
-    A loop over time only (`scan_steps`, time-major)."""
-    lam_i = time_major(x[0], torch.float64).add_(128.0)
-    b = time_major(x[1], torch.float64).sub_(p.u_zp).mul_(torch.sub(256.0, lam_i))
-    states, _ = scan_steps(lam_i.mul_(1.0 / 256.0), b, None)
-    y, n = requantize(states, p.m0, p.shift, p.y_zp)
-    return batch_major(y), n
+    S_{-1} = 0 (never saturates); y = requantize(S, m0, shift, z_y). In float32 on exact values:
+    S_t = round(a S_{t-1} + b) with a = lam_i / 256, b = (256 - lam_i) u_c = (128 - lam) u_c (int32).
+    Exact: |S| <= 255 * 256 by induction (lam_i S + (256 - lam_i)(u_c << 8) <= 256 * 255 * 256 before
+    the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
+    <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
+    A loop over time only (`scan_steps` on [L, B, C] views of the batch-major tensors)."""
+    lam, u = x
+    a = torch.mul(lam + 128, 1.0 / 256.0)  # int32 * float: float32, exact (|lam_i| <= 255)
+    b = (u - p.u_zp).mul_(lam.neg().add_(128)).to(torch.float32)
+    states, _ = scan_steps(a.transpose(0, 1), b.transpose(0, 1), None)
+    return requantize(states.transpose(0, 1), p.m0, p.shift, p.y_zp, acc_bound=SCAN_STATE_MAX_ABS)
 
 
 @dataclass
@@ -220,8 +277,10 @@ TORCH8.register(
 
 def _add(p, x: list[torch.Tensor]):
     """Spec 3.8: sat8(rne_shift((a - z_a) m_a + (b - z_b) m_b, SH) + z_y), one rounding; float64
-    on exact integers (|sum| < 2 * 255 * 2^31 < 2^41)."""
-    acc = x[0].to(torch.float64).sub_(p.a_zp).mul_(float(p.m_a)).add_(x[1] - p.b_zp, alpha=float(p.m_b))
+    on exact integers: acc = (-z_a m_a - z_b m_b) + a m_a + b m_b, every term and partial sum below
+    2^41 (|z m|, |a m| <= 128 * 2^31), so exact in any order."""
+    offset = const64(float(-p.a_zp * p.m_a - p.b_zp * p.m_b), x[0].device)
+    acc = torch.add(offset, x[0].to(torch.float64), alpha=float(p.m_a)).add_(x[1], alpha=float(p.m_b))
     if 0 <= p.shift <= FLOAT_REQUANT_MAX_SHIFT and magic_round_fits(ADD_ACC_BOUND, 2.0**-p.shift):
         return requantize_float(acc, 2.0**-p.shift, p.y_zp, acc_bound=ADD_ACC_BOUND, mult_max=2.0**-p.shift)
     y, n = saturate(exact_float_shift(acc, p.shift, out_of_place=False).add_(p.y_zp), 8)

@@ -88,7 +88,8 @@ def assert_synthesizable(model, rep: SynthReport, precision: str) -> None:
     assert rep.ok, rep.summary()
     assert rep.functions > 0 and rep.loops == sum(map(len, rep.trip_counts.values())) + rep.loops_removed
     # g++'s constant trip counts are the layers' sizes: the top's output copy [C_out][H], and in
-    # every pointwise convolution t < L, the column copy i < C_in, o < C_out, the dot product i < C_in
+    # every pointwise convolution t < L, the column copy i < C_in, o < C_out, and its dot product
+    # i < C_in in mac_row<C_in, ...> (primitives.h: one or two loops that sum to C_in)
     # (a loop of one iteration is no loop for g++; ap types add constructor loops over local arrays)
     g = model.graph
     top = [n for n in (g.output_channels, g.horizon) if n > 1]
@@ -100,8 +101,10 @@ def assert_synthesizable(model, rep: SynthReport, precision: str) -> None:
         c_out, length = layer.shape
         c_in = g.tensor_shape(layer.inputs[0])[0]
         found = Counter(rep.trip_counts.get(f"{KERNEL[precision]}<cfg_{names[layer.name]}>", []))
-        expected = Counter(n for n in (length, c_in, c_out, c_in) if n > 1)
+        expected = Counter(n for n in (length, c_in, c_out) if n > 1)
         assert expected <= found, (layer.name, expected, found)
+        dots = [sum(n) for name, n in rep.trip_counts.items() if name.startswith(f"mac_row<{c_in},")]
+        assert c_in <= 1 or any(s in (c_in, c_in - 1) for s in dots), (layer.name, c_in, dots)
     if any(layer.op == "rmsnorm" for layer in g.layers):
         assert rep.trip_counts["isqrt_rne"] == [31]  # the square root's 31 digit steps
     # the object file: nothing from a runtime library beyond memcpy/memset/memmove
@@ -191,10 +194,10 @@ def test_random_graph_firmware_is_synthesizable(
 
 
 # ------------------------------------------------------------------ broken firmware is caught
-MUL16 = "const i64_t prod = i64_t(a[c][t]) * i64_t(b[c][t]);"
-MUL8 = "y[c][t] = requantize8(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
+MUL16 = "const i32_t prod = i32_t(a[t][c]) * i32_t(b[t][c]);"
+MUL8 = "y[t][c] = requantize8(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
 ADD_LOOP = "for (int t = 0; t < CFG::L; t++) {"
-ADD_STORE = "y[c][t] = round_sat16<CFG::SHIFT>(acc);"
+ADD_STORE = "y[t][c] = round_sat16_32<CFG::SHIFT>(acc);"
 RMS_DIV = "i64_t v = rne_div(ss, CFG::D) + CFG::EPS_Q;"
 INCLUDE = '#include "../types.h"'
 ALGORITHM = ("int16/add.h.j2", INCLUDE, INCLUDE + "\n#include <algorithm>")
@@ -207,7 +210,7 @@ BREAKS = {
             (
                 "int16/mul.h.j2",
                 MUL16,
-                "const double gain = 0.5;\nconst i64_t prod = i64_t(double(a[c][t]) * gain) * i64_t(b[c][t]);",
+                "const double gain = 0.5;\nconst i32_t prod = i32_t(double(a[t][c]) * gain) * i32_t(b[t][c]);",
             )
         ],
         {"float": "const double gain"},
@@ -225,9 +228,9 @@ BREAKS = {
             (
                 "int16/mul.h.j2",
                 MUL16,
-                "i64_t* tmp = new i64_t[1];\n"
-                "tmp[0] = i64_t(a[c][t]) * i64_t(b[c][t]);\n"
-                "const i64_t prod = tmp[0];\ndelete[] tmp;",
+                "i32_t* tmp = new i32_t[1];\n"
+                "tmp[0] = i32_t(a[t][c]) * i32_t(b[t][c]);\n"
+                "const i32_t prod = tmp[0];\ndelete[] tmp;",
             )
         ],
         {"allocation": "operator new[]", "symbols": "undefined symbol operator new[]"},
@@ -250,7 +253,7 @@ BREAKS = {
     "data_dependent_loop": (
         "int16",
         "stdint",
-        [("int16/add.h.j2", ADD_LOOP, "for (int t = 0; t < (a[c][0] & 3) + 1; t++) {")],
+        [("int16/add.h.j2", ADD_LOOP, "for (int t = 0; t < (a[0][0] & 3) + 1; t++) {")],
         {"loop": "no constant iteration count"},
     ),
     "early_exit": (
@@ -262,13 +265,13 @@ BREAKS = {
     "std_library": (
         "int16",
         "stdint",
-        [ALGORITHM, ("int16/add.h.j2", ADD_STORE, "y[c][t] = std::min<i16_t>(0, 1);")],
+        [ALGORITHM, ("int16/add.h.j2", ADD_STORE, "y[t][c] = std::min<i16_t>(0, 1);")],
         {"compile": "algorithm: No such file"},
     ),
     "vla": (
         "int16",
         "stdint",
-        [("int16/add.h.j2", ADD_STORE, "data_t tmp[(a[c][t] & 3) + 1];\ntmp[0] = 0;\ny[c][t] = tmp[0];")],
+        [("int16/add.h.j2", ADD_STORE, "data_t tmp[(a[t][c] & 3) + 1];\ntmp[0] = 0;\ny[t][c] = tmp[0];")],
         {"compile": "variable length array"},
     ),
     "printf": (
@@ -288,7 +291,7 @@ BREAKS = {
                 "i16_t* tmp = new i16_t[1];   // an ap_int (i32_t is native int32_t)\ndelete[] tmp;\n" + MUL8,
             ),
             ("int8/add.h.j2", "#include \"primitives_int8.h\"", "#include \"primitives_int8.h\"\n#include <algorithm>"),
-            ("int8/add.h.j2", "y[c][t] = ", "y[c][t] = std::min<int>(0, 1) + "),
+            ("int8/add.h.j2", "y[t][c] = ", "y[t][c] = std::min<int>(0, 1) + "),
         ],
         # delete[] of ap_int elements runs their destructors over the count stored at run time: a loop too
         {

@@ -391,14 +391,15 @@ typedef i16_t data_t;
 {% endfor %}
 #include "npy.h"
 
-template<int C, int L> static void fill(data_t (&a)[C][L], const std::vector<int16_t>& v, long b) {
-    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) a[c][l] = data_t(v[(b * C + c) * L + l]);
+// the kernels' activations are time-major [L][C]; the NPY files [B, C, L]
+template<int L, int C> static void fill(data_t (&a)[L][C], const std::vector<int16_t>& v, long b) {
+    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) a[l][c] = data_t(v[(b * C + c) * L + l]);
 }
-template<int C, int L> static void store(const data_t (&a)[C][L], std::vector<int16_t>& v, long b) {
+template<int L, int C> static void store(const data_t (&a)[L][C], std::vector<int16_t>& v, long b) {
 {% if types == "ap" %}
-    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) v[(b * C + c) * L + l] = (int16_t)a[c][l].to_int();
+    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) v[(b * C + c) * L + l] = (int16_t)a[l][c].to_int();
 {% else %}
-    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) v[(b * C + c) * L + l] = a[c][l];
+    for (int c = 0; c < C; c++) for (int l = 0; l < L; l++) v[(b * C + c) * L + l] = a[l][c];
 {% endif %}
 }
 {% for c in cases %}
@@ -424,9 +425,9 @@ static void run_{{ i }}(const std::string& dir) {
     const long n = shape[0];
     std::vector<int16_t> out(n * {{ c.expected.shape[1] }} * {{ c.expected.shape[2] }});
 {% for x in c.inputs %}
-    static data_t x{{ loop.index0 }}[{{ x.shape[1] }}][{{ x.shape[2] }}];
+    static data_t x{{ loop.index0 }}[{{ x.shape[2] }}][{{ x.shape[1] }}];
 {% endfor %}
-    static data_t y[{{ c.expected.shape[1] }}][{{ c.expected.shape[2] }}];
+    static data_t y[{{ c.expected.shape[2] }}][{{ c.expected.shape[1] }}];
     for (long b = 0; b < n; b++) {
 {% for x in c.inputs %}
         fill(x{{ loop.index0 }}, in{{ loop.index0 }}, b);

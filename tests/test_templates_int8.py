@@ -57,13 +57,15 @@ def case_source(case: Case) -> str:
     ns = f"case_{case.name}"
     lines = [f"namespace {ns} {{", f"struct cfg {{{case.cfg} }};"]
     for name, ctype, values in case.arrays:
+        if ctype == "i8_t" and values.ndim == 2:  # an activation [C, L]: the kernels' time-major [L][C]
+            values = values.T
         dims = "".join(f"[{d}]" for d in values.shape)
         lines.append(f"static const {ctype} {name}{dims} = {cpp_array(values)};")
     rows, cols = case.out_shape
     args = case.args.format(**{name: name for name, _, _ in case.arrays})
     lines += [
         "static void run() {",
-        f"    static i8_t y[{rows}][{cols}];",
+        f"    static i8_t y[{cols}][{rows}];   // time-major",
         f"    {case.func}<cfg>({args});",
         f'    print_codes("{case.name}", &y[0][0], {rows * cols});',
         "}",
@@ -102,7 +104,7 @@ def run_cases(cases: list[Case], types: str) -> dict:
     for line in run.stdout.splitlines():
         name, *vals = line.split()
         got[name] = np.array([int(v) for v in vals], np.int64)
-    return {c.name: got[c.name].reshape(c.out_shape) for c in cases}
+    return {c.name: got[c.name].reshape(c.out_shape[::-1]).T for c in cases}  # time-major -> [C, L]
 
 
 def _mults(rng, n, lo, hi):

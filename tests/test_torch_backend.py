@@ -30,7 +30,7 @@ from intsim.errors import UnsupportedError  # noqa: E402
 from intsim.synth import make_random_model  # noqa: E402
 from model import torch_fixedpoint as tfp  # noqa: E402
 from model.torch_backend import TorchRunner  # noqa: E402
-from model.torch_mac import DenseSum, DepthwiseSum  # noqa: E402
+from model.torch_mac import DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact  # noqa: E402
 
 try:  # random INT16 formats; tests/test_codegen.py needs the codegen stack (jinja2), which a GPU
     from tests.test_codegen import randomize_formats  # image may lack: those cases skip there
@@ -292,6 +292,8 @@ def test_default_model_every_layer_byte_equal(default_calibrated, mode):
     res = TorchRunner(model, chunk=37).run(x, mode, capture=True)  # chunks merged exactly
     assert_same_run(golden, res)
     assert sum(s["saturations"] for s in golden.stats.values()) > 0  # the saturating inputs did saturate
+    for one in (x[:1], x[50:51]):  # a single window: the windows' matrix of a patch conv is then a view
+        assert_same_run(model.run(one, mode, capture=True), TorchRunner(model).run(one, mode, capture=True))
 
 
 @pytest.mark.parametrize("mode, dtype", [("bittrue", np.int16), ("quant8", np.int8)])
@@ -468,13 +470,17 @@ def test_cuda_s6_and_random_graphs_byte_equal(tmp_path, formats):
 
 
 @pytest.mark.parametrize("extra", [0, 1])
-def test_int8_conv_zero_point_folding_at_its_bound(extra):
-    """A dense INT8 conv folds z_x into the bias (b - z_x sum w, codes summed as they are, |x| <= 128)
-    only while 128 sum|w| + |b - z_x sum w| <= 2^24 (float32 exact): at the bound (extra = 0) it
-    folds, one past it (extra = 1) it sums the centred codes in float64; both exact."""
+def test_int8_conv_zero_point_folding_at_its_bound(extra, monkeypatch):
+    """Without the int8 GEMM (mkldnn off, as on a CPU without VNNI), a dense INT8 conv folds z_x into the
+    bias (b - z_x sum w, codes summed as they are, |x| <= 128) only while 128 sum|w| + |b - z_x sum w|
+    <= 2^24 (float32 exact): at the bound (extra = 0) it folds, one past it (extra = 1) it sums the
+    centred codes in float64; both exact."""
     from types import SimpleNamespace
 
+    from model import torch_int8
     from model.torch_int8 import TORCH8
+
+    monkeypatch.setattr(torch_int8, "int8_gemm_is_exact", lambda device: False)
 
     j, z, m0, shift = 1024, 1, 2**30, 44
     weight = np.full((1, j), 127, dtype=np.int64)
@@ -492,3 +498,94 @@ def test_int8_conv_zero_point_folding_at_its_bound(extra):
     acc = bias[0] + ((x - z) * weight[0]).sum(axis=2)
     ref = [ref_requantize(int(a), m0, shift, -3, 8) for a in acc.ravel()]
     assert y.ravel().tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
+
+
+@pytest.mark.skipif(not int8_gemm_is_exact(torch.device("cpu")), reason="no int8 GEMM that sums into int32 here")
+@pytest.mark.parametrize("extra", [0, 1])
+def test_int8_gemm_at_its_int32_bound(extra, monkeypatch):
+    """Int8DenseSum (torch._int_mm, int8 codes -> int32) is built only while 128 sum|w| + |b| <= 2^31 - 1:
+    at the bound (extra = 0) its sums, the extreme code -128 included, equal int64 numpy (the largest
+    |acc| is 2^31 - 1 - 2 * 1023); one past it (extra = 1) there is none (the float DenseSum is used)."""
+    j = 132_104  # 127 * 128 * j = 2^31 - 1024
+    weight = np.full((2, j, 1), 127, dtype=np.int64)
+    weight[1] = -127
+    bias = np.array([1023 + extra, -1023])
+    mac = Int8DenseSum.build(weight, bias, 1, "cpu")
+    if extra:
+        assert mac is None
+        return
+    x = np.random.default_rng(0).integers(-128, 128, (2, 3, j))
+    x[0, 0], x[0, 1], x[1, 0] = -128, 127, 0
+    got = mac(torch.as_tensor(x, dtype=torch.int32))
+    assert got.dtype == torch.int32
+    want = bias + np.einsum("btj,oj->bto", x, weight[:, :, 0])
+    assert np.array_equal(got.numpy(), want) and int(np.abs(want).max()) == 2**31 - 1 - 2 * 1023
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # no int8 GEMM now: the float DenseSum
+    assert np.array_equal(mac(torch.as_tensor(x, dtype=torch.int32)).to(torch.int64).numpy(), want)
+
+
+def test_int8_scan_float32_at_its_state_bound():
+    """The INT8 scan runs in float32: exact while |S| <= 255 * 256 (spec 3.6). Driven to the bound
+    (lam = -128 then u_c = +-255: S = +-65280 at once, then held by lam = 127) and through random
+    extreme codes, it equals the Numba kernel bit for bit, saturations included."""
+    from types import SimpleNamespace
+
+    from intsim.kernels_int8 import scan_int8
+    from model.torch_int8 import TORCH8
+
+    rng = np.random.default_rng(5)
+    lam = rng.choice([-128, -127, 0, 126, 127], size=(4, 40, 6)).astype(np.int8)
+    lam[:, 0], lam[:2, 1:20] = -128, 127
+    u = rng.choice([-128, 127, 5], size=(4, 40, 6)).astype(np.int8)
+    u[0], u[1] = 127, -128
+    for u_zp in (-128, 127):
+        params = SimpleNamespace(u_zp=u_zp, y_zp=-3, m0=2**30 + 12345, shift=38)
+        y, n = TORCH8.row("scan", "s").run(
+            params, [torch.as_tensor(lam, dtype=torch.int32), torch.as_tensor(u, dtype=torch.int32)]
+        )
+        want, n_want = scan_int8(lam.transpose(0, 2, 1), u.transpose(0, 2, 1), u_zp, params.m0, params.shift, -3)
+        assert np.array_equal(y.numpy(), want.transpose(0, 2, 1)) and n.item() == n_want
+
+
+@pytest.mark.parametrize("d", [1, 3, 32, 1000, 2**20])
+def test_rms_inverse_in_float64_at_its_bounds(d):
+    """INT8 RMSNorm's per-row chain inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) in float64
+    equals the int64 chain for every sum of squares up to d 255^2 (the largest, ties of the division
+    included) and |eps_q| up to the bound 2^48 - 1."""
+    from model.torch_int8 import RMS_FLOAT_MAX_D, RMS_FLOAT_MAX_EPS, _rms_inverse_float
+
+    assert d <= RMS_FLOAT_MAX_D
+    top = d * 255**2
+    rng = np.random.default_rng(d)
+    ss = np.unique(np.concatenate([[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2]))
+    ss = ss[ss <= top]
+    for eps in (0, 1, 1509, -(2**20), RMS_FLOAT_MAX_EPS - 1, -(RMS_FLOAT_MAX_EPS - 1)):
+        v = torch.clamp(tfp.rne_div(_t(ss) << 16, d) + eps, min=1)
+        want = tfp.rne_div(torch.full_like(v, 1 << 24), tfp.isqrt_rne(v))
+        got = _rms_inverse_float(_t(ss).to(torch.float64), d, eps)
+        assert got.to(torch.int64).tolist() == want.tolist()
+
+
+@pytest.mark.parametrize(
+    "clamped",
+    [[], [255], [0, 1, 2, 253, 254, 255], [0], list(range(256)), [7, 200]],
+    ids=["none", "top", "both-ends", "bottom", "all", "inside"],
+)
+def test_int8_lut_counts_clamped_reads(clamped):
+    """The INT8 LUT's saturation count (one per read of a clamped entry): the ends counted by clamping,
+    any other set by a gather; equal to the Numba kernel, with the extreme codes read."""
+    from types import SimpleNamespace
+
+    from intsim.kernels_int8 import lut_int8
+    from model.torch_int8 import TORCH8
+
+    rng = np.random.default_rng(len(clamped))
+    flags = np.zeros(256, dtype=np.int64)
+    flags[clamped] = 1
+    params = SimpleNamespace(table=rng.integers(-128, 128, 256).astype(np.int8), clamped=flags)
+    row = TORCH8.row("silu", "lut")
+    prepared = row.prepare(SimpleNamespace(params=params), torch.device("cpu"))
+    for x in (rng.integers(-128, 128, (3, 7, 5)), np.full((1, 2, 3), 127), np.full((1, 2, 3), -128)):
+        y, n = row.run(prepared, [torch.as_tensor(x, dtype=torch.int32)])
+        want, n_want = lut_int8(x.astype(np.int8), params.table, flags)
+        assert np.array_equal(y.numpy(), want) and n.item() == n_want
