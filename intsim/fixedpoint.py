@@ -20,17 +20,22 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "MAX_SHIFT",
     "rne_shift",
+    "rne_shift_core",
     "shift_round",
+    "shift_round_core",
+    "shift_parts",
     "saturate",
     "sat_limits",
     "rne_shift_array",
     "saturate_array",
     "rne_div",
     "isqrt_rne",
+    "isqrt_rne_fast",
     "quantize_q",
     "dequantize",
     "quantize_multiplier",
     "requantize",
+    "requantize_core",
     "requantize_array",
     "NonFiniteError",
 ]
@@ -55,11 +60,34 @@ def rne_shift(x: int, n: int) -> int:
     """
     if n < 0 or n > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
+    return rne_shift_core(x, n)
+
+
+@njit(cache=True, inline="always")
+def rne_shift_core(x: int, n: int) -> int:
+    """`rne_shift` without the range check: the caller has checked 0 <= n <= 62 once (a kernel,
+    before its loop: a loop without an exit vectorises). The same operations, so the same value."""
     x = np.int64(x)
     q = x >> n  # floor(x / 2**n)
     twice_rem = (x - (q << n)) << 1  # 2r < 2**63: exact (wraps in q << n cancel)
     one = np.int64(1) << n
     return q + ((twice_rem > one) | ((twice_rem == one) & ((q & 1) == 1)))
+
+
+@njit(cache=True, inline="always")
+def shift_round_core(x: int, up: int, down: int) -> int:
+    """`shift_round(x, n)` as rne_shift_core(x << up, down) with (up, down) = `shift_parts(n)`:
+    no branch and no check inside (the caller checked n once), the same value for every n."""
+    return rne_shift_core(np.int64(x) << up, down)
+
+
+@njit(cache=True)
+def shift_parts(n: int) -> tuple[int, int]:
+    """(up, down) = (max(-n, 0), max(n, 0)) of a signed shift count in [-62, 62] for
+    `shift_round_core`; a count outside that range raises ValueError (as `shift_round`)."""
+    if n < -62 or n > 62:
+        raise ValueError("shift_round: shift must be in [-62, 62]")
+    return max(-n, 0), max(n, 0)
 
 
 @njit(cache=True, inline="always")
@@ -140,6 +168,25 @@ def isqrt_rne(v: int) -> int:
 
 
 @njit(cache=True)
+def isqrt_rne_fast(v: int) -> int:
+    """`isqrt_rne(v)`, the same value for every 0 <= v < 2**62, from a float64 estimate corrected
+    exactly in integers: r = floor(sqrt(float(v))) is within 1 of floor(sqrt(v)) (v < 2**62: the
+    float's relative error is below 2**-52), then moved while r*r > v or (r+1)^2 <= v ((r+1)^2 <
+    2**63), then rounded as isqrt_rne. A few operations instead of the 31-step recurrence: the
+    kernels' per-token square roots (RMSNorm, RevIN) use it."""
+    if v < 0 or v >= (np.int64(1) << 62):
+        raise ValueError("isqrt_floor: input must be in [0, 2**62)")
+    r = np.int64(np.sqrt(np.float64(v)))
+    while r * r > v:
+        r -= 1
+    while (r + 1) * (r + 1) <= v:
+        r += 1
+    if v - r * r > r:
+        r += 1
+    return r
+
+
+@njit(cache=True)
 def rne_shift_array(x: NDArray[np.int64], n: int) -> NDArray[np.int64]:
     """Element-wise rne_shift over an int64 array (any shape)."""
     flat = x.ravel()
@@ -169,8 +216,15 @@ def requantize(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tup
     acc: int64 (an int32 accumulator, or the int64 RMSNorm product); m0: int64 in
     [2**30, 2**31); shift in [0, 62]. One rounding, half to even (TFLite rounds
     half away from zero, twice; we do not). Returns (value, saturated)."""
-    prod = np.int64(acc) * np.int64(m0)
-    return saturate(rne_shift(prod, shift) + zero_point, bits)
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
+    return requantize_core(acc, m0, shift, zero_point, bits)
+
+
+@njit(cache=True, inline="always")
+def requantize_core(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tuple[int, bool]:
+    """`requantize` without the shift's range check (the caller checked it once, before its loop)."""
+    return saturate(rne_shift_core(np.int64(acc) * np.int64(m0), shift) + zero_point, bits)
 
 
 @njit(cache=True)

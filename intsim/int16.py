@@ -267,8 +267,9 @@ def _lut_row(func: str) -> Int16Row:
         lambda p: PackedStep(
             K.LUT,
             {"addr_shift": p.addr_shift, "identity_shift": p.identity_shift, "is_silu": int(p.is_silu)},
-            np.concatenate([p.table, p.clamped.astype(np.int16)]),  # flags after the table
-            (p.table.size, 2, 1),
+            # the layer's result for every int16 input, then its saturation flags
+            np.concatenate(K.lut_int16_map(p.table, p.addr_shift, p.is_silu, p.identity_shift, p.clamped)),
+            (K.INT16_CODES, 2, 1),
         ),
         lambda p, x: K.lut_int16(x[0], p.table, p.addr_shift, p.is_silu, p.identity_shift, p.clamped),
     )

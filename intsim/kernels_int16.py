@@ -14,13 +14,23 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import F64Array, I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import isqrt_rne, rne_div, rne_shift, saturate, shift_round
+from intsim.fixedpoint import (
+    isqrt_rne_fast,
+    rne_div,
+    rne_shift,
+    rne_shift_core,
+    saturate,
+    shift_parts,
+    shift_round,
+    shift_round_core,
+)
 from intsim.kernels_mac import (
     INT32_LIMIT,
     acc_bound,
     conv_requant,
     conv_scratch_size,
     dwconv_requant,
+    dwconv_scratch_size,
     scratch,
     weight_cols,
 )
@@ -55,7 +65,7 @@ def conv_kx1_cols_int16(
     x = np.ascontiguousarray(x)
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int16)
-    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     return y, conv_requant(
         x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow, work, part32, part64, y
     )
@@ -73,8 +83,10 @@ def conv1x1_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I1
 def dwconv_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I16Array, int]:
     """Spec 2.3 (causal). x: int16[B, C, L] Q(f_x), w: int16[C, K] Q(f_w),
     b: int64[C] Q(f_x+f_w) -> y: int16[B, C, L] Q(f_x+f_w-shift)."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int16)
-    return y, dwconv_requant(x, 0, w, b, ONE, np.full(1, shift), 0, 16, np.empty(x.shape[2], np.int64), y)
+    row = np.empty(dwconv_scratch_size(x.shape[1], x.shape[2], w.shape[1]), np.int64)
+    return y, dwconv_requant(x, 0, w, b, ONE, np.full(1, shift), 0, 16, row, y)
 
 
 @njit(cache=True)
@@ -82,19 +94,20 @@ def rmsnorm_int16(x: I16Array, g: I16Array, eps_q: int, out_shift: int) -> tuple
     """Spec 2.4 (V2). x: int16[B, D, L] Q(f_x), g: int16[D] Q(f_g), eps_q = RNE(eps*2^(2f_x))
     -> y: int16[B, D, L] Q(f_y), out_shift = Q + f_g - G - f_y."""
     y = np.empty(x.shape, dtype=np.int16)
-    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y)
+    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y, np.empty(2 * x.shape[2], np.int64))
 
 
 @njit(cache=True)
-def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array) -> int:
-    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations. Per sample: the sums of squares
-    of every position channel by channel, then the outputs channel by channel (time innermost:
-    contiguous loops)."""
+def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array, row: I64Array) -> int:
+    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations; row: int64[>= 2 L] scratch. Per
+    sample: the sums of squares of every position channel by channel, then the outputs channel by
+    channel (time innermost: contiguous loops; the shift checked once)."""
     n_b, d, length = x.shape
+    if out_shift < 0 or out_shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
-    ss = np.empty(length, dtype=np.int64)
-    inv = np.empty(length, dtype=np.int64)
+    ss, inv = row[:length], row[length : 2 * length]
     for bi in range(n_b):
         ss[:] = 0
         for ch in range(d):
@@ -106,11 +119,11 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
             v = rne_div(ss[t], d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            inv[t] = rne_div(one_q, isqrt_rne(v << (2 * RMS_EXTRA_BITS)))
+            inv[t] = rne_div(one_q, isqrt_rne_fast(v << (2 * RMS_EXTRA_BITS)))
         for ch in range(d):
             xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
             for t in range(length):
-                val, s = saturate(rne_shift(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
+                val, s = saturate(rne_shift_core(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
                 ys[t] = val
                 nsat += s
     return nsat
@@ -135,21 +148,61 @@ def lut_int16_into(
     """`lut_int16` into y; x, y contiguous (element-wise: one flat loop) -> saturations."""
     xf = x.reshape(x.size)
     yf = y.reshape(y.size)
+    a_up, a_down = shift_parts(addr_shift)
+    i_up, i_down = shift_parts(identity_shift)
     nsat = 0
     for i in range(xf.shape[0]):
-        xv = np.int64(xf[i])
-        a = shift_round(xv, addr_shift) + LUT_OFFSET
-        if a > LUT_LAST:
-            if is_silu:
-                v, s = saturate(shift_round(xv, identity_shift), 16)
-                yf[i] = v
-                nsat += s
-                continue
-            a = LUT_LAST
-        elif a < 0:
-            a = 0
-        yf[i] = table[a]
-        nsat += clamped[a] != 0
+        v, s = lut_int16_value(np.int64(xf[i]), table, a_up, a_down, is_silu, i_up, i_down, clamped)
+        yf[i] = v
+        nsat += s
+    return nsat
+
+
+@njit(cache=True, inline="always")
+def lut_int16_value(
+    xv: int, table: I16Array, a_up: int, a_down: int, is_silu: bool, i_up: int, i_down: int, clamped: IntArray
+) -> tuple[int, bool]:
+    """Spec 2.5/2.6 for one input: (y, saturated); shifts as `shift_parts(addr_shift)` and
+    `shift_parts(identity_shift)`."""
+    a = shift_round_core(xv, a_up, a_down) + LUT_OFFSET
+    if a > LUT_LAST:
+        if is_silu:
+            return saturate(shift_round_core(xv, i_up, i_down), 16)
+        a = LUT_LAST
+    elif a < 0:
+        a = 0
+    return table[a], clamped[a] != 0
+
+
+INT16_CODES = 1 << 16  # every int16 input: the whole-input map of an INT16 LUT layer
+
+
+@njit(cache=True)
+def lut_int16_map(
+    table: I16Array, addr_shift: int, is_silu: bool, identity_shift: int, clamped: IntArray
+) -> tuple[I16Array, I16Array]:
+    """The LUT layer's result for every int16 input, by `lut_int16_value` itself (the same integers):
+    (y int16[65536], saturated int16[65536] 0/1), index x + 32768. The whole-program interpreter
+    reads these (`lut_int16_mapped`): one load per value instead of the address arithmetic."""
+    y = np.empty(INT16_CODES, np.int16)
+    sat = np.empty(INT16_CODES, np.int16)
+    a_up, a_down = shift_parts(addr_shift)
+    i_up, i_down = shift_parts(identity_shift)
+    for k in range(INT16_CODES):
+        y[k], sat[k] = lut_int16_value(np.int64(k - INT16_MAX_ABS), table, a_up, a_down, is_silu, i_up, i_down, clamped)
+    return y, sat
+
+
+@njit(cache=True)
+def lut_int16_mapped(x: I16Array, y_map: I16Array, sat_map: I16Array, y: I16Array) -> int:
+    """`lut_int16_into` through `lut_int16_map`'s arrays; x, y contiguous -> saturations."""
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
+    nsat = 0
+    for i in range(xf.shape[0]):
+        k = np.int64(xf[i]) + INT16_MAX_ABS
+        yf[i] = y_map[k]
+        nsat += sat_map[k]
     return nsat
 
 
@@ -158,26 +211,73 @@ def scan_int16(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int) -> tuple
     """Spec 2.7. lam: int16[B, E, T] Q(f_l) in [0, 2^f_l], u: int16[B, E, T] Q(f_u)
     -> s: int16[B, E, T] Q(f_s); u_shift = f_u - f_s. One rounding per step."""
     y = np.empty(u.shape, dtype=np.int16)
-    return y, scan_int16_into(lam, u, lam_frac, u_shift, y)
+    row = np.empty(scan_scratch_size(u.shape[1], u.shape[2]), np.int64)
+    return y, scan_int16_into(lam, u, lam_frac, u_shift, y, row)
 
 
 @njit(cache=True)
-def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: I16Array) -> int:
-    """`scan_int16` into y (int16[B, E, T]) -> saturations."""
+def scan_scratch_size(e: int, t_len: int) -> int:
+    """int64 values of the `row` scratch a scan of [E, T] needs (`scan_int16_into`, `scan_int8_into`)."""
+    return 3 * e * t_len + e
+
+
+@njit(cache=True)
+def scan_views(row: I64Array, e: int, t_len: int) -> tuple[I64Array, I64Array, I64Array, I64Array]:
+    """A scan's scratch (`scan_scratch_size` values of row) as (lam [T, E], u [T, E], out [T, E],
+    state [E]); the state is its own array (a view of out would alias it: no vectorising)."""
+    n = e * t_len
+    lam_t, u_t = row[:n].reshape((t_len, e)), row[n : 2 * n].reshape((t_len, e))
+    return lam_t, u_t, row[2 * n : 3 * n].reshape((t_len, e)), row[3 * n : 3 * n + e]
+
+
+@njit(cache=True)
+def scan_sample_in(lam: IntArray, u: IntArray, lam_t: I64Array, u_t: I64Array, state: I64Array) -> None:
+    """One sample's scan inputs lam, u int[E, T] time-major into lam_t, u_t ([T, E]); the state zeroed."""
+    time_major(lam, lam_t)
+    time_major(u, u_t)
+    state[:] = 0
+
+
+@njit(cache=True)
+def channel_major(src: I64Array, y: IntArray) -> None:
+    """y[c, t] = src[t, c]: a scan's time-major result back into y int[C, T]."""
+    for c in range(y.shape[0]):
+        for t in range(y.shape[1]):
+            y[c, t] = src[t, c]
+
+
+@njit(cache=True)
+def time_major(x: IntArray, out: I64Array) -> None:
+    """out[t, c] = x[c, t]: x int[C, T] -> out int64[T, C] (a scan's channels contiguous per step)."""
+    for t in range(x.shape[1]):
+        row = out[t]
+        for c in range(x.shape[0]):
+            row[c] = x[c, t]
+
+
+@njit(cache=True)
+def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: I16Array, row: I64Array) -> int:
+    """`scan_int16` into y (int16[B, E, T]) -> saturations; row: int64[>= scan_scratch_size] scratch.
+    Per sample lam and u are read time-major ([T, E]), so each step updates every channel in one
+    contiguous loop (independent recurrences side by side: vectorised), then written back."""
     n_b, e, t_len = u.shape
+    if lam_frac < 0 or lam_frac > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
+    up, down = shift_parts(u_shift)
+    lam_t, u_t, s_t, prev = scan_views(row, e, t_len)
     one = np.int64(1) << lam_frac
     nsat = 0
     for bi in range(n_b):
-        for ch in range(e):
-            state = np.int64(0)
-            for t in range(t_len):
-                lam_q = np.int64(lam[bi, ch, t])
-                u_al = shift_round(np.int64(u[bi, ch, t]), u_shift)
-                acc = lam_q * state + (one - lam_q) * u_al
-                v, s = saturate(rne_shift(acc, lam_frac), 16)
-                state = v
-                y[bi, ch, t] = v
+        scan_sample_in(lam[bi], u[bi], lam_t, u_t, prev)
+        for t in range(t_len):
+            lt, ut, st = lam_t[t], u_t[t], s_t[t]
+            for c in range(e):
+                acc = lt[c] * prev[c] + (one - lt[c]) * shift_round_core(ut[c], up, down)
+                v, s = saturate(rne_shift_core(acc, lam_frac), 16)
+                prev[c] = v
+                st[c] = v
                 nsat += s
+        channel_major(s_t, y[bi])
     return nsat
 
 
@@ -193,9 +293,10 @@ def mul_int16(a: I16Array, b: I16Array, shift: int) -> tuple[I16Array, int]:
 def mul_int16_into(a: I16Array, b: I16Array, shift: int, y: I16Array) -> int:
     """`mul_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
+    up, down = shift_parts(shift)
     nsat = 0
     for i in range(af.shape[0]):
-        v, s = saturate(shift_round(np.int64(af[i]) * np.int64(bf[i]), shift), 16)
+        v, s = saturate(shift_round_core(np.int64(af[i]) * np.int64(bf[i]), up, down), 16)
         yf[i] = v
         nsat += s
     return nsat
@@ -213,10 +314,11 @@ def add_int16(a: I16Array, b: I16Array, a_up: int, b_up: int, shift: int) -> tup
 def add_int16_into(a: I16Array, b: I16Array, a_up: int, b_up: int, shift: int, y: I16Array) -> int:
     """`add_int16` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
+    up, down = shift_parts(shift)
     nsat = 0
     for i in range(af.shape[0]):
         acc = (np.int64(af[i]) << a_up) + (np.int64(bf[i]) << b_up)
-        v, s = saturate(shift_round(acc, shift), 16)
+        v, s = saturate(shift_round_core(acc, up, down), 16)
         yf[i] = v
         nsat += s
     return nsat
@@ -313,7 +415,7 @@ def revin_stats_int16(x: I16Array, bi: int, ch: int, eps_q: int) -> tuple[int, i
     v = rne_div(length * s2 - s1 * s1, length * length) + eps_q
     if v < 1:
         v = np.int64(1)
-    return mean_q, isqrt_rne(v << (2 * REVIN_EXTRA_BITS))
+    return mean_q, isqrt_rne_fast(v << (2 * REVIN_EXTRA_BITS))
 
 
 @njit(cache=True)
@@ -396,7 +498,7 @@ class PackedKernel:
 CONV = PackedKernel(0, ("shift", "stride", "narrow"))  # weights as kernels_mac.weight_cols: [K*C_in, C_out]
 DWCONV = PackedKernel(1, ("shift",))  # weights [C, K] (dims C, 1, K)
 RMSNORM = PackedKernel(2, ("shift", "eps_q"))  # gain [D] (dims D, 1, 1)
-LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))  # table [4096], clamped flags [4096]
+LUT = PackedKernel(3, ("addr_shift", "identity_shift", "is_silu"))  # lut_int16_map: y [65536], flags [65536]
 SCAN = PackedKernel(4, ("lam_frac", "u_shift"))  # second input: u
 MUL = PackedKernel(5, ("shift",))
 ADD = PackedKernel(6, ("a_up", "b_up", "shift"))
@@ -468,10 +570,12 @@ def program_scratch(
     x: IntArray, steps: I64Array, channels: I64Array, lengths: I64Array
 ) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
-    largest tensor and the largest conv (`conv_scratch_size`; code 0 in both precisions) of a
-    batch of x.shape[0] samples."""
+    largest tensor, the largest conv (`conv_scratch_size`; code 0 in both precisions) of a batch of
+    x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
+    (`scan_scratch_size`; code 4 in both) and RMSNorm (2 L; code 2 in both)."""
     n_b = x.shape[0]
     need = n_b * np.max(channels * lengths)
+    n_row = 0
     for i in range(steps.shape[0]):
         r = steps[i]
         if r[COL_OP] == K_CONV:
@@ -479,7 +583,13 @@ def program_scratch(
             need = max(
                 need, conv_scratch_size(n_b, channels[k_in], lengths[k_in], r[COL_W0], r[COL_W2], lengths[i + 1])
             )
-    return scratch(need, np.max(channels), np.max(lengths))
+        elif r[COL_OP] == K_DWCONV:
+            n_row = max(n_row, dwconv_scratch_size(r[COL_W0], lengths[i + 1], r[COL_W2]))
+        elif r[COL_OP] == K_SCAN:
+            n_row = max(n_row, scan_scratch_size(channels[i + 1], lengths[i + 1]))
+        elif r[COL_OP] == K_RMSNORM:
+            n_row = max(n_row, 2 * lengths[i + 1])
+    return scratch(need, n_row)
 
 
 @njit(cache=True)
@@ -547,12 +657,10 @@ def run_program_int16(
             shift1[0] = r[DWCONV_SHIFT]
             s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
         elif kernel == K_RMSNORM:
-            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y)
+            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y, row)
         elif kernel == K_LUT:
-            # weights: the table, then its clamped flags (int16 0/1), LUT_SIZE entries each
-            s = lut_int16_into(
-                a, w[: r[COL_W0]], r[LUT_ADDR_SHIFT], r[LUT_IS_SILU] != 0, r[LUT_IDENTITY_SHIFT], w[r[COL_W0] :], y
-            )
+            # weights: the layer's map of every int16 input, then its saturation flags (lut_int16_map)
+            s = lut_int16_mapped(a, w[: r[COL_W0]], w[r[COL_W0] :], y)
         elif kernel == K_S6:
             n_rows, width = r[COL_W0], r[COL_W1]  # E, N + 1
             blob = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_rows * width + EXP_SIZE]
@@ -580,7 +688,7 @@ def run_program_int16(
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K_SCAN:
-                s = scan_int16_into(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT], y)
+                s = scan_int16_into(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT], y, row)
             elif kernel == K_MUL:
                 s = mul_int16_into(a, c, r[MUL_SHIFT], y)
             elif kernel == K_ADD:

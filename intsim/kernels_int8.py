@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import I8Array, I16Array, I64Array, IntArray
-from intsim.fixedpoint import isqrt_rne, requantize, rne_div, rne_shift, saturate
+from intsim.fixedpoint import isqrt_rne_fast, requantize, requantize_core, rne_div, rne_shift, rne_shift_core, saturate
 from intsim.kernels_int16 import (
     COL_B_OFF,
     COL_IN1,
@@ -21,8 +21,12 @@ from intsim.kernels_int16 import (
     COL_W2,
     PackedKernel,
     _tensor,
+    channel_major,
     program_buffer,
     program_scratch,
+    scan_sample_in,
+    scan_scratch_size,
+    scan_views,
     step_operands,
     tensor_ranges,
 )
@@ -32,6 +36,7 @@ from intsim.kernels_mac import (
     conv_requant,
     conv_scratch_size,
     dwconv_requant,
+    dwconv_scratch_size,
     scratch,
     weight_cols,
 )
@@ -77,7 +82,7 @@ def conv_kx1_cols_int8(
     x = np.ascontiguousarray(x)
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
-    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0, 0)
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     return y, conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, work, part32, part64, y)
 
 
@@ -96,8 +101,10 @@ def dwconv_int8(
 ) -> tuple[I8Array, int]:
     """Spec 3.4 (causal depthwise). x: int8[B, C, L], w: int8[C, K], b/m0/shift: int64[C]
     -> y: int8[B, C, L]. Padding is the real zero: x - z_x = 0."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int8)
-    return y, dwconv_requant(x, x_zp, w, b, m0, shift, y_zp, 8, np.empty(x.shape[2], np.int64), y)
+    row = np.empty(dwconv_scratch_size(x.shape[1], x.shape[2], w.shape[1]), np.int64)
+    return y, dwconv_requant(x, x_zp, w, b, m0, shift, y_zp, 8, row, y)
 
 
 @njit(cache=True)
@@ -106,29 +113,39 @@ def rmsnorm_int8(x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: 
     RNE(eps / s_x^2 * 2^(2G)); (m0, shift) from s_g / s_y with shift += Q8 - G
     -> y: int8[B, D, L] (s_y, z_y)."""
     y = np.empty(x.shape, dtype=np.int8)
-    return y, rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y)
+    return y, rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y, np.empty(2 * x.shape[2], np.int64))
 
 
 @njit(cache=True)
-def rmsnorm_int8_into(x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
-    """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations."""
+def rmsnorm_int8_into(
+    x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: int, y_zp: int, y: I8Array, row: I64Array
+) -> int:
+    """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations; row: int64[>= 2 L] scratch. Per sample: the
+    sums of squares of every position channel by channel, then the outputs channel by channel (time
+    innermost: contiguous loops; the shift checked once)."""
     n_b, d, length = x.shape
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     one_q = np.int64(1) << RMS_INV_BITS_INT8
+    ss, inv = row[:length], row[length : 2 * length]
     nsat = 0
     for bi in range(n_b):
+        ss[:] = 0
+        for ch in range(d):
+            xs = x[bi, ch]
+            for t in range(length):
+                xc = np.int64(xs[t]) - x_zp
+                ss[t] += xc * xc
         for t in range(length):
-            ss = np.int64(0)
-            for ch in range(d):
-                xc = np.int64(x[bi, ch, t]) - x_zp
-                ss += xc * xc
-            v = rne_div(ss << (2 * RMS_EXTRA_BITS), d) + eps_q
+            v = rne_div(ss[t] << (2 * RMS_EXTRA_BITS), d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            inv = rne_div(one_q, isqrt_rne(v))
-            for ch in range(d):
-                prod = (np.int64(x[bi, ch, t]) - x_zp) * np.int64(g[ch]) * inv
-                val, s = requantize(prod, m0, shift, y_zp, 8)
-                y[bi, ch, t] = val
+            inv[t] = rne_div(one_q, isqrt_rne_fast(v))
+        for ch in range(d):
+            xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
+            for t in range(length):
+                val, s = requantize_core((np.int64(xs[t]) - x_zp) * gc * inv[t], m0, shift, y_zp, 8)
+                ys[t] = val
                 nsat += s
     return nsat
 
@@ -160,24 +177,36 @@ def scan_int8(lam: I8Array, u: I8Array, u_zp: int, m0: int, shift: int, y_zp: in
     u: int8[B, E, T] (s_u, z_u) -> y: int8[B, E, T] (s_y, z_y). State: int32 in
     units of s_u / 256, |S| <= 255 * 256 (17 bits)."""
     y = np.empty(u.shape, dtype=np.int8)
-    return y, scan_int8_into(lam, u, u_zp, m0, shift, y_zp, y)
+    return y, scan_int8_into(
+        lam, u, u_zp, m0, shift, y_zp, y, np.empty(scan_scratch_size(u.shape[1], u.shape[2]), np.int64)
+    )
 
 
 @njit(cache=True)
-def scan_int8_into(lam: I8Array, u: I8Array, u_zp: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
-    """`scan_int8` into y (int8[B, E, T]) -> saturations."""
+def scan_int8_into(
+    lam: I8Array, u: I8Array, u_zp: int, m0: int, shift: int, y_zp: int, y: I8Array, row: I64Array
+) -> int:
+    """`scan_int8` into y (int8[B, E, T]) -> saturations; row: int64[>= scan_scratch_size] scratch.
+    Time-major per sample like `kernels_int16.scan_int16_into` (every channel's step in one
+    contiguous, vectorised loop)."""
     n_b, e, t_len = u.shape
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
+    lam_t, u_t, y_t, state = scan_views(row, e, t_len)
     nsat = 0
     for bi in range(n_b):
-        for ch in range(e):
-            state = np.int64(0)
-            for t in range(t_len):
-                lam_i = np.int64(lam[bi, ch, t]) + 128
-                u_c = (np.int64(u[bi, ch, t]) - u_zp) << 8
-                state = rne_shift(lam_i * state + (256 - lam_i) * u_c, 8)
-                v, s = requantize(state, m0, shift, y_zp, 8)
-                y[bi, ch, t] = v
+        scan_sample_in(lam[bi], u[bi], lam_t, u_t, state)
+        for t in range(t_len):
+            lt, ut, yt = lam_t[t], u_t[t], y_t[t]
+            for c in range(e):
+                lam_i = lt[c] + 128
+                u_c = (ut[c] - u_zp) << 8
+                v = rne_shift_core(lam_i * state[c] + (256 - lam_i) * u_c, 8)
+                state[c] = v
+                q, s = requantize_core(v, m0, shift, y_zp, 8)
+                yt[c] = q
                 nsat += s
+        channel_major(y_t, y[bi])
     return nsat
 
 
@@ -193,9 +222,11 @@ def mul_int8(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, 
 def mul_int8_into(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
     """`mul_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     nsat = 0
     for i in range(af.shape[0]):
-        v, s = requantize((np.int64(af[i]) - a_zp) * (np.int64(bf[i]) - b_zp), m0, shift, y_zp, 8)
+        v, s = requantize_core((np.int64(af[i]) - a_zp) * (np.int64(bf[i]) - b_zp), m0, shift, y_zp, 8)
         yf[i] = v
         nsat += s
     return nsat
@@ -217,10 +248,12 @@ def add_int8_into(
 ) -> int:
     """`add_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
+    if shift < 0 or shift > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     nsat = 0
     for i in range(af.shape[0]):
         acc = (np.int64(af[i]) - a_zp) * m_a + (np.int64(bf[i]) - b_zp) * m_b
-        v, s = saturate(rne_shift(acc, shift) + y_zp, 8)
+        v, s = saturate(rne_shift_core(acc, shift) + y_zp, 8)
         yf[i] = v
         nsat += s
     return nsat
@@ -287,13 +320,13 @@ def run_program_int8(
         elif kernel == K8_DWCONV:
             s = dwconv_requant(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP], 8, row, y)
         elif kernel == K8_RMSNORM:
-            s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y)
+            s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y, row)
         elif kernel == K8_LUT:
             s = lut_int8_into(a, w[:c_out], w[c_out:], y)  # the table, then its clamped flags
         else:
             c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
             if kernel == K8_SCAN:
-                s = scan_int8_into(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP], y)
+                s = scan_int8_into(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP], y, row)
             elif kernel == K8_MUL:
                 s = mul_int8_into(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP], y)
             else:
@@ -375,7 +408,7 @@ def revin_stats_int8(x: I8Array, x_zp: int, bi: int, ch: int, eps_q: int) -> tup
     v = rne_div((length * s2 - s1 * s1) << (2 * REVIN_EXTRA_BITS), length * length) + eps_q
     if v < 1:
         v = np.int64(1)
-    return mean, isqrt_rne(v)
+    return mean, isqrt_rne_fast(v)
 
 
 @njit(cache=True)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import requantize
+from intsim.fixedpoint import requantize, requantize_core
 
 
 @njit(cache=True)
@@ -161,6 +161,12 @@ def requant_row(acc: IntArray, m0: I64Array, sh: I64Array, zp: int, bits: int, o
 
 
 @njit(cache=True)
+def dwconv_scratch_size(c: int, length: int, k_size: int) -> int:
+    """int64 values of the `row` scratch one dwconv of [C, L] with K taps needs (`dwconv_requant`)."""
+    return (k_size + 4) * c * length
+
+
+@njit(cache=True)
 def dwconv_requant(
     x: IntArray,
     x_zp: int,
@@ -173,28 +179,46 @@ def dwconv_requant(
     row: I64Array,
     y: IntArray,
 ) -> int:
-    """Causal depthwise conv, requantized like `conv_rows_requant`. x: int[B, C, L], x_zp: the
-    input's zero point (0 for INT16), w: int[C, K], b: int64[C]; row: int64[>= L] scratch;
-    y: int16/int8[B, C, L] receives the requantized acc[b, c, t] = b[c] + sum_k w[c, k]
-    (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted (the padding is the real zero)
-    -> saturations. Tap by tap, time innermost (vectorised, no branch)."""
+    """Causal depthwise conv, requantized like `conv_rows_requant`. x: int[B, C, L] contiguous, x_zp:
+    the input's zero point (0 for INT16), w: int[C, K], b: int64[C]; row: int64[>= dwconv_scratch_size]
+    scratch; y: int16/int8[B, C, L] contiguous receives the requantized acc[b, c, t] = b[c] +
+    sum_k w[c, k] (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted (the padding is the real
+    zero) -> saturations. Each sample as one flat run of C*L values: tap k's weights spread over
+    the run once (zero where t < K-1-k, so a read across the channel boundary adds nothing), then
+    per tap one contiguous loop over C*L (vectorised, no branch), int64 sums, then one requantization
+    loop (per-value multiplier and shift: per-channel INT8 and per-tensor INT16 alike)."""
     n_b, c, length = x.shape
     k_size = w.shape[1]
-    acc = row[:length]
+    n = c * length
+    bias, mul, shift, acc = row[:n], row[n : 2 * n], row[2 * n : 3 * n], row[3 * n : 4 * n]
+    taps = row[4 * n : (4 + k_size) * n].reshape((k_size, n))
+    per_channel = m0.shape[0] > 1
+    for ch in range(c):
+        j = ch if per_channel else 0
+        if sh[j] < 0 or sh[j] > 62:
+            raise ValueError("rne_shift: shift must be in [0, 62]")
+        bc, mc, sc = np.int64(b[ch]), np.int64(m0[j]), np.int64(sh[j])
+        bias_c, mul_c, shift_c = bias[ch * length :], mul[ch * length :], shift[ch * length :]
+        for t in range(length):
+            bias_c[t], mul_c[t], shift_c[t] = bc, mc, sc
+        for k in range(k_size):
+            lag, wk, tk = k_size - 1 - k, np.int64(w[ch, k]), taps[k, ch * length :]
+            for t in range(length):
+                tk[t] = wk if t >= lag else 0
     nsat = 0
     for bi in range(n_b):
-        for ch in range(c):
-            xs = x[bi, ch]
-            bc = np.int64(b[ch])
-            for t in range(length):
-                acc[t] = bc
-            for k in range(k_size):
-                wk = np.int64(w[ch, k])
-                lag = k_size - 1 - k  # tap k reads x[t - lag]
-                for t in range(lag, length):
-                    acc[t] += wk * (np.int64(xs[t - lag]) - x_zp)
-            j = ch if m0.shape[0] > 1 else 0
-            nsat += requant_flat(acc, m0[j], sh[j], zp, bits, y[bi, ch])
+        xs, ys = x[bi].reshape(n), y[bi].reshape(n)
+        for i in range(n):
+            acc[i] = bias[i]
+        for k in range(k_size):
+            lag = k_size - 1 - k  # tap k reads x[t - lag]: acc[lag:] += taps[k, lag:] x[:n - lag]
+            at, tk, xk = acc[lag:], taps[k, lag:], xs[: n - lag]
+            for i in range(n - lag):  # range indices into offset views: no index arithmetic, vectorises
+                at[i] += tk[i] * (np.int64(xk[i]) - x_zp)
+        for i in range(n):
+            v, s = requantize_core(acc[i], mul[i], shift[i], zp, bits)
+            ys[i] = v
+            nsat += s
     return nsat
 
 
@@ -353,23 +377,25 @@ def aligned(buf: IntArray) -> IntArray:
 @njit(cache=True)
 def requant_flat(acc: IntArray, m0: int, sh: int, zp: int, bits: int, out: IntArray) -> int:
     """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
-    multiplier and shift) -> saturations."""
+    multiplier and shift, checked once: the loop vectorises) -> saturations."""
+    if sh < 0 or sh > 62:
+        raise ValueError("rne_shift: shift must be in [0, 62]")
     nsat = 0
     for i in range(acc.shape[0]):
-        v, s = requantize(acc[i], m0, sh, zp, bits)
+        v, s = requantize_core(acc[i], m0, sh, zp, bits)
         out[i] = v
         nsat += s
     return nsat
 
 
 @njit(cache=True)
-def scratch(n_values: int, n_channels: int, length: int) -> tuple[I16Array, I32Array, I64Array, I64Array]:
+def scratch(n_values: int, n_row: int) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
-    row int64[length]); n_values at least `conv_scratch_size` of every conv it serves. One set serves
-    a whole program (reused by every layer)."""
+    row int64[n_row]); n_values at least `conv_scratch_size` of every conv it serves, n_row at least
+    `dwconv_scratch_size` of every dwconv. One set serves a whole program (reused by every layer)."""
     return (
         np.empty(n_values, np.int16),
         np.empty(n_values, np.int32),
         np.empty(n_values, np.int64),
-        np.empty(length, np.int64),
+        np.empty(n_row, np.int64),
     )

@@ -234,6 +234,23 @@ def test_shift_round_out_of_range_raises(f, n):
         f(1, n)
 
 
+@FAST
+@given(x=int64s, n=shifts, left=left_shifts(), neg=st.booleans())
+def test_shift_round_core_is_shift_round(x, n, left, neg):
+    """The kernels' unchecked form (`shift_parts` once, `shift_round_core` in the loop) gives
+    shift_round's value for right shifts (any int64) and exact left shifts."""
+    x, n = left if neg else (x, n)
+    up, down = fp.shift_parts(n)
+    assert int(fp.shift_round_core(x, up, down)) == int(fp.shift_round(x, n)) == int(fp.shift_round.py_func(x, n))
+    assert int(fp.rne_shift_core(x, down)) == ref_rne_shift(x, down)
+
+
+@pytest.mark.parametrize("n", [63, -63, 100])
+def test_shift_parts_out_of_range_raises(n):
+    with pytest.raises(ValueError):
+        fp.shift_parts(n)
+
+
 def test_shift_round_format_alignment_examples():
     # spec 2.5/2.6: Q6.10 717 -> Q8.8 address 179 (179.25 rounds down); Q8.8 -> Q6.10 exact.
     assert int(fp.shift_round(717, 10 - 8)) == 179
@@ -418,7 +435,7 @@ def test_isqrt_floor_vs_math(f, v):
     assert int(f(v)) == math.isqrt(v)
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 @FAST
 @given(v=radicands)
 def test_isqrt_rne_is_nearest(f, v):
@@ -429,7 +446,7 @@ def test_isqrt_rne_is_nearest(f, v):
     assert r == (s + 1 if v - s * s > s else s)
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 def test_isqrt_rne_boundaries(f):
     # r^2 + r rounds down (sqrt < r + 1/2), r^2 + r + 1 rounds up.
     for r in (1, 2, 7, 255, 2**16 + 3, 2**31 - 2):
@@ -439,7 +456,7 @@ def test_isqrt_rne_boundaries(f):
     assert int(f(SQRT_MAX)) == 2**31
 
 
-@pytest.mark.parametrize("f", both(fp.isqrt_floor) + both(fp.isqrt_rne))
+@pytest.mark.parametrize("f", both(fp.isqrt_floor) + both(fp.isqrt_rne) + both(fp.isqrt_rne_fast))
 @pytest.mark.parametrize("v", [-1, -(2**40), 2**62, 2**62 + 5, I64_MAX])
 def test_isqrt_out_of_range_raises(f, v):
     with pytest.raises(ValueError):
