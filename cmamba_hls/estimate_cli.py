@@ -162,6 +162,8 @@ def summary(est: Estimate) -> list[str]:
         if est.interface == "memory"
         else "the slowest DATAFLOW process (one window enters per interval)"
     )
+    if est.series > 1:
+        how += f"; channel-independent: the layers run {est.series} times per window, one series after another"
     luts = sum(s.rom_luts + s.memory_luts for s in est.stages)
     return [
         f"estimate: model '{est.model}', {est.precision}, {est.interface} top, {est.clock_mhz:g} MHz, part {p.name} "

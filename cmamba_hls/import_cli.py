@@ -145,6 +145,9 @@ def config_target(text: str) -> tuple[object, dict]:
                 raise CmambaError(f"{where}: block must be one of {', '.join(BLOCKS)}, got {value!r}")
         elif key == "dt_rank" and value is None:  # S6 default: ceil(d_model / 16)
             pass
+        elif key == "channel_independent":  # every channel a series through the same weights
+            if not isinstance(value, bool):
+                raise CmambaError(f"{where}: channel_independent must be true or false, got {value!r}")
         elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise CmambaError(f"{where}: {key} must be a positive integer, got {value!r}")
         arch[key] = value

@@ -41,7 +41,7 @@ def layer_lines(graph: Graph) -> list[str]:
             INPUT_NAME,
             "input",
             "-",
-            f"[{graph.input_shape[0]}, {graph.input_shape[1]}]",
+            "[{}, {}]".format(*graph.body_input_shape),  # per series for a channel-independent graph
             0,
             *_formats(graph, INPUT_NAME),
         )
@@ -125,8 +125,13 @@ def describe(graph: Graph) -> str:
         f"model '{graph.name}'  ({Path(graph.path) / 'model.json'}, format version {graph.raw.get('format_version')})",
         f"input  [{graph.input_shape[0]}, {graph.input_shape[1]}] (channels, look-back)",
         f"output [{graph.output_channels}, {graph.horizon}] (channels, horizon) from tensor '{graph.output_tensor}'",
-        "",
     ]
+    if graph.channel_independent:
+        lines.append(
+            f"channel-independent: the layers see one series [1, {graph.input_shape[1]}] and run once per "
+            f"channel ({graph.series} series per window, the same weights)"
+        )
+    lines.append("")
     lines += layer_lines(graph)
     lines += [
         "",

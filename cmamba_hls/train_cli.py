@@ -92,7 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--revin-affine",
         action="store_true",
-        help="a learned per-channel affine inside RevIN (needs --revin); export folds it into "
+        help="a learned per-channel affine inside RevIN (one shared by every series with --channels independent; "
+        "needs --revin); export folds it into "
         "patch_embed and the head, so the graph is unchanged (default off)",
     )
     g.add_argument(
@@ -101,6 +102,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=8,
         help="width of a 1x1 conv D -> head-dim before the flatten head, which then holds "
         "C*H*head-dim*T weights instead of C*H*D*T (default 8; 0: no projection)",
+    )
+    g.add_argument(
+        "--channels",
+        choices=("mixing", "independent"),
+        default="mixing",
+        help="mixing: one network sees every channel of the window (patch_embed mixes them); independent: "
+        "every channel is a series of its own through the same weights, as patch-based forecasters do "
+        "(the graph describes one series: input.channel_independent, docs/model.md; default mixing)",
     )
     g.add_argument("--name", default="cmamba-slim", help="model name stored in model.json")
     p.add_argument("--verbose", action="store_true", help="one line per epoch")
@@ -197,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         revin=args.revin,
         head_dim=args.head_dim,
         revin_affine=args.revin_affine,
+        channel_independent=args.channels == "independent",
         name=args.name,
         verbose=args.verbose,
         command=command or _reconstruct(args),
@@ -243,4 +253,6 @@ def _reconstruct(args) -> str:
     parts.append("--revin" if args.revin else "--no-revin")
     if args.revin_affine:
         parts.append("--revin-affine")
+    if args.channels != "mixing":
+        parts += ["--channels", args.channels]
     return " ".join(shlex.quote(p) for p in parts)

@@ -175,7 +175,12 @@ def export_records(model: Model, precision: str) -> Export:
         "model": graph.name,
         "model_sha256": model_digest(graph),
         "precision": precision,
-        "input": {"shape": [int(d) for d in graph.input_shape], "format": in_fmt},
+        "input": {
+            "shape": [int(d) for d in graph.input_shape],
+            "format": in_fmt,
+            # the layers describe one series [1, L], run once per input channel (docs/deploy-format.md)
+            **({"channel_independent": True} if graph.channel_independent else {}),
+        },
         "output": {
             "tensor": graph.output_tensor,
             "shape": [int(graph.output_channels), int(graph.horizon)],

@@ -20,7 +20,9 @@ invocations x trips of every loop here. The cycle model (docs/hls.md, "Estimate"
                                                              every time its outer loop runs)
   layer cycles  = sum of its loops + non-loop latency (dividers: DIV_LATENCY each, per token)
   memory top    = the input copy (to time-major) + sum of all layers + the output copy
-                                                            (one window at a time)
+                                                             (one window at a time; a channel-
+                                                             independent graph: SERIES body passes
+                                                             in sequence, every loop x SERIES)
   stream top    = DATAFLOW: each process = token reads + its layer + token writes;
                   interval = the slowest process; latency = the first window through the
                   token-level timing model (codegen/dataflow.py simulate_dataflow)
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from codegen.dataflow import MIN_DEPTH, Dataflow, fifo_depths, plan_dataflow, read_order, simulate_dataflow
@@ -481,6 +483,7 @@ class Estimate:
     stages: list[StageEstimate]
     reuse_note: str
     latency_cycles: int = 0
+    series: int = 1  # body passes per window (channel-independent graphs: C, in sequence)
 
     @property
     def interval_cycles(self) -> int:
@@ -534,11 +537,12 @@ def estimate(
 ) -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
-    from codegen.project import PRECISIONS, check_interface
+    from codegen.project import PRECISIONS, check_channels, check_interface
 
     if precision not in PRECISIONS:
         raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
     check_interface(interface)
+    check_channels(graph, interface)
     if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
         raise CmambaError(f"--clock-mhz must be a positive number, got {clock_mhz!r}")
     prt = get_part(part)
@@ -587,12 +591,13 @@ def estimate(
     c_in, l_in = graph.input_shape
     if interface == "stream":
         stages.append(stage("stream_in", "io", n, Plan(), Cost([Loop("window in", 0, 1, c_in * l_in)]), []))
-    else:  # cmamba_forward's copy of the window into the kernels' time-major layout
-        stages.append(stage("input copy", "io", n, Plan(), Cost([Loop("input copy", SLOT_READ, l_in, c_in)]), []))
+    else:  # cmamba_forward's copy of the window (channel-independent: of each series) into the time-major layout
+        copy_in = per_window(Cost([Loop("input copy", SLOT_READ, l_in, graph.body_input_shape[0])]), graph.series)
+        stages.append(stage("input copy", "io", n, Plan(), copy_in, []))
     for k, layer in enumerate(graph.layers):
         d = dims_of(graph, layer)
         row = ESTIMATE.row(layer.op, layer.name)
-        cost = row.cost(d, plans[layer.name], precision)
+        cost = per_window(row.cost(d, plans[layer.name], precision), graph.series)
         c, length = d.out
         if interface == "stream":  # whole-tensor process: token reads, the layer, token writes
             distinct = reads[layer.name]  # one input after another
@@ -621,13 +626,25 @@ def estimate(
             )
         )
     else:
-        stages.append(stage("output copy", "io", n, Plan(), Cost([Loop("output copy", SLOT_WRITE, 1, out_values)]), []))
+        series = graph.series  # channel-independent: one copy loop of H per series
+        copy = Loop("output copy", SLOT_WRITE, series, out_values // series)
+        stages.append(stage("output copy", "io", n, Plan(), Cost([copy]), []))
     note = describe_reuse(plans, graph)
     if rounded(plans, reuse or ReuseSpec()):
         note += f" (--reuse {reuse.default} rounded down where not valid)"
-    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note)
+    est = Estimate(graph.name, precision, interface, float(clock_mhz), prt, stages, note, series=graph.series)
     est.latency_cycles = _latency(graph, est)
     return est
+
+
+def per_window(cost: Cost, series: int) -> Cost:
+    """A layer's cost per window when the body runs `series` times (channel-independent graphs: one
+    pass per input channel, in sequence, with the same multipliers and ROMs): every loop's invocations
+    and the cycles outside loops times `series`; resources unchanged (weights stored once)."""
+    if series == 1:
+        return cost
+    loops = [replace(lp, invocations=lp.invocations * series) for lp in cost.loops]
+    return replace(cost, loops=loops, extra=cost.extra * series)
 
 
 def compute_cycles(est: Estimate, df: Dataflow) -> dict[str, int]:

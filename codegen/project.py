@@ -225,6 +225,17 @@ def check_interface(interface: str, weights: str = "embedded") -> None:
         )
 
 
+def check_channels(graph: Graph, interface: str) -> None:
+    """A channel-independent graph (input.channel_independent) has the memory top only: its series
+    run one after another through one set of layers, which the DATAFLOW top does not express."""
+    if graph.channel_independent and interface == "stream":
+        raise UnsupportedError(
+            f"model '{graph.name}' is channel-independent (input.channel_independent): --interface stream is "
+            f"not supported for it (the DATAFLOW top streams one window through the layers, not its "
+            f"{graph.series} series); use --interface memory"
+        )
+
+
 def emit_with_reuse(
     model: Model,
     backend: ModuleType,
@@ -251,7 +262,9 @@ def render_files(
     """Relative path -> text of every generated source file (no vectors). `weights="external"`
     needs `exp`, the model's integer export (codegen.deploy.export_records)."""
     check_interface(interface, weights)
+    check_channels(model.graph, interface)
     env = make_env()
+    series = model.graph.series
     external = weights == "external"
     groups: dict[str, list] = {}
     for c in em.consts if not external else ():
@@ -278,6 +291,11 @@ def render_files(
         consts=em.consts,
         interface=interface,
         dataflow=plan_dataflow(model.graph, em) if interface == "stream" else None,
+        # channel-independent graphs (series > 1): cmamba_forward is one series, cmamba_top loops
+        series=series,
+        body_c="BODY_C" if series > 1 else "IN_C",
+        rows="n * SERIES" if series > 1 else "n",  # rows of the per-layer files
+        row="r" if series > 1 else "v",  # the testbench's per-layer row
     )
     files = {
         "firmware/primitives.h": env.get_template("common/primitives.h.j2").render(ctx),

@@ -8,7 +8,10 @@ fp32/quant16, 40 KB in bittrue: ~160 MB / ~40 MB per chunk) while the per-window
 change: every mode is batch-invariant bit for bit (docs/reports.md, Determinism). Only the
 results are kept: the output, the integer output, captured tensors (all windows, so
 `capture` on a huge batch still costs their full size) and per-tensor statistics, merged
-exactly (saturations and sizes summed, min of minima, max of maxima).
+exactly (saturations and sizes summed, min of minima, max of maxima). A channel-independent
+model runs every window as `series` (C_in) series of its own: its chunks hold CHUNK_WINDOWS
+series (CHUNK_WINDOWS // C_in windows), so the working memory per chunk stays the same, and its
+captured tensors have `series` rows per window.
 """
 
 from __future__ import annotations
@@ -48,10 +51,14 @@ def _filled(first: np.ndarray, n: int) -> np.ndarray:
     return np.empty((n,) + first.shape[1:], dtype=first.dtype)
 
 
-def run_in_chunks(run_chunk: Callable[[np.ndarray], RunResult], x: np.ndarray, chunk: int | None = None) -> RunResult:
+def run_in_chunks(
+    run_chunk: Callable[[np.ndarray], RunResult], x: np.ndarray, chunk: int | None = None, series: int = 1
+) -> RunResult:
     """run_chunk(x[a:b]) -> RunResult for each chunk of `x` [N, ...]; one RunResult for all N.
-    A batch of at most `chunk` (default CHUNK_WINDOWS) windows is a single call (no copy)."""
-    chunk = chunk or CHUNK_WINDOWS
+    A chunk holds at most `chunk` (default CHUNK_WINDOWS) series, i.e. chunk // series windows (at
+    least one; `series` > 1 for a channel-independent model, whose captured tensors have `series`
+    rows per window); a batch that fits is a single call (no copy)."""
+    chunk = max(1, (chunk or CHUNK_WINDOWS) // series)
     n = len(x)
     if n <= chunk:
         return run_chunk(x)
@@ -65,13 +72,13 @@ def run_in_chunks(run_chunk: Callable[[np.ndarray], RunResult], x: np.ndarray, c
                 part,
                 output=_filled(part.output, n),
                 output_q=None if part.output_q is None else _filled(part.output_q, n),
-                tensors={k: _filled(v, n) for k, v in part.tensors.items()},
+                tensors={k: _filled(v, n * series) for k, v in part.tensors.items()},
             )
         result.output[start:stop] = part.output
         if part.output_q is not None:
             result.output_q[start:stop] = part.output_q
         for name, value in part.tensors.items():
-            result.tensors[name][start:stop] = value
+            result.tensors[name][start * series : stop * series] = value
         merge_stats(stats, part.stats)
     result.stats = stats
     return result

@@ -45,7 +45,8 @@ class RunResult:
     output: np.ndarray  # float64 [B, C_out, H] (network units)
     output_q: np.ndarray | None = None  # int16 (bittrue) / int8 (quant8) [B, C_out, H]
     stats: dict = field(default_factory=dict)  # layer -> {"saturations", "min", "max"}
-    tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue)
+    tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue); per series [B*C_in, C, L]
+    # for a channel-independent graph (series b*C_in + c: window b, channel c)
     output_frac: int | None = None  # bittrue: LSB = 2**-output_frac
     output_lsb: float | None = None  # integer modes: one output LSB in network units
 
@@ -107,8 +108,9 @@ class Model:
         return y * g.norm_out_std[:, None] + g.norm_out_mean[:, None]
 
     def _shape_output(self, y_flat):
-        # head tensor [B, C_out*H, 1] -> [B, C_out, H]
-        return y_flat.reshape(y_flat.shape[0], self.graph.output_channels, self.graph.horizon)
+        # head tensor [B, C_out*H, 1] -> [B, C_out, H]; channel-independent: [B*C_out, H, 1] (series
+        # b*C_out + c is window b, channel c) -> [B, C_out, H], the same row-major reshape
+        return y_flat.reshape(-1, self.graph.output_channels, self.graph.horizon)
 
     # ------------------------------------------------------------------- run
     @property
@@ -142,7 +144,11 @@ class Model:
                 self._backends[backend] = load_backend(backend, self)
             return self._backends[backend].run(x, mode, capture)
         xb, single = self._check_float(x)
-        res = run_in_chunks(lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture), xb)
+        res = run_in_chunks(
+            lambda part: self._run_mode(part.astype(np.float64, copy=False), mode, capture),
+            xb,
+            series=self.graph.series,
+        )
         if single:
             res.output = res.output[0]
             if res.output_q is not None:
@@ -206,10 +212,12 @@ class Model:
         return self._run_packed16(self._int_batch(x_q, np.int16), capture)
 
     def _run_packed16(self, xb: np.ndarray, capture) -> RunResult:
-        """run_int16 on a checked, contiguous int16 [B, C_in, L] batch."""
+        """run_int16 on a checked, contiguous int16 [B, C_in, L] batch (channel-independent: run as
+        the [B*C_in, 1, L] batch of its series, graph.fold)."""
         prog = self.program
+        xb = self.graph.fold(xb)
         if self._packed is None:
-            self._packed = pack_program(prog, self.graph.input_shape)
+            self._packed = pack_program(prog, self.graph.body_input_shape)
             self._k_out = self._packed.names.index(prog.output_tensor)
         pk = self._packed
         buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
@@ -242,10 +250,12 @@ class Model:
         return self._run_packed8(self._int_batch(x_q, np.int8), capture)
 
     def _run_packed8(self, xb: np.ndarray, capture) -> RunResult:
-        """run_int8 on a checked, contiguous int8 [B, C_in, L] batch."""
+        """run_int8 on a checked, contiguous int8 [B, C_in, L] batch (channel-independent: as the
+        [B*C_in, 1, L] batch of its series, graph.fold)."""
         prog = self.program8
+        xb = self.graph.fold(xb)
         if not self._packed8:
-            pk = pack_program8(prog, self.graph.input_shape)
+            pk = pack_program8(prog, self.graph.body_input_shape)
             qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
             # packed program, every tensor's (scale, zero point) and the output's index, once per model
             self._packed8 = [
@@ -302,7 +312,7 @@ class Model:
 
     def _run_steps(self, x_q, dtype, steps, run_fn, stats_fn, input_stats):
         """Run lowered integer steps in order; returns (tensors by name, per-layer stats)."""
-        env = {INPUT_NAME: self._int_batch(x_q, dtype)}
+        env = {INPUT_NAME: np.ascontiguousarray(x_q, dtype)}  # checked by the caller; folded
         stats = {INPUT_NAME: input_stats}
         for st in steps:
             y, n_sat = run_fn(st, [env[s] for s in st.inputs])
@@ -312,6 +322,7 @@ class Model:
 
     def _run_float(self, xb, mode: Mode, capture) -> RunResult:
         snap = mode is QUANT16
+        xb = self.graph.fold(xb)
         stats: dict = {}
         if snap:
             fmt = int16_formats(self.graph)

@@ -53,6 +53,9 @@ class Graph:
     layers: list[Layer]
     raw: dict  # the parsed model.json (kept for saving)
     path: Path | None = None
+    # input.channel_independent (docs/model-format.md): the layers describe ONE series [1, L];
+    # every channel of the window runs through them with the same weights, y[c] = body(x[c]).
+    channel_independent: bool = False
     formats: QuantFormats = field(init=False, repr=False)  # typed, validated `quant`
 
     @property
@@ -71,8 +74,24 @@ class Graph:
                 return layer
         raise KeyError(name)
 
+    @property
+    def series(self) -> int:
+        """How many series one window is: C_in for a channel-independent graph, else 1."""
+        return self.input_shape[0] if self.channel_independent else 1
+
+    @property
+    def body_input_shape(self) -> tuple[int, int]:
+        """The shape the first layers see per series: (1, L) channel-independent, else (C_in, L)."""
+        return (1, self.input_shape[1]) if self.channel_independent else self.input_shape
+
+    def fold(self, x: np.ndarray) -> np.ndarray:
+        """A batch of windows [B, C_in, L] as the batch of series the layers run on: [B*C_in, 1, L]
+        (window b, channel c is series b*C_in + c) channel-independent; unchanged otherwise."""
+        return x.reshape(-1, *self.body_input_shape)
+
     def tensor_shape(self, name: str) -> tuple[int, int]:
-        return self.input_shape if name == INPUT_NAME else self.layer(name).shape
+        """A tensor's shape per series (the graph input: `body_input_shape`)."""
+        return self.body_input_shape if name == INPUT_NAME else self.layer(name).shape
 
     @property
     def tensor_names(self) -> list[str]:
@@ -180,10 +199,16 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     length = _req(inp, "length", f"{where}: input", int)
     if c_in <= 0 or length <= 0:
         raise ModelFormatError(f"{where}: input channels/length must be positive")
+    independent = bool(inp.get("channel_independent", False))  # the schema checked it is a boolean
     out = _req(raw, "output", where, dict)
     out_tensor = _req(out, "tensor", f"{where}: output", str)
     c_out = _req(out, "channels", f"{where}: output", int)
     horizon = _req(out, "horizon", f"{where}: output", int)
+    if independent and c_out != c_in:
+        raise ModelFormatError(
+            f"{where}: output.channels {c_out} must equal input.channels {c_in} when input.channel_independent "
+            f"is true (one forecast per input series)"
+        )
     in_cols = list(inp.get("columns") or [f"ch{i}" for i in range(c_in)])
     out_cols = list(out.get("columns") or [f"ch{i}" for i in range(c_out)])
     if len(in_cols) != c_in or len(out_cols) != c_out:
@@ -210,7 +235,7 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
     layer_list = _req(raw, "layers", where, list)
     if not layer_list:
         raise ModelFormatError(f"{where}: 'layers' is empty")
-    shapes: dict[str, tuple[int, int]] = {INPUT_NAME: (c_in, length)}
+    shapes: dict[str, tuple[int, int]] = {INPUT_NAME: (1, length) if independent else (c_in, length)}
     layers: list[Layer] = []
     for idx, entry in enumerate(layer_list):
         lw = f"{where}: layers[{idx}]"
@@ -252,7 +277,14 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
             )
         weights = {k: _load_npy(model_dir, files[k], f"{lw}: weights.{k}", nd) for k, nd in spec.weights.items()}
         layer = Layer(name, op, tuple(inputs), attrs, weights, dict(files))
-        layer.shape = spec.shape_rule(name, [shapes[s] for s in inputs], weights, attrs)
+        try:
+            layer.shape = spec.shape_rule(name, [shapes[s] for s in inputs], weights, attrs)
+        except ModelFormatError as exc:
+            if independent and INPUT_NAME in inputs:
+                raise ModelFormatError(
+                    f"{exc} (input.channel_independent is true: the layers see one series, input [1, {length}])"
+                ) from None
+            raise
         if layer.shape[0] <= 0 or layer.shape[1] <= 0:
             raise ModelFormatError(f"{lw}: output shape {layer.shape} is empty")
         shapes[name] = layer.shape
@@ -260,7 +292,12 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
 
     if out_tensor not in shapes or out_tensor == INPUT_NAME:
         raise ModelFormatError(f"{where}: output.tensor '{out_tensor}' is not a layer")
-    if shapes[out_tensor] != (c_out * horizon, 1):
+    if independent and shapes[out_tensor] != (horizon, 1):
+        raise ModelFormatError(
+            f"{where}: output tensor '{out_tensor}' has shape {shapes[out_tensor]}; expected ({horizon}, 1), "
+            f"one series' forecast (output.horizon={horizon}), since input.channel_independent is true"
+        )
+    if not independent and shapes[out_tensor] != (c_out * horizon, 1):
         raise ModelFormatError(
             f"{where}: output tensor '{out_tensor}' has shape {shapes[out_tensor]}; "
             f"expected ({c_out}*{horizon}, 1) for channels={c_out}, horizon={horizon}"
@@ -283,6 +320,7 @@ def graph_from_dict(raw: dict, model_dir: Path, where: str = "model.json", path:
         layers=layers,
         raw=raw,
         path=path,
+        channel_independent=independent,
     )
     graph.quant = quant  # validated once into graph.formats
     return graph

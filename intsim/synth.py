@@ -140,18 +140,21 @@ def make_random_model(
     block: str = "simple",
     d_state: int = 4,
     dt_rank: int = 2,
+    channel_independent: bool = False,
 ) -> Path:
     """Write a random (untrained) CMamba-slim model directory and return its path.
-    block: "simple" or "s6" (then d_state N and dt_rank R size the S6 mixer)."""
+    block: "simple" or "s6" (then d_state N and dt_rank R size the S6 mixer).
+    channel_independent: the layers describe one series (input.channel_independent), run per channel."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     (out_dir / "weights").mkdir(parents=True, exist_ok=True)
     tokens = (length - patch) // stride + 1
     c_out = c_in
+    body = 1 if channel_independent else c_in  # the channels the layers see
     shapes = {
-        "patch_embed": {"weight": (d_model, c_in, patch), "bias": (d_model,)},
+        "patch_embed": {"weight": (d_model, body, patch), "bias": (d_model,)},
         "norm_f": {"weight": (d_model,)},
-        "head": {"weight": (c_out * horizon, d_model, tokens), "bias": (c_out * horizon,)},
+        "head": {"weight": (body * horizon, d_model, tokens), "bias": (body * horizon,)},
     }
     per_block = block_weight_shapes(d_model, d_inner, d_conv, block, d_state, dt_rank)
     for n in range(n_blocks):
@@ -181,7 +184,13 @@ def make_random_model(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "name": f"random-seed{seed}",
-        "input": {"name": "input", "channels": c_in, "length": length, "columns": cols},
+        "input": {
+            "name": "input",
+            "channels": c_in,
+            "length": length,
+            "columns": cols,
+            **({"channel_independent": True} if channel_independent else {}),
+        },
         "output": {"tensor": layers[-1]["name"], "channels": c_out, "horizon": horizon, "columns": cols},
         "normalization": {
             "input": {"mean": [0.0] * c_in, "std": [1.0] * c_in},

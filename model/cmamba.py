@@ -27,6 +27,7 @@ DEFAULTS = dict(
     block="simple",
     d_state=16,
     dt_rank=None,
+    channel_independent=False,
 )
 BLOCKS = ("simple", "s6")
 
@@ -193,6 +194,11 @@ class CMambaSlim(nn.Module):
     head (Conv1d D (or head_dim) -> C_out*H, kernel T) whose [B, C_out*H, 1] output is read as
     [B, C_out, H] (row c*H + h).
 
+    `channel_independent` (`train --channels independent`): every channel is a series of its own
+    through the same weights, y[:, c] = body(x[:, c:c+1]) (channels folded into the batch; the
+    body's C_in = C_out = 1, RevIN per series); the exported graph describes one series
+    (docs/model-format.md, "Channel-independent graphs").
+
     `dropout` (training regulariser) drops block outputs before the residual add and
     the head's input; it is the identity in eval mode, so the exported graph has no
     dropout layer and computes exactly `module.eval()(x)`.
@@ -218,12 +224,15 @@ class CMambaSlim(nn.Module):
         block: str = "simple",
         d_state: int = 16,
         dt_rank: int | None = None,
+        channel_independent: bool = False,
     ):
         super().__init__()
         if length < patch:
             raise ValueError(f"lookback {length} is shorter than the patch {patch}")
         if block not in BLOCKS:
             raise ValueError(f"unknown block '{block}' (known: {', '.join(BLOCKS)})")
+        if channel_independent and c_in != c_out:
+            raise ValueError(f"channel-independent needs as many output channels as input channels ({c_in} != {c_out})")
         self.hyper = dict(
             c_in=c_in,
             c_out=c_out,
@@ -240,11 +249,16 @@ class CMambaSlim(nn.Module):
             head_dim=int(head_dim),
             block=block,
         )
+        if channel_independent:
+            self.hyper["channel_independent"] = True
+        # the channels the layers see: one series (channel-independent) or the whole window
+        body_in, body_out = (1, 1) if channel_independent else (c_in, c_out)
+        self.body_channels = (body_in, body_out)
         if revin_affine and (not revin or c_in != c_out):
             raise ValueError("--revin-affine needs --revin and as many output channels as input channels")
-        self.revin = RevIN(eps, c_in, revin_affine) if revin else None
+        self.revin = RevIN(eps, body_in, revin_affine) if revin else None
         self.tokens = (length - patch) // stride + 1
-        self.patch_embed = nn.Conv1d(c_in, d_model, patch, stride=stride, bias=True)
+        self.patch_embed = nn.Conv1d(body_in, d_model, patch, stride=stride, bias=True)
         if block == "s6":
             dt_rank = dt_rank or default_dt_rank(d_model)
             self.hyper.update(d_state=d_state, dt_rank=dt_rank)
@@ -257,9 +271,18 @@ class CMambaSlim(nn.Module):
         self.drop = nn.Dropout(dropout)
         # head_proj narrows the flatten head's input (the head holds C_out*H*width*T weights)
         self.head_proj = nn.Conv1d(d_model, head_dim, 1, bias=True) if head_dim else None
-        self.head = nn.Conv1d(head_dim or d_model, c_out * horizon, self.tokens, stride=1, bias=True)
+        self.head = nn.Conv1d(head_dim or d_model, body_out * horizon, self.tokens, stride=1, bias=True)
+
+    def fold(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, L] -> the series the layers see: [B*C, 1, L] channel-independent, else unchanged."""
+        return x.reshape(-1, self.body_channels[0], x.shape[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(self.fold(x))  # [B*C, 1, H] channel-independent: series b*C + c is window b, channel c
+        return y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers of the graph on x [N, C_body, L] -> [N, C_body_out, H]."""
         h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         for blk in self.blocks:
             h = blk(h)
@@ -267,7 +290,7 @@ class CMambaSlim(nn.Module):
         if self.head_proj is not None:
             h = self.head_proj(h)
         y = self.head(h)  # [B, C_out*H, 1]
-        y = y.reshape(x.shape[0], self.hyper["c_out"], self.hyper["horizon"])
+        y = y.reshape(x.shape[0], self.body_channels[1], self.hyper["horizon"])
         return self.revin.denorm(y, x) if self.revin is not None else y
 
     @torch.no_grad()
@@ -277,6 +300,7 @@ class CMambaSlim(nn.Module):
         A value near 0 means the block has died (its weights decayed to nothing)."""
         was = self.training
         self.eval()
+        x = self.fold(x)
         h = self.patch_embed(self.revin.norm(x) if self.revin is not None else x)
         gains = []
         for blk in self.blocks:

@@ -213,6 +213,7 @@ def export_model(
         hyper,
         training_info,
         quant,
+        channel_independent=bool(h.get("channel_independent")),
     )
     return write_model_dir(out_dir, layers, header, check)
 
@@ -228,14 +229,18 @@ def model_header(
     hyper: dict | None = None,
     training_info: dict | None = None,
     quant: dict | None = None,
+    channel_independent: bool = False,
 ) -> dict:
     """model.json's keys other than the layers. input_shape (C_in, L); output_shape (C_out, H).
+    channel_independent: the layers describe one series (input.channel_independent, written only when true).
     normalization: {"mean", "std"} (both sides), {"input", "output"}, or None (identity).
     columns: input names or None (unnamed); output_columns default to `columns` when C_in == C_out."""
     (c_in, length), (c_out, horizon) = input_shape, output_shape
     if output_columns is None and columns is not None and c_in == c_out:
         output_columns = columns
     inp = {"name": "input", "channels": c_in, "length": length}
+    if channel_independent:
+        inp["channel_independent"] = True
     out = {"tensor": output_tensor, "channels": c_out, "horizon": horizon}
     for block, cols, n, what in ((inp, columns, c_in, "input"), (out, output_columns, c_out, "output")):
         if cols is not None:

@@ -726,7 +726,17 @@ class _Mapper:
         t = self.tensor(node.args[0])
         c, length = self.shapes[t.name]
         if out_shape[0] != src_shape[0]:
-            self.fail(f"reshape {list(src_shape)} -> {list(out_shape)} changes the batch axis")
+            folds = len(out_shape) == 3 and out_shape[0] == src_shape[0] * src_shape[1] and out_shape[1] == 1
+            self.fail(
+                f"reshape {list(src_shape)} -> {list(out_shape)} changes the batch axis"
+                + (
+                    " (channels folded into the batch: channel-independent processing is not traced; build it with "
+                    "`train --channels independent` or import its weights with `import --config "
+                    "'{\"channel_independent\": true, ...}'`)"
+                    if folds
+                    else ""
+                )
+            )
         if len(out_shape) == 2 and not t.flat and length == 1:
             return _T(t.name, "CL", flat=True)
         if len(out_shape) == 2 and not t.flat:

@@ -67,6 +67,7 @@ def load_torch_model(model_dir: str | Path) -> CMambaSlim:
         horizon=graph.horizon,
         eps=hyper.get("eps", 1e-5),
         revin=any(layer.op == "revin_norm" for layer in graph.layers),
+        channel_independent=graph.channel_independent,
         **{k: v for k, v in sizes.items() if k != "horizon"},
     )
 

@@ -282,8 +282,10 @@ class QATNetwork(nn.Module):
     def forward(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """x: float64 numpy [B, C_in, L] (normalised windows) -> (the integer program's output,
         dequantized, float32 [B, C_out, H], differentiable; its integer codes, int32 [B, C_out, H]).
-        The input is quantized on the host exactly as `Model.run` does."""
-        x = np.asarray(x, dtype=np.float64)
+        The input is quantized on the host exactly as `Model.run` does; a channel-independent graph
+        runs on the [B*C_in, 1, L] batch of its series (`Graph.fold`), as the golden model does."""
+        n_windows = len(x)
+        x = self.graph.fold(np.asarray(x, dtype=np.float64))
         program = TorchProgram(self._lower(), self.precision, self.device)
         lowered = program.program
         if self.precision == "int16":
@@ -307,7 +309,7 @@ class QATNetwork(nn.Module):
         for (_st, run, prepared), layer in zip(program.steps, self.graph.layers, strict=True):
             node, params = self._layer_node(layer, run, prepared, env, sats, self._dequantizer(layer.name))
             values[layer.name] = IntegerOp.apply(node, *[values[s] for s in layer.inputs], *params)
-        shape = (len(x), self.graph.output_channels, self.graph.horizon)
+        shape = (n_windows, self.graph.output_channels, self.graph.horizon)
         out = self.graph.output_tensor
         return values[out].transpose(1, 2).reshape(shape), env[out].transpose(1, 2).reshape(shape)
 

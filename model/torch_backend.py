@@ -74,7 +74,8 @@ CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cac
 class TorchRunner:
     """`Model.run` for the integer modes, on torch (CPU by default; device="cuda" on a GPU).
     Batches run in chunks of `chunk` windows (default: 256 on CPU, where smaller tensors stay in
-    cache; 1,024 on a GPU), merged exactly (intsim/chunks.py): the bits do not depend on it."""
+    cache; 1,024 on a GPU; a channel-independent model's chunk holds `chunk` series, i.e.
+    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it."""
 
     def __init__(self, model: Model, device: str | torch.device | None = None, chunk: int | None = None):
         self.model = model
@@ -115,7 +116,7 @@ class TorchRunner:
             res.stats[INPUT_NAME]["saturations"] = n_sat
             return res
 
-        res = run_in_chunks(chunk, xb, self.chunk)
+        res = run_in_chunks(chunk, xb, self.chunk, self.model.graph.series)
         if single:
             res.output, res.output_q = res.output[0], res.output_q[0]
         return res
@@ -124,10 +125,13 @@ class TorchRunner:
         self, x_q: np.ndarray, mode: str | Mode = BITTRUE, capture: bool | Iterable[str] | None = None
     ) -> RunResult:
         """From integer codes: x_q int16 (bittrue) / int8 (quant8) [B, C_in, L] at the input format
-        (`Model.run_int16` / `Model.run_int8`)."""
+        (`Model.run_int16` / `Model.run_int8`); a channel-independent graph runs as the batch of its
+        series, [B*C_in, 1, L], like the golden model (`Graph.fold`)."""
         mode = get_mode(mode)
         prog = self.program(mode)
-        xb = self.model._int_batch(x_q, INT_DTYPES[mode.precision])
+        xb = self.model.graph.fold(
+            self.model._int_batch(x_q, INT_DTYPES[mode.precision])
+        )  # channel-independent: series
         env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(min_max(env[n]) for n in names), strict=True))

@@ -62,6 +62,7 @@ class TrainConfig:
     revin: bool = True  # instance normalisation in the graph (revin_norm / revin_denorm)
     head_dim: int = 8  # > 0: a 1x1 conv D -> head_dim before the flatten head (0: none)
     revin_affine: bool = False  # learned per-channel affine inside RevIN (folded at export)
+    channel_independent: bool = False  # every channel a series through shared weights (--channels independent)
     name: str = "cmamba-slim"
     max_weights: int | None = None  # refuse models larger than this (None: no limit)
     verbose: bool = False
@@ -160,6 +161,7 @@ def train(cfg: TrainConfig) -> dict:
             revin=cfg.revin,
             head_dim=cfg.head_dim,
             revin_affine=cfg.revin_affine,
+            channel_independent=cfg.channel_independent,
             block=cfg.block,
             d_state=cfg.d_state,
             dt_rank=cfg.dt_rank,
@@ -173,7 +175,8 @@ def train(cfg: TrainConfig) -> dict:
     print(
         f"CMamba-slim: {n_weights} weights (C={c}, L={cfg.lookback}, P={cfg.patch}, S={cfg.stride}, "
         f"T={module.tokens}, D={cfg.d_model}, E={cfg.d_inner}, N={cfg.n_blocks}, K={cfg.d_conv}{s6}, "
-        f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}); "
+        f"H={cfg.horizon}, head input {cfg.head_dim or cfg.d_model}, RevIN {'on' if cfg.revin else 'off'}, "
+        f"channels {'independent' if cfg.channel_independent else 'mixing'}); "
         f"windows train/val/test = "
         f"{len(nx['train'][0])}/{len(nx['val'][0])}/{len(nx['test'][0])}"
     )

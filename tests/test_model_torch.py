@@ -413,13 +413,16 @@ def test_revin_model_exports_and_matches_the_float_reference(tmp_path):
     assert np.allclose(again, want, atol=1e-6)
 
 
-def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
+@pytest.mark.parametrize("independent", [False, True])
+def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path, independent):
     """A learned RevIN affine has no op: export folds it into the convs around it, and the graph
-    (plain revin_norm / revin_denorm) computes the module's function."""
-    module = tiny_revin_cmamba(1, head_dim=4, revin_affine=True)
+    (plain revin_norm / revin_denorm) computes the module's function (channel-independent: one
+    affine shared by every series)."""
+    module = tiny_revin_cmamba(1, head_dim=4, revin_affine=True, channel_independent=independent)
+    gain, bias = ([0.5], [0.3]) if independent else ([0.5, 2.0, -1.5], [0.3, -1.0, 0.0])
     with torch.no_grad():
-        module.revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
-        module.revin.bias.copy_(torch.tensor([0.3, -1.0, 0.0]))
+        module.revin.weight.copy_(torch.tensor(gain))
+        module.revin.bias.copy_(torch.tensor(bias))
     export_model(module, tmp_path / "m", None, ["a", "b", "c"])
     x = np.random.default_rng(1).standard_normal((4, 3, 16))
     with torch.no_grad():
@@ -427,3 +430,34 @@ def test_revin_affine_is_folded_into_patch_embed_and_head(tmp_path):
     assert np.allclose(load_model(tmp_path / "m").run(x, "fp32").output, want, atol=1e-4)
     with pytest.raises(ValueError, match="needs --revin"):
         CMambaSlim(c_in=3, c_out=3, length=16, patch=4, stride=4, revin=False, revin_affine=True)
+
+
+def test_train_cli_channel_independent_end_to_end(tmp_path, tiny_csv, capsys):
+    """--channels independent: one series through shared weights (graph input.channel_independent);
+    the float reference equals the torch module, a channel's forecast depends on that channel only,
+    and calibrate, eval (every mode) and QAT run on it."""
+    out = tmp_path / "ci"
+    assert main(["train", "--data", str(tiny_csv), "--out", str(out), *TINY, "--channels", "independent"]) == 0
+    assert "channels independent" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.graph.channel_independent and model.graph.body_input_shape == (1, 16)
+    assert model.graph.raw["training"]["command_full"].endswith("--channels independent")
+    module = load_torch_model(out)
+    x = np.random.default_rng(3).standard_normal((8, 3, 16))
+    y = torch_forward(module, x)
+    assert np.max(np.abs(model.run(x, "fp32").output - y)) < TOL
+    x2 = x.copy()
+    x2[:, 1] = 5.0 * x2[:, 1] + 1.0  # channel 1 changed: channels 0 and 2 keep their forecasts
+    y2 = torch_forward(module, x2)
+    assert np.array_equal(y2[:, [0, 2]], y[:, [0, 2]]) and not np.allclose(y2[:, 1], y[:, 1])
+
+    data = ["--data", str(tiny_csv)]
+    assert main(["calibrate", str(out), *data]) == 0
+    assert main(["eval", str(out), *data, "--mode", "all", "--out", str(tmp_path / "eval")]) == 0
+    metrics = (tmp_path / "eval" / "metrics.csv").read_text()
+    assert all(mode in metrics for mode in ("fp32", "quant16", "bittrue", "quant8"))
+    assert main(["qat", str(out), *data, "--precision", "int8", "--out", str(tmp_path / "qat"), "--epochs", "1"]) == 0
+    qat = load_model(tmp_path / "qat")
+    assert qat.graph.channel_independent
+    res, res_t = qat.run(x, "quant8"), qat.run(x, "quant8", backend="torch")
+    assert res_t.output_q.tobytes() == res.output_q.tobytes()
