@@ -266,7 +266,9 @@ BREAKS = {
         "int16",
         "stdint",
         [ALGORITHM, ("int16/add.h.j2", ADD_STORE, "y[t][c] = std::min<i16_t>(0, 1);")],
-        {"compile": "algorithm: No such file"},
+        # g++ 12 (Debian) stops at the include under -nostdinc++; g++ 13 (Ubuntu 24.04) still finds
+        # <algorithm> through its C include path, and the headers rule names the include instead
+        [{"compile": "algorithm: No such file"}, {"headers": "algorithm: firmware may include only", "compile": ""}],
     ),
     "vla": (
         "int16",
@@ -322,6 +324,8 @@ def test_broken_template_fails_its_check(tiny_model, tmp_path, monkeypatch, name
         _edit(templates / template, old, new)
     monkeypatch.setattr(project_mod, "TEMPLATES", templates)  # render from the modified copy
     rep = check_cached(render_firmware(tiny_model, tmp_path / "p", precision, types), types)
+    if isinstance(expected, list):  # compiler-dependent: one of these outcomes
+        expected = next((e for e in expected if set(e) == rep.rules_failed()), expected[0])
     assert rep.rules_failed() == set(expected), rep.summary()
     for rule, text in expected.items():
         assert any(text in f.message for f in rep.findings if f.rule == rule), rep.summary()
