@@ -537,12 +537,11 @@ def estimate(
 ) -> Estimate:
     """See the module docstring. Raises CmambaError on an unknown precision, interface, part or an
     invalid reuse factor (one line each)."""
-    from codegen.project import PRECISIONS, check_channels, check_interface
+    from codegen.project import PRECISIONS, check_interface
 
     if precision not in PRECISIONS:
         raise CmambaError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")
-    check_interface(interface)
-    check_channels(graph, interface)
+    check_interface(interface, graph=graph)
     if not (isinstance(clock_mhz, (int, float)) and math.isfinite(clock_mhz) and clock_mhz > 0):
         raise CmambaError(f"--clock-mhz must be a positive number, got {clock_mhz!r}")
     prt = get_part(part)

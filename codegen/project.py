@@ -215,7 +215,10 @@ def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
     return tables
 
 
-def check_interface(interface: str, weights: str = "embedded") -> None:
+def check_interface(interface: str, weights: str = "embedded", graph: Graph | None = None) -> None:
+    """One line for an interface the project cannot have: unknown, stream with external weights, or
+    (given the graph) stream for a channel-independent graph (input.channel_independent), whose
+    series run one after another through one set of layers, which the DATAFLOW top does not express."""
     if interface not in INTERFACES:
         raise UnsupportedError(f"--interface {interface!r} is not supported (known: {', '.join(INTERFACES)})")
     if interface == "stream" and weights == "external":
@@ -223,12 +226,7 @@ def check_interface(interface: str, weights: str = "embedded") -> None:
             "--interface stream takes --weights embedded only: every DATAFLOW process reads its "
             "own ROMs, and one m_axi weights port cannot feed them all"
         )
-
-
-def check_channels(graph: Graph, interface: str) -> None:
-    """A channel-independent graph (input.channel_independent) has the memory top only: its series
-    run one after another through one set of layers, which the DATAFLOW top does not express."""
-    if graph.channel_independent and interface == "stream":
+    if graph is not None and graph.channel_independent and interface == "stream":
         raise UnsupportedError(
             f"model '{graph.name}' is channel-independent (input.channel_independent): --interface stream is "
             f"not supported for it (the DATAFLOW top streams one window through the layers, not its "
@@ -261,8 +259,7 @@ def render_files(
 ) -> dict[str, str]:
     """Relative path -> text of every generated source file (no vectors). `weights="external"`
     needs `exp`, the model's integer export (codegen.deploy.export_records)."""
-    check_interface(interface, weights)
-    check_channels(model.graph, interface)
+    check_interface(interface, weights, model.graph)
     env = make_env()
     series = model.graph.series
     external = weights == "external"
@@ -385,11 +382,11 @@ def generate_project(
         raise UnsupportedError(f"--types {types!r} is not supported (known: {', '.join(TYPES)})")
     if weights not in WEIGHTS:
         raise UnsupportedError(f"--weights {weights!r} is not supported (known: {', '.join(WEIGHTS)})")
-    check_interface(interface, weights)
     if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
         raise CmambaError(f"--vectors must be a positive integer, got {n_vectors!r}")
     backend = load_backend(precision)
     model = as_model(model)
+    check_interface(interface, weights, model.graph)
     out_dir = Path(out_dir)
     owned_files(out_dir, PROJECT_DIR)  # refuse someone else's directory before any work
     names = sanitize_names(layer.name for layer in model.graph.layers)

@@ -58,9 +58,16 @@ def rne_shift(x: int, n: int) -> int:
     Branch-free: q = floor(x / 2**n), r = x - q*2**n in [0, 2**n); round up
     when 2r > 2**n, or 2r == 2**n and q is odd (for n = 0, r = 0: never).
     """
+    check_rne_shift(n)
+    return rne_shift_core(x, n)
+
+
+@njit(cache=True, inline="always")
+def check_rne_shift(n: int) -> None:
+    """ValueError unless 0 <= n <= 62 (the range of `rne_shift` / `requantize`): loops call it
+    once and then the unchecked `rne_shift_core` / `requantize_core` per element."""
     if n < 0 or n > 62:
         raise ValueError("rne_shift: shift must be in [0, 62]")
-    return rne_shift_core(x, n)
 
 
 @njit(cache=True, inline="always")
@@ -175,7 +182,7 @@ def isqrt_rne_fast(v: int) -> int:
     2**63), then rounded as isqrt_rne. A few operations instead of the 31-step recurrence: the
     kernels' per-token square roots (RMSNorm, RevIN) use it."""
     if v < 0 or v >= (np.int64(1) << 62):
-        raise ValueError("isqrt_floor: input must be in [0, 2**62)")
+        raise ValueError("isqrt_rne_fast: input must be in [0, 2**62)")
     r = np.int64(np.sqrt(np.float64(v)))
     while r * r > v:
         r -= 1
@@ -216,8 +223,7 @@ def requantize(acc: int, m0: int, shift: int, zero_point: int, bits: int) -> tup
     acc: int64 (an int32 accumulator, or the int64 RMSNorm product); m0: int64 in
     [2**30, 2**31); shift in [0, 62]. One rounding, half to even (TFLite rounds
     half away from zero, twice; we do not). Returns (value, saturated)."""
-    if shift < 0 or shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(shift)
     return requantize_core(acc, m0, shift, zero_point, bits)
 
 

@@ -15,6 +15,7 @@ from numba import njit
 
 from intsim.arrays import F64Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import (
+    check_rne_shift,
     isqrt_rne_fast,
     rne_div,
     rne_shift,
@@ -103,8 +104,7 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
     sample: the sums of squares of every position channel by channel, then the outputs channel by
     channel (time innermost: contiguous loops; the shift checked once)."""
     n_b, d, length = x.shape
-    if out_shift < 0 or out_shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(out_shift)
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
     ss, inv = row[:length], row[length : 2 * length]
@@ -233,26 +233,19 @@ def scan_views(row: I64Array, e: int, t_len: int) -> tuple[I64Array, I64Array, I
 @njit(cache=True)
 def scan_sample_in(lam: IntArray, u: IntArray, lam_t: I64Array, u_t: I64Array, state: I64Array) -> None:
     """One sample's scan inputs lam, u int[E, T] time-major into lam_t, u_t ([T, E]); the state zeroed."""
-    time_major(lam, lam_t)
-    time_major(u, u_t)
+    transpose_into(lam, lam_t)
+    transpose_into(u, u_t)
     state[:] = 0
 
 
 @njit(cache=True)
-def channel_major(src: I64Array, y: IntArray) -> None:
-    """y[c, t] = src[t, c]: a scan's time-major result back into y int[C, T]."""
-    for c in range(y.shape[0]):
-        for t in range(y.shape[1]):
-            y[c, t] = src[t, c]
-
-
-@njit(cache=True)
-def time_major(x: IntArray, out: I64Array) -> None:
-    """out[t, c] = x[c, t]: x int[C, T] -> out int64[T, C] (a scan's channels contiguous per step)."""
-    for t in range(x.shape[1]):
-        row = out[t]
-        for c in range(x.shape[0]):
-            row[c] = x[c, t]
+def transpose_into(src: IntArray, dst: IntArray) -> None:
+    """dst[i, j] = src[j, i], written row by row (dst contiguous innermost): a scan's inputs int[C, T]
+    into time-major int64[T, C] (channels contiguous per step) and its result back into int[C, T]."""
+    for i in range(dst.shape[0]):
+        row = dst[i]
+        for j in range(dst.shape[1]):
+            row[j] = src[j, i]
 
 
 @njit(cache=True)
@@ -261,8 +254,7 @@ def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: 
     Per sample lam and u are read time-major ([T, E]), so each step updates every channel in one
     contiguous loop (independent recurrences side by side: vectorised), then written back."""
     n_b, e, t_len = u.shape
-    if lam_frac < 0 or lam_frac > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(lam_frac)
     up, down = shift_parts(u_shift)
     lam_t, u_t, s_t, prev = scan_views(row, e, t_len)
     one = np.int64(1) << lam_frac
@@ -277,7 +269,7 @@ def scan_int16_into(lam: I16Array, u: I16Array, lam_frac: int, u_shift: int, y: 
                 prev[c] = v
                 st[c] = v
                 nsat += s
-        channel_major(s_t, y[bi])
+        transpose_into(s_t, y[bi])
     return nsat
 
 

@@ -12,7 +12,16 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import I8Array, I16Array, I64Array, IntArray
-from intsim.fixedpoint import isqrt_rne_fast, requantize, requantize_core, rne_div, rne_shift, rne_shift_core, saturate
+from intsim.fixedpoint import (
+    check_rne_shift,
+    isqrt_rne_fast,
+    requantize,
+    requantize_core,
+    rne_div,
+    rne_shift,
+    rne_shift_core,
+    saturate,
+)
 from intsim.kernels_int16 import (
     COL_B_OFF,
     COL_IN1,
@@ -21,7 +30,6 @@ from intsim.kernels_int16 import (
     COL_W2,
     PackedKernel,
     _tensor,
-    channel_major,
     program_buffer,
     program_scratch,
     scan_sample_in,
@@ -29,6 +37,7 @@ from intsim.kernels_int16 import (
     scan_views,
     step_operands,
     tensor_ranges,
+    transpose_into,
 )
 from intsim.kernels_mac import (
     INT32_LIMIT,
@@ -124,8 +133,7 @@ def rmsnorm_int8_into(
     sums of squares of every position channel by channel, then the outputs channel by channel (time
     innermost: contiguous loops; the shift checked once)."""
     n_b, d, length = x.shape
-    if shift < 0 or shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(shift)
     one_q = np.int64(1) << RMS_INV_BITS_INT8
     ss, inv = row[:length], row[length : 2 * length]
     nsat = 0
@@ -190,8 +198,7 @@ def scan_int8_into(
     Time-major per sample like `kernels_int16.scan_int16_into` (every channel's step in one
     contiguous, vectorised loop)."""
     n_b, e, t_len = u.shape
-    if shift < 0 or shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(shift)
     lam_t, u_t, y_t, state = scan_views(row, e, t_len)
     nsat = 0
     for bi in range(n_b):
@@ -206,7 +213,7 @@ def scan_int8_into(
                 q, s = requantize_core(v, m0, shift, y_zp, 8)
                 yt[c] = q
                 nsat += s
-        channel_major(y_t, y[bi])
+        transpose_into(y_t, y[bi])
     return nsat
 
 
@@ -222,8 +229,7 @@ def mul_int8(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, 
 def mul_int8_into(a: I8Array, a_zp: int, b: I8Array, b_zp: int, m0: int, shift: int, y_zp: int, y: I8Array) -> int:
     """`mul_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
-    if shift < 0 or shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(shift)
     nsat = 0
     for i in range(af.shape[0]):
         v, s = requantize_core((np.int64(af[i]) - a_zp) * (np.int64(bf[i]) - b_zp), m0, shift, y_zp, 8)
@@ -248,8 +254,7 @@ def add_int8_into(
 ) -> int:
     """`add_int8` into y; a, b, y contiguous (one flat loop) -> saturations."""
     af, bf, yf = a.reshape(a.size), b.reshape(b.size), y.reshape(y.size)
-    if shift < 0 or shift > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(shift)
     nsat = 0
     for i in range(af.shape[0]):
         acc = (np.int64(af[i]) - a_zp) * m_a + (np.int64(bf[i]) - b_zp) * m_b

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import requantize, requantize_core
+from intsim.fixedpoint import check_rne_shift, requantize, requantize_core
 
 
 @njit(cache=True)
@@ -195,8 +195,7 @@ def dwconv_requant(
     per_channel = m0.shape[0] > 1
     for ch in range(c):
         j = ch if per_channel else 0
-        if sh[j] < 0 or sh[j] > 62:
-            raise ValueError("rne_shift: shift must be in [0, 62]")
+        check_rne_shift(sh[j])
         bc, mc, sc = np.int64(b[ch]), np.int64(m0[j]), np.int64(sh[j])
         bias_c, mul_c, shift_c = bias[ch * length :], mul[ch * length :], shift[ch * length :]
         for t in range(length):
@@ -378,8 +377,7 @@ def aligned(buf: IntArray) -> IntArray:
 def requant_flat(acc: IntArray, m0: int, sh: int, zp: int, bits: int, out: IntArray) -> int:
     """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
     multiplier and shift, checked once: the loop vectorises) -> saturations."""
-    if sh < 0 or sh > 62:
-        raise ValueError("rne_shift: shift must be in [0, 62]")
+    check_rne_shift(sh)
     nsat = 0
     for i in range(acc.shape[0]):
         v, s = requantize_core(acc[i], m0, sh, zp, bits)

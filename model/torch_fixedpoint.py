@@ -275,9 +275,10 @@ def requantize_float(
     return y.to(torch.int32), n
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def const64(value: float, device: torch.device) -> torch.Tensor:
-    """A 0-d float64 tensor of `value` on `device`, made once (creating one costs more than the pass it feeds)."""
+    """A 0-d float64 tensor of `value` on `device`, made once (creating one costs more than the pass it feeds).
+    Bounded: an add layer's folded offset differs per model and per QAT step."""
     return torch.tensor(value, dtype=torch.float64, device=device)
 
 

@@ -35,11 +35,10 @@ from model.torch_fixedpoint import (
     rne_shift,
     saturate,
 )
-from model.torch_mac import DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
+from model.torch_mac import INT8_CODE_MAX_ABS, DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
 
 CENTERED_MAX_ABS = 255  # |x_q - z_x| <= 255 for int8 codes and zero points (spec 3.1)
-CODE_MAX_ABS = 128  # |x_q| <= 128 for int8 codes
 ADD_ACC_BOUND = 2 * CENTERED_MAX_ABS << 31  # |(a - z_a) m_a + (b - z_b) m_b| < 2 255 2^31 (spec 3.8)
 
 TORCH8: BackendTable[TorchRow] = BackendTable("INT8 torch bit-true")
@@ -69,7 +68,7 @@ def _prepare_conv(st, device) -> _Conv8:
             mac, x_zp = int8, 0
         else:
             mac = DenseSum.build(p.weight, p.bias, p.stride, CENTERED_MAX_ABS, device)
-            folded = DenseSum.build(p.weight, folded_bias, p.stride, CODE_MAX_ABS, device) if x_zp else None
+            folded = DenseSum.build(p.weight, folded_bias, p.stride, INT8_CODE_MAX_ABS, device) if x_zp else None
             if folded is not None and folded.bias.dtype == torch.float32:  # every partial sum within 2^24: exact
                 mac, x_zp = folded, 0
     mult = float_multipliers(p.m0, p.shift)

@@ -42,9 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.torch_fixedpoint import FLOAT32_EXACT, FLOAT64_EXACT
+from model.torch_fixedpoint import ACC_BOUND, FLOAT32_EXACT, FLOAT64_EXACT
 
-INT32_EXACT = (1 << 31) - 1  # every partial sum of |value| <= 2^31 - 1 is an int32
 INT8_CODE_MAX_ABS = 128  # |x| of an int8 code
 
 
@@ -260,7 +259,7 @@ class Int8DenseSum:
         rows = np.ascontiguousarray(w3.transpose(0, 2, 1)).reshape(w3.shape[0], -1)
         if rows.size and (rows.min() < -128 or rows.max() > 127):
             return None
-        if _bound(rows, bias, INT8_CODE_MAX_ABS) > INT32_EXACT:
+        if _bound(rows, bias, INT8_CODE_MAX_ABS) > ACC_BOUND:  # a partial sum past int32
             return None
         return cls(
             torch.as_tensor(np.ascontiguousarray(rows.T).astype(np.int8), device=device),

@@ -146,8 +146,12 @@ def test_float_requantization_is_exact_per_channel(accs, m0s, shift, zp, tie):
 def test_magic_rounding_at_its_bound(accs, extra, zp):
     """requantize_float rounds through ROUND_MAGIC while acc_bound max|M| <= 2^30 (|RNE(P)| fits
     int32 beside z): at the bound (M = 1/2, |acc| <= 2^31: ties at every odd acc) and one step
-    past it (m0 = 2^30 + 1, the float64 round path), both exact against RNE at 32 bits."""
+    past it (m0 = 2^30 + 1, the float64 round path), both exact against RNE at 32 bits. The round
+    path is exact for |P| < 2^(53 - shift) = 2^22 (beyond it only int8 saturation hides its error,
+    requantize_float), so its accs are scaled into that range (|acc| <= 2^22: |P| <= 2^21)."""
     m0, shift = 2**30 + extra, 31
+    if extra:
+        accs = [a >> 9 for a in accs]
     mult = math.ldexp(m0, -shift)
     assert tfp.magic_round_fits(2**31, mult) == (extra == 0)
     y, n = tfp.requantize_float(_t(accs), mult, zp, bits=32, acc_bound=2**31)
