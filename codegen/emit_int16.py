@@ -26,6 +26,7 @@ from codegen.emission import (
     TemplateRow,
     op_templates,
     s6_call,
+    tap_major,
 )
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
@@ -167,6 +168,7 @@ def _emit_conv1x1(st: Int16Step, ctx: LayerContext) -> LayerCode:
 
 def _emit_dwconv(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = _conv_consts(st, ctx)
+    tap_major(ctx.consts, f"w_{ctx.cname}")
     channels, length = st.shape
     return _conv_code(st, ctx, [("C", channels), ("L", length), ("K", p.weight.shape[1]), ("SHIFT", p.shift)])
 
