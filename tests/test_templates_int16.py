@@ -155,7 +155,8 @@ def scan_case(rng, i):
     return Case(
         "scan",
         "scan",
-        [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift)],
+        # lam in [0, 2^lam_frac] here: the 32-bit step where it fits (odd cases), else int64
+        [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift), ("LAM_BOUNDED", i % 2)],
         None,
         [],
         [lam.astype(I16), u],
@@ -338,7 +339,14 @@ def kit_cases() -> list[Case]:
                 )
             )
         elif op == "scan":
-            ints = [("E", c_out), ("T", l_out), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
+            # the kit's lam takes every int16 value (out of range included): the int64 step
+            ints = [
+                ("E", c_out),
+                ("T", l_out),
+                ("LAM_FRAC", p["lam_frac"]),
+                ("U_SHIFT", p["u_shift"]),
+                ("LAM_BOUNDED", 0),
+            ]
             cases.append(Case(op, op, ints, None, [], [a["lam"], a["u"]], y, kc.saturations))
         elif op == "revin_norm":
             ints = [
