@@ -19,6 +19,9 @@ so `Model.run(..., backend="torch")` works without intsim importing torch or thi
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -70,17 +73,44 @@ class TorchProgram:
 
 CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cache-sized
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+CPU_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for its adaptive mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX)
+
+
+@functools.cache
+def keep_freed_cpu_memory() -> bool:
+    """Let glibc's malloc reuse freed blocks of up to 32 MiB instead of unmapping them (once per process;
+    Linux / glibc only, else a no-op: False). A chunk's layer temporaries are 0.2-4 MB each; under glibc's
+    start-up thresholds (128 KiB, adapted upwards only when a larger mapped block is freed) every one is
+    a fresh mmap whose pages fault in on first touch, which doubled the back end's CPU time at batch
+    1,024 (unless some other code had already freed a large block). These are the values glibc's
+    adaptive rule reaches by itself after freeing a 32 MiB block: mmap above 32 MiB, trim the heap top
+    above 64 MiB. Process-wide, like any allocator setting; the numbers computed do not depend on it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (or no symbol table): leave the allocator alone
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_TRIM_THRESHOLD, 2 * CPU_MMAP_THRESHOLD)) and bool(
+        mallopt(M_MMAP_THRESHOLD, CPU_MMAP_THRESHOLD)
+    )
+
 
 class TorchRunner:
     """`Model.run` for the integer modes, on torch (CPU by default; device="cuda" on a GPU).
     Batches run in chunks of `chunk` windows (default: 256 on CPU, where smaller tensors stay in
     cache; 1,024 on a GPU; a channel-independent model's chunk holds `chunk` series, i.e.
-    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it."""
+    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it.
+    On CPU it raises glibc's mmap threshold once per process (`keep_freed_cpu_memory`)."""
 
     def __init__(self, model: Model, device: str | torch.device | None = None, chunk: int | None = None):
         self.model = model
         self.device = torch.device(device or "cpu")
         self.chunk = chunk or (CPU_CHUNK if self.device.type == "cpu" else CHUNK_WINDOWS)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()
         self._programs: dict[str, tuple[object, TorchProgram]] = {}
 
     def program(self, mode: str | Mode) -> TorchProgram:

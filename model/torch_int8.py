@@ -29,11 +29,13 @@ from model.torch_fixedpoint import (
     float_multipliers,
     isqrt_rne,
     magic_round_fits,
+    min_max,
     requantize,
     requantize_float,
     rne_div,
     rne_shift,
     saturate,
+    zero_count,
 )
 from model.torch_mac import INT8_CODE_MAX_ABS, DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
@@ -112,6 +114,7 @@ class _RmsNorm8:
 
 RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
 RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
+RMS_INT32_SUM_MAX_D = ((1 << 31) - 1) // (CENTERED_MAX_ABS * CENTERED_MAX_ABS)  # sum of D xc^2 <= D 255^2 < 2^31
 
 
 def _prepare_rmsnorm(st, device) -> _RmsNorm8:
@@ -143,14 +146,15 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
     xg = xc * p.gain
     if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
-        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=torch.int64).to(torch.float64)
+        sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
+        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype).to(torch.float64)
         inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
     else:
         ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
         v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
         inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
-    if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # int64: (xc g) (inv m0) = acc m0 (< 2^62, spec 3.9), one full-size product
-        return requantize(xg.to(torch.int64), inv.to(torch.int64) * p.m0, p.shift, p.y_zp)
+    if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # |xc g inv| < 2^31 (spec 3.9): an int32 product, then int64 (< 2^62)
+        return requantize(xg.mul_(inv.to(torch.int32)), p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
     acc = xg.to(torch.float64).mul_(inv.to(torch.float64))  # (xc g) inv < 2^39: exact, the same P, one rounding
     return requantize(acc, p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
@@ -170,15 +174,14 @@ def _lut(p: _Lut8, x: list[torch.Tensor]):
     """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts. Clamped entries at the
     table's ends (codes < lo, >= hi: saturated activations) are counted without a gather: x clamped
     to a side's limit differs from that limit exactly where x lies beyond it (one pass per side the
-    input reaches, by its min/max)."""
+    input reaches, by its min/max: the producing layer's own, `min_max`)."""
     idx = x[0] + 128
     y = lookup(p.table, idx)
     if p.ends is None:
-        n = torch.zeros((), dtype=torch.int64, device=idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
-        return y, n
+        return y, zero_count(idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
     lo, hi = p.ends
-    x_min, x_max = (int(v) for v in torch.aminmax(x[0]))
-    n = torch.zeros((), dtype=torch.int64, device=idx.device)
+    x_min, x_max = (int(v) for v in min_max(x[0]))
+    n = zero_count(idx.device)
     if x_min < lo:  # codes < lo: clamp(x, max=lo) - lo != 0
         n = n + torch.count_nonzero(torch.clamp(x[0], max=lo).sub_(lo))
     if x_max >= hi:  # codes >= hi: clamp(x, min=hi - 1) - (hi - 1) != 0
