@@ -229,7 +229,8 @@ def requantize(
     otherwise the product acc * m0 < 2^62 is formed in int64, and from an int shift >= 32 (|rounded|
     <= 2^30) the zero point and the saturation run in int32."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
-        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
+        ties = not (isinstance(m0, int) and no_ties(acc_bound, m0, shift))
+        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound, ties=ties)
     if isinstance(m0, int) and isinstance(shift, int) and tie_free_offset(acc_bound, m0, shift, zero_point) is not None:
         offset = tie_free_offset(acc_bound, m0, shift, zero_point)  # no tie: floor((acc m0 + offset) / 2^shift)
         y = acc.to(torch.int64).mul_(m0).add_(offset).bitwise_right_shift_(shift)  # RNE(acc m0 2^-shift) + z
@@ -242,18 +243,22 @@ def requantize(
     return y.to(torch.int32), n
 
 
+def no_ties(acc_bound: int, m0: int, shift: int) -> bool:
+    """True when no product acc m0 (integer |acc| <= acc_bound) is a tie of the rounding by 2^shift,
+    i.e. an odd multiple of 2^(shift-1): that needs exactly shift - 1 - v2(m0) trailing zero bits in acc
+    (v2: the number of trailing zero bits), while a nonzero |acc| <= acc_bound has at most
+    bit_length(acc_bound) - 1 (acc = 0 or m0 = 0 give 0; shift <= 0 gives an integer: no tie)."""
+    return shift <= 0 or not m0 or shift - (m0 & -m0).bit_length() >= acc_bound.bit_length()
+
+
 def tie_free_offset(acc_bound: int, m0: int, shift: int, zero_point: int) -> int | None:
-    """2^(shift-1) + z 2^shift when no product acc m0 (|acc| <= acc_bound, integer) can be a tie of
-    the rounding by 2^shift and the sum stays inside int64; else None. Then RNE(acc m0 / 2^shift) + z
-    = floor((acc m0 + offset) / 2^shift), one arithmetic shift: a tie needs acc m0 = (2k + 1) 2^(shift-1),
-    i.e. exactly shift - 1 - v2(m0) trailing zero bits in acc (v2: the number of trailing zero bits),
-    while a nonzero |acc| <= acc_bound has at most bit_length(acc_bound) - 1 (acc = 0 or m0 = 0 give 0,
-    no tie). Holds for INT8 RMSNorm (|acc| < 2^31, shift 48: any m0 with v2(m0) <= 16)."""
-    if shift < 1:
+    """2^(shift-1) + z 2^shift when `no_ties` holds, shift >= 1 and the sum stays inside int64; else None.
+    Then RNE(acc m0 / 2^shift) + z = floor((acc m0 + offset) / 2^shift), one arithmetic shift (rounding
+    half up differs from half to even only on ties). Holds for INT8 RMSNorm (|acc| < 2^31, shift 48:
+    any m0 with v2(m0) <= 16)."""
+    if shift < 1 or not no_ties(acc_bound, m0, shift):
         return None
     offset = (1 << (shift - 1)) + (zero_point << shift)
-    if m0 and shift - (m0 & -m0).bit_length() < acc_bound.bit_length():  # (m0 & -m0).bit_length() = v2(m0) + 1
-        return None
     return offset if acc_bound * abs(m0) + abs(offset) < 1 << 63 else None
 
 
@@ -273,6 +278,7 @@ def requantize_float(
     bits: int = 8,
     acc_bound: int = ACC_BOUND,
     mult_max: float | None = None,
+    ties: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
     y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
@@ -288,13 +294,16 @@ def requantize_float(
     truncated to int32. An even z is added with the constant (ROUND_MAGIC + z + M acc in one pass,
     `addcmul` / `add` with alpha): the sum's ulp is still 1 and, z being even, the parity that breaks a tie is RNE(P)'s,
     so the low bits hold RNE(P) + z whether P is rounded once (FMA) or first to float64 (then
-    exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards.
+    exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards,
+    unless the caller knows that no acc m0 is a tie (ties=False, `no_ties`): then no P or its float64
+    product lies on a half-integer (the product's error is below P's distance to one, above), the
+    sum's rounding is never a tie, and any z is folded into the constant.
     Fewer and narrower passes than round / add / convert in float64, the same bits."""
     v = acc.to(torch.float64)  # in place from here (acc is consumed if it is float64 already)
     if mult_max is None:
         mult_max = abs(mult) if isinstance(mult, float) else float(mult.abs().max()) if mult.numel() else 0.0
     if magic_round_fits(acc_bound, mult_max):
-        folded = zero_point if zero_point % 2 == 0 else 0
+        folded = zero_point if zero_point % 2 == 0 or not ties else 0
         offset = ROUND_MAGIC + folded
         if isinstance(mult, float):  # offset + M acc: one pass (M acc rounded once, or fused)
             torch.add(const64(offset, v.device), v, alpha=mult, out=v)

@@ -23,6 +23,7 @@ from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA
 from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
+    ACC_BOUND,
     FLOAT_REQUANT_MAX_SHIFT,
     const64,
     exact_float_shift,
@@ -30,6 +31,7 @@ from model.torch_fixedpoint import (
     isqrt_rne,
     magic_round_fits,
     min_max,
+    no_ties,
     requantize,
     requantize_float,
     rne_div,
@@ -55,6 +57,7 @@ class _Conv8:
     shift: torch.Tensor  # int64 [C_out]
     mult: torch.Tensor | None  # float64 [C_out] m0 2^-shift when every shift allows the float path
     mult_max: float  # max |mult| (0 without the float path)
+    ties: bool  # some channel's acc m0 can be a tie (else the zero point joins the rounding constant)
 
 
 def _prepare_conv(st, device) -> _Conv8:
@@ -82,6 +85,7 @@ def _prepare_conv(st, device) -> _Conv8:
         as_long(p.shift, device),
         None if mult is None else torch.as_tensor(mult, device=device),
         0.0 if mult is None or not mult.size else float(np.abs(mult).max()),
+        not all(no_ties(ACC_BOUND, int(m), int(s)) for m, s in zip(p.m0, p.shift, strict=True)),
     )
 
 
@@ -93,7 +97,7 @@ def _conv(c: _Conv8, x: list[torch.Tensor]):
     else:
         acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
-        return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max)
+        return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max, ties=c.ties)
     return requantize(acc, c.m0, c.shift, c.y_zp)
 
 
@@ -217,11 +221,11 @@ def _scan(p, x: list[torch.Tensor]):
     the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
     <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
     A loop over time only, in place: b [B, L, C] becomes the states, step t on the strided [B, C] views
-    (`unbind`: one call for every view; a = lam / 256 + 1/2 and b = (128 - lam)(u - z_u) from float32 codes,
-    each value an exact float32: |b| <= 255 * 255)."""
-    lam_f = x[0].to(torch.float32)
-    states = lam_f.neg().add_(128).mul_(x[1].to(torch.float32).sub_(p.u_zp))  # b, then S in place
-    a = lam_f.mul_(1.0 / 256.0).add_(0.5)
+    (`unbind`: one call for every view). b = (128 - lam)(u - z_u) in int32 (|b| <= 256 * 255), then float32;
+    a = 1/2 + lam / 256 in one pass from float32 codes (each value an exact float32)."""
+    lam = x[0]
+    states = torch.rsub(lam, 128).mul_(x[1] - p.u_zp).to(torch.float32)  # b, then S in place
+    a = torch.add(const64(0.5, lam.device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
     prev = None
     for a_t, s_t in zip(a.unbind(1), states.unbind(1), strict=True):
         if prev is not None:  # S_0 = round(b_0) = b_0 (an integer)

@@ -117,17 +117,20 @@ def test_requantize_matches_exact(accs, m0, shift, zp):
 @given(
     accs=st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=30),
     odd=st.integers(0, 2**30),
-    shift=st.integers(tfp.FLOAT_REQUANT_MAX_SHIFT + 1, 54),
+    shift=st.integers(32, 54),
     zp=st.integers(-128, 127),
     extra=st.integers(0, 1),
 )
 def test_tie_free_requantization_at_its_bound(accs, odd, shift, zp, extra):
-    """requantize's int64 path (shift > 44) rounds by one floor shift (`tie_free_offset`) when no
-    |acc| < 2^31 can make acc m0 a tie, i.e. v2(m0) <= shift - 32: at that bound and one past it (where
-    acc = 2^30 gives a tie, and the RNE path must run), both exact against RNE, ties included. Shifts up
-    to 54 keep |acc m0| + 2^(shift-1) + |z| 2^shift inside int64 (its other condition; INT8 RMSNorm: 48)."""
+    """When no |acc| < 2^31 can make acc m0 a tie (`no_ties`: v2(m0) <= shift - 32), requantize rounds
+    without the tie rule: the int64 path (shift > 44) by one floor shift (`tie_free_offset`), the float64
+    path (shift <= 44) with an odd zero point folded into its rounding constant. At that bound and one
+    past it (where acc = 2^30 gives a tie, and the tie-aware paths must run), both exact against RNE,
+    ties included. Shifts up to 54 keep |acc m0| + 2^(shift-1) + |z| 2^shift inside int64 (the floor
+    shift's other condition; INT8 RMSNorm: 48)."""
     v2 = shift - 32 + extra
     m0 = ((odd % (1 << (31 - v2))) | 1) << v2  # v2 trailing zero bits, m0 < 2^31
+    assert tfp.no_ties(2**31 - 1, m0, shift) == (extra == 0)
     assert (tfp.tie_free_offset(2**31 - 1, m0, shift, zp) is not None) == (extra == 0)
     accs = accs + [2**30, -(2**30), 3 * 2**29, 2**31 - 1, -(2**31) + 1]
     y, n = tfp.requantize(_t(accs), m0, shift, zp)
