@@ -174,19 +174,18 @@ class TorchRunner:
         out_q = self.model._shape_output(host(env[prog.program.output_tensor]))
         tensors = {n: host(env[n]) for n in names if _wants(capture, n)} if capture else {}
         if mode.precision == "int16":
-            fracs = [prog.program.frac_of(n) for n in names]
-            values = [
-                (float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f)))
-                for a, b, f in zip(lo, hi, fracs, strict=True)
-            ]
+            fracs = -np.array([prog.program.frac_of(n) for n in names])  # one vectorised pass, the same float64s
+            values = zip(
+                np.ldexp(lo.astype(np.float64), fracs).tolist(),
+                np.ldexp(hi.astype(np.float64), fracs).tolist(),
+                strict=True,
+            )
             out_frac = prog.program.output_frac
             output, out_lsb = dequantize(out_q, out_frac), lsb(out_frac)
         else:
             qps = [prog.program.input_qp] + [st.out_qp for st in prog.program.steps]
-            values = [
-                tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp))
-                for a, b, qp in zip(lo, hi, qps, strict=True)
-            ]
+            scale, zp = (np.array(v, dtype=np.float64) for v in zip(*qps, strict=True))
+            values = zip(dequantize_act(lo, scale, zp).tolist(), dequantize_act(hi, scale, zp).tolist(), strict=True)
             out_frac = None
             output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
         size = {n: int(env[n].numel()) for n in names}
