@@ -61,14 +61,37 @@ class TorchProgram:
             row = table.row(st.op, st.name)
             self.steps.append((st, row.run, row.prepare(st, self.device)))
 
-    def run(self, x_q: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        self.last_use = {INPUT_NAME: -1}  # tensor name -> index of the last step that reads it (-1: none)
+        for i, (st, _, _) in enumerate(self.steps):
+            self.last_use[st.name] = -1
+            self.last_use.update((s, i) for s in st.inputs)
+
+    def run(
+        self, x_q: torch.Tensor, keep: Iterable[str] | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor, int]]]:
         """x_q: int32 [B, L, C_in] (channels-last) on the device, int16 / int8 codes at the input
-        format -> ({tensor name: int32 [B, L, C]}, {layer name: 0-d int64 saturation count})."""
+        format -> ({tensor name: int32 [B, L, C]}, {layer name: 0-d int64 saturation count},
+        {tensor name: (min, max, numel)}: every tensor's statistics). keep=None keeps every tensor;
+        otherwise only the named ones stay, and each other tensor is dropped after the last step that
+        reads it (its statistics taken first): a chunk's memory then stays a few layers deep, so the
+        allocator hands the next layers cache-warm blocks."""
         env = {INPUT_NAME: x_q}
-        sats = {}
-        for st, run, prepared in self.steps:
+        sats, stats = {}, {}
+        kept = None if keep is None else set(keep)
+
+        def drop(name: str) -> None:
+            t = env[name] if kept is None or name in kept else env.pop(name)
+            stats[name] = (*min_max(t), t.numel())
+
+        for i, (st, run, prepared) in enumerate(self.steps):
             env[st.name], sats[st.name] = run(prepared, [env[s] for s in st.inputs])
-        return env, sats
+            for name in dict.fromkeys((*st.inputs, st.name)):  # inputs read for the last time, an unread output
+                if self.last_use[name] in (i, -1) and name not in stats:
+                    drop(name)
+        for name in list(env):
+            if name not in stats:
+                drop(name)
+        return env, sats, stats
 
 
 CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cache-sized
@@ -164,11 +187,12 @@ class TorchRunner:
         )  # channel-independent: series
         # channels-last [B, L, C] made contiguous on the host in the narrow type (a transposed view costs the
         # first layer's strided conversion 10x more)
-        env, sats = prog.run(
-            torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32)
-        )
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
-        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(min_max(env[n]) for n in names), strict=True))
+        keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
+        env, sats, tstats = prog.run(
+            torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
+        )
+        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(tstats[n][:2] for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 
@@ -192,9 +216,8 @@ class TorchRunner:
             values = zip(dequantize_act(lo, scale, zp).tolist(), dequantize_act(hi, scale, zp).tolist(), strict=True)
             out_frac = None
             output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
-        size = {n: int(env[n].numel()) for n in names}
         stats = {
-            n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
+            n: {"saturations": int(s), "min": a, "max": b, "size": tstats[n][2]}
             for n, s, (a, b) in zip(names, n_sat, values, strict=True)
         }
         return RunResult(mode.name, output, out_q, stats, tensors, out_frac, out_lsb)
