@@ -281,7 +281,8 @@ TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
 TORCH8.register(
     "mul",
     TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
-        lambda st, device: st.params, lambda p, x: requantize((x[0] - p.a_zp) * (x[1] - p.b_zp), p.m0, p.shift, p.y_zp)
+        lambda st, device: st.params,
+        lambda p, x: requantize((x[0] - p.a_zp).mul_(x[1] - p.b_zp), p.m0, p.shift, p.y_zp),
     ),
 )
 
