@@ -189,9 +189,10 @@ class TorchRunner:
         # first layer's strided conversion 10x more)
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
-        env, sats, tstats = prog.run(
-            torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
-        )
+        with torch.inference_mode():  # no autograd bookkeeping (version counters, views) on ~440 ops a chunk: ~10 %
+            env, sats, tstats = prog.run(
+                torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
+            )
         lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(tstats[n][:2] for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
