@@ -342,6 +342,8 @@ def test_default_model_every_layer_byte_equal(default_calibrated, mode):
     res = TorchRunner(model, chunk=37).run(x, mode, capture=True)  # chunks merged exactly
     assert_same_run(golden, res)
     assert sum(s["saturations"] for s in golden.stats.values()) > 0  # the saturating inputs did saturate
+    for part in (None, ["blk0.norm", "blk1.scan"]):  # the other tensors dropped after their last reader
+        assert_same_run(model.run(x, mode, capture=part), TorchRunner(model).run(x, mode, capture=part))
     for one in (x[:1], x[50:51]):  # a single window: the windows' matrix of a patch conv is then a view
         assert_same_run(model.run(one, mode, capture=True), TorchRunner(model).run(one, mode, capture=True))
 
