@@ -208,6 +208,10 @@ def dwconv_requant(
 
 
 GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as one GEMM
+# ... unless it has this many output channels: then the position blocks' vector loop over the
+# channels is long enough (>= 8 vectors of int32 per input value) and they beat the GEMM, whose
+# window unrolling they save (measured on the default model's head, 144 channels, batch 16-1024)
+ROWS_MIN_CHANNELS = 128
 
 
 @njit(cache=True)
@@ -230,13 +234,13 @@ def conv_requant(
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
     (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
-    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1): position blocks with the
-    output channels innermost (`conv_rows_requant`, input read in place); more:
-    one GEMM over every position of the batch (`conv_gemm_requant`, input unrolled through `work`,
-    sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1) or many output channels
+    (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
+    input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
+    unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
     n_b, c_in, length = x.shape
     n_pos = n_b * ((length - k_size) // stride + 1)
-    if n_pos >= GEMM_MIN_POSITIONS:
+    if n_pos >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
         cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
         if narrow:
             return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
