@@ -91,41 +91,31 @@ def conv_rows_requant(
     cast = part.dtype.type
     n_pos = n_b * t_out
     nsat = 0
+    last = n_pos - 1
     for p0 in range(0, n_pos, POS_BLOCK):
         n_q = min(POS_BLOCK, n_pos - p0)
         for q in range(POS_BLOCK):
             for o in range(c_out):
                 acc[q, o] = b[o]
-        if n_q == POS_BLOCK:
-            b0, t0 = divmod(p0, t_out)
-            b1, t1 = divmod(p0 + 1, t_out)
-            b2, t2 = divmod(p0 + 2, t_out)
-            b3, t3 = divmod(p0 + 3, t_out)
-            a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-            for k in range(k_size):
-                xs0, xs1 = x[b0, :, t0 * stride + k], x[b1, :, t1 * stride + k]
-                xs2, xs3 = x[b2, :, t2 * stride + k], x[b3, :, t3 * stride + k]
-                for c in range(c_in):
-                    x0, x1 = cast(xs0[c] - x_zp), cast(xs1[c] - x_zp)
-                    x2, x3 = cast(xs2[c] - x_zp), cast(xs3[c] - x_zp)
-                    w_col = w_cols[k * c_in + c]
-                    for o in range(c_out):  # range indices: no negative-index checks, vectorises
-                        wv = cast(w_col[o])
-                        a0[o] += wv * x0
-                        a1[o] += wv * x1
-                        a2[o] += wv * x2
-                        a3[o] += wv * x3
-        else:
-            for q in range(n_q):
-                bq, tq = divmod(p0 + q, t_out)
-                aq = acc[q]
-                for k in range(k_size):
-                    xs = x[bq, :, tq * stride + k]
-                    for c in range(c_in):
-                        xv = cast(xs[c] - x_zp)
-                        w_col = w_cols[k * c_in + c]
-                        for o in range(c_out):
-                            aq[o] += cast(w_col[o]) * xv
+        # a last, partial block repeats its last position in the unused rows (summed, never stored)
+        b0, t0 = divmod(p0, t_out)
+        b1, t1 = divmod(min(p0 + 1, last), t_out)
+        b2, t2 = divmod(min(p0 + 2, last), t_out)
+        b3, t3 = divmod(min(p0 + 3, last), t_out)
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        for k in range(k_size):
+            xs0, xs1 = x[b0, :, t0 * stride + k], x[b1, :, t1 * stride + k]
+            xs2, xs3 = x[b2, :, t2 * stride + k], x[b3, :, t3 * stride + k]
+            for c in range(c_in):
+                x0, x1 = cast(xs0[c] - x_zp), cast(xs1[c] - x_zp)
+                x2, x3 = cast(xs2[c] - x_zp), cast(xs3[c] - x_zp)
+                w_col = w_cols[k * c_in + c]
+                for o in range(c_out):  # range indices: no negative-index checks, vectorises
+                    wv = cast(w_col[o])
+                    a0[o] += wv * x0
+                    a1[o] += wv * x1
+                    a2[o] += wv * x2
+                    a3[o] += wv * x3
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
             nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
