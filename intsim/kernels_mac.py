@@ -71,6 +71,7 @@ def conv_rows_requant(
     zp: int,
     bits: int,
     part: IntArray,
+    prod: IntArray,
     y: IntArray,
 ) -> int:
     """Dense Kx1 conv, requantized as it is summed. x: int[B, C_in, L] with zero point x_zp (0 for
@@ -80,6 +81,7 @@ def conv_rows_requant(
     spec 3.3), acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] (x[b,c,t*S+k] - x_zp); returns the saturations.
     part: accumulators, at least POS_BLOCK*(C_out+31) of int32 when the caller proved
     `acc_bound(...) <= 2^31 - 1` (every partial sum fits: the int64 sums bit for bit), else int64.
+    prod: an empty array whose dtype holds every product exactly (`PROD16`).
     For a block of output positions, acc[p, :] += w_cols[j, :] * (x[b_p, c, t_p*S+k] - x_zp): the
     output channels innermost (contiguous, vectorised; each product exact in the accumulator's width),
     the input values read in place (scalars: no re-layout of x)."""
@@ -88,34 +90,44 @@ def conv_rows_requant(
     t_out = (length - k_size) // stride + 1
     step = padded(c_out)  # aligned accumulator rows
     acc = aligned(part)[: POS_BLOCK * step].reshape((POS_BLOCK, step))
-    cast = part.dtype.type
+    cast, pc = part.dtype.type, prod.dtype.type
     n_pos = n_b * t_out
     nsat = 0
-    last = n_pos - 1
     for p0 in range(0, n_pos, POS_BLOCK):
         n_q = min(POS_BLOCK, n_pos - p0)
         for q in range(POS_BLOCK):
             for o in range(c_out):
                 acc[q, o] = b[o]
-        # a last, partial block repeats its last position in the unused rows (summed, never stored)
-        b0, t0 = divmod(p0, t_out)
-        b1, t1 = divmod(min(p0 + 1, last), t_out)
-        b2, t2 = divmod(min(p0 + 2, last), t_out)
-        b3, t3 = divmod(min(p0 + 3, last), t_out)
-        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-        for k in range(k_size):
-            xs0, xs1 = x[b0, :, t0 * stride + k], x[b1, :, t1 * stride + k]
-            xs2, xs3 = x[b2, :, t2 * stride + k], x[b3, :, t3 * stride + k]
-            for c in range(c_in):
-                x0, x1 = cast(xs0[c] - x_zp), cast(xs1[c] - x_zp)
-                x2, x3 = cast(xs2[c] - x_zp), cast(xs3[c] - x_zp)
-                w_col = w_cols[k * c_in + c]
-                for o in range(c_out):  # range indices: no negative-index checks, vectorises
-                    wv = cast(w_col[o])
-                    a0[o] += wv * x0
-                    a1[o] += wv * x1
-                    a2[o] += wv * x2
-                    a3[o] += wv * x3
+        if n_q == POS_BLOCK:
+            b0, t0 = divmod(p0, t_out)
+            b1, t1 = divmod(p0 + 1, t_out)
+            b2, t2 = divmod(p0 + 2, t_out)
+            b3, t3 = divmod(p0 + 3, t_out)
+            a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+            for k in range(k_size):
+                xs0, xs1 = x[b0, :, t0 * stride + k], x[b1, :, t1 * stride + k]
+                xs2, xs3 = x[b2, :, t2 * stride + k], x[b3, :, t3 * stride + k]
+                for c in range(c_in):
+                    x0, x1 = pc(xs0[c] - x_zp), pc(xs1[c] - x_zp)
+                    x2, x3 = pc(xs2[c] - x_zp), pc(xs3[c] - x_zp)
+                    w_col = w_cols[k * c_in + c]
+                    for o in range(c_out):  # range indices: no negative-index checks, vectorises
+                        wv = pc(w_col[o])
+                        a0[o] += cast(pc(wv * x0))
+                        a1[o] += cast(pc(wv * x1))
+                        a2[o] += cast(pc(wv * x2))
+                        a3[o] += cast(pc(wv * x3))
+        else:  # the last positions one at a time (a padded block would sum unused rows)
+            for q in range(n_q):
+                bq, tq = divmod(p0 + q, t_out)
+                aq = acc[q]
+                for k in range(k_size):
+                    xs = x[bq, :, tq * stride + k]
+                    for c in range(c_in):
+                        xv = pc(xs[c] - x_zp)
+                        w_col = w_cols[k * c_in + c]
+                        for o in range(c_out):
+                            aq[o] += cast(pc(pc(w_col[o]) * xv))
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
             nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
@@ -228,16 +240,45 @@ def conv_requant(
     (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
     input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
     unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    if bits == 8 and -128 <= x_zp <= 127:  # INT8: every product exact in int16 (PROD16)
+        if narrow:
+            return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part32, PROD16, y)
+        return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part64, PROD16, y)
+    if narrow:
+        return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part32, part32, y)
+    return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part64, part64, y)
+
+
+# The product type of INT8 convolutions' sums, as an empty array: |x - z_x| <= 255 (an int8 zero point)
+# times |w| <= 128 is at most 32,640, exact in int16 (16-bit vector multiplies); INT16 products (up to 2^30) take the
+# accumulator's own width.
+PROD16 = np.empty(0, np.int16)
+
+
+@njit(cache=True)
+def conv_sums_requant(
+    x: IntArray,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    bits: int,
+    work: I16Array,
+    part: IntArray,
+    prod: IntArray,
+    y: IntArray,
+) -> int:
+    """`conv_requant` with the accumulators (`part`) and the product type (`prod`, empty) chosen."""
     n_b, c_in, length = x.shape
     n_pos = n_b * ((length - k_size) // stride + 1)
     if n_pos >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
         cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
-        if narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, y)
-    if narrow:
-        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, y)
-    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, y)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, prod, y)
+    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part, prod, y)
 
 
 @njit(cache=True)
@@ -277,6 +318,7 @@ def conv_gemm_requant(
     zp: int,
     bits: int,
     part: IntArray,
+    prod: IntArray,
     y: IntArray,
 ) -> int:
     """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
@@ -290,7 +332,7 @@ def conv_gemm_requant(
     x_step, a_step = padded(n_pos), padded(n_pos)
     acc = aligned(part)
     for o in range(c_out):
-        gemm_row(cols, x_step, w_cols[:, o], b[o], n_pos, acc[o * a_step : o * a_step + n_pos])
+        gemm_row(cols, x_step, w_cols[:, o], b[o], n_pos, acc[o * a_step : o * a_step + n_pos], prod)
     nsat = 0
     row = np.empty(n_pos, dtype=y.dtype)
     for o in range(c_out):
@@ -307,19 +349,22 @@ GEMM_J = 8  # input rows summed per pass over an accumulator row: one load and s
 
 
 @njit(cache=True)
-def gemm_row(cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int, acc: IntArray) -> None:
+def gemm_row(
+    cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int, acc: IntArray, prod: IntArray
+) -> None:
     """acc[n] = bias + sum_j w_col[j] cols[j * x_step + n] for n < n_pos (acc int32 or int64: every
     product and partial sum in its width; int32 only where the caller proved the bound, so the wrapped
-    int32 arithmetic gives the exact sums). GEMM_J input rows per pass over acc (positions innermost,
+    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`: exact there).
+    GEMM_J input rows per pass over acc (positions innermost,
     vectorised): acc is loaded and stored once per eight multiply-accumulates, not once per one."""
-    cast = acc.dtype.type
+    cast, pc = acc.dtype.type, prod.dtype.type
     for n in range(n_pos):
         acc[n] = bias
     n_win = w_col.shape[0]
     n_main = n_win - n_win % GEMM_J
     for j in range(0, n_main, GEMM_J):
-        w0, w1, w2, w3 = cast(w_col[j]), cast(w_col[j + 1]), cast(w_col[j + 2]), cast(w_col[j + 3])
-        w4, w5, w6, w7 = cast(w_col[j + 4]), cast(w_col[j + 5]), cast(w_col[j + 6]), cast(w_col[j + 7])
+        w0, w1, w2, w3 = pc(w_col[j]), pc(w_col[j + 1]), pc(w_col[j + 2]), pc(w_col[j + 3])
+        w4, w5, w6, w7 = pc(w_col[j + 4]), pc(w_col[j + 5]), pc(w_col[j + 6]), pc(w_col[j + 7])
         x0 = cols[j * x_step : j * x_step + n_pos]
         x1 = cols[(j + 1) * x_step : (j + 1) * x_step + n_pos]
         x2 = cols[(j + 2) * x_step : (j + 2) * x_step + n_pos]
@@ -330,20 +375,20 @@ def gemm_row(cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int
         x7 = cols[(j + 7) * x_step : (j + 7) * x_step + n_pos]
         for n in range(n_pos):
             acc[n] += (
-                w0 * cast(x0[n])
-                + w1 * cast(x1[n])
-                + w2 * cast(x2[n])
-                + w3 * cast(x3[n])
-                + w4 * cast(x4[n])
-                + w5 * cast(x5[n])
-                + w6 * cast(x6[n])
-                + w7 * cast(x7[n])
+                cast(pc(w0 * x0[n]))
+                + cast(pc(w1 * x1[n]))
+                + cast(pc(w2 * x2[n]))
+                + cast(pc(w3 * x3[n]))
+                + cast(pc(w4 * x4[n]))
+                + cast(pc(w5 * x5[n]))
+                + cast(pc(w6 * x6[n]))
+                + cast(pc(w7 * x7[n]))
             )
     for j in range(n_main, n_win):
-        wv = cast(w_col[j])
+        wv = pc(w_col[j])
         xs = cols[j * x_step : j * x_step + n_pos]
         for n in range(n_pos):
-            acc[n] += wv * cast(xs[n])
+            acc[n] += cast(pc(wv * xs[n]))
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one
