@@ -180,7 +180,7 @@ class Model:
             s_in, z_in = self.program8.input_qp
             mul, div, zp, lo, hi, dtype = 1.0, float(s_in), float(z_in), -128.0, 127.0, np.int8
         elif abs(frac) < 1000:  # 2^frac a normal float64: x * 2^frac is ldexp(x, frac)
-            mul, div, zp, lo, hi, dtype = float(np.ldexp(1.0, frac)), 1.0, 0.0, -32768.0, 32767.0, np.int16
+            mul, div, zp, lo, hi, dtype = math.ldexp(1.0, frac), 1.0, 0.0, -32768.0, 32767.0, np.int16
         else:
             x_q, n_sat = quantize_q(xb, frac, 16, "input")
             return x_q.astype(np.int16), n_sat
