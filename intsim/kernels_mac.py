@@ -240,45 +240,30 @@ def conv_requant(
     (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
     input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
     unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
-    if bits == 8 and -128 <= x_zp <= 127:  # INT8: every product exact in int16 (PROD16)
+    n_b, c_in, length = x.shape
+    int16_products = bits == 8 and -128 <= x_zp <= 127  # INT8: every product exact in int16 (PROD16)
+    if n_b * ((length - k_size) // stride + 1) >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
+        cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
+        if int16_products and narrow:
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, PROD16, y)
+        if int16_products:
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, PROD16, y)
         if narrow:
-            return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part32, PROD16, y)
-        return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part64, PROD16, y)
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, part32, y)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, part64, y)
+    if int16_products and narrow:
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, PROD16, y)
+    if int16_products:
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, PROD16, y)
     if narrow:
-        return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part32, part32, y)
-    return conv_sums_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, work, part64, part64, y)
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, part32, y)
+    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, part64, y)
 
 
 # The product type of INT8 convolutions' sums, as an empty array: |x - z_x| <= 255 (an int8 zero point)
-# times |w| <= 128 is at most 32,640, exact in int16 (16-bit vector multiplies); INT16 products (up to 2^30) take the
-# accumulator's own width.
+# times |w| <= 128 is at most 32,640, exact in int16 (16-bit vector multiplies); INT16 products (up to
+# 2^30) take the accumulator's own width.
 PROD16 = np.empty(0, np.int16)
-
-
-@njit(cache=True)
-def conv_sums_requant(
-    x: IntArray,
-    x_zp: int,
-    w_cols: IntArray,
-    b: I64Array,
-    k_size: int,
-    stride: int,
-    m0: I64Array,
-    sh: I64Array,
-    zp: int,
-    bits: int,
-    work: I16Array,
-    part: IntArray,
-    prod: IntArray,
-    y: IntArray,
-) -> int:
-    """`conv_requant` with the accumulators (`part`) and the product type (`prod`, empty) chosen."""
-    n_b, c_in, length = x.shape
-    n_pos = n_b * ((length - k_size) // stride + 1)
-    if n_pos >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
-        cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part, prod, y)
-    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part, prod, y)
 
 
 @njit(cache=True)
