@@ -88,6 +88,9 @@ class ConstArray:
     # where the values come from: (layer name, field of its lowered params), one entry per layer
     # that uses this table (a shared LUT has several); `--weights external` loads it from there
     sources: list[tuple[str, str]] = field(default_factory=list)
+    # True: `values` is the transpose of the export array viewed as [values.shape[1]][values.shape[0]]
+    # (a tap-major [K][C] ROM of a [C][..K] weight, tap_major()); `--weights external` transposes on load
+    transposed: bool = False
 
 
 @dataclass
@@ -171,6 +174,29 @@ def op_templates(table: BackendTable[TemplateRow], first: tuple[str, ...] = ()) 
         if row.template not in out:
             out.append(row.template)
     return out
+
+
+def tap_major_values(w: np.ndarray) -> np.ndarray:
+    """A [C][..K] weight array as the [K][C] table of tap_major()."""
+    w = np.asarray(w)
+    return np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
+
+
+def tap_major(consts: list[ConstArray], name: str) -> None:
+    """Re-emit the [C][K] weight table `name` as its transpose [K][C] (row k: tap k of every channel),
+    the layout of the time-major depthwise convolution (templates/*/dwconv.h.j2): its channel loop,
+    innermost, then reads contiguous weights (docs/hls.md, "Depthwise convolution")."""
+    i = next(j for j, c in enumerate(consts) if c.name == name)
+    c = consts[i]
+    consts[i] = ConstArray(
+        c.name,
+        c.ctype,
+        tap_major_values(c.values),
+        c.group,
+        c.comment + " (stored tap-major: [k][c])",
+        c.sources,
+        transposed=True,
+    )
 
 
 def exp_table_name(ctx: LayerContext) -> str:

@@ -26,6 +26,7 @@ from codegen.emission import (
     TemplateRow,
     op_templates,
     s6_call,
+    tap_major,
 )
 from intsim.errors import UnsupportedError
 from intsim.fixedpoint import quantize_q
@@ -167,6 +168,7 @@ def _emit_conv1x1(st: Int16Step, ctx: LayerContext) -> LayerCode:
 
 def _emit_dwconv(st: Int16Step, ctx: LayerContext) -> LayerCode:
     p = _conv_consts(st, ctx)
+    tap_major(ctx.consts, f"w_{ctx.cname}")
     channels, length = st.shape
     return _conv_code(st, ctx, [("C", channels), ("L", length), ("K", p.weight.shape[1]), ("SHIFT", p.shift)])
 
@@ -230,10 +232,23 @@ def _emit_lut(st: Int16Step, ctx: LayerContext) -> LayerCode:
     return LayerCode(ints, f"lut_activation<{ctx.cfg}>({ctx.ref(st.inputs[0])}, {luts[key]}, {ctx.out});")
 
 
+def _lam_bounded(st: Int16Step, ctx: LayerContext) -> int:
+    """1 when every lam the scan reads is in [0, 2^f_lam] (templates/int16/scan.h.j2, LAM_BOUNDED):
+    lam is the output of a sigmoid layer whose embedded table holds only such entries. 0 otherwise
+    (any other producer, or `--weights external`: the table arrives at run time)."""
+    lam = st.inputs[0]
+    if ctx.external or lam == INPUT_NAME or ctx.graph.layer(lam).op != "sigmoid":
+        return 0
+    table = next(c for c in ctx.consts if (lam, "table") in c.sources)
+    values = np.asarray(table.values)
+    return int(values.min() >= 0 and values.max() <= 1 << st.params.lam_frac)
+
+
 def _emit_scan(st: Int16Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
-    ints = [("E", channels), ("T", length), ("LAM_FRAC", st.params.lam_frac), ("U_SHIFT", st.params.u_shift)]
-    return LayerCode(ints, ctx.binary_call("scan", st))
+    p = st.params
+    ints = [("E", channels), ("T", length), ("LAM_FRAC", p.lam_frac), ("U_SHIFT", p.u_shift)]
+    return LayerCode(ints + [("LAM_BOUNDED", _lam_bounded(st, ctx))], ctx.binary_call("scan", st))
 
 
 def _emit_s6(st: Int16Step, ctx: LayerContext) -> LayerCode:

@@ -30,6 +30,7 @@ from codegen.emission import (
     TemplateRow,
     op_templates,
     s6_call,
+    tap_major,
 )
 from intsim.errors import UnsupportedError
 from intsim.formats import QParams
@@ -199,7 +200,9 @@ def _emit_conv1x1(st: Int8Step, ctx: LayerContext) -> LayerCode:
 
 def _emit_dwconv(st: Int8Step, ctx: LayerContext) -> LayerCode:
     channels, length = st.shape
-    return _conv_code(st, ctx, [("C", channels), ("L", length), ("K", st.params.weight.shape[1])])
+    code = _conv_code(st, ctx, [("C", channels), ("L", length), ("K", st.params.weight.shape[1])])
+    tap_major(ctx.consts, f"w_{ctx.cname}")
+    return code
 
 
 def _emit_rmsnorm(st: Int8Step, ctx: LayerContext) -> LayerCode:

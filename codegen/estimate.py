@@ -275,8 +275,13 @@ def _dwconv_cost(d: Dims, p: Plan, precision: str) -> Cost:
     c, length = d.out
     k = d.kernel
     wbits = _bits(precision)
-    steps = Loop("mac", 1 if precision == "int16" else 0, c, length // p.lanes, p.ii, _mac_depth(k))
-    loops = [Loop("row", 0, c, length), steps] if precision == "int16" else [steps]
+    # time-major (templates/*/dwconv.h.j2): the padded copy (K - 1 zero rows, one channel per cycle,
+    # then L rows), then per group of PAR positions a pipelined loop over the channels
+    loops = [
+        Loop("row", 0, 1, c),
+        Loop("row", 0, length, c),
+        Loop("mac", 1, length // p.lanes, c, p.ii, _mac_depth(k)),
+    ]
     units = p.lanes * k // p.ii
     if precision == "int16":
         mults = [Mult("w x x", units, 16, 16)]

@@ -207,6 +207,7 @@ def _loader_tables(em: Emission, exp, cnames: dict[str, str]) -> list[dict]:
                 ctype=c.ctype,
                 ndim=np.asarray(c.values).ndim,
                 count=int(np.asarray(c.values).size),
+                rows=int(np.asarray(c.values).shape[1]) if c.transposed else 0,
                 lo=int(info.min),
                 hi=int(info.max),
                 sources=sources,

@@ -19,6 +19,9 @@ so `Model.run(..., backend="torch")` works without intsim importing torch or thi
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 from collections.abc import Iterable
 
 import numpy as np
@@ -58,29 +61,79 @@ class TorchProgram:
             row = table.row(st.op, st.name)
             self.steps.append((st, row.run, row.prepare(st, self.device)))
 
-    def run(self, x_q: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        self.last_use = {INPUT_NAME: -1}  # tensor name -> index of the last step that reads it (-1: none)
+        for i, (st, _, _) in enumerate(self.steps):
+            self.last_use[st.name] = -1
+            self.last_use.update((s, i) for s in st.inputs)
+
+    def run(
+        self, x_q: torch.Tensor, keep: Iterable[str] | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor, int]]]:
         """x_q: int32 [B, L, C_in] (channels-last) on the device, int16 / int8 codes at the input
-        format -> ({tensor name: int32 [B, L, C]}, {layer name: 0-d int64 saturation count})."""
+        format -> ({tensor name: int32 [B, L, C]}, {layer name: 0-d int64 saturation count},
+        {tensor name: (min, max, numel)}: every tensor's statistics). keep=None keeps every tensor;
+        otherwise only the named ones stay, and each other tensor is dropped after the last step that
+        reads it (its statistics taken first): a chunk's memory then stays a few layers deep, so the
+        allocator hands the next layers cache-warm blocks."""
         env = {INPUT_NAME: x_q}
-        sats = {}
-        for st, run, prepared in self.steps:
+        sats, stats = {}, {}
+        kept = None if keep is None else set(keep)
+
+        def drop(name: str) -> None:
+            t = env[name] if kept is None or name in kept else env.pop(name)
+            stats[name] = (*min_max(t), t.numel())
+
+        for i, (st, run, prepared) in enumerate(self.steps):
             env[st.name], sats[st.name] = run(prepared, [env[s] for s in st.inputs])
-        return env, sats
+            for name in dict.fromkeys((*st.inputs, st.name)):  # inputs read for the last time, an unread output
+                if self.last_use[name] in (i, -1) and name not in stats:
+                    drop(name)
+        for name in list(env):
+            if name not in stats:
+                drop(name)
+        return env, sats, stats
 
 
 CPU_CHUNK = 256  # windows per program run on CPU: each layer's tensors stay cache-sized
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+CPU_MMAP_THRESHOLD = 32 << 20  # glibc's own ceiling for its adaptive mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX)
+
+
+@functools.cache
+def keep_freed_cpu_memory() -> bool:
+    """Let glibc's malloc reuse freed blocks of up to 32 MiB instead of unmapping them (once per process;
+    Linux / glibc only, else a no-op: False). A chunk's layer temporaries are 0.2-4 MB each; under glibc's
+    start-up thresholds (128 KiB, adapted upwards only when a larger mapped block is freed) every one is
+    a fresh mmap whose pages fault in on first touch, which doubled the back end's CPU time at batch
+    1,024 (unless some other code had already freed a large block). These are the values glibc's
+    adaptive rule reaches by itself after freeing a 32 MiB block: mmap above 32 MiB, trim the heap top
+    above 64 MiB. Process-wide, like any allocator setting; the numbers computed do not depend on it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (or no symbol table): leave the allocator alone
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_TRIM_THRESHOLD, 2 * CPU_MMAP_THRESHOLD)) and bool(
+        mallopt(M_MMAP_THRESHOLD, CPU_MMAP_THRESHOLD)
+    )
 
 
 class TorchRunner:
     """`Model.run` for the integer modes, on torch (CPU by default; device="cuda" on a GPU).
     Batches run in chunks of `chunk` windows (default: 256 on CPU, where smaller tensors stay in
     cache; 1,024 on a GPU; a channel-independent model's chunk holds `chunk` series, i.e.
-    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it."""
+    `chunk // C_in` windows), merged exactly (intsim/chunks.py): the bits do not depend on it.
+    On CPU it raises glibc's mmap threshold once per process (`keep_freed_cpu_memory`)."""
 
     def __init__(self, model: Model, device: str | torch.device | None = None, chunk: int | None = None):
         self.model = model
         self.device = torch.device(device or "cpu")
         self.chunk = chunk or (CPU_CHUNK if self.device.type == "cpu" else CHUNK_WINDOWS)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()
         self._programs: dict[str, tuple[object, TorchProgram]] = {}
 
     def program(self, mode: str | Mode) -> TorchProgram:
@@ -132,9 +185,15 @@ class TorchRunner:
         xb = self.model.graph.fold(
             self.model._int_batch(x_q, INT_DTYPES[mode.precision])
         )  # channel-independent: series
-        env, sats = prog.run(torch.as_tensor(xb, device=self.device).to(torch.int32).transpose(1, 2))
+        # channels-last [B, L, C] made contiguous on the host in the narrow type (a transposed view costs the
+        # first layer's strided conversion 10x more)
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
-        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(min_max(env[n]) for n in names), strict=True))
+        keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
+        with torch.inference_mode():  # no autograd bookkeeping (version counters, views) on ~440 ops a chunk: ~10 %
+            env, sats, tstats = prog.run(
+                torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
+            )
+        lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(tstats[n][:2] for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]
 
@@ -144,24 +203,22 @@ class TorchRunner:
         out_q = self.model._shape_output(host(env[prog.program.output_tensor]))
         tensors = {n: host(env[n]) for n in names if _wants(capture, n)} if capture else {}
         if mode.precision == "int16":
-            fracs = [prog.program.frac_of(n) for n in names]
-            values = [
-                (float(np.ldexp(float(a), -f)), float(np.ldexp(float(b), -f)))
-                for a, b, f in zip(lo, hi, fracs, strict=True)
-            ]
+            fracs = -np.array([prog.program.frac_of(n) for n in names])  # one vectorised pass, the same float64s
+            values = zip(
+                np.ldexp(lo.astype(np.float64), fracs).tolist(),
+                np.ldexp(hi.astype(np.float64), fracs).tolist(),
+                strict=True,
+            )
             out_frac = prog.program.output_frac
             output, out_lsb = dequantize(out_q, out_frac), lsb(out_frac)
         else:
             qps = [prog.program.input_qp] + [st.out_qp for st in prog.program.steps]
-            values = [
-                tuple(float(v) for v in dequantize_act(np.array([a, b]), *qp))
-                for a, b, qp in zip(lo, hi, qps, strict=True)
-            ]
+            scale, zp = (np.array(v, dtype=np.float64) for v in zip(*qps, strict=True))
+            values = zip(dequantize_act(lo, scale, zp).tolist(), dequantize_act(hi, scale, zp).tolist(), strict=True)
             out_frac = None
             output, out_lsb = dequantize_act(out_q, *prog.program.output_qp), float(prog.program.output_qp.scale)
-        size = {n: int(env[n].numel()) for n in names}
         stats = {
-            n: {"saturations": int(s), "min": a, "max": b, "size": size[n]}
+            n: {"saturations": int(s), "min": a, "max": b, "size": tstats[n][2]}
             for n, s, (a, b) in zip(names, n_sat, values, strict=True)
         }
         return RunResult(mode.name, output, out_q, stats, tensors, out_frac, out_lsb)

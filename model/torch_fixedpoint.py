@@ -82,7 +82,7 @@ def scan_steps(a: torch.Tensor, b: torch.Tensor, bits: int | None) -> tuple[torc
         state = torch.addcmul(b[t], a[t], state, out=out[t]).round_()
         if bits is not None:
             state.clamp_(lo, hi)
-    zero = torch.zeros((), dtype=torch.int64, device=b.device)
+    zero = zero_count(b.device)
     if bits is None or out.numel() == 0:
         return out, zero
     s_min, s_max = torch.aminmax(out)
@@ -120,37 +120,49 @@ def sat_limits(bits: int) -> tuple[int, int]:
 def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(clamp(x, -2^(bits-1), 2^(bits-1) - 1), number of clamped elements as a 0-d int64
     tensor) (spec 1.4). Works on integer tensors and on float tensors of integers alike.
-    Callers pass a temporary and use the returned tensor (x itself when nothing clamps). One min/max
-    pass decides first: a tensor already inside the range (the common case) is returned as it is, count 0."""
+    Callers pass a temporary and use the returned tensor: x itself (clamped in place where it is
+    contiguous), or a clamped copy. One min/max pass decides first: a tensor already inside the range
+    (the common case) is returned as it is, count 0."""
     lo, hi = sat_limits(bits)
     if x.numel() == 0:
-        return x, torch.zeros((), dtype=torch.int64, device=x.device)
+        return x, zero_count(x.device)
     x_min, x_max = torch.aminmax(x)
-    if bool((x_min >= lo) & (x_max <= hi)):
-        return _with_range(x, x_min, x_max), torch.zeros((), dtype=torch.int64, device=x.device)
-    n = _count_clamped(x, lo, hi, bool(x_min < lo), bool(x_max > hi))
-    y = torch.clamp(x, lo, hi)
+    below, above = int(x_min) < lo, int(x_max) > hi  # Python ints: one host read each, no extra tensor ops
+    if not (below or above):
+        return _with_range(x, x_min, x_max), zero_count(x.device)
+    y, n = _clamp_counted(x, lo, hi, below, above)
     return _with_range(y, torch.clamp(x_min, lo, hi), torch.clamp(x_max, lo, hi)), n
 
 
-def _count_clamped(x: torch.Tensor, lo: int, hi: int, below: bool, above: bool) -> torch.Tensor:
-    """The number of elements of x outside [lo, hi] (some are: `below` / `above` say which sides). Clamped
-    values differ from their input: clamp(r) - r != 0 counts both sides (a difference, not a compare: 2x
-    faster). Saturation is usually rare: the count then runs only on the rows (last dimension) whose max
-    exceeds hi or min falls below lo (a per-row amax / amin, the sides that need it); every clamped
-    element lies in such a row. Where a quarter of the rows or more hold one, on the whole tensor."""
-    rows = x.view(-1, x.shape[-1]) if x.dim() >= 2 and x.shape[-1] and x.is_contiguous() else x.reshape(1, -1)
-    hit = None
-    if rows.shape[0] > 1:
-        if above:
-            hit = torch.amax(rows, dim=1) > hi
+@functools.lru_cache(maxsize=16)
+def zero_count(device: torch.device) -> torch.Tensor:
+    """A 0-d int64 zero on `device`, made once: the count of a layer that clamps nothing (never
+    modified in place: counts are summed out of place)."""
+    return torch.zeros((), dtype=torch.int64, device=device)
+
+
+def _clamp_counted(x: torch.Tensor, lo: int, hi: int, below: bool, above: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x clamped to [lo, hi], the number of elements of x outside it) for an x with some (`below` /
+    `above` say which sides). Clamped values differ from their input: clamp(r) - r != 0 counts both
+    sides (a difference, not a compare: 2x faster). Saturation is usually rare: for a contiguous x the
+    work runs only on the rows (last dimension) whose max exceeds hi or min falls below lo (a per-row
+    amax / amin, the sides that need it; every clamped element lies in such a row), which are clamped
+    and written back in place (x is the caller's temporary). Where a quarter of the rows or more hold
+    one, or x is strided, on the whole tensor (a clamped copy)."""
+    if x.dim() >= 2 and x.shape[-1] and x.is_contiguous():
+        rows = x.view(-1, x.shape[-1])
+        hit = torch.amax(rows, dim=1) > hi if above else None
         if below:
             low = torch.amin(rows, dim=1) < lo
             hit = low if hit is None else hit.logical_or_(low)
         index = torch.nonzero(hit).squeeze(1)
         if 4 * index.shape[0] < rows.shape[0]:
-            rows = rows.index_select(0, index)
-    return torch.count_nonzero(torch.clamp(rows, lo, hi).sub_(rows))
+            sel = rows.index_select(0, index)
+            clamped = torch.clamp(sel, lo, hi)
+            rows.index_copy_(0, index, clamped)
+            return x, torch.count_nonzero(sel.sub_(clamped))
+    y = torch.clamp(x, lo, hi)
+    return y, torch.count_nonzero(x.sub_(y))
 
 
 RANGE_ATTR = "_cmamba_min_max"  # (min, max) 0-d tensors of an int32 result of `saturate`, known from its own pass
@@ -217,13 +229,37 @@ def requantize(
     otherwise the product acc * m0 < 2^62 is formed in int64, and from an int shift >= 32 (|rounded|
     <= 2^30) the zero point and the saturation run in int32."""
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
-        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound)
+        ties = not (isinstance(m0, int) and no_ties(acc_bound, m0, shift))
+        return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound, ties=ties)
+    if isinstance(m0, int) and isinstance(shift, int) and tie_free_offset(acc_bound, m0, shift, zero_point) is not None:
+        offset = tie_free_offset(acc_bound, m0, shift, zero_point)  # no tie: floor((acc m0 + offset) / 2^shift)
+        y = acc.to(torch.int64).mul_(m0).add_(offset).bitwise_right_shift_(shift)  # RNE(acc m0 2^-shift) + z
+        return saturate(y.to(torch.int32) if shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16 else y, bits)
     prod = acc.to(torch.int64) * m0  # a temporary: an int shift rounds it in place
     y = rne_shift_(prod, shift) if isinstance(shift, int) else rne_shift(prod, shift)
     if isinstance(shift, int) and shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16:  # |y| <= 2^(62 - shift) <= 2^30
         return saturate(y.to(torch.int32).add_(zero_point), bits)  # (+ |z| <= 2^15: int32) narrower passes
     y, n = saturate(y.add_(zero_point), bits)
     return y.to(torch.int32), n
+
+
+def no_ties(acc_bound: int, m0: int, shift: int) -> bool:
+    """True when no product acc m0 (integer |acc| <= acc_bound) is a tie of the rounding by 2^shift,
+    i.e. an odd multiple of 2^(shift-1): that needs exactly shift - 1 - v2(m0) trailing zero bits in acc
+    (v2: the number of trailing zero bits), while a nonzero |acc| <= acc_bound has at most
+    bit_length(acc_bound) - 1 (acc = 0 or m0 = 0 give 0; shift <= 0 gives an integer: no tie)."""
+    return shift <= 0 or not m0 or shift - (m0 & -m0).bit_length() >= acc_bound.bit_length()
+
+
+def tie_free_offset(acc_bound: int, m0: int, shift: int, zero_point: int) -> int | None:
+    """2^(shift-1) + z 2^shift when `no_ties` holds, shift >= 1 and the sum stays inside int64; else None.
+    Then RNE(acc m0 / 2^shift) + z = floor((acc m0 + offset) / 2^shift), one arithmetic shift (rounding
+    half up differs from half to even only on ties). Holds for INT8 RMSNorm (|acc| < 2^31, shift 48:
+    any m0 with v2(m0) <= 16)."""
+    if shift < 1 or not no_ties(acc_bound, m0, shift):
+        return None
+    offset = (1 << (shift - 1)) + (zero_point << shift)
+    return offset if acc_bound * abs(m0) + abs(offset) < 1 << 63 else None
 
 
 def float_multipliers(m0: ArrayLike, shift: ArrayLike) -> np.ndarray | None:
@@ -242,6 +278,7 @@ def requantize_float(
     bits: int = 8,
     acc_bound: int = ACC_BOUND,
     mult_max: float | None = None,
+    ties: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`requantize` with M = m0 2^-shift (a float, or a float64 tensor per channel), shift <= 44:
     y = sat(round(acc * M) + z) in float64. Exact: with P = acc m0 2^-shift the true value, the
@@ -257,13 +294,16 @@ def requantize_float(
     truncated to int32. An even z is added with the constant (ROUND_MAGIC + z + M acc in one pass,
     `addcmul` / `add` with alpha): the sum's ulp is still 1 and, z being even, the parity that breaks a tie is RNE(P)'s,
     so the low bits hold RNE(P) + z whether P is rounded once (FMA) or first to float64 (then
-    exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards.
+    exactly as above); an odd z would flip the parity of ties, so it is added in int32 afterwards,
+    unless the caller knows that no acc m0 is a tie (ties=False, `no_ties`): then no P or its float64
+    product lies on a half-integer (the product's error is below P's distance to one, above), the
+    sum's rounding is never a tie, and any z is folded into the constant.
     Fewer and narrower passes than round / add / convert in float64, the same bits."""
     v = acc.to(torch.float64)  # in place from here (acc is consumed if it is float64 already)
     if mult_max is None:
         mult_max = abs(mult) if isinstance(mult, float) else float(mult.abs().max()) if mult.numel() else 0.0
     if magic_round_fits(acc_bound, mult_max):
-        folded = zero_point if zero_point % 2 == 0 else 0
+        folded = zero_point if zero_point % 2 == 0 or not ties else 0
         offset = ROUND_MAGIC + folded
         if isinstance(mult, float):  # offset + M acc: one pass (M acc rounded once, or fused)
             torch.add(const64(offset, v.device), v, alpha=mult, out=v)

@@ -33,6 +33,7 @@ from model.torch_fixedpoint import (
     scan_steps,
     shift_round,
     time_major,
+    zero_count,
 )
 from model.torch_mac import DenseSum, DepthwiseSum
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
@@ -106,7 +107,7 @@ def _lut(p: _Lut, x: list[torch.Tensor]):
     above = addr > LUT_LAST if p.is_silu else None
     if above is not None and not torch.any(above):
         above = None  # no input beyond the table: no identity path
-    sats = torch.zeros((), dtype=torch.int64, device=xv.device)
+    sats = zero_count(xv.device)
     if p.clamped is not None:
         reads = lookup(p.clamped, idx)
         sats = (reads if above is None else reads.masked_fill(above, 0)).sum()

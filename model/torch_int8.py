@@ -23,17 +23,21 @@ from intsim.kernels_int8 import REVIN_EXTRA_BITS, REVIN_INV_BITS_INT8, RMS_EXTRA
 from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import (
+    ACC_BOUND,
     FLOAT_REQUANT_MAX_SHIFT,
     const64,
     exact_float_shift,
     float_multipliers,
     isqrt_rne,
     magic_round_fits,
+    min_max,
+    no_ties,
     requantize,
     requantize_float,
     rne_div,
     rne_shift,
     saturate,
+    zero_count,
 )
 from model.torch_mac import INT8_CODE_MAX_ABS, DenseSum, DepthwiseSum, Int8DenseSum, int8_gemm_is_exact
 from model.torch_rows import TorchRow, as_long, channel_chunks, from_channel_chunks, lookup, s6_recurrence
@@ -53,6 +57,7 @@ class _Conv8:
     shift: torch.Tensor  # int64 [C_out]
     mult: torch.Tensor | None  # float64 [C_out] m0 2^-shift when every shift allows the float path
     mult_max: float  # max |mult| (0 without the float path)
+    ties: bool  # some channel's acc m0 can be a tie (else the zero point joins the rounding constant)
 
 
 def _prepare_conv(st, device) -> _Conv8:
@@ -80,6 +85,7 @@ def _prepare_conv(st, device) -> _Conv8:
         as_long(p.shift, device),
         None if mult is None else torch.as_tensor(mult, device=device),
         0.0 if mult is None or not mult.size else float(np.abs(mult).max()),
+        not all(no_ties(ACC_BOUND, int(m), int(s)) for m, s in zip(p.m0, p.shift, strict=True)),
     )
 
 
@@ -91,7 +97,7 @@ def _conv(c: _Conv8, x: list[torch.Tensor]):
     else:
         acc = c.mac(x[0].to(dtype).sub_(c.x_zp) if dtype.is_floating_point else x[0] - c.x_zp)
     if c.mult is not None:
-        return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max)
+        return requantize_float(acc, c.mult, c.y_zp, mult_max=c.mult_max, ties=c.ties)
     return requantize(acc, c.m0, c.shift, c.y_zp)
 
 
@@ -112,6 +118,7 @@ class _RmsNorm8:
 
 RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
 RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
+RMS_INT32_SUM_MAX_D = ((1 << 31) - 1) // (CENTERED_MAX_ABS * CENTERED_MAX_ABS)  # sum of D xc^2 <= D 255^2 < 2^31
 
 
 def _prepare_rmsnorm(st, device) -> _RmsNorm8:
@@ -143,14 +150,15 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
     xg = xc * p.gain
     if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
-        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=torch.int64).to(torch.float64)
+        sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
+        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype).to(torch.float64)
         inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
     else:
         ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
         v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
         inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
-    if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # int64: (xc g) (inv m0) = acc m0 (< 2^62, spec 3.9), one full-size product
-        return requantize(xg.to(torch.int64), inv.to(torch.int64) * p.m0, p.shift, p.y_zp)
+    if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # |xc g inv| < 2^31 (spec 3.9): an int32 product, then int64 (< 2^62)
+        return requantize(xg.mul_(inv.to(torch.int32)), p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
     acc = xg.to(torch.float64).mul_(inv.to(torch.float64))  # (xc g) inv < 2^39: exact, the same P, one rounding
     return requantize(acc, p.m0, p.shift, p.y_zp, acc_bound=acc_bound)
@@ -170,15 +178,14 @@ def _lut(p: _Lut8, x: list[torch.Tensor]):
     """Spec 3.5: y = T[x + 128] (a gather); each read of a clamped entry counts. Clamped entries at the
     table's ends (codes < lo, >= hi: saturated activations) are counted without a gather: x clamped
     to a side's limit differs from that limit exactly where x lies beyond it (one pass per side the
-    input reaches, by its min/max)."""
+    input reaches, by its min/max: the producing layer's own, `min_max`)."""
     idx = x[0] + 128
     y = lookup(p.table, idx)
     if p.ends is None:
-        n = torch.zeros((), dtype=torch.int64, device=idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
-        return y, n
+        return y, zero_count(idx.device) if p.clamped is None else lookup(p.clamped, idx).sum()
     lo, hi = p.ends
-    x_min, x_max = (int(v) for v in torch.aminmax(x[0]))
-    n = torch.zeros((), dtype=torch.int64, device=idx.device)
+    x_min, x_max = (int(v) for v in min_max(x[0]))
+    n = zero_count(idx.device)
     if x_min < lo:  # codes < lo: clamp(x, max=lo) - lo != 0
         n = n + torch.count_nonzero(torch.clamp(x[0], max=lo).sub_(lo))
     if x_max >= hi:  # codes >= hi: clamp(x, min=hi - 1) - (hi - 1) != 0
@@ -214,11 +221,11 @@ def _scan(p, x: list[torch.Tensor]):
     the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
     <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
     A loop over time only, in place: b [B, L, C] becomes the states, step t on the strided [B, C] views
-    (`unbind`: one call for every view; a = lam / 256 + 1/2 and b = (128 - lam)(u - z_u) from float32 codes,
-    each value an exact float32: |b| <= 255 * 255)."""
-    lam_f = x[0].to(torch.float32)
-    states = lam_f.neg().add_(128).mul_(x[1].to(torch.float32).sub_(p.u_zp))  # b, then S in place
-    a = lam_f.mul_(1.0 / 256.0).add_(0.5)
+    (`unbind`: one call for every view). b = (128 - lam)(u - z_u) in int32 (|b| <= 256 * 255), then float32;
+    a = 1/2 + lam / 256 in one pass from float32 codes (each value an exact float32)."""
+    lam = x[0]
+    states = torch.rsub(lam, 128).mul_(x[1] - p.u_zp).to(torch.float32)  # b, then S in place
+    a = torch.add(const64(0.5, lam.device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
     prev = None
     for a_t, s_t in zip(a.unbind(1), states.unbind(1), strict=True):
         if prev is not None:  # S_0 = round(b_0) = b_0 (an integer)
@@ -274,7 +281,8 @@ TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
 TORCH8.register(
     "mul",
     TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
-        lambda st, device: st.params, lambda p, x: requantize((x[0] - p.a_zp) * (x[1] - p.b_zp), p.m0, p.shift, p.y_zp)
+        lambda st, device: st.params,
+        lambda p, x: requantize((x[0] - p.a_zp).mul_(x[1] - p.b_zp), p.m0, p.shift, p.y_zp),
     ),
 )
 

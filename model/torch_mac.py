@@ -279,7 +279,7 @@ class Int8DenseSum:
         if not int8_gemm_is_exact(x.device):
             return self.fallback(x)
         n_b, _, c_in = x.shape
-        xb = x.to(torch.int8, memory_format=torch.contiguous_format)  # windows: runs of K * C_in bytes
+        xb = int8_codes(x)  # windows: runs of K * C_in bytes
         if self.kernel == 1 and self.stride == 1:
             cols = xb.reshape(-1, c_in)
         else:
@@ -288,3 +288,18 @@ class Int8DenseSum:
         # which _int_mm would read wrongly
         acc = torch._int_mm(cols.contiguous(), self.w_t).add_(self.bias)
         return acc.reshape(n_b, -1, acc.shape[1])
+
+
+INT8_CODES_ATTR = "_cmamba_int8_codes"  # the int8 copy of an int32 tensor of codes, made by its first int8 GEMM reader
+
+
+def int8_codes(x: torch.Tensor) -> torch.Tensor:
+    """x (integer codes within int8) as a contiguous int8 tensor, converted once per tensor: layer outputs never
+    change after their layer returns them, so a second GEMM reading the same tensor (e.g. two input projections
+    of one RMSNorm output) reuses the copy of the first."""
+    codes = getattr(x, INT8_CODES_ATTR, None)
+    if codes is None:
+        codes = x.to(torch.int8, memory_format=torch.contiguous_format)
+        if codes is not x:  # (an int8 x is its own copy: no self-reference)
+            setattr(x, INT8_CODES_ATTR, codes)
+    return codes

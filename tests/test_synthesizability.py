@@ -105,8 +105,10 @@ def assert_synthesizable(model, rep: SynthReport, precision: str) -> None:
         assert expected <= found, (layer.name, expected, found)
         dots = [sum(n) for name, n in rep.trip_counts.items() if name.startswith(f"mac_row<{c_in},")]
         assert c_in <= 1 or any(s in (c_in, c_in - 1) for s in dots), (layer.name, c_in, dots)
-    if any(layer.op == "rmsnorm" for layer in g.layers):
-        assert rep.trip_counts["isqrt_rne"] == [31]  # the square root's 31 digit steps
+    for layer in (layer for layer in g.layers if layer.op == "rmsnorm"):
+        # the 31 digit steps of the L tokens' square roots, interleaved (isqrt_rne_rows<L>)
+        tokens = layer.shape[1]
+        assert 31 in rep.trip_counts[f"isqrt_rne_rows<{tokens}>"], rep.trip_counts
     # the object file: nothing from a runtime library beyond memcpy/memset/memmove
     assert set(rep.undefined) - set(rep.ap_model_symbols) <= ALLOWED_UNDEFINED
     if rep.types == "stdint":
@@ -195,10 +197,10 @@ def test_random_graph_firmware_is_synthesizable(
 
 # ------------------------------------------------------------------ broken firmware is caught
 MUL16 = "const i32_t prod = i32_t(a[t][c]) * i32_t(b[t][c]);"
-MUL8 = "y[t][c] = requantize8(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
+MUL8 = "y[t][c] = requantize8_b(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
 ADD_LOOP = "for (int t = 0; t < CFG::L; t++) {"
 ADD_STORE = "y[t][c] = round_sat16_32<CFG::SHIFT>(acc);"
-RMS_DIV = "i64_t v = rne_div(ss, CFG::D) + CFG::EPS_Q;"
+RMS_DIV = "const i64_t m = rne_div(ss, CFG::D) + CFG::EPS_Q;"
 INCLUDE = '#include "../types.h"'
 ALGORITHM = ("int16/add.h.j2", INCLUDE, INCLUDE + "\n#include <algorithm>")
 # name: (precision, types, [(template, old text, new text)], {rule that must fail: text of its finding})
@@ -246,7 +248,7 @@ BREAKS = {
                 "static i64_t gcd_steps(i64_t a, i64_t b) "
                 "{ return b == 0 ? a : gcd_steps(b, a % b); }\n\ntemplate<class CFG>",
             ),
-            ("int16/rmsnorm.h.j2", RMS_DIV, RMS_DIV + "\nif (gcd_steps(ss, CFG::D) < 0) v = 1;"),
+            ("int16/rmsnorm.h.j2", RMS_DIV, RMS_DIV + "\nif (gcd_steps(ss, CFG::D) < 0) ss = 1;"),
         ],
         {"recursion": "gcd_steps -> gcd_steps"},
     ),

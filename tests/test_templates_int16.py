@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codegen.emission import tap_major_values
 from codegen.emit_int16 import OP_TEMPLATES, acc_bits
 from codegen.project import NPY_HEADER, make_env
 from intsim import kernels_int16 as K
@@ -60,6 +61,11 @@ def weights(rng, shape, full: bool):
     return w.astype(I16)
 
 
+def weight_rom(op: str, w: np.ndarray) -> np.ndarray:
+    """The weight table as the generator emits it: [C][K] taps of a dwconv tap-major ([K][C])."""
+    return tap_major_values(w) if op == "dwconv" else w
+
+
 def conv_case(rng, op, i):
     full = i % 2 == 1
     c_in, c_out = int(rng.integers(1, 7)), int(rng.integers(1, 7))
@@ -93,7 +99,7 @@ def conv_case(rng, op, i):
         op,
         ints + [("SHIFT", shift)],
         acc_bits(w_c, b),
-        [("w", "int16_t", w_c), ("b", "int32_t", b.astype(np.int32))],
+        [("w", "int16_t", weight_rom(op, w_c)), ("b", "int32_t", b.astype(np.int32))],
         [x],
         y,
         n,
@@ -149,7 +155,8 @@ def scan_case(rng, i):
     return Case(
         "scan",
         "scan",
-        [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift)],
+        # lam in [0, 2^lam_frac] here: the 32-bit step where it fits (odd cases), else int64
+        [("E", e), ("T", t), ("LAM_FRAC", lam_frac), ("U_SHIFT", u_shift), ("LAM_BOUNDED", i % 2)],
         None,
         [],
         [lam.astype(I16), u],
@@ -279,7 +286,7 @@ def kit_cases() -> list[Case]:
                     op,
                     ints + [("SHIFT", p["shift"])],
                     acc_bits(w_c, b),
-                    [("w", "int16_t", w_c), ("b", "int32_t", b)],
+                    [("w", "int16_t", weight_rom(op, w_c)), ("b", "int32_t", b)],
                     [a["x"]],
                     y,
                     kc.saturations,
@@ -332,7 +339,14 @@ def kit_cases() -> list[Case]:
                 )
             )
         elif op == "scan":
-            ints = [("E", c_out), ("T", l_out), ("LAM_FRAC", p["lam_frac"]), ("U_SHIFT", p["u_shift"])]
+            # the kit's lam takes every int16 value (out of range included): the int64 step
+            ints = [
+                ("E", c_out),
+                ("T", l_out),
+                ("LAM_FRAC", p["lam_frac"]),
+                ("U_SHIFT", p["u_shift"]),
+                ("LAM_BOUNDED", 0),
+            ]
             cases.append(Case(op, op, ints, None, [], [a["lam"], a["u"]], y, kc.saturations))
         elif op == "revin_norm":
             ints = [

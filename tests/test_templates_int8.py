@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codegen.emission import tap_major_values
 from codegen.emit_int8 import OP_TEMPLATES
 from intsim import kernels_int8 as K8
 from intsim.fixedpoint import quantize_multiplier
@@ -202,7 +203,13 @@ def conv_cases(rng, idx, extreme):
             f"dwconv_{idx}",
             "dwconv_int8",
             cfg,
-            [("x", "i8_t", x), ("w", "int8_t", wd), ("b", "int32_t", bd), ("m0", "int32_t", md), ("sh", "int8_t", shd)],
+            [
+                ("x", "i8_t", x),
+                ("w", "int8_t", tap_major_values(wd)),
+                ("b", "int32_t", bd),
+                ("m0", "int32_t", md),
+                ("sh", "int8_t", shd),
+            ],
             (c_in, length),
             CONV_ARGS,
             y[0],
@@ -489,7 +496,7 @@ def kit_cases() -> list[Case]:
                 )
                 arrays = [
                     ("x", "i8_t", first),
-                    ("w", "int8_t", w.reshape(w.shape[0], -1)),
+                    ("w", "int8_t", tap_major_values(w) if op == "dwconv" else w.reshape(w.shape[0], -1)),
                     ("b", "int32_t", a["bias"]),
                     ("m0", "int32_t", a["m0"]),
                     ("sh", "int8_t", a["shift"]),

@@ -116,6 +116,31 @@ def test_requantize_matches_exact(accs, m0, shift, zp):
 @PRIMS
 @given(
     accs=st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=30),
+    odd=st.integers(0, 2**30),
+    shift=st.integers(32, 54),
+    zp=st.integers(-128, 127),
+    extra=st.integers(0, 1),
+)
+def test_tie_free_requantization_at_its_bound(accs, odd, shift, zp, extra):
+    """When no |acc| < 2^31 can make acc m0 a tie (`no_ties`: v2(m0) <= shift - 32), requantize rounds
+    without the tie rule: the int64 path (shift > 44) by one floor shift (`tie_free_offset`), the float64
+    path (shift <= 44) with an odd zero point folded into its rounding constant. At that bound and one
+    past it (where acc = 2^30 gives a tie, and the tie-aware paths must run), both exact against RNE,
+    ties included. Shifts up to 54 keep |acc m0| + 2^(shift-1) + |z| 2^shift inside int64 (the floor
+    shift's other condition; INT8 RMSNorm: 48)."""
+    v2 = shift - 32 + extra
+    m0 = ((odd % (1 << (31 - v2))) | 1) << v2  # v2 trailing zero bits, m0 < 2^31
+    assert tfp.no_ties(2**31 - 1, m0, shift) == (extra == 0)
+    assert (tfp.tie_free_offset(2**31 - 1, m0, shift, zp) is not None) == (extra == 0)
+    accs = accs + [2**30, -(2**30), 3 * 2**29, 2**31 - 1, -(2**31) + 1]
+    y, n = tfp.requantize(_t(accs), m0, shift, zp)
+    ref = [ref_requantize(a, m0, shift, zp, 8) for a in accs]
+    assert y.tolist() == [v for v, _ in ref] and n.item() == sum(s for _, s in ref)
+
+
+@PRIMS
+@given(
+    accs=st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=30),
     m0s=st.lists(st.integers(2**30, 2**31 - 1), min_size=1, max_size=4),
     shift=st.integers(0, tfp.FLOAT_REQUANT_MAX_SHIFT),
     zp=st.integers(-128, 127),
@@ -317,6 +342,8 @@ def test_default_model_every_layer_byte_equal(default_calibrated, mode):
     res = TorchRunner(model, chunk=37).run(x, mode, capture=True)  # chunks merged exactly
     assert_same_run(golden, res)
     assert sum(s["saturations"] for s in golden.stats.values()) > 0  # the saturating inputs did saturate
+    for part in (None, ["blk0.norm", "blk1.scan"]):  # the other tensors dropped after their last reader
+        assert_same_run(model.run(x, mode, capture=part), TorchRunner(model).run(x, mode, capture=part))
     for one in (x[:1], x[50:51]):  # a single window: the windows' matrix of a patch conv is then a view
         assert_same_run(model.run(one, mode, capture=True), TorchRunner(model).run(one, mode, capture=True))
 
