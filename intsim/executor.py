@@ -13,6 +13,7 @@ sample). The model holds no global state: map it over shards freely.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -63,6 +64,7 @@ class Model:
         self._program8: Int8Program | None = None
         self._packed8: list = []  # [] not packed yet; [None, ...]: a step has no packed kernel
         self._k_out = 0  # index of the output tensor in the packed INT16 program
+        self._neg_frac16: np.ndarray | None = None  # -frac of every tensor of the packed INT16 program
         self._backends: dict[str, object] = {}  # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
@@ -95,7 +97,9 @@ class Model:
             )
         if len(arr) == 0:
             raise DataError("x: empty batch (0 windows)")
-        if not np.all(np.isfinite(arr)):
+        # a finite sum means every value is finite (a NaN or an infinity makes the sum NaN or infinite);
+        # only a non-finite sum (also an overflow of huge finite values) needs the full check
+        if arr.dtype.kind == "f" and not math.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):
             raise DataError(f"x: {int(np.count_nonzero(~np.isfinite(arr)))} NaN/Inf value(s) in the input")
         return arr, single
 
@@ -176,7 +180,7 @@ class Model:
             s_in, z_in = self.program8.input_qp
             mul, div, zp, lo, hi, dtype = 1.0, float(s_in), float(z_in), -128.0, 127.0, np.int8
         elif abs(frac) < 1000:  # 2^frac a normal float64: x * 2^frac is ldexp(x, frac)
-            mul, div, zp, lo, hi, dtype = float(np.ldexp(1.0, frac)), 1.0, 0.0, -32768.0, 32767.0, np.int16
+            mul, div, zp, lo, hi, dtype = math.ldexp(1.0, frac), 1.0, 0.0, -32768.0, 32767.0, np.int16
         else:
             x_q, n_sat = quantize_q(xb, frac, 16, "input")
             return x_q.astype(np.int16), n_sat
@@ -214,11 +218,12 @@ class Model:
     def _run_packed16(self, xb: np.ndarray, capture) -> RunResult:
         """run_int16 on a checked, contiguous int16 [B, C_in, L] batch (channel-independent: run as
         the [B*C_in, 1, L] batch of its series, graph.fold)."""
-        prog = self.program
         xb = self.graph.fold(xb)
         if self._packed is None:
+            prog = self.program
             self._packed = pack_program(prog, self.graph.body_input_shape)
             self._k_out = self._packed.names.index(prog.output_tensor)
+            self._neg_frac16 = -self._packed.fracs  # value = integer * 2**-frac, every tensor
         pk = self._packed
         buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
         n_b = xb.shape[0]
@@ -226,19 +231,8 @@ class Model:
         def tensor(k):
             return buf[offsets[k] : offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
 
-        # per-tensor stats in one vectorised pass (value = integer * 2**-frac)
-        fracs = -pk.fracs
-        rows = zip(
-            n_sat.tolist(),
-            np.ldexp(lo.astype(np.float64), fracs).tolist(),
-            np.ldexp(hi.astype(np.float64), fracs).tolist(),
-            np.diff(offsets).tolist(),
-            strict=True,
-        )
-        stats = {
-            name: {"saturations": n, "min": a, "max": b, "size": size}
-            for name, (n, a, b, size) in zip(pk.names, rows, strict=True)
-        }
+        neg_frac = self._neg_frac16
+        stats = _program_stats(pk.names, n_sat, np.ldexp(lo, neg_frac), np.ldexp(hi, neg_frac), offsets)
         tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])
         return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors, out_frac, lsb(out_frac))
@@ -271,18 +265,8 @@ class Model:
             def tensor(k):
                 return buf[offsets[k] : offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
 
-            # per-tensor stats in one vectorised pass: value = s * (q - z), as dequantize_act
-            rows = zip(
-                n_sat.tolist(),
-                (scale * (lo - zero)).tolist(),
-                (scale * (hi - zero)).tolist(),
-                np.diff(offsets).tolist(),
-                strict=True,
-            )
-            stats = {
-                name: {"saturations": n, "min": a, "max": b, "size": size}
-                for name, (n, a, b, size) in zip(pk.names, rows, strict=True)
-            }
+            # value = s * (q - z), as dequantize_act
+            stats = _program_stats(pk.names, n_sat, scale * (lo - zero), scale * (hi - zero), offsets)
             out_q = self._shape_output(tensor(k_out))
             tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         else:
@@ -367,6 +351,17 @@ class Model:
 def _snap(x, frac_bits, bits):
     q, n_sat = quantize_q(x, frac_bits, bits)
     return dequantize(q, frac_bits), n_sat
+
+
+def _program_stats(names: list[str], n_sat: np.ndarray, low: np.ndarray, high: np.ndarray, offsets: np.ndarray) -> dict:
+    """Per-tensor stats of a packed program's run: {name: {saturations, min, max, size}} from its
+    saturation counts, value ranges (network units) and buffer offsets (tensor k: offsets[k:k+2])."""
+    return {
+        name: {"saturations": n, "min": a, "max": b, "size": size}
+        for name, n, a, b, size in zip(
+            names, n_sat.tolist(), low.tolist(), high.tolist(), np.diff(offsets).tolist(), strict=True
+        )
+    }
 
 
 def _int8_stats(y, qp, n_sat=0):

@@ -515,9 +515,15 @@ REVIN_DENORM_MEAN_UP, REVIN_DENORM_SHIFT, REVIN_DENORM_EPS_Q = (REVIN_DENORM.col
 K_CONV, K_DWCONV, K_RMSNORM, K_LUT, K_SCAN, K_MUL, K_ADD, K_REVIN_NORM = (k.code for k in KERNELS[:8])
 
 
+SUB_BATCH = 64  # samples per pass of a whole program over its steps: the pass's tensors stay in cache
+
+
 @njit(cache=True)
-def _tensor(buf, offsets, channels, lengths, k, n_b):
-    return buf[offsets[k] : offsets[k + 1]].reshape((n_b, channels[k], lengths[k]))
+def _tensor(buf, offsets, channels, lengths, k, s0, s1):
+    """Samples s0:s1 of tensor k of a program buffer as [s1 - s0, C, L]."""
+    size = channels[k] * lengths[k]
+    start = offsets[k] + s0 * size
+    return buf[start : start + (s1 - s0) * size].reshape((s1 - s0, channels[k], lengths[k]))
 
 
 @njit(cache=True)
@@ -537,11 +543,19 @@ def program_buffer(x: IntArray, channels: I64Array, lengths: I64Array) -> tuple[
 
 @njit(cache=True)
 def step_operands(
-    r: I64Array, buf: IntArray, offsets: I64Array, channels: I64Array, lengths: I64Array, weights: IntArray, n_b: int
+    r: I64Array,
+    buf: IntArray,
+    offsets: I64Array,
+    channels: I64Array,
+    lengths: I64Array,
+    weights: IntArray,
+    s0: int,
+    s1: int,
 ) -> tuple[int, IntArray, IntArray]:
-    """(kernel code, first input [B, C, L], the step's slice of the weights) of table row r."""
+    """(kernel code, first input [s1 - s0, C, L] (samples s0:s1), the step's slice of the weights)
+    of table row r."""
     w = weights[r[COL_W_OFF] : r[COL_W_OFF] + r[COL_W0] * r[COL_W1] * r[COL_W2]]
-    return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], n_b), w
+    return r[COL_OP], _tensor(buf, offsets, channels, lengths, r[COL_IN0], s0, s1), w
 
 
 @njit(cache=True)
@@ -616,79 +630,83 @@ def run_program_int16(
         minimum int64[n + 1], maximum int64[n + 1]); tensor k is
     buf[offsets[k]:offsets[k+1]] as [B, channels[k], lengths[k]].
     Every kernel writes its output straight into its slice of buf; the conv scratch is allocated
-    once per call (no allocation per layer)."""
+    once per call (no allocation per layer). The batch runs SUB_BATCH samples at a time through
+    every step (every kernel is batch-invariant bit for bit; saturations summed), so a large
+    batch's working set stays the size of one sub-batch's tensors."""
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
-    work, part32, part64, row = program_scratch(x, steps, channels, lengths)
+    work, part32, part64, row = program_scratch(x[:SUB_BATCH], steps, channels, lengths)
     shift1 = np.empty(1, dtype=np.int64)
-    for i in range(steps.shape[0]):
-        r = steps[i]
-        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
-        b = biases[r[COL_B_OFF] : r[COL_B_OFF] + r[COL_W0]]
-        y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
-        if kernel == K_CONV:
-            shift1[0] = r[CONV_SHIFT]
-            s = conv_requant(
-                a,
-                0,
-                w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])),
-                b,
-                r[COL_W2],
-                r[CONV_STRIDE],
-                ONE,
-                shift1,
-                0,
-                16,
-                r[CONV_NARROW] != 0,
-                work,
-                part32,
-                part64,
-                y,
-            )
-        elif kernel == K_DWCONV:
-            shift1[0] = r[DWCONV_SHIFT]
-            s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
-        elif kernel == K_RMSNORM:
-            s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y, row)
-        elif kernel == K_LUT:
-            # weights: the layer's map of every int16 input, then its saturation flags (lut_int16_map)
-            s = lut_int16_mapped(a, w[: r[COL_W0]], w[r[COL_W0] :], y)
-        elif kernel == K_S6:
-            n_rows, width = r[COL_W0], r[COL_W1]  # E, N + 1
-            blob = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_rows * width + EXP_SIZE]
-            ad = blob[: n_rows * width].reshape((n_rows, width))
-            p = r[COL_PARAMS : COL_PARAMS + N_S6_COLS]
-            s = s6_scan_int16_into(
-                a,
-                _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b),
-                _tensor(buf, offsets, channels, lengths, p[0], n_b),
-                _tensor(buf, offsets, channels, lengths, p[1], n_b),
-                ad[:, : width - 1],
-                ad[:, width - 1],
-                blob[n_rows * width :],
-                p[2],
-                p[3],
-                p[4],
-                p[5],
-                p[6],
-                p[7],
-                p[8],
-                y,
-            )
-        elif kernel == K_REVIN_NORM:
-            s = revin_norm_int16_into(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT], y)
-        else:
-            c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
-            if kernel == K_SCAN:
-                s = scan_int16_into(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT], y, row)
-            elif kernel == K_MUL:
-                s = mul_int16_into(a, c, r[MUL_SHIFT], y)
-            elif kernel == K_ADD:
-                s = add_int16_into(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT], y)
-            else:
-                s = revin_denorm_int16_into(
-                    a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP], r[REVIN_DENORM_SHIFT], y
+    for s0 in range(0, n_b, SUB_BATCH):  # the whole program per SUB_BATCH samples (cache-sized)
+        s1 = min(n_b, s0 + SUB_BATCH)
+        for i in range(steps.shape[0]):
+            r = steps[i]
+            kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, s0, s1)
+            b = biases[r[COL_B_OFF] : r[COL_B_OFF] + r[COL_W0]]
+            y = _tensor(buf, offsets, channels, lengths, i + 1, s0, s1)
+            if kernel == K_CONV:
+                shift1[0] = r[CONV_SHIFT]
+                s = conv_requant(
+                    a,
+                    0,
+                    w.reshape((r[COL_W1] * r[COL_W2], r[COL_W0])),
+                    b,
+                    r[COL_W2],
+                    r[CONV_STRIDE],
+                    ONE,
+                    shift1,
+                    0,
+                    16,
+                    r[CONV_NARROW] != 0,
+                    work,
+                    part32,
+                    part64,
+                    y,
                 )
-        nsat[i + 1] = s
+            elif kernel == K_DWCONV:
+                shift1[0] = r[DWCONV_SHIFT]
+                s = dwconv_requant(a, 0, w.reshape((r[COL_W0], r[COL_W2])), b, ONE, shift1, 0, 16, row, y)
+            elif kernel == K_RMSNORM:
+                s = rmsnorm_int16_into(a, w, r[RMSNORM_EPS_Q], r[RMSNORM_SHIFT], y, row)
+            elif kernel == K_LUT:
+                # weights: the layer's map of every int16 input, then its saturation flags (lut_int16_map)
+                s = lut_int16_mapped(a, w[: r[COL_W0]], w[r[COL_W0] :], y)
+            elif kernel == K_S6:
+                n_rows, width = r[COL_W0], r[COL_W1]  # E, N + 1
+                blob = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_rows * width + EXP_SIZE]
+                ad = blob[: n_rows * width].reshape((n_rows, width))
+                p = r[COL_PARAMS : COL_PARAMS + N_S6_COLS]
+                s = s6_scan_int16_into(
+                    a,
+                    _tensor(buf, offsets, channels, lengths, r[COL_IN1], s0, s1),
+                    _tensor(buf, offsets, channels, lengths, p[0], s0, s1),
+                    _tensor(buf, offsets, channels, lengths, p[1], s0, s1),
+                    ad[:, : width - 1],
+                    ad[:, width - 1],
+                    blob[n_rows * width :],
+                    p[2],
+                    p[3],
+                    p[4],
+                    p[5],
+                    p[6],
+                    p[7],
+                    p[8],
+                    y,
+                )
+            elif kernel == K_REVIN_NORM:
+                s = revin_norm_int16_into(a, r[REVIN_NORM_EPS_Q], r[REVIN_NORM_SHIFT], y)
+            else:
+                c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], s0, s1)
+                if kernel == K_SCAN:
+                    s = scan_int16_into(a, c, r[SCAN_LAM_FRAC], r[SCAN_U_SHIFT], y, row)
+                elif kernel == K_MUL:
+                    s = mul_int16_into(a, c, r[MUL_SHIFT], y)
+                elif kernel == K_ADD:
+                    s = add_int16_into(a, c, r[ADD_A_UP], r[ADD_B_UP], r[ADD_SHIFT], y)
+                else:
+                    s = revin_denorm_int16_into(
+                        a, c, r[REVIN_DENORM_EPS_Q], r[REVIN_DENORM_MEAN_UP], r[REVIN_DENORM_SHIFT], y
+                    )
+            nsat[i + 1] += s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum

@@ -28,6 +28,7 @@ from intsim.kernels_int16 import (
     COL_W0,
     COL_W1,
     COL_W2,
+    SUB_BATCH,
     PackedKernel,
     _tensor,
     program_buffer,
@@ -295,48 +296,50 @@ def run_program_int8(
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
-    work, part32, part64, row = program_scratch(x, steps, channels, lengths)
-    for i in range(steps.shape[0]):
-        r = steps[i]
-        kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, n_b)
-        y = _tensor(buf, offsets, channels, lengths, i + 1, n_b)
-        c_out = r[COL_W0]
-        b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
-        m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
-        sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
-        if kernel == K8_CONV:
-            s = conv_requant(
-                a,
-                r[C8_X_ZP],
-                w.reshape((r[COL_W1] * r[COL_W2], c_out)),
-                b,
-                r[COL_W2],
-                r[C8_STRIDE],
-                m0,
-                sh,
-                r[C8_Y_ZP],
-                8,
-                r[C8_NARROW] != 0,
-                work,
-                part32,
-                part64,
-                y,
-            )
-        elif kernel == K8_DWCONV:
-            s = dwconv_requant(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP], 8, row, y)
-        elif kernel == K8_RMSNORM:
-            s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y, row)
-        elif kernel == K8_LUT:
-            s = lut_int8_into(a, w[:c_out], w[c_out:], y)  # the table, then its clamped flags
-        else:
-            c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], n_b)
-            if kernel == K8_SCAN:
-                s = scan_int8_into(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP], y, row)
-            elif kernel == K8_MUL:
-                s = mul_int8_into(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP], y)
+    work, part32, part64, row = program_scratch(x[:SUB_BATCH], steps, channels, lengths)
+    for s0 in range(0, n_b, SUB_BATCH):  # the whole program per SUB_BATCH samples (cache-sized)
+        s1 = min(n_b, s0 + SUB_BATCH)
+        for i in range(steps.shape[0]):
+            r = steps[i]
+            kernel, a, w = step_operands(r, buf, offsets, channels, lengths, weights, s0, s1)
+            y = _tensor(buf, offsets, channels, lengths, i + 1, s0, s1)
+            c_out = r[COL_W0]
+            b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
+            m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
+            sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
+            if kernel == K8_CONV:
+                s = conv_requant(
+                    a,
+                    r[C8_X_ZP],
+                    w.reshape((r[COL_W1] * r[COL_W2], c_out)),
+                    b,
+                    r[COL_W2],
+                    r[C8_STRIDE],
+                    m0,
+                    sh,
+                    r[C8_Y_ZP],
+                    8,
+                    r[C8_NARROW] != 0,
+                    work,
+                    part32,
+                    part64,
+                    y,
+                )
+            elif kernel == K8_DWCONV:
+                s = dwconv_requant(a, r[D8_X_ZP], w.reshape((c_out, r[COL_W2])), b, m0, sh, r[D8_Y_ZP], 8, row, y)
+            elif kernel == K8_RMSNORM:
+                s = rmsnorm_int8_into(a, r[R8_X_ZP], w, r[R8_EPS_Q], r[R8_M0], r[R8_SHIFT], r[R8_Y_ZP], y, row)
+            elif kernel == K8_LUT:
+                s = lut_int8_into(a, w[:c_out], w[c_out:], y)  # the table, then its clamped flags
             else:
-                s = add_int8_into(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP], y)
-        nsat[i + 1] = s
+                c = _tensor(buf, offsets, channels, lengths, r[COL_IN1], s0, s1)
+                if kernel == K8_SCAN:
+                    s = scan_int8_into(a, c, r[S8_U_ZP], r[S8_M0], r[S8_SHIFT], r[S8_Y_ZP], y, row)
+                elif kernel == K8_MUL:
+                    s = mul_int8_into(a, r[M8_A_ZP], c, r[M8_B_ZP], r[M8_M0], r[M8_SHIFT], r[M8_Y_ZP], y)
+                else:
+                    s = add_int8_into(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP], y)
+            nsat[i + 1] += s
     minimum, maximum = tensor_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
 

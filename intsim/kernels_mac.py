@@ -59,25 +59,9 @@ def weight_cols(w: IntArray) -> IntArray:
 
 
 @njit(cache=True)
-def fill_channels_last(x: IntArray, x_zp: int, work: I16Array) -> I16Array:
-    """x: int[B, C, L] -> work[:B*L*C] as int[B, L*C] (layout only, the zero point x_zp subtracted:
-    0 for INT16, z_x for INT8 whose |x - z_x| <= 255 fits int16), so the window of a Kx1 conv output
-    is one contiguous run of K*C values. `work` is a caller's buffer (reused across layers)."""
-    n_b, c, length = x.shape
-    rows = work[: n_b * length * c].reshape((n_b, length * c))
-    for bi in range(n_b):
-        row = rows[bi]
-        for ch in range(c):
-            xs = x[bi, ch]
-            for t in range(length):
-                row[t * c + ch] = xs[t] - x_zp
-    return rows
-
-
-@njit(cache=True)
 def conv_rows_requant(
-    x_rows: IntArray,
-    c_in: int,
+    x: IntArray,
+    x_zp: int,
     w_cols: IntArray,
     b: I64Array,
     k_size: int,
@@ -87,23 +71,26 @@ def conv_rows_requant(
     zp: int,
     bits: int,
     part: IntArray,
+    prod: IntArray,
     y: IntArray,
 ) -> int:
-    """Dense Kx1 conv, requantized as it is summed. x_rows: int[B, L*C_in] (`fill_channels_last`),
-    w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; per output channel o (or one value
-    for all when the array has length 1): m0 (INT16: 1), sh; zp; bits (16 or 8); y: int16/int8
-    [B, C_out, (L-K)//S+1] receives sat_bits(rne_shift(acc * m0[o], sh[o]) + zp) (spec 2.2; spec 3.3),
-    acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] x[b,c,t*S+k]; returns the saturations.
-    part: accumulators, at least POS_BLOCK*C_out of int32 when the caller proved
+    """Dense Kx1 conv, requantized as it is summed. x: int[B, C_in, L] with zero point x_zp (0 for
+    INT16), w_cols: int[K*C_in, C_out] (`weight_cols`), b: int64[C_out]; per output channel o (or
+    one value for all when the array has length 1): m0 (INT16: 1), sh; zp; bits (16 or 8); y:
+    int16/int8 [B, C_out, (L-K)//S+1] receives sat_bits(rne_shift(acc * m0[o], sh[o]) + zp) (spec 2.2;
+    spec 3.3), acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] (x[b,c,t*S+k] - x_zp); returns the saturations.
+    part: accumulators, at least POS_BLOCK*(C_out+31) of int32 when the caller proved
     `acc_bound(...) <= 2^31 - 1` (every partial sum fits: the int64 sums bit for bit), else int64.
-    For a block of output positions, acc[p, :] += w_cols[j, :] * window_p[j]: the output channels
-    innermost (contiguous, vectorised; each product exact in the accumulator's width)."""
-    n_b = x_rows.shape[0]
-    length = x_rows.shape[1] // c_in
-    n_win, c_out = w_cols.shape
+    prod: an empty array whose dtype holds every product exactly (`PROD16`).
+    For a block of output positions, acc[p, :] += w_cols[j, :] * (x[b_p, c, t_p*S+k] - x_zp): the
+    output channels innermost (contiguous, vectorised; each product exact in the accumulator's width),
+    the input values read in place (scalars: no re-layout of x)."""
+    n_b, c_in, length = x.shape
+    c_out = w_cols.shape[1]
     t_out = (length - k_size) // stride + 1
     step = padded(c_out)  # aligned accumulator rows
     acc = aligned(part)[: POS_BLOCK * step].reshape((POS_BLOCK, step))
+    cast, pc = part.dtype.type, prod.dtype.type
     n_pos = n_b * t_out
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
@@ -116,30 +103,31 @@ def conv_rows_requant(
             b1, t1 = divmod(p0 + 1, t_out)
             b2, t2 = divmod(p0 + 2, t_out)
             b3, t3 = divmod(p0 + 3, t_out)
-            s0, s1, s2, s3 = t0 * stride * c_in, t1 * stride * c_in, t2 * stride * c_in, t3 * stride * c_in
             a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-            for j in range(n_win):
-                x0 = x_rows[b0, s0 + j]
-                x1 = x_rows[b1, s1 + j]
-                x2 = x_rows[b2, s2 + j]
-                x3 = x_rows[b3, s3 + j]
-                w_col = w_cols[j]
-                for o in range(c_out):  # range indices: no negative-index checks, vectorises
-                    wv = w_col[o]
-                    a0[o] += wv * x0
-                    a1[o] += wv * x1
-                    a2[o] += wv * x2
-                    a3[o] += wv * x3
-        else:
+            for k in range(k_size):
+                xs0, xs1 = x[b0, :, t0 * stride + k], x[b1, :, t1 * stride + k]
+                xs2, xs3 = x[b2, :, t2 * stride + k], x[b3, :, t3 * stride + k]
+                for c in range(c_in):
+                    x0, x1 = pc(xs0[c] - x_zp), pc(xs1[c] - x_zp)
+                    x2, x3 = pc(xs2[c] - x_zp), pc(xs3[c] - x_zp)
+                    w_col = w_cols[k * c_in + c]
+                    for o in range(c_out):  # range indices: no negative-index checks, vectorises
+                        wv = pc(w_col[o])
+                        a0[o] += cast(pc(wv * x0))
+                        a1[o] += cast(pc(wv * x1))
+                        a2[o] += cast(pc(wv * x2))
+                        a3[o] += cast(pc(wv * x3))
+        else:  # the last positions one at a time (a padded block would sum unused rows)
             for q in range(n_q):
                 bq, tq = divmod(p0 + q, t_out)
-                start = tq * stride * c_in
                 aq = acc[q]
-                for j in range(n_win):
-                    xv = x_rows[bq, start + j]
-                    w_col = w_cols[j]
-                    for o in range(c_out):
-                        aq[o] += w_col[o] * xv
+                for k in range(k_size):
+                    xs = x[bq, :, tq * stride + k]
+                    for c in range(c_in):
+                        xv = pc(xs[c] - x_zp)
+                        w_col = w_cols[k * c_in + c]
+                        for o in range(c_out):
+                            aq[o] += cast(pc(pc(w_col[o]) * xv))
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
             nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
@@ -222,6 +210,10 @@ def dwconv_requant(
 
 
 GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as one GEMM
+# ... unless it has this many output channels: then the position blocks' vector loop over the
+# channels is long enough (>= 8 vectors of int32 per input value) and they beat the GEMM, whose
+# window unrolling they save (measured on the default model's head, 144 channels, batch 16-1024)
+ROWS_MIN_CHANNELS = 128
 
 
 @njit(cache=True)
@@ -244,21 +236,34 @@ def conv_requant(
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
     (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
-    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1): position blocks with the
-    output channels innermost (`conv_rows_requant`, input read channels-last through `work`); more:
-    one GEMM over every position of the batch (`conv_gemm_requant`, input unrolled through `work`,
-    sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1) or many output channels
+    (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
+    input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
+    unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
     n_b, c_in, length = x.shape
-    n_pos = n_b * ((length - k_size) // stride + 1)
-    if n_pos >= GEMM_MIN_POSITIONS:
+    int16_products = bits == 8 and -128 <= x_zp <= 127  # INT8: every product exact in int16 (PROD16)
+    if n_b * ((length - k_size) // stride + 1) >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
         cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
+        if int16_products and narrow:
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, PROD16, y)
+        if int16_products:
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, PROD16, y)
         if narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, y)
-    x_rows = fill_channels_last(x, x_zp, work)
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, part32, y)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, part64, y)
+    if int16_products and narrow:
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, PROD16, y)
+    if int16_products:
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, PROD16, y)
     if narrow:
-        return conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, y)
-    return conv_rows_requant(x_rows, c_in, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, y)
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, part32, y)
+    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, part64, y)
+
+
+# The product type of INT8 convolutions' sums, as an empty array: |x - z_x| <= 255 (an int8 zero point)
+# times |w| <= 128 is at most 32,640, exact in int16 (16-bit vector multiplies); INT16 products (up to
+# 2^30) take the accumulator's own width.
+PROD16 = np.empty(0, np.int16)
 
 
 @njit(cache=True)
@@ -298,52 +303,21 @@ def conv_gemm_requant(
     zp: int,
     bits: int,
     part: IntArray,
+    prod: IntArray,
     y: IntArray,
 ) -> int:
     """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
     batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
-    exact sums either way), four output channels at a time with the positions innermost
-    (contiguous, 64-byte aligned rows, vectorised); then y[b, o, t] = requantized acc[o, n]
+    exact sums either way), one output channel at a time (`gemm_row`: positions innermost,
+    contiguous 64-byte aligned rows, vectorised); then y[b, o, t] = requantized acc[o, n]
     (`requant_row`'s arithmetic) -> saturations."""
-    n_win = w_cols.shape[0]
     c_out = w_cols.shape[1]
     n_b, _, t_out = y.shape
     n_pos = n_b * t_out
     x_step, a_step = padded(n_pos), padded(n_pos)
     acc = aligned(part)
-    cast = part.dtype.type
-    for o in range(0, c_out, 4):
-        n_o = min(4, c_out - o)
-        r0 = acc[o * a_step : o * a_step + n_pos]
-        r1 = acc[(o + 1) * a_step : (o + 1) * a_step + n_pos]
-        r2 = acc[(o + 2) * a_step : (o + 2) * a_step + n_pos]
-        r3 = acc[(o + 3) * a_step : (o + 3) * a_step + n_pos]
-        if n_o < 4:  # the last channels one at a time (rows past c_out unused)
-            for q in range(n_o):
-                rq = acc[(o + q) * a_step : (o + q) * a_step + n_pos]
-                for n in range(n_pos):
-                    rq[n] = b[o + q]
-                for j in range(n_win):
-                    wv = cast(w_cols[j, o + q])
-                    xs = cols[j * x_step : j * x_step + n_pos]
-                    for n in range(n_pos):
-                        rq[n] += wv * cast(xs[n])
-            break
-        for n in range(n_pos):
-            r0[n] = b[o]
-            r1[n] = b[o + 1]
-            r2[n] = b[o + 2]
-            r3[n] = b[o + 3]
-        for j in range(n_win):
-            # operands in the accumulator's width (int32 products are exact: |w x| <= the proved bound)
-            w0, w1, w2, w3 = cast(w_cols[j, o]), cast(w_cols[j, o + 1]), cast(w_cols[j, o + 2]), cast(w_cols[j, o + 3])
-            xs = cols[j * x_step : j * x_step + n_pos]
-            for n in range(n_pos):
-                xv = cast(xs[n])
-                r0[n] += w0 * xv
-                r1[n] += w1 * xv
-                r2[n] += w2 * xv
-                r3[n] += w3 * xv
+    for o in range(c_out):
+        gemm_row(cols, x_step, w_cols[:, o], b[o], n_pos, acc[o * a_step : o * a_step + n_pos], prod)
     nsat = 0
     row = np.empty(n_pos, dtype=y.dtype)
     for o in range(c_out):
@@ -354,6 +328,52 @@ def conv_gemm_requant(
             for t in range(t_out):
                 out[t] = row[bi * t_out + t]
     return nsat
+
+
+GEMM_J = 8  # input rows summed per pass over an accumulator row: one load and store per 8 products
+
+
+@njit(cache=True)
+def gemm_row(
+    cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int, acc: IntArray, prod: IntArray
+) -> None:
+    """acc[n] = bias + sum_j w_col[j] cols[j * x_step + n] for n < n_pos (acc int32 or int64: every
+    product and partial sum in its width; int32 only where the caller proved the bound, so the wrapped
+    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`: exact there).
+    GEMM_J input rows per pass over acc (positions innermost,
+    vectorised): acc is loaded and stored once per eight multiply-accumulates, not once per one."""
+    cast, pc = acc.dtype.type, prod.dtype.type
+    for n in range(n_pos):
+        acc[n] = bias
+    n_win = w_col.shape[0]
+    n_main = n_win - n_win % GEMM_J
+    for j in range(0, n_main, GEMM_J):
+        w0, w1, w2, w3 = pc(w_col[j]), pc(w_col[j + 1]), pc(w_col[j + 2]), pc(w_col[j + 3])
+        w4, w5, w6, w7 = pc(w_col[j + 4]), pc(w_col[j + 5]), pc(w_col[j + 6]), pc(w_col[j + 7])
+        x0 = cols[j * x_step : j * x_step + n_pos]
+        x1 = cols[(j + 1) * x_step : (j + 1) * x_step + n_pos]
+        x2 = cols[(j + 2) * x_step : (j + 2) * x_step + n_pos]
+        x3 = cols[(j + 3) * x_step : (j + 3) * x_step + n_pos]
+        x4 = cols[(j + 4) * x_step : (j + 4) * x_step + n_pos]
+        x5 = cols[(j + 5) * x_step : (j + 5) * x_step + n_pos]
+        x6 = cols[(j + 6) * x_step : (j + 6) * x_step + n_pos]
+        x7 = cols[(j + 7) * x_step : (j + 7) * x_step + n_pos]
+        for n in range(n_pos):
+            acc[n] += (
+                cast(pc(w0 * x0[n]))
+                + cast(pc(w1 * x1[n]))
+                + cast(pc(w2 * x2[n]))
+                + cast(pc(w3 * x3[n]))
+                + cast(pc(w4 * x4[n]))
+                + cast(pc(w5 * x5[n]))
+                + cast(pc(w6 * x6[n]))
+                + cast(pc(w7 * x7[n]))
+            )
+    for j in range(n_main, n_win):
+        wv = pc(w_col[j])
+        xs = cols[j * x_step : j * x_step + n_pos]
+        for n in range(n_pos):
+            acc[n] += cast(pc(wv * xs[n]))
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one

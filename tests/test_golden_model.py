@@ -153,6 +153,25 @@ def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, mon
     assert sum(s["saturations"] for s in whole["quant8"].stats.values()) > 0
 
 
+def test_programs_run_sub_batches_with_identical_results(tiny_model_auto):
+    """The jitted programs take SUB_BATCH windows at a time through every step: a batch across
+    sub-batch borders gives the bytes, captured tensors and stats of separate runs on its pieces."""
+    from intsim.kernels_int16 import SUB_BATCH
+
+    x = inputs(tiny_model_auto, n=SUB_BATCH + 5, scale=4.0)  # large enough to saturate somewhere
+    for mode in ("bittrue", "quant8"):
+        whole = tiny_model_auto.run(x, mode, capture=True)
+        parts = [tiny_model_auto.run(x[s : s + 9], mode, capture=True) for s in range(0, len(x), 9)]
+        assert whole.output_q.tobytes() == np.concatenate([p.output_q for p in parts]).tobytes(), mode
+        for name, value in whole.tensors.items():
+            assert value.tobytes() == np.concatenate([p.tensors[name] for p in parts]).tobytes(), (mode, name)
+        for name, st in whole.stats.items():
+            assert st["saturations"] == sum(p.stats[name]["saturations"] for p in parts), (mode, name)
+            assert st["min"] == min(p.stats[name]["min"] for p in parts), (mode, name)
+            assert st["max"] == max(p.stats[name]["max"] for p in parts), (mode, name)
+        assert sum(st["saturations"] for st in whole.stats.values()) > 0, mode
+
+
 @pytest.mark.parametrize(
     "x, match",
     [
