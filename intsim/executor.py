@@ -64,7 +64,6 @@ class Model:
         self._program8: Int8Program | None = None
         self._packed8: list = []  # [] not packed yet; [None, ...]: a step has no packed kernel
         self._k_out = 0  # index of the output tensor in the packed INT16 program
-        self._neg_frac16: np.ndarray | None = None  # -frac of every tensor of the packed INT16 program
         self._backends: dict[str, object] = {}  # plug-in back ends by name (intsim/backends.py)
 
     def invalidate(self) -> None:
@@ -223,7 +222,6 @@ class Model:
             prog = self.program
             self._packed = pack_program(prog, self.graph.body_input_shape)
             self._k_out = self._packed.names.index(prog.output_tensor)
-            self._neg_frac16 = -self._packed.fracs  # value = integer * 2**-frac, every tensor
         pk = self._packed
         buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
         n_b = xb.shape[0]
@@ -231,7 +229,7 @@ class Model:
         def tensor(k):
             return buf[offsets[k] : offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
 
-        neg_frac = self._neg_frac16
+        neg_frac = -pk.fracs  # value = integer * 2**-frac, every tensor
         stats = _program_stats(pk.names, n_sat, np.ldexp(lo, neg_frac), np.ldexp(hi, neg_frac), offsets)
         tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])

@@ -27,6 +27,7 @@ from intsim.fixedpoint import (
 )
 from intsim.kernels_mac import (
     INT32_LIMIT,
+    PROD32,
     acc_bound,
     conv_requant,
     conv_scratch_size,
@@ -68,7 +69,7 @@ def conv_kx1_cols_int16(
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int16)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     return y, conv_requant(
-        x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow, work, part32, part64, y
+        x, 0, w_cols, b, k_size, stride, ONE, np.full(1, shift), 0, 16, narrow, PROD32, work, part32, part64, y
     )
 
 
@@ -658,6 +659,7 @@ def run_program_int16(
                     0,
                     16,
                     r[CONV_NARROW] != 0,
+                    PROD32,
                     work,
                     part32,
                     part64,

@@ -42,6 +42,7 @@ from intsim.kernels_int16 import (
 )
 from intsim.kernels_mac import (
     INT32_LIMIT,
+    PROD16,
     acc_bound,
     conv_requant,
     conv_scratch_size,
@@ -93,7 +94,9 @@ def conv_kx1_cols_int8(
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
-    return y, conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, work, part32, part64, y)
+    return y, conv_requant(
+        x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, PROD16, work, part32, part64, y
+    )
 
 
 @njit(cache=True)
@@ -320,6 +323,7 @@ def run_program_int8(
                     r[C8_Y_ZP],
                     8,
                     r[C8_NARROW] != 0,
+                    PROD16,
                     work,
                     part32,
                     part64,

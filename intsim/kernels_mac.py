@@ -81,7 +81,7 @@ def conv_rows_requant(
     spec 3.3), acc[b, o, t] = b[o] + sum_{c,k} w[o,c,k] (x[b,c,t*S+k] - x_zp); returns the saturations.
     part: accumulators, at least POS_BLOCK*(C_out+31) of int32 when the caller proved
     `acc_bound(...) <= 2^31 - 1` (every partial sum fits: the int64 sums bit for bit), else int64.
-    prod: an empty array whose dtype holds every product exactly (`PROD16`).
+    prod: an empty array whose dtype holds every product exactly (`PROD16`, `PROD32`).
     For a block of output positions, acc[p, :] += w_cols[j, :] * (x[b_p, c, t_p*S+k] - x_zp): the
     output channels innermost (contiguous, vectorised; each product exact in the accumulator's width),
     the input values read in place (scalars: no re-layout of x)."""
@@ -216,6 +216,13 @@ GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a con
 ROWS_MIN_CHANNELS = 128
 
 
+# The product type of a convolution's sums, as an empty array (`conv_requant`'s `prod`): INT8's
+# |x - z_x| <= 255 (an int8 zero point) times |w| <= 128 is at most 32,640, exact in int16 (16-bit
+# vector multiplies); INT16's products, at most 2^30 in magnitude, are exact in int32.
+PROD16 = np.empty(0, np.int16)
+PROD32 = np.empty(0, np.int32)
+
+
 @njit(cache=True)
 def conv_requant(
     x: IntArray,
@@ -229,41 +236,28 @@ def conv_requant(
     zp: int,
     bits: int,
     narrow: bool,
+    prod: IntArray,
     work: I16Array,
     part32: I32Array,
     part64: I64Array,
     y: IntArray,
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
-    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
+    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`), each product in `prod`'s
+    dtype (`PROD16` for INT8, `PROD32` for INT16: exact either way) -> saturations.
     Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1) or many output channels
     (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
     input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
     unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
     n_b, c_in, length = x.shape
-    int16_products = bits == 8 and -128 <= x_zp <= 127  # INT8: every product exact in int16 (PROD16)
     if n_b * ((length - k_size) // stride + 1) >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
         cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
-        if int16_products and narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, PROD16, y)
-        if int16_products:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, PROD16, y)
         if narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, part32, y)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, part64, y)
-    if int16_products and narrow:
-        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, PROD16, y)
-    if int16_products:
-        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, PROD16, y)
+            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, prod, y)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, prod, y)
     if narrow:
-        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, part32, y)
-    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, part64, y)
-
-
-# The product type of INT8 convolutions' sums, as an empty array: |x - z_x| <= 255 (an int8 zero point)
-# times |w| <= 128 is at most 32,640, exact in int16 (16-bit vector multiplies); INT16 products (up to
-# 2^30) take the accumulator's own width.
-PROD16 = np.empty(0, np.int16)
+        return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, prod, y)
+    return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, prod, y)
 
 
 @njit(cache=True)
@@ -339,7 +333,7 @@ def gemm_row(
 ) -> None:
     """acc[n] = bias + sum_j w_col[j] cols[j * x_step + n] for n < n_pos (acc int32 or int64: every
     product and partial sum in its width; int32 only where the caller proved the bound, so the wrapped
-    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`: exact there).
+    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`, `PROD32`: exact there).
     GEMM_J input rows per pass over acc (positions innermost,
     vectorised): acc is loaded and stored once per eight multiply-accumulates, not once per one."""
     cast, pc = acc.dtype.type, prod.dtype.type

@@ -120,9 +120,10 @@ def sat_limits(bits: int) -> tuple[int, int]:
 def saturate(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(clamp(x, -2^(bits-1), 2^(bits-1) - 1), number of clamped elements as a 0-d int64
     tensor) (spec 1.4). Works on integer tensors and on float tensors of integers alike.
-    Callers pass a temporary and use the returned tensor: x itself (clamped in place where it is
-    contiguous), or a clamped copy. One min/max pass decides first: a tensor already inside the range
-    (the common case) is returned as it is, count 0."""
+    Callers pass a temporary, use the returned tensor and never read x again: x is consumed (clamped
+    in place where it is contiguous; otherwise overwritten while the clamped copy is formed). One
+    min/max pass decides first: a tensor already inside the range (the common case) is returned as it
+    is, count 0."""
     lo, hi = sat_limits(bits)
     if x.numel() == 0:
         return x, zero_count(x.device)
@@ -231,10 +232,12 @@ def requantize(
     if isinstance(shift, int) and shift <= FLOAT_REQUANT_MAX_SHIFT:
         ties = not (isinstance(m0, int) and no_ties(acc_bound, m0, shift))
         return requantize_float(acc, math.ldexp(m0, -shift), zero_point, bits, acc_bound, ties=ties)
-    if isinstance(m0, int) and isinstance(shift, int) and tie_free_offset(acc_bound, m0, shift, zero_point) is not None:
-        offset = tie_free_offset(acc_bound, m0, shift, zero_point)  # no tie: floor((acc m0 + offset) / 2^shift)
-        y = acc.to(torch.int64).mul_(m0).add_(offset).bitwise_right_shift_(shift)  # RNE(acc m0 2^-shift) + z
-        return saturate(y.to(torch.int32) if shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16 else y, bits)
+    offset = (
+        tie_free_offset(acc_bound, m0, shift, zero_point) if isinstance(m0, int) and isinstance(shift, int) else None
+    )
+    if offset is not None:  # no tie: floor((acc m0 + offset) / 2^shift) = RNE(acc m0 2^-shift) + z
+        y = acc.to(torch.int64).mul_(m0).add_(offset).bitwise_right_shift_(shift)
+        return saturate(y.to(torch.int32), bits)  # shift > 44 here: |y| <= 2^17 + |z| fits int32
     prod = acc.to(torch.int64) * m0  # a temporary: an int shift rounds it in place
     y = rne_shift_(prod, shift) if isinstance(shift, int) else rne_shift(prod, shift)
     if isinstance(shift, int) and shift >= INT32_REQUANT_MIN_SHIFT and bits <= 16:  # |y| <= 2^(62 - shift) <= 2^30
