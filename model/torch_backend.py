@@ -11,7 +11,8 @@ model/torch_int16.py, TORCH8 in model/torch_int8.py), batched over windows (the 
 loops are over layers and over the scan's time steps), and returns a `RunResult` equal to the
 golden model's byte for byte: output, integer output, captured tensors and per-tensor
 statistics (saturations, min, max, size). Host-side input quantization is the golden model's own
-(`quantize_q`, `quantize_act`). `TorchProgram` is the tensor-level interface QAT uses.
+(`Model._quantize_input`: `quantize_q` / `quantize_act` in one jitted pass). `TorchProgram` is the
+tensor-level interface QAT uses.
 
 intsim discovers this back end through the `cmamba_hls.backends` entry point (pyproject.toml),
 so `Model.run(..., backend="torch")` works without intsim importing torch or this package.
@@ -31,10 +32,10 @@ from numpy.typing import ArrayLike
 from intsim.chunks import CHUNK_WINDOWS, run_in_chunks
 from intsim.errors import UnsupportedError
 from intsim.executor import Model, RunResult, _wants
-from intsim.fixedpoint import dequantize, quantize_q
+from intsim.fixedpoint import dequantize
 from intsim.formats import lsb
 from intsim.graph import INPUT_NAME
-from intsim.int8 import Int8Program, dequantize_act, quantize_act
+from intsim.int8 import Int8Program, dequantize_act
 from intsim.int16 import Int16Program
 from intsim.modes import BITTRUE, QUANT8, Mode, get_mode
 from intsim.ops import BackendTable
@@ -159,13 +160,11 @@ class TorchRunner:
         prog = self.program(mode)
         xb, single = self.model._check_float(x)
 
-        def chunk(part):
-            part = part.astype(np.float64, copy=False)
-            if mode.precision == "int16":
-                x_q, n_sat = quantize_q(part, prog.program.input_frac, 16, "input")
-            else:
-                x_q, n_sat = quantize_act(part, *prog.program.input_qp, "input")
-            res = self.run_int(x_q.astype(INT_DTYPES[mode.precision]), mode, capture)
+        frac = prog.program.input_frac if mode.precision == "int16" else None
+
+        def chunk(part):  # the golden model's own host-side quantization: one jitted pass, the same codes
+            x_q, n_sat = self.model._quantize_input(part.astype(np.float64, copy=False), frac)
+            res = self.run_int(x_q, mode, capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat
             return res
 
