@@ -42,6 +42,7 @@ from intsim.ops import BackendTable
 from model.torch_fixedpoint import min_max
 from model.torch_int8 import TORCH8
 from model.torch_int16 import TORCH16
+from model.torch_mac import INT8_CODES_ATTR
 from model.torch_rows import TorchRow
 
 TABLES: dict[str, BackendTable[TorchRow]] = {"int16": TORCH16, "int8": TORCH8}
@@ -189,9 +190,11 @@ class TorchRunner:
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
         with torch.inference_mode():  # no autograd bookkeeping (version counters, views) on ~440 ops a chunk: ~10 %
-            env, sats, tstats = prog.run(
-                torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
-            )
+            codes = torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device)
+            x_in = codes.to(torch.int32)
+            if codes.dtype == torch.int8:  # an int8 GEMM reading the input takes these codes (`int8_codes`)
+                setattr(x_in, INT8_CODES_ATTR, codes)
+            env, sats, tstats = prog.run(x_in, keep)
         lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(tstats[n][:2] for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]

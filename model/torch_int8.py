@@ -113,10 +113,10 @@ class _RmsNorm8:
     m0: int
     shift: int
     eps_q: int
-    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse_float`: exact within its bounds)
+    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse`: exact within its bounds)
 
 
-RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
+RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse)
 RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
 RMS_INT32_SUM_MAX_D = ((1 << 31) - 1) // (CENTERED_MAX_ABS * CENTERED_MAX_ABS)  # sum of D xc^2 <= D 255^2 < 2^31
 
@@ -132,16 +132,21 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
     return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q, float_stats)
 
 
-def _rms_inverse_float(ss: torch.Tensor, d: int, eps_q: int) -> torch.Tensor:
-    """inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) (spec 3.9) in float64, for integer
-    sums of squares ss <= d 255^2 (float64 [.., 1]) with d <= 2^20 and |eps_q| < 2^48. Each rounding is
-    exact: round(fl(a / n)) = RNE(a / n) for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is
-    a float64; any other quotient lies >= 1 / (2n) from a half-integer, more than fl's error): here
-    a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <= 1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25);
-    round(fl(sqrt(v))) is the nearest integer to sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4)
-    from k + 1/2, fl's error is <= sqrt(v) 2^-53). 2^24 fl(1 / r) = fl(2^24 / r) (a power-of-two scaling)."""
-    v = ss.mul_(float(1 << (2 * RMS_EXTRA_BITS))).div_(d).round_().add_(eps_q).clamp_(min=1.0)
-    return v.sqrt_().round_().reciprocal_().mul_(float(1 << RMS_INV_BITS_INT8)).round_()
+def _rms_inverse(ss: torch.Tensor, d: int, eps_q: int, in_float: bool) -> torch.Tensor:
+    """inv = rne_div(2^Q8, isqrt_rne(max(rne_div(ss 2^2G, d) + eps_q, 1))) (spec 3.9) per row, from the integer
+    sums of squares ss <= d 255^2 (int32 / int64 [.., 1]): int64, or with in_float (d <= 2^20, |eps_q| < 2^48:
+    `_RmsNorm8.float_stats`) float64 holding the same integers, each rounding exact: round(fl(a / n)) = RNE(a / n)
+    for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is a float64; any other quotient lies
+    >= 1 / (2n) from a half-integer, more than fl's error): here a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <=
+    1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25); round(fl(sqrt(v))) is the nearest integer to
+    sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4) from k + 1/2, fl's error is <= sqrt(v)
+    2^-53). Divisions by d 2^-2G and of 2^Q8 are the divisions of ss 2^2G by d and 2^Q8 by r (power-of-two
+    scalings are exact): one pass each."""
+    if in_float:
+        v = ss.to(torch.float64).div_(d * 2.0 ** (-2 * RMS_EXTRA_BITS)).round_().add_(eps_q).clamp_(min=1.0)
+        return torch.div(const64(float(1 << RMS_INV_BITS_INT8), ss.device), v.sqrt_().round_()).round_()
+    v = torch.clamp(rne_div(ss.to(torch.int64) << (2 * RMS_EXTRA_BITS), d) + eps_q, min=1)
+    return rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
 
 
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
@@ -149,14 +154,8 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
     xg = xc * p.gain
-    if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
-        sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
-        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype).to(torch.float64)
-        inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
-    else:
-        ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
-        v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
-        inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
+    inv = _rms_inverse(xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype), xc.shape[2], p.eps_q, p.float_stats)
     if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # |xc g inv| < 2^31 (spec 3.9): an int32 product, then int64 (< 2^62)
         return requantize(xg.mul_(inv.to(torch.int32)), p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
