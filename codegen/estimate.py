@@ -10,7 +10,7 @@ One row per op (`ESTIMATE`, an intsim.ops.BackendTable, tests/test_registry.py),
 one layer, from its dimensions and parallelism plan (codegen/reuse.py):
   knob     the loop a reuse factor splits: extent E and multiplies per iteration N (or None)
   cost     its pipelined loops (counter slot, invocations, trip count, II, depth), the cycles
-           outside loops, its multipliers (count, widths) and ROMs (words, width)
+           outside loops, its multipliers (count, widths), ROMs (words, width) and local arrays (buffers)
 The loops are exactly the pipelined loops of its templates (templates/int16/, templates/int8/):
 each one's slot is its CMAMBA_COUNT(slot), and tests/test_estimate.py checks, on the default model
 and on random graphs, that the iterations the testbench counts (-DCMAMBA_COUNT_LOOPS) equal
@@ -145,11 +145,18 @@ class Mult:
 
 
 @dataclass(frozen=True)
-class Rom:
+class Memory:
+    """`banks` banks of `words` x `width` bits: a ROM of constants (Cost.roms) or a template's own
+    local array (Cost.buffers)."""
+
     what: str
     words: int  # per bank
     width: int  # bits per word
     banks: int = 1
+
+
+Rom = Memory  # weights, biases, gains, tables
+Buffer = Memory  # a kernel's local array (e.g. the depthwise convolution's padded input copy)
 
 
 @dataclass
@@ -158,6 +165,7 @@ class Cost:
     mults: list[Mult] = field(default_factory=list)
     roms: list[Rom] = field(default_factory=list)
     extra: int = 0  # cycles outside the loops (dividers, ...)
+    buffers: list[Buffer] = field(default_factory=list)  # local arrays, beside the top's activation buffers
 
 
 @dataclass(frozen=True)
@@ -290,7 +298,11 @@ def _dwconv_cost(d: Dims, p: Plan, precision: str) -> Cost:
     roms = [Rom("weights", c, k * wbits), Rom("bias", c, 32)]
     if precision == "int8":
         roms += [Rom("m0", c, 32), Rom("shift", c, 8)]
-    return Cost(loops, mults, roms)
+    # the padded copy: xp[K - 1 + L][C] int16 (INT16) / xc centered9_t = ap_int<9> (INT8), rows
+    # partitioned cyclically into K - 1 + PAR banks (one step reads K - 1 + PAR consecutive rows)
+    banks = k - 1 + p.lanes
+    padded = Buffer("padded input", -(-(k - 1 + length) // banks) * c, 16 if precision == "int16" else 9, banks)
+    return Cost(loops, mults, roms, buffers=[padded])
 
 
 def _rmsnorm_knob(d: Dims) -> Knob:
@@ -565,12 +577,14 @@ def estimate(
     def stage(
         name, op, row, plan, cost: Cost, buffers: list[tuple[int, int]], fifos: list[tuple[int, int]] = ()
     ) -> StageEstimate:
-        """buffers: (words, banks) of `bits`-wide memories; fifos: (depth, token bits) of its input FIFOs."""
+        """buffers: (words, banks) of `bits`-wide memories, besides the kernel's own (cost.buffers);
+        fifos: (depth, token bits) of its input FIFOs."""
         dsp = sum(m.units * dsp_tiles(m.wa, m.wb, prt) for m in cost.mults)
         rb, rl, rbits = _roms(cost)
-        bb = sum(bram18(w, bits) * banks for w, banks in buffers)
-        bbits = sum(w * banks * bits for w, banks in buffers)
-        mem_luts = sum(lutram(w, bits) * banks for w, banks in buffers) + sum(
+        mems = [(w, banks, bits) for w, banks in buffers] + [(m.words, m.banks, m.width) for m in cost.buffers]
+        bb = sum(bram18(w, width) * banks for w, banks, width in mems)
+        bbits = sum(w * banks * width for w, banks, width in mems)
+        mem_luts = sum(lutram(w, width) * banks for w, banks, width in mems) + sum(
             lutram(depth, width) for depth, width in fifos
         )
         bb += sum(bram18(depth, width) for depth, width in fifos)

@@ -208,6 +208,29 @@ def test_default_model_stream_top_meets_the_target_on_paper():
     assert memory.dsp == est.dsp  # the same layers, the same multipliers
 
 
+@pytest.mark.parametrize("precision, array, width", [("int16", "int16_t xp", 16), ("int8", "centered9_t xc", 9)])
+def test_dwconv_padded_copy_is_a_buffer(precision, array, width):
+    """The depthwise convolution's padded input copy, as its template declares and partitions it
+    (K - 1 + L rows of C words, the rows cyclic over K - 1 + PAR banks; INT8 centred codes are
+    ap_int<9>), is counted in the layer's buffers beside its output buffer (memory top)."""
+    text = (REPO / "templates" / precision / "dwconv.h.j2").read_text()
+    name = array.split()[1]
+    assert f"{array}[CFG::K - 1 + CFG::L][CFG::C];" in text
+    assert "const int banks = CFG::K - 1 + lanes;" in text and f"variable={name} cyclic factor=banks dim=1" in text
+    graph = load_graph(DEFAULT)
+    bits = 16 if precision == "int16" else 8
+    for reuse in (ReuseSpec(), TARGET_REUSE):
+        stages = [s for s in estimate(graph, precision, "memory", reuse).stages if s.op == "dwconv"]
+        assert len(stages) == 2
+        for s in stages:
+            d = dims_of(graph, graph.layer(s.name))
+            (c, length), banks = d.out, d.kernel - 1 + s.plan.lanes
+            rows = -(-(d.kernel - 1 + length) // banks)  # per bank
+            assert s.buffer_bits == c * length * bits + banks * rows * c * width
+            out_bram = s.plan.lanes * bram18(c * length // s.plan.lanes, bits)
+            assert s.buffer_bram18 == out_bram + banks * bram18(rows * c, width) > out_bram
+
+
 # ------------------------------------------------------------------ the CLI
 def test_cli_estimate_writes_table_csv_and_png(tmp_path, capsys):
     out = tmp_path / "est"
