@@ -51,6 +51,7 @@ SLOT_ISQRT, SLOT_READ, SLOT_WRITE = 7, 8, 9
 # ---- latency assumptions (docs/hls.md "Estimate": what synthesis can change) ----
 DIV_LATENCY = 68  # a 64-bit / 64-bit divider (Vitis: sdiv_64ns_64ns_64_68): per rne_div call
 ISQRT_TAIL = 4  # the square root's final r * r compare and + 1
+ISQRT_DIGITS = 31  # isqrt_rne_rows' digit steps (one bit of the root each)
 COPY_DEPTH = 2  # read, write
 MUL_DEPTH = 3  # a DSP multiply, registered
 ROUND_DEPTH = 2  # rounding shift + saturation, write
@@ -243,6 +244,14 @@ def _div(divisor: int | None) -> int:
     return 0 if divisor is not None and divisor & (divisor - 1) == 0 else DIV_LATENCY
 
 
+def _isqrt_rows(n: int) -> Loop:
+    """isqrt_rne_rows<n> (templates/common/primitives.h.j2): n roots interleaved, digit loop outer,
+    the n values inner and pipelined (II 1: a value's next digit is n iterations later). The digit
+    loop computes its `bit` before the inner loop, an imperfect nest that Vitis does not flatten
+    (docs/hls.md "Estimate"), so the inner pipeline restarts for every digit: 31 runs of n + depth."""
+    return Loop("isqrt", SLOT_ISQRT, ISQRT_DIGITS, n, 1, 2)
+
+
 def _mac_depth(n: int) -> int:
     return ROM_DEPTH + MUL_DEPTH + log2c(n + 1) + ROUND_DEPTH
 
@@ -313,7 +322,7 @@ def _rmsnorm_knob(d: Dims) -> Knob:
 def _rmsnorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     dim, length = d.out
     per_token = Loop("sumsq", 0, length, dim // p.lanes, 1, ROM_DEPTH + MUL_DEPTH + log2c(p.lanes + 1) + 1)
-    isqrt = Loop("isqrt", SLOT_ISQRT, length, 31, 1, 2)
+    isqrt = _isqrt_rows(length)  # the L tokens' roots
     scale = Loop(
         "scale",
         1,
@@ -406,7 +415,7 @@ def _add_cost(d: Dims, p: Plan, precision: str) -> Cost:
 
 def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[Mult], int]:
     """The per-channel statistics (revin_stats): sums loop, square root, and three dividers."""
-    loops = [Loop("stats", 0, c, length, 1, ROM_DEPTH + MUL_DEPTH + 1), Loop("isqrt", SLOT_ISQRT, c, 31, 1, 2)]
+    loops = [Loop("stats", 0, c, length, 1, ROM_DEPTH + MUL_DEPTH + 1), _isqrt_rows(c)]  # the C channels' roots
     xw = 16 if precision == "int16" else 9
     mults = [Mult("x x x", 1, xw, xw), Mult("S1 x S1", 1, 32, 32), Mult("isqrt r x r", 1, 32, 32)]
     return loops, mults, c * (_div(length) + _div(length * length) + MUL_DEPTH + ISQRT_TAIL)
