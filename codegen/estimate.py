@@ -246,10 +246,10 @@ def _div(divisor: int | None) -> int:
 
 def _isqrt_rows(n: int) -> Loop:
     """isqrt_rne_rows<n> (templates/common/primitives.h.j2): n roots interleaved, digit loop outer,
-    the n values inner and pipelined (II 1: a value's next digit is n iterations later). The digit
-    loop computes its `bit` before the inner loop, an imperfect nest that Vitis does not flatten
-    (docs/hls.md "Estimate"), so the inner pipeline restarts for every digit: 31 runs of n + depth."""
-    return Loop("isqrt", SLOT_ISQRT, ISQRT_DIGITS, n, 1, 2)
+    the n values inner and pipelined (II 1: a value's next digit is n iterations later). The nest is
+    perfect (`bit` is computed inside the inner loop), which Vitis HLS flattens (UG1399,
+    `loop_flatten`; docs/hls.md "Estimate"): one pipeline of 31 n iterations, filled once."""
+    return Loop("isqrt", SLOT_ISQRT, 1, ISQRT_DIGITS * n, 1, 2)
 
 
 def _mac_depth(n: int) -> int:
