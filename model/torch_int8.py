@@ -220,11 +220,14 @@ def _scan(p, x: list[torch.Tensor]):
     the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
     <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
     A loop over time only, in place: b [B, L, C] becomes the states, step t on the strided [B, C] views
-    (`unbind`: one call for every view). b = (128 - lam)(u - z_u) in int32 (|b| <= 256 * 255), then float32;
-    a = 1/2 + lam / 256 in one pass from float32 codes (each value an exact float32)."""
+    (`unbind`: one call for every view). a = 1/2 + lam / 256 in one pass from float32 codes (each value an
+    exact float32); b = (128 - lam)(u - z_u) = U - a U with U = 256 (u - z_u): U from float32 codes in one pass,
+    b in one more (a U = (lam + 128)(u - z_u) and U - a U are integers below 2^17: exact)."""
     lam = x[0]
-    states = torch.rsub(lam, 128).mul_(x[1] - p.u_zp).to(torch.float32)  # b, then S in place
-    a = torch.add(const64(0.5, lam.device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
+    device = lam.device
+    a = torch.add(const64(0.5, device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
+    states = torch.add(const64(-256.0 * p.u_zp, device), x[1].to(torch.float32), alpha=256.0)  # U
+    states.addcmul_(a, states, value=-1.0)  # b, then S in place
     prev = None
     for a_t, s_t in zip(a.unbind(1), states.unbind(1), strict=True):
         if prev is not None:  # S_0 = round(b_0) = b_0 (an integer)
@@ -277,13 +280,21 @@ def _s6_scan(s: _S68, x: list[torch.Tensor]):
 
 TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
-TORCH8.register(
-    "mul",
-    TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
-        lambda st, device: st.params,
-        lambda p, x: requantize((x[0] - p.a_zp).mul_(x[1] - p.b_zp), p.m0, p.shift, p.y_zp),
-    ),
-)
+
+
+def _mul(p, x: list[torch.Tensor]):
+    """Spec 3.7: y = requantize((a - z_a)(b - z_b), m0, shift, z_y); the product (< 2^17) in int32. Where the
+    requantization runs in float64 (shift <= 44) the int32 product is stored straight as float64 (exact), the
+    pass `requantize` would spend converting it saved."""
+    a, b = x[0] - p.a_zp, x[1] - p.b_zp
+    if p.shift <= FLOAT_REQUANT_MAX_SHIFT:
+        acc = torch.mul(a, b, out=torch.empty(0, dtype=torch.float64, device=a.device))  # int32 product, stored
+    else:
+        acc = a.mul_(b)
+    return requantize(acc, p.m0, p.shift, p.y_zp)
+
+
+TORCH8.register("mul", TorchRow(lambda st, device: st.params, _mul))
 
 
 def _add(p, x: list[torch.Tensor]):
