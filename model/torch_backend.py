@@ -190,7 +190,8 @@ class TorchRunner:
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
         with torch.inference_mode():  # no autograd bookkeeping (version counters, views) on ~440 ops a chunk: ~10 %
-            codes = torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device)
+            host = np.ascontiguousarray(xb.transpose(0, 2, 1))  # may keep a size-1 axis's odd stride: viewed anew
+            codes = torch.as_tensor(host.reshape(-1), device=self.device).view(host.shape)  # canonical strides
             x_in = codes.to(torch.int32)
             if codes.dtype == torch.int8:  # an int8 GEMM reading the input takes these codes (`int8_codes`)
                 setattr(x_in, INT8_CODES_ATTR, codes)
