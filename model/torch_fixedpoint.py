@@ -151,7 +151,7 @@ def _clamp_counted(x: torch.Tensor, lo: int, hi: int, below: bool, above: bool) 
     sides that need it; every clamped element lies in such a row), which are clamped and written back in
     place (x is the caller's temporary). Where a quarter of the rows or more hold one, or x is strided,
     on the whole tensor (a clamped copy)."""
-    if x.dim() >= 2 and x.shape[-1] and x.is_contiguous():
+    if x.dim() >= 2 and x.numel() and x.is_contiguous():
         rows = x.view(x.shape[0], -1)
         hit = torch.amax(rows, dim=1) > hi if above else None
         if below:

@@ -141,9 +141,11 @@ def _rms_inverse(ss: torch.Tensor, d: int, eps_q: int, in_float: bool) -> torch.
     1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25); round(fl(sqrt(v))) is the nearest integer to
     sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4) from k + 1/2, fl's error is <= sqrt(v)
     2^-53). Divisions by d 2^-2G and of 2^Q8 are the divisions of ss 2^2G by d and 2^Q8 by r (power-of-two
-    scalings are exact): one pass each."""
+    scalings are exact): one pass each. The divisor is a 0-d tensor, not a Python scalar: CUDA turns division by
+    a scalar into a multiplication by its reciprocal (one more rounding), which this bound does not cover."""
     if in_float:
-        v = ss.to(torch.float64).div_(d * 2.0 ** (-2 * RMS_EXTRA_BITS)).round_().add_(eps_q).clamp_(min=1.0)
+        scaled_d = const64(d * 2.0 ** (-2 * RMS_EXTRA_BITS), ss.device)
+        v = ss.to(torch.float64).div_(scaled_d).round_().add_(eps_q).clamp_(min=1.0)
         return torch.div(const64(float(1 << RMS_INV_BITS_INT8), ss.device), v.sqrt_().round_()).round_()
     v = torch.clamp(rne_div(ss.to(torch.int64) << (2 * RMS_EXTRA_BITS), d) + eps_q, min=1)
     return rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
@@ -282,19 +284,13 @@ TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
 
 
-def _mul(p, x: list[torch.Tensor]):
-    """Spec 3.7: y = requantize((a - z_a)(b - z_b), m0, shift, z_y); the product (< 2^17) in int32. Where the
-    requantization runs in float64 (shift <= 44) the int32 product is stored straight as float64 (exact), the
-    pass `requantize` would spend converting it saved."""
-    a, b = x[0] - p.a_zp, x[1] - p.b_zp
-    if p.shift <= FLOAT_REQUANT_MAX_SHIFT:
-        acc = torch.mul(a, b, out=torch.empty(0, dtype=torch.float64, device=a.device))  # int32 product, stored
-    else:
-        acc = a.mul_(b)
-    return requantize(acc, p.m0, p.shift, p.y_zp)
-
-
-TORCH8.register("mul", TorchRow(lambda st, device: st.params, _mul))
+TORCH8.register(
+    "mul",
+    TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
+        lambda st, device: st.params,
+        lambda p, x: requantize((x[0] - p.a_zp).mul_(x[1] - p.b_zp), p.m0, p.shift, p.y_zp),
+    ),
+)
 
 
 def _add(p, x: list[torch.Tensor]):

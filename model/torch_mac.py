@@ -284,9 +284,11 @@ class Int8DenseSum:
             cols = xb.reshape(-1, c_in)
         else:
             cols = xb.unfold(1, self.kernel, self.stride).transpose(2, 3).reshape(-1, self.kernel * c_in)
-        # contiguous: for one window row the reshape above is a view whose rows overlap (stride S * C_in < K * C_in),
-        # which _int_mm would read wrongly
-        acc = torch._int_mm(cols.contiguous(), self.w_t).add_(self.bias)
+        # canonical strides: for one window row the reshape above is a view whose rows overlap (stride S * C_in <
+        # K * C_in), and torch counts a size-1 axis's odd stride as contiguous; _int_mm reads such strides wrongly
+        if cols.stride() != (cols.shape[1], 1):
+            cols = cols.clone(memory_format=torch.contiguous_format)
+        acc = torch._int_mm(cols, self.w_t).add_(self.bias)
         return acc.reshape(n_b, -1, acc.shape[1])
 
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
-from intsim import load_model  # noqa: E402
+from intsim import fixedpoint as fxp, load_model  # noqa: E402
 from intsim.calibrate import calibrate  # noqa: E402
 from intsim.errors import UnsupportedError  # noqa: E402
 from intsim.synth import make_random_model  # noqa: E402
@@ -618,24 +618,26 @@ def test_int8_scan_float32_at_its_state_bound():
         assert np.array_equal(y.numpy(), want.transpose(0, 2, 1)) and n.item() == n_want
 
 
-@pytest.mark.parametrize("d", [1, 3, 32, 1000, 2**20])
+@pytest.mark.parametrize("d", [1, 3, 32, 1000, 3 * 2**17, 2**20])
 def test_rms_inverse_in_float64_at_its_bounds(d):
     """INT8 RMSNorm's per-row chain inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) in float64
-    equals the int64 chain for every sum of squares up to d 255^2 (the largest, ties of the division
-    included) and |eps_q| up to the bound 2^48 - 1; so does `_rms_inverse`'s int64 branch."""
+    equals the int64 chain for every sum of squares up to d 255^2 (the largest, and the division's ties where d
+    has them: 2^17 | d) and |eps_q| up to the bound 2^48 - 1; so does `_rms_inverse`'s int64 branch. The
+    reference is the golden model's scalar primitives (intsim.fixedpoint), not the torch ones either branch calls."""
     from model.torch_int8 import RMS_FLOAT_MAX_D, RMS_FLOAT_MAX_EPS, _rms_inverse
 
     assert d <= RMS_FLOAT_MAX_D
     top = d * 255**2
     rng = np.random.default_rng(d)
-    ss = np.unique(np.concatenate([[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2]))
+    ties = [(d // 2 + m * d) >> 16 for m in range(200) if d % 2 == 0 and (d // 2 + m * d) % (1 << 16) == 0]
+    rows = [[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2, ties]  # ties: ss 2^16 / d
+    ss = np.unique(np.concatenate(rows))
     ss = ss[ss <= top]
     for eps in (0, 1, 1509, -(2**20), RMS_FLOAT_MAX_EPS - 1, -(RMS_FLOAT_MAX_EPS - 1)):
-        v = torch.clamp(tfp.rne_div(_t(ss) << 16, d) + eps, min=1)
-        want = tfp.rne_div(torch.full_like(v, 1 << 24), tfp.isqrt_rne(v))
+        want = [fxp.rne_div(1 << 24, fxp.isqrt_rne(max(fxp.rne_div(int(s) << 16, d) + eps, 1))) for s in ss]
         got = _rms_inverse(_t(ss), d, eps, in_float=True)
-        assert got.dtype == torch.float64 and got.to(torch.int64).tolist() == want.tolist()
-        assert _rms_inverse(_t(ss), d, eps, in_float=False).tolist() == want.tolist()
+        assert got.dtype == torch.float64 and got.to(torch.int64).tolist() == want
+        assert _rms_inverse(_t(ss), d, eps, in_float=False).tolist() == want
 
 
 @pytest.mark.parametrize(
