@@ -577,11 +577,11 @@ def program_scratch(
     x: IntArray, steps: I64Array, channels: I64Array, lengths: I64Array
 ) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
-    largest tensor, the largest conv (`conv_scratch_size`; code 0 in both precisions) of a batch of
-    x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
+    largest conv (`conv_scratch_size`, which `conv_requant` checks; code 0 in both precisions) of a
+    batch of x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
     (`scan_scratch_size`; code 4 in both) and RMSNorm (2 L; code 2 in both)."""
     n_b = x.shape[0]
-    need = n_b * np.max(channels * lengths)
+    need = 0
     n_row = 0
     for i in range(steps.shape[0]):
         r = steps[i]

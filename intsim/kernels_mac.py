@@ -13,7 +13,10 @@ Numba, integer only.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import config, njit, types
+from numba.core.codegen import get_host_cpu_features
+from numba.extending import intrinsic
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import check_rne_shift, requantize, requantize_core
@@ -243,18 +246,22 @@ def conv_requant(
     y: IntArray,
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
-    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`), each product in `prod`'s
-    dtype (`PROD16` for INT8, `PROD32` for INT16: exact either way) -> saturations.
-    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1) or many output channels
-    (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
-    input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
-    unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
+    Narrow, with at least GEMM_MIN_POSITIONS output positions (B * T_out; not batch 1) and fewer than
+    ROWS_MIN_CHANNELS output channels: one GEMM over every position of the batch (`conv_gemm_requant`:
+    input unrolled into int16 pair rows in `work`, int16 pair multiply-adds, sums in `part32`); else
+    position blocks with the output channels innermost (`conv_rows_requant`, input read in place, each
+    product in `prod`'s dtype: `PROD16` for INT8, `PROD32` for INT16, exact either way). The scratch
+    arrays must hold `conv_scratch_size` values each (checked: the kernels index them unchecked)."""
     n_b, c_in, length = x.shape
-    if n_b * ((length - k_size) // stride + 1) >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
-        cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
-        if narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, prod, y)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, prod, y)
+    c_out = w_cols.shape[1]
+    t_out = (length - k_size) // stride + 1
+    need = conv_scratch_size(n_b, c_in, length, c_out, k_size, t_out)
+    if min(work.shape[0], part32.shape[0], part64.shape[0]) < need:
+        raise ValueError("conv scratch smaller than conv_scratch_size")
+    if narrow and n_b * t_out >= GEMM_MIN_POSITIONS and c_out < ROWS_MIN_CHANNELS:
+        cols = unroll_pairs(x, x_zp, k_size, stride, work)
+        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
     if narrow:
         return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, prod, y)
     return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, prod, y)
@@ -262,29 +269,56 @@ def conv_requant(
 
 @njit(cache=True)
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
-    """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
-    n_pos = (n_b * t_out + 31) // 32 * 32  # `padded`, plus a cache line for `aligned`
-    return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * (c_out + 31)) + ALIGN_BYTES
+    """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`):
+    the GEMM's pair rows (`unroll_pairs`: (K*C_in + 1) // 2 rows of 2 padded(B*T_out) int16) and
+    accumulator rows (C_out rounded up to GEMM_O rows of padded(B*T_out)), the position blocks'
+    accumulators (POS_BLOCK rows of padded(C_out)), each plus a cache line for `aligned`."""
+    n_pos = padded(n_b * t_out)
+    pairs = (k_size * c_in + 1) // 2 * 2 * n_pos
+    acc = (c_out + GEMM_O - 1) // GEMM_O * GEMM_O * n_pos
+    return max(pairs, acc, POS_BLOCK * padded(c_out)) + ALIGN_BYTES
 
 
 @njit(cache=True)
-def unroll_windows(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Array) -> I16Array:
-    """x: int[B, C_in, L] -> cols: int16 rows in `work` (im2col, zero point removed), row j = k*C_in + c
-    at cols[j * padded(B*T_out):][:B*T_out] (64-byte aligned rows), cols[j][b*T_out + t] =
-    x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
+def unroll_pairs(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Array) -> I16Array:
+    """x: int[B, C_in, L] -> the GEMM's input in `work` (im2col, zero point removed, int16) as pair rows:
+    window row j = k*C_in + c (the row order of `weight_cols`) holds x[b, c, t*S + k] - x_zp at position
+    n = b*T_out + t; pair row m interleaves window rows 2m and 2m + 1: pairs[m * 2 padded(B*T_out) + 2n + h]
+    = row 2m + h at n (64-byte aligned pair rows; an odd last row's partner is 0, as its weights are).
+    Both rows of a pair are written in one pass (each output cache line written once)."""
     n_b, c_in, length = x.shape
+    n_win = k_size * c_in
     t_out = (length - k_size) // stride + 1
-    n_pos = n_b * t_out
-    step = padded(n_pos)
+    step = 2 * padded(n_b * t_out)
     base = aligned(work)
-    for k in range(k_size):
-        for c in range(c_in):
-            row = base[(k * c_in + c) * step : (k * c_in + c) * step + n_pos]
-            for bi in range(n_b):
-                xs = x[bi, c]
-                for t in range(t_out):
-                    row[bi * t_out + t] = xs[t * stride + k] - x_zp
+    for m in range((n_win + 1) // 2):
+        k0, c0 = divmod(2 * m, c_in)
+        k1, c1 = divmod(min(2 * m + 1, n_win - 1), c_in)
+        keep = 0 if 2 * m + 1 == n_win else 1  # no partner row: zeros
+        out = base[m * step : m * step + 2 * n_b * t_out]
+        for bi in range(n_b):
+            xs0, xs1, dst = x[bi, c0, k0:], x[bi, c1, k1:], out[2 * bi * t_out : 2 * (bi + 1) * t_out]
+            for t in range(t_out):
+                dst[2 * t] = xs0[t * stride] - x_zp
+                dst[2 * t + 1] = (xs1[t * stride] - x_zp) * keep
     return base
+
+
+@njit(cache=True)
+def pair_weights(w_cols: IntArray, b: I64Array) -> tuple[I32Array, I64Array]:
+    """The GEMM's weights: (wp int32[C_out rounded up to GEMM_O, (J + 1) // 2], bias int64[same rows]),
+    wp[o, m] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low half first, as the
+    pair rows of `unroll_pairs` hold x); rows and slots beyond w_cols are 0."""
+    n_win, c_out = w_cols.shape
+    n_rows = (c_out + GEMM_O - 1) // GEMM_O * GEMM_O
+    wp = np.zeros((n_rows, (n_win + 1) // 2), np.int32)
+    bias = np.zeros(n_rows, np.int64)
+    for o in range(c_out):
+        bias[o] = b[o]
+        for j in range(n_win):
+            v = np.int32(w_cols[j, o])
+            wp[o, j // 2] |= (v & 0xFFFF) if j % 2 == 0 else (v << 16)
+    return wp, bias
 
 
 @njit(cache=True)
@@ -296,22 +330,26 @@ def conv_gemm_requant(
     sh: I64Array,
     zp: int,
     bits: int,
-    part: IntArray,
-    prod: IntArray,
+    part: I32Array,
     y: IntArray,
 ) -> int:
-    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
-    batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
-    exact sums either way), one output channel at a time (`gemm_row`: positions innermost,
-    contiguous 64-byte aligned rows, vectorised); then y[b, o, t] = requantized acc[o, n]
-    (`requant_row`'s arithmetic) -> saturations."""
+    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols_j[n] for every position n = b*T_out + t of the batch
+    (cols: `unroll_pairs`' pair rows; accumulators int32: only where the caller proved the bound, so
+    the wrapped int32 arithmetic gives the exact sums), GEMM_O output channels by TILE_POS positions
+    at a time (`gemm_tile`); then y[b, o, t] = requantized acc[o, n] (`requant_row`'s arithmetic)
+    -> saturations."""
     c_out = w_cols.shape[1]
     n_b, _, t_out = y.shape
     n_pos = n_b * t_out
-    x_step, a_step = padded(n_pos), padded(n_pos)
+    a_step = padded(n_pos)
+    wp, bias = pair_weights(w_cols, b)
+    n_pairs = wp.shape[1]
     acc = aligned(part)
-    for o in range(c_out):
-        gemm_row(cols, x_step, w_cols[:, o], b[o], n_pos, acc[o * a_step : o * a_step + n_pos], prod)
+    for n0 in range(0, n_pos, TILE_POS):  # padded rows hold whole tiles
+        for o in range(0, wp.shape[0], GEMM_O):
+            gemm_tile(
+                acc, o * a_step + n0, a_step, cols, 2 * n0, 2 * a_step, wp, o * n_pairs, n_pairs, n_pairs, bias, o
+            )
     nsat = 0
     row = np.empty(n_pos, dtype=y.dtype)
     for o in range(c_out):
@@ -324,50 +362,140 @@ def conv_gemm_requant(
     return nsat
 
 
-GEMM_J = 8  # input rows summed per pass over an accumulator row: one load and store per 8 products
+GEMM_O = 4  # output channels per GEMM tile
+TILE_LANES = 16  # int32 lanes of one vector of a tile (512 bits)
+GEMM_V = 2  # vectors of positions per GEMM tile
+TILE_POS = TILE_LANES * GEMM_V  # positions per GEMM tile (32: `padded` rows hold whole tiles)
 
 
 @njit(cache=True)
-def gemm_row(
-    cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int, acc: IntArray, prod: IntArray
+def gemm_tile_loops(
+    acc: I32Array,
+    a_off: int,
+    a_step: int,
+    xp: I16Array,
+    x_off: int,
+    x_step: int,
+    wp: I32Array,
+    w_off: int,
+    w_step: int,
+    n_pairs: int,
+    b: I64Array,
+    o: int,
 ) -> None:
-    """acc[n] = bias + sum_j w_col[j] cols[j * x_step + n] for n < n_pos (acc int32 or int64: every
-    product and partial sum in its width; int32 only where the caller proved the bound, so the wrapped
-    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`, `PROD32`: exact there).
-    GEMM_J input rows per pass over acc (positions innermost,
-    vectorised): acc is loaded and stored once per eight multiply-accumulates, not once per one."""
-    cast, pc = acc.dtype.type, prod.dtype.type
-    for n in range(n_pos):
-        acc[n] = bias
-    n_win = w_col.shape[0]
-    n_main = n_win - n_win % GEMM_J
-    for j in range(0, n_main, GEMM_J):
-        w0, w1, w2, w3 = pc(w_col[j]), pc(w_col[j + 1]), pc(w_col[j + 2]), pc(w_col[j + 3])
-        w4, w5, w6, w7 = pc(w_col[j + 4]), pc(w_col[j + 5]), pc(w_col[j + 6]), pc(w_col[j + 7])
-        x0 = cols[j * x_step : j * x_step + n_pos]
-        x1 = cols[(j + 1) * x_step : (j + 1) * x_step + n_pos]
-        x2 = cols[(j + 2) * x_step : (j + 2) * x_step + n_pos]
-        x3 = cols[(j + 3) * x_step : (j + 3) * x_step + n_pos]
-        x4 = cols[(j + 4) * x_step : (j + 4) * x_step + n_pos]
-        x5 = cols[(j + 5) * x_step : (j + 5) * x_step + n_pos]
-        x6 = cols[(j + 6) * x_step : (j + 6) * x_step + n_pos]
-        x7 = cols[(j + 7) * x_step : (j + 7) * x_step + n_pos]
-        for n in range(n_pos):
-            acc[n] += (
-                cast(pc(w0 * x0[n]))
-                + cast(pc(w1 * x1[n]))
-                + cast(pc(w2 * x2[n]))
-                + cast(pc(w3 * x3[n]))
-                + cast(pc(w4 * x4[n]))
-                + cast(pc(w5 * x5[n]))
-                + cast(pc(w6 * x6[n]))
-                + cast(pc(w7 * x7[n]))
-            )
-    for j in range(n_main, n_win):
-        wv = pc(w_col[j])
-        xs = cols[j * x_step : j * x_step + n_pos]
-        for n in range(n_pos):
-            acc[n] += cast(pc(wv * xs[n]))
+    """One GEMM tile in plain loops: for i < GEMM_O, l < TILE_POS:
+    acc[a_off + i*a_step + l] = b[o + i] + sum_{m < n_pairs} lo(w) xp[p + 2l] + hi(w) xp[p + 2l + 1],
+    w = wp[w_off + i*w_step + m] (an int16 pair as int32, low half first), p = x_off + m*x_step;
+    int32 results (wrapped: exact where the caller proved the bound). `gemm_tile_simd` computes the same."""
+    for i in range(GEMM_O):
+        out = acc[a_off + i * a_step : a_off + i * a_step + TILE_POS]
+        for lane in range(TILE_POS):
+            out[lane] = b[o + i]
+        for m in range(n_pairs):
+            wv = np.int64(wp[w_off + i * w_step + m])
+            lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
+            hi = wv >> 16
+            xs = xp[x_off + m * x_step : x_off + m * x_step + 2 * TILE_POS]
+            for lane in range(TILE_POS):
+                out[lane] += lo * xs[2 * lane] + hi * xs[2 * lane + 1]
+
+
+@intrinsic
+def gemm_tile_simd(
+    typingctx: object,
+    acc: types.Type,
+    a_off: types.Type,
+    a_step: types.Type,
+    xp: types.Type,
+    x_off: types.Type,
+    x_step: types.Type,
+    wp: types.Type,
+    w_off: types.Type,
+    w_step: types.Type,
+    n_pairs: types.Type,
+    b: types.Type,
+    o: types.Type,
+) -> tuple:
+    """`gemm_tile_loops` as LLVM IR with the int16 pair multiply-add (`llvm.x86.avx512.pmaddw.d.512`:
+    vpmaddwd, or vpdpwssd with the add folded in where the CPU has AVX512-VNNI): GEMM_O x GEMM_V
+    accumulator vectors in registers over every pair row m, each input vector loaded once for GEMM_O
+    outputs, the weight pair broadcast. AVX512BW CPUs only (`HAS_AVX512BW`); int32 lanes wrap like the loops."""
+    sig = types.void(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o)
+
+    def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
+        acc_d, xp_d, wp_d, b_d = (
+            context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 3, 6, 10)
+        )
+        a_off_v, a_step_v, x_off_v, x_step_v, w_off_v, w_step_v, n_pairs_v, o_v = (
+            args[k] for k in (1, 2, 4, 5, 7, 8, 9, 11)
+        )
+        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        vec, hvec = ir.VectorType(i32, TILE_LANES), ir.VectorType(i16, 2 * TILE_LANES)
+        name = "llvm.x86.avx512.pmaddw.d.512"
+        madd = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [hvec, hvec]), name)
+        undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * TILE_LANES)
+
+        def const(v: int) -> ir.Constant:
+            return ir.Constant(i64, v)
+
+        def splat(v: ir.Value) -> ir.Value:
+            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+        inits = []
+        for i in range(GEMM_O):
+            bias = builder.trunc(builder.load(builder.gep(b_d, [builder.add(o_v, const(i))])), i32)
+            inits += [splat(bias)] * GEMM_V
+        pre = builder.block
+        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
+        builder.position_at_end(loop)
+        m = builder.phi(i64)
+        accs = [builder.phi(vec) for _ in inits]
+        x_base = builder.add(x_off_v, builder.mul(m, x_step_v))
+        xs = []
+        for v in range(GEMM_V):
+            at = builder.gep(xp_d, [builder.add(x_base, const(2 * TILE_LANES * v))])
+            xs.append(builder.load(builder.bitcast(at, hvec.as_pointer()), align=2))
+        new = []
+        for i in range(GEMM_O):
+            w_at = builder.add(builder.add(w_off_v, builder.mul(const(i), w_step_v)), m)
+            w_pair = builder.bitcast(splat(builder.load(builder.gep(wp_d, [w_at]))), hvec)
+            for v in range(GEMM_V):
+                new.append(builder.add(accs[i * GEMM_V + v], builder.call(madd, [xs[v], w_pair])))
+        m_next = builder.add(m, const(1))
+        body = builder.block
+        m.add_incoming(const(0), pre)
+        m.add_incoming(m_next, body)
+        for phi, init, nxt in zip(accs, inits, new, strict=True):
+            phi.add_incoming(init, pre)
+            phi.add_incoming(nxt, body)
+        builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
+        builder.position_at_end(done)
+        finals = []
+        for init, nxt in zip(inits, new, strict=True):
+            final = builder.phi(vec)
+            final.add_incoming(init, pre)
+            final.add_incoming(nxt, body)
+            finals.append(final)
+        for i in range(GEMM_O):
+            row = builder.add(a_off_v, builder.mul(const(i), a_step_v))
+            for v in range(GEMM_V):
+                at = builder.gep(acc_d, [builder.add(row, const(TILE_LANES * v))])
+                builder.store(finals[i * GEMM_V + v], builder.bitcast(at, vec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _has_avx512bw() -> bool:
+    """Whether Numba compiles for a CPU with AVX512BW (its target's features: NUMBA_CPU_FEATURES, else the host's)."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return "+avx512bw" in features.split(",")
+
+
+HAS_AVX512BW = _has_avx512bw()
+# the GEMM's tile: the same integers either way (tests/test_kernels_mac.py compares them)
+gemm_tile = gemm_tile_simd if HAS_AVX512BW else gemm_tile_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one

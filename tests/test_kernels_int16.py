@@ -15,9 +15,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from numba import njit
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
+from intsim.kernels_mac import gemm_tile_simd
 from intsim.lut import int16_table, int16_table_clamped
 
 I16 = np.int16
@@ -162,6 +164,46 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
     parts = [K.conv_kx1_int16(x[i : i + 1], w, b, stride, 12) for i in range(n_b)]
     np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
     assert n == sum(p[1] for p in parts)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40))
+def test_gemm_tile_simd_equals_loops_and_reference(seed, n_pairs):
+    """The GEMM tile (kernels_mac): the vpmaddwd IR (where the CPU has AVX512BW) and the plain loops
+    both give b + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768 pairs
+    included; the acc rows around the tile untouched)."""
+    from intsim import kernels_mac as M
+
+    rng = np.random.default_rng(seed)
+    o, x_step = 3, 2 * M.TILE_POS + 6
+    xp = rng.integers(-32768, 32768, max(1, n_pairs) * x_step + 10).astype(I16)
+    xp[:4] = -32768
+    pairs = rng.integers(-32768, 32768, (8, max(1, n_pairs), 2)).astype(I16)
+    pairs[o, 0] = -32768
+    wp = np.ascontiguousarray(pairs).view(np.int32).reshape(8, -1)
+    b = rng.integers(-(2**31), 2**31, 8).astype(np.int64)
+    x_off, a_step, a_off = 4, M.TILE_POS + 5, 3
+    want = np.zeros((M.GEMM_O, M.TILE_POS), np.int64)
+    for i in range(M.GEMM_O):
+        want[i] = b[o + i]
+        for m in range(n_pairs):
+            xs = xp[x_off + m * x_step : x_off + m * x_step + 2 * M.TILE_POS].astype(np.int64)
+            want[i] += pairs[o + i, m, 0] * xs[0::2] + pairs[o + i, m, 1] * xs[1::2]
+    want = want.astype(np.int32)  # wrapped, as int32 lanes are
+    for tile in [M.gemm_tile_loops] + ([run_simd_tile] if M.HAS_AVX512BW else []):
+        acc = np.full(a_off + M.GEMM_O * a_step, 7, np.int32)
+        before = acc.copy()
+        tile(acc, a_off, a_step, xp, x_off, x_step, wp.ravel(), o * wp.shape[1], wp.shape[1], n_pairs, b, o)
+        for i in range(M.GEMM_O):
+            np.testing.assert_array_equal(acc[a_off + i * a_step :][: M.TILE_POS], want[i])
+            before[a_off + i * a_step :][: M.TILE_POS] = want[i]
+        np.testing.assert_array_equal(acc, before)
+
+
+@njit
+def run_simd_tile(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o):
+    """`kernels_mac.gemm_tile_simd` (an intrinsic: callable from jitted code only)."""
+    gemm_tile_simd(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o)
 
 
 @settings(max_examples=25, deadline=None)
