@@ -19,7 +19,7 @@ from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import check_rne_shift, requantize, requantize_core
+from intsim.fixedpoint import check_rne_shift, requantize_core
 
 
 @njit(cache=True)
@@ -95,6 +95,8 @@ def conv_rows_requant(
     acc = aligned(part)[: POS_BLOCK * step].reshape((POS_BLOCK, step))
     cast, pc = part.dtype.type, prod.dtype.type
     n_pos = n_b * t_out
+    mul, shift = channel_requant(m0, sh, c_out)
+    out = np.empty(c_out, y.dtype)
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
         n_q = min(POS_BLOCK, n_pos - p0)
@@ -133,19 +135,30 @@ def conv_rows_requant(
                             aq[o] += cast(pc(pc(w_col[o]) * xv))
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
-            nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
+            nsat += requant_into(acc[q, :c_out], mul, shift, zp, bits, out)
+            y[bq, :, tq] = out
     return nsat
 
 
+@njit(cache=True)
+def channel_requant(m0: I64Array, sh: I64Array, c_out: int) -> tuple[I64Array, I64Array]:
+    """(multiplier int64[c_out], shift int64[c_out]) of every output channel from m0, sh (length 1: one
+    value for every channel; INT16: m0 = 1), each shift checked (`check_rne_shift`) once."""
+    mul, shift = np.empty(c_out, np.int64), np.empty(c_out, np.int64)
+    for o in range(c_out):
+        j = o if m0.shape[0] > 1 else 0
+        check_rne_shift(sh[j])
+        mul[o], shift[o] = m0[j], sh[j]
+    return mul, shift
+
+
 @njit(cache=True, inline="always")
-def requant_row(acc: IntArray, m0: I64Array, sh: I64Array, zp: int, bits: int, out: IntArray) -> int:
-    """out[o] = sat_bits(rne_shift(acc[o] * m0[o], sh[o]) + zp) for every o (m0, sh of length 1:
-    one value for every o; INT16: m0 = 1, zp = 0) -> saturations (spec 2.2 narrowing; spec 3.3)."""
+def requant_into(acc: IntArray, mul: I64Array, shift: I64Array, zp: int, bits: int, out: IntArray) -> int:
+    """out[o] = sat_bits(rne_shift(acc[o] * mul[o], shift[o]) + zp) for o < len(acc) (`channel_requant`'s
+    arrays: one contiguous loop, vectorised) -> saturations (spec 2.2 narrowing; spec 3.3)."""
     nsat = 0
-    per_channel = m0.shape[0] > 1
     for o in range(acc.shape[0]):
-        j = o if per_channel else 0
-        v, s = requantize(acc[o], m0[j], sh[j], zp, bits)
+        v, s = requantize_core(acc[o], mul[o], shift[o], zp, bits)
         out[o] = v
         nsat += s
     return nsat
@@ -212,11 +225,7 @@ def dwconv_requant(
     return nsat
 
 
-GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as one GEMM
-# ... unless it has this many output channels: then the position blocks' vector loop over the
-# channels is long enough (>= 8 vectors of int32 per input value) and they beat the GEMM, whose
-# window unrolling they save (measured on the default model's head, 144 channels, batch 16-1024)
-ROWS_MIN_CHANNELS = 128
+GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as pair tiles
 
 
 # The product type of a convolution's sums, as an empty array (`conv_requant`'s `prod`): INT8's
@@ -247,21 +256,20 @@ def conv_requant(
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
     (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
-    Narrow, with at least GEMM_MIN_POSITIONS output positions (B * T_out; not batch 1) and fewer than
-    ROWS_MIN_CHANNELS output channels: one GEMM over every position of the batch (`conv_gemm_requant`:
-    input unrolled into int16 pair rows in `work`, int16 pair multiply-adds, sums in `part32`); else
-    position blocks with the output channels innermost (`conv_rows_requant`, input read in place, each
-    product in `prod`'s dtype: `PROD16` for INT8, `PROD32` for INT16, exact either way). The scratch
-    arrays must hold `conv_scratch_size` values each (checked: the kernels index them unchecked)."""
+    Narrow, with at least GEMM_MIN_POSITIONS output positions (B * T_out; not batch 1): int16 pair
+    multiply-adds over tiles of positions and output channels (`conv_pairs_requant`); else position
+    blocks with the output channels innermost (`conv_rows_requant`, each product in `prod`'s dtype:
+    `PROD16` for INT8, `PROD32` for INT16, exact either way). Both read x in place. The scratch arrays
+    must hold `conv_scratch_size` values each (checked: the kernels index them unchecked); `work` is
+    not used."""
     n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
     t_out = (length - k_size) // stride + 1
     need = conv_scratch_size(n_b, c_in, length, c_out, k_size, t_out)
-    if min(work.shape[0], part32.shape[0], part64.shape[0]) < need:
+    if min(part32.shape[0], part64.shape[0]) < need:
         raise ValueError("conv scratch smaller than conv_scratch_size")
-    if narrow and n_b * t_out >= GEMM_MIN_POSITIONS and c_out < ROWS_MIN_CHANNELS:
-        cols = unroll_pairs(x, x_zp, k_size, stride, work)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, y)
+    if narrow and n_b * t_out >= GEMM_MIN_POSITIONS:
+        return conv_pairs_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, y)
     if narrow:
         return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, prod, y)
     return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, prod, y)
@@ -269,63 +277,182 @@ def conv_requant(
 
 @njit(cache=True)
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
-    """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`):
-    the GEMM's pair rows (`unroll_pairs`: (K*C_in + 1) // 2 rows of 2 padded(B*T_out) int16) and
-    accumulator rows (C_out rounded up to GEMM_O rows of padded(B*T_out)), the position blocks'
-    accumulators (POS_BLOCK rows of padded(C_out)), each plus a cache line for `aligned`."""
-    n_pos = padded(n_b * t_out)
-    pairs = (k_size * c_in + 1) // 2 * 2 * n_pos
-    acc = (c_out + GEMM_O - 1) // GEMM_O * GEMM_O * n_pos
-    return max(pairs, acc, POS_BLOCK * padded(c_out)) + ALIGN_BYTES
+    """Scratch values (`part32` and `part64`, each) one conv of a batch of n_b needs (`conv_requant`):
+    the pair tiles' accumulators (P rows of C_out rounded up to the tile's V*PAIR_LANES, `tile_shape`)
+    and the position blocks' (POS_BLOCK rows of padded(C_out), plus a cache line for `aligned`)."""
+    n_p, n_v = tile_shape(c_out)
+    o_blk = n_v * PAIR_LANES
+    return max(n_p * ((c_out + o_blk - 1) // o_blk * o_blk), POS_BLOCK * padded(c_out) + ALIGN_BYTES)
+
+
+PAIR_TILE = 16  # accumulator vectors of a conv tile: P positions x V vectors of 16 output channels, P*V = 16
+PAIR_LANES = 16  # int32 lanes per vector (512 bits)
 
 
 @njit(cache=True)
-def unroll_pairs(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Array) -> I16Array:
-    """x: int[B, C_in, L] -> the GEMM's input in `work` (im2col, zero point removed, int16) as pair rows:
-    window row j = k*C_in + c (the row order of `weight_cols`) holds x[b, c, t*S + k] - x_zp at position
-    n = b*T_out + t; pair row m interleaves window rows 2m and 2m + 1: pairs[m * 2 padded(B*T_out) + 2n + h]
-    = row 2m + h at n (64-byte aligned pair rows; an odd last row's partner is 0, as its weights are).
-    Both rows of a pair are written in one pass (each output cache line written once)."""
-    n_b, c_in, length = x.shape
-    n_win = k_size * c_in
-    t_out = (length - k_size) // stride + 1
-    step = 2 * padded(n_b * t_out)
-    base = aligned(work)
-    for m in range((n_win + 1) // 2):
-        k0, c0 = divmod(2 * m, c_in)
-        k1, c1 = divmod(min(2 * m + 1, n_win - 1), c_in)
-        keep = 0 if 2 * m + 1 == n_win else 1  # no partner row: zeros
-        out = base[m * step : m * step + 2 * n_b * t_out]
-        for bi in range(n_b):
-            xs0, xs1, dst = x[bi, c0, k0:], x[bi, c1, k1:], out[2 * bi * t_out : 2 * (bi + 1) * t_out]
-            for t in range(t_out):
-                dst[2 * t] = xs0[t * stride] - x_zp
-                dst[2 * t + 1] = (xs1[t * stride] - x_zp) * keep
-    return base
+def tile_shape(c_out: int) -> tuple[int, int]:
+    """(P positions, V vectors of PAIR_LANES output channels) of the conv tile for c_out outputs."""
+    v = 4 if c_out > 2 * PAIR_LANES else 2 if c_out > PAIR_LANES else 1
+    return PAIR_TILE // v, v
+
+
+def _make_pair_tile(n_p: int, n_v: int) -> object:
+    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract)."""
+
+    @intrinsic
+    def pair_tile(
+        typingctx: object,
+        acc: types.Type,
+        a_step: types.Type,
+        x: types.Type,
+        x_zp: types.Type,
+        x_offs: types.Type,
+        pair_offs: types.Type,
+        n_pairs: types.Type,
+        wp: types.Type,
+        w_off: types.Type,
+        w_step: types.Type,
+        bias: types.Type,
+        n_lanes: types.Type,
+    ) -> tuple:
+        sig = types.void(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
+
+        def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
+            acc_d, x_d, xo_d, po_d, wp_d, b_d = (
+                context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 2, 4, 5, 7, 10)
+            )
+            a_step_v, zp_v, n_pairs_v, w_off_v, w_step_v = (args[k] for k in (1, 3, 6, 8, 9))
+            i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            vec, hvec = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i16, 2 * PAIR_LANES)
+            name = "llvm.x86.avx512.pmaddw.d.512"
+            madd = builder.module.globals.get(name) or ir.Function(
+                builder.module, ir.FunctionType(vec, [hvec, hvec]), name
+            )
+            undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
+
+            def const(v: int) -> ir.Constant:
+                return ir.Constant(i64, v)
+
+            def vload(ptr: ir.Value, at: ir.Value) -> ir.Value:
+                return builder.load(builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer()), align=4)
+
+            def splat(v: ir.Value) -> ir.Value:
+                return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+            zp32 = builder.trunc(zp_v, i32)
+            bases = [builder.load(builder.gep(xo_d, [const(p)])) for p in range(n_p)]
+            inits = [vload(b_d, builder.add(w_off_v, const(PAIR_LANES * v))) for v in range(n_v)] * n_p
+            pre = builder.block
+            loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
+            builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
+            builder.position_at_end(loop)
+            m = builder.phi(i64)
+            accs = [builder.phi(vec) for _ in inits]
+            off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
+            off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
+            w_row = builder.add(w_off_v, builder.mul(m, w_step_v))
+            ws = [builder.bitcast(vload(wp_d, builder.add(w_row, const(PAIR_LANES * v))), hvec) for v in range(n_v)]
+            new = []
+            for p in range(n_p):
+                lo = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off0)])), i32), zp32)
+                hi = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off1)])), i32), zp32)
+                pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
+                xv = builder.bitcast(splat(pair), hvec)
+                for v in range(n_v):
+                    new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
+            m_next = builder.add(m, const(1))
+            body = builder.block
+            m.add_incoming(const(0), pre)
+            m.add_incoming(m_next, body)
+            for phi, init, nxt in zip(accs, inits, new, strict=True):
+                phi.add_incoming(init, pre)
+                phi.add_incoming(nxt, body)
+            builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
+            builder.position_at_end(done)
+            finals = []
+            for init, nxt in zip(inits, new, strict=True):
+                final = builder.phi(vec)
+                final.add_incoming(init, pre)
+                final.add_incoming(nxt, body)
+                finals.append(final)
+            for p in range(n_p):
+                row = builder.mul(const(p), a_step_v)
+                for v in range(n_v):
+                    at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * v))])
+                    builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return pair_tile
 
 
 @njit(cache=True)
-def pair_weights(w_cols: IntArray, b: I64Array) -> tuple[I32Array, I64Array]:
-    """The GEMM's weights: (wp int32[C_out rounded up to GEMM_O, (J + 1) // 2], bias int64[same rows]),
-    wp[o, m] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low half first, as the
-    pair rows of `unroll_pairs` hold x); rows and slots beyond w_cols are 0."""
+def pair_tile_loops(
+    acc: I32Array,
+    a_step: int,
+    x: IntArray,
+    x_zp: int,
+    x_offs: I64Array,
+    pair_offs: I64Array,
+    n_pairs: int,
+    wp: I32Array,
+    w_off: int,
+    w_step: int,
+    bias: I32Array,
+    n_lanes: int,
+) -> None:
+    """One conv tile in plain loops (the intrinsics of `_make_pair_tile` compute the same, n_lanes = their
+    V * PAIR_LANES): for position p < len(x_offs) and lane l < n_lanes:
+    acc[p*a_step + l] = bias[w_off + l] + sum_{m < n_pairs} lo(w) (x[x_offs[p] + pair_offs[2m]] - x_zp)
+    + hi(w) (x[x_offs[p] + pair_offs[2m + 1]] - x_zp), w = wp[w_off + m*w_step + l] (an int16 pair as
+    int32, low half first); int32 results (wrapped: exact where the caller proved the bound)."""
+    n_l = n_lanes
+    for p in range(x_offs.shape[0]):
+        out = acc[p * a_step : p * a_step + n_l]
+        for lane in range(n_l):
+            out[lane] = bias[w_off + lane]
+        for m in range(n_pairs):
+            x0 = np.int64(x[x_offs[p] + pair_offs[2 * m]]) - x_zp
+            x1 = np.int64(x[x_offs[p] + pair_offs[2 * m + 1]]) - x_zp
+            ws = wp[w_off + m * w_step : w_off + m * w_step + n_l]
+            for lane in range(n_l):
+                wv = np.int64(ws[lane])
+                lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
+                out[lane] += lo * x0 + (wv >> 16) * x1
+
+
+@njit(cache=True)
+def pair_weights(w_cols: IntArray, b: I64Array, o_blk: int) -> tuple[I32Array, I32Array]:
+    """The conv tiles' weights: (wp int32[(J + 1) // 2 * O_pad], bias int32[O_pad]), O_pad = C_out rounded
+    up to o_blk; wp[m * O_pad + o] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low
+    half first, as the tiles pack x); the slots beyond w_cols 0. The bias narrowed to int32: only for
+    layers whose bound the caller proved (it bounds |b| too)."""
     n_win, c_out = w_cols.shape
-    n_rows = (c_out + GEMM_O - 1) // GEMM_O * GEMM_O
-    wp = np.zeros((n_rows, (n_win + 1) // 2), np.int32)
-    bias = np.zeros(n_rows, np.int64)
-    for o in range(c_out):
-        bias[o] = b[o]
-        for j in range(n_win):
-            v = np.int32(w_cols[j, o])
-            wp[o, j // 2] |= (v & 0xFFFF) if j % 2 == 0 else (v << 16)
+    o_pad = (c_out + o_blk - 1) // o_blk * o_blk
+    n_pairs = (n_win + 1) // 2
+    wp = np.zeros(n_pairs * o_pad, np.int32)
+    bias = np.zeros(o_pad, np.int32)
+    bias[:c_out] = b
+    for m in range(n_pairs):
+        row, lo = wp[m * o_pad : m * o_pad + c_out], w_cols[2 * m]
+        for o in range(c_out):
+            row[o] = np.int32(lo[o]) & 0xFFFF
+        if 2 * m + 1 < n_win:
+            hi = w_cols[2 * m + 1]
+            for o in range(c_out):
+                row[o] |= np.int32(hi[o]) << 16
     return wp, bias
 
 
 @njit(cache=True)
-def conv_gemm_requant(
-    cols: I16Array,
+def conv_pairs_requant(
+    x: IntArray,
+    x_zp: int,
     w_cols: IntArray,
     b: I64Array,
+    k_size: int,
+    stride: int,
     m0: I64Array,
     sh: I64Array,
     zp: int,
@@ -333,158 +460,48 @@ def conv_gemm_requant(
     part: I32Array,
     y: IntArray,
 ) -> int:
-    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols_j[n] for every position n = b*T_out + t of the batch
-    (cols: `unroll_pairs`' pair rows; accumulators int32: only where the caller proved the bound, so
-    the wrapped int32 arithmetic gives the exact sums), GEMM_O output channels by TILE_POS positions
-    at a time (`gemm_tile`); then y[b, o, t] = requantized acc[o, n] (`requant_row`'s arithmetic)
-    -> saturations."""
+    """`conv_rows_requant`'s sums and requantization (int32 accumulators: only where the caller proved the
+    bound) by int16 pair multiply-adds: window rows j = k*C_in + c taken two at a time (x read in place: the
+    pair's two values per position, zero point removed, packed into one int32 and broadcast), P positions
+    by V vectors of 16 output channels per tile (`tile_shape`), every pair row summed in registers, then
+    each position's outputs requantized into y -> saturations. part: int32 scratch of P * O_pad values."""
+    n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
-    n_b, _, t_out = y.shape
+    t_out = (length - k_size) // stride + 1
     n_pos = n_b * t_out
-    a_step = padded(n_pos)
-    wp, bias = pair_weights(w_cols, b)
-    n_pairs = wp.shape[1]
-    acc = aligned(part)
-    for n0 in range(0, n_pos, TILE_POS):  # padded rows hold whole tiles
-        for o in range(0, wp.shape[0], GEMM_O):
-            gemm_tile(
-                acc, o * a_step + n0, a_step, cols, 2 * n0, 2 * a_step, wp, o * n_pairs, n_pairs, n_pairs, bias, o
-            )
+    n_win = k_size * c_in
+    n_p, n_v = tile_shape(c_out)
+    o_blk = n_v * PAIR_LANES
+    wp, bias = pair_weights(w_cols, b, o_blk)
+    o_pad = bias.shape[0]
+    n_pairs = (n_win + 1) // 2
+    pair_offs = np.empty(2 * n_pairs, np.int64)  # offsets of window rows 2m, 2m + 1 from a window's start
+    for j in range(2 * n_pairs):
+        k, c = divmod(min(j, n_win - 1), c_in)  # an odd last row's partner: itself (its weights are 0)
+        pair_offs[j] = c * length + k
+    xf = np.ascontiguousarray(x).reshape(x.size)
+    x_offs = np.empty(n_p, np.int64)
+    acc = part[: n_p * o_pad]
+    mul, shift = channel_requant(m0, sh, c_out)
+    out = np.empty(c_out, y.dtype)
     nsat = 0
-    row = np.empty(n_pos, dtype=y.dtype)
-    for o in range(c_out):
-        j = o if m0.shape[0] > 1 else 0
-        nsat += requant_flat(acc[o * a_step : o * a_step + n_pos], m0[j], sh[j], zp, bits, row)
-        for bi in range(n_b):
-            out = y[bi, o]
-            for t in range(t_out):
-                out[t] = row[bi * t_out + t]
+    for n0 in range(0, n_pos, n_p):
+        n_q = min(n_p, n_pos - n0)
+        for q in range(n_p):  # a partial last tile repeats its last position (computed, not stored)
+            bq, tq = divmod(n0 + min(q, n_q - 1), t_out)
+            x_offs[q] = bq * c_in * length + tq * stride
+        for ob in range(0, o_pad, o_blk):
+            if n_v == 4:
+                pair_tile_4x4(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+            elif n_v == 2:
+                pair_tile_8x2(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+            else:
+                pair_tile_16x1(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+        for q in range(n_q):
+            bq, tq = divmod(n0 + q, t_out)
+            nsat += requant_into(acc[q * o_pad : q * o_pad + c_out], mul, shift, zp, bits, out)
+            y[bq, :, tq] = out
     return nsat
-
-
-GEMM_O = 4  # output channels per GEMM tile
-TILE_LANES = 16  # int32 lanes of one vector of a tile (512 bits)
-GEMM_V = 2  # vectors of positions per GEMM tile
-TILE_POS = TILE_LANES * GEMM_V  # positions per GEMM tile (32: `padded` rows hold whole tiles)
-
-
-@njit(cache=True)
-def gemm_tile_loops(
-    acc: I32Array,
-    a_off: int,
-    a_step: int,
-    xp: I16Array,
-    x_off: int,
-    x_step: int,
-    wp: I32Array,
-    w_off: int,
-    w_step: int,
-    n_pairs: int,
-    b: I64Array,
-    o: int,
-) -> None:
-    """One GEMM tile in plain loops: for i < GEMM_O, l < TILE_POS:
-    acc[a_off + i*a_step + l] = b[o + i] + sum_{m < n_pairs} lo(w) xp[p + 2l] + hi(w) xp[p + 2l + 1],
-    w = wp[w_off + i*w_step + m] (an int16 pair as int32, low half first), p = x_off + m*x_step;
-    int32 results (wrapped: exact where the caller proved the bound). `gemm_tile_simd` computes the same."""
-    for i in range(GEMM_O):
-        out = acc[a_off + i * a_step : a_off + i * a_step + TILE_POS]
-        for lane in range(TILE_POS):
-            out[lane] = b[o + i]
-        for m in range(n_pairs):
-            wv = np.int64(wp[w_off + i * w_step + m])
-            lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
-            hi = wv >> 16
-            xs = xp[x_off + m * x_step : x_off + m * x_step + 2 * TILE_POS]
-            for lane in range(TILE_POS):
-                out[lane] += lo * xs[2 * lane] + hi * xs[2 * lane + 1]
-
-
-@intrinsic
-def gemm_tile_simd(
-    typingctx: object,
-    acc: types.Type,
-    a_off: types.Type,
-    a_step: types.Type,
-    xp: types.Type,
-    x_off: types.Type,
-    x_step: types.Type,
-    wp: types.Type,
-    w_off: types.Type,
-    w_step: types.Type,
-    n_pairs: types.Type,
-    b: types.Type,
-    o: types.Type,
-) -> tuple:
-    """`gemm_tile_loops` as LLVM IR with the int16 pair multiply-add (`llvm.x86.avx512.pmaddw.d.512`:
-    vpmaddwd, or vpdpwssd with the add folded in where the CPU has AVX512-VNNI): GEMM_O x GEMM_V
-    accumulator vectors in registers over every pair row m, each input vector loaded once for GEMM_O
-    outputs, the weight pair broadcast. AVX512BW CPUs only (`HAS_AVX512BW`); int32 lanes wrap like the loops."""
-    sig = types.void(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o)
-
-    def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
-        acc_d, xp_d, wp_d, b_d = (
-            context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 3, 6, 10)
-        )
-        a_off_v, a_step_v, x_off_v, x_step_v, w_off_v, w_step_v, n_pairs_v, o_v = (
-            args[k] for k in (1, 2, 4, 5, 7, 8, 9, 11)
-        )
-        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
-        vec, hvec = ir.VectorType(i32, TILE_LANES), ir.VectorType(i16, 2 * TILE_LANES)
-        name = "llvm.x86.avx512.pmaddw.d.512"
-        madd = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [hvec, hvec]), name)
-        undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * TILE_LANES)
-
-        def const(v: int) -> ir.Constant:
-            return ir.Constant(i64, v)
-
-        def splat(v: ir.Value) -> ir.Value:
-            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
-
-        inits = []
-        for i in range(GEMM_O):
-            bias = builder.trunc(builder.load(builder.gep(b_d, [builder.add(o_v, const(i))])), i32)
-            inits += [splat(bias)] * GEMM_V
-        pre = builder.block
-        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
-        builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
-        builder.position_at_end(loop)
-        m = builder.phi(i64)
-        accs = [builder.phi(vec) for _ in inits]
-        x_base = builder.add(x_off_v, builder.mul(m, x_step_v))
-        xs = []
-        for v in range(GEMM_V):
-            at = builder.gep(xp_d, [builder.add(x_base, const(2 * TILE_LANES * v))])
-            xs.append(builder.load(builder.bitcast(at, hvec.as_pointer()), align=2))
-        new = []
-        for i in range(GEMM_O):
-            w_at = builder.add(builder.add(w_off_v, builder.mul(const(i), w_step_v)), m)
-            w_pair = builder.bitcast(splat(builder.load(builder.gep(wp_d, [w_at]))), hvec)
-            for v in range(GEMM_V):
-                new.append(builder.add(accs[i * GEMM_V + v], builder.call(madd, [xs[v], w_pair])))
-        m_next = builder.add(m, const(1))
-        body = builder.block
-        m.add_incoming(const(0), pre)
-        m.add_incoming(m_next, body)
-        for phi, init, nxt in zip(accs, inits, new, strict=True):
-            phi.add_incoming(init, pre)
-            phi.add_incoming(nxt, body)
-        builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
-        builder.position_at_end(done)
-        finals = []
-        for init, nxt in zip(inits, new, strict=True):
-            final = builder.phi(vec)
-            final.add_incoming(init, pre)
-            final.add_incoming(nxt, body)
-            finals.append(final)
-        for i in range(GEMM_O):
-            row = builder.add(a_off_v, builder.mul(const(i), a_step_v))
-            for v in range(GEMM_V):
-                at = builder.gep(acc_d, [builder.add(row, const(TILE_LANES * v))])
-                builder.store(finals[i * GEMM_V + v], builder.bitcast(at, vec.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 def _has_avx512bw() -> bool:
@@ -494,8 +511,12 @@ def _has_avx512bw() -> bool:
 
 
 HAS_AVX512BW = _has_avx512bw()
-# the GEMM's tile: the same integers either way (tests/test_kernels_mac.py compares them)
-gemm_tile = gemm_tile_simd if HAS_AVX512BW else gemm_tile_loops
+# the conv tiles by shape (P positions x V vectors): the vpmaddwd intrinsics on AVX512BW, else the plain
+# loops (the same integers: tests/test_kernels_int16.py compares them)
+if HAS_AVX512BW:
+    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v) for v in (4, 2, 1))
+else:
+    pair_tile_4x4 = pair_tile_8x2 = pair_tile_16x1 = pair_tile_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one
@@ -516,25 +537,13 @@ def aligned(buf: IntArray) -> IntArray:
 
 
 @njit(cache=True)
-def requant_flat(acc: IntArray, m0: int, sh: int, zp: int, bits: int, out: IntArray) -> int:
-    """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
-    multiplier and shift, checked once: the loop vectorises) -> saturations."""
-    check_rne_shift(sh)
-    nsat = 0
-    for i in range(acc.shape[0]):
-        v, s = requantize_core(acc[i], m0, sh, zp, bits)
-        out[i] = v
-        nsat += s
-    return nsat
-
-
-@njit(cache=True)
 def scratch(n_values: int, n_row: int) -> tuple[I16Array, I32Array, I64Array, I64Array]:
-    """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
-    row int64[n_row]); n_values at least `conv_scratch_size` of every conv it serves, n_row at least
-    `dwconv_scratch_size` of every dwconv. One set serves a whole program (reused by every layer)."""
+    """The conv / dwconv scratch: (work int16[0] (no kernel needs it now; `conv_requant` keeps the
+    argument), part32 int32[n_values], part64 int64[n_values], row int64[n_row]); n_values at least
+    `conv_scratch_size` of every conv it serves, n_row at least `dwconv_scratch_size` of every dwconv.
+    One set serves a whole program (reused by every layer)."""
     return (
-        np.empty(n_values, np.int16),
+        np.empty(0, np.int16),
         np.empty(n_values, np.int32),
         np.empty(n_values, np.int64),
         np.empty(n_row, np.int64),

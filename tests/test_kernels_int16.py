@@ -19,7 +19,6 @@ from numba import njit
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
-from intsim.kernels_mac import gemm_tile_simd
 from intsim.lut import int16_table, int16_table_clamped
 
 I16 = np.int16
@@ -167,43 +166,51 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40))
-def test_gemm_tile_simd_equals_loops_and_reference(seed, n_pairs):
-    """The GEMM tile (kernels_mac): the vpmaddwd IR (where the CPU has AVX512BW) and the plain loops
-    both give b + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768 pairs
-    included; the acc rows around the tile untouched)."""
+@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40), zp=st.integers(-3, 3))
+def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp):
+    """The conv tiles (kernels_mac): the vpmaddwd intrinsics (where the CPU has AVX512BW) and the plain
+    loops both give bias + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768
+    included), each position's x values read at its offset, the zero point removed; the acc rows around
+    the tile untouched (x - zp within int16, as the callers' inputs are)."""
     from intsim import kernels_mac as M
 
     rng = np.random.default_rng(seed)
-    o, x_step = 3, 2 * M.TILE_POS + 6
-    xp = rng.integers(-32768, 32768, max(1, n_pairs) * x_step + 10).astype(I16)
-    xp[:4] = -32768
-    pairs = rng.integers(-32768, 32768, (8, max(1, n_pairs), 2)).astype(I16)
-    pairs[o, 0] = -32768
-    wp = np.ascontiguousarray(pairs).view(np.int32).reshape(8, -1)
-    b = rng.integers(-(2**31), 2**31, 8).astype(np.int64)
-    x_off, a_step, a_off = 4, M.TILE_POS + 5, 3
-    want = np.zeros((M.GEMM_O, M.TILE_POS), np.int64)
-    for i in range(M.GEMM_O):
-        want[i] = b[o + i]
-        for m in range(n_pairs):
-            xs = xp[x_off + m * x_step : x_off + m * x_step + 2 * M.TILE_POS].astype(np.int64)
-            want[i] += pairs[o + i, m, 0] * xs[0::2] + pairs[o + i, m, 1] * xs[1::2]
-    want = want.astype(np.int32)  # wrapped, as int32 lanes are
-    for tile in [M.gemm_tile_loops] + ([run_simd_tile] if M.HAS_AVX512BW else []):
-        acc = np.full(a_off + M.GEMM_O * a_step, 7, np.int32)
-        before = acc.copy()
-        tile(acc, a_off, a_step, xp, x_off, x_step, wp.ravel(), o * wp.shape[1], wp.shape[1], n_pairs, b, o)
-        for i in range(M.GEMM_O):
-            np.testing.assert_array_equal(acc[a_off + i * a_step :][: M.TILE_POS], want[i])
-            before[a_off + i * a_step :][: M.TILE_POS] = want[i]
-        np.testing.assert_array_equal(acc, before)
+    x = rng.integers(-32768, 32768, 500).clip(-32768 + max(zp, 0), 32767 + min(zp, 0)).astype(I16)
+    x[:8] = -32768 + max(zp, 0)  # x - zp within int16 (INT16: zp = 0; INT8: |x - zp| <= 255)
+    w_step, w_off, a_step = 3 * 64 + 16, 16, 64 + 16 + 5
+    wp_pairs = rng.integers(-32768, 32768, (max(1, n_pairs), w_step, 2)).astype(I16)
+    wp = np.ascontiguousarray(wp_pairs).view(np.int32).ravel()
+    wp_pairs = wp_pairs.astype(np.int64)
+    bias = rng.integers(-(2**31), 2**31, w_step).astype(np.int32)
+    pair_offs = rng.integers(0, 100, 2 * max(1, n_pairs)).astype(np.int64)
+    for n_p, n_v, tile in ((4, 4, M.pair_tile_4x4), (8, 2, M.pair_tile_8x2), (16, 1, M.pair_tile_16x1)):
+        n_l = n_v * M.PAIR_LANES
+        x_offs = rng.integers(0, 400, n_p).astype(np.int64)
+        want = np.zeros((n_p, n_l), np.int64)
+        for p in range(n_p):
+            want[p] = bias[w_off : w_off + n_l]
+            for m in range(n_pairs):
+                x0 = int(x[x_offs[p] + pair_offs[2 * m]]) - zp
+                x1 = int(x[x_offs[p] + pair_offs[2 * m + 1]]) - zp
+                want[p] += wp_pairs[m, w_off : w_off + n_l, 0] * x0 + wp_pairs[m, w_off : w_off + n_l, 1] * x1
+        want = want.astype(np.int32)  # wrapped, as int32 lanes are
+        for fn in (M.pair_tile_loops, run_tile(tile)):
+            acc = np.full(n_p * a_step + 7, 7, np.int32)
+            before = acc.copy()
+            fn(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+            for p in range(n_p):
+                before[p * a_step : p * a_step + n_l] = want[p]
+            np.testing.assert_array_equal(acc, before)
 
 
-@njit
-def run_simd_tile(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o):
-    """`kernels_mac.gemm_tile_simd` (an intrinsic: callable from jitted code only)."""
-    gemm_tile_simd(acc, a_off, a_step, xp, x_off, x_step, wp, w_off, w_step, n_pairs, b, o)
+def run_tile(tile):
+    """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only)."""
+
+    @njit
+    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l):
+        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+
+    return run
 
 
 @settings(max_examples=25, deadline=None)
