@@ -578,14 +578,18 @@ def step_operands(
 
 @njit(cache=True)
 def tensor_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]:
-    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer (each non-empty): one
+    pass per tensor in its own width (both reductions in one vectorised loop)."""
     n_t = offsets.shape[0] - 1
     minimum = np.empty(n_t, dtype=np.int64)
     maximum = np.empty(n_t, dtype=np.int64)
     for k in range(n_t):
         part = buf[offsets[k] : offsets[k + 1]]
-        minimum[k] = part.min()
-        maximum[k] = part.max()
+        lo = hi = part[0]
+        for i in range(part.shape[0]):
+            lo = min(lo, part[i])
+            hi = max(hi, part[i])
+        minimum[k], maximum[k] = lo, hi
     return minimum, maximum
 
 

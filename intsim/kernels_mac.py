@@ -136,7 +136,8 @@ def conv_rows_requant(
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
             nsat += requant_into(acc[q, :c_out], mul, shift, zp, bits, out)
-            y[bq, :, tq] = out
+            for o in range(c_out):
+                y[bq, o, tq] = out[o]
     return nsat
 
 
@@ -500,7 +501,8 @@ def conv_pairs_requant(
         for q in range(n_q):
             bq, tq = divmod(n0 + q, t_out)
             nsat += requant_into(acc[q * o_pad : q * o_pad + c_out], mul, shift, zp, bits, out)
-            y[bq, :, tq] = out
+            for o in range(c_out):
+                y[bq, o, tq] = out[o]
     return nsat
 
 
