@@ -190,13 +190,14 @@ def dwconv_requant(
     sum_k w[c, k] (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted (the padding is the real
     zero) -> saturations. Each sample as one flat run of C*L values: tap k's weights spread over
     the run once (zero where t < K-1-k, so a read across the channel boundary adds nothing), then
-    per tap one contiguous loop over C*L (vectorised, no branch), int64 sums, then one requantization
-    loop (per-value multiplier and shift: per-channel INT8 and per-tensor INT16 alike)."""
+    per tap one contiguous loop over C*L (vectorised, no branch), then one requantization loop
+    (per-value multiplier and shift: per-channel INT8 and per-tensor INT16 alike). The sums in int32
+    (twice the lanes) where every partial sum provably fits (`acc_bound` with |x - x_zp| at most
+    2^15 for int16 inputs, 128 + |x_zp| for int8: wrapped int32 sums are then the exact ones), else int64."""
     n_b, c, length = x.shape
     k_size = w.shape[1]
     n = c * length
-    bias, mul, shift, acc = row[:n], row[n : 2 * n], row[2 * n : 3 * n], row[3 * n : 4 * n]
-    taps = row[4 * n : (4 + k_size) * n].reshape((k_size, n))
+    bias, mul, shift = row[:n], row[n : 2 * n], row[2 * n : 3 * n]
     per_channel = m0.shape[0] > 1
     for ch in range(c):
         j = ch if per_channel else 0
@@ -205,8 +206,38 @@ def dwconv_requant(
         bias_c, mul_c, shift_c = bias[ch * length :], mul[ch * length :], shift[ch * length :]
         for t in range(length):
             bias_c[t], mul_c[t], shift_c[t] = bc, mc, sc
+    x_max_abs = (1 << 15) if x.itemsize == 2 else 128 + abs(x_zp)
+    if acc_bound(w, b, x_max_abs) <= INT32_LIMIT:
+        part = row[3 * n : (4 + k_size) * n].view(np.int32)  # acc and taps, int32
+        acc32, taps32 = part[:n], part[n : (1 + k_size) * n].reshape((k_size, n))
+        return dwconv_sums(x, x_zp, w, acc32, taps32, bias, mul, shift, zp, bits, y)
+    acc, taps = row[3 * n : 4 * n], row[4 * n : (4 + k_size) * n].reshape((k_size, n))
+    return dwconv_sums(x, x_zp, w, acc, taps, bias, mul, shift, zp, bits, y)
+
+
+@njit(cache=True)
+def dwconv_sums(
+    x: IntArray,
+    x_zp: int,
+    w: IntArray,
+    acc: IntArray,
+    taps: IntArray,
+    bias: I64Array,
+    mul: I64Array,
+    shift: I64Array,
+    zp: int,
+    bits: int,
+    y: IntArray,
+) -> int:
+    """`dwconv_requant`'s sums in acc's width (int32 where proved, else int64; taps: [K, C*L] scratch of
+    that width, acc: [C*L]) and its requantization by the per-value bias, mul, shift -> saturations."""
+    n_b, c, length = x.shape
+    k_size = w.shape[1]
+    n = c * length
+    cast = acc.dtype.type
+    for ch in range(c):
         for k in range(k_size):
-            lag, wk, tk = k_size - 1 - k, np.int64(w[ch, k]), taps[k, ch * length :]
+            lag, wk, tk = k_size - 1 - k, cast(w[ch, k]), taps[k, ch * length :]
             for t in range(length):
                 tk[t] = wk if t >= lag else 0
     nsat = 0
@@ -218,7 +249,7 @@ def dwconv_requant(
             lag = k_size - 1 - k  # tap k reads x[t - lag]: acc[lag:] += taps[k, lag:] x[:n - lag]
             at, tk, xk = acc[lag:], taps[k, lag:], xs[: n - lag]
             for i in range(n - lag):  # range indices into offset views: no index arithmetic, vectorises
-                at[i] += tk[i] * (np.int64(xk[i]) - x_zp)
+                at[i] += tk[i] * cast(cast(xk[i]) - x_zp)
         for i in range(n):
             v, s = requantize_core(acc[i], mul[i], shift[i], zp, bits)
             ys[i] = v
