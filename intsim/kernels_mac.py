@@ -19,7 +19,7 @@ from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import check_rne_shift, requantize_core
+from intsim.fixedpoint import check_rne_shift, requantize_core, rne_shift_core, saturate
 
 
 @njit(cache=True)
@@ -160,6 +160,19 @@ def requant_into(acc: IntArray, mul: I64Array, shift: I64Array, zp: int, bits: i
     nsat = 0
     for o in range(acc.shape[0]):
         v, s = requantize_core(acc[o], mul[o], shift[o], zp, bits)
+        out[o] = v
+        nsat += s
+    return nsat
+
+
+@njit(cache=True, inline="always")
+def requant_unit(acc: IntArray, shift: int, zp: int, bits: int, out: IntArray) -> int:
+    """`requant_into` with multiplier 1 and one shift for every o (INT16; the shift checked by the
+    caller): sat_bits(rne_shift(acc[o], shift) + zp), the same integers (acc * 1 = acc) without the
+    per-value multiplier and shift loads -> saturations."""
+    nsat = 0
+    for o in range(acc.shape[0]):
+        v, s = saturate(rne_shift_core(np.int64(acc[o]), shift) + zp, bits)
         out[o] = v
         nsat += s
     return nsat
@@ -515,6 +528,7 @@ def conv_pairs_requant(
     x_offs = np.empty(n_p, np.int64)
     acc = part[: n_p * o_pad]
     mul, shift = channel_requant(m0, sh, c_out)
+    unit = m0.shape[0] == 1 and m0[0] == 1  # INT16: one shift, no multiplier
     out = np.empty(c_out, y.dtype)
     nsat = 0
     for n0 in range(0, n_pos, n_p):
@@ -531,7 +545,11 @@ def conv_pairs_requant(
                 pair_tile_16x1(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
         for q in range(n_q):
             bq, tq = divmod(n0 + q, t_out)
-            nsat += requant_into(acc[q * o_pad : q * o_pad + c_out], mul, shift, zp, bits, out)
+            row = acc[q * o_pad : q * o_pad + c_out]
+            if unit:
+                nsat += requant_unit(row, shift[0], zp, bits, out)
+            else:
+                nsat += requant_into(row, mul, shift, zp, bits, out)
             for o in range(c_out):
                 y[bq, o, tq] = out[o]
     return nsat
