@@ -165,19 +165,6 @@ def requant_into(acc: IntArray, mul: I64Array, shift: I64Array, zp: int, bits: i
     return nsat
 
 
-@njit(cache=True, inline="always")
-def requant_unit(acc: IntArray, shift: int, zp: int, bits: int, out: IntArray) -> int:
-    """`requant_into` with multiplier 1 and one shift for every o (INT16; the shift checked by the
-    caller): sat_bits(rne_shift(acc[o], shift) + zp), the same integers (acc * 1 = acc) without the
-    per-value multiplier and shift loads -> saturations."""
-    nsat = 0
-    for o in range(acc.shape[0]):
-        v, s = saturate(rne_shift_core(np.int64(acc[o]), shift) + zp, bits)
-        out[o] = v
-        nsat += s
-    return nsat
-
-
 @njit(cache=True)
 def dwconv_scratch_size(c: int, length: int, k_size: int) -> int:
     """int64 values of the `row` scratch one dwconv of [C, L] with K taps needs (`dwconv_requant`)."""
@@ -341,8 +328,100 @@ def tile_shape(c_out: int) -> tuple[int, int]:
     return PAIR_TILE // v, v
 
 
-def _make_pair_tile(n_p: int, n_v: int) -> object:
-    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract)."""
+def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
+    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract; with
+    requant16, `pair_tile_requant_loops`': each sum rounded and saturated to int16 in the registers)."""
+
+    def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
+        acc_d, x_d, xo_d, po_d, wp_d, b_d = (
+            context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 2, 4, 5, 7, 10)
+        )
+        a_step_v, zp_v, n_pairs_v, w_off_v, w_step_v = (args[k] for k in (1, 3, 6, 8, 9))
+        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        vec, hvec = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i16, 2 * PAIR_LANES)
+        name = "llvm.x86.avx512.pmaddw.d.512"
+        madd = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [hvec, hvec]), name)
+        undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
+
+        def const(v: int) -> ir.Constant:
+            return ir.Constant(i64, v)
+
+        def vload(ptr: ir.Value, at: ir.Value) -> ir.Value:
+            return builder.load(builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer()), align=4)
+
+        def splat(v: ir.Value) -> ir.Value:
+            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+        zp32 = builder.trunc(zp_v, i32)
+        bases = [builder.load(builder.gep(xo_d, [const(p)])) for p in range(n_p)]
+        inits = [vload(b_d, builder.add(w_off_v, const(PAIR_LANES * v))) for v in range(n_v)] * n_p
+        pre = builder.block
+        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
+        builder.position_at_end(loop)
+        m = builder.phi(i64)
+        accs = [builder.phi(vec) for _ in inits]
+        off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
+        off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
+        w_row = builder.add(w_off_v, builder.mul(m, w_step_v))
+        ws = [builder.bitcast(vload(wp_d, builder.add(w_row, const(PAIR_LANES * v))), hvec) for v in range(n_v)]
+        new = []
+        for p in range(n_p):
+            lo = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off0)])), i32), zp32)
+            hi = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off1)])), i32), zp32)
+            pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
+            xv = builder.bitcast(splat(pair), hvec)
+            for v in range(n_v):
+                new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
+        m_next = builder.add(m, const(1))
+        body = builder.block
+        m.add_incoming(const(0), pre)
+        m.add_incoming(m_next, body)
+        for phi, init, nxt in zip(accs, inits, new, strict=True):
+            phi.add_incoming(init, pre)
+            phi.add_incoming(nxt, body)
+        builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
+        builder.position_at_end(done)
+        finals = []
+        for init, nxt in zip(inits, new, strict=True):
+            final = builder.phi(vec)
+            final.add_incoming(init, pre)
+            final.add_incoming(nxt, body)
+            finals.append(final)
+        if requant16:
+            finals = sat16_round(context, builder, signature, args, finals, n_p, n_v)
+        for p in range(n_p):
+            row = builder.mul(const(p), a_step_v)
+            for v in range(n_v):
+                at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * v))])
+                builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    if requant16:
+
+        @intrinsic
+        def sat16_tile(
+            typingctx: object,
+            acc: types.Type,
+            a_step: types.Type,
+            x: types.Type,
+            x_zp: types.Type,
+            x_offs: types.Type,
+            pair_offs: types.Type,
+            n_pairs: types.Type,
+            wp: types.Type,
+            w_off: types.Type,
+            w_step: types.Type,
+            bias: types.Type,
+            n_lanes: types.Type,
+            shift: types.Type,
+            n_valid: types.Type,
+            counts: types.Type,
+        ) -> tuple:
+            args = (acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
+            return types.void(*args, shift, n_valid, counts), codegen
+
+        return sat16_tile
 
     @intrinsic
     def pair_tile(
@@ -360,76 +439,81 @@ def _make_pair_tile(n_p: int, n_v: int) -> object:
         bias: types.Type,
         n_lanes: types.Type,
     ) -> tuple:
-        sig = types.void(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
-
-        def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
-            acc_d, x_d, xo_d, po_d, wp_d, b_d = (
-                context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 2, 4, 5, 7, 10)
-            )
-            a_step_v, zp_v, n_pairs_v, w_off_v, w_step_v = (args[k] for k in (1, 3, 6, 8, 9))
-            i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
-            vec, hvec = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i16, 2 * PAIR_LANES)
-            name = "llvm.x86.avx512.pmaddw.d.512"
-            madd = builder.module.globals.get(name) or ir.Function(
-                builder.module, ir.FunctionType(vec, [hvec, hvec]), name
-            )
-            undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
-
-            def const(v: int) -> ir.Constant:
-                return ir.Constant(i64, v)
-
-            def vload(ptr: ir.Value, at: ir.Value) -> ir.Value:
-                return builder.load(builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer()), align=4)
-
-            def splat(v: ir.Value) -> ir.Value:
-                return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
-
-            zp32 = builder.trunc(zp_v, i32)
-            bases = [builder.load(builder.gep(xo_d, [const(p)])) for p in range(n_p)]
-            inits = [vload(b_d, builder.add(w_off_v, const(PAIR_LANES * v))) for v in range(n_v)] * n_p
-            pre = builder.block
-            loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
-            builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
-            builder.position_at_end(loop)
-            m = builder.phi(i64)
-            accs = [builder.phi(vec) for _ in inits]
-            off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
-            off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
-            w_row = builder.add(w_off_v, builder.mul(m, w_step_v))
-            ws = [builder.bitcast(vload(wp_d, builder.add(w_row, const(PAIR_LANES * v))), hvec) for v in range(n_v)]
-            new = []
-            for p in range(n_p):
-                lo = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off0)])), i32), zp32)
-                hi = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off1)])), i32), zp32)
-                pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
-                xv = builder.bitcast(splat(pair), hvec)
-                for v in range(n_v):
-                    new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
-            m_next = builder.add(m, const(1))
-            body = builder.block
-            m.add_incoming(const(0), pre)
-            m.add_incoming(m_next, body)
-            for phi, init, nxt in zip(accs, inits, new, strict=True):
-                phi.add_incoming(init, pre)
-                phi.add_incoming(nxt, body)
-            builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
-            builder.position_at_end(done)
-            finals = []
-            for init, nxt in zip(inits, new, strict=True):
-                final = builder.phi(vec)
-                final.add_incoming(init, pre)
-                final.add_incoming(nxt, body)
-                finals.append(final)
-            for p in range(n_p):
-                row = builder.mul(const(p), a_step_v)
-                for v in range(n_v):
-                    at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * v))])
-                    builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
+        return types.void(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes), codegen
 
     return pair_tile
+
+
+def sat16_round(
+    context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_p: int, n_v: int
+) -> list:
+    """IR of `pair_tile_requant_loops`' rounding: every accumulator vector (n_p positions by n_v) as
+    sat16(rne_shift(acc, shift)) in int32 lanes (exact for 0 <= shift <= 30: the remainder and twice it
+    fit; a wrapped q << shift cancels in acc - (q << shift)); the saturations of the first n_valid
+    positions added to counts[0]. args[12:15] = (shift, n_valid, counts)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    vec = ir.VectorType(i32, PAIR_LANES)
+    undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
+    shift_v, n_valid_v = args[12], args[13]
+    counts_d = context.make_array(signature.args[14])(context, builder, args[14]).data
+
+    def splat(v: ir.Value) -> ir.Value:
+        return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+    def const(v: int) -> ir.Constant:
+        return ir.Constant(vec, [v] * PAIR_LANES)
+
+    sh = splat(builder.trunc(shift_v, i32))
+    one = builder.shl(const(1), sh)
+    total = zeros
+    out = []
+    for k, a in enumerate(accs):
+        q = builder.ashr(a, sh)
+        twice_rem = builder.shl(builder.sub(a, builder.shl(q, sh)), const(1))
+        odd = builder.icmp_signed("!=", builder.and_(q, const(1)), zeros)
+        up = builder.or_(
+            builder.icmp_signed(">", twice_rem, one), builder.and_(builder.icmp_signed("==", twice_rem, one), odd)
+        )
+        v = builder.add(q, builder.zext(up, vec))
+        hi, lo = builder.icmp_signed(">", v, const(32767)), builder.icmp_signed("<", v, const(-32768))
+        out.append(builder.select(hi, const(32767), builder.select(lo, const(-32768), v)))
+        counted = builder.icmp_signed("<", ir.Constant(i64, k // n_v), n_valid_v)
+        total = builder.add(total, builder.select(counted, builder.zext(builder.or_(hi, lo), vec), zeros))
+    name = "llvm.vector.reduce.add.v16i32"
+    reduce = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(i32, [vec]), name)
+    n_sat = builder.sext(builder.call(reduce, [total]), i64)
+    builder.store(builder.add(builder.load(counts_d), n_sat), counts_d)
+    return out
+
+
+@njit(cache=True)
+def pair_tile_requant_loops(
+    acc: I32Array,
+    a_step: int,
+    x: IntArray,
+    x_zp: int,
+    x_offs: I64Array,
+    pair_offs: I64Array,
+    n_pairs: int,
+    wp: I32Array,
+    w_off: int,
+    w_step: int,
+    bias: I32Array,
+    n_lanes: int,
+    shift: int,
+    n_valid: int,
+    counts: I64Array,
+) -> None:
+    """`pair_tile_loops`, then each sum replaced by sat16(rne_shift(sum, shift)) (INT16's narrowing,
+    0 <= shift <= 30), the saturations of positions p < n_valid added to counts[0]."""
+    pair_tile_loops(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
+    for p in range(x_offs.shape[0]):
+        out = acc[p * a_step : p * a_step + n_lanes]
+        for lane in range(n_lanes):
+            v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
+            out[lane] = v
+            if p < n_valid:
+                counts[0] += s
 
 
 @njit(cache=True)
@@ -528,7 +612,9 @@ def conv_pairs_requant(
     x_offs = np.empty(n_p, np.int64)
     acc = part[: n_p * o_pad]
     mul, shift = channel_requant(m0, sh, c_out)
-    unit = m0.shape[0] == 1 and m0[0] == 1  # INT16: one shift, no multiplier
+    # INT16 (multiplier 1, one shift <= 30, no zero point): rounded and saturated inside the tiles
+    fused = m0.shape[0] == 1 and m0[0] == 1 and zp == 0 and bits == 16 and shift[0] <= 30
+    counts = np.zeros(1, np.int64)
     out = np.empty(c_out, y.dtype)
     nsat = 0
     for n0 in range(0, n_pos, n_p):
@@ -537,22 +623,36 @@ def conv_pairs_requant(
             bq, tq = divmod(n0 + min(q, n_q - 1), t_out)
             x_offs[q] = bq * c_in * length + tq * stride
         for ob in range(0, o_pad, o_blk):
-            if n_v == 4:
-                pair_tile_4x4(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+            a = acc[ob:]
+            if fused and n_v == 4:
+                sat16_tile_4x4(
+                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
+                )
+            elif fused and n_v == 2:
+                sat16_tile_8x2(
+                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
+                )
+            elif fused:
+                sat16_tile_16x1(
+                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
+                )
+            elif n_v == 4:
+                pair_tile_4x4(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
             elif n_v == 2:
-                pair_tile_8x2(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+                pair_tile_8x2(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
             else:
-                pair_tile_16x1(acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+                pair_tile_16x1(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
         for q in range(n_q):
             bq, tq = divmod(n0 + q, t_out)
             row = acc[q * o_pad : q * o_pad + c_out]
-            if unit:
-                nsat += requant_unit(row, shift[0], zp, bits, out)
+            if fused:
+                for o in range(c_out):
+                    y[bq, o, tq] = row[o]
             else:
                 nsat += requant_into(row, mul, shift, zp, bits, out)
-            for o in range(c_out):
-                y[bq, o, tq] = out[o]
-    return nsat
+                for o in range(c_out):
+                    y[bq, o, tq] = out[o]
+    return nsat + counts[0]
 
 
 def _has_avx512bw() -> bool:
@@ -565,9 +665,11 @@ HAS_AVX512BW = _has_avx512bw()
 # the conv tiles by shape (P positions x V vectors): the vpmaddwd intrinsics on AVX512BW, else the plain
 # loops (the same integers: tests/test_kernels_int16.py compares them)
 if HAS_AVX512BW:
-    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v) for v in (4, 2, 1))
+    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, False) for v in (4, 2, 1))
+    sat16_tile_4x4, sat16_tile_8x2, sat16_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, True) for v in (4, 2, 1))
 else:
     pair_tile_4x4 = pair_tile_8x2 = pair_tile_16x1 = pair_tile_loops
+    sat16_tile_4x4 = sat16_tile_8x2 = sat16_tile_16x1 = pair_tile_requant_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one

@@ -166,13 +166,16 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40), zp=st.integers(-3, 3))
-def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp):
+@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40), zp=st.integers(-3, 3), shift=st.integers(0, 30))
+def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp, shift):
     """The conv tiles (kernels_mac): the vpmaddwd intrinsics (where the CPU has AVX512BW) and the plain
     loops both give bias + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768
     included), each position's x values read at its offset, the zero point removed; the acc rows around
-    the tile untouched (x - zp within int16, as the callers' inputs are)."""
+    the tile untouched (x - zp within int16, as the callers' inputs are). The sat16 tiles: each sum as
+    sat16(rne_shift(sum, shift)) (`rne_shift`, `saturate`), the saturations of the first n_valid
+    positions added to counts[0]."""
     from intsim import kernels_mac as M
+    from intsim.fixedpoint import rne_shift, saturate
 
     rng = np.random.default_rng(seed)
     x = rng.integers(-32768, 32768, 500).clip(-32768 + max(zp, 0), 32767 + min(zp, 0)).astype(I16)
@@ -183,9 +186,15 @@ def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp):
     wp_pairs = wp_pairs.astype(np.int64)
     bias = rng.integers(-(2**31), 2**31, w_step).astype(np.int32)
     pair_offs = rng.integers(0, 100, 2 * max(1, n_pairs)).astype(np.int64)
-    for n_p, n_v, tile in ((4, 4, M.pair_tile_4x4), (8, 2, M.pair_tile_8x2), (16, 1, M.pair_tile_16x1)):
+    tiles = (
+        (4, 4, M.pair_tile_4x4, M.sat16_tile_4x4),
+        (8, 2, M.pair_tile_8x2, M.sat16_tile_8x2),
+        (16, 1, M.pair_tile_16x1, M.sat16_tile_16x1),
+    )
+    for n_p, n_v, tile, sat_tile in tiles:
         n_l = n_v * M.PAIR_LANES
         x_offs = rng.integers(0, 400, n_p).astype(np.int64)
+        n_valid = int(rng.integers(1, n_p + 1))
         want = np.zeros((n_p, n_l), np.int64)
         for p in range(n_p):
             want[p] = bias[w_off : w_off + n_l]
@@ -194,13 +203,28 @@ def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp):
                 x1 = int(x[x_offs[p] + pair_offs[2 * m + 1]]) - zp
                 want[p] += wp_pairs[m, w_off : w_off + n_l, 0] * x0 + wp_pairs[m, w_off : w_off + n_l, 1] * x1
         want = want.astype(np.int32)  # wrapped, as int32 lanes are
-        for fn in (M.pair_tile_loops, run_tile(tile)):
+        rounded = [[saturate(rne_shift(int(v), shift), 16) for v in row] for row in want]
+        want16 = np.array([[v for v, _ in row] for row in rounded], np.int32)
+        want_sat = sum(int(s) for row in rounded[:n_valid] for _, s in row)
+        cases = (
+            (M.pair_tile_loops, False),
+            (run_tile(tile), False),
+            (M.pair_tile_requant_loops, True),
+            (run_sat16_tile(sat_tile), True),
+        )
+        for fn, is_sat in cases:
             acc = np.full(n_p * a_step + 7, 7, np.int32)
             before = acc.copy()
-            fn(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+            counts = np.full(1, 5, np.int64)
+            args = (acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+            if is_sat:
+                fn(*args, shift, n_valid, counts)
+            else:
+                fn(*args)
             for p in range(n_p):
-                before[p * a_step : p * a_step + n_l] = want[p]
+                before[p * a_step : p * a_step + n_l] = want16[p] if is_sat else want[p]
             np.testing.assert_array_equal(acc, before)
+            assert counts[0] == 5 + (want_sat if is_sat else 0)
 
 
 def run_tile(tile):
@@ -209,6 +233,16 @@ def run_tile(tile):
     @njit
     def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l):
         tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+
+    return run
+
+
+def run_sat16_tile(tile):
+    """`run_tile` for the sat16 tiles (three more arguments: shift, n_valid, counts)."""
+
+    @njit
+    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts):
+        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts)
 
     return run
 
