@@ -330,7 +330,7 @@ def tile_shape(c_out: int) -> tuple[int, int]:
 
 def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
     """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract; with
-    requant16, `pair_tile_requant_loops`': each sum rounded and saturated to int16 in the registers)."""
+    requant16, its narrowing (shift >= 0): each sum rounded and saturated to int16 in the registers)."""
 
     def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
         acc_d, x_d, xo_d, po_d, wp_d, b_d = (
@@ -397,32 +397,6 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
                 builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
         return context.get_dummy_value()
 
-    if requant16:
-
-        @intrinsic
-        def sat16_tile(
-            typingctx: object,
-            acc: types.Type,
-            a_step: types.Type,
-            x: types.Type,
-            x_zp: types.Type,
-            x_offs: types.Type,
-            pair_offs: types.Type,
-            n_pairs: types.Type,
-            wp: types.Type,
-            w_off: types.Type,
-            w_step: types.Type,
-            bias: types.Type,
-            n_lanes: types.Type,
-            shift: types.Type,
-            n_valid: types.Type,
-            counts: types.Type,
-        ) -> tuple:
-            args = (acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
-            return types.void(*args, shift, n_valid, counts), codegen
-
-        return sat16_tile
-
     @intrinsic
     def pair_tile(
         typingctx: object,
@@ -438,8 +412,12 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
         w_step: types.Type,
         bias: types.Type,
         n_lanes: types.Type,
+        shift: types.Type,
+        n_valid: types.Type,
+        counts: types.Type,
     ) -> tuple:
-        return types.void(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes), codegen
+        args = (acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
+        return types.void(*args, shift, n_valid, counts), codegen
 
     return pair_tile
 
@@ -447,7 +425,7 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
 def sat16_round(
     context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_p: int, n_v: int
 ) -> list:
-    """IR of `pair_tile_requant_loops`' rounding: every accumulator vector (n_p positions by n_v) as
+    """IR of `pair_tile_loops`' narrowing (shift >= 0): every accumulator vector (n_p positions by n_v) as
     sat16(rne_shift(acc, shift)) in int32 lanes (exact for 0 <= shift <= 30: the remainder and twice it
     fit; a wrapped q << shift cancels in acc - (q << shift)); the saturations of the first n_valid
     positions added to counts[0]. args[12:15] = (shift, n_valid, counts)."""
@@ -487,7 +465,7 @@ def sat16_round(
 
 
 @njit(cache=True)
-def pair_tile_requant_loops(
+def pair_tile_loops(
     acc: I32Array,
     a_step: int,
     x: IntArray,
@@ -504,38 +482,13 @@ def pair_tile_requant_loops(
     n_valid: int,
     counts: I64Array,
 ) -> None:
-    """`pair_tile_loops`, then each sum replaced by sat16(rne_shift(sum, shift)) (INT16's narrowing,
-    0 <= shift <= 30), the saturations of positions p < n_valid added to counts[0]."""
-    pair_tile_loops(acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
-    for p in range(x_offs.shape[0]):
-        out = acc[p * a_step : p * a_step + n_lanes]
-        for lane in range(n_lanes):
-            v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
-            out[lane] = v
-            if p < n_valid:
-                counts[0] += s
-
-
-@njit(cache=True)
-def pair_tile_loops(
-    acc: I32Array,
-    a_step: int,
-    x: IntArray,
-    x_zp: int,
-    x_offs: I64Array,
-    pair_offs: I64Array,
-    n_pairs: int,
-    wp: I32Array,
-    w_off: int,
-    w_step: int,
-    bias: I32Array,
-    n_lanes: int,
-) -> None:
     """One conv tile in plain loops (the intrinsics of `_make_pair_tile` compute the same, n_lanes = their
     V * PAIR_LANES): for position p < len(x_offs) and lane l < n_lanes:
     acc[p*a_step + l] = bias[w_off + l] + sum_{m < n_pairs} lo(w) (x[x_offs[p] + pair_offs[2m]] - x_zp)
     + hi(w) (x[x_offs[p] + pair_offs[2m + 1]] - x_zp), w = wp[w_off + m*w_step + l] (an int16 pair as
-    int32, low half first); int32 results (wrapped: exact where the caller proved the bound)."""
+    int32, low half first); int32 results (wrapped: exact where the caller proved the bound). With
+    0 <= shift <= 30 (the sat16 tiles' contract) each sum is then narrowed to sat16(rne_shift(sum, shift))
+    and the saturations of the positions p < n_valid are added to counts[0]; shift < 0: the sums stay."""
     n_l = n_lanes
     for p in range(x_offs.shape[0]):
         out = acc[p * a_step : p * a_step + n_l]
@@ -549,6 +502,12 @@ def pair_tile_loops(
                 wv = np.int64(ws[lane])
                 lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
                 out[lane] += lo * x0 + (wv >> 16) * x1
+        if shift >= 0:
+            for lane in range(n_l):
+                v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
+                out[lane] = v
+                if p < n_valid:
+                    counts[0] += s
 
 
 @njit(cache=True)
@@ -623,25 +582,20 @@ def conv_pairs_requant(
             bq, tq = divmod(n0 + min(q, n_q - 1), t_out)
             x_offs[q] = bq * c_in * length + tq * stride
         for ob in range(0, o_pad, o_blk):
-            a = acc[ob:]
+            sh_tile = shift[0] if fused else -1  # the plain tiles: no narrowing
+            args = (acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, sh_tile, n_q)
             if fused and n_v == 4:
-                sat16_tile_4x4(
-                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
-                )
+                sat16_tile_4x4(*args, counts)
             elif fused and n_v == 2:
-                sat16_tile_8x2(
-                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
-                )
+                sat16_tile_8x2(*args, counts)
             elif fused:
-                sat16_tile_16x1(
-                    a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, shift[0], n_q, counts
-                )
+                sat16_tile_16x1(*args, counts)
             elif n_v == 4:
-                pair_tile_4x4(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+                pair_tile_4x4(*args, counts)
             elif n_v == 2:
-                pair_tile_8x2(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+                pair_tile_8x2(*args, counts)
             else:
-                pair_tile_16x1(a, o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk)
+                pair_tile_16x1(*args, counts)
         for q in range(n_q):
             bq, tq = divmod(n0 + q, t_out)
             row = acc[q * o_pad : q * o_pad + c_out]
@@ -669,7 +623,7 @@ if HAS_AVX512BW:
     sat16_tile_4x4, sat16_tile_8x2, sat16_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, True) for v in (4, 2, 1))
 else:
     pair_tile_4x4 = pair_tile_8x2 = pair_tile_16x1 = pair_tile_loops
-    sat16_tile_4x4 = sat16_tile_8x2 = sat16_tile_16x1 = pair_tile_requant_loops
+    sat16_tile_4x4 = sat16_tile_8x2 = sat16_tile_16x1 = pair_tile_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one
