@@ -95,20 +95,36 @@ def dwconv_int16(x: I16Array, w: I16Array, b: I64Array, shift: int) -> tuple[I16
 def rmsnorm_int16(x: I16Array, g: I16Array, eps_q: int, out_shift: int) -> tuple[I16Array, int]:
     """Spec 2.4 (V2). x: int16[B, D, L] Q(f_x), g: int16[D] Q(f_g), eps_q = RNE(eps*2^(2f_x))
     -> y: int16[B, D, L] Q(f_y), out_shift = Q + f_g - G - f_y."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int16)
-    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y, np.empty(2 * x.shape[2], np.int64))
+    row = np.empty(rmsnorm_scratch_size(x.shape[1], x.shape[2]), np.int64)
+    return y, rmsnorm_int16_into(x, g, eps_q, out_shift, y, row)
+
+
+@njit(cache=True)
+def rmsnorm_scratch_size(d: int, length: int) -> int:
+    """int64 values of the `row` scratch an RMSNorm of [D, L] needs (`rmsnorm_int16_into`; INT8's
+    `rmsnorm_int8_into` uses the first 2 L)."""
+    return 2 * length + 2 * d * length
 
 
 @njit(cache=True)
 def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: I16Array, row: I64Array) -> int:
-    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations; row: int64[>= 2 L] scratch. Per
-    sample: the sums of squares of every position channel by channel, then the outputs channel by
-    channel (time innermost: contiguous loops; the shift checked once)."""
+    """`rmsnorm_int16` into y (int16[B, D, L]) -> saturations; row: int64[>= rmsnorm_scratch_size]
+    scratch. Per sample: the sums of squares of every position channel by channel, the inverse
+    square roots, then the outputs as one flat loop over the sample's D*L values (the gain spread
+    over the channel's positions once per call, the inverse root over the channels once per sample:
+    a long contiguous loop, vectorised; x * (g * inv) is x * g * inv bit for bit, int64 products
+    wrapping alike). The shift checked once."""
     n_b, d, length = x.shape
+    n = d * length
     check_rne_shift(out_shift)
     nsat = 0
     one_q = np.int64(1) << RMS_INV_BITS
     ss, inv = row[:length], row[length : 2 * length]
+    gain, scale = row[2 * length : 2 * length + n], row[2 * length + n : 2 * length + 2 * n]
+    for ch in range(d):
+        gain[ch * length : (ch + 1) * length] = g[ch]
     for bi in range(n_b):
         ss[:] = 0
         for ch in range(d):
@@ -122,11 +138,12 @@ def rmsnorm_int16_into(x: I16Array, g: I16Array, eps_q: int, out_shift: int, y: 
                 v = np.int64(1)
             inv[t] = rne_div(one_q, isqrt_rne_fast(v << (2 * RMS_EXTRA_BITS)))
         for ch in range(d):
-            xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
-            for t in range(length):
-                val, s = saturate(rne_shift_core(np.int64(xs[t]) * gc * inv[t], out_shift), 16)
-                ys[t] = val
-                nsat += s
+            scale[ch * length : (ch + 1) * length] = inv
+        xs, ys = x[bi].reshape(n), y[bi].reshape(n)
+        for i in range(n):
+            val, s = saturate(rne_shift_core(np.int64(xs[i]) * (gain[i] * scale[i]), out_shift), 16)
+            ys[i] = val
+            nsat += s
     return nsat
 
 
@@ -561,14 +578,18 @@ def step_operands(
 
 @njit(cache=True)
 def tensor_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]:
-    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer."""
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer (each non-empty): one
+    pass per tensor in its own width (both reductions in one vectorised loop)."""
     n_t = offsets.shape[0] - 1
     minimum = np.empty(n_t, dtype=np.int64)
     maximum = np.empty(n_t, dtype=np.int64)
     for k in range(n_t):
         part = buf[offsets[k] : offsets[k + 1]]
-        minimum[k] = part.min()
-        maximum[k] = part.max()
+        lo = hi = part[0]
+        for i in range(part.shape[0]):
+            lo = min(lo, part[i])
+            hi = max(hi, part[i])
+        minimum[k], maximum[k] = lo, hi
     return minimum, maximum
 
 
@@ -577,11 +598,11 @@ def program_scratch(
     x: IntArray, steps: I64Array, channels: I64Array, lengths: I64Array
 ) -> tuple[I16Array, I32Array, I64Array, I64Array]:
     """The scratch every layer of a packed program reuses (kernels_mac.scratch), sized for the
-    largest tensor, the largest conv (`conv_scratch_size`; code 0 in both precisions) of a batch of
-    x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
-    (`scan_scratch_size`; code 4 in both) and RMSNorm (2 L; code 2 in both)."""
+    largest conv (`conv_scratch_size`, which `conv_requant` checks; code 0 in both precisions) of a
+    batch of x.shape[0] samples, the largest dwconv (`dwconv_scratch_size`; code 1 in both) scan
+    (`scan_scratch_size`; code 4 in both) and RMSNorm (`rmsnorm_scratch_size`; code 2 in both)."""
     n_b = x.shape[0]
-    need = n_b * np.max(channels * lengths)
+    need = 0
     n_row = 0
     for i in range(steps.shape[0]):
         r = steps[i]
@@ -595,7 +616,7 @@ def program_scratch(
         elif r[COL_OP] == K_SCAN:
             n_row = max(n_row, scan_scratch_size(channels[i + 1], lengths[i + 1]))
         elif r[COL_OP] == K_RMSNORM:
-            n_row = max(n_row, 2 * lengths[i + 1])
+            n_row = max(n_row, rmsnorm_scratch_size(channels[i + 1], lengths[i + 1]))
     return scratch(need, n_row)
 
 

@@ -13,10 +13,13 @@ Numba, integer only.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import config, njit, types
+from numba.core.codegen import get_host_cpu_features
+from numba.extending import intrinsic
 
 from intsim.arrays import I16Array, I32Array, I64Array, IntArray
-from intsim.fixedpoint import check_rne_shift, requantize, requantize_core
+from intsim.fixedpoint import check_rne_shift, requantize_core, rne_shift_core, saturate
 
 
 @njit(cache=True)
@@ -92,6 +95,8 @@ def conv_rows_requant(
     acc = aligned(part)[: POS_BLOCK * step].reshape((POS_BLOCK, step))
     cast, pc = part.dtype.type, prod.dtype.type
     n_pos = n_b * t_out
+    mul, shift = channel_requant(m0, sh, c_out)
+    out = np.empty(c_out, y.dtype)
     nsat = 0
     for p0 in range(0, n_pos, POS_BLOCK):
         n_q = min(POS_BLOCK, n_pos - p0)
@@ -130,19 +135,31 @@ def conv_rows_requant(
                             aq[o] += cast(pc(pc(w_col[o]) * xv))
         for q in range(n_q):
             bq, tq = divmod(p0 + q, t_out)
-            nsat += requant_row(acc[q, :c_out], m0, sh, zp, bits, y[bq, :, tq])
+            nsat += requant_into(acc[q, :c_out], mul, shift, zp, bits, out)
+            for o in range(c_out):
+                y[bq, o, tq] = out[o]
     return nsat
 
 
+@njit(cache=True)
+def channel_requant(m0: I64Array, sh: I64Array, c_out: int) -> tuple[I64Array, I64Array]:
+    """(multiplier int64[c_out], shift int64[c_out]) of every output channel from m0, sh (length 1: one
+    value for every channel; INT16: m0 = 1), each shift checked (`check_rne_shift`) once."""
+    mul, shift = np.empty(c_out, np.int64), np.empty(c_out, np.int64)
+    for o in range(c_out):
+        j = o if m0.shape[0] > 1 else 0
+        check_rne_shift(sh[j])
+        mul[o], shift[o] = m0[j], sh[j]
+    return mul, shift
+
+
 @njit(cache=True, inline="always")
-def requant_row(acc: IntArray, m0: I64Array, sh: I64Array, zp: int, bits: int, out: IntArray) -> int:
-    """out[o] = sat_bits(rne_shift(acc[o] * m0[o], sh[o]) + zp) for every o (m0, sh of length 1:
-    one value for every o; INT16: m0 = 1, zp = 0) -> saturations (spec 2.2 narrowing; spec 3.3)."""
+def requant_into(acc: IntArray, mul: I64Array, shift: I64Array, zp: int, bits: int, out: IntArray) -> int:
+    """out[o] = sat_bits(rne_shift(acc[o] * mul[o], shift[o]) + zp) for o < len(acc) (`channel_requant`'s
+    arrays: one contiguous loop, vectorised) -> saturations (spec 2.2 narrowing; spec 3.3)."""
     nsat = 0
-    per_channel = m0.shape[0] > 1
     for o in range(acc.shape[0]):
-        j = o if per_channel else 0
-        v, s = requantize(acc[o], m0[j], sh[j], zp, bits)
+        v, s = requantize_core(acc[o], mul[o], shift[o], zp, bits)
         out[o] = v
         nsat += s
     return nsat
@@ -173,13 +190,14 @@ def dwconv_requant(
     sum_k w[c, k] (x[b, c, t-K+1+k] - x_zp), terms before t = 0 omitted (the padding is the real
     zero) -> saturations. Each sample as one flat run of C*L values: tap k's weights spread over
     the run once (zero where t < K-1-k, so a read across the channel boundary adds nothing), then
-    per tap one contiguous loop over C*L (vectorised, no branch), int64 sums, then one requantization
-    loop (per-value multiplier and shift: per-channel INT8 and per-tensor INT16 alike)."""
+    per tap one contiguous loop over C*L (vectorised, no branch), then one requantization loop
+    (per-value multiplier and shift: per-channel INT8 and per-tensor INT16 alike). The sums in int32
+    (twice the lanes) where every partial sum provably fits (`acc_bound` with |x - x_zp| at most
+    2^15 for int16 inputs, 128 + |x_zp| for int8: wrapped int32 sums are then the exact ones), else int64."""
     n_b, c, length = x.shape
     k_size = w.shape[1]
     n = c * length
-    bias, mul, shift, acc = row[:n], row[n : 2 * n], row[2 * n : 3 * n], row[3 * n : 4 * n]
-    taps = row[4 * n : (4 + k_size) * n].reshape((k_size, n))
+    bias, mul, shift = row[:n], row[n : 2 * n], row[2 * n : 3 * n]
     per_channel = m0.shape[0] > 1
     for ch in range(c):
         j = ch if per_channel else 0
@@ -188,8 +206,38 @@ def dwconv_requant(
         bias_c, mul_c, shift_c = bias[ch * length :], mul[ch * length :], shift[ch * length :]
         for t in range(length):
             bias_c[t], mul_c[t], shift_c[t] = bc, mc, sc
+    x_max_abs = (1 << 15) if x.itemsize == 2 else 128 + abs(x_zp)
+    if acc_bound(w, b, x_max_abs) <= INT32_LIMIT:
+        part = row[3 * n : (4 + k_size) * n].view(np.int32)  # acc and taps, int32
+        acc32, taps32 = part[:n], part[n : (1 + k_size) * n].reshape((k_size, n))
+        return dwconv_sums(x, x_zp, w, acc32, taps32, bias, mul, shift, zp, bits, y)
+    acc, taps = row[3 * n : 4 * n], row[4 * n : (4 + k_size) * n].reshape((k_size, n))
+    return dwconv_sums(x, x_zp, w, acc, taps, bias, mul, shift, zp, bits, y)
+
+
+@njit(cache=True)
+def dwconv_sums(
+    x: IntArray,
+    x_zp: int,
+    w: IntArray,
+    acc: IntArray,
+    taps: IntArray,
+    bias: I64Array,
+    mul: I64Array,
+    shift: I64Array,
+    zp: int,
+    bits: int,
+    y: IntArray,
+) -> int:
+    """`dwconv_requant`'s sums in acc's width (int32 where proved, else int64; taps: [K, C*L] scratch of
+    that width, acc: [C*L]) and its requantization by the per-value bias, mul, shift -> saturations."""
+    n_b, c, length = x.shape
+    k_size = w.shape[1]
+    n = c * length
+    cast = acc.dtype.type
+    for ch in range(c):
         for k in range(k_size):
-            lag, wk, tk = k_size - 1 - k, np.int64(w[ch, k]), taps[k, ch * length :]
+            lag, wk, tk = k_size - 1 - k, cast(w[ch, k]), taps[k, ch * length :]
             for t in range(length):
                 tk[t] = wk if t >= lag else 0
     nsat = 0
@@ -201,7 +249,7 @@ def dwconv_requant(
             lag = k_size - 1 - k  # tap k reads x[t - lag]: acc[lag:] += taps[k, lag:] x[:n - lag]
             at, tk, xk = acc[lag:], taps[k, lag:], xs[: n - lag]
             for i in range(n - lag):  # range indices into offset views: no index arithmetic, vectorises
-                at[i] += tk[i] * (np.int64(xk[i]) - x_zp)
+                at[i] += tk[i] * cast(cast(xk[i]) - x_zp)
         for i in range(n):
             v, s = requantize_core(acc[i], mul[i], shift[i], zp, bits)
             ys[i] = v
@@ -209,11 +257,7 @@ def dwconv_requant(
     return nsat
 
 
-GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as one GEMM
-# ... unless it has this many output channels: then the position blocks' vector loop over the
-# channels is long enough (>= 8 vectors of int32 per input value) and they beat the GEMM, whose
-# window unrolling they save (measured on the default model's head, 144 channels, batch 16-1024)
-ROWS_MIN_CHANNELS = 128
+GEMM_MIN_POSITIONS = 64  # from this many output positions (B * T_out) on, a conv runs as pair tiles
 
 
 # The product type of a convolution's sums, as an empty array (`conv_requant`'s `prod`): INT8's
@@ -243,18 +287,21 @@ def conv_requant(
     y: IntArray,
 ) -> int:
     """A Kx1 conv of x: int[B, C_in, L] (zero point x_zp) into y, requantized: int32 accumulators
-    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`), each product in `prod`'s
-    dtype (`PROD16` for INT8, `PROD32` for INT16: exact either way) -> saturations.
-    Few output positions (B * T_out < GEMM_MIN_POSITIONS, e.g. batch 1) or many output channels
-    (>= ROWS_MIN_CHANNELS): position blocks with the output channels innermost (`conv_rows_requant`,
-    input read in place); else one GEMM over every position of the batch (`conv_gemm_requant`, input
-    unrolled through `work`, sums in `part32`/`part64`). The scratch must hold `conv_scratch_size` values."""
+    (`part32`) when `narrow` (the caller's proof), else int64 (`part64`) -> saturations.
+    Narrow, with at least GEMM_MIN_POSITIONS output positions (B * T_out; not batch 1): int16 pair
+    multiply-adds over tiles of positions and output channels (`conv_pairs_requant`); else position
+    blocks with the output channels innermost (`conv_rows_requant`, each product in `prod`'s dtype:
+    `PROD16` for INT8, `PROD32` for INT16, exact either way). Both read x in place. The scratch arrays
+    must hold `conv_scratch_size` values each (checked: the kernels index them unchecked); `work` is
+    not used."""
     n_b, c_in, length = x.shape
-    if n_b * ((length - k_size) // stride + 1) >= GEMM_MIN_POSITIONS and w_cols.shape[1] < ROWS_MIN_CHANNELS:
-        cols = unroll_windows(x, x_zp, k_size, stride, work)  # aligned rows, `padded` apart
-        if narrow:
-            return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part32, prod, y)
-        return conv_gemm_requant(cols, w_cols, b, m0, sh, zp, bits, part64, prod, y)
+    c_out = w_cols.shape[1]
+    t_out = (length - k_size) // stride + 1
+    need = conv_scratch_size(n_b, c_in, length, c_out, k_size, t_out)
+    if min(part32.shape[0], part64.shape[0]) < need:
+        raise ValueError("conv scratch smaller than conv_scratch_size")
+    if narrow and n_b * t_out >= GEMM_MIN_POSITIONS:
+        return conv_pairs_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, y)
     if narrow:
         return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part32, prod, y)
     return conv_rows_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, zp, bits, part64, prod, y)
@@ -262,112 +309,321 @@ def conv_requant(
 
 @njit(cache=True)
 def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int, t_out: int) -> int:
-    """Scratch values (`work` and `part`, each) one conv of a batch of n_b needs (`conv_requant`)."""
-    n_pos = (n_b * t_out + 31) // 32 * 32  # `padded`, plus a cache line for `aligned`
-    return max(n_b * c_in * length, n_pos * k_size * c_in, n_pos * c_out, POS_BLOCK * (c_out + 31)) + ALIGN_BYTES
+    """Scratch values (`part32` and `part64`, each) one conv of a batch of n_b needs (`conv_requant`):
+    the pair tiles' accumulators (P rows of C_out rounded up to the tile's V*PAIR_LANES, `tile_shape`)
+    and the position blocks' (POS_BLOCK rows of padded(C_out), plus a cache line for `aligned`)."""
+    n_p, n_v = tile_shape(c_out)
+    o_blk = n_v * PAIR_LANES
+    return max(n_p * ((c_out + o_blk - 1) // o_blk * o_blk), POS_BLOCK * padded(c_out) + ALIGN_BYTES)
+
+
+PAIR_TILE = 16  # accumulator vectors of a conv tile: P positions x V vectors of 16 output channels, P*V = 16
+PAIR_LANES = 16  # int32 lanes per vector (512 bits)
 
 
 @njit(cache=True)
-def unroll_windows(x: IntArray, x_zp: int, k_size: int, stride: int, work: I16Array) -> I16Array:
-    """x: int[B, C_in, L] -> cols: int16 rows in `work` (im2col, zero point removed), row j = k*C_in + c
-    at cols[j * padded(B*T_out):][:B*T_out] (64-byte aligned rows), cols[j][b*T_out + t] =
-    x[b, c, t*S + k] - x_zp, the row order of `weight_cols`."""
-    n_b, c_in, length = x.shape
-    t_out = (length - k_size) // stride + 1
-    n_pos = n_b * t_out
-    step = padded(n_pos)
-    base = aligned(work)
-    for k in range(k_size):
-        for c in range(c_in):
-            row = base[(k * c_in + c) * step : (k * c_in + c) * step + n_pos]
-            for bi in range(n_b):
-                xs = x[bi, c]
-                for t in range(t_out):
-                    row[bi * t_out + t] = xs[t * stride + k] - x_zp
-    return base
+def tile_shape(c_out: int) -> tuple[int, int]:
+    """(P positions, V vectors of PAIR_LANES output channels) of the conv tile for c_out outputs."""
+    v = 4 if c_out > 2 * PAIR_LANES else 2 if c_out > PAIR_LANES else 1
+    return PAIR_TILE // v, v
+
+
+def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
+    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract; with
+    requant16, its narrowing (shift >= 0): each sum rounded and saturated to int16 in the registers)."""
+
+    def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
+        acc_d, x_d, xo_d, po_d, wp_d, b_d = (
+            context.make_array(signature.args[k])(context, builder, args[k]).data for k in (0, 2, 4, 5, 7, 10)
+        )
+        a_step_v, zp_v, n_pairs_v, w_off_v, w_step_v = (args[k] for k in (1, 3, 6, 8, 9))
+        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        vec, hvec = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i16, 2 * PAIR_LANES)
+        name = "llvm.x86.avx512.pmaddw.d.512"
+        madd = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [hvec, hvec]), name)
+        undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
+
+        def const(v: int) -> ir.Constant:
+            return ir.Constant(i64, v)
+
+        def vload(ptr: ir.Value, at: ir.Value) -> ir.Value:
+            return builder.load(builder.bitcast(builder.gep(ptr, [at]), vec.as_pointer()), align=4)
+
+        def splat(v: ir.Value) -> ir.Value:
+            return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+        zp32 = builder.trunc(zp_v, i32)
+        bases = [builder.load(builder.gep(xo_d, [const(p)])) for p in range(n_p)]
+        inits = [vload(b_d, builder.add(w_off_v, const(PAIR_LANES * v))) for v in range(n_v)] * n_p
+        pre = builder.block
+        loop, done = builder.append_basic_block("tile.loop"), builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", n_pairs_v, const(0)), loop, done)
+        builder.position_at_end(loop)
+        m = builder.phi(i64)
+        accs = [builder.phi(vec) for _ in inits]
+        off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
+        off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
+        w_row = builder.add(w_off_v, builder.mul(m, w_step_v))
+        ws = [builder.bitcast(vload(wp_d, builder.add(w_row, const(PAIR_LANES * v))), hvec) for v in range(n_v)]
+        new = []
+        for p in range(n_p):
+            lo = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off0)])), i32), zp32)
+            hi = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off1)])), i32), zp32)
+            pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
+            xv = builder.bitcast(splat(pair), hvec)
+            for v in range(n_v):
+                new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
+        m_next = builder.add(m, const(1))
+        body = builder.block
+        m.add_incoming(const(0), pre)
+        m.add_incoming(m_next, body)
+        for phi, init, nxt in zip(accs, inits, new, strict=True):
+            phi.add_incoming(init, pre)
+            phi.add_incoming(nxt, body)
+        builder.cbranch(builder.icmp_signed("<", m_next, n_pairs_v), loop, done)
+        builder.position_at_end(done)
+        finals = []
+        for init, nxt in zip(inits, new, strict=True):
+            final = builder.phi(vec)
+            final.add_incoming(init, pre)
+            final.add_incoming(nxt, body)
+            finals.append(final)
+        if requant16:
+            finals = sat16_round(context, builder, signature, args, finals, n_p, n_v)
+        for p in range(n_p):
+            row = builder.mul(const(p), a_step_v)
+            for v in range(n_v):
+                at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * v))])
+                builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def pair_tile(
+        typingctx: object,
+        acc: types.Type,
+        a_step: types.Type,
+        x: types.Type,
+        x_zp: types.Type,
+        x_offs: types.Type,
+        pair_offs: types.Type,
+        n_pairs: types.Type,
+        wp: types.Type,
+        w_off: types.Type,
+        w_step: types.Type,
+        bias: types.Type,
+        n_lanes: types.Type,
+        shift: types.Type,
+        n_valid: types.Type,
+        counts: types.Type,
+    ) -> tuple:
+        args = (acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
+        return types.void(*args, shift, n_valid, counts), codegen
+
+    return pair_tile
+
+
+def sat16_round(
+    context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_p: int, n_v: int
+) -> list:
+    """IR of `pair_tile_loops`' narrowing (shift >= 0): every accumulator vector (n_p positions by n_v) as
+    sat16(rne_shift(acc, shift)) in int32 lanes (exact for 0 <= shift <= 30: the remainder and twice it
+    fit; a wrapped q << shift cancels in acc - (q << shift)); the saturations of the first n_valid
+    positions added to counts[0]. args[12:15] = (shift, n_valid, counts)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    vec = ir.VectorType(i32, PAIR_LANES)
+    undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
+    shift_v, n_valid_v = args[12], args[13]
+    counts_d = context.make_array(signature.args[14])(context, builder, args[14]).data
+
+    def splat(v: ir.Value) -> ir.Value:
+        return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
+
+    def const(v: int) -> ir.Constant:
+        return ir.Constant(vec, [v] * PAIR_LANES)
+
+    sh = splat(builder.trunc(shift_v, i32))
+    one = builder.shl(const(1), sh)
+    total = zeros
+    out = []
+    for k, a in enumerate(accs):
+        q = builder.ashr(a, sh)
+        twice_rem = builder.shl(builder.sub(a, builder.shl(q, sh)), const(1))
+        odd = builder.icmp_signed("!=", builder.and_(q, const(1)), zeros)
+        up = builder.or_(
+            builder.icmp_signed(">", twice_rem, one), builder.and_(builder.icmp_signed("==", twice_rem, one), odd)
+        )
+        v = builder.add(q, builder.zext(up, vec))
+        hi, lo = builder.icmp_signed(">", v, const(32767)), builder.icmp_signed("<", v, const(-32768))
+        out.append(builder.select(hi, const(32767), builder.select(lo, const(-32768), v)))
+        counted = builder.icmp_signed("<", ir.Constant(i64, k // n_v), n_valid_v)
+        total = builder.add(total, builder.select(counted, builder.zext(builder.or_(hi, lo), vec), zeros))
+    name = "llvm.vector.reduce.add.v16i32"
+    reduce = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(i32, [vec]), name)
+    n_sat = builder.sext(builder.call(reduce, [total]), i64)
+    builder.store(builder.add(builder.load(counts_d), n_sat), counts_d)
+    return out
 
 
 @njit(cache=True)
-def conv_gemm_requant(
-    cols: I16Array,
+def pair_tile_loops(
+    acc: I32Array,
+    a_step: int,
+    x: IntArray,
+    x_zp: int,
+    x_offs: I64Array,
+    pair_offs: I64Array,
+    n_pairs: int,
+    wp: I32Array,
+    w_off: int,
+    w_step: int,
+    bias: I32Array,
+    n_lanes: int,
+    shift: int,
+    n_valid: int,
+    counts: I64Array,
+) -> None:
+    """One conv tile in plain loops (the intrinsics of `_make_pair_tile` compute the same, n_lanes = their
+    V * PAIR_LANES): for position p < len(x_offs) and lane l < n_lanes:
+    acc[p*a_step + l] = bias[w_off + l] + sum_{m < n_pairs} lo(w) (x[x_offs[p] + pair_offs[2m]] - x_zp)
+    + hi(w) (x[x_offs[p] + pair_offs[2m + 1]] - x_zp), w = wp[w_off + m*w_step + l] (an int16 pair as
+    int32, low half first); int32 results (wrapped: exact where the caller proved the bound). With
+    0 <= shift <= 30 (the sat16 tiles' contract) each sum is then narrowed to sat16(rne_shift(sum, shift))
+    and the saturations of the positions p < n_valid are added to counts[0]; shift < 0: the sums stay."""
+    n_l = n_lanes
+    for p in range(x_offs.shape[0]):
+        out = acc[p * a_step : p * a_step + n_l]
+        for lane in range(n_l):
+            out[lane] = bias[w_off + lane]
+        for m in range(n_pairs):
+            x0 = np.int64(x[x_offs[p] + pair_offs[2 * m]]) - x_zp
+            x1 = np.int64(x[x_offs[p] + pair_offs[2 * m + 1]]) - x_zp
+            ws = wp[w_off + m * w_step : w_off + m * w_step + n_l]
+            for lane in range(n_l):
+                wv = np.int64(ws[lane])
+                lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
+                out[lane] += lo * x0 + (wv >> 16) * x1
+        if shift >= 0:
+            for lane in range(n_l):
+                v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
+                out[lane] = v
+                if p < n_valid:
+                    counts[0] += s
+
+
+@njit(cache=True)
+def pair_weights(w_cols: IntArray, b: I64Array, o_blk: int) -> tuple[I32Array, I32Array]:
+    """The conv tiles' weights: (wp int32[(J + 1) // 2 * O_pad], bias int32[O_pad]), O_pad = C_out rounded
+    up to o_blk; wp[m * O_pad + o] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low
+    half first, as the tiles pack x); the slots beyond w_cols 0. The bias narrowed to int32: only for
+    layers whose bound the caller proved (it bounds |b| too)."""
+    n_win, c_out = w_cols.shape
+    o_pad = (c_out + o_blk - 1) // o_blk * o_blk
+    n_pairs = (n_win + 1) // 2
+    wp = np.zeros(n_pairs * o_pad, np.int32)
+    bias = np.zeros(o_pad, np.int32)
+    bias[:c_out] = b
+    for m in range(n_pairs):
+        row, lo = wp[m * o_pad : m * o_pad + c_out], w_cols[2 * m]
+        for o in range(c_out):
+            row[o] = np.int32(lo[o]) & 0xFFFF
+        if 2 * m + 1 < n_win:
+            hi = w_cols[2 * m + 1]
+            for o in range(c_out):
+                row[o] |= np.int32(hi[o]) << 16
+    return wp, bias
+
+
+@njit(cache=True)
+def conv_pairs_requant(
+    x: IntArray,
+    x_zp: int,
     w_cols: IntArray,
     b: I64Array,
+    k_size: int,
+    stride: int,
     m0: I64Array,
     sh: I64Array,
     zp: int,
     bits: int,
-    part: IntArray,
-    prod: IntArray,
+    part: I32Array,
     y: IntArray,
 ) -> int:
-    """acc[o, n] = b[o] + sum_j w_cols[j, o] cols[j][n] for every position n = b*T_out + t of the
-    batch (cols from `unroll_windows`; accumulators in `part`, int32 when proved, else int64: the
-    exact sums either way), one output channel at a time (`gemm_row`: positions innermost,
-    contiguous 64-byte aligned rows, vectorised); then y[b, o, t] = requantized acc[o, n]
-    (`requant_row`'s arithmetic) -> saturations."""
+    """`conv_rows_requant`'s sums and requantization (int32 accumulators: only where the caller proved the
+    bound) by int16 pair multiply-adds: window rows j = k*C_in + c taken two at a time (x read in place: the
+    pair's two values per position, zero point removed, packed into one int32 and broadcast), P positions
+    by V vectors of 16 output channels per tile (`tile_shape`), every pair row summed in registers, then
+    each position's outputs requantized into y -> saturations. part: int32 scratch of P * O_pad values."""
+    n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
-    n_b, _, t_out = y.shape
+    t_out = (length - k_size) // stride + 1
     n_pos = n_b * t_out
-    x_step, a_step = padded(n_pos), padded(n_pos)
-    acc = aligned(part)
-    for o in range(c_out):
-        gemm_row(cols, x_step, w_cols[:, o], b[o], n_pos, acc[o * a_step : o * a_step + n_pos], prod)
+    n_win = k_size * c_in
+    n_p, n_v = tile_shape(c_out)
+    o_blk = n_v * PAIR_LANES
+    wp, bias = pair_weights(w_cols, b, o_blk)
+    o_pad = bias.shape[0]
+    n_pairs = (n_win + 1) // 2
+    pair_offs = np.empty(2 * n_pairs, np.int64)  # offsets of window rows 2m, 2m + 1 from a window's start
+    for j in range(2 * n_pairs):
+        k, c = divmod(min(j, n_win - 1), c_in)  # an odd last row's partner: itself (its weights are 0)
+        pair_offs[j] = c * length + k
+    xf = np.ascontiguousarray(x).reshape(x.size)
+    x_offs = np.empty(n_p, np.int64)
+    acc = part[: n_p * o_pad]
+    mul, shift = channel_requant(m0, sh, c_out)
+    # INT16 (multiplier 1, one shift <= 30, no zero point): rounded and saturated inside the tiles
+    fused = m0.shape[0] == 1 and m0[0] == 1 and zp == 0 and bits == 16 and shift[0] <= 30
+    counts = np.zeros(1, np.int64)
+    out = np.empty(c_out, y.dtype)
     nsat = 0
-    row = np.empty(n_pos, dtype=y.dtype)
-    for o in range(c_out):
-        j = o if m0.shape[0] > 1 else 0
-        nsat += requant_flat(acc[o * a_step : o * a_step + n_pos], m0[j], sh[j], zp, bits, row)
-        for bi in range(n_b):
-            out = y[bi, o]
-            for t in range(t_out):
-                out[t] = row[bi * t_out + t]
-    return nsat
+    for n0 in range(0, n_pos, n_p):
+        n_q = min(n_p, n_pos - n0)
+        for q in range(n_p):  # a partial last tile repeats its last position (computed, not stored)
+            bq, tq = divmod(n0 + min(q, n_q - 1), t_out)
+            x_offs[q] = bq * c_in * length + tq * stride
+        for ob in range(0, o_pad, o_blk):
+            sh_tile = shift[0] if fused else -1  # the plain tiles: no narrowing
+            args = (acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, sh_tile, n_q)
+            if fused and n_v == 4:
+                sat16_tile_4x4(*args, counts)
+            elif fused and n_v == 2:
+                sat16_tile_8x2(*args, counts)
+            elif fused:
+                sat16_tile_16x1(*args, counts)
+            elif n_v == 4:
+                pair_tile_4x4(*args, counts)
+            elif n_v == 2:
+                pair_tile_8x2(*args, counts)
+            else:
+                pair_tile_16x1(*args, counts)
+        for q in range(n_q):
+            bq, tq = divmod(n0 + q, t_out)
+            row = acc[q * o_pad : q * o_pad + c_out]
+            if fused:
+                for o in range(c_out):
+                    y[bq, o, tq] = row[o]
+            else:
+                nsat += requant_into(row, mul, shift, zp, bits, out)
+                for o in range(c_out):
+                    y[bq, o, tq] = out[o]
+    return nsat + counts[0]
 
 
-GEMM_J = 8  # input rows summed per pass over an accumulator row: one load and store per 8 products
+def _has_avx512bw() -> bool:
+    """Whether Numba compiles for a CPU with AVX512BW (its target's features: NUMBA_CPU_FEATURES, else the host's)."""
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return "+avx512bw" in features.split(",")
 
 
-@njit(cache=True)
-def gemm_row(
-    cols: I16Array, x_step: int, w_col: IntArray, bias: int, n_pos: int, acc: IntArray, prod: IntArray
-) -> None:
-    """acc[n] = bias + sum_j w_col[j] cols[j * x_step + n] for n < n_pos (acc int32 or int64: every
-    product and partial sum in its width; int32 only where the caller proved the bound, so the wrapped
-    int32 arithmetic gives the exact sums); each product in prod's dtype (`PROD16`, `PROD32`: exact there).
-    GEMM_J input rows per pass over acc (positions innermost,
-    vectorised): acc is loaded and stored once per eight multiply-accumulates, not once per one."""
-    cast, pc = acc.dtype.type, prod.dtype.type
-    for n in range(n_pos):
-        acc[n] = bias
-    n_win = w_col.shape[0]
-    n_main = n_win - n_win % GEMM_J
-    for j in range(0, n_main, GEMM_J):
-        w0, w1, w2, w3 = pc(w_col[j]), pc(w_col[j + 1]), pc(w_col[j + 2]), pc(w_col[j + 3])
-        w4, w5, w6, w7 = pc(w_col[j + 4]), pc(w_col[j + 5]), pc(w_col[j + 6]), pc(w_col[j + 7])
-        x0 = cols[j * x_step : j * x_step + n_pos]
-        x1 = cols[(j + 1) * x_step : (j + 1) * x_step + n_pos]
-        x2 = cols[(j + 2) * x_step : (j + 2) * x_step + n_pos]
-        x3 = cols[(j + 3) * x_step : (j + 3) * x_step + n_pos]
-        x4 = cols[(j + 4) * x_step : (j + 4) * x_step + n_pos]
-        x5 = cols[(j + 5) * x_step : (j + 5) * x_step + n_pos]
-        x6 = cols[(j + 6) * x_step : (j + 6) * x_step + n_pos]
-        x7 = cols[(j + 7) * x_step : (j + 7) * x_step + n_pos]
-        for n in range(n_pos):
-            acc[n] += (
-                cast(pc(w0 * x0[n]))
-                + cast(pc(w1 * x1[n]))
-                + cast(pc(w2 * x2[n]))
-                + cast(pc(w3 * x3[n]))
-                + cast(pc(w4 * x4[n]))
-                + cast(pc(w5 * x5[n]))
-                + cast(pc(w6 * x6[n]))
-                + cast(pc(w7 * x7[n]))
-            )
-    for j in range(n_main, n_win):
-        wv = pc(w_col[j])
-        xs = cols[j * x_step : j * x_step + n_pos]
-        for n in range(n_pos):
-            acc[n] += cast(pc(wv * xs[n]))
+HAS_AVX512BW = _has_avx512bw()
+# the conv tiles by shape (P positions x V vectors): the vpmaddwd intrinsics on AVX512BW, else the plain
+# loops (the same integers: tests/test_kernels_int16.py compares them)
+if HAS_AVX512BW:
+    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, False) for v in (4, 2, 1))
+    sat16_tile_4x4, sat16_tile_8x2, sat16_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, True) for v in (4, 2, 1))
+else:
+    pair_tile_4x4 = pair_tile_8x2 = pair_tile_16x1 = pair_tile_loops
+    sat16_tile_4x4 = sat16_tile_8x2 = sat16_tile_16x1 = pair_tile_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one
@@ -388,25 +644,13 @@ def aligned(buf: IntArray) -> IntArray:
 
 
 @njit(cache=True)
-def requant_flat(acc: IntArray, m0: int, sh: int, zp: int, bits: int, out: IntArray) -> int:
-    """out[i] = sat_bits(rne_shift(acc[i] * m0, sh) + zp) over contiguous 1-D arrays (one
-    multiplier and shift, checked once: the loop vectorises) -> saturations."""
-    check_rne_shift(sh)
-    nsat = 0
-    for i in range(acc.shape[0]):
-        v, s = requantize_core(acc[i], m0, sh, zp, bits)
-        out[i] = v
-        nsat += s
-    return nsat
-
-
-@njit(cache=True)
 def scratch(n_values: int, n_row: int) -> tuple[I16Array, I32Array, I64Array, I64Array]:
-    """The conv / dwconv scratch: (work int16[n_values], part32 int32[n_values], part64 int64[n_values],
-    row int64[n_row]); n_values at least `conv_scratch_size` of every conv it serves, n_row at least
-    `dwconv_scratch_size` of every dwconv. One set serves a whole program (reused by every layer)."""
+    """The conv / dwconv scratch: (work int16[0] (no kernel needs it now; `conv_requant` keeps the
+    argument), part32 int32[n_values], part64 int64[n_values], row int64[n_row]); n_values at least
+    `conv_scratch_size` of every conv it serves, n_row at least `dwconv_scratch_size` of every dwconv.
+    One set serves a whole program (reused by every layer)."""
     return (
-        np.empty(n_values, np.int16),
+        np.empty(0, np.int16),
         np.empty(n_values, np.int32),
         np.empty(n_values, np.int64),
         np.empty(n_row, np.int64),

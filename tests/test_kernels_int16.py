@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from numba import njit
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
@@ -162,6 +163,75 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out, big):
     parts = [K.conv_kx1_int16(x[i : i + 1], w, b, stride, 12) for i in range(n_b)]
     np.testing.assert_array_equal(y, np.concatenate([p[0] for p in parts]))
     assert n == sum(p[1] for p in parts)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31), n_pairs=st.integers(0, 40), zp=st.integers(-3, 3), shift=st.integers(0, 30))
+def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp, shift):
+    """The conv tiles (kernels_mac): the vpmaddwd intrinsics (where the CPU has AVX512BW) and the plain
+    loops both give bias + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768
+    included), each position's x values read at its offset, the zero point removed; the acc rows around
+    the tile untouched (x - zp within int16, as the callers' inputs are). The sat16 tiles: each sum as
+    sat16(rne_shift(sum, shift)) (`rne_shift`, `saturate`), the saturations of the first n_valid
+    positions added to counts[0]."""
+    from intsim import kernels_mac as M
+    from intsim.fixedpoint import rne_shift, saturate
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-32768, 32768, 500).clip(-32768 + max(zp, 0), 32767 + min(zp, 0)).astype(I16)
+    x[:8] = -32768 + max(zp, 0)  # x - zp within int16 (INT16: zp = 0; INT8: |x - zp| <= 255)
+    w_step, w_off, a_step = 3 * 64 + 16, 16, 64 + 16 + 5
+    wp_pairs = rng.integers(-32768, 32768, (max(1, n_pairs), w_step, 2)).astype(I16)
+    wp = np.ascontiguousarray(wp_pairs).view(np.int32).ravel()
+    wp_pairs = wp_pairs.astype(np.int64)
+    bias = rng.integers(-(2**31), 2**31, w_step).astype(np.int32)
+    pair_offs = rng.integers(0, 100, 2 * max(1, n_pairs)).astype(np.int64)
+    tiles = (
+        (4, 4, M.pair_tile_4x4, M.sat16_tile_4x4),
+        (8, 2, M.pair_tile_8x2, M.sat16_tile_8x2),
+        (16, 1, M.pair_tile_16x1, M.sat16_tile_16x1),
+    )
+    for n_p, n_v, tile, sat_tile in tiles:
+        n_l = n_v * M.PAIR_LANES
+        x_offs = rng.integers(0, 400, n_p).astype(np.int64)
+        n_valid = int(rng.integers(1, n_p + 1))
+        want = np.zeros((n_p, n_l), np.int64)
+        for p in range(n_p):
+            want[p] = bias[w_off : w_off + n_l]
+            for m in range(n_pairs):
+                x0 = int(x[x_offs[p] + pair_offs[2 * m]]) - zp
+                x1 = int(x[x_offs[p] + pair_offs[2 * m + 1]]) - zp
+                want[p] += wp_pairs[m, w_off : w_off + n_l, 0] * x0 + wp_pairs[m, w_off : w_off + n_l, 1] * x1
+        want = want.astype(np.int32)  # wrapped, as int32 lanes are
+        rounded = [[saturate(rne_shift(int(v), shift), 16) for v in row] for row in want]
+        want16 = np.array([[v for v, _ in row] for row in rounded], np.int32)
+        want_sat = sum(int(s) for row in rounded[:n_valid] for _, s in row)
+        cases = (
+            (M.pair_tile_loops, False),
+            (run_tile(tile), False),
+            (M.pair_tile_loops, True),
+            (run_tile(sat_tile), True),
+        )
+        for fn, is_sat in cases:
+            acc = np.full(n_p * a_step + 7, 7, np.int32)
+            before = acc.copy()
+            counts = np.full(1, 5, np.int64)
+            args = (acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
+            fn(*args, shift if is_sat else -1, n_valid, counts)
+            for p in range(n_p):
+                before[p * a_step : p * a_step + n_l] = want16[p] if is_sat else want[p]
+            np.testing.assert_array_equal(acc, before)
+            assert counts[0] == 5 + (want_sat if is_sat else 0)  # the plain tiles leave counts alone
+
+
+def run_tile(tile):
+    """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only)."""
+
+    @njit
+    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts):
+        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts)
+
+    return run
 
 
 @settings(max_examples=25, deadline=None)
