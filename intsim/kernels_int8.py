@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from intsim.arrays import I8Array, I16Array, I64Array, IntArray
+from intsim.arrays import I8Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import (
     check_rne_shift,
     isqrt_rne_fast,
@@ -25,6 +25,7 @@ from intsim.fixedpoint import (
 from intsim.kernels_int16 import (
     COL_B_OFF,
     COL_IN1,
+    COL_OP,
     COL_W0,
     COL_W1,
     COL_W2,
@@ -94,8 +95,9 @@ def conv_kx1_cols_int8(
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
-    return y, conv_requant(
-        x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, PROD16, work, part32, part64, y
+    small = small_scratch(n_b * y.shape[2] * max(w_cols.shape[0], w_cols.shape[1]))
+    return y, conv_int8_into(
+        x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, narrow, work, part32, part64, small, y
     )
 
 
@@ -268,6 +270,138 @@ def add_int8_into(
     return nsat
 
 
+# ---------------------------------------------------------------- small convolutions
+SMALL_CONV_POSITIONS = 64  # a conv of fewer output positions (B * T_out: batch 1) runs as `conv_small_int8`
+SMALL_POS_BLOCK = 4  # positions summed together: each weight column is read once for four
+
+
+@njit(cache=True)
+def small_conv_scratch(steps: I64Array, lengths: I64Array, n_b: int) -> int:
+    """Scratch values (`small_scratch`) `conv_small_int8` needs for the convs (code 0) of a packed INT8
+    program run on n_b samples, SUB_BATCH at a time (sub-batches of min(n_b, SUB_BATCH) and the
+    remainder n_b % SUB_BATCH samples): 0 when no conv is small."""
+    need = 0
+    for n_sub in (min(n_b, SUB_BATCH), n_b % SUB_BATCH):
+        for i in range(steps.shape[0]):
+            r = steps[i]
+            n_pos = n_sub * lengths[i + 1]
+            if r[COL_OP] == K8_CONV and n_pos < SMALL_CONV_POSITIONS:
+                need = max(need, n_pos * max(r[COL_W1] * r[COL_W2], r[COL_W0]))
+    return need
+
+
+@njit(cache=True)
+def conv_small_int8(
+    x: I8Array,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    y_zp: int,
+    wins: I16Array,
+    acc: IntArray,
+    out: I8Array,
+    y: I8Array,
+) -> int:
+    """Spec 3.4 for few output positions (n = B * T_out < SMALL_CONV_POSITIONS), the sums of
+    `kernels_mac.conv_requant` (every product exact in int16, |w| * |x - z_x| <= 128 * 255; summed
+    exactly in acc's dtype: int32 where the lowering proved the bound, else int64) requantized over
+    the output channels (contiguous per-channel multipliers and shifts, checked once: the
+    requantization vectorises). x: int8[B, C_in, L], w_cols: [K*C_in, C_out] (`weight_cols`),
+    b/m0/sh: int64[C_out]; y: int8[B, C_out, T_out] -> saturations. Scratch of at least n * max(K*C_in,
+    C_out) values each: wins (every position's window, zero point removed), acc, out (int8 [n, C_out])."""
+    n_b, c_in, _ = x.shape
+    n_win, c_out = w_cols.shape
+    t_out = y.shape[2]
+    n_pos = n_b * t_out
+    for o in range(c_out):
+        check_rne_shift(sh[o])
+    for p in range(n_pos):  # window p as one contiguous row, in w_cols' row order (k * C_in + c)
+        bq, tq = divmod(p, t_out)
+        wp = wins[p * n_win : (p + 1) * n_win]
+        for k in range(k_size):
+            xk = x[bq, :, tq * stride + k]
+            for c in range(c_in):
+                wp[k * c_in + c] = np.int16(xk[c] - x_zp)
+    cast = acc.dtype.type
+    n_full = n_pos - n_pos % SMALL_POS_BLOCK
+    for p in range(n_pos):
+        ap = acc[p * c_out : (p + 1) * c_out]
+        for o in range(c_out):
+            ap[o] = cast(b[o])
+    for p0 in range(0, n_full, SMALL_POS_BLOCK):
+        a0, a1 = acc[p0 * c_out : (p0 + 1) * c_out], acc[(p0 + 1) * c_out : (p0 + 2) * c_out]
+        a2, a3 = acc[(p0 + 2) * c_out : (p0 + 3) * c_out], acc[(p0 + 3) * c_out : (p0 + 4) * c_out]
+        v0, v1 = wins[p0 * n_win : (p0 + 1) * n_win], wins[(p0 + 1) * n_win : (p0 + 2) * n_win]
+        v2, v3 = wins[(p0 + 2) * n_win : (p0 + 3) * n_win], wins[(p0 + 3) * n_win : (p0 + 4) * n_win]
+        for j in range(n_win):
+            x0, x1, x2, x3 = v0[j], v1[j], v2[j], v3[j]
+            w_j = w_cols[j]
+            for o in range(c_out):
+                wv = np.int16(w_j[o])
+                a0[o] += cast(np.int16(wv * x0))
+                a1[o] += cast(np.int16(wv * x1))
+                a2[o] += cast(np.int16(wv * x2))
+                a3[o] += cast(np.int16(wv * x3))
+    for p in range(n_full, n_pos):
+        ap, vp = acc[p * c_out : (p + 1) * c_out], wins[p * n_win : (p + 1) * n_win]
+        for j in range(n_win):
+            xv, w_j = vp[j], w_cols[j]
+            for o in range(c_out):
+                ap[o] += cast(np.int16(np.int16(w_j[o]) * xv))
+    nsat = 0
+    for p in range(n_pos):
+        ap, op = acc[p * c_out : (p + 1) * c_out], out[p * c_out : (p + 1) * c_out]
+        for o in range(c_out):
+            v, s = requantize_core(ap[o], m0[o], sh[o], y_zp, 8)
+            op[o] = v
+            nsat += s
+    for p in range(n_pos):
+        bq, tq = divmod(p, t_out)
+        op, yq = out[p * c_out : (p + 1) * c_out], y[bq]
+        for o in range(c_out):
+            yq[o, tq] = op[o]
+    return nsat
+
+
+@njit(cache=True)
+def small_scratch(n: int) -> tuple[I16Array, I32Array, I64Array, I8Array]:
+    """`conv_small_int8`'s scratch of n values each: (wins int16, acc int32, acc int64, out int8)."""
+    return np.empty(n, np.int16), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int8)
+
+
+@njit(cache=True)
+def conv_int8_into(
+    x: I8Array,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    y_zp: int,
+    narrow: bool,
+    work: I16Array,
+    part32: I32Array,
+    part64: I64Array,
+    small: tuple[I16Array, I32Array, I64Array, I8Array],
+    y: I8Array,
+) -> int:
+    """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: few output positions (B * T_out <
+    SMALL_CONV_POSITIONS) as `conv_small_int8` (scratch `small`, from `small_scratch`), else
+    `kernels_mac.conv_requant` (scratch work/part32/part64); int32 sums when `narrow`, else int64."""
+    if y.shape[0] * y.shape[2] < SMALL_CONV_POSITIONS:
+        wins, acc32, acc64, out = small
+        if narrow:
+            return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc32, out, y)
+        return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc64, out, y)
+    return conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, 8, narrow, PROD16, work, part32, part64, y)
+
+
 # ---------------------------------------------------------------- whole program
 # The INT8 program packed like the INT16 one (kernels_int16: the same table columns, buffer and
 # ranges; intsim/int8.py `pack_program8`), so quant8 runs in a single jitted call too. Weights,
@@ -300,6 +434,7 @@ def run_program_int8(
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
     work, part32, part64, row = program_scratch(x[:SUB_BATCH], steps, channels, lengths)
+    small = small_scratch(small_conv_scratch(steps, lengths, n_b))
     for s0 in range(0, n_b, SUB_BATCH):  # the whole program per SUB_BATCH samples (cache-sized)
         s1 = min(n_b, s0 + SUB_BATCH)
         for i in range(steps.shape[0]):
@@ -311,22 +446,22 @@ def run_program_int8(
             m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
             sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
             if kernel == K8_CONV:
-                s = conv_requant(
+                cols = w.reshape((r[COL_W1] * r[COL_W2], c_out))
+                s = conv_int8_into(
                     a,
                     r[C8_X_ZP],
-                    w.reshape((r[COL_W1] * r[COL_W2], c_out)),
+                    cols,
                     b,
                     r[COL_W2],
                     r[C8_STRIDE],
                     m0,
                     sh,
                     r[C8_Y_ZP],
-                    8,
                     r[C8_NARROW] != 0,
-                    PROD16,
                     work,
                     part32,
                     part64,
+                    small,
                     y,
                 )
             elif kernel == K8_DWCONV:
