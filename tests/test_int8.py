@@ -98,18 +98,19 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out):
     seed=st.integers(0, 2**31),
     k=st.integers(1, 4),
     stride=st.integers(1, 3),
-    c_out=st.integers(1, 9),
+    c_out=st.sampled_from([1, 2, 3, 5, 8, 9, 130]),
     n_b=st.integers(1, 5),
 )
 def test_small_conv_equals_mac_cores(seed, k, stride, c_out, n_b):
-    """Few output positions (batch 1-5) run as conv_small_int8: the bytes and saturations of the
-    kernels_mac cores (conv_requant), with int32 sums and with int64 sums alike."""
+    """Few output positions (batch 1-5), or many channels at batch 20-100, run as conv_small_int8:
+    the bytes and saturations of the kernels_mac cores (conv_requant), with int32 and int64 sums alike."""
     from intsim.kernels_mac import PROD16, conv_requant, conv_scratch_size, scratch, weight_cols
 
     rng = np.random.default_rng(seed)
     c_in, length = 5, k + 3 * stride
     t_out = (length - k) // stride + 1
-    assert n_b * t_out < K8.SMALL_CONV_POSITIONS
+    n_b *= 20 if c_out >= K8.SMALL_CONV_MIN_CHANNELS else 1
+    assert K8.runs_small(n_b * t_out, c_out)
     x = rng.integers(-128, 128, (n_b, c_in, length)).astype(I8)
     w_cols = np.ascontiguousarray(weight_cols(rng.integers(-127, 128, (c_out, c_in, k)).astype(I8)))
     b = rng.integers(-5000, 5000, c_out).astype(np.int64)
