@@ -10,7 +10,7 @@ One row per op (`ESTIMATE`, an intsim.ops.BackendTable, tests/test_registry.py),
 one layer, from its dimensions and parallelism plan (codegen/reuse.py):
   knob     the loop a reuse factor splits: extent E and multiplies per iteration N (or None)
   cost     its pipelined loops (counter slot, invocations, trip count, II, depth), the cycles
-           outside loops, its multipliers (count, widths) and ROMs (words, width)
+           outside loops, its multipliers (count, widths), ROMs (words, width) and local arrays (buffers)
 The loops are exactly the pipelined loops of its templates (templates/int16/, templates/int8/):
 each one's slot is its CMAMBA_COUNT(slot), and tests/test_estimate.py checks, on the default model
 and on random graphs, that the iterations the testbench counts (-DCMAMBA_COUNT_LOOPS) equal
@@ -51,6 +51,7 @@ SLOT_ISQRT, SLOT_READ, SLOT_WRITE = 7, 8, 9
 # ---- latency assumptions (docs/hls.md "Estimate": what synthesis can change) ----
 DIV_LATENCY = 68  # a 64-bit / 64-bit divider (Vitis: sdiv_64ns_64ns_64_68): per rne_div call
 ISQRT_TAIL = 4  # the square root's final r * r compare and + 1
+ISQRT_DIGITS = 31  # isqrt_rne_rows' digit steps (one bit of the root each)
 COPY_DEPTH = 2  # read, write
 MUL_DEPTH = 3  # a DSP multiply, registered
 ROUND_DEPTH = 2  # rounding shift + saturation, write
@@ -145,11 +146,18 @@ class Mult:
 
 
 @dataclass(frozen=True)
-class Rom:
+class Memory:
+    """`banks` banks of `words` x `width` bits: a ROM of constants (Cost.roms) or a template's own
+    local array (Cost.buffers)."""
+
     what: str
     words: int  # per bank
     width: int  # bits per word
     banks: int = 1
+
+
+Rom = Memory  # weights, biases, gains, tables
+Buffer = Memory  # a kernel's local array (e.g. the depthwise convolution's padded input copy)
 
 
 @dataclass
@@ -158,6 +166,7 @@ class Cost:
     mults: list[Mult] = field(default_factory=list)
     roms: list[Rom] = field(default_factory=list)
     extra: int = 0  # cycles outside the loops (dividers, ...)
+    buffers: list[Buffer] = field(default_factory=list)  # local arrays, beside the top's activation buffers
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,14 @@ def _div(divisor: int | None) -> int:
     return 0 if divisor is not None and divisor & (divisor - 1) == 0 else DIV_LATENCY
 
 
+def _isqrt_rows(n: int) -> Loop:
+    """isqrt_rne_rows<n> (templates/common/primitives.h.j2): n roots interleaved, digit loop outer,
+    the n values inner and pipelined (II 1: a value's next digit is n iterations later). The nest is
+    perfect (`bit` is computed inside the inner loop), which Vitis HLS flattens (UG1399,
+    `loop_flatten`; docs/hls.md "Estimate"): one pipeline of 31 n iterations, filled once."""
+    return Loop("isqrt", SLOT_ISQRT, 1, ISQRT_DIGITS * n, 1, 2)
+
+
 def _mac_depth(n: int) -> int:
     return ROM_DEPTH + MUL_DEPTH + log2c(n + 1) + ROUND_DEPTH
 
@@ -290,7 +307,11 @@ def _dwconv_cost(d: Dims, p: Plan, precision: str) -> Cost:
     roms = [Rom("weights", c, k * wbits), Rom("bias", c, 32)]
     if precision == "int8":
         roms += [Rom("m0", c, 32), Rom("shift", c, 8)]
-    return Cost(loops, mults, roms)
+    # the padded copy: xp[K - 1 + L][C] int16 (INT16) / xc centered9_t = ap_int<9> (INT8), rows
+    # partitioned cyclically into K - 1 + PAR banks (one step reads K - 1 + PAR consecutive rows)
+    banks = k - 1 + p.lanes
+    padded = Buffer("padded input", -(-(k - 1 + length) // banks) * c, 16 if precision == "int16" else 9, banks)
+    return Cost(loops, mults, roms, buffers=[padded])
 
 
 def _rmsnorm_knob(d: Dims) -> Knob:
@@ -301,7 +322,7 @@ def _rmsnorm_knob(d: Dims) -> Knob:
 def _rmsnorm_cost(d: Dims, p: Plan, precision: str) -> Cost:
     dim, length = d.out
     per_token = Loop("sumsq", 0, length, dim // p.lanes, 1, ROM_DEPTH + MUL_DEPTH + log2c(p.lanes + 1) + 1)
-    isqrt = Loop("isqrt", SLOT_ISQRT, length, 31, 1, 2)
+    isqrt = _isqrt_rows(length)  # the L tokens' roots
     scale = Loop(
         "scale",
         1,
@@ -394,7 +415,7 @@ def _add_cost(d: Dims, p: Plan, precision: str) -> Cost:
 
 def _revin_stats(c: int, length: int, precision: str) -> tuple[list[Loop], list[Mult], int]:
     """The per-channel statistics (revin_stats): sums loop, square root, and three dividers."""
-    loops = [Loop("stats", 0, c, length, 1, ROM_DEPTH + MUL_DEPTH + 1), Loop("isqrt", SLOT_ISQRT, c, 31, 1, 2)]
+    loops = [Loop("stats", 0, c, length, 1, ROM_DEPTH + MUL_DEPTH + 1), _isqrt_rows(c)]  # the C channels' roots
     xw = 16 if precision == "int16" else 9
     mults = [Mult("x x x", 1, xw, xw), Mult("S1 x S1", 1, 32, 32), Mult("isqrt r x r", 1, 32, 32)]
     return loops, mults, c * (_div(length) + _div(length * length) + MUL_DEPTH + ISQRT_TAIL)
@@ -565,12 +586,14 @@ def estimate(
     def stage(
         name, op, row, plan, cost: Cost, buffers: list[tuple[int, int]], fifos: list[tuple[int, int]] = ()
     ) -> StageEstimate:
-        """buffers: (words, banks) of `bits`-wide memories; fifos: (depth, token bits) of its input FIFOs."""
+        """buffers: (words, banks) of `bits`-wide memories, besides the kernel's own (cost.buffers);
+        fifos: (depth, token bits) of its input FIFOs."""
         dsp = sum(m.units * dsp_tiles(m.wa, m.wb, prt) for m in cost.mults)
         rb, rl, rbits = _roms(cost)
-        bb = sum(bram18(w, bits) * banks for w, banks in buffers)
-        bbits = sum(w * banks * bits for w, banks in buffers)
-        mem_luts = sum(lutram(w, bits) * banks for w, banks in buffers) + sum(
+        mems = [(w, banks, bits) for w, banks in buffers] + [(m.words, m.banks, m.width) for m in cost.buffers]
+        bb = sum(bram18(w, width) * banks for w, banks, width in mems)
+        bbits = sum(w * banks * width for w, banks, width in mems)
+        mem_luts = sum(lutram(w, width) * banks for w, banks, width in mems) + sum(
             lutram(depth, width) for depth, width in fifos
         )
         bb += sum(bram18(depth, width) for depth, width in fifos)

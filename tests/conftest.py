@@ -61,3 +61,19 @@ def default_calibrated(tmp_path_factory):
 def default_size_model(tmp_path_factory):
     """Random model with the default model's dimensions, Q8.8."""
     return make_calibrated(tmp_path_factory.mktemp("default_size"), **DEFAULT_DIMS)
+
+
+@pytest.fixture
+def chunked(monkeypatch):
+    """chunked(model, chunk): sets intsim.chunks.CHUNK_WINDOWS = chunk (for this test) and returns the
+    list that records the windows of every chunk `model` runs."""
+    from intsim import chunks
+
+    def record(model, chunk: int) -> list[int]:
+        monkeypatch.setattr(chunks, "CHUNK_WINDOWS", chunk)
+        calls: list[int] = []
+        real = model._run_mode
+        monkeypatch.setattr(model, "_run_mode", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
+        return calls
+
+    return record

@@ -228,14 +228,12 @@ def test_channel_mixing_model_is_unchanged(tiny_model, tmp_path):
     assert texts and not any("SERIES" in t or "BODY_C" in t for t in texts)
 
 
-def test_chunks_hold_series_and_give_the_same_bits(ci_model, monkeypatch):
+def test_chunks_hold_series_and_give_the_same_bits(ci_model, chunked):
     """A chunk holds CHUNK_WINDOWS series (CHUNK_WINDOWS // C windows): the same bytes, stats and
     captured [B*C, ...] tensors as one call."""
-    from tests.test_golden_model import chunked
-
     x = np.random.default_rng(4).standard_normal((11, C, L)) * 3.0
     whole = {mode: ci_model.run(x, mode, capture=True) for mode in ("fp32", "bittrue", "quant8")}
-    calls = chunked(ci_model, monkeypatch, 7)  # 7 // 3 = 2 windows per chunk
+    calls = chunked(ci_model, 7)  # 7 // 3 = 2 windows per chunk
     for mode, ref in whole.items():
         calls.clear()
         res = ci_model.run(x, mode, capture=True)

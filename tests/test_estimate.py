@@ -208,6 +208,44 @@ def test_default_model_stream_top_meets_the_target_on_paper():
     assert memory.dsp == est.dsp  # the same layers, the same multipliers
 
 
+@pytest.mark.parametrize("precision, array, width", [("int16", "int16_t xp", 16), ("int8", "centered9_t xc", 9)])
+def test_dwconv_padded_copy_is_a_buffer(precision, array, width):
+    """The depthwise convolution's padded input copy, as its template declares and partitions it
+    (K - 1 + L rows of C words, the rows cyclic over K - 1 + PAR banks; INT8 centred codes are
+    ap_int<9>), is counted in the layer's buffers beside its output buffer (memory top)."""
+    text = (REPO / "templates" / precision / "dwconv.h.j2").read_text()
+    name = array.split()[1]
+    assert f"{array}[CFG::K - 1 + CFG::L][CFG::C];" in text
+    assert "const int banks = CFG::K - 1 + lanes;" in text and f"variable={name} cyclic factor=banks dim=1" in text
+    graph = load_graph(DEFAULT)
+    bits = 16 if precision == "int16" else 8
+    for reuse in (ReuseSpec(), TARGET_REUSE):
+        stages = [s for s in estimate(graph, precision, "memory", reuse).stages if s.op == "dwconv"]
+        assert len(stages) == 2
+        for s in stages:
+            d = dims_of(graph, graph.layer(s.name))
+            (c, length), banks = d.out, d.kernel - 1 + s.plan.lanes
+            rows = -(-(d.kernel - 1 + length) // banks)  # per bank
+            assert s.buffer_bits == c * length * bits + banks * rows * c * width
+            out_bram = s.plan.lanes * bram18(c * length // s.plan.lanes, bits)
+            assert s.buffer_bram18 == out_bram + banks * bram18(rows * c, width) > out_bram
+
+
+def test_readme_and_hls_doc_quote_the_estimator():
+    """The default model's table in README.md and docs/hls.md ("Estimate") is the estimator's output."""
+    readme = (REPO / "README.md").read_text().replace("**", "")
+    hls = (REPO / "docs" / "hls.md").read_text().replace("**", "")
+    graph = load_graph(DEFAULT)
+    for interface in ("memory", "stream"):
+        for reuse, label in ((ReuseSpec(), "natural"), (TARGET_REUSE, "target")):
+            est = estimate(graph, "int16", interface, reuse)
+            us = f"{est.interval_us:.1f}" if est.interval_us >= 10 else f"{est.interval_us:.2f}"
+            luts = sum(s.rom_luts + s.memory_luts for s in est.stages)
+            rest = f"| {est.latency_us:.1f} us | {est.dsp} | {est.bram18} | {luts:,} |"
+            assert f"| {label} | {us} us ({est.interval_cycles:,} cycles) {rest}" in readme, (interface, label)
+            assert f"cycles = {us} us {rest}" in hls and f"| {est.interval_cycles:,} cycles = {us} us" in hls
+
+
 # ------------------------------------------------------------------ the CLI
 def test_cli_estimate_writes_table_csv_and_png(tmp_path, capsys):
     out = tmp_path / "est"
@@ -229,11 +267,11 @@ def test_cli_estimate_writes_table_csv_and_png(tmp_path, capsys):
     ]
     assert cli_main(args) == 0
     text = capsys.readouterr().out
-    assert "interval: 2,134 cycles = 8.54 us per window" in text and "fits xczu7ev: yes" in text
+    assert "interval: 2,106 cycles = 8.42 us per window" in text and "fits xczu7ev: yes" in text
     rows = list(csv.DictReader((out / "estimate.csv").open()))
     assert [r["layer"] for r in rows][:2] == ["stream_in", "patch_embed"] and rows[-1]["layer"] == "TOTAL"
     assert int(rows[-1]["dsp"]) == sum(int(r["dsp"]) for r in rows[:-1])
-    assert max(int(r["cycles"]) for r in rows[:-1]) == int(rows[-1]["cycles"]) == 2134
+    assert max(int(r["cycles"]) for r in rows[:-1]) == int(rows[-1]["cycles"]) == 2106
     assert (out / "estimate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "estimate.txt").read_text().startswith("estimate: model 'cmamba-slim', int16, stream top")
     (out / "notes.txt").write_text("mine")

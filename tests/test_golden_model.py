@@ -138,21 +138,10 @@ def test_float_modes_are_batch_invariant(default_size_model, mode):
         np.testing.assert_array_equal(np.concatenate(parts), whole, err_msg=f"batch {size}")
 
 
-def chunked(model, monkeypatch, chunk: int) -> list[int]:
-    """Set CHUNK_WINDOWS = chunk; returns the list that records the windows of every chunk `model` runs."""
-    from intsim import chunks
-
-    monkeypatch.setattr(chunks, "CHUNK_WINDOWS", chunk)
-    calls: list[int] = []
-    real = model._run_mode
-    monkeypatch.setattr(model, "_run_mode", lambda xb, *a: calls.append(len(xb)) or real(xb, *a))
-    return calls
-
-
-def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, monkeypatch):
+def test_large_batches_run_in_chunks_with_identical_results(tiny_model_auto, chunked):
     x = inputs(tiny_model_auto, n=23, scale=4.0)  # large enough to saturate somewhere
     whole = {mode: tiny_model_auto.run(x, mode, capture=True) for mode in ("fp32", "quant16", "bittrue", "quant8")}
-    calls = chunked(tiny_model_auto, monkeypatch, 5)
+    calls = chunked(tiny_model_auto, 5)
     for mode, ref in whole.items():
         calls.clear()
         res = tiny_model_auto.run(x, mode, capture=True)

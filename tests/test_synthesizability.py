@@ -197,7 +197,7 @@ def test_random_graph_firmware_is_synthesizable(
 
 # ------------------------------------------------------------------ broken firmware is caught
 MUL16 = "const i32_t prod = i32_t(a[t][c]) * i32_t(b[t][c]);"
-MUL8 = "y[t][c] = requantize8_b(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
+MUL8 = "y[t][c] = requantize8(acc, CFG::M0, CFG::SHIFT, CFG::Y_ZP);"
 ADD_LOOP = "for (int t = 0; t < CFG::L; t++) {"
 ADD_STORE = "y[t][c] = round_sat16_32<CFG::SHIFT>(acc);"
 RMS_DIV = "const i64_t m = rne_div(ss, CFG::D) + CFG::EPS_Q;"

@@ -20,7 +20,7 @@ import pytest
 from codegen.emission import tap_major_values
 from codegen.emit_int8 import OP_TEMPLATES
 from intsim import kernels_int8 as K8
-from intsim.fixedpoint import quantize_multiplier
+from intsim.fixedpoint import quantize_multiplier, requantize
 from intsim.lut import EXP_FRAC_BITS, exp_decay_table
 from intsim.spec_kit import read_kit
 from tests.cpp_harness import compile_program, render_primitives, render_template
@@ -685,3 +685,49 @@ def test_int8_templates_match_golden_kernels(cases, types):
 
 def test_cpp_array_initialiser():
     assert cpp_array(np.array([[1, -2], [3, 4]], I8)) == "{{1, -2}, {3, 4}}"
+
+
+# ------------------------------------------------------------------ requantize8 over spec 3.3's domain
+def requantize_domain(rng: np.random.Generator) -> np.ndarray:
+    """(acc, m0, shift, zp) rows over spec 3.3's whole domain: every corner (|acc| up to 2^31, -2^31
+    included; m0 up to 2^31 - 1; shift 0..62), exact ties (acc m0 = (k + 1/2) 2^shift, k odd and
+    even) and uniform random rows."""
+    accs, m0s = [-(2**31), -(2**31) + 1, -1, 0, 1, 2**31 - 1], [1, 2**30, 2**31 - 1]
+    rows = [(a, m, s, z) for a in accs for m in m0s for s in (0, 1, 31, 61, 62) for z in (-128, 0, 127)]
+    for s in (1, 2, 8, 20, 29):  # m0 = 2^30: acc m0 / 2^(s + 30) = acc / 2^s, |acc| < 2^31
+        rows += [(k * 2**s + 2 ** (s - 1), 2**30, s + 30, 0) for k in (-3, -2, -1, 0, 1, 2, 3)]
+    n = 2000
+    rand = np.stack(
+        [
+            rng.integers(-(2**31), 2**31, n),
+            rng.integers(2**30, 2**31, n),
+            rng.integers(0, 63, n),
+            rng.integers(-128, 128, n),
+        ],
+        axis=1,
+    )
+    return np.concatenate([np.array(rows, np.int64), rand])
+
+
+@pytest.mark.parametrize("types", ["stdint", "ap"])
+def test_requantize8_is_spec_requantize_over_its_domain(types):
+    """The C++ requantize8 (one biased shift) equals the golden model's requantize (intsim.fixedpoint,
+    itself checked against exact rationals) on every corner, tie and random row of spec 3.3's domain."""
+    rows = requantize_domain(np.random.default_rng(3))
+    main = [
+        "#include <cstdio>",
+        '#include "primitives.h"',
+        f"static const int64_t rows[{len(rows)}][4] = {cpp_array(rows)};",
+        "int main() {",
+        f"    for (int i = 0; i < {len(rows)}; i++) {{",
+        "        const i8_t y = requantize8(i32_t(rows[i][0]), rows[i][1], int(rows[i][2]), int(rows[i][3]));",
+        '        std::printf("%d\\n", int(y));',
+        "    }",
+        "    return 0;",
+        "}",
+    ]
+    sources = {"primitives.h": render_primitives(types), "main.cpp": "\n".join(main) + "\n"}
+    exe = compile_program(sources, types, name=f"requantize8_{types}")
+    got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    want = [int(requantize(int(a), int(m), int(s), int(z), 8)[0]) for a, m, s, z in rows]
+    assert got == want
