@@ -330,13 +330,13 @@ def conv_small_int8(
     sh: I64Array,
     y_zp: int,
     wins: I16Array,
-    acc: IntArray,
+    acc: I32Array,
     out: I8Array,
     y: I8Array,
 ) -> int:
     """Spec 3.4 for few output positions or many channels (`runs_small`; n = B * T_out), the sums of
     `kernels_mac.conv_requant` (every product exact in int16, |w| * |x - z_x| <= 128 * 255; summed
-    exactly in acc's dtype: int32 where the lowering proved the bound, else int64) requantized over
+    in int32: only for layers whose bound the lowering proved, so exactly) requantized over
     the output channels (contiguous per-channel multipliers and shifts, checked once: the
     requantization vectorises). x: int8[B, C_in, L], w_cols: [K*C_in, C_out] (`weight_cols`),
     b/m0/sh: int64[C_out]; y: int8[B, C_out, T_out] -> saturations. Scratch of at least n * max(K*C_in,
@@ -407,9 +407,9 @@ def conv_small_int8(
 
 
 @njit(cache=True)
-def small_scratch(n: int) -> tuple[I16Array, I32Array, I64Array, I8Array]:
-    """`conv_small_int8`'s scratch of n values each: (wins int16, acc int32, acc int64, out int8)."""
-    return np.empty(n, np.int16), np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.int8)
+def small_scratch(n: int) -> tuple[I16Array, I32Array, I8Array]:
+    """`conv_small_int8`'s scratch of n values each: (wins int16, acc int32, out int8)."""
+    return np.empty(n, np.int16), np.empty(n, np.int32), np.empty(n, np.int8)
 
 
 @njit(cache=True)
@@ -427,17 +427,16 @@ def conv_int8_into(
     work: I16Array,
     part32: I32Array,
     part64: I64Array,
-    small: tuple[I16Array, I32Array, I64Array, I8Array],
+    small: tuple[I16Array, I32Array, I8Array],
     y: I8Array,
 ) -> int:
-    """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: few output positions or many channels
-    (`runs_small`) as `conv_small_int8` (scratch `small`, from `small_scratch`), else
-    `kernels_mac.conv_requant` (scratch work/part32/part64); int32 sums when `narrow`, else int64."""
-    if runs_small(y.shape[0] * y.shape[2], y.shape[1]):
-        wins, acc32, acc64, out = small
-        if narrow:
-            return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc32, out, y)
-        return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc64, out, y)
+    """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: with int32 sums (`narrow`: the
+    lowering's proof, every lowered layer) few output positions or many channels (`runs_small`) as
+    `conv_small_int8` (scratch `small`, from `small_scratch`), else `kernels_mac.conv_requant`
+    (scratch work/part32/part64; int32 sums when `narrow`, else int64)."""
+    if narrow and runs_small(y.shape[0] * y.shape[2], y.shape[1]):
+        wins, acc, out = small
+        return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc, out, y)
     return conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, 8, narrow, PROD16, work, part32, part64, y)
 
 

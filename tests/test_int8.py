@@ -102,8 +102,9 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out):
     n_b=st.integers(1, 5),
 )
 def test_small_conv_equals_mac_cores(seed, k, stride, c_out, n_b):
-    """Few output positions (batch 1-5), or many channels at batch 20-100, run as conv_small_int8:
-    the bytes and saturations of the kernels_mac cores (conv_requant), with int32 and int64 sums alike."""
+    """Few output positions (batch 1-5), or many channels at batch 20-100, run as conv_small_int8 (int32
+    sums; without that proof, narrow False, kernels_mac's int64 sums): the bytes and saturations of the
+    kernels_mac cores (conv_requant) either way."""
     from intsim.kernels_mac import PROD16, conv_requant, conv_scratch_size, scratch, weight_cols
 
     rng = np.random.default_rng(seed)
