@@ -11,7 +11,8 @@ model/torch_int16.py, TORCH8 in model/torch_int8.py), batched over windows (the 
 loops are over layers and over the scan's time steps), and returns a `RunResult` equal to the
 golden model's byte for byte: output, integer output, captured tensors and per-tensor
 statistics (saturations, min, max, size). Host-side input quantization is the golden model's own
-(`quantize_q`, `quantize_act`). `TorchProgram` is the tensor-level interface QAT uses.
+(`Model._quantize_input`: `quantize_q` / `quantize_act` in one jitted pass). `TorchProgram` is the
+tensor-level interface QAT uses.
 
 intsim discovers this back end through the `cmamba_hls.backends` entry point (pyproject.toml),
 so `Model.run(..., backend="torch")` works without intsim importing torch or this package.
@@ -31,16 +32,17 @@ from numpy.typing import ArrayLike
 from intsim.chunks import CHUNK_WINDOWS, run_in_chunks
 from intsim.errors import UnsupportedError
 from intsim.executor import Model, RunResult, _wants
-from intsim.fixedpoint import dequantize, quantize_q
+from intsim.fixedpoint import dequantize
 from intsim.formats import lsb
 from intsim.graph import INPUT_NAME
-from intsim.int8 import Int8Program, dequantize_act, quantize_act
+from intsim.int8 import Int8Program, dequantize_act
 from intsim.int16 import Int16Program
 from intsim.modes import BITTRUE, QUANT8, Mode, get_mode
 from intsim.ops import BackendTable
 from model.torch_fixedpoint import min_max
 from model.torch_int8 import TORCH8
 from model.torch_int16 import TORCH16
+from model.torch_mac import INT8_CODES_ATTR
 from model.torch_rows import TorchRow
 
 TABLES: dict[str, BackendTable[TorchRow]] = {"int16": TORCH16, "int8": TORCH8}
@@ -159,13 +161,11 @@ class TorchRunner:
         prog = self.program(mode)
         xb, single = self.model._check_float(x)
 
-        def chunk(part):
-            part = part.astype(np.float64, copy=False)
-            if mode.precision == "int16":
-                x_q, n_sat = quantize_q(part, prog.program.input_frac, 16, "input")
-            else:
-                x_q, n_sat = quantize_act(part, *prog.program.input_qp, "input")
-            res = self.run_int(x_q.astype(INT_DTYPES[mode.precision]), mode, capture)
+        frac = prog.program.input_frac if mode.precision == "int16" else None
+
+        def chunk(part):  # the golden model's own host-side quantization: one jitted pass, the same codes
+            x_q, n_sat = self.model._quantize_input(part.astype(np.float64, copy=False), frac)
+            res = self.run_int(x_q, mode, capture)
             res.stats[INPUT_NAME]["saturations"] = n_sat
             return res
 
@@ -190,9 +190,12 @@ class TorchRunner:
         names = [INPUT_NAME] + [st.name for st in prog.program.steps]
         keep = [prog.program.output_tensor] + ([n for n in names if _wants(capture, n)] if capture else [])
         with torch.inference_mode():  # no autograd bookkeeping (version counters, views) on ~440 ops a chunk: ~10 %
-            env, sats, tstats = prog.run(
-                torch.as_tensor(np.ascontiguousarray(xb.transpose(0, 2, 1)), device=self.device).to(torch.int32), keep
-            )
+            host = np.ascontiguousarray(xb.transpose(0, 2, 1))  # may keep a size-1 axis's odd stride: viewed anew
+            codes = torch.as_tensor(host.reshape(-1), device=self.device).view(host.shape)  # canonical strides
+            x_in = codes.to(torch.int32)
+            if codes.dtype == torch.int8:  # an int8 GEMM reading the input takes these codes (`int8_codes`)
+                setattr(x_in, INT8_CODES_ATTR, codes)
+            env, sats, tstats = prog.run(x_in, keep)
         lo, hi = (torch.stack(v).cpu().numpy() for v in zip(*(tstats[n][:2] for n in names), strict=True))
         n_sat = [0] + torch.stack([sats[n] for n in names[1:]]).cpu().tolist()
         dtype = INT_DTYPES[mode.precision]

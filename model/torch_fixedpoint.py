@@ -146,12 +146,13 @@ def _clamp_counted(x: torch.Tensor, lo: int, hi: int, below: bool, above: bool) 
     """(x clamped to [lo, hi], the number of elements of x outside it) for an x with some (`below` /
     `above` say which sides). Clamped values differ from their input: clamp(r) - r != 0 counts both
     sides (a difference, not a compare: 2x faster). Saturation is usually rare: for a contiguous x the
-    work runs only on the rows (last dimension) whose max exceeds hi or min falls below lo (a per-row
-    amax / amin, the sides that need it; every clamped element lies in such a row), which are clamped
-    and written back in place (x is the caller's temporary). Where a quarter of the rows or more hold
-    one, or x is strided, on the whole tensor (a clamped copy)."""
+    work runs only on the rows (x[b], one sample of a [B, L, C] tensor, flattened: fewer and longer rows
+    reduce faster than [B * L, C]) whose max exceeds hi or min falls below lo (a per-row amax / amin, the
+    sides that need it; every clamped element lies in such a row), which are clamped and written back in
+    place (x is the caller's temporary). Where a quarter of the rows or more hold one, or x is strided,
+    on the whole tensor (a clamped copy)."""
     if x.dim() >= 2 and x.shape[-1] and x.is_contiguous():
-        rows = x.view(-1, x.shape[-1])
+        rows = x.view(x.shape[0], -1)
         hit = torch.amax(rows, dim=1) > hi if above else None
         if below:
             low = torch.amin(rows, dim=1) < lo

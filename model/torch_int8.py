@@ -113,10 +113,10 @@ class _RmsNorm8:
     m0: int
     shift: int
     eps_q: int
-    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse_float`: exact within its bounds)
+    float_stats: bool  # the per-row statistics in float64 (`_rms_inverse`: exact within its bounds)
 
 
-RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse_float)
+RMS_FLOAT_MAX_D = 1 << 20  # float64 RNE(ss 2^2G / D) is exact up to this D (see _rms_inverse)
 RMS_FLOAT_MAX_EPS = 1 << 48  # ... and round(sqrt(v)) up to this |eps_q| (v < 2^49)
 RMS_INT32_SUM_MAX_D = ((1 << 31) - 1) // (CENTERED_MAX_ABS * CENTERED_MAX_ABS)  # sum of D xc^2 <= D 255^2 < 2^31
 
@@ -132,16 +132,21 @@ def _prepare_rmsnorm(st, device) -> _RmsNorm8:
     return _RmsNorm8(as_long(p.gain, device).to(torch.int32), p.x_zp, p.y_zp, p.m0, p.shift, p.eps_q, float_stats)
 
 
-def _rms_inverse_float(ss: torch.Tensor, d: int, eps_q: int) -> torch.Tensor:
-    """inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) (spec 3.9) in float64, for integer
-    sums of squares ss <= d 255^2 (float64 [.., 1]) with d <= 2^20 and |eps_q| < 2^48. Each rounding is
-    exact: round(fl(a / n)) = RNE(a / n) for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is
-    a float64; any other quotient lies >= 1 / (2n) from a half-integer, more than fl's error): here
-    a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <= 1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25);
-    round(fl(sqrt(v))) is the nearest integer to sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4)
-    from k + 1/2, fl's error is <= sqrt(v) 2^-53). 2^24 fl(1 / r) = fl(2^24 / r) (a power-of-two scaling)."""
-    v = ss.mul_(float(1 << (2 * RMS_EXTRA_BITS))).div_(d).round_().add_(eps_q).clamp_(min=1.0)
-    return v.sqrt_().round_().reciprocal_().mul_(float(1 << RMS_INV_BITS_INT8)).round_()
+def _rms_inverse(ss: torch.Tensor, d: int, eps_q: int, in_float: bool) -> torch.Tensor:
+    """inv = rne_div(2^Q8, isqrt_rne(max(rne_div(ss 2^2G, d) + eps_q, 1))) (spec 3.9) per row, from the integer
+    sums of squares ss <= d 255^2 (int32 / int64 [.., 1]): int64, or with in_float (d <= 2^20, |eps_q| < 2^48:
+    `_RmsNorm8.float_stats`) float64 holding the same integers, each rounding exact: round(fl(a / n)) = RNE(a / n)
+    for integers a, n > 0 when a / n 2^-53 < 1 / (2n) (a tie k + 1/2 is a float64; any other quotient lies
+    >= 1 / (2n) from a half-integer, more than fl's error): here a / d <= 255^2 2^16 < 2^32 (error < 2^-21 <=
+    1 / (2d)) and 2^24 / r (error < 2^-29 < 1 / (2r), r < 2^25); round(fl(sqrt(v))) is the nearest integer to
+    sqrt(v) for v < 2^49 (no ties: sqrt(v) lies >= 1 / (8 sqrt(v) + 4) from k + 1/2, fl's error is <= sqrt(v)
+    2^-53). Divisions by d 2^-2G and of 2^Q8 are the divisions of ss 2^2G by d and 2^Q8 by r (power-of-two
+    scalings are exact): one pass each."""
+    if in_float:
+        v = ss.to(torch.float64).div_(d * 2.0 ** (-2 * RMS_EXTRA_BITS)).round_().add_(eps_q).clamp_(min=1.0)
+        return torch.div(const64(float(1 << RMS_INV_BITS_INT8), ss.device), v.sqrt_().round_()).round_()
+    v = torch.clamp(rne_div(ss.to(torch.int64) << (2 * RMS_EXTRA_BITS), d) + eps_q, min=1)
+    return rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
 
 
 def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
@@ -149,14 +154,8 @@ def _rmsnorm(p: _RmsNorm8, x: list[torch.Tensor]):
     inv = rne_div(2^Q8, isqrt_rne(v)); y = requantize(xc g inv, m0, shift, z_y)."""
     xc = x[0] - p.x_zp  # int32: xc^2, xc g <= 2^16 * 2^7
     xg = xc * p.gain
-    if p.float_stats:  # the per-row chain in float64 (exact within its bounds): inv float64 [B, L, 1]
-        sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
-        ss = xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype).to(torch.float64)
-        inv = _rms_inverse_float(ss, xc.shape[2], p.eps_q)
-    else:
-        ss = (xc * xc).sum(dim=2, keepdim=True, dtype=torch.int64)
-        v = torch.clamp(rne_div(ss << (2 * RMS_EXTRA_BITS), xc.shape[2]) + p.eps_q, min=1)
-        inv = rne_div(torch.full_like(v, 1 << RMS_INV_BITS_INT8), isqrt_rne(v))
+    sum_dtype = torch.int32 if xc.shape[2] <= RMS_INT32_SUM_MAX_D else torch.int64  # sum xc^2 <= D 255^2
+    inv = _rms_inverse(xc.mul_(xc).sum(dim=2, keepdim=True, dtype=sum_dtype), xc.shape[2], p.eps_q, p.float_stats)
     if p.shift > FLOAT_REQUANT_MAX_SHIFT:  # |xc g inv| < 2^31 (spec 3.9): an int32 product, then int64 (< 2^62)
         return requantize(xg.mul_(inv.to(torch.int32)), p.m0, p.shift, p.y_zp)
     acc_bound = CENTERED_MAX_ABS * 128 << RMS_INV_BITS_INT8  # |xc| <= 255, |g| <= 128, inv <= 2^Q8
@@ -221,11 +220,14 @@ def _scan(p, x: list[torch.Tensor]):
     the shift), so lam_i |S| <= 255 * 65280 < 2^24 and the sum, a multiple of 1/256 of magnitude
     <= 65280.5, is a float32 (256 * 65280.5 < 2^24): every product and sum is exact, fused or not.
     A loop over time only, in place: b [B, L, C] becomes the states, step t on the strided [B, C] views
-    (`unbind`: one call for every view). b = (128 - lam)(u - z_u) in int32 (|b| <= 256 * 255), then float32;
-    a = 1/2 + lam / 256 in one pass from float32 codes (each value an exact float32)."""
+    (`unbind`: one call for every view). a = 1/2 + lam / 256 in one pass from float32 codes (each value an
+    exact float32); b = (128 - lam)(u - z_u) = U - a U with U = 256 (u - z_u): U from float32 codes in one pass,
+    b in one more (a U = (lam + 128)(u - z_u) and U - a U are integers below 2^17: exact)."""
     lam = x[0]
-    states = torch.rsub(lam, 128).mul_(x[1] - p.u_zp).to(torch.float32)  # b, then S in place
-    a = torch.add(const64(0.5, lam.device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
+    device = lam.device
+    a = torch.add(const64(0.5, device), lam.to(torch.float32), alpha=1.0 / 256.0)  # float32 (a 0-d float64 adds)
+    states = torch.add(const64(-256.0 * p.u_zp, device), x[1].to(torch.float32), alpha=256.0)  # U
+    states.addcmul_(a, states, value=-1.0)  # b, then S in place
     prev = None
     for a_t, s_t in zip(a.unbind(1), states.unbind(1), strict=True):
         if prev is not None:  # S_0 = round(b_0) = b_0 (an integer)
@@ -278,13 +280,21 @@ def _s6_scan(s: _S68, x: list[torch.Tensor]):
 
 TORCH8.register("s6_scan", TorchRow(_prepare_s6, _s6_scan))
 TORCH8.register("scan", TorchRow(lambda st, device: st.params, _scan))
-TORCH8.register(
-    "mul",
-    TorchRow(  # spec 3.7: (a - z_a)(b - z_b) < 2^17 (int32)
-        lambda st, device: st.params,
-        lambda p, x: requantize((x[0] - p.a_zp).mul_(x[1] - p.b_zp), p.m0, p.shift, p.y_zp),
-    ),
-)
+
+
+def _mul(p, x: list[torch.Tensor]):
+    """Spec 3.7: y = requantize((a - z_a)(b - z_b), m0, shift, z_y); the product (< 2^17) in int32. Where the
+    requantization runs in float64 (shift <= 44) the int32 product is stored straight as float64 (exact), the
+    pass `requantize` would spend converting it saved."""
+    a, b = x[0] - p.a_zp, x[1] - p.b_zp
+    if p.shift <= FLOAT_REQUANT_MAX_SHIFT:
+        acc = torch.mul(a, b, out=torch.empty(0, dtype=torch.float64, device=a.device))  # int32 product, stored
+    else:
+        acc = a.mul_(b)
+    return requantize(acc, p.m0, p.shift, p.y_zp)
+
+
+TORCH8.register("mul", TorchRow(lambda st, device: st.params, _mul))
 
 
 def _add(p, x: list[torch.Tensor]):

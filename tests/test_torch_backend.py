@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
 
@@ -423,6 +423,25 @@ def graphs(draw):
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=graphs())
+@example(  # one input channel: the program input's host array keeps a size-1 axis's odd stride (int8 GEMM reads it)
+    case=(
+        dict(
+            c_in=1,
+            patch=1,
+            stride=1,
+            length=2,
+            d_model=1,
+            d_inner=1,
+            n_blocks=1,
+            d_conv=1,
+            horizon=1,
+            seed=0,
+            weight_scale=0.25,
+        ),
+        "q88",
+        "maxabs",
+    )
+)
 def test_random_graphs_every_layer_byte_equal(case):
     dims, formats, int8_method = case
     with tempfile.TemporaryDirectory() as tmp:
@@ -603,8 +622,8 @@ def test_int8_scan_float32_at_its_state_bound():
 def test_rms_inverse_in_float64_at_its_bounds(d):
     """INT8 RMSNorm's per-row chain inv = RNE(2^Q8 / isqrt_rne(max(RNE(ss 2^2G / d) + eps_q, 1))) in float64
     equals the int64 chain for every sum of squares up to d 255^2 (the largest, ties of the division
-    included) and |eps_q| up to the bound 2^48 - 1."""
-    from model.torch_int8 import RMS_FLOAT_MAX_D, RMS_FLOAT_MAX_EPS, _rms_inverse_float
+    included) and |eps_q| up to the bound 2^48 - 1; so does `_rms_inverse`'s int64 branch."""
+    from model.torch_int8 import RMS_FLOAT_MAX_D, RMS_FLOAT_MAX_EPS, _rms_inverse
 
     assert d <= RMS_FLOAT_MAX_D
     top = d * 255**2
@@ -614,8 +633,9 @@ def test_rms_inverse_in_float64_at_its_bounds(d):
     for eps in (0, 1, 1509, -(2**20), RMS_FLOAT_MAX_EPS - 1, -(RMS_FLOAT_MAX_EPS - 1)):
         v = torch.clamp(tfp.rne_div(_t(ss) << 16, d) + eps, min=1)
         want = tfp.rne_div(torch.full_like(v, 1 << 24), tfp.isqrt_rne(v))
-        got = _rms_inverse_float(_t(ss).to(torch.float64), d, eps)
-        assert got.to(torch.int64).tolist() == want.tolist()
+        got = _rms_inverse(_t(ss), d, eps, in_float=True)
+        assert got.dtype == torch.float64 and got.to(torch.int64).tolist() == want.tolist()
+        assert _rms_inverse(_t(ss), d, eps, in_float=False).tolist() == want.tolist()
 
 
 @pytest.mark.parametrize(
