@@ -14,7 +14,7 @@ sample). The model holds no global state: map it over shards freely.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,11 +45,33 @@ class RunResult:
     mode: str
     output: np.ndarray  # float64 [B, C_out, H] (network units)
     output_q: np.ndarray | None = None  # int16 (bittrue) / int8 (quant8) [B, C_out, H]
-    stats: dict = field(default_factory=dict)  # layer -> {"saturations", "min", "max"}
+    # layer -> {"saturations", "min", "max", "size"}; given as a dict or as a function building it
+    # (the packed programs: built on first read, so a run whose stats nobody reads skips the work)
+    stats: dict = field(default_factory=dict)
     tensors: dict = field(default_factory=dict)  # captured [B, C, L] (int for bittrue); per series [B*C_in, C, L]
     # for a channel-independent graph (series b*C_in + c: window b, channel c)
     output_frac: int | None = None  # bittrue: LSB = 2**-output_frac
     output_lsb: float | None = None  # integer modes: one output LSB in network units
+
+
+def _get_stats(res: RunResult) -> dict:
+    value = res.__dict__["_stats"]
+    if callable(value):
+        value = res.__dict__["_stats"] = value()
+    return value
+
+
+def _set_stats(res: RunResult, value: dict | Callable[[], dict]) -> None:
+    res.__dict__["_stats"] = value
+
+
+def _get_state(res: RunResult) -> dict:
+    _get_stats(res)  # a pickle or copy holds the stats, not the function building them
+    return res.__dict__
+
+
+RunResult.stats = property(_get_stats, _set_stats)  # type: ignore[assignment]  # the dataclass field, deferred
+RunResult.__getstate__ = _get_state  # type: ignore[method-assign]
 
 
 def _wants(capture, name: str) -> bool:
@@ -159,14 +181,10 @@ class Model:
         return res
 
     def _run_mode(self, xb, mode: Mode, capture) -> RunResult:
-        if mode is BITTRUE:
-            x_q, n_sat = self._quantize_input(xb, self.program.input_frac)
-            res = self._run_packed16(x_q, capture)
-            res.stats[INPUT_NAME]["saturations"] = n_sat  # host-side input quantization
+        if mode is BITTRUE:  # n_sat: the host-side input quantization's saturations
+            res = self._run_packed16(*self._quantize_input(xb, self.program.input_frac), capture)
         elif mode is QUANT8:
-            x_q, n_sat = self._quantize_input(xb, None)
-            res = self._run_packed8(x_q, capture)
-            res.stats[INPUT_NAME]["saturations"] = n_sat
+            res = self._run_packed8(*self._quantize_input(xb, None), capture)
         else:
             res = self._run_float(xb, mode, capture)
         return res
@@ -212,11 +230,11 @@ class Model:
     def run_int16(self, x_q: np.ndarray, capture: bool | Iterable[str] | None = None) -> RunResult:
         """Bittrue from an integer input: x_q int16 [B, C_in, L] at the input format.
         The whole program runs in one jitted call (kernels_int16.run_program_int16)."""
-        return self._run_packed16(self._int_batch(x_q, np.int16), capture)
+        return self._run_packed16(self._int_batch(x_q, np.int16), 0, capture)
 
-    def _run_packed16(self, xb: np.ndarray, capture) -> RunResult:
+    def _run_packed16(self, xb: np.ndarray, n_sat_in: int, capture) -> RunResult:
         """run_int16 on a checked, contiguous int16 [B, C_in, L] batch (channel-independent: run as
-        the [B*C_in, 1, L] batch of its series, graph.fold)."""
+        the [B*C_in, 1, L] batch of its series, graph.fold); n_sat_in: the input's saturations."""
         xb = self.graph.fold(xb)
         if self._packed is None:
             prog = self.program
@@ -225,12 +243,14 @@ class Model:
         pk = self._packed
         buf, offsets, n_sat, lo, hi = run_program_int16(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
         n_b = xb.shape[0]
+        n_sat[0] = n_sat_in
 
         def tensor(k):
             return buf[offsets[k] : offsets[k + 1]].reshape(n_b, pk.channels[k], pk.lengths[k])
 
-        neg_frac = -pk.fracs  # value = integer * 2**-frac, every tensor
-        stats = _program_stats(pk.names, n_sat, np.ldexp(lo, neg_frac), np.ldexp(hi, neg_frac), offsets)
+        def stats():  # value = integer * 2**-frac, every tensor
+            return _program_stats(pk.names, n_sat, np.ldexp(lo, -pk.fracs), np.ldexp(hi, -pk.fracs), offsets)
+
         tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         out_q, out_frac = self._shape_output(tensor(self._k_out)), int(pk.fracs[self._k_out])
         return RunResult(BITTRUE.name, dequantize(out_q, out_frac), out_q, stats, tensors, out_frac, lsb(out_frac))
@@ -239,41 +259,44 @@ class Model:
         """quant8 from an integer input: x_q int8 [B, C_in, L] at the input's (scale, zp).
         The whole program runs in one jitted call (kernels_int8.run_program_int8) unless a step
         has no packed kernel (RMSNorm V1, float inside): then layer by layer."""
-        return self._run_packed8(self._int_batch(x_q, np.int8), capture)
+        return self._run_packed8(self._int_batch(x_q, np.int8), 0, capture)
 
-    def _run_packed8(self, xb: np.ndarray, capture) -> RunResult:
+    def _run_packed8(self, xb: np.ndarray, n_sat_in: int, capture) -> RunResult:
         """run_int8 on a checked, contiguous int8 [B, C_in, L] batch (channel-independent: as the
-        [B*C_in, 1, L] batch of its series, graph.fold)."""
+        [B*C_in, 1, L] batch of its series, graph.fold); n_sat_in: the input's saturations."""
         prog = self.program8
         xb = self.graph.fold(xb)
         if not self._packed8:
             pk = pack_program8(prog, self.graph.body_input_shape)
             qps = [prog.input_qp] + [st.out_qp for st in prog.steps]
-            # packed program, every tensor's (scale, zero point) and the output's index, once per model
+            # packed program, every tensor's (scale, zero point), the output's index and (scale, zero
+            # point), once per model
             self._packed8 = [
                 pk,
                 np.array([qp.scale for qp in qps], np.float64),
                 np.array([qp.zero_point for qp in qps], np.float64),
                 None if pk is None else pk.names.index(prog.output_tensor),
+                prog.output_qp,
             ]
-        pk, scale, zero, k_out = self._packed8
+        pk, scale, zero, k_out, out_qp = self._packed8
         if pk is not None:
             buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
+            n_sat[0] = n_sat_in
 
             def tensor(k):
                 return buf[offsets[k] : offsets[k + 1]].reshape(len(xb), pk.channels[k], pk.lengths[k])
 
-            # value = s * (q - z), as dequantize_act
-            stats = _program_stats(pk.names, n_sat, scale * (lo - zero), scale * (hi - zero), offsets)
+            def stats():  # value = s * (q - z), as dequantize_act
+                return _program_stats(pk.names, n_sat, scale * (lo - zero), scale * (hi - zero), offsets)
+
             out_q = self._shape_output(tensor(k_out))
             tensors = {name: tensor(k) for k, name in enumerate(pk.names) if _wants(capture, name)} if capture else {}
         else:
             env, stats = self._steps8(xb, prog)
+            stats[INPUT_NAME]["saturations"] = n_sat_in
             out_q = self._shape_output(env[prog.output_tensor])
             tensors = {k: v for k, v in env.items() if _wants(capture, k)}
-        return RunResult(
-            QUANT8.name, dequantize_act(out_q, *prog.output_qp), out_q, stats, tensors, output_lsb=prog.output_qp.scale
-        )
+        return RunResult(QUANT8.name, dequantize_act(out_q, *out_qp), out_q, stats, tensors, output_lsb=out_qp.scale)
 
     def _steps8(self, x_q, prog: Int8Program):
         """The INT8 program one public kernel call per step -> (tensors by name, per-layer stats)."""

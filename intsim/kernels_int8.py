@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from intsim.arrays import I8Array, I16Array, I64Array, IntArray
+from intsim.arrays import I8Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import (
     check_rne_shift,
     isqrt_rne_fast,
@@ -25,6 +25,7 @@ from intsim.fixedpoint import (
 from intsim.kernels_int16 import (
     COL_B_OFF,
     COL_IN1,
+    COL_OP,
     COL_W0,
     COL_W1,
     COL_W2,
@@ -37,7 +38,6 @@ from intsim.kernels_int16 import (
     scan_scratch_size,
     scan_views,
     step_operands,
-    tensor_ranges,
     transpose_into,
 )
 from intsim.kernels_mac import (
@@ -94,8 +94,10 @@ def conv_kx1_cols_int8(
     n_b, c_in, length = x.shape
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
-    return y, conv_requant(
-        x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, 8, narrow, PROD16, work, part32, part64, y
+    n_pos, c_out = n_b * y.shape[2], y.shape[1]
+    small = small_scratch(n_pos * max(w_cols.shape[0], c_out) if runs_small(n_pos, c_out) else 0)
+    return y, conv_int8_into(
+        x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, narrow, work, part32, part64, small, y
     )
 
 
@@ -268,6 +270,176 @@ def add_int8_into(
     return nsat
 
 
+# ---------------------------------------------------------------- small convolutions
+SMALL_CONV_POSITIONS = 64  # a conv of fewer output positions (B * T_out: batch 1) runs as `conv_small_int8`
+# ... and one of this many output channels at any batch (its requantization vectorises over them; measured
+# on the default model's head, 144 channels: batch 64 faster than kernels_mac's position blocks)
+SMALL_CONV_MIN_CHANNELS = 128
+SMALL_POS_BLOCK = 4  # positions summed together: each weight column is read once for four
+
+
+@njit(cache=True, inline="always")
+def runs_small(n_pos: int, c_out: int) -> bool:
+    """Whether a conv of n_pos output positions (B * T_out) and c_out channels runs as `conv_small_int8`."""
+    return n_pos < SMALL_CONV_POSITIONS or c_out >= SMALL_CONV_MIN_CHANNELS
+
+
+@njit(cache=True)
+def small_conv_scratch(steps: I64Array, lengths: I64Array, n_b: int) -> int:
+    """Scratch values (`small_scratch`) `conv_small_int8` needs for the convs (code 0) of a packed INT8
+    program run on n_b samples, SUB_BATCH at a time (sub-batches of min(n_b, SUB_BATCH) and the
+    remainder n_b % SUB_BATCH samples): 0 when no conv is small."""
+    need = 0
+    for n_sub in (min(n_b, SUB_BATCH), n_b % SUB_BATCH):
+        for i in range(steps.shape[0]):
+            r = steps[i]
+            n_pos = n_sub * lengths[i + 1]
+            if r[COL_OP] == K8_CONV and runs_small(n_pos, r[COL_W0]):
+                need = max(need, n_pos * max(r[COL_W1] * r[COL_W2], r[COL_W0]))
+    return need
+
+
+@njit(cache=True, inline="always")
+def mac4(acc: IntArray, o: int, wa: int, wb: int, wc: int, wd: int, v: I16Array, j: int) -> None:
+    """acc[o] += wa v[j] + wb v[j+1] + wc v[j+2] + wd v[j+3]: int16 weights and window values whose
+    products are exact in int16 (|w| <= 128, |x - z_x| <= 255), summed in acc's dtype."""
+    cast = acc.dtype.type
+    acc[o] += (
+        cast(np.int16(wa * v[j]))
+        + cast(np.int16(wb * v[j + 1]))
+        + cast(np.int16(wc * v[j + 2]))
+        + cast(np.int16(wd * v[j + 3]))
+    )
+
+
+@njit(cache=True, inline="always")
+def mac1(acc: IntArray, o: int, w: int, v: I16Array, j: int) -> None:
+    """acc[o] += w v[j] (`mac4` with one product)."""
+    acc[o] += acc.dtype.type(np.int16(w * v[j]))
+
+
+@njit(cache=True)
+def conv_small_int8(
+    x: I8Array,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    y_zp: int,
+    wins: I16Array,
+    acc: I32Array,
+    out: I8Array,
+    y: I8Array,
+) -> int:
+    """Spec 3.4 for few output positions or many channels (`runs_small`; n = B * T_out), the sums of
+    `kernels_mac.conv_requant` (every product exact in int16, |w| * |x - z_x| <= 128 * 255; summed
+    in int32: only for layers whose bound the lowering proved, so exactly) requantized over
+    the output channels (contiguous per-channel multipliers and shifts, checked once: the
+    requantization vectorises). x: int8[B, C_in, L], w_cols: [K*C_in, C_out] (`weight_cols`),
+    b/m0/sh: int64[C_out]; y: int8[B, C_out, T_out] -> saturations. Scratch of at least n * max(K*C_in,
+    C_out) values each: wins (every position's window, zero point removed), acc, out (int8 [n, C_out])."""
+    n_b, c_in, _ = x.shape
+    n_win, c_out = w_cols.shape
+    t_out = y.shape[2]
+    n_pos = n_b * t_out
+    for o in range(c_out):
+        check_rne_shift(sh[o])
+    for p in range(n_pos):  # window p as one contiguous row, in w_cols' row order (k * C_in + c)
+        bq, tq = divmod(p, t_out)
+        wp = wins[p * n_win : (p + 1) * n_win]
+        for k in range(k_size):
+            xk = x[bq, :, tq * stride + k]
+            for c in range(c_in):
+                wp[k * c_in + c] = np.int16(xk[c] - x_zp)
+    n_full = n_pos - n_pos % SMALL_POS_BLOCK
+    n_quad = n_win - n_win % 4  # window values four at a time: each accumulator loaded once per four products
+    for p in range(n_pos):
+        ap = acc[p * c_out : (p + 1) * c_out]
+        for o in range(c_out):
+            ap[o] = b[o]
+    for p0 in range(0, n_full, SMALL_POS_BLOCK):
+        a0, a1 = acc[p0 * c_out : (p0 + 1) * c_out], acc[(p0 + 1) * c_out : (p0 + 2) * c_out]
+        a2, a3 = acc[(p0 + 2) * c_out : (p0 + 3) * c_out], acc[(p0 + 3) * c_out : (p0 + 4) * c_out]
+        v0, v1 = wins[p0 * n_win : (p0 + 1) * n_win], wins[(p0 + 1) * n_win : (p0 + 2) * n_win]
+        v2, v3 = wins[(p0 + 2) * n_win : (p0 + 3) * n_win], wins[(p0 + 3) * n_win : (p0 + 4) * n_win]
+        for j in range(0, n_quad, 4):
+            w_a, w_b, w_c, w_d = w_cols[j], w_cols[j + 1], w_cols[j + 2], w_cols[j + 3]
+            for o in range(c_out):
+                wa, wb, wc, wd = np.int16(w_a[o]), np.int16(w_b[o]), np.int16(w_c[o]), np.int16(w_d[o])
+                mac4(a0, o, wa, wb, wc, wd, v0, j)
+                mac4(a1, o, wa, wb, wc, wd, v1, j)
+                mac4(a2, o, wa, wb, wc, wd, v2, j)
+                mac4(a3, o, wa, wb, wc, wd, v3, j)
+        for j in range(n_quad, n_win):
+            w_j = w_cols[j]
+            for o in range(c_out):
+                wv = np.int16(w_j[o])
+                mac1(a0, o, wv, v0, j)
+                mac1(a1, o, wv, v1, j)
+                mac1(a2, o, wv, v2, j)
+                mac1(a3, o, wv, v3, j)
+    for p in range(n_full, n_pos):  # the last positions one at a time
+        ap, vp = acc[p * c_out : (p + 1) * c_out], wins[p * n_win : (p + 1) * n_win]
+        for j in range(0, n_quad, 4):
+            w_a, w_b, w_c, w_d = w_cols[j], w_cols[j + 1], w_cols[j + 2], w_cols[j + 3]
+            for o in range(c_out):
+                mac4(ap, o, np.int16(w_a[o]), np.int16(w_b[o]), np.int16(w_c[o]), np.int16(w_d[o]), vp, j)
+        for j in range(n_quad, n_win):
+            w_j = w_cols[j]
+            for o in range(c_out):
+                mac1(ap, o, np.int16(w_j[o]), vp, j)
+    nsat = 0
+    for p in range(n_pos):
+        ap, op = acc[p * c_out : (p + 1) * c_out], out[p * c_out : (p + 1) * c_out]
+        for o in range(c_out):
+            v, s = requantize_core(ap[o], m0[o], sh[o], y_zp, 8)
+            op[o] = v
+            nsat += s
+    for p in range(n_pos):
+        bq, tq = divmod(p, t_out)
+        op, yq = out[p * c_out : (p + 1) * c_out], y[bq]
+        for o in range(c_out):
+            yq[o, tq] = op[o]
+    return nsat
+
+
+@njit(cache=True)
+def small_scratch(n: int) -> tuple[I16Array, I32Array, I8Array]:
+    """`conv_small_int8`'s scratch of n values each: (wins int16, acc int32, out int8)."""
+    return np.empty(n, np.int16), np.empty(n, np.int32), np.empty(n, np.int8)
+
+
+@njit(cache=True)
+def conv_int8_into(
+    x: I8Array,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    y_zp: int,
+    narrow: bool,
+    work: I16Array,
+    part32: I32Array,
+    part64: I64Array,
+    small: tuple[I16Array, I32Array, I8Array],
+    y: I8Array,
+) -> int:
+    """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: with int32 sums (`narrow`: the
+    lowering's proof, every lowered layer) few output positions or many channels (`runs_small`) as
+    `conv_small_int8` (scratch `small`, from `small_scratch`), else `kernels_mac.conv_requant`
+    (scratch work/part32/part64; int32 sums when `narrow`, else int64)."""
+    if narrow and runs_small(y.shape[0] * y.shape[2], y.shape[1]):
+        wins, acc, out = small
+        return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc, out, y)
+    return conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, 8, narrow, PROD16, work, part32, part64, y)
+
+
 # ---------------------------------------------------------------- whole program
 # The INT8 program packed like the INT16 one (kernels_int16: the same table columns, buffer and
 # ranges; intsim/int8.py `pack_program8`), so quant8 runs in a single jitted call too. Weights,
@@ -300,6 +472,7 @@ def run_program_int8(
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
     work, part32, part64, row = program_scratch(x[:SUB_BATCH], steps, channels, lengths)
+    small = small_scratch(small_conv_scratch(steps, lengths, n_b))
     for s0 in range(0, n_b, SUB_BATCH):  # the whole program per SUB_BATCH samples (cache-sized)
         s1 = min(n_b, s0 + SUB_BATCH)
         for i in range(steps.shape[0]):
@@ -311,22 +484,22 @@ def run_program_int8(
             m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
             sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
             if kernel == K8_CONV:
-                s = conv_requant(
+                cols = w.reshape((r[COL_W1] * r[COL_W2], c_out))
+                s = conv_int8_into(
                     a,
                     r[C8_X_ZP],
-                    w.reshape((r[COL_W1] * r[COL_W2], c_out)),
+                    cols,
                     b,
                     r[COL_W2],
                     r[C8_STRIDE],
                     m0,
                     sh,
                     r[C8_Y_ZP],
-                    8,
                     r[C8_NARROW] != 0,
-                    PROD16,
                     work,
                     part32,
                     part64,
+                    small,
                     y,
                 )
             elif kernel == K8_DWCONV:
@@ -344,8 +517,28 @@ def run_program_int8(
                 else:
                     s = add_int8_into(a, r[A8_A_ZP], r[A8_M_A], c, r[A8_B_ZP], r[A8_M_B], r[A8_SHIFT], r[A8_Y_ZP], y)
             nsat[i + 1] += s
-    minimum, maximum = tensor_ranges(buf, offsets)
+    minimum, maximum = value_ranges(buf, offsets)
     return buf, offsets, nsat, minimum, maximum
+
+
+@njit(cache=True)
+def value_ranges(buf: IntArray, offsets: I64Array) -> tuple[I64Array, I64Array]:
+    """(minimum int64[n], maximum int64[n]) of every tensor of a program buffer, as
+    `kernels_int16.tensor_ranges`, both in one pass per tensor (a min/max reduction LLVM vectorises;
+    array.min() and .max() are two scalar passes: 6.5 -> 1.4 us for the default model at batch 1)."""
+    n_t = offsets.shape[0] - 1
+    minimum = np.empty(n_t, dtype=np.int64)
+    maximum = np.empty(n_t, dtype=np.int64)
+    for k in range(n_t):
+        part = buf[offsets[k] : offsets[k + 1]]
+        if part.shape[0] == 0:  # as array.min()
+            raise ValueError("zero-size array to reduction operation minimum which has no identity")
+        lo, hi = part[0], part[0]
+        for i in range(part.shape[0]):
+            lo = min(lo, part[i])
+            hi = max(hi, part[i])
+        minimum[k], maximum[k] = lo, hi
+    return minimum, maximum
 
 
 @njit(cache=True)

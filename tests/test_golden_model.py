@@ -105,6 +105,22 @@ def test_quant8_whole_program_call_equals_layer_by_layer_kernels(tiny_model_auto
     assert (sum(v["saturations"] for v in stats.values()) > 0) == (scale > 1)
 
 
+def test_packed_stats_built_on_read_also_in_copies(tiny_model):
+    """The packed programs' stats are built on first read (the same dict on every read), with the
+    host-side input saturations; a pickle or a copy of the result holds them too."""
+    import copy
+    import pickle
+
+    x = inputs(tiny_model, n=3, scale=64.0)  # the input quantization saturates
+    for mode, frac in (("bittrue", tiny_model.program.input_frac), ("quant8", None)):
+        n_in = tiny_model._quantize_input(x, frac)[1]
+        res = tiny_model.run(x, mode)
+        clone, dup = pickle.loads(pickle.dumps(res)), copy.copy(tiny_model.run(x, mode))
+        assert n_in > 0 and res.stats["input"]["saturations"] == n_in, mode
+        assert res.stats is res.stats and clone.stats == res.stats == dup.stats, mode
+        assert set(res.stats) == set(tiny_model.graph.tensor_names), mode
+
+
 def test_batch_equals_per_sample(tiny_model):
     x = inputs(tiny_model, n=7)
     whole = tiny_model.run(x, "bittrue").output_q

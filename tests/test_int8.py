@@ -93,6 +93,41 @@ def test_conv_batch_gemm_equals_per_sample_blocks(seed, k, stride, c_out):
     assert n == sum(p[1] for p in parts)
 
 
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    k=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    c_out=st.sampled_from([1, 2, 3, 5, 8, 9, 130]),
+    n_b=st.integers(1, 5),
+)
+def test_small_conv_equals_mac_cores(seed, k, stride, c_out, n_b):
+    """Few output positions (batch 1-5), or many channels at batch 20-100, run as conv_small_int8 (int32
+    sums; without that proof, narrow False, kernels_mac's int64 sums): the bytes and saturations of the
+    kernels_mac cores (conv_requant) either way."""
+    from intsim.kernels_mac import PROD16, conv_requant, conv_scratch_size, scratch, weight_cols
+
+    rng = np.random.default_rng(seed)
+    c_in, length = 5, k + 3 * stride
+    t_out = (length - k) // stride + 1
+    n_b *= 20 if c_out >= K8.SMALL_CONV_MIN_CHANNELS else 1
+    assert K8.runs_small(n_b * t_out, c_out)
+    x = rng.integers(-128, 128, (n_b, c_in, length)).astype(I8)
+    w_cols = np.ascontiguousarray(weight_cols(rng.integers(-127, 128, (c_out, c_in, k)).astype(I8)))
+    b = rng.integers(-5000, 5000, c_out).astype(np.int64)
+    mults = [quantize_multiplier(m) for m in rng.uniform(1e-4, 0.05, c_out)]
+    m0 = np.array([m for m, _ in mults], np.int64)
+    sh = np.array([s for _, s in mults], np.int64)
+    x_zp, y_zp = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+    work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, c_out, k, t_out), 0)
+    ref = np.empty((n_b, c_out, t_out), I8)
+    n_ref = conv_requant(x, x_zp, w_cols, b, k, stride, m0, sh, y_zp, 8, True, PROD16, work, part32, part64, ref)
+    for narrow in (True, False):
+        y, n = K8.conv_kx1_cols_int8(x, x_zp, w_cols, b, m0, sh, y_zp, k, stride, narrow)
+        np.testing.assert_array_equal(y, ref)
+        assert n == n_ref
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31))
 def test_elementwise_and_scan_match_exact_reference(seed):
