@@ -95,7 +95,7 @@ def conv_kx1_cols_int8(
     y = np.empty((n_b, w_cols.shape[1], (length - k_size) // stride + 1), dtype=np.int8)
     work, part32, part64, _ = scratch(conv_scratch_size(n_b, c_in, length, y.shape[1], k_size, y.shape[2]), 0)
     n_pos, c_out = n_b * y.shape[2], y.shape[1]
-    small = small_scratch(n_pos * max(w_cols.shape[0], c_out) if runs_small(n_pos, c_out) else 0)
+    small = small_scratch(n_pos * max(w_cols.shape[0], c_out) if runs_small(n_pos) else 0)
     return y, conv_int8_into(
         x, x_zp, w_cols, b, k_size, stride, m0, shift, y_zp, narrow, work, part32, part64, small, y
     )
@@ -272,16 +272,14 @@ def add_int8_into(
 
 # ---------------------------------------------------------------- small convolutions
 SMALL_CONV_POSITIONS = 64  # a conv of fewer output positions (B * T_out: batch 1) runs as `conv_small_int8`
-# ... and one of this many output channels at any batch (its requantization vectorises over them; measured
-# on the default model's head, 144 channels: batch 64 faster than kernels_mac's position blocks)
-SMALL_CONV_MIN_CHANNELS = 128
+# (from 64 positions kernels_mac's pair tiles are faster, the default model's 144-channel head included)
 SMALL_POS_BLOCK = 4  # positions summed together: each weight column is read once for four
 
 
 @njit(cache=True, inline="always")
-def runs_small(n_pos: int, c_out: int) -> bool:
-    """Whether a conv of n_pos output positions (B * T_out) and c_out channels runs as `conv_small_int8`."""
-    return n_pos < SMALL_CONV_POSITIONS or c_out >= SMALL_CONV_MIN_CHANNELS
+def runs_small(n_pos: int) -> bool:
+    """Whether a conv of n_pos output positions (B * T_out) runs as `conv_small_int8`."""
+    return n_pos < SMALL_CONV_POSITIONS
 
 
 @njit(cache=True)
@@ -294,7 +292,7 @@ def small_conv_scratch(steps: I64Array, lengths: I64Array, n_b: int) -> int:
         for i in range(steps.shape[0]):
             r = steps[i]
             n_pos = n_sub * lengths[i + 1]
-            if r[COL_OP] == K8_CONV and runs_small(n_pos, r[COL_W0]):
+            if r[COL_OP] == K8_CONV and runs_small(n_pos):
                 need = max(need, n_pos * max(r[COL_W1] * r[COL_W2], r[COL_W0]))
     return need
 
@@ -334,7 +332,7 @@ def conv_small_int8(
     out: I8Array,
     y: I8Array,
 ) -> int:
-    """Spec 3.4 for few output positions or many channels (`runs_small`; n = B * T_out), the sums of
+    """Spec 3.4 for few output positions (`runs_small`; n = B * T_out), the sums of
     `kernels_mac.conv_requant` (every product exact in int16, |w| * |x - z_x| <= 128 * 255; summed
     in int32: only for layers whose bound the lowering proved, so exactly) requantized over
     the output channels (contiguous per-channel multipliers and shifts, checked once: the
@@ -431,10 +429,10 @@ def conv_int8_into(
     y: I8Array,
 ) -> int:
     """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: with int32 sums (`narrow`: the
-    lowering's proof, every lowered layer) few output positions or many channels (`runs_small`) as
+    lowering's proof, every lowered layer) few output positions (`runs_small`) as
     `conv_small_int8` (scratch `small`, from `small_scratch`), else `kernels_mac.conv_requant`
     (scratch work/part32/part64; int32 sums when `narrow`, else int64)."""
-    if narrow and runs_small(y.shape[0] * y.shape[2], y.shape[1]):
+    if narrow and runs_small(y.shape[0] * y.shape[2]):
         wins, acc, out = small
         return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc, out, y)
     return conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, 8, narrow, PROD16, work, part32, part64, y)
