@@ -178,6 +178,10 @@ def lut_int8_into(x: I8Array, table: I8Array, clamped: IntArray, y: I8Array) -> 
     """`lut_int8` into y; x, y contiguous (one flat loop) -> saturations."""
     xf, yf = x.reshape(x.size), y.reshape(y.size)
     nsat = 0
+    if not np.any(clamped):  # no saturated entry (e.g. sigmoid's, lam's): one gather per value, nothing to count
+        for i in range(xf.shape[0]):
+            yf[i] = table[np.int64(xf[i]) + 128]
+        return nsat
     for i in range(xf.shape[0]):
         k = np.int64(xf[i]) + 128
         yf[i] = table[k]

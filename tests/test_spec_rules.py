@@ -307,6 +307,8 @@ def test_int8_lut_counts_reads_of_clamped_entries():
     x = np.tile(np.arange(-128, 128), (1, 3, 1)).astype(np.int8)
     y, n = K8.lut_int8(x, table, flags)
     assert n == 3 * int(flags.sum()) > 0 and np.array_equal(y[0, 0], table)
+    y_none, n_none = K8.lut_int8(x, table, np.zeros_like(flags))  # no clamped entry: the one-gather loop
+    assert n_none == 0 and np.array_equal(y_none, y)
     assert np.all(table[flags] == 127)  # this table clamps at its top only
     # the same count through the lowered quant8 step
     graph = small_graph(
