@@ -103,8 +103,8 @@ def rmsnorm_int16(x: I16Array, g: I16Array, eps_q: int, out_shift: int) -> tuple
 
 @njit(cache=True)
 def rmsnorm_scratch_size(d: int, length: int) -> int:
-    """int64 values of the `row` scratch an RMSNorm of [D, L] needs (`rmsnorm_int16_into`; INT8's
-    `rmsnorm_int8_into` uses the first 2 L)."""
+    """int64 values of the `row` scratch an RMSNorm of [D, L] needs (`rmsnorm_int16_into`,
+    `rmsnorm_int8_into`)."""
     return 2 * length + 2 * d * length
 
 

@@ -34,6 +34,7 @@ from intsim.kernels_int16 import (
     _tensor,
     program_buffer,
     program_scratch,
+    rmsnorm_scratch_size,
     scan_sample_in,
     scan_scratch_size,
     scan_views,
@@ -127,21 +128,30 @@ def rmsnorm_int8(x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: 
     """Spec 3.9 (V2). x: int8[B, D, L] (s_x, z_x), g: int8[D] (s_g), eps_q =
     RNE(eps / s_x^2 * 2^(2G)); (m0, shift) from s_g / s_y with shift += Q8 - G
     -> y: int8[B, D, L] (s_y, z_y)."""
+    x = np.ascontiguousarray(x)
     y = np.empty(x.shape, dtype=np.int8)
-    return y, rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y, np.empty(2 * x.shape[2], np.int64))
+    row = np.empty(rmsnorm_scratch_size(x.shape[1], x.shape[2]), np.int64)
+    return y, rmsnorm_int8_into(x, x_zp, g, eps_q, m0, shift, y_zp, y, row)
 
 
 @njit(cache=True)
 def rmsnorm_int8_into(
     x: I8Array, x_zp: int, g: I8Array, eps_q: int, m0: int, shift: int, y_zp: int, y: I8Array, row: I64Array
 ) -> int:
-    """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations; row: int64[>= 2 L] scratch. Per sample: the
-    sums of squares of every position channel by channel, then the outputs channel by channel (time
-    innermost: contiguous loops; the shift checked once)."""
+    """`rmsnorm_int8` into y (int8[B, D, L]) -> saturations; row: int64[>= rmsnorm_scratch_size(D, L)]
+    scratch. Per sample: the sums of squares of every position channel by channel, the inverse square
+    roots, then the outputs as one flat loop over the sample's D*L values (as `rmsnorm_int16_into`: the
+    gain spread over the channel's positions once per call, inv m0 over the channels once per sample;
+    (x - z) (g inv m0) is (x - z) g inv m0 bit for bit: |g| <= 2^7, inv <= 2^Q8 = 2^24, m0 < 2^31, so
+    every partial product is below 2^62). The shift checked once."""
     n_b, d, length = x.shape
+    n = d * length
     check_rne_shift(shift)
     one_q = np.int64(1) << RMS_INV_BITS_INT8
     ss, inv = row[:length], row[length : 2 * length]
+    gain, scale = row[2 * length : 2 * length + n], row[2 * length + n : 2 * length + 2 * n]
+    for ch in range(d):
+        gain[ch * length : (ch + 1) * length] = g[ch]
     nsat = 0
     for bi in range(n_b):
         ss[:] = 0
@@ -154,13 +164,14 @@ def rmsnorm_int8_into(
             v = rne_div(ss[t] << (2 * RMS_EXTRA_BITS), d) + eps_q
             if v < 1:
                 v = np.int64(1)
-            inv[t] = rne_div(one_q, isqrt_rne_fast(v))
+            inv[t] = rne_div(one_q, isqrt_rne_fast(v)) * m0
         for ch in range(d):
-            xs, ys, gc = x[bi, ch], y[bi, ch], np.int64(g[ch])
-            for t in range(length):
-                val, s = requantize_core((np.int64(xs[t]) - x_zp) * gc * inv[t], m0, shift, y_zp, 8)
-                ys[t] = val
-                nsat += s
+            scale[ch * length : (ch + 1) * length] = inv
+        xs, ys = x[bi].reshape(n), y[bi].reshape(n)
+        for i in range(n):
+            val, s = requantize_core((np.int64(xs[i]) - x_zp) * (gain[i] * scale[i]), 1, shift, y_zp, 8)
+            ys[i] = val
+            nsat += s
     return nsat
 
 
