@@ -630,7 +630,8 @@ def test_rms_inverse_in_float64_at_its_bounds(d):
     top = d * 255**2
     rng = np.random.default_rng(d)
     ties = [(d // 2 + m * d) >> 16 for m in range(200) if d % 2 == 0 and (d // 2 + m * d) % (1 << 16) == 0]
-    rows = [[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2, ties]  # ties: ss 2^16 / d
+    ties = np.array(ties, np.int64)  # ss with ss 2^16 / d a tie (none for odd d: int64 kept when empty)
+    rows = [[0, 1, 2, top - 1, top], rng.integers(0, top + 1, 400), (np.arange(50) * d) // 2, ties]
     ss = np.unique(np.concatenate(rows))
     ss = ss[ss <= top]
     for eps in (0, 1, 1509, -(2**20), RMS_FLOAT_MAX_EPS - 1, -(RMS_FLOAT_MAX_EPS - 1)):
