@@ -18,7 +18,7 @@ from numba import config, njit, types
 from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
-from intsim.arrays import I16Array, I32Array, I64Array, IntArray
+from intsim.arrays import I8Array, I16Array, I32Array, I64Array, IntArray
 from intsim.fixedpoint import check_rne_shift, requantize_core, rne_shift_core, saturate
 
 
@@ -328,9 +328,13 @@ def tile_shape(c_out: int) -> tuple[int, int]:
     return PAIR_TILE // v, v
 
 
-def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
-    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract; with
-    requant16, its narrowing (shift >= 0): each sum rounded and saturated to int16 in the registers)."""
+NARROW_NONE, NARROW_SAT16, NARROW_REQUANT8 = 0, 1, 2  # a conv tile's narrowing (`pair_tile_loops`)
+
+
+def _make_pair_tile(n_p: int, n_v: int, narrowing: int, quads: bool = False) -> object:
+    """The conv tile intrinsic for n_p positions by n_v vectors (`pair_tile_loops`' contract for that
+    narrowing; NARROW_SAT16 and NARROW_REQUANT8 narrow each sum in the registers); with quads,
+    `quad_tile_loops`' sums instead (vpdpbusd: AVX512-VNNI)."""
 
     def codegen(context: object, builder: ir.IRBuilder, signature: object, args: tuple) -> object:
         acc_d, x_d, xo_d, po_d, wp_d, b_d = (
@@ -341,6 +345,8 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
         vec, hvec = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i16, 2 * PAIR_LANES)
         name = "llvm.x86.avx512.pmaddw.d.512"
         madd = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [hvec, hvec]), name)
+        name = "llvm.x86.avx512.vpdpbusd.512"  # the int32-vector form: LLVM 14 takes it, newer ones upgrade it
+        dot4 = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(vec, [vec] * 3), name)
         undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
 
         def const(v: int) -> ir.Constant:
@@ -361,14 +367,33 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
         builder.position_at_end(loop)
         m = builder.phi(i64)
         accs = [builder.phi(vec) for _ in inits]
-        off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
-        off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
         w_row = builder.add(w_off_v, builder.mul(m, w_step_v))
         ws = [builder.bitcast(vload(wp_d, builder.add(w_row, const(PAIR_LANES * v))), hvec) for v in range(n_v)]
         new = []
-        for p in range(n_p):
-            lo = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off0)])), i32), zp32)
-            hi = builder.sub(builder.sext(builder.load(builder.gep(x_d, [builder.add(bases[p], off1)])), i32), zp32)
+        if quads:  # four int8 x values per position (offsets[4m + i]) as one int32 of u8 codes x + 128
+            offs = [
+                builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(4)), const(i))])) for i in range(4)
+            ]
+            for p in range(n_p):
+                quad = ir.Constant(i32, 0x80808080 - 2**32)  # byte-wise x ^ 0x80 = x + 128 (mod 256)
+                for i in range(4):
+                    x8 = builder.load(builder.gep(x_d, [builder.add(bases[p], offs[i])]))
+                    byte = builder.zext(builder.trunc(x8, ir.IntType(8)), i32)
+                    quad = builder.xor(quad, builder.shl(byte, ir.Constant(i32, 8 * i)))
+                xv = splat(quad)
+                for v in range(n_v):
+                    new.append(builder.call(dot4, [accs[p * n_v + v], xv, builder.bitcast(ws[v], vec)]))
+        else:
+            off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
+            off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
+
+        def x_value(at: ir.Value) -> ir.Value:  # an x value as int32 (x int8 or int16)
+            v = builder.load(builder.gep(x_d, [at]))
+            return v if v.type.width == 32 else builder.sext(v, i32)
+
+        for p in range(0 if quads else n_p):
+            lo = builder.sub(x_value(builder.add(bases[p], off0)), zp32)
+            hi = builder.sub(x_value(builder.add(bases[p], off1)), zp32)
             pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
             xv = builder.bitcast(splat(pair), hvec)
             for v in range(n_v):
@@ -388,13 +413,19 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
             final.add_incoming(init, pre)
             final.add_incoming(nxt, body)
             finals.append(final)
-        if requant16:
-            finals = sat16_round(context, builder, signature, args, finals, n_p, n_v)
-        for p in range(n_p):
-            row = builder.mul(const(p), a_step_v)
-            for v in range(n_v):
-                at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * v))])
-                builder.store(finals[p * n_v + v], builder.bitcast(at, vec.as_pointer()), align=4)
+
+        def store(k: int, value: ir.Value) -> None:  # accumulator vector k: position k // n_v, vector k % n_v
+            row = builder.mul(const(k // n_v), a_step_v)
+            at = builder.gep(acc_d, [builder.add(row, const(PAIR_LANES * (k % n_v)))])
+            builder.store(value, builder.bitcast(at, vec.as_pointer()), align=4)
+
+        if narrowing == NARROW_SAT16:
+            sat16_round(context, builder, signature, args, finals, n_v, store)
+        elif narrowing == NARROW_REQUANT8:
+            requant8_round(context, builder, signature, args, finals, n_v, store)
+        else:
+            for k, final in enumerate(finals):
+                store(k, final)
         return context.get_dummy_value()
 
     @intrinsic
@@ -415,53 +446,116 @@ def _make_pair_tile(n_p: int, n_v: int, requant16: bool) -> object:
         shift: types.Type,
         n_valid: types.Type,
         counts: types.Type,
+        mul: types.Type,
+        shifts: types.Type,
+        y_zp: types.Type,
     ) -> tuple:
         args = (acc, a_step, x, x_zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_lanes)
-        return types.void(*args, shift, n_valid, counts), codegen
+        return types.void(*args, shift, n_valid, counts, mul, shifts, y_zp), codegen
 
     return pair_tile
 
 
 def sat16_round(
-    context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_p: int, n_v: int
-) -> list:
-    """IR of `pair_tile_loops`' narrowing (shift >= 0): every accumulator vector (n_p positions by n_v) as
+    context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_v: int, store: object
+) -> None:
+    """IR of `pair_tile_loops`' NARROW_SAT16 (shift >= 0): every accumulator vector k (position k // n_v) as
     sat16(rne_shift(acc, shift)) in int32 lanes (exact for 0 <= shift <= 30: the remainder and twice it
-    fit; a wrapped q << shift cancels in acc - (q << shift)); the saturations of the first n_valid
-    positions added to counts[0]. args[12:15] = (shift, n_valid, counts)."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
+    fit; a wrapped q << shift cancels in acc - (q << shift)), handed to store(k, value) at once; the
+    saturations of the first n_valid positions added to counts[0]. args[12:15] = (shift, n_valid, counts)."""
+    i32 = ir.IntType(32)
     vec = ir.VectorType(i32, PAIR_LANES)
     undef, zeros = ir.Constant(vec, None), ir.Constant(vec, [0] * PAIR_LANES)
     shift_v, n_valid_v = args[12], args[13]
     counts_d = context.make_array(signature.args[14])(context, builder, args[14]).data
 
-    def splat(v: ir.Value) -> ir.Value:
-        return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
-
     def const(v: int) -> ir.Constant:
         return ir.Constant(vec, [v] * PAIR_LANES)
 
-    sh = splat(builder.trunc(shift_v, i32))
-    one = builder.shl(const(1), sh)
+    sh = builder.shuffle_vector(
+        builder.insert_element(undef, builder.trunc(shift_v, i32), ir.Constant(i32, 0)), undef, zeros
+    )
     total = zeros
-    out = []
     for k, a in enumerate(accs):
-        q = builder.ashr(a, sh)
-        twice_rem = builder.shl(builder.sub(a, builder.shl(q, sh)), const(1))
-        odd = builder.icmp_signed("!=", builder.and_(q, const(1)), zeros)
-        up = builder.or_(
-            builder.icmp_signed(">", twice_rem, one), builder.and_(builder.icmp_signed("==", twice_rem, one), odd)
-        )
-        v = builder.add(q, builder.zext(up, vec))
+        v = rne_shift_ir(builder, a, sh, vec)
         hi, lo = builder.icmp_signed(">", v, const(32767)), builder.icmp_signed("<", v, const(-32768))
-        out.append(builder.select(hi, const(32767), builder.select(lo, const(-32768), v)))
-        counted = builder.icmp_signed("<", ir.Constant(i64, k // n_v), n_valid_v)
-        total = builder.add(total, builder.select(counted, builder.zext(builder.or_(hi, lo), vec), zeros))
+        store(k, builder.select(hi, const(32767), builder.select(lo, const(-32768), v)))
+        total = count_saturations(builder, total, builder.or_(hi, lo), k // n_v, n_valid_v)
+    add_total(builder, total, counts_d)
+
+
+def rne_shift_ir(builder: ir.IRBuilder, x: ir.Value, sh: ir.Value, vec: ir.VectorType) -> ir.Value:
+    """IR of `rne_shift_core` on every lane of x by the lanes of sh (0 <= sh < the lane width - 1): the
+    same operations, so the same values (wraps in q << sh cancel in x - (q << sh))."""
+    one_v = ir.Constant(vec, [1] * vec.count)
+    q = builder.ashr(x, sh)
+    twice_rem = builder.shl(builder.sub(x, builder.shl(q, sh)), one_v)
+    one = builder.shl(one_v, sh)
+    odd = builder.icmp_signed("!=", builder.and_(q, one_v), ir.Constant(vec, [0] * vec.count))
+    up = builder.or_(
+        builder.icmp_signed(">", twice_rem, one), builder.and_(builder.icmp_signed("==", twice_rem, one), odd)
+    )
+    return builder.add(q, builder.zext(up, vec))
+
+
+def count_saturations(builder: ir.IRBuilder, total: ir.Value, flags: ir.Value, p: int, n_valid: ir.Value) -> ir.Value:
+    """IR of total (<16 x i32>) plus the set lanes of flags (<16 x i1>) when position p < n_valid."""
+    vec = ir.VectorType(ir.IntType(32), PAIR_LANES)
+    counted = builder.icmp_signed("<", ir.Constant(ir.IntType(64), p), n_valid)
+    return builder.add(total, builder.select(counted, builder.zext(flags, vec), ir.Constant(vec, [0] * PAIR_LANES)))
+
+
+def add_total(builder: ir.IRBuilder, total: ir.Value, counts: ir.Value) -> None:
+    """IR of counts[0] += the sum of total's lanes (<16 x i32>)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
     name = "llvm.vector.reduce.add.v16i32"
-    reduce = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(i32, [vec]), name)
-    n_sat = builder.sext(builder.call(reduce, [total]), i64)
-    builder.store(builder.add(builder.load(counts_d), n_sat), counts_d)
-    return out
+    fn_type = ir.FunctionType(i32, [ir.VectorType(i32, PAIR_LANES)])
+    reduce = builder.module.globals.get(name) or ir.Function(builder.module, fn_type, name)
+    builder.store(builder.add(builder.load(counts), builder.sext(builder.call(reduce, [total]), i64)), counts)
+
+
+def requant8_round(
+    context: object, builder: ir.IRBuilder, signature: object, args: tuple, accs: list, n_v: int, store: object
+) -> None:
+    """IR of `pair_tile_loops`' NARROW_REQUANT8: every accumulator vector k (position k // n_v; lane l of it
+    holds output channel o = w_off + 16 (k % n_v) + l) as sat8(rne_shift(acc * mul[o], shifts[o]) + y_zp)
+    (`requantize_core`'s value) in int32 lanes, handed to store(k, value) at once; the saturations of the
+    first n_valid positions added to counts[0]. mul: int32 multipliers (a 32 x 32 -> 64-bit multiply per
+    lane); shifts 1..54. The rounding, with the zero point, as
+    floor((p + 2^(s-1) - 1 + z 2^s + odd(floor(p / 2^s))) / 2^s) for p = acc * mul, s >= 1: the ties go
+    to the even neighbour, the rest to the nearest, as rne_shift's compare of twice the remainder, and
+    z 2^s adds z after the floor (|p| <= 2^62 and |z| <= 128, s <= 54: the sum fits int64).
+    args[8], args[13:18] = (w_off, n_valid, counts, mul, shifts, y_zp)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    vec, wide = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i64, PAIR_LANES)
+    undef, zeros = ir.Constant(wide, None), ir.Constant(vec, [0] * PAIR_LANES)
+    w_off_v, n_valid_v, y_zp_v = args[8], args[13], args[17]
+    counts_d, mul_d, shifts_d = (
+        context.make_array(signature.args[k])(context, builder, args[k]).data for k in (14, 15, 16)
+    )
+
+    def lanes(ptr: ir.Value, v: int, ty: ir.VectorType) -> ir.Value:
+        at = builder.gep(ptr, [builder.add(w_off_v, ir.Constant(i64, PAIR_LANES * v))])
+        return builder.load(builder.bitcast(at, ty.as_pointer()), align=4)
+
+    def const(v: int) -> ir.Constant:
+        return ir.Constant(wide, [v] * PAIR_LANES)
+
+    zp = builder.shuffle_vector(builder.insert_element(undef, y_zp_v, ir.Constant(i32, 0)), undef, zeros)
+    total = zeros
+    for v in range(n_v):  # a lane group's multipliers and shifts, then its accumulators
+        mul = builder.sext(lanes(mul_d, v, vec), wide)
+        sh = lanes(shifts_d, v, wide)
+        unit = builder.shl(const(1), sh)  # 2^s: its bit of p is the quotient's lowest
+        offset = builder.add(builder.sub(builder.ashr(unit, const(1)), const(1)), builder.shl(zp, sh))
+        for k in range(v, len(accs), n_v):
+            prod = builder.mul(builder.sext(accs[k], wide), mul)
+            odd = builder.icmp_signed("!=", builder.and_(prod, unit), ir.Constant(wide, [0] * PAIR_LANES))
+            y = builder.ashr(builder.add(builder.add(prod, offset), builder.zext(odd, wide)), sh)
+            hi, lo = builder.icmp_signed(">", y, const(127)), builder.icmp_signed("<", y, const(-128))
+            store(k, builder.trunc(builder.select(hi, const(127), builder.select(lo, const(-128), y)), vec))
+            total = count_saturations(builder, total, builder.or_(hi, lo), k // n_v, n_valid_v)
+    add_total(builder, total, counts_d)
 
 
 @njit(cache=True)
@@ -481,14 +575,19 @@ def pair_tile_loops(
     shift: int,
     n_valid: int,
     counts: I64Array,
+    mul: I32Array,
+    shifts: I64Array,
+    y_zp: int,
 ) -> None:
     """One conv tile in plain loops (the intrinsics of `_make_pair_tile` compute the same, n_lanes = their
     V * PAIR_LANES): for position p < len(x_offs) and lane l < n_lanes:
     acc[p*a_step + l] = bias[w_off + l] + sum_{m < n_pairs} lo(w) (x[x_offs[p] + pair_offs[2m]] - x_zp)
     + hi(w) (x[x_offs[p] + pair_offs[2m + 1]] - x_zp), w = wp[w_off + m*w_step + l] (an int16 pair as
-    int32, low half first); int32 results (wrapped: exact where the caller proved the bound). With
-    0 <= shift <= 30 (the sat16 tiles' contract) each sum is then narrowed to sat16(rne_shift(sum, shift))
-    and the saturations of the positions p < n_valid are added to counts[0]; shift < 0: the sums stay."""
+    int32, low half first); int32 results (wrapped: exact where the caller proved the bound). Then each
+    sum is narrowed (the saturations of the positions p < n_valid added to counts[0]): with
+    0 <= shift <= 30 (NARROW_SAT16) to sat16(rne_shift(sum, shift)); with shift < 0 and mul non-empty
+    (NARROW_REQUANT8) to requantize(sum, mul[w_off + l], shifts[w_off + l], y_zp, 8) (int32 multipliers,
+    shifts 1..54, |y_zp| <= 128); with shift < 0 and mul empty (NARROW_NONE) the sums stay."""
     n_l = n_lanes
     for p in range(x_offs.shape[0]):
         out = acc[p * a_step : p * a_step + n_l]
@@ -502,12 +601,66 @@ def pair_tile_loops(
                 wv = np.int64(ws[lane])
                 lo = ((wv & 0xFFFF) ^ 0x8000) - 0x8000
                 out[lane] += lo * x0 + (wv >> 16) * x1
+        narrow_tile_row(out, shift, mul[w_off:], shifts[w_off:], y_zp, p < n_valid, counts)
+
+
+@njit(cache=True)
+def narrow_tile_row(
+    out: I32Array, shift: int, mul: I32Array, shifts: I64Array, y_zp: int, counted: bool, counts: I64Array
+) -> None:
+    """The loop tiles' narrowing of one position's sums `out` in place (`pair_tile_loops`: shift >= 0 sat16,
+    else with mul non-empty requant8 by lane l's mul[l] and shifts[l], else none); its saturations added to
+    counts[0] when counted."""
+    for lane in range(out.shape[0]):
         if shift >= 0:
-            for lane in range(n_l):
-                v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
-                out[lane] = v
-                if p < n_valid:
-                    counts[0] += s
+            v, s = saturate(rne_shift_core(np.int64(out[lane]), shift), 16)
+        elif mul.shape[0] > 0:
+            v, s = requantize_core(out[lane], mul[lane], shifts[lane], y_zp, 8)
+        else:
+            return
+        out[lane] = v
+        if counted:
+            counts[0] += s
+
+
+@njit(cache=True)
+def quad_tile_loops(
+    acc: I32Array,
+    a_step: int,
+    x: I8Array,
+    x_zp: int,
+    x_offs: I64Array,
+    quad_offs: I64Array,
+    n_quads: int,
+    wq: I32Array,
+    w_off: int,
+    w_step: int,
+    bias: I32Array,
+    n_lanes: int,
+    shift: int,
+    n_valid: int,
+    counts: I64Array,
+    mul: I32Array,
+    shifts: I64Array,
+    y_zp: int,
+) -> None:
+    """One INT8 conv tile of u8 x s8 quads in plain loops (the quad intrinsics of `_make_pair_tile`, vpdpbusd,
+    compute the same): for position p < len(x_offs) and lane l < n_lanes: acc[p*a_step + l] = bias[w_off + l]
+    + sum_{m < n_quads} sum_{i < 4} (x[x_offs[p] + quad_offs[4m + i]] + 128) s8_i(wq[w_off + m*w_step + l])
+    (byte i of the int32, lowest first; x_zp unused: `quad_weights` moved it into the bias), wrapped to int32,
+    then narrowed as `pair_tile_loops` (NARROW_REQUANT8 with mul non-empty)."""
+    n_l = n_lanes
+    for p in range(x_offs.shape[0]):
+        out = acc[p * a_step : p * a_step + n_l]
+        for lane in range(n_l):
+            out[lane] = bias[w_off + lane]
+        for m in range(n_quads):
+            ws = wq[w_off + m * w_step : w_off + m * w_step + n_l]
+            for i in range(4):
+                xv = np.int64(x[x_offs[p] + quad_offs[4 * m + i]]) + 128
+                for lane in range(n_l):
+                    out[lane] += xv * ((((np.int64(ws[lane]) >> (8 * i)) & 0xFF) ^ 0x80) - 0x80)
+        narrow_tile_row(out, shift, mul[w_off:], shifts[w_off:], y_zp, p < n_valid, counts)
 
 
 @njit(cache=True)
@@ -555,24 +708,135 @@ def conv_pairs_requant(
     each position's outputs requantized into y -> saturations. part: int32 scratch of P * O_pad values."""
     n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
-    t_out = (length - k_size) // stride + 1
-    n_pos = n_b * t_out
     n_win = k_size * c_in
-    n_p, n_v = tile_shape(c_out)
-    o_blk = n_v * PAIR_LANES
+    o_blk = tile_shape(c_out)[1] * PAIR_LANES
     wp, bias = pair_weights(w_cols, b, o_blk)
-    o_pad = bias.shape[0]
     n_pairs = (n_win + 1) // 2
     pair_offs = np.empty(2 * n_pairs, np.int64)  # offsets of window rows 2m, 2m + 1 from a window's start
     for j in range(2 * n_pairs):
         k, c = divmod(min(j, n_win - 1), c_in)  # an odd last row's partner: itself (its weights are 0)
         pair_offs[j] = c * length + k
     xf = np.ascontiguousarray(x).reshape(x.size)
+    mul, shift = channel_requant(m0, sh, c_out)
+    # narrowed inside the tiles: INT16 (multiplier 1, one shift <= 30, no zero point) as sat16, INT8
+    # (every channel's multiplier and shift, the zero point) as requant8; else after them, per position
+    if m0.shape[0] == 1 and m0[0] == 1 and zp == 0 and bits == 16 and shift[0] <= 30:
+        narrowing = NARROW_SAT16
+    elif bits == 8 and requant8_fits(mul, shift, zp):
+        narrowing = NARROW_REQUANT8
+    else:
+        narrowing = NARROW_NONE
+    n_pos = n_b * ((length - k_size) // stride + 1)
+    tiles = (xf, x_zp, c_in * length, pair_offs, n_pairs, wp, bias, narrowing, False)
+    return conv_tiles(*tiles, n_pos, (length - k_size) // stride + 1, stride, mul, shift, zp, bits, part, y)
+
+
+@njit(cache=True)
+def requant8_fits(mul: I64Array, shift: I64Array, zp: int) -> bool:
+    """Whether the requant8 tiles (`requant8_round`) can narrow these channels: int32 multipliers, shifts
+    1..54, |zp| <= 128; spec 3.2's m0 < 2^31, and its shift 31 - e lies there for 2^-24 <= M < 2^30."""
+    return bool(np.all(np.abs(mul) < 2**31) and np.all((shift >= 1) & (shift <= 54)) and abs(zp) <= 128)
+
+
+@njit(cache=True)
+def conv_quads_requant(
+    x: I8Array,
+    x_zp: int,
+    w_cols: IntArray,
+    b: I64Array,
+    k_size: int,
+    stride: int,
+    m0: I64Array,
+    sh: I64Array,
+    zp: int,
+    part: I32Array,
+    y: I8Array,
+) -> int:
+    """The INT8 conv (`conv_rows_requant`'s sums and requantization, spec 3.4; int32 accumulators: only where
+    the caller proved the bound, and only for channels `requant8_fits` takes: ValueError otherwise) by
+    u8 x s8 quad dot products: window rows j = k*C_in + c taken four at a time (x read in place, each value's
+    u8 code x + 128, the four packed into one int32 and broadcast; the zero point and that 128 moved into the
+    bias, `quad_weights`), P positions by V vectors of 16 output channels per tile, requantized in the
+    registers, into y -> saturations. part: int32 scratch of P * O_pad values."""
+    n_b, c_in, length = x.shape
+    c_out = w_cols.shape[1]
+    mul, shift = channel_requant(m0, sh, c_out)
+    if not requant8_fits(mul, shift, zp):
+        raise ValueError("conv_quads_requant: a channel's multiplier or shift is outside the requant8 tiles'")
+    n_win = k_size * c_in
+    n_quads = (n_win + 3) // 4
+    wq, bias = quad_weights(w_cols, b, x_zp, tile_shape(c_out)[1] * PAIR_LANES)
+    quad_offs = np.empty(4 * n_quads, np.int64)  # offsets of window rows 4m .. 4m + 3 from a window's start
+    for j in range(4 * n_quads):
+        k, c = divmod(min(j, n_win - 1), c_in)  # rows past the last: the last again (their weights are 0)
+        quad_offs[j] = c * length + k
+    t_out = (length - k_size) // stride + 1
+    xf = np.ascontiguousarray(x).reshape(x.size)
+    tiles = (xf, 0, c_in * length, quad_offs, n_quads, wq, bias, NARROW_REQUANT8, True)
+    return conv_tiles(*tiles, n_b * t_out, t_out, stride, mul, shift, zp, 8, part, y)
+
+
+@njit(cache=True)
+def quad_weights(w_cols: IntArray, b: I64Array, x_zp: int, o_blk: int) -> tuple[I32Array, I32Array]:
+    """The quad tiles' weights: (wq int32[ceil(J / 4) * O_pad], bias int32[O_pad]), O_pad = C_out rounded up
+    to o_blk; byte i (lowest first) of wq[m * O_pad + o] the int8 weight w_cols[4m + i, o] (0 beyond J rows
+    and C_out). The bias b - (x_zp + 128) * sum_j w_cols[j, o] (sum w (x - x_zp) = sum w (x + 128) -
+    (x_zp + 128) sum w), wrapped to int32: the tiles' wrapped int32 sums then end exact wherever the caller
+    proved the true sum fits."""
+    n_win, c_out = w_cols.shape
+    o_pad = (c_out + o_blk - 1) // o_blk * o_blk
+    wq = np.zeros((n_win + 3) // 4 * o_pad, np.int32)
+    bias = np.zeros(o_pad, np.int32)
+    total = np.zeros(c_out, np.int64)
+    for j in range(n_win):
+        row, up = wq[j // 4 * o_pad : j // 4 * o_pad + c_out], 8 * (j % 4)
+        for o in range(c_out):
+            w = np.int64(w_cols[j, o])
+            total[o] += w
+            row[o] |= np.int32((w & 0xFF) << up)
+    for o in range(c_out):
+        bias[o] = np.int32(((b[o] - (x_zp + 128) * total[o] + 2**31) & 0xFFFFFFFF) - 2**31)
+    return wq, bias
+
+
+@njit(cache=True)
+def conv_tiles(
+    xf: IntArray,
+    x_zp: int,
+    x_step: int,
+    offs: I64Array,
+    n_mults: int,
+    wp: I32Array,
+    bias: I32Array,
+    narrowing: int,
+    quads: bool,
+    n_pos: int,
+    t_out: int,
+    stride: int,
+    mul: I64Array,
+    shift: I64Array,
+    zp: int,
+    bits: int,
+    part: I32Array,
+    y: IntArray,
+) -> int:
+    """The tile loop of `conv_pairs_requant` (pair tiles, offs 2 per pair) and `conv_quads_requant` (quad
+    tiles, offs 4 per quad): position n = (b, t) reads xf from b * x_step + t * stride; every tile of P
+    positions by the output channels in blocks of V * PAIR_LANES, then each position's outputs into y[b, :, t]
+    (narrowed in the tiles, or here by `requant_into`) -> saturations."""
+    c_out = mul.shape[0]
+    n_p, n_v = tile_shape(c_out)
+    o_blk = n_v * PAIR_LANES
+    o_pad = bias.shape[0]
+    if part.shape[0] < n_p * o_pad:
+        raise ValueError("conv scratch smaller than conv_scratch_size")
     x_offs = np.empty(n_p, np.int64)
     acc = part[: n_p * o_pad]
-    mul, shift = channel_requant(m0, sh, c_out)
-    # INT16 (multiplier 1, one shift <= 30, no zero point): rounded and saturated inside the tiles
-    fused = m0.shape[0] == 1 and m0[0] == 1 and zp == 0 and bits == 16 and shift[0] <= 30
+    mul_p, shift_p = np.zeros(o_pad, np.int32), np.ones(o_pad, np.int64)  # padded lanes: 0 * 1 (unused)
+    if narrowing == NARROW_REQUANT8:
+        mul_p[:c_out], shift_p[:c_out] = mul, shift
+    no_mul, no_shift = mul_p[:0], shift_p[:0]
+    sh_tile = shift[0] if narrowing == NARROW_SAT16 else -1
     counts = np.zeros(1, np.int64)
     out = np.empty(c_out, y.dtype)
     nsat = 0
@@ -580,26 +844,40 @@ def conv_pairs_requant(
         n_q = min(n_p, n_pos - n0)
         for q in range(n_p):  # a partial last tile repeats its last position (computed, not stored)
             bq, tq = divmod(n0 + min(q, n_q - 1), t_out)
-            x_offs[q] = bq * c_in * length + tq * stride
+            x_offs[q] = bq * x_step + tq * stride
         for ob in range(0, o_pad, o_blk):
-            sh_tile = shift[0] if fused else -1  # the plain tiles: no narrowing
-            args = (acc[ob:], o_pad, xf, x_zp, x_offs, pair_offs, n_pairs, wp, ob, o_pad, bias, o_blk, sh_tile, n_q)
-            if fused and n_v == 4:
-                sat16_tile_4x4(*args, counts)
-            elif fused and n_v == 2:
-                sat16_tile_8x2(*args, counts)
-            elif fused:
-                sat16_tile_16x1(*args, counts)
+            args = (acc[ob:], o_pad, xf, x_zp, x_offs, offs, n_mults, wp, ob, o_pad, bias, o_blk, sh_tile, n_q)
+            if quads:
+                if n_v == 4:
+                    quad_tile_4x4(*args, counts, mul_p, shift_p, zp)
+                elif n_v == 2:
+                    quad_tile_8x2(*args, counts, mul_p, shift_p, zp)
+                else:
+                    quad_tile_16x1(*args, counts, mul_p, shift_p, zp)
+            elif narrowing == NARROW_REQUANT8:
+                if n_v == 4:
+                    requant8_tile_4x4(*args, counts, mul_p, shift_p, zp)
+                elif n_v == 2:
+                    requant8_tile_8x2(*args, counts, mul_p, shift_p, zp)
+                else:
+                    requant8_tile_16x1(*args, counts, mul_p, shift_p, zp)
+            elif narrowing == NARROW_SAT16:
+                if n_v == 4:
+                    sat16_tile_4x4(*args, counts, no_mul, no_shift, 0)
+                elif n_v == 2:
+                    sat16_tile_8x2(*args, counts, no_mul, no_shift, 0)
+                else:
+                    sat16_tile_16x1(*args, counts, no_mul, no_shift, 0)
             elif n_v == 4:
-                pair_tile_4x4(*args, counts)
+                pair_tile_4x4(*args, counts, no_mul, no_shift, 0)
             elif n_v == 2:
-                pair_tile_8x2(*args, counts)
+                pair_tile_8x2(*args, counts, no_mul, no_shift, 0)
             else:
-                pair_tile_16x1(*args, counts)
+                pair_tile_16x1(*args, counts, no_mul, no_shift, 0)
         for q in range(n_q):
             bq, tq = divmod(n0 + q, t_out)
             row = acc[q * o_pad : q * o_pad + c_out]
-            if fused:
+            if narrowing != NARROW_NONE:
                 for o in range(c_out):
                     y[bq, o, tq] = row[o]
             else:
@@ -609,21 +887,35 @@ def conv_pairs_requant(
     return nsat + counts[0]
 
 
-def _has_avx512bw() -> bool:
-    """Whether Numba compiles for a CPU with AVX512BW (its target's features: NUMBA_CPU_FEATURES, else the host's)."""
+def _has_cpu_feature(name: str) -> bool:
+    """Whether Numba compiles for a CPU with that feature (e.g. "avx512bw"; its target's features:
+    NUMBA_CPU_FEATURES, else the host's)."""
     features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
-    return "+avx512bw" in features.split(",")
+    return "+" + name in features.split(",")
 
 
-HAS_AVX512BW = _has_avx512bw()
-# the conv tiles by shape (P positions x V vectors): the vpmaddwd intrinsics on AVX512BW, else the plain
-# loops (the same integers: tests/test_kernels_int16.py compares them)
+HAS_AVX512BW = _has_cpu_feature("avx512bw")
+HAS_AVX512VNNI = HAS_AVX512BW and _has_cpu_feature("avx512vnni")
+# the conv tiles by shape (P positions x V vectors): the vpmaddwd / vpdpbusd intrinsics on AVX512BW /
+# AVX512-VNNI, else the plain loops (the same integers: tests/test_kernels_int16.py compares them)
 if HAS_AVX512BW:
-    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, False) for v in (4, 2, 1))
-    sat16_tile_4x4, sat16_tile_8x2, sat16_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, True) for v in (4, 2, 1))
+    pair_tile_4x4, pair_tile_8x2, pair_tile_16x1 = (_make_pair_tile(PAIR_TILE // v, v, NARROW_NONE) for v in (4, 2, 1))
+    sat16_tile_4x4, sat16_tile_8x2, sat16_tile_16x1 = (
+        _make_pair_tile(PAIR_TILE // v, v, NARROW_SAT16) for v in (4, 2, 1)
+    )
+    requant8_tile_4x4, requant8_tile_8x2, requant8_tile_16x1 = (
+        _make_pair_tile(PAIR_TILE // v, v, NARROW_REQUANT8) for v in (4, 2, 1)
+    )
 else:
     pair_tile_4x4 = pair_tile_8x2 = pair_tile_16x1 = pair_tile_loops
     sat16_tile_4x4 = sat16_tile_8x2 = sat16_tile_16x1 = pair_tile_loops
+    requant8_tile_4x4 = requant8_tile_8x2 = requant8_tile_16x1 = pair_tile_loops
+if HAS_AVX512VNNI:
+    quad_tile_4x4, quad_tile_8x2, quad_tile_16x1 = (
+        _make_pair_tile(PAIR_TILE // v, v, NARROW_REQUANT8, quads=True) for v in (4, 2, 1)
+    )
+else:
+    quad_tile_4x4 = quad_tile_8x2 = quad_tile_16x1 = quad_tile_loops
 
 
 ALIGN_BYTES = 64  # a cache line: vector loads and stores of an aligned row never split one

@@ -172,10 +172,12 @@ def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp, shift):
     loops both give bias + sum of the int16 pair products, wrapped to int32 (full int16 range, -32768
     included), each position's x values read at its offset, the zero point removed; the acc rows around
     the tile untouched (x - zp within int16, as the callers' inputs are). The sat16 tiles: each sum as
-    sat16(rne_shift(sum, shift)) (`rne_shift`, `saturate`), the saturations of the first n_valid
-    positions added to counts[0]."""
+    sat16(rne_shift(sum, shift)) (`rne_shift`, `saturate`); the requant8 tiles: each sum as
+    requantize(sum, mul[o], shifts[o], y_zp, 8) with every output channel's own multiplier and shift (the
+    extremes of int32 multipliers and of shifts 1..54 included); both add the saturations of the first
+    n_valid positions to counts[0]."""
     from intsim import kernels_mac as M
-    from intsim.fixedpoint import rne_shift, saturate
+    from intsim.fixedpoint import requantize, rne_shift, saturate
 
     rng = np.random.default_rng(seed)
     x = rng.integers(-32768, 32768, 500).clip(-32768 + max(zp, 0), 32767 + min(zp, 0)).astype(I16)
@@ -186,12 +188,18 @@ def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp, shift):
     wp_pairs = wp_pairs.astype(np.int64)
     bias = rng.integers(-(2**31), 2**31, w_step).astype(np.int32)
     pair_offs = rng.integers(0, 100, 2 * max(1, n_pairs)).astype(np.int64)
+    mul = rng.integers(-(2**31), 2**31, w_step).astype(np.int32)
+    mul[w_off : w_off + 4] = (-(2**31), 2**31 - 1, 0, 1)
+    shifts = rng.integers(1, 55, w_step).astype(np.int64)
+    shifts[w_off : w_off + 4] = (1, 54, 31, 2)
+    y_zp = int(rng.integers(-128, 128))
+    no_mul, no_shift = np.zeros(0, np.int32), np.zeros(0, np.int64)
     tiles = (
-        (4, 4, M.pair_tile_4x4, M.sat16_tile_4x4),
-        (8, 2, M.pair_tile_8x2, M.sat16_tile_8x2),
-        (16, 1, M.pair_tile_16x1, M.sat16_tile_16x1),
+        (4, 4, M.pair_tile_4x4, M.sat16_tile_4x4, M.requant8_tile_4x4),
+        (8, 2, M.pair_tile_8x2, M.sat16_tile_8x2, M.requant8_tile_8x2),
+        (16, 1, M.pair_tile_16x1, M.sat16_tile_16x1, M.requant8_tile_16x1),
     )
-    for n_p, n_v, tile, sat_tile in tiles:
+    for n_p, n_v, tile, sat_tile, requant_tile in tiles:
         n_l = n_v * M.PAIR_LANES
         x_offs = rng.integers(0, 400, n_p).astype(np.int64)
         n_valid = int(rng.integers(1, n_p + 1))
@@ -203,33 +211,57 @@ def test_pair_tiles_simd_equal_loops_and_reference(seed, n_pairs, zp, shift):
                 x1 = int(x[x_offs[p] + pair_offs[2 * m + 1]]) - zp
                 want[p] += wp_pairs[m, w_off : w_off + n_l, 0] * x0 + wp_pairs[m, w_off : w_off + n_l, 1] * x1
         want = want.astype(np.int32)  # wrapped, as int32 lanes are
-        rounded = [[saturate(rne_shift(int(v), shift), 16) for v in row] for row in want]
-        want16 = np.array([[v for v, _ in row] for row in rounded], np.int32)
-        want_sat = sum(int(s) for row in rounded[:n_valid] for _, s in row)
+        narrowed = {
+            M.NARROW_NONE: (want, 0),
+            M.NARROW_SAT16: narrowed_rows(
+                [[saturate(rne_shift(int(v), shift), 16) for v in row] for row in want], n_valid
+            ),
+            M.NARROW_REQUANT8: narrowed_rows(
+                [
+                    [
+                        requantize(int(v), int(mul[w_off + o]), int(shifts[w_off + o]), y_zp, 8)
+                        for o, v in enumerate(row)
+                    ]
+                    for row in want
+                ],
+                n_valid,
+            ),
+        }
         cases = (
-            (M.pair_tile_loops, False),
-            (run_tile(tile), False),
-            (M.pair_tile_loops, True),
-            (run_tile(sat_tile), True),
+            (M.pair_tile_loops, M.NARROW_NONE),
+            (run_tile(tile), M.NARROW_NONE),
+            (M.pair_tile_loops, M.NARROW_SAT16),
+            (run_tile(sat_tile), M.NARROW_SAT16),
+            (M.pair_tile_loops, M.NARROW_REQUANT8),
+            (run_tile(requant_tile), M.NARROW_REQUANT8),
         )
-        for fn, is_sat in cases:
+        for fn, narrowing in cases:
             acc = np.full(n_p * a_step + 7, 7, np.int32)
             before = acc.copy()
             counts = np.full(1, 5, np.int64)
             args = (acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l)
-            fn(*args, shift if is_sat else -1, n_valid, counts)
+            tile_shift = shift if narrowing == M.NARROW_SAT16 else -1
+            muls = (mul, shifts, y_zp) if narrowing == M.NARROW_REQUANT8 else (no_mul, no_shift, 0)
+            fn(*args, tile_shift, n_valid, counts, *muls)
+            rows, n_sat = narrowed[narrowing]
             for p in range(n_p):
-                before[p * a_step : p * a_step + n_l] = want16[p] if is_sat else want[p]
+                before[p * a_step : p * a_step + n_l] = rows[p]
             np.testing.assert_array_equal(acc, before)
-            assert counts[0] == 5 + (want_sat if is_sat else 0)  # the plain tiles leave counts alone
+            assert counts[0] == 5 + n_sat  # the plain tiles leave counts alone
+
+
+def narrowed_rows(rounded: list, n_valid: int) -> tuple[np.ndarray, int]:
+    """(values int32[P, lanes], saturations of the first n_valid positions) of per-lane (value, flag)."""
+    values = np.array([[v for v, _ in row] for row in rounded], np.int32)
+    return values, sum(int(s) for row in rounded[:n_valid] for _, s in row)
 
 
 def run_tile(tile):
     """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only)."""
 
     @njit
-    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts):
-        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, shift, n_valid, counts)
+    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, *rest):
+        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, *rest)
 
     return run
 
