@@ -42,6 +42,7 @@ from intsim.kernels_int16 import (
     transpose_into,
 )
 from intsim.kernels_mac import (
+    HAS_AVX512VNNI,
     INT32_LIMIT,
     PROD16,
     acc_bound,
@@ -449,13 +450,14 @@ def conv_int8_into(
     """Spec 3.4 into y (int8[B, C_out, T_out]) -> saturations: with int32 sums (`narrow`: the
     lowering's proof, every lowered layer) few output positions (`runs_small`) as
     `conv_small_int8` (scratch `small`, from `small_scratch`), more as u8 x s8 quads
-    (`kernels_mac.conv_quads_requant`, scratch part32) where its requantization takes the channels'
-    multipliers and shifts; else `kernels_mac.conv_requant` (scratch work/part32/part64; int32 sums
+    (`kernels_mac.conv_quads_requant`, scratch part32) where Numba targets AVX512-VNNI and its
+    requantization takes the channels' multipliers and shifts (elsewhere its loop tiles would be slower
+    than the pair tiles); else `kernels_mac.conv_requant` (scratch work/part32/part64; int32 sums
     when `narrow`, else int64)."""
     if narrow and runs_small(y.shape[0] * y.shape[2]):
         wins, acc, out = small
         return conv_small_int8(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, wins, acc, out, y)
-    if narrow and requant8_fits(*channel_requant(m0, sh, w_cols.shape[1]), y_zp):
+    if narrow and HAS_AVX512VNNI and requant8_fits(*channel_requant(m0, sh, w_cols.shape[1]), y_zp):
         return conv_quads_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, part32, y)
     return conv_requant(x, x_zp, w_cols, b, k_size, stride, m0, sh, y_zp, 8, narrow, PROD16, work, part32, part64, y)
 

@@ -30,7 +30,7 @@ def conv_case(rng: np.random.Generator, n_b: int, c_in: int, k: int, stride: int
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**31),
-    n_b=st.integers(1, 9),
+    n_b=st.integers(1, 40),
     c_in=st.integers(1, 13),
     k=st.integers(1, 5),
     stride=st.integers(1, 3),
@@ -39,7 +39,7 @@ def conv_case(rng: np.random.Generator, n_b: int, c_in: int, k: int, stride: int
 def test_quad_conv_equals_int64_reference(seed, n_b, c_in, k, stride, c_out):
     """Every window-row count (J = K * C_in, a partial last quad included), tile shape (C_out 1..130:
     16x1, 8x2, 4x4 tiles, several channel blocks) and batch (partial last tiles): the quad conv's bytes and
-    saturations are the int64 sums' requantized by spec 3.3."""
+    saturations are the int64 sums' requantized by spec 3.3; so are the int32 pair tiles'."""
     rng = np.random.default_rng(seed)
     x, x_zp, w_cols, b, m0, sh, y_zp = conv_case(rng, n_b, c_in, k, stride, c_out)
     t_out = (x.shape[2] - k) // stride + 1
@@ -49,6 +49,9 @@ def test_quad_conv_equals_int64_reference(seed, n_b, c_in, k, stride, c_out):
     n_ref = M.conv_requant(*args, 8, False, M.PROD16, work, part32, part64, ref)
     y = np.full_like(ref, 99)
     assert M.conv_quads_requant(*args, part32, y) == n_ref
+    np.testing.assert_array_equal(y, ref)
+    y[:] = 99  # the int32 path without VNNI: pair tiles (requant8 in registers) from 64 positions on
+    assert M.conv_requant(*args, 8, True, M.PROD16, work, part32, part64, y) == n_ref
     np.testing.assert_array_equal(y, ref)
 
 
