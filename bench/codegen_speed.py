@@ -12,8 +12,11 @@ On the default model (examples/default, calibrated into a temp copy on its real 
     per window against one core's peak int16 MAC rate) and against PyTorch eager float at batch 1.
 Rates are per CPU-second of the process (the testbench's std::clock, time.process_time here), so
 other jobs on a shared machine count less.
-Targets: generate + compile < 20 s on 2 cores; C++ (stdint, -O2) >= 20,000 samples/s, >= 4x the
-golden model at batch 1 and >= 25 % of the machine limit; ap testbench >= 2,000 samples/s.
+Targets: generate + compile < 20 s on 2 cores; C++ (stdint, -O2) >= 20,000 samples/s; C++ stdint
+>= 4x the golden model at batch 1 and >= 25 % of the machine limit, printed for both the -O2 build
+and the documented host build (issue 18 asks for that build for host-side golden-vector runs; the
+limit counts the host's widest int16 MAC, AVX-512 VNNI here, which a baseline x86-64 -O2 build, SSE2
+only, cannot issue); ap testbench >= 2,000 samples/s.
 
 Usage: python bench/codegen_speed.py [MODEL_DIR] [--repeat R] [--seconds S] [--no-ap]
 """
@@ -155,11 +158,14 @@ def main(argv=None) -> int:
         f"target generate + compile < 20 s (stdint): {'met' if t_gen + t_cc < 20 else 'NOT met'} ({t_gen + t_cc:.1f} s)"
     )
     print(f"target C++ stdint >= 20,000 samples/s: {'met' if sps >= 20000 else 'NOT met'} ({sps:.0f})")
-    print(f"target C++ stdint >= 4x golden at batch 1: {'met' if sps >= 4 * g1 else 'NOT met'} ({sps / g1:.2f}x)")
-    print(
-        f"target C++ stdint >= 25% of the machine limit: {'met' if sps >= 0.25 * limit else 'NOT met'} "
-        f"({sps / limit:.1%})"
-    )
+    for label, key in (("-O2", "stdint"), ("host build", "stdint -O3 native")):
+        r = results[key][2]
+        verdict = "met" if r >= 4 * g1 else "NOT met"
+        print(f"target C++ stdint >= 4x golden at batch 1 ({label}): {verdict} ({r / g1:.2f}x)")
+        print(
+            f"target C++ stdint >= 25% of the machine limit ({label}): {'met' if r >= 0.25 * limit else 'NOT met'} "
+            f"({r / limit:.1%})"
+        )
     if "ap" in results:
         ap_sps = results["ap"][2]
         print(f"target ap testbench >= 2,000 samples/s: {'met' if ap_sps >= 2000 else 'NOT met'} ({ap_sps:.0f})")

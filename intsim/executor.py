@@ -280,7 +280,9 @@ class Model:
             ]
         pk, scale, zero, k_out, out_qp = self._packed8
         if pk is not None:
-            buf, offsets, n_sat, lo, hi = run_program_int8(xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths)
+            buf, offsets, n_sat, lo, hi = run_program_int8(
+                xb, pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths, pk.quads, pk.quads_at
+            )
             n_sat[0] = n_sat_in
 
             def tensor(k):

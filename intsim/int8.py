@@ -633,10 +633,21 @@ def _rmsnorm_v1(x, st: Int8Step):
     return quantize_act(yf, s_y, z_y, st.name)
 
 
-def pack_program8(prog: Int8Program, input_shape: tuple[int, int]) -> PackedProgram | None:
-    """Pack `prog` for `kernels_int8.run_program_int8` (one jitted call for the whole program);
-    None when a step has no packed kernel (RMSNorm V1, float inside): run it layer by layer."""
-    return pack_steps(prog.steps, INT8, input_shape)
+@dataclass(frozen=True)
+class PackedInt8(PackedProgram):
+    quads: np.ndarray = None  # int32: the convs' quad tile weights (kernels_int8.pack_conv_quads)
+    quads_at: np.ndarray = None  # int64[n]: each step's offset in quads, -1 for none
+
+
+def pack_program8(prog: Int8Program, input_shape: tuple[int, int]) -> PackedInt8 | None:
+    """Pack `prog` for `kernels_int8.run_program_int8` (one jitted call for the whole program; the
+    convs' quad tile weights packed once here); None when a step has no packed kernel (RMSNorm V1,
+    float inside): run it layer by layer."""
+    packed = pack_steps(prog.steps, INT8, input_shape)
+    if packed is None:
+        return None
+    quads, quads_at = K8.pack_conv_quads(packed.steps, packed.weights, packed.biases)
+    return PackedInt8(**vars(packed), quads=quads, quads_at=quads_at)
 
 
 def run_step8(st: Int8Step, inputs: list[np.ndarray]) -> tuple[I8Array, int]:

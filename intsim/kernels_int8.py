@@ -29,6 +29,7 @@ from intsim.kernels_int16 import (
     COL_W0,
     COL_W1,
     COL_W2,
+    COL_W_OFF,
     SUB_BATCH,
     PackedKernel,
     _tensor,
@@ -44,16 +45,20 @@ from intsim.kernels_int16 import (
 from intsim.kernels_mac import (
     HAS_AVX512VNNI,
     INT32_LIMIT,
+    PAIR_LANES,
     PROD16,
     acc_bound,
     channel_requant,
+    conv_quads_packed,
     conv_quads_requant,
     conv_requant,
     conv_scratch_size,
     dwconv_requant,
     dwconv_scratch_size,
+    quad_weights,
     requant8_fits,
     scratch,
+    tile_shape,
     weight_cols,
 )
 from intsim.lut import EXP_FRAC_BITS
@@ -485,11 +490,60 @@ K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNE
 
 
 @njit(cache=True)
+def pack_conv_quads(steps: I64Array, weights: I16Array, biases: I64Array) -> tuple[I32Array, I64Array]:
+    """The quad tiles' weights of a packed INT8 program's convolutions, packed once per model: (quads
+    int32[...], at int64[n_steps]); conv step i's `kernels_mac.quad_weights` (bias int32[O_pad], then
+    wq int32[ceil(J / 4) * O_pad]) from quads[at[i]]; at[i] = -1 for every other step and for convs
+    the quad tiles do not take (not `narrow`, channels outside `requant8_fits`, or a CPU without
+    AVX512-VNNI, where the pair tiles are faster): those run as `conv_int8_into`."""
+    n = steps.shape[0]
+    at = np.full(n, -1, np.int64)
+    size = 0
+    for i in range(n):
+        r = steps[i]
+        if r[COL_OP] != K8_CONV or r[C8_NARROW] == 0 or not HAS_AVX512VNNI:
+            continue
+        c_out, n_win = r[COL_W0], r[COL_W1] * r[COL_W2]
+        m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
+        sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
+        if requant8_fits(*channel_requant(m0, sh, c_out), r[C8_Y_ZP]):
+            o_pad = quad_lanes(c_out)
+            at[i] = size
+            size += o_pad * (1 + (n_win + 3) // 4)
+    quads = np.zeros(size, np.int32)
+    for i in range(n):
+        if at[i] >= 0:
+            r = steps[i]
+            c_out, n_win = r[COL_W0], r[COL_W1] * r[COL_W2]
+            w_cols = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_win * c_out].reshape((n_win, c_out))
+            b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
+            wq, bias = quad_weights(w_cols, b, r[C8_X_ZP], tile_shape(c_out)[1] * PAIR_LANES)
+            quads[at[i] : at[i] + bias.shape[0]] = bias
+            quads[at[i] + bias.shape[0] : at[i] + bias.shape[0] + wq.shape[0]] = wq
+    return quads, at
+
+
+@njit(cache=True)
+def quad_lanes(c_out: int) -> int:
+    """O_pad of `kernels_mac.quad_weights` for c_out output channels: c_out rounded up to the tile's lanes."""
+    o_blk = tile_shape(c_out)[1] * PAIR_LANES
+    return (c_out + o_blk - 1) // o_blk * o_blk
+
+
+@njit(cache=True)
 def run_program_int8(
-    x: I8Array, steps: I64Array, weights: I8Array, biases: I64Array, channels: I64Array, lengths: I64Array
+    x: I8Array,
+    steps: I64Array,
+    weights: I8Array,
+    biases: I64Array,
+    channels: I64Array,
+    lengths: I64Array,
+    quads: I32Array,
+    quads_at: I64Array,
 ) -> tuple[I8Array, I64Array, I64Array, I64Array, I64Array]:
     """Every step of a packed INT8 program in order; x: int8[B, C_in, L] at the input's
-    (scale, zero point); the rest as `kernels_int16.run_program_int16`
+    (scale, zero point); quads, quads_at: `pack_conv_quads` of the program (the convs it packed run as
+    `kernels_mac.conv_quads_packed` at any batch); the rest as `kernels_int16.run_program_int16`
     -> (buf int8[all tensors, flat], offsets, saturations, minimum, maximum)."""
     n_b = x.shape[0]
     buf, offsets, nsat = program_buffer(x, channels, lengths)
@@ -505,7 +559,13 @@ def run_program_int8(
             b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
             m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
             sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
-            if kernel == K8_CONV:
+            if kernel == K8_CONV and quads_at[i] >= 0:
+                o_pad, at = quad_lanes(c_out), quads_at[i]
+                bias_q = quads[at : at + o_pad]
+                wq = quads[at + o_pad : at + o_pad * (1 + (r[COL_W1] * r[COL_W2] + 3) // 4)]
+                mul, shift = channel_requant(m0, sh, c_out)
+                s = conv_quads_packed(a, wq, bias_q, r[COL_W2], r[C8_STRIDE], mul, shift, r[C8_Y_ZP], part32, y)
+            elif kernel == K8_CONV:
                 cols = w.reshape((r[COL_W1] * r[COL_W2], c_out))
                 s = conv_int8_into(
                     a,

@@ -754,18 +754,37 @@ def conv_quads_requant(
 ) -> int:
     """The INT8 conv (`conv_rows_requant`'s sums and requantization, spec 3.4; int32 accumulators: only where
     the caller proved the bound, and only for channels `requant8_fits` takes: ValueError otherwise) by
-    u8 x s8 quad dot products: window rows j = k*C_in + c taken four at a time (x read in place, each value's
-    u8 code x + 128, the four packed into one int32 and broadcast; the zero point and that 128 moved into the
-    bias, `quad_weights`), P positions by V vectors of 16 output channels per tile, requantized in the
-    registers, into y -> saturations. part: int32 scratch of P * O_pad values."""
-    n_b, c_in, length = x.shape
+    u8 x s8 quad dot products (`conv_quads_packed`, the weights packed here by `quad_weights`) -> saturations.
+    part: int32 scratch of P * O_pad values."""
     c_out = w_cols.shape[1]
     mul, shift = channel_requant(m0, sh, c_out)
     if not requant8_fits(mul, shift, zp):
         raise ValueError("conv_quads_requant: a channel's multiplier or shift is outside the requant8 tiles'")
+    wq, bias = quad_weights(w_cols, b, x_zp, tile_shape(c_out)[1] * PAIR_LANES)
+    return conv_quads_packed(x, wq, bias, k_size, stride, mul, shift, zp, part, y)
+
+
+@njit(cache=True)
+def conv_quads_packed(
+    x: I8Array,
+    wq: I32Array,
+    bias: I32Array,
+    k_size: int,
+    stride: int,
+    mul: I64Array,
+    shift: I64Array,
+    zp: int,
+    part: I32Array,
+    y: I8Array,
+) -> int:
+    """`conv_quads_requant` with its weights packed (wq, bias: `quad_weights` of this conv's weights and
+    x_zp; mul, shift: `channel_requant`'s, `requant8_fits` checked by the caller): window rows
+    j = k*C_in + c taken four at a time (x read in place, each value's u8 code x + 128, the four packed
+    into one int32 and broadcast), P positions by V vectors of 16 output channels per tile, requantized in
+    the registers, into y (int8[B, C_out, T_out]) -> saturations."""
+    n_b, c_in, length = x.shape
     n_win = k_size * c_in
     n_quads = (n_win + 3) // 4
-    wq, bias = quad_weights(w_cols, b, x_zp, tile_shape(c_out)[1] * PAIR_LANES)
     quad_offs = np.empty(4 * n_quads, np.int64)  # offsets of window rows 4m .. 4m + 3 from a window's start
     for j in range(4 * n_quads):
         k, c = divmod(min(j, n_win - 1), c_in)  # rows past the last: the last again (their weights are 0)

@@ -144,3 +144,28 @@ def test_quad_conv_bias_fold_wraps_back():
     y = np.zeros_like(ref)
     assert M.conv_quads_requant(x, 127, w_cols, b, k, 1, m0, sh, 3, part32, y) == n_ref
     np.testing.assert_array_equal(y, ref)
+
+
+def test_packed_program_quads_equal_its_other_convs(default_calibrated):
+    """The INT8 program's convs packed once as quad tile weights (`kernels_int8.pack_conv_quads`, every
+    conv of the default model where Numba targets AVX512-VNNI) give every tensor, saturation count and
+    range of the same program run with none packed (`conv_int8_into`: the small convs at batch 1, the
+    tiles at batch 70), at both batches."""
+    from intsim import kernels_int8 as K8
+    from intsim.int8 import quantize_act
+
+    model = default_calibrated
+    c_in, length = model.graph.input_shape
+    x = np.random.default_rng(4).standard_normal((70, c_in, length))
+    model.run(x[:1], "quant8")  # packs the program
+    pk = model._packed8[0]
+    conv = pk.steps[:, K8.COL_OP] == K8.K8_CONV
+    assert (pk.quads_at[~conv] == -1).all()
+    assert (pk.quads_at[conv] >= 0).all() == K8.HAS_AVX512VNNI and conv.sum() >= 5
+    x_q = model.graph.fold(quantize_act(x, *model.program8.input_qp)[0])
+    program = (pk.steps, pk.weights, pk.biases, pk.channels, pk.lengths, pk.quads)
+    for n in (1, 70):
+        packed = K8.run_program_int8(x_q[:n], *program, pk.quads_at)
+        unpacked = K8.run_program_int8(x_q[:n], *program, np.full_like(pk.quads_at, -1))
+        for a, b in zip(packed, unpacked, strict=True):
+            np.testing.assert_array_equal(a, b)
