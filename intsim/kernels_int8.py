@@ -296,7 +296,8 @@ def add_int8_into(
 
 # ---------------------------------------------------------------- small convolutions
 SMALL_CONV_POSITIONS = 64  # a conv of fewer output positions (B * T_out: batch 1) runs as `conv_small_int8`
-# (from 64 positions kernels_mac's pair tiles are faster, the default model's 144-channel head included)
+# (from 64 positions the tiles of kernels_mac are faster: the quads on AVX512-VNNI, else the pairs; a packed
+# program's convs take the quads at every batch, their weights packed once: `pack_conv_quads`)
 SMALL_POS_BLOCK = 4  # positions summed together: each weight column is read once for four
 
 

@@ -3,9 +3,11 @@
 The sums (docs/quant-spec.md 2.2/2.3 and 3.4 share them): every product and the bias are added
 exactly: in int32 accumulators where the caller proved the layer's bound (`acc_bound`, from the
 weights and the input range: no partial sum can leave int32, so the sums are the spec's int64 sums
-bit for bit), else in int64. Each finished sum is narrowed at once by the one requantization both
-precisions share (fixedpoint.requantize: INT16 is m0 = 1, zero point 0, 16 bits; INT8 the
-per-channel multiplier and shift, 8 bits) into the caller's output array: no int64 sum tensor.
+bit for bit; the INT8 quad tiles start from a rearranged bias that may leave int32 and rely on int32
+lanes wrapping modulo 2^32: their final sums are the same, as those lie in int32), else in int64.
+Each finished sum is narrowed at once by the one requantization both precisions share
+(fixedpoint.requantize: INT16 is m0 = 1, zero point 0, 16 bits; INT8 the per-channel multiplier and
+shift, 8 bits) into the caller's output array: no int64 sum tensor.
 Scratch (`work`, `part`, `row`) comes from the caller so a whole program reuses it across layers.
 Numba, integer only.
 """
@@ -524,12 +526,13 @@ def requant8_round(
     lane); shifts 1..54. The rounding, with the zero point, as
     floor((p + 2^(s-1) - 1 + z 2^s + odd(floor(p / 2^s))) / 2^s) for p = acc * mul, s >= 1: the ties go
     to the even neighbour, the rest to the nearest, as rne_shift's compare of twice the remainder, and
-    z 2^s adds z after the floor (|p| <= 2^62 and |z| <= 128, s <= 54: the sum fits int64).
+    z 2^s adds z after the floor (|p| <= 2^62 and z an int8 zero point, s <= 54: the sum fits int64).
     args[8], args[13:18] = (w_off, n_valid, counts, mul, shifts, y_zp)."""
     i32, i64 = ir.IntType(32), ir.IntType(64)
     vec, wide = ir.VectorType(i32, PAIR_LANES), ir.VectorType(i64, PAIR_LANES)
     undef, zeros = ir.Constant(wide, None), ir.Constant(vec, [0] * PAIR_LANES)
-    w_off_v, n_valid_v, y_zp_v = args[8], args[13], args[17]
+    w_off_v, n_valid_v = args[8], args[13]
+    y_zp_v = context.cast(builder, args[17], signature.args[17], types.int64)
     counts_d, mul_d, shifts_d = (
         context.make_array(signature.args[k])(context, builder, args[k]).data for k in (14, 15, 16)
     )
@@ -587,7 +590,7 @@ def pair_tile_loops(
     sum is narrowed (the saturations of the positions p < n_valid added to counts[0]): with
     0 <= shift <= 30 (NARROW_SAT16) to sat16(rne_shift(sum, shift)); with shift < 0 and mul non-empty
     (NARROW_REQUANT8) to requantize(sum, mul[w_off + l], shifts[w_off + l], y_zp, 8) (int32 multipliers,
-    shifts 1..54, |y_zp| <= 128); with shift < 0 and mul empty (NARROW_NONE) the sums stay."""
+    shifts 1..54, y_zp an int8 zero point); with shift < 0 and mul empty (NARROW_NONE) the sums stay."""
     n_l = n_lanes
     for p in range(x_offs.shape[0]):
         out = acc[p * a_step : p * a_step + n_l]
@@ -647,8 +650,9 @@ def quad_tile_loops(
     """One INT8 conv tile of u8 x s8 quads in plain loops (the quad intrinsics of `_make_pair_tile`, vpdpbusd,
     compute the same): for position p < len(x_offs) and lane l < n_lanes: acc[p*a_step + l] = bias[w_off + l]
     + sum_{m < n_quads} sum_{i < 4} (x[x_offs[p] + quad_offs[4m + i]] + 128) s8_i(wq[w_off + m*w_step + l])
-    (byte i of the int32, lowest first; x_zp unused: `quad_weights` moved it into the bias), wrapped to int32,
-    then narrowed as `pair_tile_loops` (NARROW_REQUANT8 with mul non-empty)."""
+    (byte i of the int32, lowest first; x_zp and shift unused, kept for the tiles' one argument list:
+    `quad_weights` moved x_zp into the bias), wrapped to int32, then narrowed as `pair_tile_loops`
+    (NARROW_REQUANT8 with mul non-empty)."""
     n_l = n_lanes
     for p in range(x_offs.shape[0]):
         out = acc[p * a_step : p * a_step + n_l]
@@ -704,8 +708,9 @@ def conv_pairs_requant(
     """`conv_rows_requant`'s sums and requantization (int32 accumulators: only where the caller proved the
     bound) by int16 pair multiply-adds: window rows j = k*C_in + c taken two at a time (x read in place: the
     pair's two values per position, zero point removed, packed into one int32 and broadcast), P positions
-    by V vectors of 16 output channels per tile (`tile_shape`), every pair row summed in registers, then
-    each position's outputs requantized into y -> saturations. part: int32 scratch of P * O_pad values."""
+    by V vectors of 16 output channels per tile (`tile_shape`), every pair row summed in registers and
+    narrowed there (INT16's sat16, INT8's per-channel requantization where `requant8_fits`; else after the
+    tile, per position), into y -> saturations. part: int32 scratch of P * O_pad values."""
     n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
     n_win = k_size * c_in
@@ -734,8 +739,10 @@ def conv_pairs_requant(
 @njit(cache=True)
 def requant8_fits(mul: I64Array, shift: I64Array, zp: int) -> bool:
     """Whether the requant8 tiles (`requant8_round`) can narrow these channels: int32 multipliers, shifts
-    1..54, |zp| <= 128; spec 3.2's m0 < 2^31, and its shift 31 - e lies there for 2^-24 <= M < 2^30."""
-    return bool(np.all(np.abs(mul) < 2**31) and np.all((shift >= 1) & (shift <= 54)) and abs(zp) <= 128)
+    1..54, an int8 zero point (so the padded lanes, 0 + zp, never saturate); spec 3.2's m0 < 2^31, and its
+    shift 31 - e lies there for 2^-24 <= M < 2^30."""
+    fits_mul = np.all((mul >= -(2**31)) & (mul < 2**31))
+    return bool(fits_mul and np.all((shift >= 1) & (shift <= 54)) and -128 <= zp <= 127)
 
 
 @njit(cache=True)
@@ -760,6 +767,8 @@ def conv_quads_requant(
     mul, shift = channel_requant(m0, sh, c_out)
     if not requant8_fits(mul, shift, zp):
         raise ValueError("conv_quads_requant: a channel's multiplier or shift is outside the requant8 tiles'")
+    if x.itemsize != 1:
+        raise ValueError("conv_quads_requant: x must be int8")
     wq, bias = quad_weights(w_cols, b, x_zp, tile_shape(c_out)[1] * PAIR_LANES)
     return conv_quads_packed(x, wq, bias, k_size, stride, mul, shift, zp, part, y)
 
@@ -801,7 +810,7 @@ def quad_weights(w_cols: IntArray, b: I64Array, x_zp: int, o_blk: int) -> tuple[
     to o_blk; byte i (lowest first) of wq[m * O_pad + o] the int8 weight w_cols[4m + i, o] (0 beyond J rows
     and C_out). The bias b - (x_zp + 128) * sum_j w_cols[j, o] (sum w (x - x_zp) = sum w (x + 128) -
     (x_zp + 128) sum w), wrapped to int32: the tiles' wrapped int32 sums then end exact wherever the caller
-    proved the true sum fits."""
+    proved the true sum fits. ValueError for a weight outside int8."""
     n_win, c_out = w_cols.shape
     o_pad = (c_out + o_blk - 1) // o_blk * o_blk
     wq = np.zeros((n_win + 3) // 4 * o_pad, np.int32)
@@ -811,6 +820,8 @@ def quad_weights(w_cols: IntArray, b: I64Array, x_zp: int, o_blk: int) -> tuple[
         row, up = wq[j // 4 * o_pad : j // 4 * o_pad + c_out], 8 * (j % 4)
         for o in range(c_out):
             w = np.int64(w_cols[j, o])
+            if w < -128 or w > 127:
+                raise ValueError("quad_weights: a weight outside int8")
             total[o] += w
             row[o] |= np.int32((w & 0xFF) << up)
     for o in range(c_out):
@@ -851,7 +862,8 @@ def conv_tiles(
         raise ValueError("conv scratch smaller than conv_scratch_size")
     x_offs = np.empty(n_p, np.int64)
     acc = part[: n_p * o_pad]
-    mul_p, shift_p = np.zeros(o_pad, np.int32), np.ones(o_pad, np.int64)  # padded lanes: 0 * 1 (unused)
+    # the padded lanes: 0 * 1 + zp, within int8 (`requant8_fits`): not stored and never saturated
+    mul_p, shift_p = np.zeros(o_pad, np.int32), np.ones(o_pad, np.int64)
     if narrowing == NARROW_REQUANT8:
         mul_p[:c_out], shift_p[:c_out] = mul, shift
     no_mul, no_shift = mul_p[:0], shift_p[:0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -77,3 +78,16 @@ def chunked(monkeypatch):
         return calls
 
     return record
+
+
+@functools.cache
+def run_tile(tile):
+    """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only), one
+    per tile (compiled once per argument types)."""
+    from numba import njit
+
+    @njit
+    def run(*args):
+        tile(*args)
+
+    return run

@@ -5,10 +5,10 @@ reference sums (kernels_mac.conv_requant, narrow False), and the tiles equal to 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from numba import njit
 
 from intsim import kernels_mac as M
 from intsim.fixedpoint import quantize_multiplier, requantize
+from tests.conftest import run_tile
 
 I8 = np.int8
 
@@ -20,7 +20,9 @@ def conv_case(rng: np.random.Generator, n_b: int, c_in: int, k: int, stride: int
     x = rng.integers(-128, 128, (n_b, c_in, length)).astype(I8)
     w_cols = np.ascontiguousarray(M.weight_cols(rng.integers(-128, 128, (c_out, c_in, k)).astype(I8)))
     b = rng.integers(-(2**20), 2**20, c_out).astype(np.int64)
-    mults = [quantize_multiplier(m) for m in np.exp(rng.uniform(np.log(1e-6), np.log(0.5), c_out))]
+    scales = np.exp(rng.uniform(np.log(1e-6), np.log(0.5), c_out))
+    scales[: int(rng.integers(0, 3))] = rng.choice([2.0**-24, 2.0**29], 2)[: min(2, c_out)][:1]  # shift 54 or 1
+    mults = [quantize_multiplier(m) for m in scales]
     m0 = np.array([m for m, _ in mults], np.int64)
     sh = np.array([s for _, s in mults], np.int64)
     x_zp, y_zp = (int(rng.choice([-128, 127, int(rng.integers(-128, 128))])) for _ in range(2))
@@ -43,6 +45,9 @@ def test_quad_conv_equals_int64_reference(seed, n_b, c_in, k, stride, c_out):
     rng = np.random.default_rng(seed)
     x, x_zp, w_cols, b, m0, sh, y_zp = conv_case(rng, n_b, c_in, k, stride, c_out)
     t_out = (x.shape[2] - k) // stride + 1
+    if seed % 2:  # at least 64 positions: the pair tiles' requant8 path below, not the position blocks
+        x = np.concatenate([x] * (64 // (n_b * t_out) + 1))
+        n_b = x.shape[0]
     work, part32, part64, _ = M.scratch(M.conv_scratch_size(n_b, c_in, x.shape[2], c_out, k, t_out), 0)
     ref = np.empty((n_b, c_out, t_out), I8)
     args = (x, x_zp, w_cols, b, k, stride, m0, sh, y_zp)
@@ -50,30 +55,41 @@ def test_quad_conv_equals_int64_reference(seed, n_b, c_in, k, stride, c_out):
     y = np.full_like(ref, 99)
     assert M.conv_quads_requant(*args, part32, y) == n_ref
     np.testing.assert_array_equal(y, ref)
-    y[:] = 99  # the int32 path without VNNI: pair tiles (requant8 in registers) from 64 positions on
+    y[:] = 99  # the int32 path without VNNI: pair tiles (requant8 in registers) from 64 positions on, else
+    # the position blocks
     assert M.conv_requant(*args, 8, True, M.PROD16, work, part32, part64, y) == n_ref
     np.testing.assert_array_equal(y, ref)
 
 
-def test_quad_conv_refuses_channels_its_requantization_cannot_take():
-    """A shift outside 1..54 (a multiplier below 2^-24) is an error, not a different rounding."""
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m0, sh: sh.__setitem__(1, 55),  # a multiplier below 2^-24
+        lambda m0, sh: sh.__setitem__(1, 0),  # a multiplier of 2^30 or more
+        lambda m0, sh: m0.__setitem__(1, 2**31),  # not int32
+        lambda m0, sh: m0.__setitem__(1, -(2**63)),  # not int32 (|m0| wraps)
+    ],
+)
+def test_quad_conv_refuses_channels_its_requantization_cannot_take(change):
+    """A channel outside the requant8 tiles' multipliers and shifts is an error, not a different rounding;
+    so is a zero point outside int8 (its padded lanes would count as saturated)."""
     rng = np.random.default_rng(0)
     x, x_zp, w_cols, b, m0, sh, y_zp = conv_case(rng, 2, 4, 1, 1, 3)
-    sh[1] = 55
     part = np.zeros(4096, np.int32)
     y = np.zeros((2, 3, x.shape[2]), I8)
-    with pytest.raises(ValueError, match="requant8"):
-        M.conv_quads_requant(x, x_zp, w_cols, b, 1, 1, m0, sh, y_zp, part, y)
+    bad_m0, bad_sh = m0.copy(), sh.copy()
+    change(bad_m0, bad_sh)
+    for args in ((bad_m0, bad_sh, y_zp), (m0, sh, 128)):
+        with pytest.raises(ValueError, match="requant8"):
+            M.conv_quads_requant(x, x_zp, w_cols, b, 1, 1, *args, part, y)
+    assert not M.requant8_fits(bad_m0, bad_sh, 0) and not M.requant8_fits(m0, sh, 128)
 
 
-def run_tile(tile):
-    """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only)."""
-
-    @njit
-    def run(*args):
-        tile(*args)
-
-    return run
+def test_quad_tiles_are_the_intrinsics_where_numba_targets_vnni():
+    """The tile tests below compare the vpdpbusd intrinsics with the loops, not the loops with themselves,
+    wherever the CPU has AVX512-VNNI (as this project's machines do)."""
+    assert (M.quad_tile_4x4 is not M.quad_tile_loops) == M.HAS_AVX512VNNI
+    assert (M.requant8_tile_4x4 is not M.pair_tile_loops) == M.HAS_AVX512BW
 
 
 @settings(max_examples=10, deadline=None)

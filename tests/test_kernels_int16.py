@@ -15,11 +15,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from numba import njit
 
 from intsim import kernels_int16 as K
 from intsim.float_ref import sigmoid, silu
 from intsim.lut import int16_table, int16_table_clamped
+from tests.conftest import run_tile
 
 I16 = np.int16
 MAXV, MINV = 32767, -32768
@@ -254,16 +254,6 @@ def narrowed_rows(rounded: list, n_valid: int) -> tuple[np.ndarray, int]:
     """(values int32[P, lanes], saturations of the first n_valid positions) of per-lane (value, flag)."""
     values = np.array([[v for v, _ in row] for row in rounded], np.int32)
     return values, sum(int(s) for row in rounded[:n_valid] for _, s in row)
-
-
-def run_tile(tile):
-    """A jitted caller of a kernels_mac conv tile (the intrinsics are callable from jitted code only)."""
-
-    @njit
-    def run(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, *rest):
-        tile(acc, a_step, x, zp, x_offs, pair_offs, n_pairs, wp, w_off, w_step, bias, n_l, *rest)
-
-    return run
 
 
 @settings(max_examples=25, deadline=None)
