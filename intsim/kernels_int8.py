@@ -45,7 +45,6 @@ from intsim.kernels_int16 import (
 from intsim.kernels_mac import (
     HAS_AVX512VNNI,
     INT32_LIMIT,
-    PAIR_LANES,
     PROD16,
     acc_bound,
     channel_requant,
@@ -58,7 +57,7 @@ from intsim.kernels_mac import (
     quad_weights,
     requant8_fits,
     scratch,
-    tile_shape,
+    tile_lanes,
     weight_cols,
 )
 from intsim.lut import EXP_FRAC_BITS
@@ -493,10 +492,10 @@ K8_CONV, K8_DWCONV, K8_RMSNORM, K8_LUT, K8_SCAN, K8_MUL = (k.code for k in KERNE
 @njit(cache=True)
 def pack_conv_quads(steps: I64Array, weights: I16Array, biases: I64Array) -> tuple[I32Array, I64Array]:
     """The quad tiles' weights of a packed INT8 program's convolutions, packed once per model: (quads
-    int32[...], at int64[n_steps]); conv step i's `kernels_mac.quad_weights` (bias int32[O_pad], then
-    wq int32[ceil(J / 4) * O_pad]) from quads[at[i]]; at[i] = -1 for every other step and for convs
-    the quad tiles do not take (not `narrow`, channels outside `requant8_fits`, or a CPU without
-    AVX512-VNNI, where the pair tiles are faster): those run as `conv_int8_into`."""
+    int32[...], at int64[n_steps]); conv step i's `kernels_mac.quad_weights` at quads[at[i]:]
+    (`quad_views`); at[i] = -1 for every other step and for convs the quad tiles do not take (not
+    `narrow`, channels outside `requant8_fits`, or a CPU without AVX512-VNNI, where the pair tiles are
+    faster): those run as `conv_int8_into`."""
     n = steps.shape[0]
     at = np.full(n, -1, np.int64)
     size = 0
@@ -504,31 +503,31 @@ def pack_conv_quads(steps: I64Array, weights: I16Array, biases: I64Array) -> tup
         r = steps[i]
         if r[COL_OP] != K8_CONV or r[C8_NARROW] == 0 or not HAS_AVX512VNNI:
             continue
-        c_out, n_win = r[COL_W0], r[COL_W1] * r[COL_W2]
+        c_out = r[COL_W0]
         m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
         sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
         if requant8_fits(*channel_requant(m0, sh, c_out), r[C8_Y_ZP]):
-            o_pad = quad_lanes(c_out)
             at[i] = size
-            size += o_pad * (1 + (n_win + 3) // 4)
+            size += tile_lanes(c_out) * (1 + (r[COL_W1] * r[COL_W2] + 3) // 4)
     quads = np.zeros(size, np.int32)
     for i in range(n):
         if at[i] >= 0:
             r = steps[i]
             c_out, n_win = r[COL_W0], r[COL_W1] * r[COL_W2]
             w_cols = weights[r[COL_W_OFF] : r[COL_W_OFF] + n_win * c_out].reshape((n_win, c_out))
-            b = biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out]
-            wq, bias = quad_weights(w_cols, b, r[C8_X_ZP], tile_shape(c_out)[1] * PAIR_LANES)
-            quads[at[i] : at[i] + bias.shape[0]] = bias
-            quads[at[i] + bias.shape[0] : at[i] + bias.shape[0] + wq.shape[0]] = wq
+            wq, bias = quad_weights(w_cols, biases[r[COL_B_OFF] : r[COL_B_OFF] + c_out], r[C8_X_ZP])
+            bias_at, wq_at = quad_views(quads, at[i], c_out, n_win)
+            bias_at[:] = bias
+            wq_at[:] = wq
     return quads, at
 
 
 @njit(cache=True)
-def quad_lanes(c_out: int) -> int:
-    """O_pad of `kernels_mac.quad_weights` for c_out output channels: c_out rounded up to the tile's lanes."""
-    o_blk = tile_shape(c_out)[1] * PAIR_LANES
-    return (c_out + o_blk - 1) // o_blk * o_blk
+def quad_views(quads: I32Array, at: int, c_out: int, n_win: int) -> tuple[I32Array, I32Array]:
+    """(bias int32[O_pad], wq int32[ceil(n_win / 4) * O_pad]) of one conv in `pack_conv_quads`' array,
+    from quads[at]: the bias first, then the weights (O_pad = `kernels_mac.tile_lanes(c_out)`)."""
+    o_pad = tile_lanes(c_out)
+    return quads[at : at + o_pad], quads[at + o_pad : at + o_pad * (1 + (n_win + 3) // 4)]
 
 
 @njit(cache=True)
@@ -561,9 +560,7 @@ def run_program_int8(
             m0 = biases[r[COL_B_OFF] + c_out : r[COL_B_OFF] + 2 * c_out]
             sh = biases[r[COL_B_OFF] + 2 * c_out : r[COL_B_OFF] + 3 * c_out]
             if kernel == K8_CONV and quads_at[i] >= 0:
-                o_pad, at = quad_lanes(c_out), quads_at[i]
-                bias_q = quads[at : at + o_pad]
-                wq = quads[at + o_pad : at + o_pad * (1 + (r[COL_W1] * r[COL_W2] + 3) // 4)]
+                bias_q, wq = quad_views(quads, quads_at[i], c_out, r[COL_W1] * r[COL_W2])
                 mul, shift = channel_requant(m0, sh, c_out)
                 s = conv_quads_packed(a, wq, bias_q, r[COL_W2], r[C8_STRIDE], mul, shift, r[C8_Y_ZP], part32, y)
             elif kernel == K8_CONV:

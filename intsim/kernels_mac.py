@@ -314,9 +314,7 @@ def conv_scratch_size(n_b: int, c_in: int, length: int, c_out: int, k_size: int,
     """Scratch values (`part32` and `part64`, each) one conv of a batch of n_b needs (`conv_requant`):
     the pair tiles' accumulators (P rows of C_out rounded up to the tile's V*PAIR_LANES, `tile_shape`)
     and the position blocks' (POS_BLOCK rows of padded(C_out), plus a cache line for `aligned`)."""
-    n_p, n_v = tile_shape(c_out)
-    o_blk = n_v * PAIR_LANES
-    return max(n_p * ((c_out + o_blk - 1) // o_blk * o_blk), POS_BLOCK * padded(c_out) + ALIGN_BYTES)
+    return max(tile_shape(c_out)[0] * tile_lanes(c_out), POS_BLOCK * padded(c_out) + ALIGN_BYTES)
 
 
 PAIR_TILE = 16  # accumulator vectors of a conv tile: P positions x V vectors of 16 output channels, P*V = 16
@@ -328,6 +326,13 @@ def tile_shape(c_out: int) -> tuple[int, int]:
     """(P positions, V vectors of PAIR_LANES output channels) of the conv tile for c_out outputs."""
     v = 4 if c_out > 2 * PAIR_LANES else 2 if c_out > PAIR_LANES else 1
     return PAIR_TILE // v, v
+
+
+@njit(cache=True)
+def tile_lanes(c_out: int) -> int:
+    """O_pad: c_out rounded up to whole blocks of the tile's V * PAIR_LANES output channels (`tile_shape`)."""
+    o_blk = tile_shape(c_out)[1] * PAIR_LANES
+    return (c_out + o_blk - 1) // o_blk * o_blk
 
 
 NARROW_NONE, NARROW_SAT16, NARROW_REQUANT8 = 0, 1, 2  # a conv tile's narrowing (`pair_tile_loops`)
@@ -360,6 +365,10 @@ def _make_pair_tile(n_p: int, n_v: int, narrowing: int, quads: bool = False) -> 
         def splat(v: ir.Value) -> ir.Value:
             return builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i32, 0)), undef, zeros)
 
+        def x_value(at: ir.Value) -> ir.Value:  # an x value as int32 (x int8 or int16; int32 x: quads only)
+            v = builder.load(builder.gep(x_d, [at]))
+            return v if v.type.width == 32 else builder.sext(v, i32)
+
         zp32 = builder.trunc(zp_v, i32)
         bases = [builder.load(builder.gep(xo_d, [const(p)])) for p in range(n_p)]
         inits = [vload(b_d, builder.add(w_off_v, const(PAIR_LANES * v))) for v in range(n_v)] * n_p
@@ -385,21 +394,16 @@ def _make_pair_tile(n_p: int, n_v: int, narrowing: int, quads: bool = False) -> 
                 xv = splat(quad)
                 for v in range(n_v):
                     new.append(builder.call(dot4, [accs[p * n_v + v], xv, builder.bitcast(ws[v], vec)]))
-        else:
+        else:  # two x values per position (offsets[2m], [2m + 1]), zero point removed, as one int16 pair
             off0 = builder.load(builder.gep(po_d, [builder.mul(m, const(2))]))
             off1 = builder.load(builder.gep(po_d, [builder.add(builder.mul(m, const(2)), const(1))]))
-
-        def x_value(at: ir.Value) -> ir.Value:  # an x value as int32 (x int8 or int16)
-            v = builder.load(builder.gep(x_d, [at]))
-            return v if v.type.width == 32 else builder.sext(v, i32)
-
-        for p in range(0 if quads else n_p):
-            lo = builder.sub(x_value(builder.add(bases[p], off0)), zp32)
-            hi = builder.sub(x_value(builder.add(bases[p], off1)), zp32)
-            pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
-            xv = builder.bitcast(splat(pair), hvec)
-            for v in range(n_v):
-                new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
+            for p in range(n_p):
+                lo = builder.sub(x_value(builder.add(bases[p], off0)), zp32)
+                hi = builder.sub(x_value(builder.add(bases[p], off1)), zp32)
+                pair = builder.or_(builder.and_(lo, ir.Constant(i32, 0xFFFF)), builder.shl(hi, ir.Constant(i32, 16)))
+                xv = builder.bitcast(splat(pair), hvec)
+                for v in range(n_v):
+                    new.append(builder.add(accs[p * n_v + v], builder.call(madd, [xv, ws[v]])))
         m_next = builder.add(m, const(1))
         body = builder.block
         m.add_incoming(const(0), pre)
@@ -668,13 +672,13 @@ def quad_tile_loops(
 
 
 @njit(cache=True)
-def pair_weights(w_cols: IntArray, b: I64Array, o_blk: int) -> tuple[I32Array, I32Array]:
-    """The conv tiles' weights: (wp int32[(J + 1) // 2 * O_pad], bias int32[O_pad]), O_pad = C_out rounded
-    up to o_blk; wp[m * O_pad + o] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low
+def pair_weights(w_cols: IntArray, b: I64Array) -> tuple[I32Array, I32Array]:
+    """The conv tiles' weights: (wp int32[(J + 1) // 2 * O_pad], bias int32[O_pad]), O_pad =
+    `tile_lanes(C_out)`; wp[m * O_pad + o] = the int16 pair (w_cols[2m, o], w_cols[2m + 1, o]) as one int32 (low
     half first, as the tiles pack x); the slots beyond w_cols 0. The bias narrowed to int32: only for
     layers whose bound the caller proved (it bounds |b| too)."""
     n_win, c_out = w_cols.shape
-    o_pad = (c_out + o_blk - 1) // o_blk * o_blk
+    o_pad = tile_lanes(c_out)
     n_pairs = (n_win + 1) // 2
     wp = np.zeros(n_pairs * o_pad, np.int32)
     bias = np.zeros(o_pad, np.int32)
@@ -714,8 +718,7 @@ def conv_pairs_requant(
     n_b, c_in, length = x.shape
     c_out = w_cols.shape[1]
     n_win = k_size * c_in
-    o_blk = tile_shape(c_out)[1] * PAIR_LANES
-    wp, bias = pair_weights(w_cols, b, o_blk)
+    wp, bias = pair_weights(w_cols, b)
     n_pairs = (n_win + 1) // 2
     pair_offs = np.empty(2 * n_pairs, np.int64)  # offsets of window rows 2m, 2m + 1 from a window's start
     for j in range(2 * n_pairs):
@@ -769,7 +772,7 @@ def conv_quads_requant(
         raise ValueError("conv_quads_requant: a channel's multiplier or shift is outside the requant8 tiles'")
     if x.itemsize != 1:
         raise ValueError("conv_quads_requant: x must be int8")
-    wq, bias = quad_weights(w_cols, b, x_zp, tile_shape(c_out)[1] * PAIR_LANES)
+    wq, bias = quad_weights(w_cols, b, x_zp)
     return conv_quads_packed(x, wq, bias, k_size, stride, mul, shift, zp, part, y)
 
 
@@ -805,14 +808,14 @@ def conv_quads_packed(
 
 
 @njit(cache=True)
-def quad_weights(w_cols: IntArray, b: I64Array, x_zp: int, o_blk: int) -> tuple[I32Array, I32Array]:
-    """The quad tiles' weights: (wq int32[ceil(J / 4) * O_pad], bias int32[O_pad]), O_pad = C_out rounded up
-    to o_blk; byte i (lowest first) of wq[m * O_pad + o] the int8 weight w_cols[4m + i, o] (0 beyond J rows
+def quad_weights(w_cols: IntArray, b: I64Array, x_zp: int) -> tuple[I32Array, I32Array]:
+    """The quad tiles' weights: (wq int32[ceil(J / 4) * O_pad], bias int32[O_pad]), O_pad =
+    `tile_lanes(C_out)`; byte i (lowest first) of wq[m * O_pad + o] the int8 weight w_cols[4m + i, o] (0 beyond J rows
     and C_out). The bias b - (x_zp + 128) * sum_j w_cols[j, o] (sum w (x - x_zp) = sum w (x + 128) -
     (x_zp + 128) sum w), wrapped to int32: the tiles' wrapped int32 sums then end exact wherever the caller
     proved the true sum fits. ValueError for a weight outside int8."""
     n_win, c_out = w_cols.shape
-    o_pad = (c_out + o_blk - 1) // o_blk * o_blk
+    o_pad = tile_lanes(c_out)
     wq = np.zeros((n_win + 3) // 4 * o_pad, np.int32)
     bias = np.zeros(o_pad, np.int32)
     total = np.zeros(c_out, np.int64)
